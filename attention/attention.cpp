@@ -1,0 +1,77 @@
+// `attention`: causal multi-head softmax attention with RoPE.
+//
+//   q_t, k_t, v_t = RoPE(W_q u_t), RoPE(W_k u_t), W_v u_t          (per head, d_h = d/H)
+//   o_t = Σ_{j<=t} softmax_j(q_t·k_j / √d_h) v_j,   y_t = W_o concat_h(o_t)
+//
+// Time O(N²·d), memory O(N) with SDPA (LibTorch 2.x) or O(N²) in the explicit LibTorch 1.13 path.
+// Inference state: the KV cache, 2·N·d elements per sequence.
+
+#include "attention/multi_head.h"
+#include "mixers/compat.h"
+
+namespace mixlab {
+namespace {
+
+class CausalAttention : public TokenMixer {
+ public:
+  CausalAttention(const MixerContext& context, const MixerParams& params) {
+    heads_.create(*this, context, params.real("rope_theta"));
+  }
+
+  torch::Tensor forward(const torch::Tensor& x) override {
+    auto [q, k, v] = heads_.project(x);
+    return heads_.output(compat::causal_attention(q, k, v));
+  }
+
+  // flops: projections 8·N·d² + the N(N+1)/2 kept pairs at 4·d each (q·k and p·v).
+  // matmul_flops: the explicit path computes the dense N×N score block (4·N²·d); with SDPA
+  // the core runs inside a fused kernel and issues no separate matrix product.
+  Cost cost(const CostShape& shape) const override {
+    const double b = shape.batch, n = shape.seq_len, d = heads_.d_model;
+    Cost cost;
+    cost.flops = heads_.projection_flops(shape.batch, shape.seq_len) + 2.0 * b * d * n * (n + 1);
+    cost.matmul_flops = heads_.projection_flops(shape.batch, shape.seq_len) +
+                        (compat::sdpa_available() ? 0.0 : 4.0 * b * n * n * d);
+    cost.state_bytes = 2.0 * b * n * d * shape.bytes_per_element;
+    return cost;
+  }
+
+  bool has_step() const override { return true; }
+  MixerState initial_state(int64_t batch, const torch::TensorOptions& options) const override {
+    MixerState state;
+    state.tensors["key_cache"] = torch::zeros({batch, heads_.n_heads, 0, heads_.head_dim}, options);
+    state.tensors["value_cache"] = torch::zeros({batch, heads_.n_heads, 0, heads_.head_dim}, options);
+    return state;
+  }
+  // Single-query attention over the cache plus the current token.
+  torch::Tensor step(const torch::Tensor& x_t, MixerState& state) override {
+    auto [q, k, v] = heads_.project_one(x_t, state.position);  // [B, H, 1, d_h]
+    auto& keys = state.tensors["key_cache"];
+    auto& values = state.tensors["value_cache"];
+    keys = torch::cat({keys, k}, 2);
+    values = torch::cat({values, v}, 2);
+    const double scale = 1.0 / std::sqrt(static_cast<double>(heads_.head_dim));
+    auto weights = torch::softmax(torch::matmul(q, keys.transpose(-2, -1)) * scale, -1);
+    state.position += 1;
+    return heads_.output(torch::matmul(weights, values)).squeeze(1);
+  }
+
+ private:
+  MultiHeadProjections heads_;
+};
+
+}  // namespace
+
+MIXLAB_REGISTER_MIXER(attention) {
+  MixerEntry entry;
+  entry.name = "attention";
+  entry.description = "causal multi-head softmax attention with RoPE (SDPA where LibTorch has it)";
+  entry.params = {rope_theta_param()};
+  entry.validate = validate_heads;
+  entry.factory = [](const MixerContext& context, const MixerParams& params) -> TokenMixerPtr {
+    return std::make_shared<CausalAttention>(context, params);
+  };
+  return entry;
+}
+
+}  // namespace mixlab

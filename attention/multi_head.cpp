@@ -1,0 +1,72 @@
+#include "attention/multi_head.h"
+
+namespace mixlab {
+
+void normal_init(torch::nn::Linear& linear, double std) {
+  torch::NoGradGuard no_grad;
+  linear->weight.normal_(0.0, std);
+  if (linear->bias.defined()) linear->bias.zero_();
+}
+
+void MultiHeadProjections::create(torch::nn::Module& owner, const MixerContext& context,
+                                  double theta) {
+  d_model = context.d_model;
+  n_heads = context.n_heads;
+  head_dim = d_model / n_heads;
+  rope_theta = theta;
+  auto make = [&](const char* name) {
+    auto linear = owner.register_module(
+        name, torch::nn::Linear(torch::nn::LinearOptions(d_model, d_model).bias(false)));
+    normal_init(linear, context.init_std);
+    return linear;
+  };
+  q_proj = make("q_proj");
+  k_proj = make("k_proj");
+  v_proj = make("v_proj");
+  o_proj = make("o_proj");
+}
+
+MultiHeadProjections::Heads MultiHeadProjections::project(const torch::Tensor& x,
+                                                          const torch::Tensor& positions) const {
+  const int64_t batch = x.size(0), n = x.size(1);
+  auto split = [&](const torch::Tensor& t) {  // [B, N, d] -> [B, H, N, d_h]
+    return t.view({batch, n, n_heads, head_dim}).transpose(1, 2);
+  };
+  auto pos = positions.defined()
+                 ? positions
+                 : torch::arange(n, torch::TensorOptions().dtype(torch::kLong).device(x.device()));
+  auto [cos, sin] = rope_tables(pos, head_dim, rope_theta, x.options());
+  Heads heads;
+  heads.q = apply_rope(split(q_proj(x)), cos, sin);
+  heads.k = apply_rope(split(k_proj(x)), cos, sin);
+  heads.v = split(v_proj(x));
+  return heads;
+}
+
+MultiHeadProjections::Heads MultiHeadProjections::project_one(const torch::Tensor& x_t,
+                                                              int64_t position) const {
+  auto pos = torch::full({1}, position, torch::TensorOptions().dtype(torch::kLong).device(x_t.device()));
+  return project(x_t.unsqueeze(1), pos);
+}
+
+torch::Tensor MultiHeadProjections::output(const torch::Tensor& heads) const {
+  const int64_t batch = heads.size(0), n = heads.size(2);
+  return o_proj(heads.transpose(1, 2).reshape({batch, n, d_model}));
+}
+
+ParamSpec rope_theta_param(double default_theta) {
+  return ParamSpec::real("rope_theta", default_theta,
+                         "RoPE base theta (rotate-half convention); SCOUT/Qwen2 use 1e6", 1.0);
+}
+
+void validate_heads(const MixerContext& context, const MixerParams&) {
+  if (context.d_model % context.n_heads != 0)
+    throw RegistryError("d_model (" + std::to_string(context.d_model) +
+                        ") must be divisible by n_heads (" + std::to_string(context.n_heads) + ")");
+  if ((context.d_model / context.n_heads) % 2 != 0)
+    throw RegistryError("head dimension d_model/n_heads = " +
+                        std::to_string(context.d_model / context.n_heads) +
+                        " must be even for RoPE");
+}
+
+}  // namespace mixlab

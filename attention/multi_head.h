@@ -1,0 +1,45 @@
+#pragma once
+// Shared pieces of the attention family: the four bias-free projections named as Hugging Face
+// names them (q_proj, k_proj, v_proj, o_proj; weights stored [out, in]), head split/merge, and
+// the parameters every attention entry takes.
+
+#include "attention/rope.h"
+#include "mixers/registry.h"
+
+namespace mixlab {
+
+// The multi-head projections of one attention layer.  d_model = n_heads * head_dim.
+class MultiHeadProjections {
+ public:
+  MultiHeadProjections() = default;
+  // Registers q_proj, k_proj, v_proj, o_proj on `owner`, initialised N(0, init_std).
+  void create(torch::nn::Module& owner, const MixerContext& context, double rope_theta);
+
+  // x: [B, N, d] -> q, k, v: [B, H, N, d_h], q and k rotated at absolute positions 0..N-1
+  // (or `positions` when given: [N]).
+  struct Heads { torch::Tensor q, k, v; };
+  Heads project(const torch::Tensor& x, const torch::Tensor& positions = {}) const;
+  // One token at absolute position `position`: x_t: [B, d] -> q, k, v: [B, H, 1, d_h].
+  Heads project_one(const torch::Tensor& x_t, int64_t position) const;
+  // [B, H, N, d_h] -> o_proj(merge heads) : [B, N, d]
+  torch::Tensor output(const torch::Tensor& heads) const;
+
+  int64_t n_heads = 0, head_dim = 0, d_model = 0;
+  double rope_theta = 1e4;
+  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+
+  // Projection FLOPs for N tokens and B sequences: 4 products of d x d, 2 FLOPs each.
+  double projection_flops(int64_t batch, int64_t seq_len) const {
+    return 8.0 * batch * seq_len * static_cast<double>(d_model) * d_model;
+  }
+};
+
+// Parameters common to every attention entry.
+ParamSpec rope_theta_param(double default_theta = 10000.0);
+// Checks that d_model is divisible by n_heads with an even head dimension.
+void validate_heads(const MixerContext& context, const MixerParams& params);
+
+// Initialise a Linear's weight N(0, std) and zero its bias, as SCOUT/HF initialise.
+void normal_init(torch::nn::Linear& linear, double std);
+
+}  // namespace mixlab

@@ -1,0 +1,294 @@
+#include "harness/config.h"
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace mixlab {
+
+namespace fs = std::filesystem;
+
+ConfigError::ConfigError(const std::string& file_, const std::string& path_, const std::string& message)
+    : std::runtime_error((file_.empty() ? std::string("config") : file_) +
+                         (path_.empty() ? std::string() : ": at " + path_) + ": " + message),
+      file(file_), path(path_), detail(message) {}
+
+json parse_json_text(const std::string& text, const std::string& file) {
+  try {
+    return json::parse(text, /*callback=*/nullptr, /*allow_exceptions=*/true, /*ignore_comments=*/true);
+  } catch (const json::parse_error& error) {
+    // Turn the byte offset into a line and column.
+    size_t line = 1, column = 1;
+    for (size_t i = 0; i < text.size() && i + 1 < error.byte; ++i) {
+      if (text[i] == '\n') { ++line; column = 1; } else { ++column; }
+    }
+    std::string message = error.what();
+    auto colon = message.find("syntax error");
+    throw ConfigError(file, "", "malformed JSON at line " + std::to_string(line) + ", column " +
+                                    std::to_string(column) + ": " +
+                                    (colon == std::string::npos ? message : message.substr(colon)));
+  }
+}
+
+json read_json_file(const std::string& file) {
+  std::ifstream in(file);
+  if (!in) throw ConfigError(file, "", "cannot open the file");
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return parse_json_text(buffer.str(), file);
+}
+
+std::string presets_dir() {
+  if (const char* env = std::getenv("MIXLAB_PRESETS")) return env;
+  if (fs::is_directory("experiments/presets")) return "experiments/presets";
+  return std::string(MIXLAB_SOURCE_DIR) + "/experiments/presets";
+}
+
+std::vector<std::string> preset_names() {
+  std::vector<std::string> names;
+  std::error_code error;
+  for (const auto& item : fs::directory_iterator(presets_dir(), error))
+    if (item.path().extension() == ".json") names.push_back(item.path().stem().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+namespace {
+std::string join(const std::vector<std::string>& items) {
+  std::string out;
+  for (size_t i = 0; i < items.size(); ++i) out += (i ? ", " : "") + items[i];
+  return out;
+}
+}  // namespace
+
+json load_preset(const std::string& name, const std::string& file, const std::string& path) {
+  const std::string preset_file = presets_dir() + "/" + name + ".json";
+  if (name.find('/') != std::string::npos || !fs::exists(preset_file))
+    throw ConfigError(file, path, "unknown preset '" + name + "'; valid: " + join(preset_names()));
+  json preset = read_json_file(preset_file);
+  if (preset.contains("model")) preset = preset["model"];
+  preset.erase("description");
+  return preset;
+}
+
+void merge_json(json& base, const json& overrides) {
+  if (!base.is_object() || !overrides.is_object()) {
+    base = overrides;
+    return;
+  }
+  for (auto it = overrides.begin(); it != overrides.end(); ++it) {
+    if (base.contains(it.key()) && base[it.key()].is_object() && it.value().is_object())
+      merge_json(base[it.key()], it.value());
+    else
+      base[it.key()] = it.value();
+  }
+}
+
+namespace {
+std::vector<std::string> split_path(const std::string& dotted) {
+  std::vector<std::string> parts;
+  std::string part;
+  std::istringstream in(dotted);
+  while (std::getline(in, part, '.')) parts.push_back(part);
+  return parts;
+}
+bool is_index(const std::string& s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return std::isdigit(c); });
+}
+}  // namespace
+
+void set_dotted(json& target, const std::string& dotted_path, const json& value) {
+  json* node = &target;
+  for (const auto& part : split_path(dotted_path)) {
+    if (node->is_array() && is_index(part)) {
+      size_t index = std::stoul(part);
+      if (index >= node->size())
+        throw ConfigError("", dotted_path, "index " + part + " is past the end of a list of " +
+                                               std::to_string(node->size()));
+      node = &(*node)[index];
+    } else {
+      if (!node->is_object() && !node->is_null())
+        throw ConfigError("", dotted_path, "'" + part + "' cannot be set inside a non-object value");
+      node = &(*node)[part];
+    }
+  }
+  *node = value;
+}
+
+json get_dotted(const json& target, const std::string& dotted_path) {
+  const json* node = &target;
+  for (const auto& part : split_path(dotted_path)) {
+    if (node->is_array() && is_index(part) && std::stoul(part) < node->size())
+      node = &(*node)[std::stoul(part)];
+    else if (node->is_object() && node->contains(part))
+      node = &(*node)[part];
+    else
+      return nullptr;
+  }
+  return *node;
+}
+
+void apply_dotted_set(json& target, const std::string& assignment) {
+  auto eq = assignment.find('=');
+  if (eq == std::string::npos || eq == 0)
+    throw ConfigError("--set", assignment, "expected key=value, e.g. model.d_model=512");
+  const std::string key = assignment.substr(0, eq), text = assignment.substr(eq + 1);
+  json value;
+  try {
+    value = json::parse(text);
+  } catch (const json::parse_error&) {
+    value = text;
+  }
+  set_dotted(target, key, value);
+}
+
+json resolve_model_json(const json& model, const std::string& file, const std::string& path) {
+  if (!model.is_object()) throw ConfigError(file, path, "must be an object (a preset name or explicit model)");
+  json resolved = json::object();
+  if (model.contains("preset")) {
+    if (!model["preset"].is_string()) throw ConfigError(file, path + ".preset", "must be a string");
+    resolved = load_preset(model["preset"].get<std::string>(), file, path + ".preset");
+    resolved["name"] = model["preset"];
+  }
+  json overrides = model;
+  overrides.erase("preset");
+  // The pattern of an override replaces the preset's; mixer_params are folded in below.
+  merge_json(resolved, overrides);
+  if (resolved.contains("mixer_params")) {
+    const json& by_mixer = resolved["mixer_params"];
+    if (!by_mixer.is_object()) throw ConfigError(file, path + ".mixer_params", "must be an object {mixer: {param: value}}");
+    if (!resolved.contains("pattern") || !resolved["pattern"].is_array())
+      throw ConfigError(file, path + ".pattern", "is missing; mixer_params needs a pattern to apply to");
+    for (auto it = by_mixer.begin(); it != by_mixer.end(); ++it) {
+      if (!Registry::global().contains(it.key()))
+        throw ConfigError(file, path + ".mixer_params." + it.key(),
+                          "unknown mixer; valid: " + join(Registry::global().names()));
+      bool used = false;
+      for (auto& sublayer : resolved["pattern"])
+        if (sublayer.is_object() && sublayer.value("mixer", "") == it.key()) {
+          merge_json(sublayer, it.value());
+          used = true;
+        }
+      if (!used)
+        throw ConfigError(file, path + ".mixer_params." + it.key(), "no sublayer of the pattern uses this mixer");
+    }
+    resolved.erase("mixer_params");
+  }
+  return resolved;
+}
+
+ParamValue param_value_from_json(const json& value, const std::string& file, const std::string& path) {
+  if (value.is_boolean()) return value.get<bool>();
+  if (value.is_number_integer()) return value.get<int64_t>();
+  if (value.is_number()) return value.get<double>();
+  if (value.is_string()) return value.get<std::string>();
+  throw ConfigError(file, path, "must be a number, boolean or string, got " + value.dump());
+}
+
+namespace {
+int64_t require_int(const json& object, const std::string& key, const std::string& file,
+                    const std::string& path, int64_t minimum, int64_t maximum) {
+  const json& value = object.at(key);
+  if (!value.is_number_integer())
+    throw ConfigError(file, path + "." + key, "must be an integer, got " + value.dump());
+  int64_t x = value.get<int64_t>();
+  if (x < minimum || x > maximum)
+    throw ConfigError(file, path + "." + key, "is " + std::to_string(x) + ", outside the valid range [" +
+                                                  std::to_string(minimum) + ", " + std::to_string(maximum) + "]");
+  return x;
+}
+}  // namespace
+
+ModelConfig parse_model_config(const json& model_in, const std::string& file, const std::string& path) {
+  const json model = resolve_model_json(model_in, file, path);
+  static const std::set<std::string> known = {"name", "vocab_size", "d_model", "n_heads", "n_layers",
+                                              "pattern", "tie_embeddings", "norm_eps", "init_std",
+                                              "embedding", "embedding_params"};
+  for (auto it = model.begin(); it != model.end(); ++it)
+    if (!known.count(it.key()))
+      throw ConfigError(file, path + "." + it.key(),
+                        "unknown key; valid: preset, mixer_params, " +
+                            join(std::vector<std::string>(known.begin(), known.end())));
+  ModelConfig config;
+  if (model.contains("name")) config.name = model["name"].get<std::string>();
+  if (model.contains("vocab_size")) config.vocab_size = require_int(model, "vocab_size", file, path, 2, 1 << 24);
+  if (model.contains("d_model")) config.d_model = require_int(model, "d_model", file, path, 1, 1 << 16);
+  if (model.contains("n_heads")) config.n_heads = require_int(model, "n_heads", file, path, 1, 1024);
+  if (model.contains("n_layers")) config.n_layers = require_int(model, "n_layers", file, path, 1, 4096);
+  auto real = [&](const char* key, double& out, double lo, double hi) {
+    if (!model.contains(key)) return;
+    if (!model[key].is_number()) throw ConfigError(file, path + "." + key, "must be a number");
+    out = model[key].get<double>();
+    if (!(out >= lo && out <= hi))
+      throw ConfigError(file, path + "." + key, "is outside the valid range [" + std::to_string(lo) + ", " +
+                                                    std::to_string(hi) + "]");
+  };
+  real("norm_eps", config.norm_eps, 0.0, 1.0);
+  real("init_std", config.init_std, 0.0, 10.0);
+  if (model.contains("tie_embeddings")) {
+    if (!model["tie_embeddings"].is_boolean()) throw ConfigError(file, path + ".tie_embeddings", "must be true or false");
+    config.tie_embeddings = model["tie_embeddings"].get<bool>();
+  }
+  if (model.contains("embedding")) {
+    if (!model["embedding"].is_string()) throw ConfigError(file, path + ".embedding", "must be a string");
+    config.embedding = model["embedding"].get<std::string>();
+  }
+  if (!model.contains("pattern") || !model["pattern"].is_array() || model["pattern"].empty())
+    throw ConfigError(file, path + ".pattern", "must be a non-empty list of sublayers, e.g. "
+                                               "[{\"mixer\": \"attention\"}, {\"mixer\": \"mlp\"}]");
+  if (config.d_model % config.n_heads != 0)
+    throw ConfigError(file, path + ".n_heads", "d_model (" + std::to_string(config.d_model) +
+                                                   ") must be divisible by n_heads (" +
+                                                   std::to_string(config.n_heads) + ")");
+  const json& pattern = model["pattern"];
+  for (size_t i = 0; i < pattern.size(); ++i) {
+    const std::string where = path + ".pattern[" + std::to_string(i) + "]";
+    const json& item = pattern[i];
+    SublayerConfig sublayer;
+    if (item.is_string()) {
+      sublayer.mixer = item.get<std::string>();
+    } else if (item.is_object() && item.contains("mixer") && item["mixer"].is_string()) {
+      sublayer.mixer = item["mixer"].get<std::string>();
+      for (auto it = item.begin(); it != item.end(); ++it)
+        if (it.key() != "mixer")
+          sublayer.params[it.key()] = param_value_from_json(it.value(), file, where + "." + it.key());
+    } else {
+      throw ConfigError(file, where, "must be a mixer name or {\"mixer\": NAME, param: value, ...}");
+    }
+    if (!Registry::global().contains(sublayer.mixer))
+      throw ConfigError(file, where + ".mixer", "unknown mixer '" + sublayer.mixer + "'; valid: " +
+                                                    join(Registry::global().names()));
+    try {
+      MixerParams params = Registry::global().resolve(sublayer.mixer, sublayer.params);
+      const MixerEntry& entry = Registry::global().at(sublayer.mixer);
+      if (entry.validate)
+        entry.validate(MixerContext{config.d_model, config.n_heads, 0, config.n_layers, config.init_std}, params);
+    } catch (const RegistryError& error) {
+      throw ConfigError(file, where, error.what());
+    }
+    config.pattern.push_back(std::move(sublayer));
+  }
+  return config;
+}
+
+std::string model_label(const json& resolved_model) {
+  std::string label = resolved_model.value("name", std::string("custom"));
+  // Name the parameters that make configurations differ most often.
+  static const std::vector<std::pair<std::string, std::string>> shown = {
+      {"segment_size", "S"}, {"window", "W"}, {"d_state", "n"}, {"top_k", "k"}};
+  std::set<std::string> seen;
+  if (resolved_model.contains("pattern"))
+    for (const auto& sublayer : resolved_model["pattern"]) {
+      if (!sublayer.is_object()) continue;
+      for (const auto& [key, short_name] : shown)
+        if (sublayer.contains(key) && !seen.count(key)) {
+          seen.insert(key);
+          label += " " + short_name + "=" + sublayer[key].dump();
+        }
+    }
+  return label;
+}
+
+}  // namespace mixlab

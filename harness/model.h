@@ -1,0 +1,84 @@
+#pragma once
+// The language model mixlab builds from a block pattern (docs/DESIGN.md, "A model").
+//
+//   h_0 = E[tokens]                                     E: [vocab, d_model]
+//   for layer in 0..n_layers-1, for sublayer in pattern:
+//       h = h + Sublayer( RMSNorm(h) )                  pre-norm residual
+//   logits = RMSNorm(h) · Eᵀ   (tied)   or   lm_head(RMSNorm(h))
+//
+// RMSNorm(x) = x · rsqrt(mean(x²) + eps) · w, statistics in float32 (or float64 for float64 input).
+
+#include "mixers/registry.h"
+
+#include <string>
+#include <vector>
+
+namespace mixlab {
+
+struct SublayerConfig {
+  std::string mixer;                             // registry name
+  std::map<std::string, ParamValue> params;      // as given (defaults filled by the registry)
+};
+
+struct ModelConfig {
+  std::string name = "custom";                   // preset name or "custom"
+  int64_t vocab_size = 256;
+  int64_t d_model = 64;
+  int64_t n_heads = 4;
+  int64_t n_layers = 2;
+  std::vector<SublayerConfig> pattern;           // repeated n_layers times
+  bool tie_embeddings = true;
+  double norm_eps = 1e-6;
+  double init_std = 0.02;
+  std::string embedding = "standard";            // "standard" (or "scone" when that option is built)
+};
+
+class RMSNormImpl : public torch::nn::Module {
+ public:
+  RMSNormImpl(int64_t dim, double eps);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor weight;
+  double eps;
+};
+TORCH_MODULE(RMSNorm);
+
+class LanguageModelImpl : public torch::nn::Module {
+ public:
+  explicit LanguageModelImpl(const ModelConfig& config);
+
+  // tokens: [B, N] int64 -> logits [B, N, vocab]
+  torch::Tensor forward(const torch::Tensor& tokens);
+  // tokens: [B, N] -> final normalised hidden states [B, N, d_model]
+  torch::Tensor hidden_states(const torch::Tensor& tokens);
+  // hidden: [B, N, d] -> logits
+  torch::Tensor logits(const torch::Tensor& hidden);
+
+  // Sum of the sublayers' auxiliary losses from the last forward (zero when none has one).
+  torch::Tensor auxiliary_loss() const;
+
+  // Analytic forward cost of the whole model for `shape` (embedding lookup is free; the LM head
+  // is 2·N·d·vocab; norms ~4·N·d each).
+  Cost cost(const CostShape& shape) const;
+
+  // Decoding: one token per sequence. tokens_t: [B] -> logits [B, vocab].
+  bool has_step() const;
+  std::vector<MixerState> initial_states(int64_t batch, const torch::TensorOptions& options) const;
+  torch::Tensor step(const torch::Tensor& tokens_t, std::vector<MixerState>& states);
+
+  int64_t parameter_count() const;
+  int64_t embedding_parameter_count() const;
+
+  const ModelConfig& config() const { return config_; }
+  const std::vector<TokenMixerPtr>& sublayers() const { return sublayers_; }
+
+ private:
+  ModelConfig config_;
+  torch::nn::Embedding embed_tokens_{nullptr};
+  std::vector<RMSNorm> norms_;
+  std::vector<TokenMixerPtr> sublayers_;
+  RMSNorm final_norm_{nullptr};
+  torch::nn::Linear lm_head_{nullptr};
+};
+TORCH_MODULE(LanguageModel);
+
+}  // namespace mixlab

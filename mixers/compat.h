@@ -1,0 +1,44 @@
+#pragma once
+// The one place where LibTorch 1.13 (Debian's libtorch-dev, CPU) and LibTorch 2.x (the PyTorch
+// wheel on the GPU machine) differ for mixlab.  Everything else calls these wrappers.
+
+#include <torch/torch.h>
+#include <torch/version.h>
+
+#define MIXLAB_TORCH_AT_LEAST(major, minor) \
+  (TORCH_VERSION_MAJOR > (major) || (TORCH_VERSION_MAJOR == (major) && TORCH_VERSION_MINOR >= (minor)))
+
+// scaled_dot_product_attention arrived in LibTorch 2.0.
+#define MIXLAB_HAS_SDPA MIXLAB_TORCH_AT_LEAST(2, 0)
+
+namespace mixlab::compat {
+
+// Causal softmax attention over q, k, v: [B, H, N, d_h] -> [B, H, N, d_h], scale d_h^-1/2.
+// Uses SDPA (flash / cuDNN / memory-efficient back-ends) where LibTorch has it; otherwise an
+// explicit masked softmax that builds the N x N score matrix.
+inline torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k,
+                                      const torch::Tensor& v) {
+#if MIXLAB_HAS_SDPA
+  return at::scaled_dot_product_attention(q, k, v, /*attn_mask=*/{}, /*dropout_p=*/0.0,
+                                          /*is_causal=*/true);
+#else
+  const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
+  auto scores = torch::matmul(q, k.transpose(-2, -1)) * scale;  // [B, H, N, N]
+  const int64_t n = q.size(-2);
+  auto future = torch::ones({n, n}, q.options().dtype(torch::kBool)).triu(1);
+  scores = scores.masked_fill(future, -std::numeric_limits<double>::infinity());
+  return torch::matmul(torch::softmax(scores, -1), v);
+#endif
+}
+
+inline bool sdpa_available() { return MIXLAB_HAS_SDPA; }
+
+inline std::string torch_version_string() {
+  return std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." +
+         std::to_string(TORCH_VERSION_PATCH);
+}
+
+// Peak bytes allocated on the current CUDA device since the last reset; 0 without CUDA.
+// (Implemented in harness/device.cpp where the CUDA allocator headers are available.)
+
+}  // namespace mixlab::compat

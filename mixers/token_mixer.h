@@ -1,0 +1,88 @@
+#pragma once
+// The token-mixer contract (docs/DESIGN.md, "The mixer contract").
+//
+// A token mixer maps x: [batch, seq, d_model] to the same shape, causally: output position t
+// depends on inputs 0..t only.  Channel mixers (the MLP) and whole blocks (Gated CNN) honour the
+// same contract, so one registry and one set of tests covers them all.
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+
+namespace mixlab {
+
+// The shape a cost is asked for.  bytes_per_element converts state elements to bytes.
+struct CostShape {
+  int64_t batch = 1;
+  int64_t seq_len = 0;
+  int64_t bytes_per_element = 4;
+};
+
+// Analytic cost of one forward pass over `seq_len` tokens for `batch` sequences.
+// A multiply-add counts as 2 FLOPs.
+struct Cost {
+  // What the equations need: projections plus the query-key pairs (or scan steps) the
+  // mixer's rule keeps; masked-out pairs are not counted.  Achieved TFLOP/s uses this.
+  double flops = 0;
+  // FLOPs of the matrix products the CPU reference forward actually issues, masked work
+  // included (e.g. a dense N x N score block).  Tests check it against a count of the
+  // matrix-product shapes the forward issues (harness/flop_counter.h).
+  double matmul_flops = 0;
+  // Inference state after seq_len tokens (KV cache, SSM state, checkpoint cache), in bytes.
+  double state_bytes = 0;
+
+  Cost& operator+=(const Cost& other) {
+    flops += other.flops;
+    matmul_flops += other.matmul_flops;
+    state_bytes += other.state_bytes;
+    return *this;
+  }
+};
+
+// The state carried by step() from one token to the next.  Tensors are named by the mixer;
+// their total size is the measured inference-state memory.
+struct MixerState {
+  int64_t position = 0;  // tokens consumed so far
+  std::map<std::string, torch::Tensor> tensors;
+
+  int64_t bytes() const {
+    int64_t total = 0;
+    for (const auto& [name, tensor] : tensors)
+      if (tensor.defined()) total += tensor.numel() * static_cast<int64_t>(tensor.element_size());
+    return total;
+  }
+};
+
+class TokenMixer : public torch::nn::Module {
+ public:
+  // x: [B, N, d_model] -> [B, N, d_model], causal.
+  virtual torch::Tensor forward(const torch::Tensor& x) = 0;
+
+  // Analytic forward FLOPs and inference-state bytes (see Cost).
+  virtual Cost cost(const CostShape& shape) const = 0;
+
+  // One-token decoding.  Mixers without it keep the defaults; the harness then re-runs the
+  // prefix and says so.
+  virtual bool has_step() const { return false; }
+  // A fresh state for `batch` sequences with the dtype/device of `options`.
+  virtual MixerState initial_state(int64_t batch, const torch::TensorOptions& options) const {
+    throw std::logic_error("this mixer has no step()");
+  }
+  // x_t: [B, d_model] -> [B, d_model]; advances state.position by one.
+  virtual torch::Tensor step(const torch::Tensor& x_t, MixerState& state) {
+    throw std::logic_error("this mixer has no step()");
+  }
+
+  // An auxiliary loss from the last forward (e.g. DTRNet's routing loss), to be added to the
+  // training loss; undefined tensor when the mixer has none.
+  virtual torch::Tensor auxiliary_loss() const { return {}; }
+  // Figures from the last forward worth recording (e.g. DTRNet's routed fraction).
+  virtual std::map<std::string, double> statistics() const { return {}; }
+};
+
+using TokenMixerPtr = std::shared_ptr<TokenMixer>;
+
+}  // namespace mixlab
