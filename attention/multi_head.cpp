@@ -2,7 +2,7 @@
 
 namespace mixlab {
 
-void normal_init(torch::nn::Linear& linear, double std) {
+void normal_init(torch::nn::Linear linear, double std) {
   torch::NoGradGuard no_grad;
   linear->weight.normal_(0.0, std);
   if (linear->bias.defined()) linear->bias.zero_();
@@ -27,7 +27,7 @@ void MultiHeadProjections::create(torch::nn::Module& owner, const MixerContext& 
 }
 
 MultiHeadProjections::Heads MultiHeadProjections::project(const torch::Tensor& x,
-                                                          const torch::Tensor& positions) const {
+                                                          const torch::Tensor& positions) {
   const int64_t batch = x.size(0), n = x.size(1);
   auto split = [&](const torch::Tensor& t) {  // [B, N, d] -> [B, H, N, d_h]
     return t.view({batch, n, n_heads, head_dim}).transpose(1, 2);
@@ -37,21 +37,21 @@ MultiHeadProjections::Heads MultiHeadProjections::project(const torch::Tensor& x
                  : torch::arange(n, torch::TensorOptions().dtype(torch::kLong).device(x.device()));
   auto [cos, sin] = rope_tables(pos, head_dim, rope_theta, x.options());
   Heads heads;
-  heads.q = apply_rope(split(q_proj(x)), cos, sin);
-  heads.k = apply_rope(split(k_proj(x)), cos, sin);
-  heads.v = split(v_proj(x));
+  heads.q = apply_rope(split(q_proj->forward(x)), cos, sin);
+  heads.k = apply_rope(split(k_proj->forward(x)), cos, sin);
+  heads.v = split(v_proj->forward(x));
   return heads;
 }
 
 MultiHeadProjections::Heads MultiHeadProjections::project_one(const torch::Tensor& x_t,
-                                                              int64_t position) const {
+                                                              int64_t position) {
   auto pos = torch::full({1}, position, torch::TensorOptions().dtype(torch::kLong).device(x_t.device()));
   return project(x_t.unsqueeze(1), pos);
 }
 
-torch::Tensor MultiHeadProjections::output(const torch::Tensor& heads) const {
+torch::Tensor MultiHeadProjections::output(const torch::Tensor& heads) {
   const int64_t batch = heads.size(0), n = heads.size(2);
-  return o_proj(heads.transpose(1, 2).reshape({batch, n, d_model}));
+  return o_proj->forward(heads.transpose(1, 2).reshape({batch, n, d_model}));
 }
 
 ParamSpec rope_theta_param(double default_theta) {

@@ -18,11 +18,11 @@ class MultiHeadProjections {
   // x: [B, N, d] -> q, k, v: [B, H, N, d_h], q and k rotated at absolute positions 0..N-1
   // (or `positions` when given: [N]).
   struct Heads { torch::Tensor q, k, v; };
-  Heads project(const torch::Tensor& x, const torch::Tensor& positions = {}) const;
+  Heads project(const torch::Tensor& x, const torch::Tensor& positions = {});
   // One token at absolute position `position`: x_t: [B, d] -> q, k, v: [B, H, 1, d_h].
-  Heads project_one(const torch::Tensor& x_t, int64_t position) const;
+  Heads project_one(const torch::Tensor& x_t, int64_t position);
   // [B, H, N, d_h] -> o_proj(merge heads) : [B, N, d]
-  torch::Tensor output(const torch::Tensor& heads) const;
+  torch::Tensor output(const torch::Tensor& heads);
 
   int64_t n_heads = 0, head_dim = 0, d_model = 0;
   double rope_theta = 1e4;
@@ -40,6 +40,6 @@ ParamSpec rope_theta_param(double default_theta = 10000.0);
 void validate_heads(const MixerContext& context, const MixerParams& params);
 
 // Initialise a Linear's weight N(0, std) and zero its bias, as SCOUT/HF initialise.
-void normal_init(torch::nn::Linear& linear, double std);
+void normal_init(torch::nn::Linear linear, double std);
 
 }  // namespace mixlab

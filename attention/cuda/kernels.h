@@ -1,0 +1,20 @@
+#pragma once
+// Entry points of the CUDA kernels (bindings live apart from the kernels, in *_binding.cpp).
+// The CPU code calls these only under `#ifdef MIXLAB_WITH_CUDA` and only for CUDA tensors; each
+// is differentiable (a torch::autograd::Function with a hand-written backward kernel).
+//
+// Shapes: q, k, v: [B, H, N, d_h] (contiguous, bf16/fp16/fp32), returns [B, H, N, d_h].
+
+#include <torch/torch.h>
+
+namespace mixlab::cuda {
+
+// Sliding-window causal attention: query t sees keys t-window+1 .. t.
+torch::Tensor sliding_window_attention(const torch::Tensor& q, const torch::Tensor& k,
+                                       const torch::Tensor& v, int64_t window);
+
+// SCOUT checkpoint attention: query t sees itself and the checkpoints p = mS+S-1 < t, one softmax.
+torch::Tensor checkpoint_attention(const torch::Tensor& q, const torch::Tensor& k,
+                                   const torch::Tensor& v, int64_t segment_size);
+
+}  // namespace mixlab::cuda
