@@ -3,6 +3,7 @@
 //   [z, xBC, dt] = in_proj(u)                        d -> E + (E + 2·G·n) + H, no bias   (E = expand·d)
 //   xBC          = SiLU( causal_depthwise_conv_K(xBC) + b_conv )
 //   [x, B̃, C̃]    = split(xBC)                        x: [B, N, H, P];  B̃, C̃: [B, N, G, n]
+//                                                    (H = E/P heads of size P = headdim)
 //   Δ            = softplus(dt + dt_bias)            [B, N, H]   one step size per head
 //   A            = −exp(A_log)                       [H]         one scalar per head
 //   S_t          = exp(Δ_t A) S_{t−1} + Δ_t x_t ⊗ B̃_t                 per head S_t: [P, n]
@@ -125,11 +126,21 @@ struct Mamba2Shape {
   int64_t projection_width() const { return inner + conv_channels() + heads; }
 };
 
+// headdim 0 = auto: the largest divisor of E not above 64 (64 whenever 64 divides E, as the
+// paper's configurations; tiny test models get E itself).
+int64_t head_dim_of(int64_t inner, const MixerParams& params) {
+  const int64_t given = params.integer("headdim");
+  if (given > 0) return given;
+  for (int64_t p = std::min<int64_t>(64, inner); p > 1; --p)
+    if (inner % p == 0) return p;
+  return 1;
+}
+
 Mamba2Shape mamba2_shape(const MixerContext& context, const MixerParams& params) {
   Mamba2Shape shape;
   shape.d_model = context.d_model;
   shape.inner = static_cast<int64_t>(params.real("expand") * static_cast<double>(context.d_model));
-  shape.head_dim = params.integer("headdim");
+  shape.head_dim = head_dim_of(shape.inner, params);
   shape.heads = shape.inner / shape.head_dim;
   shape.groups = params.integer("ngroups");
   shape.d_state = params.integer("d_state");
@@ -197,23 +208,27 @@ class Mamba2 : public TokenMixer {
     auto C = xBC.narrow(-1, E + Gn, Gn).reshape({batch, N, s_.groups, s_.d_state}).to(type);
     auto delta = torch::softplus(dt.to(type) + dt_bias_.to(type));                 // Δ: [B, N, H]
     auto A = -torch::exp(A_log_.to(type));
-    auto y = ssd_chunked(xs, delta, A, B, C, s_.chunk) + D_.to(type).unsqueeze(-1) * xs;  // [B, N, H, P]
+    auto y = ssd_chunked(xs, delta, A, B, C, chunk_length(N)) + D_.to(type).unsqueeze(-1) * xs;  // [B, N, H, P]
     return out_proj_(norm_(y.reshape({batch, N, E}).to(x.scalar_type()), z));
   }
 
-  // flops (what the equations need): projections 2·N·d·(3E + 2Gn + H) + 2·N·E·d; conv
+  // The chunk length used for N tokens: chunk_size, or N itself when shorter (one exact chunk,
+  // no padding).
+  int64_t chunk_length(int64_t seq_len) const { return std::max<int64_t>(1, std::min(s_.chunk, seq_len)); }
+
+  // flops (what the equations need): projections 2·N·d·(2E + 2Gn + H) + 2·N·E·d; conv
   // 2·N·(E + 2Gn)·K; intra-chunk the causal pairs inside each chunk (Q(Q+1)/2 per full chunk) at
   // 2·(G·n + E) each; chunk states and state readout 4·N·E·n; inter-chunk recurrence 2·(N/Q)·E·n;
   // 9·N·E for Δx, the D skip, the SiLU gate and the RMS norm.
   // matmul_flops (what the forward issues): the projections, and the SSD products on the padded
-  // length Np with whole Q×Q tiles: 2·Np·Q·(G·n + E) + 4·Np·E·n.  The conv is a grouped
-  // convolution, not a matrix product.
+  // length Np with whole Q×Q tiles (Q = chunk_length(N)): 2·Np·Q·(G·n + E) + 4·Np·E·n.  The
+  // conv is a grouped convolution, not a matrix product.
   // state_bytes: step()'s K−1 conv inputs in the model dtype and the SSM state in float32
   // (float64 for float64 models).
   Cost cost(const CostShape& shape) const override {
     const double b = shape.batch, N = shape.seq_len, d = s_.d_model, E = s_.inner, n = s_.d_state, Gn = static_cast<double>(s_.groups) * s_.d_state, K = s_.d_conv,
-                 Q = s_.chunk;
-    const int64_t full_chunks = shape.seq_len / s_.chunk, tail = shape.seq_len % s_.chunk;
+                 Q = chunk_length(shape.seq_len);
+    const int64_t full_chunks = shape.seq_len / static_cast<int64_t>(Q), tail = shape.seq_len % static_cast<int64_t>(Q);
     const double Np = static_cast<double>(full_chunks + (tail > 0 ? 1 : 0)) * Q;
     const double pairs = full_chunks * Q * (Q + 1) / 2 + tail * (tail + 1) / 2.0;
     const double projections = 2.0 * b * N * d * static_cast<double>(s_.projection_width()) + 2.0 * b * N * E * d;
@@ -277,10 +292,10 @@ void validate_mamba2(const MixerContext& context, const MixerParams& params) {
   auto fail = [](const std::string& message) { throw RegistryError("mamba2: " + message); };
   const double expand = params.real("expand");
   const int64_t inner = static_cast<int64_t>(expand * static_cast<double>(context.d_model));
-  const int64_t head_dim = params.integer("headdim"), groups = params.integer("ngroups");
   if (inner < 1)
     fail("expand·d_model must be at least 1 (expand = " + format_param_value(expand) + ", d_model = " +
          std::to_string(context.d_model) + ")");
+  const int64_t head_dim = head_dim_of(inner, params), groups = params.integer("ngroups");
   if (inner % head_dim != 0)
     fail("headdim (" + std::to_string(head_dim) + ") must divide the inner width E = floor(expand·d_model) = " +
          std::to_string(inner) + " (expand = " + format_param_value(expand) + ", d_model = " +
@@ -307,7 +322,7 @@ MIXLAB_REGISTER_MIXER(mamba2) {
       ParamSpec::integer("d_state", 128, "SSM state size n per head", 1, 1024),
       ParamSpec::integer("d_conv", 4, "causal depthwise conv kernel size K (over x, B, C)", 1, 64),
       ParamSpec::real("expand", 2.0, "inner width E = floor(expand·d_model)", 0.01, 64),
-      ParamSpec::integer("headdim", 64, "head size P; must divide E (heads H = E/P)", 1, 65536),
+      ParamSpec::integer("headdim", 0, "head size P; must divide E (heads H = E/P); 0 = auto, the largest divisor of E up to 64", 0, 65536),
       ParamSpec::integer("ngroups", 1, "groups G of heads sharing B and C; must divide H", 1, 65536),
       ParamSpec::integer("chunk_size", 256, "SSD chunk length Q for training / prefill", 1, 65536),
       ParamSpec::real("A_init_min", 1.0, "A = −U(A_init_min, A_init_max) per head at init", 1e-6, 1e6),

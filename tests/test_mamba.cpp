@@ -5,7 +5,7 @@
 
 #include "mixers/registry.h"
 #include "mixers/selective_scan.h"
-#include "tests/count_matmul_flops.h"
+#include "harness/flop_counter.h"
 
 #include <gtest/gtest.h>
 
@@ -233,7 +233,9 @@ TEST(Mamba, MatmulFlopsEqualTheProductsTheForwardIssues) {
     auto mixer = make_mamba(24, {{"d_state", int64_t{6}}, {"d_conv", d_conv}, {"dt_rank", int64_t{5}}});
     auto x = torch::randn({2, 13, 24}, kF64);
     torch::NoGradGuard no_grad;
-    const double counted = testing::count_matmul_flops([&] { mixer->forward(x); });
+    FlopCounter counter;
+    mixer->forward(x);
+    const double counted = counter.matmul_flops();
     EXPECT_DOUBLE_EQ(mixer->cost(CostShape{2, 13, 8}).matmul_flops, counted);
     EXPECT_GT(counted, 0.0);
   }

@@ -4,7 +4,7 @@
 // cost() matrix-product FLOPs and parameter count match what the module issues and holds.
 
 #include "mixers/registry.h"
-#include "tests/count_matmul_flops.h"
+#include "harness/flop_counter.h"
 
 #include <gtest/gtest.h>
 
@@ -144,6 +144,12 @@ TEST(Mamba2, FiniteGradientsToEveryParameter) {
   }
 }
 
+TEST(Mamba2, AutoHeadDimIsTheLargestDivisorUpTo64) {
+  EXPECT_EQ(weights_of(make_mamba2(64, {{"d_state", int64_t{4}}}))["A_log"].size(0), 2);   // E = 128: P = 64
+  EXPECT_EQ(weights_of(make_mamba2(48, {{"d_state", int64_t{4}}}))["A_log"].size(0), 2);   // E = 96: P = 48
+  EXPECT_EQ(weights_of(make_mamba2(8, {{"d_state", int64_t{4}}}))["A_log"].size(0), 1);    // E = 16: P = 16
+}
+
 TEST(Mamba2, Initialisation) {
   auto w = weights_of(make_mamba2(16, {{"headdim", int64_t{2}}, {"d_state", int64_t{4}}}));
   const int64_t H = 16;  // E = 32, P = 2
@@ -174,7 +180,9 @@ TEST(Mamba2, MatmulFlopsEqualTheProductsTheForwardIssues) {
     auto mixer = make_mamba2(8, small(chunk));
     auto x = torch::randn({2, 12, 8}, kF64);
     torch::NoGradGuard no_grad;
-    const double counted = testing::count_matmul_flops([&] { mixer->forward(x); });
+    FlopCounter counter;
+    mixer->forward(x);
+    const double counted = counter.matmul_flops();
     EXPECT_DOUBLE_EQ(mixer->cost(CostShape{2, 12, 8}).matmul_flops, counted) << "chunk " << chunk;
   }
 }
@@ -190,9 +198,10 @@ TEST(Mamba2, RejectsHeadDimThatDoesNotDivideTheInnerWidth) {
     }
     return "";
   };
-  auto message = message_of({});  // default headdim 64 does not divide 32
-  EXPECT_NE(message.find("headdim (64)"), std::string::npos) << message;
+  auto message = message_of({{"headdim", int64_t{12}}});  // 12 does not divide 32
+  EXPECT_NE(message.find("headdim (12)"), std::string::npos) << message;
   EXPECT_NE(message.find("32"), std::string::npos) << message;
+  EXPECT_EQ(message_of({}), "");  // auto headdim
   EXPECT_NE(message_of({{"headdim", int64_t{8}}, {"ngroups", int64_t{3}}}).find("ngroups"), std::string::npos);
   EXPECT_EQ(message_of({{"headdim", int64_t{8}}, {"ngroups", int64_t{2}}}), "");
 }
