@@ -3,6 +3,7 @@
 // loading weights into modules (strict names, shapes, the dtype rule).
 
 #include "harness/safetensors.h"
+#include "harness/model.h"
 #include "mixers/registry.h"
 
 #include <gtest/gtest.h>
@@ -318,6 +319,30 @@ TEST(Safetensors, EveryRegistryEntryRoundTrips) {
     torch::NoGradGuard no_grad;
     EXPECT_TRUE(torch::equal(source->forward(x), target->forward(x)));
   }
+}
+
+// A whole model: the names documented in docs/weights.md, and a strict round trip.
+TEST(Safetensors, LanguageModelRoundTripsUnderTheDocumentedNames) {
+  const std::string path = scratch_dir() + "/model.safetensors";
+  json spec = {{"preset", "scout-swa"}, {"vocab_size", 40}, {"d_model", 16}, {"n_heads", 2}, {"n_layers", 2},
+               {"tie_embeddings", false}};
+  const ModelConfig config = parse_model_config(spec, "test");
+  torch::manual_seed(1);
+  LanguageModel source(config);
+  save_module_weights(*source, path);
+  const auto names = read_safetensors(path);
+  for (const char* name : {"embed_tokens.weight", "layers.0.norm.weight", "layers.0.swa.q_proj.weight",
+                           "layers.1.mlp.gate_proj.weight", "layers.2.checkpoint_attention.o_proj.weight",
+                           "layers.7.mlp.down_proj.weight", "norm.weight", "lm_head.weight"})
+    EXPECT_TRUE(names.count(name)) << name;
+  EXPECT_EQ(names.size(), module_weights(*source).size());
+
+  torch::manual_seed(2);
+  LanguageModel target(config);
+  load_module_weights(*target, path);
+  const auto tokens = torch::randint(0, 40, {2, 25}, torch::kInt64);
+  torch::NoGradGuard no_grad;
+  EXPECT_TRUE(torch::equal(source->forward(tokens), target->forward(tokens)));
 }
 
 }  // namespace
