@@ -213,7 +213,8 @@ std::vector<std::string> safetensors_dtype_names() {
 SafetensorsContents read_safetensors_file(const std::string& path) {
   require_little_endian_host(path);
   std::error_code error;
-  if (!fs::is_regular_file(path, error)) throw SafetensorsError(path, "", "no such file");
+  if (!fs::exists(path, error)) throw SafetensorsError(path, "", "no such file");
+  if (!fs::is_regular_file(path, error)) throw SafetensorsError(path, "", "not a regular file");
   const uint64_t file_bytes = fs::file_size(path, error);
   std::ifstream in(path, std::ios::binary);
   if (!in || error) throw SafetensorsError(path, "", "cannot open the file");
