@@ -194,7 +194,8 @@ json normalised_model(const json& model_in, const std::string& file, const std::
       for (auto it = item.begin(); it != item.end(); ++it)
         if (it.key() != "mixer") given[it.key()] = param_value_from_json(it.value(), file, path);
     json sublayer = {{"mixer", mixer}};
-    for (const auto& [name, value] : Registry::global().resolve(mixer, given).values())
+    const MixerParams params = Registry::global().resolve(mixer, given);
+    for (const auto& [name, value] : params.values())
       std::visit([&](const auto& v) { sublayer[name] = v; }, value);
     pattern.push_back(sublayer);
   }

@@ -191,7 +191,9 @@ std::string number(double value, int precision) {
 std::string compact(double value) {
   const char* suffix = "";
   double v = value;
-  if (std::fabs(v) >= 1e9) { v /= 1e9; suffix = "G"; }
+  if (std::fabs(v) >= 1e15) { v /= 1e15; suffix = "P"; }
+  else if (std::fabs(v) >= 1e12) { v /= 1e12; suffix = "T"; }
+  else if (std::fabs(v) >= 1e9) { v /= 1e9; suffix = "G"; }
   else if (std::fabs(v) >= 1e6) { v /= 1e6; suffix = "M"; }
   else if (std::fabs(v) >= 1e4) { v /= 1e3; suffix = "k"; }
   std::ostringstream s;

@@ -2,6 +2,7 @@
 // error path (one-line error naming file and JSON path; exit status 2; nothing written).
 
 #include "harness/config.h"
+#include "harness/measure.h"
 #include "harness/spec.h"
 #include "harness/training_hook.h"
 
@@ -10,6 +11,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <set>
 #include <sys/wait.h>
 
@@ -197,6 +199,25 @@ TEST(SpecTest, ValidationErrorsNameFileAndPath) {
     FAIL();
   } catch (const ConfigError& error) {
     EXPECT_NE(std::string(error.what()).find("bad.json: malformed JSON at line 3"), std::string::npos) << error.what();
+  }
+}
+
+// The specs shipped in experiments/ expand (those built on presets once the presets exist).
+TEST(SpecTest, ShippedSpecsExpand) {
+  const std::vector<std::tuple<std::string, std::string, size_t>> shipped = {
+      {"quickstart.json", "cpu", 4}, {"scaling.json", "cuda", 16},
+      {"paper/scout-decode.json", "cuda", 4}, {"paper/scout-decode-cpu.json", "cpu", 4}};
+  for (const auto& [name, device, count] : shipped) {
+    const std::string file = std::string(MIXLAB_SOURCE_DIR) + "/experiments/" + name;
+    try {
+      const SweepSpec spec = load_spec(file, device);
+      EXPECT_EQ(spec.points.size(), count) << name;
+      for (const auto& p : spec.points) EXPECT_EQ(p.config["measure"]["device"], device);
+    } catch (const ConfigError& error) {
+      const std::string message = error.what();
+      if (message.find("unknown preset") == std::string::npos) ADD_FAILURE() << message;
+      else std::cout << "[ skipped  ] " << name << ": its presets are not in this checkout\n";
+    }
   }
 }
 
