@@ -4,7 +4,9 @@
 
 #include <sqlite3.h>
 
+#include <chrono>
 #include <cmath>
+#include <thread>
 #include <cstdio>
 #include <map>
 
@@ -94,7 +96,19 @@ Store::Store(const std::string& path) : path_(path) {
   }
   // Another shard process may hold the write lock for the length of one point's transaction.
   sqlite3_busy_timeout(db_, 120000);
-  if (path != ":memory:") execute("PRAGMA journal_mode=WAL");
+  if (path != ":memory:") {
+    // Switching a new file to WAL needs a moment alone with it; a second process opening the file
+    // at the same instant can make this fail once, so it is retried.
+    for (int attempt = 0;; ++attempt) {
+      try {
+        execute("PRAGMA journal_mode=WAL");
+        break;
+      } catch (const StoreError&) {
+        if (attempt == 200) throw;
+        std::this_thread::sleep_for(std::chrono::milliseconds(25));
+      }
+    }
+  }
   // In WAL mode NORMAL keeps the database consistent on a crash; a killed process loses nothing
   // that was committed.
   execute("PRAGMA synchronous=NORMAL");

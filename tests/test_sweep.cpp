@@ -184,7 +184,7 @@ TEST(SweepTest, ResumeAfterAKillAtSeveralMoments) {
       EXPECT_EQ(ids_in(store, "SELECT DISTINCT point_id FROM measurements"), done_before) << moment;
       EXPECT_EQ(count(store, "SELECT COUNT(*) FROM measurements"), finished * kRowsPerPoint) << moment;
       EXPECT_EQ(count(store, "SELECT COUNT(*) FROM sweeps WHERE finished_at IS NULL"), 1) << moment;
-      Statement q(store.handle(), "SELECT group_concat(finished_at) FROM points WHERE status = 'done'");
+      Statement q(store.handle(), "SELECT group_concat(finished_at) FROM (SELECT finished_at FROM points WHERE status = 'done' ORDER BY point_id)");
       q.step();
       finished_at_before = q.text(0);
     }
@@ -198,7 +198,8 @@ TEST(SweepTest, ResumeAfterAKillAtSeveralMoments) {
     std::string in_clause;
     for (const auto& id : done_before) in_clause += (in_clause.empty() ? "'" : ",'") + id + "'";
     if (!in_clause.empty()) {
-      Statement q(store.handle(), "SELECT group_concat(finished_at) FROM points WHERE point_id IN (" + in_clause + ")");
+      Statement q(store.handle(), "SELECT group_concat(finished_at) FROM (SELECT finished_at FROM points WHERE point_id IN (" + in_clause +
+                                      ") ORDER BY point_id)");
       q.step();
       EXPECT_EQ(q.text(0), finished_at_before) << moment;
     }
