@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <set>
 #include <sys/wait.h>
 
@@ -207,6 +208,25 @@ TEST(SweepTest, ResumeAfterAKillAtSeveralMoments) {
     integrity.step();
     EXPECT_EQ(integrity.text(0), "ok");
   }
+}
+
+// `mixlab bench`: a one-point spec through the same code, printed as a table.
+TEST(SweepTest, BenchCommandMeasuresAdHoc) {
+  TempDir dir("sweep_bench");
+  std::ofstream(dir.file("model.json")) << tiny_spec()["base"]["model"].dump();
+  const std::string out = dir.file("out.txt");
+  const std::string command = std::string(MIXLAB_BINARY) + " bench --model " + dir.file("model.json") +
+                              " --set model.d_model=16 --seq 8,16 --phases forward,decode --device cpu --repeats 2 --db " +
+                              dir.file("b.db") + " >" + out + " 2>&1";
+  ASSERT_EQ(std::system(command.c_str()), 0);
+  std::ifstream in(out);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("forward"), std::string::npos) << text;
+  EXPECT_NE(text.find("decode"), std::string::npos) << text;
+  Store store(dir.file("b.db"));
+  EXPECT_EQ(count(store, "SELECT COUNT(*) FROM measurements WHERE status = 'ok'"), 4);
+  EXPECT_EQ(count(store, "SELECT COUNT(*) FROM points WHERE config_json LIKE '%\"d_model\":16%'"), 1);
+  EXPECT_NE(run_cli("bench --model " + dir.file("model.json") + " --seq 8,x --device cpu"), 0);
 }
 
 TEST(SweepTest, ShardsUnionIsTheWholeAndConcurrentShardsShareOneFile) {
