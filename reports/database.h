@@ -76,6 +76,7 @@ struct PointInfo {
   std::string sweep_name;
   std::string status;
   int64_t parameters = 0;
+  std::string error;  // why the point failed, if it did
 };
 
 // One (point, seq_len) value of a metric; `status` is the measurement's (`ok`, `oom`, ...).

@@ -127,7 +127,8 @@ Range x_range(const PlotSpec& spec) {
 std::string log_tics(double low, double high) {
   const double decades = std::log10(high / low);
   std::vector<double> mantissas = {1};
-  if (decades <= 1.2) mantissas = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+  if (decades <= 0.5) mantissas = {1, 1.5, 2, 2.5, 3, 3.5, 4, 4.5, 5, 5.5, 6, 6.5, 7, 7.5, 8, 8.5, 9, 9.5};
+  else if (decades <= 1.2) mantissas = {1, 2, 3, 4, 5, 6, 7, 8, 9};
   else if (decades <= 2.5) mantissas = {1, 2, 5};
   const int first = static_cast<int>(std::floor(std::log10(low))), last = static_cast<int>(std::ceil(std::log10(high)));
   const int stride = decades > 8 ? static_cast<int>(std::ceil(decades / 8)) : 1;
@@ -145,10 +146,10 @@ std::string log_tics(double low, double high) {
   for (size_t i = 0; i < tics.size(); ++i) {
     const auto [value, k] = tics[i];
     char label[64];
-    const long mantissa = std::lround(value / std::pow(10.0, k));
+    const double mantissa = value / std::pow(10.0, k);
     if (plain) std::snprintf(label, sizeof label, "%g", value);
-    else if (mantissa == 1) std::snprintf(label, sizeof label, "10^{%d}", k);
-    else std::snprintf(label, sizeof label, "%ld×10^{%d}", mantissa, k);
+    else if (std::fabs(mantissa - 1) < 1e-9) std::snprintf(label, sizeof label, "10^{%d}", k);
+    else std::snprintf(label, sizeof label, "%g×10^{%d}", mantissa, k);
     out << (i ? ", " : "") << "'" << label << "' " << number(value);
   }
   out << ")";

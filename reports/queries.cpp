@@ -23,13 +23,13 @@ std::vector<PointInfo> load_points(Database& database, const Filter& filter) {
   const std::string where = filter.points_only().sql(bound, false);
   Statement statement(database,
                       "SELECT p.point_id, COALESCE(p.label, p.point_id), COALESCE(p.mixers, ''), "
-                      "COALESCE(p.sweep_name, ''), COALESCE(p.status, ''), COALESCE(p.parameters, 0) "
+                      "COALESCE(p.sweep_name, ''), COALESCE(p.status, ''), COALESCE(p.parameters, 0), COALESCE(p.error, '') "
                       "FROM points p WHERE 1 = 1" + where + " ORDER BY p.label, p.point_id");
   statement.bind_all(bound);
   std::vector<PointInfo> points;
   while (statement.step())
     points.push_back({statement.text(0), statement.text(1), statement.text(2), statement.text(3), statement.text(4),
-                      statement.integer(5)});
+                      statement.integer(5), statement.text(6)});
   // Two different configurations with the same label would share a colour and a line: tell them apart.
   std::map<std::string, int> uses;
   for (const auto& point : points) ++uses[point.label];

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cmath>
 #include <ctime>
 #include <filesystem>
@@ -74,7 +75,8 @@ void store_fits(Database& database, const std::vector<FitRecord>& fits, const st
       Statement remove(database, "DELETE FROM fits WHERE point_id = ? AND phase = ? AND metric = ?");
       remove.bind_all({record.point_id, record.metric->phase, record.metric->column});
       remove.step();
-      Statement insert(database, "INSERT INTO fits VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
+      Statement insert(database, "INSERT INTO fits (db_label, point_id, phase, metric, exponent, r2, n_min, n_max, "
+                                 "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
       insert.bind_all({record.label, record.point_id, record.metric->phase, record.metric->column, record.fit.exponent,
                        record.fit.r2, static_cast<int64_t>(record.fit.n_min), static_cast<int64_t>(record.fit.n_max), created});
       insert.step();
@@ -92,7 +94,8 @@ void store_fits(Database& database, const std::vector<FitRecord>& fits, const st
       remove.step();
     }
     for (const auto& record : crossovers) {
-      Statement insert(database, "INSERT INTO crossovers VALUES (?, ?, ?, ?, ?, ?)");
+      Statement insert(database, "INSERT INTO crossovers (phase, metric, faster_label, slower_label, seq_len, created_at) "
+                                 "VALUES (?, ?, ?, ?, ?, ?)");
       insert.bind_all({record.metric->phase, record.metric->column, record.crossover.better_label,
                        record.crossover.worse_label, record.crossover.seq_len, created});
       insert.step();
@@ -122,10 +125,25 @@ struct Section {
   std::vector<std::pair<Table, std::string>> tables;  // table and its file stem under tables/ ("" = none)
 };
 
+// "becomes faster than B", "needs less memory than B", "overtakes B": said of the configuration
+// that is better above the crossing.
 std::string verb_phrase(const Metric& metric, const std::string& worse) {
   if (metric.unit == "ms") return "becomes faster than " + worse;
-  if (metric.higher_is_better) return "overtakes " + worse + " in " + metric.title;
-  return "needs less than " + worse + " (" + metric.title + ")";
+  if (metric.unit == "MiB") return "needs less memory than " + worse;
+  if (metric.higher_is_better) return "overtakes " + worse;
+  return "needs less than " + worse;
+}
+
+std::string exponent_text(double exponent) {
+  char buffer[32];
+  std::snprintf(buffer, sizeof buffer, "%.2f", exponent + 0.0);
+  return std::string(buffer) == "-0.00" ? "0.00" : buffer;
+}
+
+std::string r2_text(double r2) {
+  char buffer[32];
+  std::snprintf(buffer, sizeof buffer, "%.3f", r2);
+  return buffer;
 }
 
 std::string lowercase_first(std::string text) {
@@ -156,10 +174,11 @@ Table fits_table(const std::vector<FitRecord>& fits) {
   table.csv_columns = {"metric", "exponent", "r2", "n_min", "n_max", "points"};
   for (const auto& record : fits) {
     table.rows.push_back(record.label);
-    table.cells.push_back({TableCell::words(record.metric->name), TableCell::words(format_number(record.fit.exponent)),
-                           TableCell::words(record.fit.r2 > 0.9995 ? "1.000" : format_number(record.fit.r2)),
-                           TableCell::value(record.fit.n_min), TableCell::value(record.fit.n_max),
-                           TableCell::value(record.fit.count)});
+    table.cells.push_back({TableCell::words(record.metric->name), TableCell::words(exponent_text(record.fit.exponent)),
+                           TableCell::words(r2_text(record.fit.r2)),
+                           TableCell::words(std::to_string(static_cast<int64_t>(record.fit.n_min))),
+                           TableCell::words(std::to_string(static_cast<int64_t>(record.fit.n_max))),
+                           TableCell::words(std::to_string(record.fit.count))});
   }
   return table;
 }
@@ -173,7 +192,7 @@ Table crossovers_table(const std::vector<CrossoverRecord>& crossovers) {
   for (const auto& record : crossovers) {
     table.rows.push_back(record.metric->name);
     table.cells.push_back({TableCell::words(record.crossover.better_label), TableCell::words(record.crossover.worse_label),
-                           TableCell::value(record.crossover.seq_len)});
+                           TableCell::words(format_number(record.crossover.seq_len))});
   }
   return table;
 }
@@ -183,7 +202,12 @@ std::string markdown_document(const std::string& title, const std::vector<Sectio
   md << "# " << markdown_escape(title) << "\n\n";
   for (const auto& section : sections) {
     md << "## " << markdown_escape(section.heading) << "\n\n";
-    for (const auto& paragraph : section.paragraphs) md << paragraph << "\n\n";
+    for (size_t i = 0; i < section.paragraphs.size(); ++i) {
+      // Consecutive "- " items form one list; a blank line ends it.
+      const bool item = section.paragraphs[i].rfind("- ", 0) == 0;
+      const bool next_item = i + 1 < section.paragraphs.size() && section.paragraphs[i + 1].rfind("- ", 0) == 0;
+      md << section.paragraphs[i] << (item && next_item ? "\n" : "\n\n");
+    }
     for (const auto& figure : section.figures)
       md << "![" << markdown_escape(figure.title) << "](plots/" << figure.stem << ".png)  \n"
          << "[SVG](plots/" << figure.stem << ".svg) · [PDF](plots/" << figure.stem << ".pdf) · [gnuplot script](plots/"
@@ -308,20 +332,24 @@ ReportResult write_report(const ReportOptions& options) {
                                   std::string(options.filter.empty() ? "." : " matching the filter."));
 
   // ---- findings: exponents, crossovers, best per length, failures
-  const char* headline_metrics[] = {"fwd_bwd_ms", "fwd_ms", "decode_ms", "peak_memory", "state_bytes"};
-  for (const char* name : headline_metrics) {
-    const Metric& metric = metric_by_name(name);
+  // Forward latency repeats what forward + backward latency says; it is named only without the latter.
+  const bool have_training_latency = rows_by_metric.count("fwd_bwd_ms") > 0;
+  auto headline = [&](const std::string& name) {
+    return name == "fwd_bwd_ms" || (name == "fwd_ms" && !have_training_latency) || name == "decode_ms" ||
+           name == "peak_memory" || name == "state_bytes";
+  };
+  for (const auto& metric : metrics()) {
+    if (!headline(metric.name)) continue;
     std::string line;
     for (const auto& record : result.fits)
       if (record.metric == &metric)
-        line += (line.empty() ? "" : "; ") + record.label + " ∝ N^" + format_number(record.fit.exponent) + " (R² " +
-                (record.fit.r2 > 0.9995 ? std::string("1.000") : format_number(record.fit.r2)) + ", N " +
+        line += (line.empty() ? "" : "; ") + record.label + " ∝ N^" + exponent_text(record.fit.exponent) + " (R² " +
+                r2_text(record.fit.r2) + ", N " +
                 format_length(record.fit.n_min) + "–" + format_length(record.fit.n_max) + ")";
     if (!line.empty()) findings.paragraphs.push_back("- " + metric.title + ": " + line + ".");
   }
   for (const auto& record : result.crossovers) {
-    const std::string name = record.metric->name;
-    if (name != "fwd_bwd_ms" && name != "fwd_ms" && name != "decode_ms" && name != "peak_memory") continue;
+    if (!headline(record.metric->name) || record.metric->name == "state_bytes") continue;
     findings.paragraphs.push_back("- " + record.crossover.better_label + " " +
                                   verb_phrase(*record.metric, record.crossover.worse_label) + " at N ≈ " +
                                   format_length(record.crossover.seq_len) + " (" + lowercase_first(record.metric->title) + ").");
@@ -352,6 +380,11 @@ ReportResult write_report(const ReportOptions& options) {
     }
     break;  // the first of fwd_bwd_ms / fwd_ms that exists
   }
+
+  for (const auto& point : points)
+    if (point.status == "failed")
+      findings.paragraphs.push_back("- " + point.label + ": the point failed" +
+                                    (point.error.empty() ? std::string(".") : ": " + point.error));
 
   if (!result.fits.empty()) {
     fit_section.paragraphs.push_back(

@@ -44,7 +44,8 @@ std::optional<PowerLawFit> fit_power_law(const std::vector<std::pair<double, dou
   PowerLawFit fit;
   fit.log_prefactor = coefficients(0);
   fit.exponent = coefficients(1);
-  fit.r2 = total > 0 ? 1.0 - unexplained / total : 1.0;
+  // A flat curve (total variation at rounding level) is fitted perfectly by a flat line.
+  fit.r2 = total > 1e-20 * std::max(1.0, target.squaredNorm()) ? 1.0 - unexplained / total : 1.0;
   fit.n_min = points.front().first;
   fit.n_max = points.back().first;
   fit.count = n;
