@@ -5,6 +5,8 @@
 #include "reports/queries.h"
 #include "reports/text.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -12,6 +14,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <map>
 #include <set>
 #include <sstream>
@@ -244,9 +247,18 @@ std::string html_document(const std::string& title, const std::vector<Section>& 
     }
     if (in_list) html << "</ul>\n";
     for (const auto& figure : section.figures) {
-      const fs::path png = out_dir / "plots" / (figure.stem + ".png");
-      html << "<figure><img alt=\"" << html_escape(figure.title) << "\" src=\"data:image/png;base64,"
-           << base64_encode(read_binary(png)) << "\"><figcaption>" << html_escape(figure.title)
+      const fs::path png = out_dir / "plots" / (figure.stem + ".png"), svg = out_dir / "plots" / (figure.stem + ".svg");
+      html << "<figure>";
+      if (fs::exists(png)) {
+        html << "<img alt=\"" << html_escape(figure.title) << "\" src=\"data:image/png;base64,"
+             << base64_encode(read_binary(png)) << "\">";
+      } else if (fs::exists(svg)) {
+        // Inline SVG (gnuplot's SVG starts with an XML declaration, which HTML does not take).
+        std::string text = read_binary(svg);
+        const auto start = text.find("<svg");
+        html << (start == std::string::npos ? "" : text.substr(start));
+      }
+      html << "<figcaption>" << html_escape(figure.title)
            << " (vector versions: plots/" << html_escape(figure.stem) << ".svg, .pdf)</figcaption></figure>\n";
     }
     for (const auto& entry : section.tables) html << render(entry.first, TableFormat::html);
@@ -277,7 +289,11 @@ std::map<std::string, double> final_evaluation(const std::vector<EvaluationRow>&
 // ------------------------------------------------------------------ write_report
 
 ReportResult write_report(const ReportOptions& options) {
-  Database database(options.db_path, options.store_fits);
+  // A database we may not write to (a shared, read-only copy) is still reported, without storing fits.
+  const bool store = options.store_fits && ::access(options.db_path.c_str(), W_OK) == 0;
+  if (options.store_fits && !store)
+    std::cerr << "mixlab report: " << options.db_path << " is read-only; fits and crossovers are not stored in it\n";
+  Database database(options.db_path, store);
   const fs::path out_dir(options.out_dir);
   const fs::path plot_dir = out_dir / "plots", table_dir = out_dir / "tables";
   fs::create_directories(plot_dir);
@@ -567,7 +583,7 @@ ReportResult write_report(const ReportOptions& options) {
   write_text(html, html_document(title, sections, out_dir));
   result.index_md = md.string();
   result.index_html = html.string();
-  if (options.store_fits) store_fits(database, result.fits, result.crossovers);
+  if (store) store_fits(database, result.fits, result.crossovers);
   return result;
 }
 

@@ -176,6 +176,13 @@ TEST(ReportPlots, HtmlIsEscapedAndSelfContainedAndFileNamesAreSanitised) {
   EXPECT_TRUE(fs::exists(options.out_dir + "/plots/accuracy_vs_context_.._.._etc_passwd.png"));
   for (const auto& entry : fs::recursive_directory_iterator(dir.path()))
     EXPECT_EQ(entry.path().string().find(dir.path()), 0u);
+  // Without PNGs the page inlines the SVGs instead (still one self-contained file).
+  options.out_dir = dir.path("svg_only");
+  options.formats = {"svg"};
+  const std::string svg_html = slurp(write_report(options).index_html);
+  EXPECT_NE(svg_html.find("<figure><svg"), std::string::npos);
+  EXPECT_EQ(svg_html.find("<?xml"), std::string::npos);
+  EXPECT_EQ(svg_html.find("<script>"), std::string::npos);  // gnuplot escapes text in its SVG
   EXPECT_EQ(sanitize_filename("scout-swa S=64/../x"), "scout-swa_S_64_.._x");
   EXPECT_EQ(sanitize_filename("../../etc"), "_.._etc");
   EXPECT_EQ(sanitize_filename(""), "unnamed");
