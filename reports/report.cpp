@@ -2,6 +2,7 @@
 
 #include "reports/report.h"
 
+#include "reports/document.h"
 #include "reports/queries.h"
 #include "reports/text.h"
 
@@ -114,20 +115,6 @@ void store_fits(Database& database, const std::vector<FitRecord>& fits, const st
 
 namespace {
 
-// The report as sections of paragraphs, images and tables, rendered once to Markdown and once
-// to self-contained HTML.
-struct Figure {
-  std::string title;
-  std::string stem;  // plots/<stem>.{png,svg,pdf}
-};
-
-struct Section {
-  std::string heading;
-  std::vector<std::string> paragraphs;  // plain text; bullet lists start with "- "
-  std::vector<Figure> figures;
-  std::vector<std::pair<Table, std::string>> tables;  // table and its file stem under tables/ ("" = none)
-};
-
 // "becomes faster than B", "needs less memory than B", "overtakes B": said of the configuration
 // that is better above the crossing.
 std::string verb_phrase(const Metric& metric, const std::string& worse) {
@@ -161,13 +148,6 @@ void write_text(const fs::path& path, const std::string& text) {
   if (!out) throw ReportError(path.string() + ": cannot write");
 }
 
-std::string read_binary(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream bytes;
-  bytes << in.rdbuf();
-  return bytes.str();
-}
-
 Table fits_table(const std::vector<FitRecord>& fits) {
   Table table;
   table.caption = "Fitted scaling exponents: slope of log(metric) vs log(N), least squares over the upper half of the "
@@ -198,73 +178,6 @@ Table crossovers_table(const std::vector<CrossoverRecord>& crossovers) {
                            TableCell::words(format_number(record.crossover.seq_len))});
   }
   return table;
-}
-
-std::string markdown_document(const std::string& title, const std::vector<Section>& sections) {
-  std::ostringstream md;
-  md << "# " << markdown_escape(title) << "\n\n";
-  for (const auto& section : sections) {
-    md << "## " << markdown_escape(section.heading) << "\n\n";
-    for (size_t i = 0; i < section.paragraphs.size(); ++i) {
-      // Consecutive "- " items form one list; a blank line ends it.
-      const bool item = section.paragraphs[i].rfind("- ", 0) == 0;
-      const bool next_item = i + 1 < section.paragraphs.size() && section.paragraphs[i + 1].rfind("- ", 0) == 0;
-      md << section.paragraphs[i] << (item && next_item ? "\n" : "\n\n");
-    }
-    for (const auto& figure : section.figures)
-      md << "![" << markdown_escape(figure.title) << "](plots/" << figure.stem << ".png)  \n"
-         << "[SVG](plots/" << figure.stem << ".svg) · [PDF](plots/" << figure.stem << ".pdf) · [gnuplot script](plots/"
-         << figure.stem << ".gp)\n\n";
-    for (const auto& [table, stem] : section.tables) {
-      md << "**" << markdown_escape(table.caption) << "**";
-      if (!stem.empty())
-        md << " ([CSV](tables/" << stem << ".csv), [LaTeX](tables/" << stem << ".tex))";
-      md << "\n\n" << render(table, TableFormat::markdown) << "\n";
-    }
-  }
-  return md.str();
-}
-
-std::string html_document(const std::string& title, const std::vector<Section>& sections, const fs::path& out_dir) {
-  std::ostringstream html;
-  html << "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>" << html_escape(title)
-       << "</title>\n<style>\n"
-       << "body{font-family:'DejaVu Sans',Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}\n"
-       << "table{border-collapse:collapse;margin:0.5em 0 1.5em 0;font-size:0.9em}\n"
-       << "caption{text-align:left;font-weight:bold;padding-bottom:0.3em}\n"
-       << "th,td{padding:0.25em 0.7em;border-bottom:1px solid #ccc}td{text-align:right}th{text-align:left}\n"
-       << "td.failed{color:#b00}img{max-width:100%;border:1px solid #eee}figure{margin:1em 0}\n"
-       << "figcaption{font-size:0.9em;color:#555}\n</style>\n</head>\n<body>\n<h1>" << html_escape(title) << "</h1>\n";
-  for (const auto& section : sections) {
-    html << "<h2>" << html_escape(section.heading) << "</h2>\n";
-    bool in_list = false;
-    for (const auto& paragraph : section.paragraphs) {
-      const bool item = paragraph.rfind("- ", 0) == 0;
-      if (item && !in_list) html << "<ul>\n";
-      if (!item && in_list) html << "</ul>\n";
-      in_list = item;
-      html << (item ? "<li>" : "<p>") << html_escape(item ? paragraph.substr(2) : paragraph) << (item ? "</li>\n" : "</p>\n");
-    }
-    if (in_list) html << "</ul>\n";
-    for (const auto& figure : section.figures) {
-      const fs::path png = out_dir / "plots" / (figure.stem + ".png"), svg = out_dir / "plots" / (figure.stem + ".svg");
-      html << "<figure>";
-      if (fs::exists(png)) {
-        html << "<img alt=\"" << html_escape(figure.title) << "\" src=\"data:image/png;base64,"
-             << base64_encode(read_binary(png)) << "\">";
-      } else if (fs::exists(svg)) {
-        // Inline SVG (gnuplot's SVG starts with an XML declaration, which HTML does not take).
-        std::string text = read_binary(svg);
-        const auto start = text.find("<svg");
-        html << (start == std::string::npos ? "" : text.substr(start));
-      }
-      html << "<figcaption>" << html_escape(figure.title)
-           << " (vector versions: plots/" << html_escape(figure.stem) << ".svg, .pdf)</figcaption></figure>\n";
-    }
-    for (const auto& entry : section.tables) html << render(entry.first, TableFormat::html);
-  }
-  html << "</body>\n</html>\n";
-  return html.str();
 }
 
 // Last value per label of an evaluation (task, metric), averaged over context lengths.
