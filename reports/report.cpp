@@ -30,7 +30,7 @@ PlotSpec scaling_plot(const Metric& metric, const std::vector<MetricRow>& rows) 
   PlotSpec spec;
   spec.name = "scaling_" + metric.name;
   spec.title = metric.title + " vs sequence length";
-  spec.x_label = "sequence length N (tokens)";
+  spec.x_label = metric.phase == "decode" ? "context length N (tokens)" : "sequence length N (tokens)";
   spec.y_label = metric.axis_label();
   for (const auto& series : series_by_label(rows, metric.scale)) spec.curves.push_back({series.label, series.measured, series.failed});
   return spec;

@@ -25,6 +25,7 @@ namespace reports = mixlab::reports;
 struct ReportCommandOptions {
   std::string db, out = "report", where, metric, rows = "config", cols = "seq_len", format = "markdown";
   bool no_store = false;
+  std::vector<std::string> formats = {"png", "svg", "pdf"};
 };
 
 int require_db(const ReportCommandOptions& options) {
@@ -58,6 +59,7 @@ int run_report(const ReportCommandOptions& options) {
     report.out_dir = options.out;
     report.filter = reports::parse_filter(options.where);
     report.store_fits = !options.no_store;
+    report.formats = options.formats;
     const auto result = reports::write_report(report);
     std::cout << "wrote " << result.index_html << " and " << result.index_md << " (" << result.plots.size()
               << " plot files, " << result.tables.size() << " table files, " << result.fits.size() << " fits, "
@@ -108,9 +110,16 @@ int run_plot(const ReportCommandOptions& options) {
     if (rows.empty()) throw reports::ReportError(options.db + ": no " + metric.name + " values" + (filter.empty() ? "" : " matching the filter"));
     auto spec = reports::scaling_plot(metric, rows);
     if (!filter.empty()) spec.title += " (" + filter.text + ")";
-    for (const auto& image : reports::render_plot(spec, reports::ColourMap(labels), options.out)) std::cout << image << "\n";
+    for (const auto& image : reports::render_plot(spec, reports::ColourMap(labels), options.out, options.formats))
+      std::cout << image << "\n";
     return 0;
   });
+}
+
+void add_formats(CLI::App& app, ReportCommandOptions& options) {
+  app.add_option("--formats", options.formats, "image formats, comma-separated (index.html embeds png, else svg)")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"png", "svg", "pdf"}));
 }
 
 void add_common(CLI::App& app, ReportCommandOptions& options) {
@@ -127,6 +136,7 @@ MIXLAB_REGISTER_COMMAND(report, "plots, tables, scaling exponents and crossovers
                           auto options = std::make_shared<ReportCommandOptions>();
                           add_common(app, *options);
                           app.add_option("--out", options->out, "output folder (index.html, index.md, plots/, tables/)");
+                          add_formats(app, *options);
                           app.add_flag("--no-store", options->no_store, "do not write the fits / crossovers tables into the database");
                           return [options] { return run_report(*options); };
                         });
@@ -151,6 +161,7 @@ static const CommandRegistrar mixlab_command_report_plot(
       add_common(app, *options);
       app.add_option("--metric", options->metric, "metric: " + reports::metric_names_text())->required();
       app.add_option("--out", options->out, "output folder");
+      add_formats(app, *options);
       return [options] { return run_plot(*options); };
     });
 
