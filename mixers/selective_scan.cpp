@@ -61,11 +61,14 @@ torch::Tensor selective_scan(const torch::Tensor& u, const torch::Tensor& delta,
   auto decay = torch::exp(step_tm.unsqueeze(-1) * cast(A, type));           // a: [N, B, E, n]
   auto drive = (step_tm * input_tm).unsqueeze(-1) * B_tm.unsqueeze(2);       // b: [N, B, E, n]
 
+  // unbind, not decay[t]: the backward of one indexing op per step would allocate a whole
+  // [N, B, E, n] gradient each time (O(N²) work); unbind's backward stacks once.
+  const auto decay_steps = decay.unbind(0), drive_steps = drive.unbind(0);
   std::vector<torch::Tensor> states;
   states.reserve(seq_len);
   auto h = torch::zeros({batch, channels, d_state}, input.options());
   for (int64_t t = 0; t < seq_len; ++t) {
-    h = torch::addcmul(drive[t], decay[t], h);  // h_t = a_t ⊙ h_{t−1} + b_t
+    h = torch::addcmul(drive_steps[t], decay_steps[t], h);  // h_t = a_t ⊙ h_{t−1} + b_t
     states.push_back(h);
   }
   auto all_states = torch::stack(states, 0);                                   // [N, B, E, n]
