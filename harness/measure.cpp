@@ -424,25 +424,18 @@ std::vector<Measurement> measure_model(LanguageModel& model, const MeasureSettin
                                        const MeasureObserver& observer) {
   Context c{model, settings, Device{settings.device, settings.dtype}, Clock::now(), model->config().vocab_size};
   model->to(c.device.torch_device(), c.device.scalar_type());
-  auto wanted = [&](const std::string& phase, int64_t n) {
-    const auto& lengths = settings.lengths_for(phase);
-    return std::find(lengths.begin(), lengths.end(), n) != lengths.end();
-  };
-  std::set<int64_t> ladder;
-  for (const auto& phase : settings.phases)
-    for (int64_t n : settings.lengths_for(phase)) ladder.insert(n);
+  // Phases run in the order listed, each over its whole ladder, so that a time budget cuts the
+  // last (usually the slowest: decode) phase rather than the long lengths of every phase.
   size_t count = 0;
-  for (int64_t n : ladder)
-    for (const auto& phase : settings.phases) count += wanted(phase, n) ? 1 : 0;
+  for (const auto& phase : settings.phases) count += settings.lengths_for(phase).size();
 
   std::vector<Measurement> rows;
   std::map<std::string, int64_t> oom_at;
   size_t index = 0;
   const int64_t bpe = bytes_per_element(settings.dtype);
-  for (int64_t n : ladder) {
-    const Cost cost = model->cost(CostShape{settings.batch, n, bpe});
-    for (const auto& phase : settings.phases) {
-      if (!wanted(phase, n)) continue;
+  for (const auto& phase : settings.phases) {
+    for (int64_t n : settings.lengths_for(phase)) {
+      const Cost cost = model->cost(CostShape{settings.batch, n, bpe});
       if (observer) observer(n, phase, index, count);
       ++index;
       Measurement m;

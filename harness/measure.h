@@ -1,7 +1,7 @@
 #pragma once
 // Measuring one model against sequence length (docs/DESIGN.md, "Measurement rules").
 //
-// For each sequence length N of the ladder and each phase:
+// For each phase (in the order listed) and each sequence length N of its ladder:
 //   forward           logits = model(tokens[B, N]) without autograd
 //   forward_backward  loss = CE(model(tokens), targets); loss.backward()      (FLOPs = 3 x forward)
 //   decode            greedy generation of N tokens with step() from an empty state, timed in
