@@ -77,32 +77,44 @@ std::optional<double> interpolate_log_log(const std::vector<std::pair<double, do
 
 std::vector<Crossover> find_crossovers(const std::string& label_a, const std::vector<std::pair<double, double>>& raw_a,
                                        const std::string& label_b, const std::vector<std::pair<double, double>>& raw_b,
-                                       bool higher_is_better) {
+                                       bool higher_is_better, double min_ratio) {
   const auto a = usable(raw_a), b = usable(raw_b);
   std::vector<Crossover> crossings;
   if (a.size() < 2 || b.size() < 2) return crossings;
   const double low = std::max(a.front().first, b.front().first);
   const double high = std::min(a.back().first, b.back().first);
   if (!(low < high)) return crossings;
-  std::set<double> grid;
+  std::set<double> grid_set;
   for (const auto* curve : {&a, &b})
     for (const auto& point : *curve)
-      if (point.first >= low && point.first <= high) grid.insert(point.first);
-  // Walk the grid, remembering the last N where the curves differed; exact ties are stepped over.
-  double last_n = 0, last_d = 0;
-  bool have_last = false;
-  for (double n : grid) {
-    const double d = std::log(*interpolate_log_log(a, n)) - std::log(*interpolate_log_log(b, n));
-    if (d == 0) continue;
-    if (have_last && (last_d < 0) != (d < 0)) {
-      const double log_n = std::log(last_n) + last_d / (last_d - d) * (std::log(n) - std::log(last_n));
+      if (point.first >= low && point.first <= high) grid_set.insert(point.first);
+  const std::vector<double> grid(grid_set.begin(), grid_set.end());
+  std::vector<double> d;  // log y_A − log y_B on the grid
+  for (double n : grid) d.push_back(std::log(*interpolate_log_log(a, n)) - std::log(*interpolate_log_log(b, n)));
+  const double tie = std::log(min_ratio);
+  // Between two consecutive grid points where the curves differ clearly (|d| ≥ log min_ratio)
+  // with opposite signs, the curves cross once: at the middle one of the sign changes there
+  // (one, unless noise flips the sign inside a near-tie).
+  int last_clear = -1;
+  for (int i = 0; i < static_cast<int>(grid.size()); ++i) {
+    if (std::fabs(d[i]) < tie || d[i] == 0) continue;
+    if (last_clear >= 0 && (d[last_clear] < 0) != (d[i] < 0)) {
+      std::vector<int> changes;  // k: the sign changes between grid[k] and grid[k + 1]
+      int previous = last_clear;
+      for (int k = last_clear + 1; k <= i; ++k) {
+        if (d[k] == 0) continue;
+        if ((d[previous] < 0) != (d[k] < 0)) changes.push_back(previous);
+        previous = k;
+      }
+      const int k = changes[changes.size() / 2];
+      int next = k + 1;
+      while (d[next] == 0) ++next;
+      const double log_n = std::log(grid[k]) + d[k] / (d[k] - d[next]) * (std::log(grid[next]) - std::log(grid[k]));
       // Above the crossing A is better when d has the sign that favours A.
-      const bool a_better_above = higher_is_better ? d > 0 : d < 0;
+      const bool a_better_above = higher_is_better ? d[i] > 0 : d[i] < 0;
       crossings.push_back({a_better_above ? label_a : label_b, a_better_above ? label_b : label_a, std::exp(log_n)});
     }
-    last_n = n;
-    last_d = d;
-    have_last = true;
+    last_clear = i;
   }
   return crossings;
 }

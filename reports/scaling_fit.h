@@ -15,7 +15,8 @@
 // Crossover: where two configurations' curves cross, with each curve interpolated linearly in
 // log-log between its measured points; found on the union of both grids over their common range:
 //   d(N) = log y_A(N) − log y_B(N),  d(N_1)·d(N_2) < 0  ⇒
-//   log N* = log N_1 + d(N_1) / (d(N_1) − d(N_2)) · (log N_2 − log N_1).
+//   log N* = log N_1 + d(N_1) / (d(N_1) − d(N_2)) · (log N_2 − log N_1),
+// kept only where |d| ≥ log 1.05 at the nearest grid points on both sides that differ clearly.
 
 #include <optional>
 #include <string>
@@ -47,9 +48,12 @@ struct Crossover {
 
 // All crossings of two measured curves (each sorted by N, y > 0).  `higher_is_better` says
 // which side of the crossing is "better" (throughput: higher; latency, memory: lower).
+// Timing noise makes near-equal curves swap order at random: a crossing counts only where the
+// curves differ by at least `min_ratio` (default 5%) at measured lengths on both sides of it.
+constexpr double kCrossoverMinRatio = 1.05;
 std::vector<Crossover> find_crossovers(const std::string& label_a, const std::vector<std::pair<double, double>>& a,
                                        const std::string& label_b, const std::vector<std::pair<double, double>>& b,
-                                       bool higher_is_better);
+                                       bool higher_is_better, double min_ratio = kCrossoverMinRatio);
 
 // log-log interpolation of a sorted curve at N inside its range (nullopt outside).
 std::optional<double> interpolate_log_log(const std::vector<std::pair<double, double>>& curve, double n);
