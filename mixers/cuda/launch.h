@@ -3,15 +3,16 @@
 //
 // Shapes (contiguous): u, delta, z, out, du, ddelta, dz: [B, E, N] in `element`;
 // B_in, C_in: [B, n, N] in `element`; A: [E, n], D, delta_bias: [E] float32.
-// states: [B, E, ceil(N / kScanChunk), n] float32, the state h after each chunk of kScanChunk
-// steps, written by the forward and read by the backward (which recomputes everything in between).
+// states: [B, E, ceil(N / kScanStateStride), n] float32, the state h after every kScanStateStride
+// steps, written by the forward and read by the backward (which recomputes the states in between).
 
 #include <cstdint>
 
 namespace mixlab::cuda::detail {
 
 enum class ScanElement { f32, bf16, fp16 };
-constexpr int kScanChunk = 64;
+constexpr int kScanChunk = 64;        // time steps staged in shared memory at once
+constexpr int kScanStateStride = 16;  // steps between saved states
 constexpr int kScanStates = 16;  // n supported by the kernels
 
 struct ScanShape {

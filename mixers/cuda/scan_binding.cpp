@@ -38,23 +38,23 @@ class SelectiveScanFunction : public torch::autograd::Function<SelectiveScanFunc
     auto u = u_in.contiguous(), delta = delta_in.contiguous(), z = z_in.contiguous();
     auto B = B_in.to(u.scalar_type()).contiguous(), C = C_in.to(u.scalar_type()).contiguous();
     auto A = A_in.contiguous(), D = D_in.contiguous();
-    auto bias = bias_in.defined() ? bias_in.contiguous() : bias_in;
+    auto bias = bias_in.numel() > 0 ? bias_in.contiguous() : torch::Tensor();
     const auto sh = make_shape(u, B);
-    const int64_t chunks = (sh.n + detail::kScanChunk - 1) / detail::kScanChunk;
+    const int64_t chunks = (sh.n + detail::kScanStateStride - 1) / detail::kScanStateStride;
     auto states = torch::empty({sh.batch, sh.channels, chunks, sh.states}, u.options().dtype(torch::kFloat));
     auto out = torch::empty_like(u);
     detail::selective_scan_forward(sh, u.data_ptr(), delta.data_ptr(), A.data_ptr<float>(), B.data_ptr(),
                                    C.data_ptr(), D.data_ptr<float>(), z.data_ptr(), ptr_or_null(bias),
                                    out.data_ptr(), states.data_ptr<float>(), at::cuda::getCurrentCUDAStream().stream());
-    ctx->save_for_backward({u, delta, A, B, C, D, z, bias, states});
+    ctx->save_for_backward({u, delta, A, B, C, D, z, bias_in, states});
     ctx->saved_data["B_dtype"] = static_cast<int64_t>(B_in.scalar_type());
     return out;
   }
 
   static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
     auto s = ctx->get_saved_variables();
-    auto &u = s[0], &delta = s[1], &A = s[2], &B = s[3], &C = s[4], &D = s[5], &z = s[6], &bias = s[7],
-         &states = s[8];
+    auto &u = s[0], &delta = s[1], &A = s[2], &B = s[3], &C = s[4], &D = s[5], &z = s[6], &states = s[8];
+    const auto bias = s[7].numel() > 0 ? s[7] : torch::Tensor();
     const c10::cuda::CUDAGuard guard(u.device());
     auto dout = grads[0].to(u.scalar_type()).contiguous();
     const auto sh = make_shape(u, B);
@@ -70,7 +70,7 @@ class SelectiveScanFunction : public torch::autograd::Function<SelectiveScanFunc
                                     dD.data_ptr<float>(), dz.data_ptr(), bias.defined() ? dbias.data_ptr<float>() : nullptr,
                                     at::cuda::getCurrentCUDAStream().stream());
     const auto b_dtype = static_cast<c10::ScalarType>(ctx->saved_data["B_dtype"].toInt());
-    return {du, ddelta, dA, dB.to(b_dtype), dC.to(b_dtype), dD, dz, dbias};
+    return {du, ddelta, dA, dB.to(b_dtype), dC.to(b_dtype), dD, dz, dbias};  // dbias undefined without a bias
   }
 };
 
@@ -115,7 +115,9 @@ torch::Tensor selective_scan(const torch::Tensor& u, const torch::Tensor& delta,
               "u, delta, z must share one dtype");
   TORCH_CHECK(u.is_cuda(), where, "tensors must be on CUDA");
   if (A.size(1) != detail::kScanStates) return scan_by_steps(u, delta, A, B, C, D, z, delta_bias);
-  return SelectiveScanFunction::apply(u, delta, A, B, C, D, z, delta_bias);
+  // autograd::Function takes no undefined tensors: "no bias" travels as an empty one.
+  const auto bias = delta_bias.defined() ? delta_bias : torch::empty({0}, A.options());
+  return SelectiveScanFunction::apply(u, delta, A, B, C, D, z, bias);
 }
 
 }  // namespace mixlab::cuda

@@ -6,13 +6,13 @@
 //
 // Layout of the work: a block owns 32 channels of one sequence; 4 consecutive threads share one
 // channel and hold 4 of its 16 states each in registers (y needs a 2-shuffle sum over the quad).
-// Time is walked in chunks of 64 steps staged in shared memory (coalesced [32 x 64] tiles of u,
-// Δ, z and [16 x 64] tiles of B, C), so every input element is read once.  The forward writes the
-// state after each chunk (n floats per channel per 64 steps) for the backward.
+// Time is walked in chunks of 64 steps: [32 x 64] tiles of u, δ, z (and dout) and [16 x 64] tiles
+// of B, C are copied to shared memory with cp.async, double-buffered so that the next chunk's
+// copy overlaps this chunk's arithmetic; every input element is read once.  The forward writes
+// the state after every 16 steps (n floats per channel) for the backward.
 //
-// Backward, per chunk from the last to the first: recompute the states from the saved chunk-start
-// state (sub-chunk starts every 16 steps kept in registers, then the 16 states of one sub-chunk),
-// then walk time in reverse with the adjoint dh:
+// Backward, per 16-step sub-chunk from the last to the first: recompute its 16 states from the
+// saved state (in registers), then walk time in reverse with the adjoint dh:
 //   dy = dout·SiLU(z);  dz = dout·y·σ(z)(1 + z(1-σ(z)));  dh_t += dy C_t
 //   dC_t += dy h_t;  dB_t += dh_t Δ u;  du += Σ_j dh Δ B + dy D;  dD += dy u
 //   dΔ += Σ_j dh (h_{t-1} e^{ΔA} A + u B);  dA += Σ_t dh h_{t-1} e^{ΔA} Δ
@@ -36,13 +36,13 @@ constexpr int kChannels = 32;          // channels per block
 constexpr int kThreads = 4 * kChannels;
 constexpr int kPer = kScanStates / 4;  // states per thread
 constexpr int kL = kScanChunk;         // time steps per chunk
-constexpr int kSub = 16;               // steps per backward sub-chunk
-constexpr int kPad = kL + 1;           // padded row of a [channels x time] tile
+constexpr int kSub = kScanStateStride; // steps per backward sub-chunk
+constexpr int kPad = kL + 1;           // padded row of a float [channels x time] tile
 constexpr float kLog2e = 1.4426950408889634f;
 
-__device__ __forceinline__ float load_f(const float* p) { return *p; }
-__device__ __forceinline__ float load_f(const __nv_bfloat16* p) { return __bfloat162float(*p); }
-__device__ __forceinline__ float load_f(const __half* p) { return __half2float(*p); }
+__device__ __forceinline__ float to_f(float x) { return x; }
+__device__ __forceinline__ float to_f(__nv_bfloat16 x) { return __bfloat162float(x); }
+__device__ __forceinline__ float to_f(__half x) { return __half2float(x); }
 __device__ __forceinline__ void store_f(float* p, float x) { *p = x; }
 __device__ __forceinline__ void store_f(__nv_bfloat16* p, float x) { *p = __float2bfloat16_rn(x); }
 __device__ __forceinline__ void store_f(__half* p, float x) { *p = __float2half_rn(x); }
@@ -50,33 +50,75 @@ __device__ __forceinline__ void store_f(__half* p, float x) { *p = __float2half_
 __device__ __forceinline__ float softplus(float x) { return x > 20.f ? x : log1pf(__expf(x)); }
 __device__ __forceinline__ float sigmoid(float x) { return 1.f / (1.f + __expf(-x)); }
 
-// Stage rows [e0, e0+32) x steps [t0, t0+64) of a [E, N] matrix (one sequence) into a padded tile.
+__device__ __forceinline__ float quad_sum(float x) {
+  x += __shfl_xor_sync(0xffffffffu, x, 1);
+  return x + __shfl_xor_sync(0xffffffffu, x, 2);
+}
+
+// A raw tile row: kL elements of T plus one 4-byte word of padding (rows land in different banks).
 template <class T>
-__device__ __forceinline__ void stage(float* tile, const T* m, int e0, int channels, int t0, int n) {
-  for (int i = threadIdx.x; i < kChannels * kL; i += kThreads) {
-    const int r = i / kL, t = i % kL;
-    const int e = e0 + r, tt = t0 + t;
-    tile[r * kPad + t] = (e < channels && tt < n) ? load_f(m + static_cast<size_t>(e) * n + tt) : 0.f;
+__host__ __device__ constexpr int row_len() { return kL + 4 / static_cast<int>(sizeof(T)); }
+
+// Copy rows [0, rows) x steps [t0, t0 + kL) of a row-major [rows_total, n] matrix (rows starting
+// at r0) into a raw tile; zeros outside.  `aligned`: every row start is 4-byte aligned, so the copy
+// goes through cp.async in 4-byte words; otherwise element by element.
+template <class T>
+__device__ __forceinline__ void stage_raw(T* tile, const T* m, int r0, int rows, int rows_total, int t0, int n,
+                                          bool aligned) {
+  constexpr int E = 4 / sizeof(T);  // elements per word
+  constexpr int W = kL / E;         // words per row
+  if (aligned) {
+    for (int i = threadIdx.x; i < rows * W; i += kThreads) {
+      const int r = i / W, w = i % W, tt = t0 + w * E, row = r0 + r;
+      const int valid = (row < rows_total && tt < n) ? min(E, n - tt) : 0;
+      const T* src = m + (valid ? static_cast<size_t>(row) * n + tt : 0);
+      const uint32_t dst = static_cast<uint32_t>(__cvta_generic_to_shared(tile + r * row_len<T>() + w * E));
+      asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src),
+                   "r"(valid * static_cast<int>(sizeof(T))));
+    }
+  } else {
+    for (int i = threadIdx.x; i < rows * kL; i += kThreads) {
+      const int r = i / kL, t = i % kL, tt = t0 + t, row = r0 + r;
+      tile[r * row_len<T>() + t] = (row < rows_total && tt < n) ? m[static_cast<size_t>(row) * n + tt] : T(0.f);
+    }
   }
 }
-// Stage states [0, 16) x steps [t0, t0+64) of a [n_states, N] matrix into an unpadded tile.
-template <class T>
-__device__ __forceinline__ void stage_bc(float* tile, const T* m, int t0, int n) {
-  for (int i = threadIdx.x; i < kScanStates * kL; i += kThreads) {
-    const int j = i / kL, t = i % kL, tt = t0 + t;
-    tile[j * kL + t] = tt < n ? load_f(m + static_cast<size_t>(j) * n + tt) : 0.f;
-  }
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::); }
+
+// The raw inputs of one chunk.
+template <class T, bool BACKWARD>
+struct RawChunk {
+  T u[kChannels * row_len<T>()];
+  T delta[kChannels * row_len<T>()];
+  T z[kChannels * row_len<T>()];
+  T dout[BACKWARD ? kChannels * row_len<T>() : 1];
+  T B[kScanStates * row_len<T>()];
+  T C[kScanStates * row_len<T>()];
+};
+
+template <class T, bool BACKWARD>
+__device__ __forceinline__ void stage_chunk(RawChunk<T, BACKWARD>& raw, const T* u, const T* delta, const T* z,
+                                            const T* dout, const T* Bm, const T* Cm, int e0, int channels, int t0,
+                                            int n, bool aligned) {
+  stage_raw(raw.u, u, e0, kChannels, channels, t0, n, aligned);
+  stage_raw(raw.delta, delta, e0, kChannels, channels, t0, n, aligned);
+  stage_raw(raw.z, z, e0, kChannels, channels, t0, n, aligned);
+  if constexpr (BACKWARD) stage_raw(raw.dout, dout, e0, kChannels, channels, t0, n, aligned);
+  stage_raw(raw.B, Bm, 0, kScanStates, kScanStates, t0, n, aligned);
+  stage_raw(raw.C, Cm, 0, kScanStates, kScanStates, t0, n, aligned);
+  cp_async_commit();
 }
-// Δ = softplus(δ + b) for valid steps, 0 past the end (which makes padded steps no-ops).
+
+// Δ = softplus(δ + b) for valid steps and channels, 0 elsewhere (which makes padded steps no-ops).
 template <class T>
-__device__ __forceinline__ void stage_delta(float* tile, const T* m, const float* bias, int e0, int channels,
-                                            int t0, int n) {
+__device__ __forceinline__ void softplus_tile(float* dts, const T* delta, const float* bias, int e0, int channels,
+                                              int t0, int n) {
   for (int i = threadIdx.x; i < kChannels * kL; i += kThreads) {
-    const int r = i / kL, t = i % kL;
-    const int e = e0 + r, tt = t0 + t;
-    tile[r * kPad + t] = (e < channels && tt < n)
-                             ? softplus(load_f(m + static_cast<size_t>(e) * n + tt) + (bias ? bias[e] : 0.f))
-                             : 0.f;
+    const int r = i / kL, t = i % kL, e = e0 + r;
+    dts[r * kPad + t] = (e < channels && t0 + t < n)
+                            ? softplus(to_f(delta[r * row_len<T>() + t]) + (bias ? bias[e] : 0.f))
+                            : 0.f;
   }
 }
 template <class T>
@@ -88,19 +130,22 @@ __device__ __forceinline__ void unstage(const float* tile, T* m, int e0, int cha
   }
 }
 
-__device__ __forceinline__ float quad_sum(float x) {
-  x += __shfl_xor_sync(0xffffffffu, x, 1);
-  return x + __shfl_xor_sync(0xffffffffu, x, 2);
-}
+template <class T>
+struct ForwardSmem {
+  RawChunk<T, false> raw[2];
+  float dts[kChannels * kPad];
+  float out[kChannels * kPad];
+};
 
 template <class T>
 __global__ void __launch_bounds__(kThreads)
     scan_forward_kernel(const T* __restrict__ u, const T* __restrict__ delta, const float* __restrict__ A,
                         const T* __restrict__ Bm, const T* __restrict__ Cm, const float* __restrict__ D,
                         const T* __restrict__ z, const float* __restrict__ delta_bias, T* __restrict__ out,
-                        float* __restrict__ states, int channels, int n) {
-  __shared__ float us[kChannels * kPad], dts[kChannels * kPad], zs[kChannels * kPad], ys[kChannels * kPad];
-  __shared__ float bs[kScanStates * kL], cs[kScanStates * kL];
+                        float* __restrict__ states, int channels, int n, bool aligned) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  auto& sm = *reinterpret_cast<ForwardSmem<T>*>(smem_raw);
+  constexpr int RL = row_len<T>();
   const int b = blockIdx.y, e0 = blockIdx.x * kChannels;
   const int ch = threadIdx.x / 4, quarter = threadIdx.x % 4, e = e0 + ch;
   const bool valid = e < channels;
@@ -108,7 +153,8 @@ __global__ void __launch_bounds__(kThreads)
   u += seq; delta += seq; z += seq; out += seq;
   Bm += static_cast<size_t>(b) * kScanStates * n;
   Cm += static_cast<size_t>(b) * kScanStates * n;
-  const int n_chunks = (n + kL - 1) / kL;
+  const int n_chunks = (n + kL - 1) / kL, n_saved = (n + kSub - 1) / kSub;
+  float* my_states = states ? states + (static_cast<size_t>(b) * channels + e) * n_saved * kScanStates + quarter * kPer : nullptr;
 
   float a2[kPer], h[kPer];
 #pragma unroll
@@ -118,40 +164,55 @@ __global__ void __launch_bounds__(kThreads)
   }
   const float d_skip = valid ? D[e] : 0.f;
 
+  stage_chunk<T, false>(sm.raw[0], u, delta, z, nullptr, Bm, Cm, e0, channels, 0, n, aligned);
   for (int chunk = 0; chunk < n_chunks; ++chunk) {
     const int t0 = chunk * kL;
+    const auto& raw = sm.raw[chunk & 1];
+    cp_async_wait_all();
     __syncthreads();
-    stage(us, u, e0, channels, t0, n);
-    stage_delta(dts, delta, delta_bias, e0, channels, t0, n);
-    stage(zs, z, e0, channels, t0, n);
-    stage_bc(bs, Bm, t0, n);
-    stage_bc(cs, Cm, t0, n);
+    softplus_tile(sm.dts, raw.delta, delta_bias, e0, channels, t0, n);
     __syncthreads();
+    if (chunk + 1 < n_chunks)
+      stage_chunk<T, false>(sm.raw[(chunk + 1) & 1], u, delta, z, nullptr, Bm, Cm, e0, channels, t0 + kL, n, aligned);
+#pragma unroll 1
+    for (int sub = 0; sub < kL / kSub; ++sub) {
 #pragma unroll 4
-    for (int t = 0; t < kL; ++t) {
-      const float dt = dts[ch * kPad + t], x = us[ch * kPad + t];
-      const float dtx = dt * x;
-      float y = 0.f;
+      for (int i = 0; i < kSub; ++i) {
+        const int t = sub * kSub + i;
+        const float dt = sm.dts[ch * kPad + t], x = to_f(raw.u[ch * RL + t]);
+        const float dtx = dt * x;
+        float y = 0.f;
 #pragma unroll
-      for (int j = 0; j < kPer; ++j) {
-        const int js = quarter * kPer + j;
-        h[j] = exp2f(dt * a2[j]) * h[j] + dtx * bs[js * kL + t];
-        y += h[j] * cs[js * kL + t];
+        for (int j = 0; j < kPer; ++j) {
+          const int js = quarter * kPer + j;
+          h[j] = exp2f(dt * a2[j]) * h[j] + dtx * to_f(raw.B[js * RL + t]);
+          y += h[j] * to_f(raw.C[js * RL + t]);
+        }
+        y = quad_sum(y);
+        if (quarter == 0) {
+          const float zz = to_f(raw.z[ch * RL + t]);
+          sm.out[ch * kPad + t] = (y + d_skip * x) * zz * sigmoid(zz);
+        }
       }
-      y = quad_sum(y);
-      if (quarter == 0) {
-        const float zz = zs[ch * kPad + t];
-        ys[ch * kPad + t] = (y + d_skip * x) * zz * sigmoid(zz);
-      }
-    }
-    if (states && valid) {
-      float4* dst = reinterpret_cast<float4*>(states + ((static_cast<size_t>(b) * channels + e) * n_chunks + chunk) * kScanStates + quarter * kPer);
-      *dst = make_float4(h[0], h[1], h[2], h[3]);
+      const int saved = chunk * (kL / kSub) + sub;
+      if (my_states && valid && saved < n_saved)
+        *reinterpret_cast<float4*>(my_states + static_cast<size_t>(saved) * kScanStates) = make_float4(h[0], h[1], h[2], h[3]);
     }
     __syncthreads();
-    unstage(ys, out, e0, channels, t0, n);
+    unstage(sm.out, out, e0, channels, t0, n);
   }
 }
+
+template <class T>
+struct BackwardSmem {
+  RawChunk<T, true> raw[2];
+  float dts[kChannels * kPad];  // Δ
+  float gu[kChannels * kPad];   // du
+  float gd[kChannels * kPad];   // dδ
+  float gz[kChannels * kPad];   // dz
+  float gb[kScanStates * kL];   // Σ over the block's channels of dB
+  float gc[kScanStates * kL];   // ... of dC
+};
 
 template <class T>
 __global__ void __launch_bounds__(kThreads)
@@ -161,18 +222,10 @@ __global__ void __launch_bounds__(kThreads)
                          const float* __restrict__ states, const T* __restrict__ dout, T* __restrict__ du,
                          T* __restrict__ ddelta, float* __restrict__ dA, float* __restrict__ dB,
                          float* __restrict__ dC, float* __restrict__ dD, T* __restrict__ dz,
-                         float* __restrict__ ddelta_bias, int channels, int n) {
-  extern __shared__ float smem[];
-  float* us = smem;                     // u, then du
-  float* dts = us + kChannels * kPad;   // Δ, then dδ
-  float* zs = dts + kChannels * kPad;   // z, then dz
-  float* dos = zs + kChannels * kPad;   // dout
-  float* ys = dos + kChannels * kPad;   // y (before the gate, D skip included)
-  float* bs = ys + kChannels * kPad;    // [16 x 64]
-  float* cs = bs + kScanStates * kL;
-  float* dbs = cs + kScanStates * kL;   // Σ over the block's channels of dB, [16 x 64]
-  float* dcs = dbs + kScanStates * kL;
-
+                         float* __restrict__ ddelta_bias, int channels, int n, bool aligned) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  auto& sm = *reinterpret_cast<BackwardSmem<T>*>(smem_raw);
+  constexpr int RL = row_len<T>();
   const int b = blockIdx.y, e0 = blockIdx.x * kChannels;
   const int ch = threadIdx.x / 4, quarter = threadIdx.x % 4, e = e0 + ch;
   const int lane = threadIdx.x & 31;
@@ -181,7 +234,8 @@ __global__ void __launch_bounds__(kThreads)
   u += seq; delta += seq; z += seq; dout += seq; du += seq; ddelta += seq; dz += seq;
   const size_t bc_off = static_cast<size_t>(b) * kScanStates * n;
   Bm += bc_off; Cm += bc_off; dB += bc_off; dC += bc_off;
-  const int n_chunks = (n + kL - 1) / kL;
+  const int n_chunks = (n + kL - 1) / kL, n_saved = (n + kSub - 1) / kSub;
+  const float* my_states = states + (static_cast<size_t>(b) * channels + (valid ? e : 0)) * n_saved * kScanStates + quarter * kPer;
 
   float a[kPer], a2[kPer], dh[kPer], da_acc[kPer];
 #pragma unroll
@@ -194,78 +248,56 @@ __global__ void __launch_bounds__(kThreads)
   const float d_skip = valid ? D[e] : 0.f;
   float dd_acc = 0.f, dbias_acc = 0.f;
 
+  stage_chunk<T, true>(sm.raw[(n_chunks - 1) & 1], u, delta, z, dout, Bm, Cm, e0, channels, (n_chunks - 1) * kL, n, aligned);
   for (int chunk = n_chunks - 1; chunk >= 0; --chunk) {
     const int t0 = chunk * kL;
+    const auto& raw = sm.raw[chunk & 1];
+    cp_async_wait_all();
     __syncthreads();
-    stage(us, u, e0, channels, t0, n);
-    stage_delta(dts, delta, delta_bias, e0, channels, t0, n);
-    stage(zs, z, e0, channels, t0, n);
-    stage(dos, dout, e0, channels, t0, n);
-    stage_bc(bs, Bm, t0, n);
-    stage_bc(cs, Cm, t0, n);
-    for (int i = threadIdx.x; i < kScanStates * kL; i += kThreads) dbs[i] = dcs[i] = 0.f;
+    softplus_tile(sm.dts, raw.delta, delta_bias, e0, channels, t0, n);
+    for (int i = threadIdx.x; i < kScanStates * kL; i += kThreads) sm.gb[i] = sm.gc[i] = 0.f;
     __syncthreads();
+    if (chunk > 0)
+      stage_chunk<T, true>(sm.raw[(chunk - 1) & 1], u, delta, z, dout, Bm, Cm, e0, channels, t0 - kL, n, aligned);
 
-    // Recompute: states at the start of each 16-step sub-chunk, and y for every step.
-    float hsub[kL / kSub][kPer];
-    {
-      float h[kPer];
+#pragma unroll 1
+    for (int sub = kL / kSub - 1; sub >= 0; --sub) {
+      const int saved = chunk * (kL / kSub) + sub;  // this sub-chunk starts from state saved - 1
+      float h0[kPer], hist[kSub][kPer];
+      if (saved > 0 && valid) {
+        const float4 s4 = *reinterpret_cast<const float4*>(my_states + static_cast<size_t>(saved - 1) * kScanStates);
+        h0[0] = s4.x; h0[1] = s4.y; h0[2] = s4.z; h0[3] = s4.w;
+      } else {
 #pragma unroll
-      for (int j = 0; j < kPer; ++j)
-        h[j] = (chunk > 0 && valid)
-                   ? states[((static_cast<size_t>(b) * channels + e) * n_chunks + chunk - 1) * kScanStates + quarter * kPer + j]
-                   : 0.f;
-#pragma unroll
-      for (int s = 0; s < kL / kSub; ++s) {
-#pragma unroll
-        for (int j = 0; j < kPer; ++j) hsub[s][j] = h[j];
-#pragma unroll 4
-        for (int i = 0; i < kSub; ++i) {
-          const int t = s * kSub + i;
-          const float dt = dts[ch * kPad + t], x = us[ch * kPad + t];
-          float y = 0.f;
-#pragma unroll
-          for (int j = 0; j < kPer; ++j) {
-            const int js = quarter * kPer + j;
-            h[j] = exp2f(dt * a2[j]) * h[j] + dt * x * bs[js * kL + t];
-            y += h[j] * cs[js * kL + t];
-          }
-          y = quad_sum(y);
-          if (quarter == 0) ys[ch * kPad + t] = y + d_skip * x;
-        }
+        for (int j = 0; j < kPer; ++j) h0[j] = 0.f;
       }
-    }
-    __syncwarp();
-
-#pragma unroll
-    for (int s = kL / kSub - 1; s >= 0; --s) {
-      float hist[kSub][kPer];
 #pragma unroll
       for (int i = 0; i < kSub; ++i) {
-        const int t = s * kSub + i;
-        const float dt = dts[ch * kPad + t], x = us[ch * kPad + t];
+        const int t = sub * kSub + i;
+        const float dt = sm.dts[ch * kPad + t], x = to_f(raw.u[ch * RL + t]);
 #pragma unroll
         for (int j = 0; j < kPer; ++j) {
-          const float prev = i == 0 ? hsub[s][j] : hist[i - 1][j];
-          hist[i][j] = exp2f(dt * a2[j]) * prev + dt * x * bs[(quarter * kPer + j) * kL + t];
+          const float prev = i == 0 ? h0[j] : hist[i - 1][j];
+          hist[i][j] = exp2f(dt * a2[j]) * prev + dt * x * to_f(raw.B[(quarter * kPer + j) * RL + t]);
         }
       }
 #pragma unroll
       for (int i = kSub - 1; i >= 0; --i) {
-        const int t = s * kSub + i;
-        const float dt = dts[ch * kPad + t], x = us[ch * kPad + t];
-        const float zz = zs[ch * kPad + t], go = dos[ch * kPad + t];
+        const int t = sub * kSub + i;
+        const float dt = sm.dts[ch * kPad + t], x = to_f(raw.u[ch * RL + t]);
+        const float zz = to_f(raw.z[ch * RL + t]), go = to_f(raw.dout[ch * RL + t]);
         const float sz = sigmoid(zz);
         const float dy = go * zz * sz;
-        float ddt = 0.f, dx = 0.f, gb[kPer], gc[kPer];
+        float ddt = 0.f, dx = 0.f, y = 0.f, gb[kPer], gc[kPer];
 #pragma unroll
         for (int j = 0; j < kPer; ++j) {
           const int js = quarter * kPer + j;
-          const float bj = bs[js * kL + t], cj = cs[js * kL + t];
+          const float bj = to_f(raw.B[js * RL + t]), cj = to_f(raw.C[js * RL + t]);
+          y += hist[i][j] * cj;
           dh[j] += dy * cj;
           const float decay = exp2f(dt * a2[j]);
-          const float prev = i == 0 ? hsub[s][j] : hist[i - 1][j];
-          const float g_decay = dh[j] * prev * decay;  // ∂/∂(ΔA) of the decay term
+          const float prev = i == 0 ? h0[j] : hist[i - 1][j];
+          const float g_decay = dh[j] * prev * decay;  // ∂L/∂(ΔA) through the decay
           ddt += g_decay * a[j] + dh[j] * x * bj;
           dx += dh[j] * dt * bj;
           gb[j] = dh[j] * dt * x;
@@ -275,6 +307,7 @@ __global__ void __launch_bounds__(kThreads)
         }
         ddt = quad_sum(ddt);
         dx = quad_sum(dx);
+        y = quad_sum(y) + d_skip * x;
         // Sum dB, dC over the warp's 8 channels (lanes differing in bits 2..4).
 #pragma unroll
         for (int j = 0; j < kPer; ++j) {
@@ -287,31 +320,29 @@ __global__ void __launch_bounds__(kThreads)
         if (lane < 4) {
 #pragma unroll
           for (int j = 0; j < kPer; ++j) {
-            atomicAdd(&dbs[(quarter * kPer + j) * kL + t], gb[j]);
-            atomicAdd(&dcs[(quarter * kPer + j) * kL + t], gc[j]);
+            atomicAdd(&sm.gb[(quarter * kPer + j) * kL + t], gb[j]);
+            atomicAdd(&sm.gc[(quarter * kPer + j) * kL + t], gc[j]);
           }
         }
-        __syncwarp();
         if (quarter == 0) {
-          const float y = ys[ch * kPad + t];
-          us[ch * kPad + t] = dx + dy * d_skip;                          // du
-          const float g_delta = ddt * (1.f - __expf(-dt));              // dδ = dΔ σ(δ + b)
-          dts[ch * kPad + t] = g_delta;
-          zs[ch * kPad + t] = go * y * sz * (1.f + zz * (1.f - sz));     // dz
+          sm.gu[ch * kPad + t] = dx + dy * d_skip;
+          const float g_delta = ddt * (1.f - __expf(-dt));  // dδ = dΔ σ(δ + b)
+          sm.gd[ch * kPad + t] = g_delta;
+          sm.gz[ch * kPad + t] = go * y * sz * (1.f + zz * (1.f - sz));
           dd_acc += dy * x;
           dbias_acc += g_delta;
         }
       }
     }
     __syncthreads();
-    unstage(us, du, e0, channels, t0, n);
-    unstage(dts, ddelta, e0, channels, t0, n);
-    unstage(zs, dz, e0, channels, t0, n);
+    unstage(sm.gu, du, e0, channels, t0, n);
+    unstage(sm.gd, ddelta, e0, channels, t0, n);
+    unstage(sm.gz, dz, e0, channels, t0, n);
     for (int i = threadIdx.x; i < kScanStates * kL; i += kThreads) {
       const int j = i / kL, t = i % kL, tt = t0 + t;
       if (tt < n) {
-        atomicAdd(dB + static_cast<size_t>(j) * n + tt, dbs[i]);
-        atomicAdd(dC + static_cast<size_t>(j) * n + tt, dcs[i]);
+        atomicAdd(dB + static_cast<size_t>(j) * n + tt, sm.gb[i]);
+        atomicAdd(dC + static_cast<size_t>(j) * n + tt, sm.gc[i]);
       }
     }
   }
@@ -337,14 +368,22 @@ void check_shape(const ScanShape& sh) {
                                 " (the CUDA kernel supports " + std::to_string(kScanStates) + ")");
 }
 
+// Every row of a [rows, n] matrix starts 4-byte aligned (the base pointers come from the caching
+// allocator, 256-byte aligned).
+template <class T>
+bool rows_aligned(int n) { return (static_cast<size_t>(n) * sizeof(T)) % 4 == 0; }
+
 template <class T>
 void forward_typed(const ScanShape& sh, const void* u, const void* delta, const float* A, const void* B,
                    const void* C, const float* D, const void* z, const float* bias, void* out, float* states,
                    cudaStream_t stream) {
   const dim3 grid((sh.channels + kChannels - 1) / kChannels, sh.batch);
-  scan_forward_kernel<T><<<grid, kThreads, 0, stream>>>(
+  const size_t smem = sizeof(ForwardSmem<T>);
+  auto kernel = scan_forward_kernel<T>;
+  cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+  kernel<<<grid, kThreads, smem, stream>>>(
       static_cast<const T*>(u), static_cast<const T*>(delta), A, static_cast<const T*>(B), static_cast<const T*>(C),
-      D, static_cast<const T*>(z), bias, static_cast<T*>(out), states, sh.channels, sh.n);
+      D, static_cast<const T*>(z), bias, static_cast<T*>(out), states, sh.channels, sh.n, rows_aligned<T>(sh.n));
   check_launch("forward");
 }
 
@@ -354,13 +393,13 @@ void backward_typed(const ScanShape& sh, const void* u, const void* delta, const
                     const void* dout, void* du, void* ddelta, float* dA, float* dB, float* dC, float* dD, void* dz,
                     float* dbias, cudaStream_t stream) {
   const dim3 grid((sh.channels + kChannels - 1) / kChannels, sh.batch);
-  const size_t smem = (5 * kChannels * kPad + 4 * kScanStates * kL) * sizeof(float);
+  const size_t smem = sizeof(BackwardSmem<T>);
   auto kernel = scan_backward_kernel<T>;
   cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
   kernel<<<grid, kThreads, smem, stream>>>(
       static_cast<const T*>(u), static_cast<const T*>(delta), A, static_cast<const T*>(B), static_cast<const T*>(C),
       D, static_cast<const T*>(z), bias, states, static_cast<const T*>(dout), static_cast<T*>(du),
-      static_cast<T*>(ddelta), dA, dB, dC, dD, static_cast<T*>(dz), dbias, sh.channels, sh.n);
+      static_cast<T*>(ddelta), dA, dB, dC, dD, static_cast<T*>(dz), dbias, sh.channels, sh.n, rows_aligned<T>(sh.n));
   check_launch("backward");
 }
 
