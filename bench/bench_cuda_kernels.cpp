@@ -5,7 +5,7 @@
 // (FLOPs count only the (query, key) pairs that the mask keeps: 4·d per pair forward, 2.5x that
 // backward) and a matmul-peak row, to stdout and to the file named by the first argument.
 //
-// Usage: mixlab_bench [out.csv] [--quick]
+// Usage: mixlab_bench [out.csv] [--quick] [--ops=swa,scout,scan]
 
 #include <torch/torch.h>
 
@@ -60,7 +60,13 @@ int main(int argc, char** argv) {
   }
   std::string path = argc > 1 ? argv[1] : "mixlab_kernels.csv";
   bool quick = false;
-  for (int i = 1; i < argc; ++i) quick = quick || std::string(argv[i]) == "--quick";
+  std::string ops = "swa,scout,scan";
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    quick = quick || arg == "--quick";
+    if (arg.rfind("--ops=", 0) == 0) ops = arg.substr(6);
+  }
+  auto wanted = [&](const std::string& op) { return ("," + ops + ",").find("," + op + ",") != std::string::npos; };
   std::ofstream csv(path);
   auto emit = [&](const std::string& row) {
     std::cout << row << std::endl;
@@ -81,10 +87,12 @@ int main(int argc, char** argv) {
   std::vector<int64_t> lengths = quick ? std::vector<int64_t>{1024, 16384} : std::vector<int64_t>{1024, 4096, 16384, 65536};
   for (int64_t hd : {64, 128}) {
     for (int64_t n : lengths) {
+      if (!wanted("swa") && !wanted("scout")) break;
       const int64_t bh = std::max<int64_t>(1, tokens / n);
       auto q = torch::randn({1, bh, n, hd}, bf16), k = torch::randn({1, bh, n, hd}, bf16),
            v = torch::randn({1, bh, n, hd}, bf16), dout = torch::randn({1, bh, n, hd}, bf16);
       for (const std::string op : {"swa", "scout"}) {
+        if (!wanted(op)) continue;
         auto run = [&](const torch::Tensor& qq, const torch::Tensor& kk, const torch::Tensor& vv) {
           return op == "swa" ? mixlab::cuda::sliding_window_attention(qq, kk, vv, window)
                              : mixlab::cuda::checkpoint_attention(qq, kk, vv, segment);
@@ -112,6 +120,7 @@ int main(int argc, char** argv) {
   const int64_t batch = 4, channels = 2048, states = 16;
   auto f32 = torch::TensorOptions().device(torch::kCUDA).dtype(torch::kFloat);
   for (int64_t n : lengths) {
+    if (!wanted("scan")) break;
     auto u = torch::randn({batch, channels, n}, bf16), delta = (torch::randn({batch, channels, n}, bf16) - 1.0);
     auto z = torch::randn({batch, channels, n}, bf16), dout = torch::randn({batch, channels, n}, bf16);
     auto B = torch::randn({batch, states, n}, bf16), C = torch::randn({batch, states, n}, bf16);

@@ -4,11 +4,14 @@
 #
 # Usage: scripts/gpu.sh OUTDIR [benchmark]
 #   benchmark: none | quick | kernels (default: kernels; the full table of docs/PERF.md)
+#   Extra arguments after the benchmark go to mixlab_bench (e.g. --ops=scan).
 # Needs: nvcc, the PyTorch wheel (its LibTorch), CMake, ninja; sqlite3.h may be carried in
 # .devicedeps/ (the GPU image has libsqlite3.so.0 but no header).
 set -uo pipefail
 OUT="$(mkdir -p "${1:?usage: scripts/gpu.sh OUTDIR [benchmark]}" && cd "$1" && pwd)"
 BENCH="${2:-kernels}"
+shift $(( $# > 1 ? 2 : 1 ))
+BENCH_ARGS=("$@")
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD="${MIXLAB_GPU_BUILD:-$ROOT/build-gpu}"
 cd "$ROOT"
@@ -44,9 +47,11 @@ case "$BENCH" in
   none) ;;
   quick | kernels)
     flag=(); [[ $BENCH == quick ]] && flag=(--quick)
-    "$BUILD/mixlab_bench" "$OUT/mixlab_kernels.csv" "${flag[@]}" 2>&1 | tee "$OUT/bench_mixlab.log"
-    (cd bench/peers && PYTHONUNBUFFERED=1 python3 scan_peers.py "$OUT/peers_scan.csv" "${flag[@]}") 2>&1 | tee "$OUT/bench_scan.log"
-    (cd bench/peers && PYTHONUNBUFFERED=1 python3 attention_peers.py "$OUT/peers_attention.csv" "${flag[@]}") 2>&1 | tee "$OUT/bench_attention.log" | grep -v Warning
+    "$BUILD/mixlab_bench" "$OUT/mixlab_kernels.csv" "${flag[@]}" "${BENCH_ARGS[@]}" 2>&1 | tee "$OUT/bench.log"
+    if [[ -z "${MIXLAB_SKIP_PEERS:-}" ]]; then
+      (cd bench/peers && PYTHONUNBUFFERED=1 python3 scan_peers.py "$OUT/peers_scan.csv" "${flag[@]}") 2>&1 | tee -a "$OUT/bench.log"
+      (cd bench/peers && PYTHONUNBUFFERED=1 python3 attention_peers.py "$OUT/peers_attention.csv" "${flag[@]}") 2>&1 | tee -a "$OUT/bench.log" | grep -v Warning
+    fi
     python3 bench/peers/make_table.py "$OUT/mixlab_kernels.csv" "$OUT/peers_attention.csv" "$OUT/peers_scan.csv" | tee "$OUT/perf_table.md"
     ;;
   *) echo "gpu.sh: unknown benchmark '$BENCH' (valid: none, quick, kernels)"; exit 2 ;;

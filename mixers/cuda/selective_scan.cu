@@ -88,13 +88,13 @@ __device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wai
 
 // The raw inputs of one chunk.
 template <class T, bool BACKWARD>
-struct RawChunk {
-  T u[kChannels * row_len<T>()];
-  T delta[kChannels * row_len<T>()];
-  T z[kChannels * row_len<T>()];
-  T dout[BACKWARD ? kChannels * row_len<T>() : 1];
-  T B[kScanStates * row_len<T>()];
-  T C[kScanStates * row_len<T>()];
+struct RawChunk {  // every array 16-byte aligned (cp.async needs aligned destinations)
+  alignas(16) T u[kChannels * row_len<T>()];
+  alignas(16) T delta[kChannels * row_len<T>()];
+  alignas(16) T z[kChannels * row_len<T>()];
+  alignas(16) T dout[BACKWARD ? kChannels * row_len<T>() : 8];
+  alignas(16) T B[kScanStates * row_len<T>()];
+  alignas(16) T C[kScanStates * row_len<T>()];
 };
 
 template <class T, bool BACKWARD>
