@@ -17,8 +17,8 @@
 // are those of the full softmax (self item included), which is what makes the checkpoint-branch
 // gradients right (the pitfall of scout.md §2.5); the self item's own gradients
 //   dS_tt = P_tt (dO_t·v_t - D_t):  dq_t += dS_tt k_t scale,  dk_t += dS_tt q_t scale,  dv_t += P_tt dO_t
-// are added in the dQ kernel's epilogue and in a row kernel that also scatters the checkpoint
-// gradients back to rows cS+S-1.
+// are added in the dQ kernel's epilogue, which also scatters the checkpoint branch's dK_c, dV_c
+// back to rows cS+S-1 and so writes the complete dk and dv.
 //
 // All exponentials are base 2 with log2(e) folded into the scale.
 
@@ -126,22 +126,28 @@ __global__ void __launch_bounds__(NW * 32)
 #pragma unroll
   for (int dt = 0; dt < HD / 8; ++dt) acc[dt][0] = acc[dt][1] = acc[dt][2] = acc[dt][3] = 0.f;
 
-  if constexpr (kHasSelf<M>) {  // seed the online softmax with the self item
+  cp_async_wait_all();
+  __syncthreads();
+  uint32_t qf[HD / 16][4];
+#pragma unroll
+  for (int kk = 0; kk < HD / 16; ++kk) load_a<HD>(qf[kk], qs, warp * 16, kk * 16);
+  if constexpr (kHasSelf<M>) {  // seed the online softmax with the self item (q from shared memory)
     const T* kf = k_self + row_base * HD;
     const T* vf = v_self + row_base * HD;
+    const int r_lo = warp * 16 + g, r_hi = r_lo + 8;
     float dot_lo = 0.f, dot_hi = 0.f;
 #pragma unroll
     for (int dt = 0; dt < HD / 8; ++dt) {
       const int col = dt * 8 + 2 * c;
       if (row_lo < n) {
-        const float2 a = load2(q + static_cast<size_t>(row_lo) * HD + col), b = load2(kf + static_cast<size_t>(row_lo) * HD + col);
+        const float2 a = load2(qs + swz<HD>(r_lo, col)), b = load2(kf + static_cast<size_t>(row_lo) * HD + col);
         const float2 w = load2(vf + static_cast<size_t>(row_lo) * HD + col);
         dot_lo += a.x * b.x + a.y * b.y;
         acc[dt][0] = w.x;
         acc[dt][1] = w.y;
       }
       if (row_hi < n) {
-        const float2 a = load2(q + static_cast<size_t>(row_hi) * HD + col), b = load2(kf + static_cast<size_t>(row_hi) * HD + col);
+        const float2 a = load2(qs + swz<HD>(r_hi, col)), b = load2(kf + static_cast<size_t>(row_hi) * HD + col);
         const float2 w = load2(vf + static_cast<size_t>(row_hi) * HD + col);
         dot_hi += a.x * b.x + a.y * b.y;
         acc[dt][2] = w.x;
@@ -154,11 +160,6 @@ __global__ void __launch_bounds__(NW * 32)
     if (row_hi < n) { m_hi = dot_hi * scale_log2; l_hi = c == 0 ? 1.f : 0.f; }
   }
 
-  cp_async_wait_all();
-  __syncthreads();
-  uint32_t qf[HD / 16][4];
-#pragma unroll
-  for (int kk = 0; kk < HD / 16; ++kk) load_a<HD>(qf[kk], qs, warp * 16, kk * 16);
 
   for (int kt = kt0; kt < kt1; ++kt) {
     const int buf = (kt - kt0) & 1;
@@ -432,8 +433,9 @@ __global__ void __launch_bounds__(NW * 32)
     backward_q_kernel(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
                       const T* __restrict__ k_self, const T* __restrict__ v_self,
                       const T* __restrict__ dout, const float* __restrict__ lse,
-                      const float* __restrict__ delta, T* __restrict__ dq, int n, int n_keys,
-                      float scale_log2, float scale, M mask) {
+                      const float* __restrict__ delta, T* __restrict__ dq, T* __restrict__ dk,
+                      T* __restrict__ dv, const float* __restrict__ dk_f32, const float* __restrict__ dv_f32,
+                      int n, int n_keys, float scale_log2, float scale, M mask) {
   constexpr int BM = 16 * NW, NT = NW * 32;
   extern __shared__ __align__(128) unsigned char smem_raw[];
   T* qs = reinterpret_cast<T*>(smem_raw);  // [BM, HD]
@@ -541,22 +543,28 @@ __global__ void __launch_bounds__(NW * 32)
     }
   }
 
-  if constexpr (kHasSelf<M>) {  // self item: dS_tt = P_tt (dO_t·v_t - D_t), dq_t += dS_tt k_t
+  if constexpr (kHasSelf<M>) {
+    // Self item of rows t: dS_tt = P_tt (dO_t·v_t - D_t);  dq_t += dS_tt k_t,  and the complete
+    // dk_t = dS_tt q_t scale (+ dK_c on checkpoint rows t = cS+S-1),  dv_t = P_tt dO_t (+ dV_c).
+    // q_t and dO_t come from shared memory; dK_c, dV_c from the dK/dV kernel (run before this one).
     const T* kf = k_self + row_base * HD;
     const T* vf = v_self + row_base * HD;
+    const int r_lo = warp * 16 + g, r_hi = r_lo + 8;
     float s_lo = 0.f, s_hi = 0.f, dp_lo = 0.f, dp_hi = 0.f;
 #pragma unroll
     for (int dt = 0; dt < HD / 8; ++dt) {
       const int col = dt * 8 + 2 * c;
       if (row_lo < n) {
         const size_t o = static_cast<size_t>(row_lo) * HD + col;
-        const float2 a = load2(q + o), b = load2(kf + o), w = load2(vf + o), d = load2(dout + o);
+        const float2 a = load2(qs + swz<HD>(r_lo, col)), b = load2(kf + o), w = load2(vf + o),
+                     d = load2(dos + swz<HD>(r_lo, col));
         s_lo += a.x * b.x + a.y * b.y;
         dp_lo += d.x * w.x + d.y * w.y;
       }
       if (row_hi < n) {
         const size_t o = static_cast<size_t>(row_hi) * HD + col;
-        const float2 a = load2(q + o), b = load2(kf + o), w = load2(vf + o), d = load2(dout + o);
+        const float2 a = load2(qs + swz<HD>(r_hi, col)), b = load2(kf + o), w = load2(vf + o),
+                     d = load2(dos + swz<HD>(r_hi, col));
         s_hi += a.x * b.x + a.y * b.y;
         dp_hi += d.x * w.x + d.y * w.y;
       }
@@ -565,20 +573,41 @@ __global__ void __launch_bounds__(NW * 32)
     s_hi = quad_sum(s_hi);
     dp_lo = quad_sum(dp_lo);
     dp_hi = quad_sum(dp_hi);
-    const float ds_lo = exp2f(s_lo * scale_log2 - lse_lo) * (dp_lo - d_lo);
-    const float ds_hi = exp2f(s_hi * scale_log2 - lse_hi) * (dp_hi - d_hi);
+    const float p_lo = exp2f(s_lo * scale_log2 - lse_lo), p_hi = exp2f(s_hi * scale_log2 - lse_hi);
+    const float ds_lo = p_lo * (dp_lo - d_lo), ds_hi = p_hi * (dp_hi - d_hi);
+    const int segment = mask.segment;
+    const bool ck_lo = row_lo % segment == segment - 1 && row_lo / segment < n_keys;
+    const bool ck_hi = row_hi % segment == segment - 1 && row_hi / segment < n_keys;
 #pragma unroll
     for (int dt = 0; dt < HD / 8; ++dt) {
       const int col = dt * 8 + 2 * c;
       if (row_lo < n) {
-        const float2 b = load2(kf + static_cast<size_t>(row_lo) * HD + col);
+        const size_t o = static_cast<size_t>(row_lo) * HD + col;
+        const float2 b = load2(kf + o), a = load2(qs + swz<HD>(r_lo, col)), d = load2(dos + swz<HD>(r_lo, col));
         acc[dt][0] += ds_lo * b.x;
         acc[dt][1] += ds_lo * b.y;
+        float2 gk = make_float2(ds_lo * scale * a.x, ds_lo * scale * a.y), gv = make_float2(p_lo * d.x, p_lo * d.y);
+        if (ck_lo) {
+          const size_t oc = (key_base + row_lo / segment) * HD + col;
+          const float2 x = *reinterpret_cast<const float2*>(dk_f32 + oc), y = *reinterpret_cast<const float2*>(dv_f32 + oc);
+          gk.x += x.x; gk.y += x.y; gv.x += y.x; gv.y += y.y;
+        }
+        store2(dk + (row_base + row_lo) * HD + col, gk.x, gk.y);
+        store2(dv + (row_base + row_lo) * HD + col, gv.x, gv.y);
       }
       if (row_hi < n) {
-        const float2 b = load2(kf + static_cast<size_t>(row_hi) * HD + col);
+        const size_t o = static_cast<size_t>(row_hi) * HD + col;
+        const float2 b = load2(kf + o), a = load2(qs + swz<HD>(r_hi, col)), d = load2(dos + swz<HD>(r_hi, col));
         acc[dt][2] += ds_hi * b.x;
         acc[dt][3] += ds_hi * b.y;
+        float2 gk = make_float2(ds_hi * scale * a.x, ds_hi * scale * a.y), gv = make_float2(p_hi * d.x, p_hi * d.y);
+        if (ck_hi) {
+          const size_t oc = (key_base + row_hi / segment) * HD + col;
+          const float2 x = *reinterpret_cast<const float2*>(dk_f32 + oc), y = *reinterpret_cast<const float2*>(dv_f32 + oc);
+          gk.x += x.x; gk.y += x.y; gv.x += y.x; gv.y += y.y;
+        }
+        store2(dk + (row_base + row_hi) * HD + col, gk.x, gk.y);
+        store2(dv + (row_base + row_hi) * HD + col, gv.x, gv.y);
       }
     }
   }
@@ -587,56 +616,6 @@ __global__ void __launch_bounds__(NW * 32)
     const int col = dt * 8 + 2 * c;
     if (row_lo < n) store2(dq + static_cast<size_t>(row_lo) * HD + col, acc[dt][0] * scale, acc[dt][1] * scale);
     if (row_hi < n) store2(dq + static_cast<size_t>(row_hi) * HD + col, acc[dt][2] * scale, acc[dt][3] * scale);
-  }
-}
-
-// Checkpoint attention, per row t: the self item's dk_t, dv_t plus, on checkpoint rows t = cS+S-1,
-// the checkpoint branch's dK_c, dV_c.  One warp per row.
-template <class T, int HD>
-__global__ void checkpoint_self_grad_kernel(const T* __restrict__ q, const T* __restrict__ k,
-                                            const T* __restrict__ v, const T* __restrict__ dout,
-                                            const float* __restrict__ lse, const float* __restrict__ delta,
-                                            const float* __restrict__ dk_ckpt, const float* __restrict__ dv_ckpt,
-                                            T* __restrict__ dk, T* __restrict__ dv, long rows, int n,
-                                            int n_keys, int segment, float scale_log2, float scale) {
-  const long row = static_cast<long>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
-  const int lane = threadIdx.x & 31;
-  if (row >= rows) return;
-  constexpr int PER = HD / 64;  // float2 pairs per lane
-  float2 qv[PER], kv[PER], vv[PER], dv2[PER];
-  float s = 0.f, dp = 0.f;
-#pragma unroll
-  for (int i = 0; i < PER; ++i) {
-    const long o = row * HD + (i * 32 + lane) * 2;
-    qv[i] = load2(q + o);
-    kv[i] = load2(k + o);
-    vv[i] = load2(v + o);
-    dv2[i] = load2(dout + o);
-    s += qv[i].x * kv[i].x + qv[i].y * kv[i].y;
-    dp += dv2[i].x * vv[i].x + dv2[i].y * vv[i].y;
-  }
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) {
-    s += __shfl_xor_sync(0xffffffffu, s, o);
-    dp += __shfl_xor_sync(0xffffffffu, dp, o);
-  }
-  const float p = exp2f(s * scale_log2 - lse[row]);
-  const float ds = p * (dp - delta[row]) * scale;
-  const long bh = row / n;
-  const int t = static_cast<int>(row % n);
-  const int ckpt = t / segment;
-  const bool is_ckpt = t % segment == segment - 1 && ckpt < n_keys;
-#pragma unroll
-  for (int i = 0; i < PER; ++i) {
-    const int col = (i * 32 + lane) * 2;
-    float2 gk = make_float2(ds * qv[i].x, ds * qv[i].y), gv = make_float2(p * dv2[i].x, p * dv2[i].y);
-    if (is_ckpt) {
-      const long oc = (bh * n_keys + ckpt) * HD + col;
-      const float2 a = *reinterpret_cast<const float2*>(dk_ckpt + oc), b = *reinterpret_cast<const float2*>(dv_ckpt + oc);
-      gk.x += a.x; gk.y += a.y; gv.x += b.x; gv.y += b.y;
-    }
-    store2(dk + row * HD + col, gk.x, gk.y);
-    store2(dv + row * HD + col, gv.x, gv.y);
   }
 }
 
@@ -710,17 +689,10 @@ void backward_typed(const AttentionShape& sh, M mask, const void* q, const void*
   const dim3 grid_q((sh.n + BM - 1) / BM, sh.batch_heads);
   qk<<<grid_q, TL::q_warps * 32, smem_q, stream>>>(
       static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v), static_cast<const T*>(ks),
-      static_cast<const T*>(vs), static_cast<const T*>(dout), lse, delta, static_cast<T*>(dq), sh.n, sh.n_keys,
-      scale_log2, sh.scale, mask);
+      static_cast<const T*>(vs), static_cast<const T*>(dout), lse, delta, static_cast<T*>(dq), static_cast<T*>(dk),
+      static_cast<T*>(dv), dkc, dvc, sh.n, sh.n_keys, scale_log2, sh.scale, mask);
   check_launch("backward dq");
 
-  if constexpr (kHasSelf<M>) {
-    checkpoint_self_grad_kernel<T, HD><<<(rows + 7) / 8, 256, 0, stream>>>(
-        static_cast<const T*>(q), static_cast<const T*>(ks), static_cast<const T*>(vs), static_cast<const T*>(dout),
-        lse, delta, dkc, dvc, static_cast<T*>(dk), static_cast<T*>(dv), rows, sh.n, sh.n_keys, sh.segment,
-        scale_log2, sh.scale);
-    check_launch("backward self term");
-  }
 }
 
 void check_head_dim(const AttentionShape& sh) {
