@@ -116,8 +116,9 @@ int main(int argc, char** argv) {
     }
   }
 
-  // Selective scan: batch 4, E = 2048 channels, n = 16, bf16 activations.
-  const int64_t batch = 4, channels = 2048, states = 16;
+  // Selective scan: batch 8, E = 2048 channels, n = 16, bf16 activations (the kernel runs 4 threads
+  // per channel, so 8 x 2048 channels give 16 warps per SM).
+  const int64_t batch = 8, channels = 2048, states = 16;
   auto f32 = torch::TensorOptions().device(torch::kCUDA).dtype(torch::kFloat);
   for (int64_t n : lengths) {
     if (!wanted("scan")) break;

@@ -64,7 +64,7 @@ def main():
             print(line)
         print()
 
-    print("### Mamba-1 selective scan (bf16 activations, batch 4, E = 2048, n = 16; ms)\n")
+    print("### Mamba-1 selective scan (bf16 activations, batch 8, E = 2048, n = 16; ms)\n")
     print("| N | mixlab fwd | mixlab fwd+bwd | eager fwd+bwd | vs eager | floor fwd+bwd | mixlab / floor |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:

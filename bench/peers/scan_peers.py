@@ -1,4 +1,4 @@
-"""Selective-scan peers and ceilings, on the shapes of bench/bench_cuda_kernels.cpp (batch 4,
+"""Selective-scan peers and ceilings, on the shapes of bench/bench_cuda_kernels.cpp (batch 8,
 E = 2048, n = 16, bf16 activations):
 
 - eager:   a selective_scan_ref-style scan (mixers.md §5.1), written here: float32, a Python loop
@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 import common
 
-BATCH, CHANNELS, STATES = 4, 2048, 16
+BATCH, CHANNELS, STATES = 8, 2048, 16
 
 
 def scan_eager(u, delta, A, B, C, D, z, bias):

@@ -55,6 +55,56 @@ __device__ __forceinline__ float quad_sum(float x) {
   return x + __shfl_xor_sync(0xffffffffu, x, 2);
 }
 
+// Reduce-scatter over the 4 lanes of a quad: v[k] holds this lane's part of value k; afterwards
+// lane q (= lane % 4) returns the quad's sum of value q.  3 shuffles instead of 4 x 2.
+__device__ __forceinline__ float quad_reduce_scatter(const float (&v)[4], int q) {
+  const bool hi = (q >> 1) & 1, lo = q & 1;
+  float w[2];
+#pragma unroll
+  for (int k = 0; k < 2; ++k) {
+    const float send = hi ? v[k] : v[k + 2], keep = hi ? v[k + 2] : v[k];
+    w[k] = keep + __shfl_xor_sync(0xffffffffu, send, 2);
+  }
+  const float send = lo ? w[0] : w[1], keep = lo ? w[1] : w[0];
+  return keep + __shfl_xor_sync(0xffffffffu, send, 1);
+}
+// The same for M values per step: v[k][m] -> lane q returns the sums of v[q][0..M).
+template <int M>
+__device__ __forceinline__ void quad_reduce_scatter(const float (&v)[4][M], int q, float (&out)[M]) {
+  const bool hi = (q >> 1) & 1, lo = q & 1;
+  float w[2][M];
+#pragma unroll
+  for (int k = 0; k < 2; ++k)
+#pragma unroll
+    for (int m = 0; m < M; ++m) {
+      const float send = hi ? v[k][m] : v[k + 2][m], keep = hi ? v[k + 2][m] : v[k][m];
+      w[k][m] = keep + __shfl_xor_sync(0xffffffffu, send, 2);
+    }
+#pragma unroll
+  for (int m = 0; m < M; ++m) {
+    const float send = lo ? w[0][m] : w[1][m], keep = lo ? w[1][m] : w[0][m];
+    out[m] = keep + __shfl_xor_sync(0xffffffffu, send, 1);
+  }
+}
+// Reduce-scatter of 8 values over the 8 channels of a warp (lanes differing in bits 2..4): the
+// lane returns the sum of value 4·b4 + 2·b3 + b2 (b = its lane bits).  7 shuffles instead of 24.
+__device__ __forceinline__ float channel_reduce_scatter(const float (&v)[8], int lane) {
+  const bool b4 = (lane >> 4) & 1, b3 = (lane >> 3) & 1, b2 = (lane >> 2) & 1;
+  float w[4], x[2];
+#pragma unroll
+  for (int k = 0; k < 4; ++k) {
+    const float send = b4 ? v[k] : v[k + 4], keep = b4 ? v[k + 4] : v[k];
+    w[k] = keep + __shfl_xor_sync(0xffffffffu, send, 16);
+  }
+#pragma unroll
+  for (int k = 0; k < 2; ++k) {
+    const float send = b3 ? w[k] : w[k + 2], keep = b3 ? w[k + 2] : w[k];
+    x[k] = keep + __shfl_xor_sync(0xffffffffu, send, 8);
+  }
+  const float send = b2 ? x[0] : x[1], keep = b2 ? x[1] : x[0];
+  return keep + __shfl_xor_sync(0xffffffffu, send, 4);
+}
+
 // A raw tile row: kL elements of T plus one 4-byte word of padding (rows land in different banks).
 template <class T>
 __host__ __device__ constexpr int row_len() { return kL + 4 / static_cast<int>(sizeof(T)); }
@@ -176,23 +226,25 @@ __global__ void __launch_bounds__(kThreads)
       stage_chunk<T, false>(sm.raw[(chunk + 1) & 1], u, delta, z, nullptr, Bm, Cm, e0, channels, t0 + kL, n, aligned);
 #pragma unroll 1
     for (int sub = 0; sub < kL / kSub; ++sub) {
-#pragma unroll 4
-      for (int i = 0; i < kSub; ++i) {
-        const int t = sub * kSub + i;
-        const float dt = sm.dts[ch * kPad + t], x = to_f(raw.u[ch * RL + t]);
-        const float dtx = dt * x;
-        float y = 0.f;
 #pragma unroll
-        for (int j = 0; j < kPer; ++j) {
-          const int js = quarter * kPer + j;
-          h[j] = exp2f(dt * a2[j]) * h[j] + dtx * to_f(raw.B[js * RL + t]);
-          y += h[j] * to_f(raw.C[js * RL + t]);
+      for (int g4 = 0; g4 < kSub / 4; ++g4) {
+        float yp[4];  // this lane's 4 states' share of y, for 4 steps
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+          const int t = sub * kSub + g4 * 4 + k;
+          const float dt = sm.dts[ch * kPad + t], dtx = dt * to_f(raw.u[ch * RL + t]);
+          yp[k] = 0.f;
+#pragma unroll
+          for (int j = 0; j < kPer; ++j) {
+            const int js = quarter * kPer + j;
+            h[j] = exp2f(dt * a2[j]) * h[j] + dtx * to_f(raw.B[js * RL + t]);
+            yp[k] += h[j] * to_f(raw.C[js * RL + t]);
+          }
         }
-        y = quad_sum(y);
-        if (quarter == 0) {
-          const float zz = to_f(raw.z[ch * RL + t]);
-          sm.out[ch * kPad + t] = (y + d_skip * x) * zz * sigmoid(zz);
-        }
+        const float y = quad_reduce_scatter(yp, quarter);  // y of step g4·4 + quarter
+        const int t = sub * kSub + g4 * 4 + quarter;
+        const float x = to_f(raw.u[ch * RL + t]), zz = to_f(raw.z[ch * RL + t]);
+        sm.out[ch * kPad + t] = (y + d_skip * x) * zz * sigmoid(zz);
       }
       const int saved = chunk * (kL / kSub) + sub;
       if (my_states && valid && saved < n_saved)
@@ -210,8 +262,7 @@ struct BackwardSmem {
   float gu[kChannels * kPad];   // du
   float gd[kChannels * kPad];   // dδ
   float gz[kChannels * kPad];   // dz
-  float gb[kScanStates * kL];   // Σ over the block's channels of dB
-  float gc[kScanStates * kL];   // ... of dC
+  float red[(kThreads / 32) * 2 * kScanStates * kPad];  // per warp: Σ over its 8 channels of dB, dC
 };
 
 template <class T>
@@ -228,7 +279,7 @@ __global__ void __launch_bounds__(kThreads)
   constexpr int RL = row_len<T>();
   const int b = blockIdx.y, e0 = blockIdx.x * kChannels;
   const int ch = threadIdx.x / 4, quarter = threadIdx.x % 4, e = e0 + ch;
-  const int lane = threadIdx.x & 31;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x / 32;
   const bool valid = e < channels;
   const size_t seq = static_cast<size_t>(b) * channels * n;
   u += seq; delta += seq; z += seq; dout += seq; du += seq; ddelta += seq; dz += seq;
@@ -255,7 +306,6 @@ __global__ void __launch_bounds__(kThreads)
     cp_async_wait_all();
     __syncthreads();
     softplus_tile(sm.dts, raw.delta, delta_bias, e0, channels, t0, n);
-    for (int i = threadIdx.x; i < kScanStates * kL; i += kThreads) sm.gb[i] = sm.gc[i] = 0.f;
     __syncthreads();
     if (chunk > 0)
       stage_chunk<T, true>(sm.raw[(chunk - 1) & 1], u, delta, z, dout, Bm, Cm, e0, channels, t0 - kL, n, aligned);
@@ -282,70 +332,69 @@ __global__ void __launch_bounds__(kThreads)
         }
       }
 #pragma unroll
-      for (int i = kSub - 1; i >= 0; --i) {
-        const int t = sub * kSub + i;
-        const float dt = sm.dts[ch * kPad + t], x = to_f(raw.u[ch * RL + t]);
-        const float zz = to_f(raw.z[ch * RL + t]), go = to_f(raw.dout[ch * RL + t]);
-        const float sz = sigmoid(zz);
-        const float dy = go * zz * sz;
-        float ddt = 0.f, dx = 0.f, y = 0.f, gb[kPer], gc[kPer];
+      for (int g4 = kSub / 4 - 1; g4 >= 0; --g4) {
+        float part[4][3];  // this lane's share of dΔ, du, y for 4 steps
 #pragma unroll
-        for (int j = 0; j < kPer; ++j) {
-          const int js = quarter * kPer + j;
-          const float bj = to_f(raw.B[js * RL + t]), cj = to_f(raw.C[js * RL + t]);
-          y += hist[i][j] * cj;
-          dh[j] += dy * cj;
-          const float decay = exp2f(dt * a2[j]);
-          const float prev = i == 0 ? h0[j] : hist[i - 1][j];
-          const float g_decay = dh[j] * prev * decay;  // ∂L/∂(ΔA) through the decay
-          ddt += g_decay * a[j] + dh[j] * x * bj;
-          dx += dh[j] * dt * bj;
-          gb[j] = dh[j] * dt * x;
-          gc[j] = dy * hist[i][j];
-          da_acc[j] += g_decay * dt;
-          dh[j] *= decay;
-        }
-        ddt = quad_sum(ddt);
-        dx = quad_sum(dx);
-        y = quad_sum(y) + d_skip * x;
-        // Sum dB, dC over the warp's 8 channels (lanes differing in bits 2..4).
-#pragma unroll
-        for (int j = 0; j < kPer; ++j) {
-#pragma unroll
-          for (int o = 4; o < 32; o <<= 1) {
-            gb[j] += __shfl_xor_sync(0xffffffffu, gb[j], o);
-            gc[j] += __shfl_xor_sync(0xffffffffu, gc[j], o);
-          }
-        }
-        if (lane < 4) {
+        for (int k = 3; k >= 0; --k) {
+          const int i = g4 * 4 + k, t = sub * kSub + i;
+          const float dt = sm.dts[ch * kPad + t], x = to_f(raw.u[ch * RL + t]);
+          const float zz = to_f(raw.z[ch * RL + t]), go = to_f(raw.dout[ch * RL + t]);
+          const float dy = go * zz * sigmoid(zz);
+          float ddt = 0.f, dx = 0.f, y = 0.f, red[8];  // red: dB (4 states), dC (4 states)
 #pragma unroll
           for (int j = 0; j < kPer; ++j) {
-            atomicAdd(&sm.gb[(quarter * kPer + j) * kL + t], gb[j]);
-            atomicAdd(&sm.gc[(quarter * kPer + j) * kL + t], gc[j]);
+            const int js = quarter * kPer + j;
+            const float bj = to_f(raw.B[js * RL + t]), cj = to_f(raw.C[js * RL + t]);
+            y += hist[i][j] * cj;
+            dh[j] += dy * cj;
+            const float decay = exp2f(dt * a2[j]);
+            const float prev = i == 0 ? h0[j] : hist[i - 1][j];
+            const float g_decay = dh[j] * prev * decay;  // ∂L/∂(ΔA) through the decay
+            ddt += g_decay * a[j] + dh[j] * x * bj;
+            dx += dh[j] * dt * bj;
+            red[j] = dh[j] * dt * x;
+            red[4 + j] = dy * hist[i][j];
+            da_acc[j] += g_decay * dt;
+            dh[j] *= decay;
           }
+          part[k][0] = ddt;
+          part[k][1] = dx;
+          part[k][2] = y;
+          // Sum dB, dC over the warp's 8 channels; each lane keeps one (state, dB|dC) of step t.
+          const float r = channel_reduce_scatter(red, lane);
+          const int idx = ((lane >> 4) & 1) * 4 + ((lane >> 3) & 1) * 2 + ((lane >> 2) & 1);
+          sm.red[((warp * 2 + (idx >> 2)) * kScanStates + quarter * kPer + (idx & 3)) * kPad + t] = r;
         }
-        if (quarter == 0) {
-          sm.gu[ch * kPad + t] = dx + dy * d_skip;
-          const float g_delta = ddt * (1.f - __expf(-dt));  // dδ = dΔ σ(δ + b)
-          sm.gd[ch * kPad + t] = g_delta;
-          sm.gz[ch * kPad + t] = go * y * sz * (1.f + zz * (1.f - sz));
-          dd_acc += dy * x;
-          dbias_acc += g_delta;
-        }
+        float full[3];
+        quad_reduce_scatter<3>(part, quarter, full);  // sums of step g4·4 + quarter
+        const int t = sub * kSub + g4 * 4 + quarter;
+        const float dt = sm.dts[ch * kPad + t], x = to_f(raw.u[ch * RL + t]);
+        const float zz = to_f(raw.z[ch * RL + t]), go = to_f(raw.dout[ch * RL + t]);
+        const float sz = sigmoid(zz), dy = go * zz * sz, y = full[2] + d_skip * x;
+        const float g_delta = full[0] * (1.f - __expf(-dt));  // dδ = dΔ σ(δ + b)
+        sm.gu[ch * kPad + t] = full[1] + dy * d_skip;
+        sm.gd[ch * kPad + t] = g_delta;
+        sm.gz[ch * kPad + t] = go * y * sz * (1.f + zz * (1.f - sz));
+        dd_acc += dy * x;
+        dbias_acc += g_delta;
       }
     }
     __syncthreads();
     unstage(sm.gu, du, e0, channels, t0, n);
     unstage(sm.gd, ddelta, e0, channels, t0, n);
     unstage(sm.gz, dz, e0, channels, t0, n);
-    for (int i = threadIdx.x; i < kScanStates * kL; i += kThreads) {
-      const int j = i / kL, t = i % kL, tt = t0 + t;
+    for (int i = threadIdx.x; i < 2 * kScanStates * kL; i += kThreads) {
+      const int which = i / (kScanStates * kL), j = (i / kL) % kScanStates, t = i % kL, tt = t0 + t;
       if (tt < n) {
-        atomicAdd(dB + static_cast<size_t>(j) * n + tt, sm.gb[i]);
-        atomicAdd(dC + static_cast<size_t>(j) * n + tt, sm.gc[i]);
+        float sum = 0.f;
+#pragma unroll
+        for (int w = 0; w < kThreads / 32; ++w) sum += sm.red[((w * 2 + which) * kScanStates + j) * kPad + t];
+        atomicAdd((which ? dC : dB) + static_cast<size_t>(j) * n + tt, sum);
       }
     }
   }
+  dd_acc = quad_sum(dd_acc);
+  dbias_acc = quad_sum(dbias_acc);
   if (valid) {
 #pragma unroll
     for (int j = 0; j < kPer; ++j) atomicAdd(dA + e * kScanStates + quarter * kPer + j, da_acc[j]);
