@@ -79,7 +79,7 @@ int main(int argc, char** argv) {
 
   {  // measured bf16 matmul peak
     auto a = torch::randn({8192, 8192}, bf16), b = torch::randn({8192, 8192}, bf16);
-    const double ms = median_ms([&] { (void)torch::matmul(a, b); }, 3, 10);
+    const double ms = median_ms([&] { (void)torch::matmul(a, b); }, 10, 20);
     emit("mixlab,matmul_peak,8192,0,1," + std::to_string(ms) + ",0," + std::to_string(2.0 * 8192.0 * 8192 * 8192) + ",0");
   }
 
@@ -97,7 +97,7 @@ int main(int argc, char** argv) {
           return op == "swa" ? mixlab::cuda::sliding_window_attention(qq, kk, vv, window)
                              : mixlab::cuda::checkpoint_attention(qq, kk, vv, segment);
         };
-        const double fwd = median_ms([&] { (void)run(q, k, v); }, 3, 10);
+        const double fwd = median_ms([&] { (void)run(q, k, v); }, 10, 20);
         torch::Tensor qg, kg, vg;
         const double both = median_ms(
             [&] {
@@ -107,7 +107,7 @@ int main(int argc, char** argv) {
               vg = v.detach().requires_grad_(true);
               run(qg, kg, vg).backward(dout);
             },
-            3, 10);
+            10, 20);
         const double pairs = op == "swa" ? window_pairs(n, window) : checkpoint_pairs(n, segment);
         const double f = 4.0 * hd * pairs * bh;
         emit("mixlab," + op + "," + std::to_string(n) + "," + std::to_string(hd) + "," + std::to_string(bh) + "," +
@@ -127,7 +127,7 @@ int main(int argc, char** argv) {
     auto B = torch::randn({batch, states, n}, bf16), C = torch::randn({batch, states, n}, bf16);
     auto A = -torch::exp(torch::randn({channels, states}, f32) * 0.5), D = torch::randn({channels}, f32);
     auto bias = torch::randn({channels}, f32) * 0.3;
-    const double fwd = median_ms([&] { (void)mixlab::cuda::selective_scan(u, delta, A, B, C, D, z, bias); }, 3, 10);
+    const double fwd = median_ms([&] { (void)mixlab::cuda::selective_scan(u, delta, A, B, C, D, z, bias); }, 10, 20);
     const double both = median_ms(
         [&] {
           torch::AutoGradMode grad(true);
@@ -137,7 +137,7 @@ int main(int argc, char** argv) {
           auto zg = z.detach().requires_grad_(true), bg = bias.detach().requires_grad_(true);
           mixlab::cuda::selective_scan(ug, dg, Ag, Bg, Cg, Dg, zg, bg).backward(dout);
         },
-        3, 10);
+        10, 20);
     emit("mixlab,scan," + std::to_string(n) + ",16," + std::to_string(batch * channels) + "," + std::to_string(fwd) +
          "," + std::to_string(both) + ",0,0");
   }

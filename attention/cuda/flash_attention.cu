@@ -88,8 +88,8 @@ __device__ __forceinline__ void store2(T* p, float a, float b) {
 
 // ------------------------------------------------------------------------------------ forward
 
-template <class T, int HD, int NW, int BN, class M>
-__global__ void __launch_bounds__(NW * 32)
+template <class T, int HD, int NW, int BN, class M, int MIN_BLOCKS = 1>
+__global__ void __launch_bounds__(NW * 32, MIN_BLOCKS)
     forward_kernel(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
                    const T* __restrict__ k_self, const T* __restrict__ v_self, T* __restrict__ out,
                    float* __restrict__ lse, int n, int n_keys, float scale_log2, M mask) {
@@ -651,7 +651,8 @@ void forward_typed(const AttentionShape& sh, M mask, const void* q, const void* 
   using TL = Tiles<HD>;
   constexpr int BM = 16 * TL::fwd_warps;
   const size_t smem = (BM + 4 * TL::fwd_bn) * HD * sizeof(T);
-  auto kernel = forward_kernel<T, HD, TL::fwd_warps, TL::fwd_bn, M>;
+  // d = 64: registers capped at 128 so that two blocks (16 warps) share an SM (docs/gpu-notes.md v5).
+  auto kernel = forward_kernel<T, HD, TL::fwd_warps, TL::fwd_bn, M, HD == 64 ? 2 : 1>;
   set_smem(kernel, smem);
   const dim3 grid((sh.n + BM - 1) / BM, sh.batch_heads);
   kernel<<<grid, TL::fwd_warps * 32, smem, stream>>>(
