@@ -4,7 +4,7 @@
 #
 # Usage: scripts/gpu.sh OUTDIR [benchmark]
 #   benchmark: none | quick | kernels (default: kernels; the full table of docs/PERF.md)
-#   Extra arguments after the benchmark go to mixlab_bench (e.g. --ops=scan).
+#   Extra arguments after the benchmark go to `mixlab kernel_bench` (e.g. --ops=scan).
 # Needs: nvcc, the PyTorch wheel (its LibTorch), CMake, ninja; sqlite3.h may be carried in
 # .devicedeps/ (the GPU image has libsqlite3.so.0 but no header).
 set -uo pipefail
@@ -33,7 +33,7 @@ export PATH="/usr/local/cuda/bin:$PATH"
 {
   cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$TORCH_PREFIX" \
     -DTORCH_CUDA_ARCH_LIST=9.0a -DCMAKE_CUDA_ARCHITECTURES=90a "${extra[@]}" &&
-  cmake --build "$BUILD" -j "$(nproc)" --target mixlab_tests mixlab_bench
+  cmake --build "$BUILD" -j "$(nproc)" --target mixlab_tests mixlab
 } 2>&1 | tee "$OUT/build.log" | grep -E 'error|warning: .*(spill|stack)|FAILED|mixlab:' | head -50
 status=${PIPESTATUS[0]}
 if [[ $status -ne 0 || ! -x "$BUILD/mixlab_tests" ]]; then
@@ -47,7 +47,7 @@ case "$BENCH" in
   none) ;;
   quick | kernels)
     flag=(); [[ $BENCH == quick ]] && flag=(--quick)
-    "$BUILD/mixlab_bench" "$OUT/mixlab_kernels.csv" "${flag[@]}" "${BENCH_ARGS[@]}" 2>&1 | tee "$OUT/bench.log"
+    "$BUILD/mixlab" kernel_bench "$OUT/mixlab_kernels.csv" "${flag[@]}" "${BENCH_ARGS[@]}" 2>&1 | tee "$OUT/bench.log"
     if [[ -z "${MIXLAB_SKIP_PEERS:-}" ]]; then
       (cd bench/peers && PYTHONUNBUFFERED=1 python3 scan_peers.py "$OUT/peers_scan.csv" "${flag[@]}") 2>&1 | tee -a "$OUT/bench.log"
       (cd bench/peers && PYTHONUNBUFFERED=1 python3 attention_peers.py "$OUT/peers_attention.csv" "${flag[@]}") 2>&1 | tee -a "$OUT/bench.log" | grep -v Warning

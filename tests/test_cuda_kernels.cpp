@@ -105,6 +105,7 @@ TEST(CudaKernels, SlidingWindowMatchesFloat64Reference) {
       {2, 3, 200, 64, 37, torch::kBFloat16},   {1, 2, 333, 128, 64, torch::kBFloat16},
       {1, 2, 130, 64, 1000, torch::kBFloat16}, {1, 1, 77, 128, 1, torch::kBFloat16},
       {1, 2, 300, 64, 129, torch::kHalf},      {2, 1, 257, 128, 200, torch::kHalf},
+      {1, 2, 700, 64, 100, torch::kFloat},     {1, 1, 150, 96, 40, torch::kBFloat16},  // LibTorch path
   };
   for (const auto& c : cases)
     check_attention(c, window_mask(c.n, c.param), [](auto& q, auto& k, auto& v, int64_t w) {
@@ -120,6 +121,7 @@ TEST(CudaKernels, CheckpointAttentionMatchesFloat64Reference) {
       {2, 2, 203, 64, 10, torch::kBFloat16}, {1, 2, 1030, 128, 7, torch::kBFloat16},
       {1, 1, 9, 64, 10, torch::kBFloat16},   {1, 2, 150, 64, 1, torch::kBFloat16},
       {1, 2, 700, 64, 3, torch::kHalf},      {2, 1, 129, 128, 10, torch::kHalf},
+      {1, 2, 1100, 64, 10, torch::kFloat},   {1, 1, 150, 96, 7, torch::kBFloat16},  // LibTorch path
   };
   for (const auto& c : cases)
     check_attention(c, checkpoint_mask(c.n, c.param), [](auto& q, auto& k, auto& v, int64_t s) {

@@ -1,6 +1,7 @@
 // Autograd wrappers of the attention kernels (flash_attention.cu): shape and dtype checks, the
 // checkpoint gather, and the saved tensors.  bf16 and fp16 inputs with head dim 64 or 128 run the
-// kernels; other dtypes or head dims take an exact dense masked path (O(N²) memory, autograd).
+// kernels; other dtypes or head dims take an exact LibTorch path over blocks of queries (float32
+// arithmetic, autograd; memory O(N·W) for the window and O(N²/S) for checkpoints).
 
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -31,13 +32,52 @@ bool kernel_path(const torch::Tensor& q) {
          detail::attention_supported(static_cast<int>(q.size(3)));
 }
 
-// Exact dense path: softmax over the allowed keys of the boolean mask [N, N].
-torch::Tensor dense_masked_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                                     const torch::Tensor& allowed) {
+constexpr int64_t kFallbackBlock = 512;  // queries per block of the LibTorch path
+
+// Softmax attention of the queries [t0, t1) over the keys at `positions` (a [P] index), with
+// allowed[t, p] given as a [t1 - t0, P] boolean; float32 arithmetic, output in q's dtype.
+torch::Tensor attend_block(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t t0,
+                           int64_t t1, const torch::Tensor& positions, const torch::Tensor& allowed) {
   const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(3)));
-  auto scores = torch::matmul(q.to(torch::kFloat), k.to(torch::kFloat).transpose(-2, -1)) * scale;
+  auto qb = q.slice(2, t0, t1).to(torch::kFloat);
+  auto kb = k.index_select(2, positions).to(torch::kFloat), vb = v.index_select(2, positions).to(torch::kFloat);
+  auto scores = torch::matmul(qb, kb.transpose(-2, -1)) * scale;  // [B, H, t1-t0, P]
   scores = scores.masked_fill(allowed.logical_not(), -std::numeric_limits<float>::infinity());
-  return torch::matmul(torch::softmax(scores, -1), v.to(torch::kFloat)).to(q.scalar_type());
+  return torch::matmul(torch::softmax(scores, -1), vb).to(q.scalar_type());
+}
+
+// Sliding window by blocks: the block [t0, t1) reads keys [t0-W+1, t1).
+torch::Tensor window_by_blocks(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                               int64_t window) {
+  const int64_t n = q.size(2);
+  auto index = q.options().dtype(torch::kLong);
+  std::vector<torch::Tensor> outs;
+  for (int64_t t0 = 0; t0 < n; t0 += kFallbackBlock) {
+    const int64_t t1 = std::min(n, t0 + kFallbackBlock), s0 = std::max<int64_t>(0, t0 - window + 1);
+    auto positions = torch::arange(s0, t1, index);
+    auto t = torch::arange(t0, t1, index).unsqueeze(1), s = positions.unsqueeze(0);
+    outs.push_back(attend_block(q, k, v, t0, t1, positions, (s <= t).logical_and(s > t - window)));
+  }
+  return torch::cat(outs, 2);
+}
+
+// Checkpoints by blocks: the block [t0, t1) reads itself and the checkpoints p = cS+S-1 < t1-1.
+torch::Tensor checkpoints_by_blocks(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                    int64_t segment) {
+  const int64_t n = q.size(2);
+  auto index = q.options().dtype(torch::kLong);
+  std::vector<torch::Tensor> outs;
+  for (int64_t t0 = 0; t0 < n; t0 += kFallbackBlock) {
+    const int64_t t1 = std::min(n, t0 + kFallbackBlock);
+    auto ckpts = torch::arange(segment - 1, std::max(segment - 1, t1 - 1), segment, index);  // [C]
+    auto rows = torch::arange(t0, t1, index);
+    auto positions = torch::cat({ckpts, rows});
+    auto t = rows.unsqueeze(1);
+    // [b, C + b]: checkpoints strictly before t, then the self item.
+    auto allowed = torch::cat({ckpts.unsqueeze(0) < t, rows.unsqueeze(0) == t}, 1);
+    outs.push_back(attend_block(q, k, v, t0, t1, positions, allowed));
+  }
+  return torch::cat(outs, 2);
 }
 
 detail::AttentionShape make_shape(const torch::Tensor& q, detail::Mask mask, int64_t n_keys) {
@@ -140,12 +180,7 @@ torch::Tensor sliding_window_attention(const torch::Tensor& q, const torch::Tens
   check_qkv("sliding_window_attention", q, k, v);
   TORCH_CHECK(window >= 1, "attention/cuda/attention_binding.cpp: sliding_window_attention: window must be >= 1, got ",
               window);
-  if (!kernel_path(q)) {
-    const int64_t n = q.size(2);
-    auto t = torch::arange(n, q.options().dtype(torch::kLong)).unsqueeze(1);
-    auto s = torch::arange(n, q.options().dtype(torch::kLong)).unsqueeze(0);
-    return dense_masked_attention(q, k, v, (s <= t).logical_and(s > t - window));
-  }
+  if (!kernel_path(q)) return window_by_blocks(q, k, v, window);
   return SlidingWindowFunction::apply(q, k, v, window);
 }
 
@@ -154,13 +189,7 @@ torch::Tensor checkpoint_attention(const torch::Tensor& q, const torch::Tensor& 
   check_qkv("checkpoint_attention", q, k, v);
   TORCH_CHECK(segment_size >= 1, "attention/cuda/attention_binding.cpp: checkpoint_attention: segment_size must be >= 1, got ",
               segment_size);
-  if (!kernel_path(q)) {
-    const int64_t n = q.size(2);
-    auto t = torch::arange(n, q.options().dtype(torch::kLong)).unsqueeze(1);
-    auto s = torch::arange(n, q.options().dtype(torch::kLong)).unsqueeze(0);
-    auto allowed = (s == t).logical_or((s.remainder(segment_size) == segment_size - 1).logical_and(s < t));
-    return dense_masked_attention(q, k, v, allowed);
-  }
+  if (!kernel_path(q)) return checkpoints_by_blocks(q, k, v, segment_size);
   return CheckpointFunction::apply(q, k, v, segment_size);
 }
 

@@ -1,13 +1,14 @@
-// mixlab side of the kernel benchmark (docs/PERF.md): times the CUDA kernels of attention/cuda and
+// `mixlab kernel_bench OUT.csv [--quick] [--ops=swa,scout,scan]`: the mixlab side of the kernel
+// benchmark (docs/PERF.md; scripts/gpu.sh runs it).  Times the CUDA kernels of attention/cuda and
 // mixers/cuda, forward and forward+backward, bf16, over N = 1k .. 64k, with batch x heads chosen so
 // that every shape holds 2^20 tokens (the GPU stays full).  Prints CSV rows
 //   impl,op,N,head_dim,batch_heads,fwd_ms,fwdbwd_ms,fwd_flops,fwdbwd_flops
 // (FLOPs count only the (query, key) pairs that the mask keeps: 4·d per pair forward, 2.5x that
 // backward) and a matmul-peak row, to stdout and to the file named by the first argument.
-//
-// Usage: mixlab_bench [out.csv] [--quick] [--ops=swa,scout,scan]
 
 #include <torch/torch.h>
+
+#include "harness/cli/command.h"
 
 #include <algorithm>
 #include <chrono>
@@ -47,25 +48,24 @@ double checkpoint_pairs(int64_t n, int64_t s) {
   return pairs;
 }
 
-}  // namespace
+struct KernelBenchOptions {
+  std::string path = "mixlab_kernels.csv";
+  bool quick = false;
+  std::string ops = "swa,scout,scan";
+};
 
-int main(int argc, char** argv) {
+int run_kernel_bench(const KernelBenchOptions& options) {
 #ifndef MIXLAB_WITH_CUDA
-  std::cerr << "mixlab_bench: built without CUDA; nothing to measure\n";
+  std::cerr << "mixlab kernel_bench: built without CUDA; nothing to measure\n";
   return 0;
 #else
   if (!torch::cuda::is_available()) {
-    std::cerr << "mixlab_bench: no GPU\n";
+    std::cerr << "mixlab kernel_bench: no GPU\n";
     return 0;
   }
-  std::string path = argc > 1 ? argv[1] : "mixlab_kernels.csv";
-  bool quick = false;
-  std::string ops = "swa,scout,scan";
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    quick = quick || arg == "--quick";
-    if (arg.rfind("--ops=", 0) == 0) ops = arg.substr(6);
-  }
+  const std::string& path = options.path;
+  const bool quick = options.quick;
+  const std::string& ops = options.ops;
   auto wanted = [&](const std::string& op) { return ("," + ops + ",").find("," + op + ",") != std::string::npos; };
   std::ofstream csv(path);
   auto emit = [&](const std::string& row) {
@@ -144,3 +144,16 @@ int main(int argc, char** argv) {
   return 0;
 #endif
 }
+
+}  // namespace
+
+namespace mixlab::cli {
+MIXLAB_REGISTER_COMMAND(kernel_bench, "time the CUDA kernels (attention/cuda, mixers/cuda) for docs/PERF.md",
+                        [](CLI::App& app) -> Action {
+                          auto options = std::make_shared<KernelBenchOptions>();
+                          app.add_option("out", options->path, "CSV file to write");
+                          app.add_flag("--quick", options->quick, "N = 1k and 16k only");
+                          app.add_option("--ops", options->ops, "comma-separated subset of swa,scout,scan");
+                          return [options] { return run_kernel_bench(*options); };
+                        });
+}  // namespace mixlab::cli
