@@ -1,0 +1,82 @@
+"""Merge the CSVs of bench_cuda_kernels (mixlab) and the peers into the markdown tables of docs/PERF.md.
+
+Usage: python3 make_table.py mixlab.csv peers_attention.csv peers_scan.csv > table.md
+"""
+import csv
+import sys
+
+
+def load(paths):
+    rows = []
+    for p in paths:
+        try:
+            with open(p) as f:
+                rows += list(csv.DictReader(f))
+        except FileNotFoundError:
+            pass
+    return rows
+
+
+def num(x):
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return None
+
+
+def main():
+    rows = load(sys.argv[1:])
+    get = {}
+    for r in rows:
+        get[(r["impl"], r["op"], r["N"], r["head_dim"])] = r
+    peak = None
+    for key in [("mixlab", "matmul_peak", "8192", "0"), ("ceiling", "matmul_peak", "8192", "0")]:
+        if key in get:
+            peak = num(get[key]["fwd_flops"]) / (num(get[key]["fwd_ms"]) * 1e-3)
+            break
+    bw = num(get.get(("ceiling", "copy_bandwidth", "0", "0"), {}).get("fwd_ms"))
+    print(f"Measured bf16 matmul peak: {peak / 1e12:.0f} TFLOP/s" if peak else "Measured bf16 matmul peak: n/a")
+    print(f"Measured copy bandwidth (read + write): {bw:.0f} GB/s\n" if bw else "")
+
+    ms_fmt = lambda x: "–" if x is None else f"{x:.3f}"
+    x_fmt = lambda a, b: "–" if a is None or b is None else f"{b / a:.2f}×"
+    for op, title in [("swa", f"Sliding-window attention, W = 1024"), ("scout", "SCOUT checkpoint attention, S = 10")]:
+        print(f"### {title} (bf16, batch×heads×N = 2^20 tokens; fwd+bwd ms)\n")
+        print("| d | N | mixlab fwd | mixlab fwd+bwd | TFLOP/s (kept) | % peak | flex fwd+bwd | vs flex | "
+              + ("eager fwd+bwd | vs eager | " if op == "scout" else "") + "SDPA full causal fwd+bwd |")
+        print("|---|---|---|---|---|---|---|---|" + ("---|---|" if op == "scout" else "") + "---|")
+        for r in rows:
+            if r["impl"] != "mixlab" or r["op"] != op:
+                continue
+            n, hd = r["N"], r["head_dim"]
+            m_f, m_b = num(r["fwd_ms"]), num(r["fwdbwd_ms"])
+            tf = num(r["fwdbwd_flops"]) / (m_b * 1e-3) if m_b else None
+            flex = get.get(("flex", op, n, hd), {})
+            eager = get.get(("eager", op, n, hd), {})
+            sdpa = get.get(("sdpa_full", "causal", n, hd), {})
+            fb, eb, sb = num(flex.get("fwdbwd_ms")), num(eager.get("fwdbwd_ms")), num(sdpa.get("fwdbwd_ms"))
+            line = (f"| {hd} | {n} | {ms_fmt(m_f)} | {ms_fmt(m_b)} | {tf / 1e12:.0f} | "
+                    f"{100 * tf / peak:.0f}% | {ms_fmt(fb)} | {x_fmt(m_b, fb)} | " if tf and peak else
+                    f"| {hd} | {n} | {ms_fmt(m_f)} | {ms_fmt(m_b)} | – | – | {ms_fmt(fb)} | {x_fmt(m_b, fb)} | ")
+            if op == "scout":
+                line += f"{ms_fmt(eb) if eb else 'OOM/–'} | {x_fmt(m_b, eb)} | "
+            line += f"{ms_fmt(sb)} |"
+            print(line)
+        print()
+
+    print("### Mamba-1 selective scan (bf16 activations, batch 8, E = 2048, n = 16; ms)\n")
+    print("| N | mixlab fwd | mixlab fwd+bwd | eager fwd+bwd | vs eager | floor fwd+bwd | mixlab / floor |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        if r["impl"] != "mixlab" or r["op"] != "scan":
+            continue
+        n = r["N"]
+        m_f, m_b = num(r["fwd_ms"]), num(r["fwdbwd_ms"])
+        eb = num(get.get(("eager", "scan", n, "16"), {}).get("fwdbwd_ms"))
+        fl = num(get.get(("floor", "scan", n, "16"), {}).get("fwdbwd_ms"))
+        ratio = "–" if fl is None else f"{m_b / fl:.2f}"
+        print(f"| {n} | {ms_fmt(m_f)} | {ms_fmt(m_b)} | {ms_fmt(eb)} | {x_fmt(m_b, eb)} | {ms_fmt(fl)} | {ratio} |")
+
+
+if __name__ == "__main__":
+    main()

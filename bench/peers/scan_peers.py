@@ -1,0 +1,81 @@
+"""Selective-scan peers and ceilings, on the shapes of harness/cli/kernel_bench.cpp (`mixlab kernel_bench`) (batch 8,
+E = 2048, n = 16, bf16 activations):
+
+- eager:   a selective_scan_ref-style scan (mixers.md §5.1), written here: float32, a Python loop
+           over time with each step vectorised over [batch, E, n], autograd for the backward.
+           Run up to N = 4096 (its time is linear in N; longer runs only cost device time).
+- floor:   the bandwidth floor, each input read once and each output written once, over the
+           measured device-to-device copy bandwidth:
+           forward  reads u, delta, z, B, C and writes out;
+           backward reads u, delta, z, B, C, dout and writes du, ddelta, dz, dB, dC.
+- ceilings: measured copy bandwidth (bytes read + written) and bf16 matmul rate.
+
+Usage: python3 scan_peers.py OUT.csv [--quick]
+"""
+import sys
+
+import torch
+import torch.nn.functional as F
+
+import common
+
+BATCH, CHANNELS, STATES = 8, 2048, 16
+
+
+def scan_eager(u, delta, A, B, C, D, z, bias):
+    dt = F.softplus(delta.float() + bias[None, :, None])
+    uf, Bf, Cf = u.float(), B.float(), C.float()
+    h = torch.zeros(u.shape[0], u.shape[1], A.shape[1], device=u.device)
+    ys = []
+    for t in range(u.shape[2]):
+        dt_t = dt[:, :, t, None]
+        h = torch.exp(dt_t * A) * h + dt_t * uf[:, :, t, None] * Bf[:, None, :, t]
+        ys.append((h * Cf[:, None, :, t]).sum(-1))
+    y = torch.stack(ys, -1) + D[None, :, None] * uf
+    return (y * F.silu(z.float())).to(u.dtype)
+
+
+def main():
+    quick = "--quick" in sys.argv
+    csv = common.Csv(common.out_path("peers_scan.csv"))
+    dev = "cuda"
+
+    x = torch.empty(1 << 28, device=dev, dtype=torch.float32)  # 1 GiB
+    ms = common.median_ms(lambda: x.clone())
+    bandwidth = 2 * x.numel() * 4 / (ms * 1e-3)
+    del x
+    a = torch.randn(8192, 8192, device=dev, dtype=torch.bfloat16)
+    b = torch.randn(8192, 8192, device=dev, dtype=torch.bfloat16)
+    ms_mm = common.median_ms(lambda: a @ b)
+    csv.row("ceiling", "matmul_peak", 8192, 0, 1, ms_mm, None, 2 * 8192.0 ** 3)
+    csv.write(f"ceiling,copy_bandwidth,0,0,0,{bandwidth / 1e9:.3f},,0,0")
+    del a, b
+
+    lengths = [1024, 4096] if quick else common.LENGTHS
+    for n in lengths:
+        elem = BATCH * CHANNELS * n * 2      # one [B, E, N] bf16 tensor
+        bc = BATCH * STATES * n * 2          # one [B, n, N] bf16 tensor
+        fwd_bytes = 4 * elem + 2 * bc
+        bwd_bytes = 7 * elem + 4 * bc
+        csv.row("floor", "scan", n, 16, BATCH * CHANNELS, fwd_bytes / bandwidth * 1e3,
+                (fwd_bytes + bwd_bytes) / bandwidth * 1e3, 0)
+        if n > 4096:
+            continue
+        mk = lambda *s, dtype=torch.bfloat16: torch.randn(*s, device=dev, dtype=dtype)
+        u, delta, z = mk(BATCH, CHANNELS, n), mk(BATCH, CHANNELS, n) - 1, mk(BATCH, CHANNELS, n)
+        B, C = mk(BATCH, STATES, n), mk(BATCH, STATES, n)
+        A = -torch.exp(0.5 * mk(CHANNELS, STATES, dtype=torch.float32))
+        D, bias = mk(CHANNELS, dtype=torch.float32), 0.3 * mk(CHANNELS, dtype=torch.float32)
+        leaves = [u, delta, z, B, C, A, D, bias]
+        for t in leaves:
+            t.requires_grad_(True)
+        dout = torch.randn_like(u)
+        run = lambda: scan_eager(u, delta, A, B, C, D, z, bias)
+        with torch.no_grad():
+            f = common.median_ms(run)
+        b = common.median_ms(lambda: run().backward(dout), leaves)
+        csv.row("eager", "scan", n, 16, BATCH * CHANNELS, f, b, 0)
+
+
+if __name__ == "__main__":
+    main()

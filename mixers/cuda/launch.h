@@ -1,0 +1,35 @@
+#pragma once
+// Plain C++ launchers of the selective-scan kernels (no LibTorch here; see scan_binding.cpp).
+//
+// Shapes (contiguous): u, delta, z, out, du, ddelta, dz: [B, E, N] in `element`;
+// B_in, C_in: [B, n, N] in `element`; A: [E, n], D, delta_bias: [E] float32.
+// states: [B, E, ceil(N / kScanStateStride), n] float32, the state h after every kScanStateStride
+// steps, written by the forward and read by the backward (which recomputes the states in between).
+
+#include <cstdint>
+
+namespace mixlab::cuda::detail {
+
+enum class ScanElement { f32, bf16, fp16 };
+constexpr int kScanChunk = 64;        // time steps staged in shared memory at once
+constexpr int kScanStateStride = 16;  // steps between saved states
+constexpr int kScanStates = 16;  // n supported by the kernels
+
+struct ScanShape {
+  ScanElement element = ScanElement::f32;
+  int batch = 0, channels = 0, n = 0, states = 0;
+};
+
+void selective_scan_forward(const ScanShape& shape, const void* u, const void* delta, const float* A,
+                            const void* B_in, const void* C_in, const float* D, const void* z,
+                            const float* delta_bias, void* out, float* states, void* stream);
+
+// dB, dC: [B, n, N] float32, dA: [E, n], dD, ddelta_bias: [E] float32; all zeroed by the caller
+// (the kernel accumulates into them with atomics).
+void selective_scan_backward(const ScanShape& shape, const void* u, const void* delta, const float* A,
+                             const void* B_in, const void* C_in, const float* D, const void* z,
+                             const float* delta_bias, const float* states, const void* dout, void* du,
+                             void* ddelta, float* dA, float* dB, float* dC, float* dD, void* dz,
+                             float* ddelta_bias, void* stream);
+
+}  // namespace mixlab::cuda::detail

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Build mixlab with its CUDA kernels, run the GPU tests, and run a named benchmark, in one call
+# (one device lease).  Logs, CSVs and the PERF tables land in OUTDIR.
+#
+# Usage: scripts/gpu.sh OUTDIR [benchmark]
+#   benchmark: none | quick | kernels (default: kernels; the full table of docs/PERF.md)
+#   Extra arguments after the benchmark go to `mixlab kernel_bench` (e.g. --ops=scan).
+# Needs: nvcc, the PyTorch wheel (its LibTorch), CMake, ninja; sqlite3.h may be carried in
+# .devicedeps/ (the GPU image has libsqlite3.so.0 but no header).
+set -uo pipefail
+OUT="$(mkdir -p "${1:?usage: scripts/gpu.sh OUTDIR [benchmark]}" && cd "$1" && pwd)"
+BENCH="${2:-kernels}"
+shift $(( $# > 1 ? 2 : 1 ))
+BENCH_ARGS=("$@")
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BUILD="${MIXLAB_GPU_BUILD:-$ROOT/build-gpu}"
+cd "$ROOT"
+
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv >"$OUT/gpu.txt" 2>&1
+cat "$OUT/gpu.txt"
+
+extra=()
+if [[ -f .devicedeps/sqlite3.h ]]; then extra+=(-DMIXLAB_EXTRA_INCLUDE="$ROOT/.devicedeps"); fi
+if ! ldconfig -p | grep -q 'libsqlite3.so '; then
+  lib=$(ldconfig -p | awk '/libsqlite3.so.0 /{print $NF; exit}')
+  if [[ -n "$lib" ]]; then
+    mkdir -p /tmp/mixlab-sqlite && ln -sf "$lib" /tmp/mixlab-sqlite/libsqlite3.so
+    extra+=(-DSQLITE3_LIBRARY=/tmp/mixlab-sqlite/libsqlite3.so)
+  fi
+fi
+TORCH_PREFIX=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')
+export PATH="/usr/local/cuda/bin:$PATH"
+{
+  cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$TORCH_PREFIX" \
+    -DTORCH_CUDA_ARCH_LIST=9.0a -DCMAKE_CUDA_ARCHITECTURES=90a "${extra[@]}" &&
+  cmake --build "$BUILD" -j "$(nproc)" --target mixlab_tests mixlab
+} 2>&1 | tee "$OUT/build.log" | grep -E 'error|warning: .*(spill|stack)|FAILED|mixlab:' | head -50
+status=${PIPESTATUS[0]}
+if [[ $status -ne 0 || ! -x "$BUILD/mixlab_tests" ]]; then
+  echo "gpu.sh: build failed (see $OUT/build.log)"; tail -40 "$OUT/build.log"; exit 1
+fi
+
+"$BUILD/mixlab_tests" --gtest_filter='CudaKernels*' 2>&1 | tee "$OUT/tests.log"
+tests_status=${PIPESTATUS[0]}
+
+case "$BENCH" in
+  none) ;;
+  quick | kernels)
+    flag=(); [[ $BENCH == quick ]] && flag=(--quick)
+    "$BUILD/mixlab" kernel_bench "$OUT/mixlab_kernels.csv" "${flag[@]}" "${BENCH_ARGS[@]}" 2>&1 | tee "$OUT/bench.log"
+    if [[ -z "${MIXLAB_SKIP_PEERS:-}" ]]; then
+      (cd bench/peers && PYTHONUNBUFFERED=1 python3 scan_peers.py "$OUT/peers_scan.csv" "${flag[@]}") 2>&1 | tee -a "$OUT/bench.log"
+      (cd bench/peers && PYTHONUNBUFFERED=1 python3 attention_peers.py "$OUT/peers_attention.csv" "${flag[@]}") 2>&1 | tee -a "$OUT/bench.log" | grep -v Warning
+    fi
+    python3 bench/peers/make_table.py "$OUT/mixlab_kernels.csv" "$OUT/peers_attention.csv" "$OUT/peers_scan.csv" | tee "$OUT/perf_table.md"
+    ;;
+  *) echo "gpu.sh: unknown benchmark '$BENCH' (valid: none, quick, kernels)"; exit 2 ;;
+esac
+exit $tests_status
