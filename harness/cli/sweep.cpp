@@ -22,6 +22,7 @@ struct SweepCommandOptions {
   std::string shard;
   bool dry_run = false;
   bool force = false;
+  std::vector<std::string> overrides;  // --set base.measure.repeats=5
 };
 
 std::string seq_summary(const nlohmann::json& measure) {
@@ -38,7 +39,15 @@ int run_sweep_command(const SweepCommandOptions& o) {
   if (!o.shard.empty()) shard = parse_shard(o.shard, "--shard");
   else shard = shard_from_environment();
   // Everything is validated before anything is written.
-  const SweepSpec spec = load_spec(o.spec, device);
+  nlohmann::json raw = read_json_file(o.spec);
+  for (const auto& assignment : o.overrides) {
+    try {
+      apply_dotted_set(raw, assignment);
+    } catch (const ConfigError& error) {
+      throw ConfigError(o.spec, "--set " + assignment, error.detail);
+    }
+  }
+  const SweepSpec spec = expand_spec(raw, o.spec, device);
   const auto selected = shard ? shard_points(spec.points, shard->first, shard->second) : spec.points;
 
   if (o.dry_run) {
@@ -89,6 +98,9 @@ MIXLAB_REGISTER_COMMAND(sweep, "run a declarative sweep spec into a SQLite resul
                                          "run the deterministic slice i/n (default from SLURM_ARRAY_TASK_ID/COUNT)");
                           app.add_flag("--dry-run", o->dry_run, "print the resolved points and their count, run nothing");
                           app.add_flag("--force", o->force, "re-run points already done");
+                          app.add_option("--set", o->overrides,
+                                         "override a spec field before validation, e.g. base.measure.repeats=5 "
+                                         "(repeatable; the values become part of each point's config and id)");
                           return [o] { return run_sweep_command(*o); };
                         });
 
