@@ -42,7 +42,7 @@ LanguageModelImpl::LanguageModelImpl(const ModelConfig& config) : config_(config
 
 torch::Tensor LanguageModelImpl::hidden_states(const torch::Tensor& tokens) {
   auto h = embed_tokens_(tokens);  // [B, N, d]
-  for (size_t i = 0; i < sublayers_.size(); ++i) h = h + sublayers_[i]->forward(norms_[i](h));
+  for (size_t i = 0; i < sublayers_.size(); ++i) h = h + sublayers_[i]->forward_with_residual(norms_[i](h), h);
   return final_norm_(h);
 }
 
@@ -89,7 +89,8 @@ std::vector<MixerState> LanguageModelImpl::initial_states(int64_t batch,
 
 torch::Tensor LanguageModelImpl::step(const torch::Tensor& tokens_t, std::vector<MixerState>& states) {
   auto h = embed_tokens_(tokens_t);  // [B, d]
-  for (size_t i = 0; i < sublayers_.size(); ++i) h = h + sublayers_[i]->step(norms_[i](h), states[i]);
+  for (size_t i = 0; i < sublayers_.size(); ++i)
+    h = h + sublayers_[i]->step_with_residual(norms_[i](h), h, states[i]);
   return logits(final_norm_(h));
 }
 
