@@ -9,7 +9,9 @@
 //   S_t          = exp(Δ_t A) S_{t−1} + Δ_t x_t ⊗ B̃_t                 per head S_t: [P, n]
 //   y_t          = S_t C̃_t + D x_t                                    per head: [P]
 //   y            = RMSNorm_group( y ⊙ SiLU(z) ) · w   gate first (norm_before_gate = False),
-//                                                    statistics per group of E/G channels
+//                                                    statistics per group of E/G channels, as
+//                                                    mamba_ssm (HF transformers' MambaRMSNormGated
+//                                                    normalises over all E: differs when G > 1)
 //   out          = out_proj(y)                       E -> d, no bias
 //
 // Heads h = g·(H/G) .. (g+1)·(H/G) − 1 share group g's B̃ and C̃.  Training and prefill use the

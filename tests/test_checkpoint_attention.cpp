@@ -4,9 +4,10 @@
 // pairs and of the matrix products actually issued; and the no-N×N memory bound.
 
 #include "attention/checkpoint_attention.h"
+#include "harness/flop_counter.h"
 #include "mixers/registry.h"
 #include "tests/attention_reference.h"
-#include "tests/measurement_probes.h"
+#include "tests/largest_allocation.h"
 
 #include <gtest/gtest.h>
 
@@ -175,9 +176,9 @@ TEST(CheckpointAttention, MatmulFlopsEqualTheProductsTheForwardIssues) {
       for (int64_t block : {0, 5}) {
         auto scout = make_scout(s, context, block);
         auto x = torch::randn({2, n, context.d_model}, torch::kFloat64);
-        testing::MatmulFlopProbe probe;
+        FlopCounter counter;
         scout->forward(x);
-        EXPECT_DOUBLE_EQ(probe.flops(), scout->cost({2, n, 8}).matmul_flops)
+        EXPECT_DOUBLE_EQ(counter.matmul_flops(), scout->cost({2, n, 8}).matmul_flops)
             << "N=" << n << " S=" << s << " b=" << block;
       }
 }

@@ -3,9 +3,10 @@
 // direct count of pairs and of the matrix products actually issued, and the O(N·W) memory bound.
 
 #include "attention/swa.h"
+#include "harness/flop_counter.h"
 #include "mixers/registry.h"
 #include "tests/attention_reference.h"
-#include "tests/measurement_probes.h"
+#include "tests/largest_allocation.h"
 
 #include <gtest/gtest.h>
 
@@ -142,9 +143,9 @@ TEST(SlidingWindowAttention, MatmulFlopsEqualTheProductsTheForwardIssues) {
       for (int64_t block : {0, 5}) {
         auto swa = make_swa(window, context, block);
         auto x = torch::randn({2, n, context.d_model}, torch::kFloat64);
-        testing::MatmulFlopProbe probe;
+        FlopCounter counter;
         swa->forward(x);
-        EXPECT_DOUBLE_EQ(probe.flops(), swa->cost({2, n, 8}).matmul_flops)
+        EXPECT_DOUBLE_EQ(counter.matmul_flops(), swa->cost({2, n, 8}).matmul_flops)
             << "N=" << n << " W=" << window << " b=" << block;
       }
 }
