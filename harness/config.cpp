@@ -234,6 +234,15 @@ ModelConfig parse_model_config(const json& model_in, const std::string& file, co
   if (model.contains("embedding")) {
     if (!model["embedding"].is_string()) throw ConfigError(file, path + ".embedding", "must be a string");
     config.embedding = model["embedding"].get<std::string>();
+    if (config.embedding != "standard" && config.embedding != "scone")
+      throw ConfigError(file, path + ".embedding", "unknown embedding '" + config.embedding + "'; valid: scone, standard");
+  }
+  if (model.contains("embedding_params")) {
+    const json& params = model["embedding_params"];
+    if (!params.is_object()) throw ConfigError(file, path + ".embedding_params", "must be an object {name: value}");
+    for (auto it = params.begin(); it != params.end(); ++it)
+      config.embedding_params[it.key()] =
+          param_value_from_json(it.value(), file, path + ".embedding_params." + it.key());
   }
   if (!model.contains("pattern") || !model["pattern"].is_array() || model["pattern"].empty())
     throw ConfigError(file, path + ".pattern", "must be a non-empty list of sublayers, e.g. "

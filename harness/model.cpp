@@ -1,5 +1,7 @@
 #include "harness/model.h"
 
+#include "harness/scone.h"
+
 namespace mixlab {
 
 RMSNormImpl::RMSNormImpl(int64_t dim, double eps_) : eps(eps_) {
@@ -31,6 +33,13 @@ LanguageModelImpl::LanguageModelImpl(const ModelConfig& config) : config_(config
       layers->push_back(holder);
     }
   }
+  if (config.embedding == "scone") {
+    MixerContext context{config.d_model, config.n_heads, 0, 1, config.init_std};
+    scone_ = register_module("scone", std::make_shared<SconeEmbeddingImpl>(context, config.norm_eps, embed_tokens_,
+                                                                           config.embedding_params));
+  } else if (config.embedding != "standard") {
+    throw RegistryError("model.embedding: unknown embedding '" + config.embedding + "'; valid: standard, scone");
+  }
   final_norm_ = register_module("norm", RMSNorm(config.d_model, config.norm_eps));
   if (!config.tie_embeddings) {
     lm_head_ = register_module("lm_head",
@@ -41,8 +50,8 @@ LanguageModelImpl::LanguageModelImpl(const ModelConfig& config) : config_(config
 }
 
 torch::Tensor LanguageModelImpl::hidden_states(const torch::Tensor& tokens) {
-  auto h = embed_tokens_(tokens);  // [B, N, d]
-  for (size_t i = 0; i < sublayers_.size(); ++i) h = h + sublayers_[i]->forward(norms_[i](h));
+  auto h = scone_ ? scone_->forward(tokens) : embed_tokens_(tokens);  // [B, N, d]
+  for (size_t i = 0; i < sublayers_.size(); ++i) h = h + sublayers_[i]->forward_with_residual(norms_[i](h), h);
   return final_norm_(h);
 }
 
@@ -66,6 +75,7 @@ torch::Tensor LanguageModelImpl::auxiliary_loss() const {
 Cost LanguageModelImpl::cost(const CostShape& shape) const {
   Cost total;
   for (const auto& sublayer : sublayers_) total += sublayer->cost(shape);
+  if (scone_) total += scone_->cost(shape);
   const double tokens = static_cast<double>(shape.batch) * shape.seq_len;
   const double head = 2.0 * tokens * config_.d_model * config_.vocab_size;
   const double norms = 4.0 * tokens * config_.d_model * static_cast<double>(sublayers_.size() + 1);
@@ -84,12 +94,14 @@ std::vector<MixerState> LanguageModelImpl::initial_states(int64_t batch,
                                                           const torch::TensorOptions& options) const {
   std::vector<MixerState> states;
   for (const auto& sublayer : sublayers_) states.push_back(sublayer->initial_state(batch, options));
+  if (scone_) states.push_back(scone_->initial_state(batch, options));  // the last max_n − 1 tokens
   return states;
 }
 
 torch::Tensor LanguageModelImpl::step(const torch::Tensor& tokens_t, std::vector<MixerState>& states) {
-  auto h = embed_tokens_(tokens_t);  // [B, d]
-  for (size_t i = 0; i < sublayers_.size(); ++i) h = h + sublayers_[i]->step(norms_[i](h), states[i]);
+  auto h = scone_ ? scone_->step(tokens_t, states.back()) : embed_tokens_(tokens_t);  // [B, d]
+  for (size_t i = 0; i < sublayers_.size(); ++i)
+    h = h + sublayers_[i]->step_with_residual(norms_[i](h), h, states[i]);
   return logits(final_norm_(h));
 }
 
@@ -102,6 +114,9 @@ int64_t LanguageModelImpl::parameter_count() const {
 int64_t LanguageModelImpl::embedding_parameter_count() const {
   int64_t total = embed_tokens_->weight.numel();
   if (!config_.tie_embeddings) total += lm_head_->weight.numel();
+  if (scone_)  // the f-gram model's own weights (shared token embedding counted above)
+    for (const auto& item : scone_->named_parameters())
+      if (item.key().rfind("fgram_model.", 0) == 0) total += item.value().numel();
   return total;
 }
 

@@ -30,7 +30,8 @@ struct ModelConfig {
   bool tie_embeddings = true;
   double norm_eps = 1e-6;
   double init_std = 0.02;
-  std::string embedding = "standard";            // "standard" (or "scone" when that option is built)
+  std::string embedding = "standard";            // "standard" or "scone" (harness/scone.h)
+  std::map<std::string, ParamValue> embedding_params;  // the embedding's options (scone: max_n, fgram_layers, fgram_file)
 };
 
 class RMSNormImpl : public torch::nn::Module {
@@ -41,6 +42,8 @@ class RMSNormImpl : public torch::nn::Module {
   double eps;
 };
 TORCH_MODULE(RMSNorm);
+
+class SconeEmbeddingImpl;
 
 class LanguageModelImpl : public torch::nn::Module {
  public:
@@ -70,10 +73,13 @@ class LanguageModelImpl : public torch::nn::Module {
 
   const ModelConfig& config() const { return config_; }
   const std::vector<TokenMixerPtr>& sublayers() const { return sublayers_; }
+  // The SCONE embedding when model.embedding = "scone", else nullptr.
+  SconeEmbeddingImpl* scone() const { return scone_.get(); }
 
  private:
   ModelConfig config_;
   torch::nn::Embedding embed_tokens_{nullptr};
+  std::shared_ptr<SconeEmbeddingImpl> scone_;
   std::vector<RMSNorm> norms_;
   std::vector<TokenMixerPtr> sublayers_;
   RMSNorm final_norm_{nullptr};

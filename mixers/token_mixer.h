@@ -76,6 +76,16 @@ class TokenMixer : public torch::nn::Module {
     throw std::logic_error("this mixer has no step()");
   }
 
+  // Mixers whose rule also reads the block's un-normalised residual input h (DTRNet's router)
+  // override these; the model passes u = RMSNorm(h) and h.  The defaults ignore h.
+  virtual torch::Tensor forward_with_residual(const torch::Tensor& u, const torch::Tensor& h) {
+    return forward(u);
+  }
+  virtual torch::Tensor step_with_residual(const torch::Tensor& u_t, const torch::Tensor& h_t,
+                                           MixerState& state) {
+    return step(u_t, state);
+  }
+
   // An auxiliary loss from the last forward (e.g. DTRNet's routing loss), to be added to the
   // training loss; undefined tensor when the mixer has none.
   virtual torch::Tensor auxiliary_loss() const { return {}; }

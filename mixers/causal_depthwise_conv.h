@@ -1,0 +1,37 @@
+#pragma once
+// The causal depthwise convolution shared by `sepconv` and `gated_cnn`:
+//
+//   c_{t,j} = b_j + Σ_{i=0}^{k-1} w_{j,i} · a_{t-(k-1-i), j}      (a_s = 0 for s < 0)
+//
+// weight: [C, 1, k] (PyTorch Conv1d layout; index k−1 multiplies the current token).  Written as
+// k shifted multiply-adds rather than conv1d, so that it is the same elementwise work on every
+// back-end and issues no matrix product (cost().matmul_flops stays the pointwise projections).
+
+#include <torch/torch.h>
+
+namespace mixlab {
+
+// a: [B, N, C] -> [B, N, C]; bias: [C] or undefined.  2·N·C·k FLOPs.
+inline torch::Tensor causal_depthwise_conv(const torch::Tensor& a, const torch::Tensor& weight,
+                                           const torch::Tensor& bias = {}) {
+  const int64_t n = a.size(1), kernel = weight.size(2);
+  auto taps = weight.squeeze(1).t();                                   // [k, C]
+  auto padded = torch::constant_pad_nd(a, {0, 0, kernel - 1, 0});      // [B, N+k-1, C]
+  auto out = bias.defined() ? bias.expand_as(a).clone() : torch::zeros_like(a);
+  for (int64_t i = 0; i < kernel; ++i) out = out + padded.narrow(1, i, n) * taps[i];
+  return out;
+}
+
+// One step: history [B, C, k-1] holds the previous k−1 inputs (oldest first); a_t: [B, C].
+// Returns c_t: [B, C] and shifts a_t into the history.
+inline torch::Tensor causal_depthwise_conv_step(torch::Tensor& history, const torch::Tensor& a_t,
+                                                const torch::Tensor& weight,
+                                                const torch::Tensor& bias = {}) {
+  const int64_t kernel = weight.size(2);
+  auto window = torch::cat({history, a_t.unsqueeze(2)}, 2);  // [B, C, k]
+  auto c = (window * weight.squeeze(1)).sum(2);
+  history = window.narrow(2, 1, kernel - 1);
+  return bias.defined() ? c + bias : c;
+}
+
+}  // namespace mixlab

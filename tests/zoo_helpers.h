@@ -1,0 +1,53 @@
+#pragma once
+// Small helpers shared by the mixer-zoo tests (linear_attention, MetaFormer baselines, gated_cnn,
+// fft_conv, dtrnet, learned_topk): build an entry in float64 and read its weights by name.
+
+#include "mixers/registry.h"
+
+#include <gtest/gtest.h>
+
+namespace mixlab::zoo_test {
+
+inline MixerContext tiny_context(int64_t d_model = 16, int64_t n_heads = 2) {
+  MixerContext context;
+  context.d_model = d_model;
+  context.n_heads = n_heads;
+  context.init_std = 0.3;  // large enough that the mixing is far from trivial
+  return context;
+}
+
+inline TokenMixerPtr make_f64(const std::string& name, const MixerContext& context,
+                              const std::map<std::string, ParamValue>& params = {}) {
+  auto mixer = Registry::global().create(name, context, params);
+  mixer->to(torch::kFloat64);
+  return mixer;
+}
+
+// A parameter or buffer by its registered name ("q_proj.weight", "mixing").
+inline torch::Tensor weight(const TokenMixerPtr& mixer, const std::string& name) {
+  for (const auto& item : mixer->named_parameters())
+    if (item.key() == name) return item.value().detach();
+  for (const auto& item : mixer->named_buffers())
+    if (item.key() == name) return item.value().detach();
+  ADD_FAILURE() << "no parameter or buffer named " << name;
+  return {};
+}
+
+inline torch::Tensor random_input(int64_t batch, int64_t n, int64_t d, uint64_t seed = 7) {
+  torch::manual_seed(seed);
+  return torch::randn({batch, n, d}, torch::kFloat64);
+}
+
+// Runs step() token by token and stacks the outputs: [B, N, d].
+inline torch::Tensor run_steps(const TokenMixerPtr& mixer, const torch::Tensor& x) {
+  auto state = mixer->initial_state(x.size(0), x.options());
+  std::vector<torch::Tensor> outputs;
+  for (int64_t t = 0; t < x.size(1); ++t) outputs.push_back(mixer->step(x.select(1, t), state));
+  return torch::stack(outputs, 1);
+}
+
+inline double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
+  return (a - b).abs().max().item<double>();
+}
+
+}  // namespace mixlab::zoo_test
