@@ -277,12 +277,23 @@ ReportResult write_report(const ReportOptions& options) {
                 format_length(record.fit.n_min) + "–" + format_length(record.fit.n_max) + ")";
     if (!line.empty()) findings.paragraphs.push_back("- " + metric.title + ": " + line + ".");
   }
+  // Many configurations cross many times: the findings name the first few, the table has all.
+  constexpr size_t kCrossoversInFindings = 12;
+  size_t crossovers_listed = 0, crossovers_left = 0;
   for (const auto& record : result.crossovers) {
     if (!headline(record.metric->name) || record.metric->name == "state_bytes") continue;
+    if (crossovers_listed == kCrossoversInFindings) {
+      ++crossovers_left;
+      continue;
+    }
+    ++crossovers_listed;
     findings.paragraphs.push_back("- " + record.crossover.better_label + " " +
                                   verb_phrase(*record.metric, record.crossover.worse_label) + " at N ≈ " +
                                   format_length(record.crossover.seq_len) + " (" + lowercase_first(record.metric->title) + ").");
   }
+  if (crossovers_left > 0)
+    findings.paragraphs.push_back("- … and " + std::to_string(crossovers_left) +
+                                  " more crossovers: see crossovers.md (all metrics).");
   for (const char* name : {"fwd_bwd_ms", "fwd_ms"}) {
     auto found = rows_by_metric.find(name);
     if (found == rows_by_metric.end()) continue;
