@@ -19,15 +19,16 @@ LanguageModelImpl::LanguageModelImpl(const ModelConfig& config) : config_(config
     torch::NoGradGuard no_grad;
     embed_tokens_->weight.normal_(0.0, config.init_std);
   }
-  int64_t index = 0;
+  // Parameter names: layers.<i>.norm.weight, layers.<i>.<mixer>.<weight>, i over all sublayers.
+  auto layers = register_module("layers", torch::nn::ModuleList());
   for (int64_t layer = 0; layer < config.n_layers; ++layer) {
     for (const auto& sublayer : config.pattern) {
       MixerContext context{config.d_model, config.n_heads, layer, config.n_layers, config.init_std};
-      const std::string prefix = "layers." + std::to_string(index);
-      norms_.push_back(register_module(prefix + ".norm", RMSNorm(config.d_model, config.norm_eps)));
-      sublayers_.push_back(register_module(prefix + "." + sublayer.mixer,
-                                           Registry::global().create(sublayer.mixer, context, sublayer.params)));
-      ++index;
+      auto holder = std::make_shared<torch::nn::Module>();
+      norms_.push_back(holder->register_module("norm", RMSNorm(config.d_model, config.norm_eps)));
+      sublayers_.push_back(holder->register_module(
+          sublayer.mixer, Registry::global().create(sublayer.mixer, context, sublayer.params)));
+      layers->push_back(holder);
     }
   }
   final_norm_ = register_module("norm", RMSNorm(config.d_model, config.norm_eps));

@@ -1,0 +1,199 @@
+// `checkpoint_attention`: SCOUT's attention over segment checkpoints (research/scout.md §2).
+//
+//   q_t, k_t, v_t = RoPE(W_q u_t), RoPE(W_k u_t), W_v u_t          (per head, d_h = d/H)
+//   o_t = Σ_{j ∈ {t} ∪ {mS+S-1 < t}} softmax_j(q_t·k_j / √d_h) v_j,   y_t = W_o concat_h(o_t)
+//
+// "Compression" is sub-sampling K and V at stride S, offset S-1 (scout.md §2.1): the local mixer
+// before this layer has already folded each segment into its last token.
+// Time O(N·N/S·d); memory O(b·N/S) per query block of b; inference state: the ⌊N/S⌋ checkpoint
+// keys and values.
+//
+// rope_theta defaults to 1e4 like `attention`, so the two entries differ only in their sets of
+// keys; SCOUT's released configs use 1e6 (scout.md §1.1): set it to reproduce them.
+
+#include "attention/checkpoint_attention.h"
+
+#include "attention/multi_head.h"
+
+#ifdef MIXLAB_WITH_CUDA
+#include "attention/cuda/kernels.h"
+#endif
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+namespace mixlab {
+
+int64_t CheckpointPlan::score_entries() const {
+  int64_t entries = 0;
+  for (int64_t i = 0; i < n_blocks(); ++i)
+    entries += (block_end(i) - block_start(i)) * block_checkpoints(i);
+  return entries;
+}
+
+CheckpointPlan plan_checkpoint_attention(int64_t seq_len, int64_t segment_size,
+                                         int64_t query_block) {
+  TORCH_CHECK(segment_size >= 1, "checkpoint attention: segment_size must be >= 1, got ",
+              segment_size);
+  TORCH_CHECK(query_block >= 0, "checkpoint attention: query_block must be >= 0 (0 = auto), got ",
+              query_block);
+  CheckpointPlan plan;
+  plan.segment_size = segment_size;
+  plan.seq_len = std::max<int64_t>(seq_len, 0);
+  plan.query_block = std::min<int64_t>(query_block > 0 ? query_block : 256, plan.seq_len);
+  return plan;
+}
+
+double checkpoint_pairs(int64_t seq_len, int64_t segment_size) {
+  const double s = static_cast<double>(segment_size);
+  const double q = static_cast<double>(seq_len / segment_size);  // whole segments
+  const double r = static_cast<double>(seq_len % segment_size);  // tokens of the partial one
+  return static_cast<double>(seq_len) + s * q * (q - 1) / 2 + r * q;
+}
+
+// Per query block [t0, t1), with C = ⌊(t1-1)/S⌋ checkpoints K_c = K[S-1 :: S][:C]:
+//   L_self[t]    = q_t·k_t / √d_h                                   [B, H, b, 1]
+//   L_ckpt[t, c] = q_t·k_{cS+S-1} / √d_h,  -inf where c >= ⌊t/S⌋   [B, H, b, C]
+//   P = softmax([L_self ∥ L_ckpt]),  o_t = P[t, 0] v_t + Σ_c P[t, 1+c] v_{cS+S-1}
+torch::Tensor checkpoint_attention(const torch::Tensor& q, const torch::Tensor& k,
+                                   const torch::Tensor& v, int64_t segment_size,
+                                   int64_t query_block) {
+  TORCH_CHECK(q.dim() == 4 && k.sizes() == q.sizes() && v.sizes() == q.sizes(),
+              "checkpoint_attention: q, k, v must all be [B, H, N, d_h]; got ", q.sizes(), ", ",
+              k.sizes(), ", ", v.sizes());
+#ifdef MIXLAB_WITH_CUDA
+  if (q.is_cuda() && q.scalar_type() != torch::kFloat64)
+    return cuda::checkpoint_attention(q.contiguous(), k.contiguous(), v.contiguous(), segment_size);
+#endif
+  const int64_t n = q.size(2), s = segment_size;
+  const auto plan = plan_checkpoint_attention(n, s, query_block);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(3)));
+  const bool reduced = q.scalar_type() == torch::kHalf || q.scalar_type() == torch::kBFloat16;
+  auto index = torch::TensorOptions().dtype(torch::kLong).device(q.device());
+
+  // Checkpoint keys/values any query can see: positions S-1, 2S-1, ... < N-1.
+  const int64_t visible = n > 0 ? (n - 1) / s : 0;
+  torch::Tensor k_checkpoints, v_checkpoints;  // [B, H, C, d_h], gathered once for all blocks
+  if (visible > 0) {
+    auto positions = torch::arange(s - 1, visible * s, s, index);  // [C]
+    k_checkpoints = k.index_select(2, positions);
+    v_checkpoints = v.index_select(2, positions);
+  }
+
+  std::vector<torch::Tensor> outputs;
+  for (int64_t i = 0; i < plan.n_blocks(); ++i) {
+    const int64_t t0 = plan.block_start(i), rows = plan.block_end(i) - t0;
+    const int64_t c = plan.block_checkpoints(i);
+    auto q_block = q.narrow(2, t0, rows), k_block = k.narrow(2, t0, rows);
+    auto v_block = v.narrow(2, t0, rows);
+    if (c == 0) {  // the whole block lies in segment 0: each query sees only itself
+      outputs.push_back(v_block);
+      continue;
+    }
+    auto self_logit = (q_block * k_block).sum(-1, /*keepdim=*/true) * scale;  // [B, H, b, 1]
+    auto checkpoint_logits =
+        torch::matmul(q_block, k_checkpoints.narrow(2, 0, c).transpose(-2, -1)) * scale;
+    auto seen = torch::div(torch::arange(t0, t0 + rows, index), s, "floor");  // ⌊t/S⌋: [b]
+    auto hidden = torch::arange(c, index).unsqueeze(0) >= seen.unsqueeze(1);  // [b, C]
+    checkpoint_logits =
+        checkpoint_logits.masked_fill(hidden, -std::numeric_limits<double>::infinity());
+    auto logits = torch::cat({self_logit, checkpoint_logits}, -1);  // [B, H, b, 1 + C]
+    auto weights = reduced ? torch::softmax(logits, -1, torch::kFloat).to(q.scalar_type())
+                           : torch::softmax(logits, -1);
+    outputs.push_back(weights.narrow(-1, 0, 1) * v_block +
+                      torch::matmul(weights.narrow(-1, 1, c), v_checkpoints.narrow(2, 0, c)));
+  }
+  if (outputs.empty()) return torch::empty_like(q);
+  return outputs.size() == 1 ? outputs.front() : torch::cat(outputs, 2);
+}
+
+namespace {
+
+class CheckpointAttention : public TokenMixer {
+ public:
+  CheckpointAttention(const MixerContext& context, const MixerParams& params)
+      : segment_size_(params.integer("segment_size")),
+        query_block_(params.integer("query_block")) {
+    heads_.create(*this, context, params.real("rope_theta"));
+  }
+
+  torch::Tensor forward(const torch::Tensor& x) override {
+    auto [q, k, v] = heads_.project(x);
+    return heads_.output(checkpoint_attention(q, k, v, segment_size_, query_block_));
+  }
+
+  // flops: projections 8·B·N·d² + 4·d per kept pair (q·k and p·v), Σ_t |A(t)| = Σ_t (1+⌊t/S⌋)
+  //        (closed form in checkpoint_pairs).
+  // matmul_flops: projections + the two checkpoint products of each query block,
+  //        2 · 2·B·d · b·⌊(t1-1)/S⌋ (masked entries included); the self term is an elementwise
+  //        row dot, not a matrix product.
+  // state_bytes: the checkpoint cache, 2·B·⌊N/S⌋·d elements.
+  Cost cost(const CostShape& shape) const override {
+    const double batch = shape.batch, d = heads_.d_model;
+    const double projections = heads_.projection_flops(shape.batch, shape.seq_len);
+    const auto plan = plan_checkpoint_attention(shape.seq_len, segment_size_, query_block_);
+    Cost cost;
+    cost.flops = projections + 4.0 * d * batch * checkpoint_pairs(shape.seq_len, segment_size_);
+    cost.matmul_flops = projections + 4.0 * d * batch * static_cast<double>(plan.score_entries());
+    cost.state_bytes = 2.0 * batch * static_cast<double>(shape.seq_len / segment_size_) * d *
+                       shape.bytes_per_element;
+    return cost;
+  }
+
+  bool has_step() const override { return true; }
+  MixerState initial_state(int64_t batch, const torch::TensorOptions& options) const override {
+    MixerState state;
+    state.tensors["checkpoint_keys"] = torch::zeros({batch, heads_.n_heads, 0, heads_.head_dim}, options);
+    state.tensors["checkpoint_values"] = torch::zeros({batch, heads_.n_heads, 0, heads_.head_dim}, options);
+    return state;
+  }
+  // Single-query attention over [checkpoint cache ∥ current token], which is exactly A(t); then
+  // the current token joins the cache if it closes its segment (t mod S = S-1).
+  torch::Tensor step(const torch::Tensor& x_t, MixerState& state) override {
+    auto [q, k, v] = heads_.project_one(x_t, state.position);  // [B, H, 1, d_h]
+    auto& cached_keys = state.tensors.at("checkpoint_keys");
+    auto& cached_values = state.tensors.at("checkpoint_values");
+    auto keys = torch::cat({cached_keys, k}, 2);
+    auto values = torch::cat({cached_values, v}, 2);
+    const double scale = 1.0 / std::sqrt(static_cast<double>(heads_.head_dim));
+    auto weights = torch::softmax(torch::matmul(q, keys.transpose(-2, -1)) * scale, -1);
+    if (state.position % segment_size_ == segment_size_ - 1) {
+      cached_keys = keys;
+      cached_values = values;
+    }
+    state.position += 1;
+    return heads_.output(torch::matmul(weights, values)).squeeze(1);
+  }
+
+ private:
+  int64_t segment_size_;
+  int64_t query_block_;
+  MultiHeadProjections heads_;
+};
+
+}  // namespace
+
+MIXLAB_REGISTER_MIXER(checkpoint_attention) {
+  MixerEntry entry;
+  entry.name = "checkpoint_attention";
+  entry.description =
+      "SCOUT checkpoint attention: query t sees itself and the segment ends mS+S-1 < t, one softmax";
+  entry.params = {
+      ParamSpec::integer("segment_size", 10,
+                         "S: segment length; the last token of each segment is its checkpoint "
+                         "(SCOUT's selection_window_size, 10 in its configs)",
+                         1),
+      ParamSpec::integer("query_block", 0,
+                         "queries per block of the reference forward (0 = auto: 256); sets its "
+                         "memory and masked work",
+                         0),
+      rope_theta_param()};
+  entry.validate = validate_heads;
+  entry.factory = [](const MixerContext& context, const MixerParams& params) -> TokenMixerPtr {
+    return std::make_shared<CheckpointAttention>(context, params);
+  };
+  return entry;
+}
+
+}  // namespace mixlab

@@ -1,0 +1,182 @@
+// `mamba`: the Mamba-1 block (Gu & Dao 2023; mixers.md §5.1), u: [B, N, d] -> [B, N, d].
+//
+//   [x, z]       = in_proj(u)                                  d -> 2E, no bias      (E = expand·d)
+//   x            = SiLU( causal_depthwise_conv_K(x) + b_conv )  [B, E, N], left padding K−1
+//   [δ, B̃, C̃]    = x_proj(x)                                   E -> R + n + n, no bias
+//   Δ            = softplus( W_dt δ + b_dt )                    dt_proj: R -> E, with bias
+//   A            = −exp(A_log)                                 [E, n]
+//   h_t[e,:]     = exp(Δ_t[e] A[e,:]) ⊙ h_{t−1}[e,:] + Δ_t[e] x_t[e] B̃_t
+//   y_t[e]       = < h_t[e,:], C̃_t > + D[e] x_t[e]
+//   out          = out_proj( y ⊙ SiLU(z) )                     E -> d, no bias
+//
+// The lines from Δ to the gate are selective_scan() (mixers/selective_scan.h; the CUDA kernel on
+// the GPU).  Time O(N·E·n), no quadratic term.  Inference state per sequence: the last K−1 conv
+// inputs [E, K−1] and the SSM state [E, n].
+//
+// Weight names as state-spaces/mamba and HF MambaMixer: in_proj.weight [2E, d],
+// conv1d.weight [E, 1, K], conv1d.bias [E], x_proj.weight [R+2n, E], dt_proj.weight [E, R],
+// dt_proj.bias [E], A_log [E, n], D [E], out_proj.weight [d, E].
+// Parameters: 3·E·d + E·(K + 2R + 3n + 3).
+//
+// Initialisation as the paper's code: A_log[e, j] = log(j+1) (S4D-real), D = 1,
+// dt_proj.weight ~ U(±R^−½), dt_proj.bias = softplus⁻¹(dt) with dt log-uniform in
+// [dt_min, dt_max] clamped at dt_init_floor; in_proj, x_proj, out_proj ~ N(0, init_std) (HF /
+// SCOUT); conv1d keeps LibTorch's default (kaiming-uniform, as mamba_simple leaves it).  The
+// model-level out_proj rescaling by 1/√(n_layer) of mixer_seq_simple is not applied.
+
+#include "attention/multi_head.h"
+#include "mixers/registry.h"
+#include "mixers/selective_scan.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace mixlab {
+namespace {
+
+struct MambaShape {
+  int64_t d_model, inner, d_state, d_conv, dt_rank;
+};
+
+MambaShape mamba_shape(const MixerContext& context, const MixerParams& params) {
+  MambaShape shape;
+  shape.d_model = context.d_model;
+  shape.inner = static_cast<int64_t>(params.real("expand") * static_cast<double>(context.d_model));
+  shape.d_state = params.integer("d_state");
+  shape.d_conv = params.integer("d_conv");
+  const int64_t rank = params.integer("dt_rank");
+  shape.dt_rank = rank > 0 ? rank : (context.d_model + 15) / 16;  // "auto" = ⌈d/16⌉
+  return shape;
+}
+
+class Mamba : public TokenMixer {
+ public:
+  Mamba(const MixerContext& context, const MixerParams& params) : shape_(mamba_shape(context, params)) {
+    const int64_t d = shape_.d_model, E = shape_.inner, n = shape_.d_state, K = shape_.d_conv,
+                  R = shape_.dt_rank;
+    auto linear = [&](const char* name, int64_t in, int64_t out, bool bias) {
+      return register_module(name, torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(bias)));
+    };
+    in_proj_ = linear("in_proj", d, 2 * E, false);
+    conv1d_ = register_module(
+        "conv1d", torch::nn::Conv1d(torch::nn::Conv1dOptions(E, E, K).groups(E).bias(true)));
+    x_proj_ = linear("x_proj", E, R + 2 * n, false);
+    dt_proj_ = linear("dt_proj", R, E, true);
+    out_proj_ = linear("out_proj", E, d, false);
+    A_log_ = register_parameter("A_log", torch::log(torch::arange(1, n + 1, torch::kFloat)).repeat({E, 1}));
+    D_ = register_parameter("D", torch::ones({E}));
+
+    torch::NoGradGuard no_grad;
+    normal_init(in_proj_, context.init_std);
+    normal_init(x_proj_, context.init_std);
+    normal_init(out_proj_, context.init_std);
+    const double dt_init_std = 1.0 / std::sqrt(static_cast<double>(R));  // dt_scale = 1
+    dt_proj_->weight.uniform_(-dt_init_std, dt_init_std);
+    dt_proj_->bias.copy_(sample_dt_bias(E, params.real("dt_min"), params.real("dt_max"),
+                                        params.real("dt_init_floor")));
+  }
+
+  // x: [B, N, d] -> [B, N, d]
+  torch::Tensor forward(const torch::Tensor& x) override {
+    const int64_t E = shape_.inner, n = shape_.d_state, R = shape_.dt_rank;
+    auto xz = in_proj_(x);                                                 // [B, N, 2E]
+    auto x_inner = xz.narrow(-1, 0, E).transpose(1, 2);                    // [B, E, N]
+    auto gate = xz.narrow(-1, E, E).transpose(1, 2);                       // z: [B, E, N]
+    auto u = torch::silu(conv1d_(torch::constant_pad_nd(x_inner, {shape_.d_conv - 1, 0})));  // [B, E, N]
+    auto projected = x_proj_(u.transpose(1, 2));                           // [B, N, R + 2n]
+    auto dt_low_rank = projected.narrow(-1, 0, R);                         // δ: [B, N, R]
+    auto B = projected.narrow(-1, R, n).transpose(1, 2);                   // B̃: [B, n, N]
+    auto C = projected.narrow(-1, R + n, n).transpose(1, 2);               // C̃: [B, n, N]
+    // W_dt δ without the bias: the scan adds it before the softplus.
+    auto delta = torch::matmul(dt_low_rank, dt_proj_->weight.t()).transpose(1, 2);  // [B, E, N]
+    auto y = selective_scan(u, delta, -torch::exp(A_log_), B, C, D_, gate, dt_proj_->bias);
+    return out_proj_(y.transpose(1, 2));
+  }
+
+  // flops: projections 2·N·(2Ed + E(R+2n) + RE + Ed); depthwise conv 2·N·E·K; scan 8·N·E·n
+  // (per token, channel and state: ΔA, exp, Δx·B̃, the state multiply-add, the C̃ multiply-add =
+  // 7, plus 1 for the per-channel softplus and Δ·x spread over n); D skip and SiLU(z) gate
+  // 6·N·E.  matmul_flops: the four projections plus the readout <h_t, C̃_t>, which the reference
+  // scan issues as one batched matrix-vector product (2·N·E·n); the depthwise conv runs as a
+  // grouped convolution, not a matrix product.
+  // state_bytes: what step() holds, the K−1 last conv inputs in the model dtype and the SSM state
+  // in float32 (float64 for float64 models).
+  Cost cost(const CostShape& shape) const override {
+    const double tokens = static_cast<double>(shape.batch) * shape.seq_len;
+    const double d = shape_.d_model, E = shape_.inner, n = shape_.d_state, K = shape_.d_conv,
+                 R = shape_.dt_rank;
+    const double projections = 2.0 * tokens * (2 * E * d + E * (R + 2 * n) + R * E + E * d);
+    Cost cost;
+    cost.matmul_flops = projections + 2.0 * tokens * E * n;
+    cost.flops = projections + 2.0 * tokens * E * K + 8.0 * tokens * E * n + 6.0 * tokens * E;
+    const double ssm_bytes = std::max<int64_t>(shape.bytes_per_element, 4);
+    cost.state_bytes = shape.batch * E * ((K - 1) * shape.bytes_per_element + n * ssm_bytes);
+    return cost;
+  }
+
+  bool has_step() const override { return true; }
+  MixerState initial_state(int64_t batch, const torch::TensorOptions& options) const override {
+    const auto ssm_type = options.dtype() == torch::kDouble ? torch::kDouble : torch::kFloat;
+    MixerState state;
+    state.tensors["conv_state"] = torch::zeros({batch, shape_.inner, shape_.d_conv - 1}, options);
+    state.tensors["ssm_state"] = torch::zeros({batch, shape_.inner, shape_.d_state}, options.dtype(ssm_type));
+    return state;
+  }
+  // x_t: [B, d] -> [B, d]
+  torch::Tensor step(const torch::Tensor& x_t, MixerState& state) override {
+    const int64_t E = shape_.inner, n = shape_.d_state, R = shape_.dt_rank, K = shape_.d_conv;
+    auto& conv_state = state.tensors.at("conv_state");  // [B, E, K−1]
+    auto& ssm_state = state.tensors.at("ssm_state");    // [B, E, n]
+    auto xz = in_proj_(x_t);                                                   // [B, 2E]
+    auto gate = xz.narrow(-1, E, E);
+    auto window = torch::cat({conv_state, xz.narrow(-1, 0, E).unsqueeze(-1)}, -1);  // [B, E, K]
+    conv_state = window.narrow(-1, 1, K - 1).contiguous();
+    auto u = torch::silu((window * conv1d_->weight.squeeze(1)).sum(-1) + conv1d_->bias);  // [B, E]
+    auto projected = x_proj_(u);                                               // [B, R + 2n]
+    auto delta = torch::matmul(projected.narrow(-1, 0, R), dt_proj_->weight.t());  // [B, E]
+    auto y = selective_scan_step(ssm_state, u, delta, -torch::exp(A_log_), projected.narrow(-1, R, n),
+                                 projected.narrow(-1, R + n, n), D_, gate, dt_proj_->bias);
+    state.position += 1;
+    return out_proj_(y);
+  }
+
+ private:
+  MambaShape shape_;
+  torch::nn::Linear in_proj_{nullptr}, x_proj_{nullptr}, dt_proj_{nullptr}, out_proj_{nullptr};
+  torch::nn::Conv1d conv1d_{nullptr};
+  torch::Tensor A_log_, D_;
+};
+
+void validate_mamba(const MixerContext& context, const MixerParams& params) {
+  if (params.real("dt_min") > params.real("dt_max"))
+    throw RegistryError("mamba: dt_min (" + format_param_value(params.real("dt_min")) +
+                        ") must not exceed dt_max (" + format_param_value(params.real("dt_max")) + ")");
+  if (params.real("expand") * static_cast<double>(context.d_model) < 1.0)
+    throw RegistryError("mamba: expand·d_model must be at least 1 (expand = " +
+                        format_param_value(params.real("expand")) +
+                        ", d_model = " + std::to_string(context.d_model) + ")");
+}
+
+}  // namespace
+
+MIXLAB_REGISTER_MIXER(mamba) {
+  MixerEntry entry;
+  entry.name = "mamba";
+  entry.description = "Mamba-1 selective state-space block (in_proj, causal conv, selective scan, gate)";
+  entry.params = {
+      ParamSpec::integer("d_state", 16, "SSM state size n per channel", 1, 1024),
+      ParamSpec::integer("d_conv", 4, "causal depthwise conv kernel size K", 1, 64),
+      ParamSpec::real("expand", 2.0, "inner width E = floor(expand·d_model)", 0.01, 64),
+      ParamSpec::integer("dt_rank", 0, "rank R of the Δ projection; 0 = auto ⌈d_model/16⌉", 0, 65536),
+      ParamSpec::real("dt_min", 0.001, "smallest initial Δ (log-uniform draw)", 1e-8, 10),
+      ParamSpec::real("dt_max", 0.1, "largest initial Δ (log-uniform draw)", 1e-8, 10),
+      ParamSpec::real("dt_init_floor", 1e-4, "initial Δ values are clamped at this floor", 1e-12, 10),
+  };
+  entry.validate = validate_mamba;
+  entry.factory = [](const MixerContext& context, const MixerParams& params) -> TokenMixerPtr {
+    return std::make_shared<Mamba>(context, params);
+  };
+  return entry;
+}
+
+}  // namespace mixlab

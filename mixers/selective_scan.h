@@ -1,0 +1,40 @@
+#pragma once
+// The Mamba-1 selective scan (Gu & Dao 2023, Algorithm 2), fused with the D skip and the SiLU(z)
+// gate exactly as mixers/cuda/kernels.h documents its CUDA counterpart:
+//
+//   Δ_t[e]    = softplus( delta_t[e] + delta_bias[e] )
+//   h_t[e,:]  = exp(Δ_t[e] · A[e,:]) ⊙ h_{t−1}[e,:] + Δ_t[e] · u_t[e] · B_t[:]       h_{−1} = 0
+//   y_t[e]    = < h_t[e,:], C_t[:] > + D[e] · u_t[e]
+//   out_t[e]  = y_t[e] · SiLU( z_t[e] )
+//
+// Shapes: u, delta, z: [B, E, N];  A: [E, n];  B, C: [B, n, N];  D, delta_bias: [E].
+// D, z and delta_bias may be undefined tensors (no skip, no gate, no bias).
+
+#include <torch/torch.h>
+
+namespace mixlab {
+
+// Returns out: [B, E, N] in u's dtype.  The recurrence runs in float64 for float64 input and in
+// float32 otherwise.  On CUDA (when mixlab is built with its kernels and D, z, delta_bias are all
+// given) this is mixlab::cuda::selective_scan; elsewhere the reference below: one vectorised
+// [B, E, n] multiply-add per time step, differentiable by autograd.
+torch::Tensor selective_scan(const torch::Tensor& u, const torch::Tensor& delta, const torch::Tensor& A,
+                             const torch::Tensor& B, const torch::Tensor& C, const torch::Tensor& D,
+                             const torch::Tensor& z, const torch::Tensor& delta_bias);
+
+// One step of the same recurrence, for decoding.  `state` h: [B, E, n] is updated in place.
+//   u_t, delta_t, z_t: [B, E];  A: [E, n];  B_t, C_t: [B, n];  D, delta_bias: [E]  ->  out_t: [B, E]
+torch::Tensor selective_scan_step(torch::Tensor& state, const torch::Tensor& u_t,
+                                  const torch::Tensor& delta_t, const torch::Tensor& A,
+                                  const torch::Tensor& B_t, const torch::Tensor& C_t,
+                                  const torch::Tensor& D, const torch::Tensor& z_t,
+                                  const torch::Tensor& delta_bias);
+
+// softplus⁻¹(y) = y + log(−expm1(−y)), the inverse of log(1 + e^x); used to initialise Δ biases.
+torch::Tensor inverse_softplus(const torch::Tensor& y);
+
+// Δ initial values as Mamba draws them: dt = exp(U(log dt_min, log dt_max)) clamped at `floor`.
+// Returns softplus⁻¹(dt), the bias that makes softplus(0 + bias) = dt.  [count], float32.
+torch::Tensor sample_dt_bias(int64_t count, double dt_min, double dt_max, double floor);
+
+}  // namespace mixlab
