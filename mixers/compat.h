@@ -6,6 +6,10 @@
 #include <torch/version.h>
 #include <ATen/autocast_mode.h>
 
+#ifdef MIXLAB_WITH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
+
 #define MIXLAB_TORCH_AT_LEAST(major, minor) \
   (TORCH_VERSION_MAJOR > (major) || (TORCH_VERSION_MAJOR == (major) && TORCH_VERSION_MINOR >= (minor)))
 
@@ -74,7 +78,16 @@ class CudaAutocast {
   bool previous_ = false;
 };
 
-// Peak bytes allocated on the current CUDA device since the last reset; 0 without CUDA.
-// (Implemented in harness/device.cpp where the CUDA allocator headers are available.)
+#ifdef MIXLAB_WITH_CUDA
+// Peak-memory statistics of the CUDA caching allocator.  allocated_bytes[0] is the AGGREGATE
+// stat in every version; DeviceStats moved namespace in 2.x, hence `auto`.
+inline void cuda_reset_peak_memory(int device) {
+  c10::cuda::CUDACachingAllocator::resetPeakStats(static_cast<c10::DeviceIndex>(device));
+}
+inline int64_t cuda_peak_allocated_bytes(int device) {
+  const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(static_cast<c10::DeviceIndex>(device));
+  return stats.allocated_bytes[0].peak;
+}
+#endif
 
 }  // namespace mixlab::compat

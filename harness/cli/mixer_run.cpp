@@ -1,0 +1,141 @@
+// `mixlab mixer run NAME [--set key=value]... --d-model D --heads H --seed N
+//                        --input x.safetensors --output y.safetensors
+//                        [--weights-in w.safetensors | --weights-out w.safetensors]
+//                        [--dtype float32|float64]`
+//
+// Builds one registry entry, seeds LibTorch before building it (so the initial weights are a
+// function of the seed), then either overwrites the weights from --weights-in (strict: every
+// name, shape and kind of dtype must match) or saves the initial weights to --weights-out, runs
+// forward on the tensor `x` ([batch, seq, d_model]) of --input and writes `y` (same shape, the
+// chosen dtype) to --output, with the entry, its parameters, d_model, heads, seed and dtype in
+// the file's metadata.  This is the seam for checking a mixer against an outside implementation:
+// feed both the same x and weights, compare the y.
+//
+// Bad input (unknown entry or --set key, a value of the wrong type, a missing x, x of the wrong
+// shape, a malformed safetensors file) prints one line and exits with status 2.
+
+#include "harness/cli/command.h"
+#include "harness/config.h"
+#include "harness/safetensors.h"
+#include "mixers/registry.h"
+
+#include <iostream>
+
+namespace mixlab::cli {
+namespace {
+
+struct MixerRunOptions {
+  std::string name;
+  std::vector<std::string> sets;
+  int64_t d_model = 64;
+  int64_t heads = 4;
+  int64_t seed = 0;
+  std::string input, output, weights_in, weights_out;
+  std::string dtype = "float32";
+};
+
+std::string shape_text(torch::IntArrayRef sizes) {
+  std::string out = "[";
+  for (size_t i = 0; i < sizes.size(); ++i) out += (i ? ", " : "") + std::to_string(sizes[i]);
+  return out + "]";
+}
+
+// "key=value" pairs, each value parsed as the entry's declared type for that key.
+std::map<std::string, ParamValue> parse_sets(const std::string& name, const std::vector<std::string>& sets) {
+  std::map<std::string, ParamValue> given;
+  for (const auto& assignment : sets) {
+    const auto eq = assignment.find('=');
+    if (eq == std::string::npos || eq == 0)
+      throw ConfigError("--set", assignment, "expected key=value, e.g. window=128");
+    const std::string key = assignment.substr(0, eq);
+    given[key] = Registry::global().parse(name, key, assignment.substr(eq + 1));
+  }
+  return given;
+}
+
+// The input tensor x: [batch, seq, d_model], floating point, converted to `dtype`.
+torch::Tensor read_input(const MixerRunOptions& options, torch::ScalarType dtype) {
+  const TensorMap inputs = read_safetensors(options.input);
+  auto found = inputs.find("x");
+  if (found == inputs.end()) {
+    std::vector<std::string> names;
+    for (const auto& item : inputs) names.push_back(item.first);
+    std::string listed;
+    for (size_t i = 0; i < names.size(); ++i) listed += (i ? ", " : "") + names[i];
+    throw ConfigError(options.input, "x", "missing: the input must hold a tensor named 'x' of shape "
+                                          "[batch, seq, d_model]; found: " +
+                                              (listed.empty() ? std::string("(no tensors)") : listed));
+  }
+  const torch::Tensor& x = found->second;
+  if (x.dim() != 3 || x.size(2) != options.d_model)
+    throw ConfigError(options.input, "x", "has shape " + shape_text(x.sizes()) + ", expected [batch, seq, " +
+                                              std::to_string(options.d_model) + "] (--d-model " +
+                                              std::to_string(options.d_model) + ")");
+  if (!c10::isFloatingType(x.scalar_type()))
+    throw ConfigError(options.input, "x", std::string("has dtype ") + c10::toString(x.scalar_type()) +
+                                              "; a floating-point tensor is needed");
+  return x.to(dtype);
+}
+
+int run_mixer(const MixerRunOptions& options) {
+  const Registry& registry = Registry::global();
+  const MixerEntry& entry = registry.at(options.name);  // unknown names list the valid ones
+  const auto given = parse_sets(options.name, options.sets);
+  const MixerParams params = registry.resolve(options.name, given);
+  const MixerContext context{options.d_model, options.heads};
+  if (entry.validate) entry.validate(context, params);
+  const torch::ScalarType dtype = options.dtype == "float64" ? torch::kFloat64 : torch::kFloat32;
+
+  const torch::Tensor x = read_input(options, dtype);  // before building: fail fast on bad input
+
+  torch::manual_seed(static_cast<uint64_t>(options.seed));
+  TokenMixerPtr mixer = registry.create(options.name, context, given);
+  mixer->to(dtype);
+  mixer->eval();
+  if (!options.weights_in.empty()) load_module_weights(*mixer, options.weights_in, /*strict=*/true);
+
+  // What produced y, for the record.
+  json params_json = json::object();
+  for (const auto& [key, value] : params.values())
+    std::visit([&](const auto& v) { params_json[key] = v; }, value);
+  Metadata metadata = {{"mixer", options.name},
+                       {"params", params_json.dump()},
+                       {"d_model", std::to_string(options.d_model)},
+                       {"heads", std::to_string(options.heads)},
+                       {"seed", std::to_string(options.seed)},
+                       {"dtype", options.dtype}};
+  if (!options.weights_in.empty()) metadata["weights"] = options.weights_in;
+  if (!options.weights_out.empty()) save_module_weights(*mixer, options.weights_out, metadata);
+
+  torch::NoGradGuard no_grad;
+  const torch::Tensor y = mixer->forward(x);  // [batch, seq, d_model]
+  write_safetensors(options.output, {{"y", y}}, metadata);
+  std::cout << "mixer " << options.name << ": x " << shape_text(x.sizes()) << " -> y "
+            << shape_text(y.sizes()) << " written to " << options.output << "\n";
+  return 0;
+}
+
+}  // namespace
+
+// Registered directly rather than through MIXLAB_REGISTER_COMMAND, whose name is an identifier:
+// the space makes `run` a subcommand of the `mixer` group (harness/cli/main.cpp).
+static const CommandRegistrar mixer_run_command(
+    "mixer run", "run one registry entry on x from a safetensors file, write y", [](CLI::App& app) -> Action {
+      auto options = std::make_shared<MixerRunOptions>();
+      app.add_option("name", options->name, "registry entry (see `mixlab list`)")->required();
+      app.add_option("--set", options->sets, "entry parameter key=value (repeatable)");
+      app.add_option("--d-model", options->d_model, "model width")->check(CLI::PositiveNumber)->capture_default_str();
+      app.add_option("--heads", options->heads, "attention heads")->check(CLI::PositiveNumber)->capture_default_str();
+      app.add_option("--seed", options->seed, "seed for the initial weights")->capture_default_str();
+      app.add_option("--input", options->input, "safetensors file holding x: [batch, seq, d_model]")->required();
+      app.add_option("--output", options->output, "safetensors file to write y into")->required();
+      auto in = app.add_option("--weights-in", options->weights_in, "load the entry's weights from this file");
+      auto out = app.add_option("--weights-out", options->weights_out, "save the entry's seeded initial weights");
+      in->excludes(out);
+      app.add_option("--dtype", options->dtype, "compute dtype")
+          ->check(CLI::IsMember({"float32", "float64"}))
+          ->capture_default_str();
+      return [options] { return run_mixer(*options); };
+    });
+
+}  // namespace mixlab::cli

@@ -1,0 +1,95 @@
+// `mixlab sweep SPEC [--db results.db] [--device auto|cpu|cuda] [--shard i/n] [--dry-run] [--force]`:
+// expand and validate a sweep spec, then measure (and train) every point not yet done into a
+// SQLite results database.  docs/sweeps.md describes the spec and a Slurm array example.
+
+#include "harness/cli/command.h"
+#include "harness/config.h"
+#include "harness/device.h"
+#include "harness/progress.h"
+#include "harness/spec.h"
+#include "harness/sweep.h"
+
+#include <filesystem>
+#include <iostream>
+
+namespace mixlab::cli {
+namespace {
+
+struct SweepCommandOptions {
+  std::string spec;
+  std::string db;
+  std::string device = "auto";
+  std::string shard;
+  bool dry_run = false;
+  bool force = false;
+};
+
+std::string seq_summary(const nlohmann::json& measure) {
+  const auto& lengths = measure["seq_lens"];
+  if (lengths.empty()) return "-";
+  std::string text = std::to_string(lengths.front().get<int64_t>());
+  if (lengths.size() > 1) text += ".." + std::to_string(lengths.back().get<int64_t>()) + " (" + std::to_string(lengths.size()) + ")";
+  return text;
+}
+
+int run_sweep_command(const SweepCommandOptions& o) {
+  const std::string device = resolve_device_kind(o.device, "--device");
+  std::optional<std::pair<int64_t, int64_t>> shard;
+  if (!o.shard.empty()) shard = parse_shard(o.shard, "--shard");
+  else shard = shard_from_environment();
+  // Everything is validated before anything is written.
+  const SweepSpec spec = load_spec(o.spec, device);
+  const auto selected = shard ? shard_points(spec.points, shard->first, shard->second) : spec.points;
+
+  if (o.dry_run) {
+    std::cout << "# " << spec.name << (spec.description.empty() ? "" : ": " + spec.description) << "\n";
+    for (size_t k = 0; k < selected.size(); ++k) {
+      const auto& p = selected[k];
+      const auto& m = p.config["measure"];
+      std::cout << p.id << "  " << p.label << "  [" << p.mixers << "]  d=" << p.config["model"].value("d_model", 0)
+                << " L=" << p.config["model"].value("n_layers", 0) << "  N=" << seq_summary(m)
+                << "  B=" << m["batch"] << "  " << m["dtype"].get<std::string>() << "  phases="
+                << m["phases"].dump() << (p.config.contains("train") ? "  +train" : "") << "  <- " << p.origin
+                << "\n";
+    }
+    std::cout << selected.size() << " point" << (selected.size() == 1 ? "" : "s");
+    if (shard) std::cout << " in shard " << shard->first << "/" << shard->second << " of " << spec.points.size();
+    std::cout << " (device " << device << ")\n";
+    return 0;
+  }
+
+  const std::string db = o.db.empty() ? default_database_path(spec.name) : o.db;
+  const auto parent = std::filesystem::path(db).parent_path();
+  if (!parent.empty()) std::filesystem::create_directories(parent);
+  Store store(db);
+  SweepOptions options;
+  options.shard = shard;
+  options.force = o.force;
+  options.progress = Progress::stderr_is_terminal();
+  options.log = &std::cout;
+  options.run_root = (parent.empty() ? std::filesystem::path(".") : parent).string() + "/" + spec.name + ".runs";
+  std::cout << "sweep " << spec.name << ": " << selected.size() << " points"
+            << (shard ? " (shard " + std::to_string(shard->first) + "/" + std::to_string(shard->second) + ")" : "")
+            << " on " << device << " -> " << db << std::endl;
+  const SweepSummary summary = run_sweep(spec, store, device, options);
+  std::cout << "sweep " << spec.name << ": " << summary.done << " done, " << summary.skipped << " already done, "
+            << summary.failed << " failed  (mixlab show --db " << db << ")\n";
+  return summary.failed ? 1 : 0;
+}
+
+}  // namespace
+
+MIXLAB_REGISTER_COMMAND(sweep, "run a declarative sweep spec into a SQLite results database",
+                        [](CLI::App& app) -> Action {
+                          auto o = std::make_shared<SweepCommandOptions>();
+                          app.add_option("spec", o->spec, "sweep spec (JSON, comments allowed)")->required();
+                          app.add_option("--db", o->db, "results database (default results/NAME.db)");
+                          app.add_option("--device", o->device, "auto, cpu or cuda")->capture_default_str();
+                          app.add_option("--shard", o->shard,
+                                         "run the deterministic slice i/n (default from SLURM_ARRAY_TASK_ID/COUNT)");
+                          app.add_flag("--dry-run", o->dry_run, "print the resolved points and their count, run nothing");
+                          app.add_flag("--force", o->force, "re-run points already done");
+                          return [o] { return run_sweep_command(*o); };
+                        });
+
+}  // namespace mixlab::cli

@@ -1,0 +1,487 @@
+#include "harness/measure.h"
+
+#include "harness/config.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <map>
+#include <set>
+
+namespace mixlab {
+
+using json = nlohmann::json;
+
+// ----------------------------------------------------------------------------- the settings
+
+const std::vector<std::string>& phase_names() {
+  static const std::vector<std::string> names = {"forward", "forward_backward", "decode"};
+  return names;
+}
+
+const std::vector<std::string>& measure_keys() {
+  static const std::vector<std::string> keys = {
+      "seq_lens", "decode_seq_lens", "batch", "phases", "warmup", "repeats", "min_repeats", "target_seconds",
+      "time_budget_s", "decode_chunks", "skip_after_oom", "dtype", "seed"};
+  return keys;
+}
+
+namespace {
+
+std::string joined(const std::vector<std::string>& items) {
+  std::string out;
+  for (size_t i = 0; i < items.size(); ++i) out += (i ? ", " : "") + items[i];
+  return out;
+}
+
+int64_t integer_in(const json& value, const std::string& file, const std::string& path, int64_t lo, int64_t hi) {
+  if (!value.is_number_integer())
+    throw ConfigError(file, path, "must be an integer, got " + value.dump());
+  const int64_t x = value.get<int64_t>();
+  if (x < lo || x > hi)
+    throw ConfigError(file, path, "is " + std::to_string(x) + ", outside the valid range [" + std::to_string(lo) +
+                                      ", " + std::to_string(hi) + "]");
+  return x;
+}
+
+double real_in(const json& value, const std::string& file, const std::string& path, double lo, double hi) {
+  if (!value.is_number()) throw ConfigError(file, path, "must be a number, got " + value.dump());
+  const double x = value.get<double>();
+  if (!(x >= lo && x <= hi))
+    throw ConfigError(file, path, "is " + value.dump() + ", outside the valid range [" + json(lo).dump() + ", " +
+                                      json(hi).dump() + "]");
+  return x;
+}
+
+constexpr int64_t kMaxSeqLen = int64_t{1} << 26;
+
+}  // namespace
+
+std::vector<int64_t> expand_seq_lens(const json& value, const std::string& file, const std::string& path) {
+  std::vector<int64_t> lengths;
+  if (value.is_array()) {
+    if (value.empty()) throw ConfigError(file, path, "is an empty list; give at least one sequence length");
+    for (size_t i = 0; i < value.size(); ++i)
+      lengths.push_back(integer_in(value[i], file, path + "[" + std::to_string(i) + "]", 1, kMaxSeqLen));
+  } else if (value.is_object()) {
+    for (auto it = value.begin(); it != value.end(); ++it)
+      if (it.key() != "from" && it.key() != "to" && it.key() != "times" && it.key() != "step")
+        throw ConfigError(file, path + "." + it.key(), "unknown key in a range; valid: from, to, times, step");
+    if (!value.contains("from") || !value.contains("to"))
+      throw ConfigError(file, path, "a range needs \"from\" and \"to\", and \"times\" or \"step\"");
+    const int64_t from = integer_in(value["from"], file, path + ".from", 1, kMaxSeqLen);
+    const int64_t to = integer_in(value["to"], file, path + ".to", from, kMaxSeqLen);
+    if (value.contains("times") == value.contains("step"))
+      throw ConfigError(file, path, "a range needs exactly one of \"times\" (geometric) or \"step\" (arithmetic)");
+    if (value.contains("times")) {
+      const int64_t times = integer_in(value["times"], file, path + ".times", 2, 1024);
+      for (int64_t n = from; n <= to; n *= times) lengths.push_back(n);
+    } else {
+      const int64_t step = integer_in(value["step"], file, path + ".step", 1, kMaxSeqLen);
+      for (int64_t n = from; n <= to; n += step) lengths.push_back(n);
+    }
+  } else {
+    throw ConfigError(file, path, "must be a list of sequence lengths or a range {\"from\": 256, \"to\": 65536, \"times\": 2}");
+  }
+  std::set<int64_t> seen;
+  for (size_t i = 0; i < lengths.size(); ++i)
+    if (!seen.insert(lengths[i]).second)
+      throw ConfigError(file, path, "sequence length " + std::to_string(lengths[i]) + " is listed twice");
+  std::sort(lengths.begin(), lengths.end());
+  return lengths;
+}
+
+json resolve_measure_json(const json& measure_in, const std::string& device_kind, const std::string& file,
+                          const std::string& path) {
+  const json measure = measure_in.is_null() ? json::object() : measure_in;
+  if (!measure.is_object()) throw ConfigError(file, path, "must be an object");
+  const auto& keys = measure_keys();
+  for (auto it = measure.begin(); it != measure.end(); ++it)
+    if (std::find(keys.begin(), keys.end(), it.key()) == keys.end())
+      throw ConfigError(file, path + "." + it.key(),
+                        it.key() == "device" ? "the device is chosen on the command line (--device auto|cpu|cuda)"
+                                             : "unknown key; valid: " + joined(keys));
+  MeasureSettings defaults;
+  json out = json::object();
+  std::vector<std::string> phases = defaults.phases;
+  if (measure.contains("phases")) {
+    const json& list = measure["phases"];
+    if (!list.is_array()) throw ConfigError(file, path + ".phases", "must be a list; valid entries: " + joined(phase_names()));
+    phases.clear();
+    for (size_t i = 0; i < list.size(); ++i) {
+      const std::string where = path + ".phases[" + std::to_string(i) + "]";
+      if (!list[i].is_string()) throw ConfigError(file, where, "must be a string; valid: " + joined(phase_names()));
+      const std::string name = list[i].get<std::string>();
+      if (std::find(phase_names().begin(), phase_names().end(), name) == phase_names().end())
+        throw ConfigError(file, where, "unknown phase '" + name + "'; valid: " + joined(phase_names()));
+      if (std::find(phases.begin(), phases.end(), name) != phases.end())
+        throw ConfigError(file, where, "phase '" + name + "' is listed twice");
+      phases.push_back(name);
+    }
+  }
+  out["phases"] = phases;
+  if (measure.contains("seq_lens")) {
+    out["seq_lens"] = expand_seq_lens(measure["seq_lens"], file, path + ".seq_lens");
+  } else if (!phases.empty()) {
+    throw ConfigError(file, path + ".seq_lens", "is missing; give a list or a range {\"from\": 256, \"to\": 4096, \"times\": 2}");
+  } else {
+    out["seq_lens"] = json::array();
+  }
+  if (measure.contains("decode_seq_lens"))
+    out["decode_seq_lens"] = expand_seq_lens(measure["decode_seq_lens"], file, path + ".decode_seq_lens");
+  out["batch"] = measure.contains("batch") ? integer_in(measure["batch"], file, path + ".batch", 1, 1 << 20) : defaults.batch;
+  out["warmup"] = measure.contains("warmup") ? integer_in(measure["warmup"], file, path + ".warmup", 0, 1000) : defaults.warmup;
+  out["repeats"] = measure.contains("repeats") ? integer_in(measure["repeats"], file, path + ".repeats", 1, 100000) : defaults.repeats;
+  out["min_repeats"] = measure.contains("min_repeats")
+                           ? integer_in(measure["min_repeats"], file, path + ".min_repeats", 1, out["repeats"].get<int64_t>())
+                           : std::min(defaults.min_repeats, out["repeats"].get<int64_t>());
+  out["target_seconds"] = measure.contains("target_seconds")
+                              ? real_in(measure["target_seconds"], file, path + ".target_seconds", 0.0, 3600.0)
+                              : defaults.target_seconds;
+  out["time_budget_s"] = measure.contains("time_budget_s")
+                             ? real_in(measure["time_budget_s"], file, path + ".time_budget_s", 0.0, 1e7)
+                             : defaults.time_budget_s;
+  out["decode_chunks"] = measure.contains("decode_chunks")
+                             ? integer_in(measure["decode_chunks"], file, path + ".decode_chunks", 1, 1 << 20)
+                             : defaults.decode_chunks;
+  if (measure.contains("skip_after_oom") && !measure["skip_after_oom"].is_boolean())
+    throw ConfigError(file, path + ".skip_after_oom", "must be true or false");
+  out["skip_after_oom"] = measure.value("skip_after_oom", defaults.skip_after_oom);
+  out["seed"] = measure.contains("seed") ? integer_in(measure["seed"], file, path + ".seed", 0, int64_t{1} << 62) : defaults.seed;
+  std::string dtype = "auto";
+  if (measure.contains("dtype")) {
+    if (!measure["dtype"].is_string())
+      throw ConfigError(file, path + ".dtype", "must be a string; valid: auto, float32, float64, bfloat16, float16");
+    dtype = measure["dtype"].get<std::string>();
+  }
+  static const std::vector<std::string> dtypes = {"auto", "float32", "float64", "bfloat16", "float16"};
+  if (std::find(dtypes.begin(), dtypes.end(), dtype) == dtypes.end())
+    throw ConfigError(file, path + ".dtype", "unknown dtype '" + dtype + "'; valid: " + joined(dtypes));
+  out["device"] = device_kind;
+  out["dtype"] = resolve_dtype(dtype, device_kind);
+  return out;
+}
+
+MeasureSettings MeasureSettings::from_json(const json& m) {
+  MeasureSettings s;
+  s.seq_lens = m.at("seq_lens").get<std::vector<int64_t>>();
+  if (m.contains("decode_seq_lens")) s.decode_seq_lens = m["decode_seq_lens"].get<std::vector<int64_t>>();
+  s.batch = m.at("batch").get<int64_t>();
+  s.phases = m.at("phases").get<std::vector<std::string>>();
+  s.warmup = m.at("warmup").get<int64_t>();
+  s.repeats = m.at("repeats").get<int64_t>();
+  s.min_repeats = m.at("min_repeats").get<int64_t>();
+  s.target_seconds = m.at("target_seconds").get<double>();
+  s.time_budget_s = m.at("time_budget_s").get<double>();
+  s.decode_chunks = m.at("decode_chunks").get<int64_t>();
+  s.skip_after_oom = m.at("skip_after_oom").get<bool>();
+  s.device = m.at("device").get<std::string>();
+  s.dtype = m.at("dtype").get<std::string>();
+  s.seed = m.at("seed").get<int64_t>();
+  return s;
+}
+
+// ----------------------------------------------------------------------------- statistics
+//
+// The definitions are Google Benchmark's (benchmark::StatisticsMean / StatisticsMedian /
+// StatisticsStdDev, src/statistics.cc): the median of an even count is the mean of the two middle
+// values, and fewer than three samples give the mean; the standard deviation is the sample
+// (n - 1) estimate, sqrt(n/(n-1) · (E[x²] - E[x]²)).  They are written out here rather than
+// linked because those functions are declared only in the library's private header, and
+// mixlab_core must also build on the GPU machine, which has no Google Benchmark;
+// bench/harness_overhead.cpp checks that these agree with the library's to 1e-12.
+
+double statistics_mean(const std::vector<double>& v) {
+  if (v.empty()) return 0.0;
+  double sum = 0;
+  for (double x : v) sum += x;
+  return sum / static_cast<double>(v.size());
+}
+
+double statistics_median(std::vector<double> v) {
+  if (v.size() < 3) return statistics_mean(v);
+  const size_t center = v.size() / 2;
+  std::nth_element(v.begin(), v.begin() + center, v.end());
+  if (v.size() % 2 == 1) return v[center];
+  const double upper = v[center];
+  const double lower = *std::max_element(v.begin(), v.begin() + center);
+  return (lower + upper) / 2.0;
+}
+
+double statistics_stddev(const std::vector<double>& v) {
+  if (v.size() < 2) return 0.0;
+  const double mean = statistics_mean(v);
+  double squares = 0;
+  for (double x : v) squares += x * x;
+  const double n = static_cast<double>(v.size());
+  const double variance = n / (n - 1.0) * (squares / n - mean * mean);
+  return variance > 0 ? std::sqrt(variance) : 0.0;
+}
+
+TimingSummary summarize(const std::vector<double>& samples) {
+  TimingSummary s;
+  if (samples.empty()) return s;
+  s.median = statistics_median(samples);
+  s.mean = statistics_mean(samples);
+  s.stddev = statistics_stddev(samples);
+  s.min = *std::min_element(samples.begin(), samples.end());
+  s.max = *std::max_element(samples.begin(), samples.end());
+  s.repeats = static_cast<int64_t>(samples.size());
+  return s;
+}
+
+// ----------------------------------------------------------------------------- timing
+
+std::vector<double> time_repeats(const std::function<void()>& call, const MeasureSettings& settings,
+                                 CallTimer& timer) {
+  for (int64_t i = 0; i < settings.warmup; ++i) {
+    timer.start();  // the warm-up goes through the same path, so the first timed call is not the first call
+    call();
+    timer.stop_ms();
+  }
+  std::vector<double> samples;
+  samples.reserve(static_cast<size_t>(settings.repeats));
+  const double target_ms = settings.target_seconds * 1000.0;
+  double total_ms = 0;
+  while (static_cast<int64_t>(samples.size()) < settings.repeats) {
+    timer.start();
+    call();
+    const double ms = timer.stop_ms();
+    samples.push_back(ms);
+    total_ms += ms;
+    if (static_cast<int64_t>(samples.size()) >= settings.min_repeats && total_ms >= target_ms) break;
+  }
+  return samples;
+}
+
+// ----------------------------------------------------------------------------- one model
+
+namespace {
+
+struct BudgetExceeded : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+using Clock = std::chrono::steady_clock;
+
+struct Context {
+  LanguageModel& model;
+  const MeasureSettings& settings;
+  Device device;
+  Clock::time_point started;
+  int64_t vocab = 0;
+
+  double elapsed_s() const { return std::chrono::duration<double>(Clock::now() - started).count(); }
+  bool over_budget() const { return settings.time_budget_s > 0 && elapsed_s() > settings.time_budget_s; }
+  std::string budget_message() const {
+    return "per-point time budget of " + json(settings.time_budget_s).dump() + " s exhausted after " +
+           std::to_string(static_cast<int64_t>(elapsed_s())) + " s";
+  }
+};
+
+torch::Tensor random_tokens(const Context& c, int64_t n, int64_t offset) {
+  torch::manual_seed(static_cast<uint64_t>(c.settings.seed + offset));
+  return torch::randint(0, c.vocab, {c.settings.batch, n}, torch::TensorOptions().dtype(torch::kLong))
+      .to(c.device.torch_device());
+}
+
+bool all_finite(const torch::Tensor& t) { return torch::isfinite(t).all().item<bool>(); }
+
+// Averages of the sublayers' own statistics from the last forward (e.g. a routed fraction).
+json sublayer_statistics(LanguageModel& model) {
+  std::map<std::string, std::pair<double, int>> sums;
+  for (const auto& sublayer : model->sublayers())
+    for (const auto& [name, value] : sublayer->statistics()) {
+      sums[name].first += value;
+      sums[name].second += 1;
+    }
+  json out = json::object();
+  for (const auto& [name, sum] : sums) out[name] = sum.first / sum.second;
+  return out;
+}
+
+void fill_from_timing(Measurement& m, const std::vector<double>& samples, double tokens_per_call) {
+  m.timing = summarize(samples);
+  const double seconds = m.timing->median / 1000.0;
+  if (seconds > 0) {
+    m.tokens_per_s = tokens_per_call / seconds;
+    if (m.flops) m.tflops_per_s = *m.flops / seconds / 1e12;
+  }
+}
+
+// logits = model(tokens) without autograd.
+void measure_forward(Context& c, Measurement& m, const Cost& cost) {
+  torch::NoGradGuard no_grad;
+  c.model->eval();
+  const auto tokens = random_tokens(c, m.seq_len, m.seq_len);
+  CallTimer timer(c.device);
+  PeakMemory peak(c.device);
+  torch::Tensor logits;
+  peak.reset();
+  auto samples = time_repeats([&] { logits = torch::Tensor(); logits = c.model->forward(tokens); }, c.settings, timer);
+  m.peak_memory_bytes = peak.peak_bytes();
+  m.flops = cost.flops;
+  fill_from_timing(m, samples, static_cast<double>(c.settings.batch * m.seq_len));
+  m.extra.update(sublayer_statistics(c.model));
+  if (!all_finite(logits)) { m.status = "nonfinite"; m.error = "the forward output has NaN or Inf"; }
+}
+
+// loss = CE(model(tokens), next tokens); loss.backward().
+void measure_forward_backward(Context& c, Measurement& m, const Cost& cost) {
+  c.model->train();
+  const auto tokens = random_tokens(c, m.seq_len, m.seq_len);
+  const auto targets = random_tokens(c, m.seq_len, m.seq_len + 1).reshape({-1});
+  auto parameters = c.model->parameters();
+  CallTimer timer(c.device);
+  PeakMemory peak(c.device);
+  torch::Tensor loss;
+  auto clear_grads = [&] {
+    for (auto& p : parameters) p.mutable_grad() = torch::Tensor();
+  };
+  peak.reset();
+  auto samples = time_repeats(
+      [&] {
+        clear_grads();
+        auto logits = c.model->forward(tokens);
+        loss = torch::nn::functional::cross_entropy(logits.reshape({-1, c.vocab}).to(torch::kFloat32), targets);
+        loss.backward();
+      },
+      c.settings, timer);
+  m.peak_memory_bytes = peak.peak_bytes();
+  clear_grads();
+  m.flops = 3.0 * cost.flops;
+  fill_from_timing(m, samples, static_cast<double>(c.settings.batch * m.seq_len));
+  if (!all_finite(loss.detach())) { m.status = "nonfinite"; m.error = "the loss is NaN or Inf"; }
+}
+
+// Greedy generation of N tokens from an empty state (prompt: one token per sequence), timed in
+// chunks; the per-step latency of a chunk is its time over its steps.
+void measure_decode(Context& c, Measurement& m, const Cost& cost) {
+  torch::NoGradGuard no_grad;
+  c.model->eval();
+  const int64_t n = m.seq_len, batch = c.settings.batch;
+  if (!c.model->has_step()) {
+    // Producing token N without a state means re-running the N-token prefix.
+    const auto tokens = random_tokens(c, n, n);
+    CallTimer timer(c.device);
+    PeakMemory peak(c.device);
+    torch::Tensor logits;
+    peak.reset();
+    auto samples = time_repeats([&] { logits = torch::Tensor(); logits = c.model->forward(tokens); }, c.settings, timer);
+    m.peak_memory_bytes = peak.peak_bytes();
+    m.flops = cost.flops;
+    fill_from_timing(m, samples, static_cast<double>(batch));
+    m.extra["decode_fallback"] = "re-run prefix";
+    if (!all_finite(logits)) { m.status = "nonfinite"; m.error = "the output has NaN or Inf"; }
+    return;
+  }
+  const auto options = torch::TensorOptions().dtype(c.device.scalar_type()).device(c.device.torch_device());
+  auto first_token = torch::zeros({batch}, torch::TensorOptions().dtype(torch::kLong).device(c.device.torch_device()));
+  {  // warm-up on a throw-away state
+    auto states = c.model->initial_states(batch, options);
+    auto token = first_token;
+    const int64_t steps = std::min<int64_t>(n, 4 * c.settings.warmup);
+    for (int64_t i = 0; i < steps; ++i) token = c.model->step(token, states).argmax(-1);
+    synchronize(c.device);
+  }
+  CallTimer timer(c.device);
+  PeakMemory peak(c.device);
+  peak.reset();
+  auto states = c.model->initial_states(batch, options);
+  auto token = first_token;
+  torch::Tensor logits;
+  const int64_t chunk = (n + c.settings.decode_chunks - 1) / c.settings.decode_chunks;
+  std::vector<double> per_step_ms;
+  double total_ms = 0;
+  for (int64_t position = 0; position < n; position += chunk) {
+    const int64_t steps = std::min(chunk, n - position);
+    timer.start();
+    for (int64_t i = 0; i < steps; ++i) {
+      logits = c.model->step(token, states);
+      token = logits.argmax(-1);
+    }
+    const double ms = timer.stop_ms();
+    per_step_ms.push_back(ms / static_cast<double>(steps));
+    total_ms += ms;
+    if (c.over_budget() && position + steps < n)
+      throw BudgetExceeded(c.budget_message() + " while decoding at position " + std::to_string(position + steps));
+  }
+  m.peak_memory_bytes = peak.peak_bytes();
+  int64_t state_bytes = 0;
+  for (const auto& state : states) state_bytes += state.bytes();
+  m.measured_state_bytes = static_cast<double>(state_bytes);
+  m.flops = cost.flops / static_cast<double>(n);  // an average step of the generation
+  fill_from_timing(m, per_step_ms, static_cast<double>(batch));
+  m.extra["generate_tokens_per_s"] = static_cast<double>(batch * n) / (total_ms / 1000.0);
+  m.extra["generate_total_s"] = total_ms / 1000.0;
+  m.extra["steps_per_chunk"] = chunk;
+  if (!all_finite(logits)) { m.status = "nonfinite"; m.error = "the decoded logits have NaN or Inf"; }
+}
+
+}  // namespace
+
+std::vector<Measurement> measure_model(LanguageModel& model, const MeasureSettings& settings,
+                                       const MeasureObserver& observer) {
+  Context c{model, settings, Device{settings.device, settings.dtype}, Clock::now(), model->config().vocab_size};
+  model->to(c.device.torch_device(), c.device.scalar_type());
+  auto wanted = [&](const std::string& phase, int64_t n) {
+    const auto& lengths = settings.lengths_for(phase);
+    return std::find(lengths.begin(), lengths.end(), n) != lengths.end();
+  };
+  std::set<int64_t> ladder;
+  for (const auto& phase : settings.phases)
+    for (int64_t n : settings.lengths_for(phase)) ladder.insert(n);
+  size_t count = 0;
+  for (int64_t n : ladder)
+    for (const auto& phase : settings.phases) count += wanted(phase, n) ? 1 : 0;
+
+  std::vector<Measurement> rows;
+  std::map<std::string, int64_t> oom_at;
+  size_t index = 0;
+  const int64_t bpe = bytes_per_element(settings.dtype);
+  for (int64_t n : ladder) {
+    const Cost cost = model->cost(CostShape{settings.batch, n, bpe});
+    for (const auto& phase : settings.phases) {
+      if (!wanted(phase, n)) continue;
+      if (observer) observer(n, phase, index, count);
+      ++index;
+      Measurement m;
+      m.phase = phase;
+      m.seq_len = n;
+      m.batch = settings.batch;
+      m.state_bytes = cost.state_bytes;
+      if (settings.device == "cpu") m.extra["threads"] = torch::get_num_threads();
+      if (c.over_budget()) {
+        m.status = "time_budget";
+        m.error = c.budget_message();
+      } else if (settings.skip_after_oom && oom_at.count(phase)) {
+        m.status = "oom";
+        m.error = "not attempted: ran out of memory at N=" + std::to_string(oom_at[phase]);
+      } else {
+        try {
+          if (phase == "forward") measure_forward(c, m, cost);
+          else if (phase == "forward_backward") measure_forward_backward(c, m, cost);
+          else measure_decode(c, m, cost);
+        } catch (const BudgetExceeded& error) {
+          m = Measurement{phase, n, settings.batch, "time_budget", error.what()};
+          m.state_bytes = cost.state_bytes;
+        } catch (const std::exception& error) {
+          const bool oom = is_out_of_memory(error);
+          std::string message = error.what();
+          message = message.substr(0, message.find('\n'));  // c10::Error appends a backtrace
+          m = Measurement{phase, n, settings.batch, oom ? "oom" : "error", message};
+          m.state_bytes = cost.state_bytes;
+          if (oom) {
+            oom_at.emplace(phase, n);
+            release_cached_memory(c.device);
+          }
+          for (auto& p : model->parameters()) p.mutable_grad() = torch::Tensor();
+        }
+      }
+      rows.push_back(std::move(m));
+    }
+  }
+  return rows;
+}
+
+}  // namespace mixlab

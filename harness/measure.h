@@ -1,0 +1,94 @@
+#pragma once
+// Measuring one model against sequence length (docs/DESIGN.md, "Measurement rules").
+//
+// For each sequence length N of the ladder and each phase:
+//   forward           logits = model(tokens[B, N]) without autograd
+//   forward_backward  loss = CE(model(tokens), targets); loss.backward()      (FLOPs = 3 x forward)
+//   decode            greedy generation of N tokens with step() from an empty state, timed in
+//                     chunks; a model without step() re-runs the prefix (one forward over N
+//                     tokens per generated token) and says so in extra_json.
+// Each figure: warm-up calls (never timed), then repeated timed calls (at least min_repeats, at
+// most repeats, stopping once target_seconds of timed work is reached); median, mean, sample
+// standard deviation, min and max of the per-call latency.  Peak memory is reset before the
+// warm-up and read after the last call.  Out-of-memory and non-finite outputs are recorded as a
+// status; a per-point time budget stops the ladder early and records why.
+
+#include "harness/device.h"
+#include "harness/model.h"
+
+#include <nlohmann/json.hpp>
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace mixlab {
+
+struct MeasureSettings {
+  const std::vector<int64_t>& lengths_for(const std::string& phase) const {
+    return phase == "decode" && !decode_seq_lens.empty() ? decode_seq_lens : seq_lens;
+  }
+  std::vector<int64_t> seq_lens;
+  std::vector<int64_t> decode_seq_lens;  // empty: the decode phase uses seq_lens
+  int64_t batch = 1;
+  std::vector<std::string> phases = {"forward", "forward_backward", "decode"};
+  int64_t warmup = 2;
+  int64_t repeats = 10;          // at most
+  int64_t min_repeats = 3;       // at least
+  double target_seconds = 1.0;   // stop repeating once this much timed work is done
+  double time_budget_s = 0;      // per point; 0 = unlimited
+  int64_t decode_chunks = 16;    // decode: the generation is timed in this many chunks
+  bool skip_after_oom = true;    // a phase that ran out of memory at N is not tried at N' > N
+  std::string device = "cpu";    // resolved
+  std::string dtype = "float32"; // resolved
+  int64_t seed = 0;              // weights and tokens
+
+  static MeasureSettings from_json(const nlohmann::json& resolved_measure);
+};
+
+// Validate a spec's "measure" object and fill every default, so the result is the full,
+// canonical measure section of a point.  seq_lens may be a list or a range
+//   {"from": 256, "to": 65536, "times": 2}  (geometric)   or   {"from": 64, "to": 512, "step": 64}.
+// device_kind ("cpu"/"cuda") resolves "dtype": "auto".  Throws ConfigError naming file and path.
+nlohmann::json resolve_measure_json(const nlohmann::json& measure, const std::string& device_kind,
+                                    const std::string& file, const std::string& path);
+std::vector<int64_t> expand_seq_lens(const nlohmann::json& value, const std::string& file, const std::string& path);
+const std::vector<std::string>& measure_keys();
+const std::vector<std::string>& phase_names();
+
+// Summary statistics of repeated timings, with Google Benchmark's definitions (see measure.cpp).
+struct TimingSummary {
+  double median = 0, mean = 0, stddev = 0, min = 0, max = 0;
+  int64_t repeats = 0;
+};
+TimingSummary summarize(const std::vector<double>& samples);
+double statistics_median(std::vector<double> samples);
+double statistics_mean(const std::vector<double>& samples);
+double statistics_stddev(const std::vector<double>& samples);  // sample (n-1) standard deviation
+
+// One row of the measurements table.
+struct Measurement {
+  std::string phase;
+  int64_t seq_len = 0;
+  int64_t batch = 1;
+  std::string status = "ok";  // ok, oom, nonfinite, time_budget, unsupported, error
+  std::string error;
+  std::optional<TimingSummary> timing;
+  std::optional<double> tokens_per_s, flops, tflops_per_s, peak_memory_bytes, state_bytes, measured_state_bytes;
+  nlohmann::json extra = nlohmann::json::object();
+};
+
+// Times `call` repeatedly under the settings' warm-up / repeat / target rules.  `call` runs one
+// operation; the timer waits for it to finish.  Returns the per-call latencies in ms.
+std::vector<double> time_repeats(const std::function<void()>& call, const MeasureSettings& settings,
+                                 CallTimer& timer);
+
+// Called before each (seq_len, phase) measurement: index counts measurements of this point.
+using MeasureObserver = std::function<void(int64_t seq_len, const std::string& phase, size_t index, size_t count)>;
+
+// Measure one model at every sequence length and phase of the settings.
+std::vector<Measurement> measure_model(LanguageModel& model, const MeasureSettings& settings,
+                                       const MeasureObserver& observer = {});
+
+}  // namespace mixlab

@@ -1,0 +1,386 @@
+#include "harness/store.h"
+
+#include "harness/device.h"
+
+#include <sqlite3.h>
+
+#include <chrono>
+#include <cmath>
+#include <thread>
+#include <cstdio>
+#include <map>
+
+namespace mixlab {
+
+// ------------------------------------------------------------------------------ Statement
+
+Statement::Statement(sqlite3* db, const std::string& sql) : db_(db), sql_(sql) {
+  if (sqlite3_prepare_v2(db, sql.c_str(), -1, &statement_, nullptr) != SQLITE_OK)
+    throw StoreError("SQLite cannot prepare \"" + sql + "\": " + sqlite3_errmsg(db));
+}
+Statement::~Statement() { sqlite3_finalize(statement_); }
+
+Statement& Statement::bind(int index, std::nullptr_t) { sqlite3_bind_null(statement_, index); return *this; }
+Statement& Statement::bind(int index, int64_t value) { sqlite3_bind_int64(statement_, index, value); return *this; }
+Statement& Statement::bind(int index, double value) {
+  if (std::isfinite(value)) sqlite3_bind_double(statement_, index, value);
+  else sqlite3_bind_null(statement_, index);
+  return *this;
+}
+Statement& Statement::bind(int index, const std::string& value) {
+  sqlite3_bind_text(statement_, index, value.c_str(), static_cast<int>(value.size()), SQLITE_TRANSIENT);
+  return *this;
+}
+Statement& Statement::bind(int index, const std::optional<double>& value) {
+  return value ? bind(index, *value) : bind(index, nullptr);
+}
+Statement& Statement::bind(int index, const std::optional<std::string>& value) {
+  return value ? bind(index, *value) : bind(index, nullptr);
+}
+
+bool Statement::step() {
+  const int rc = sqlite3_step(statement_);
+  if (rc == SQLITE_ROW) return true;
+  if (rc == SQLITE_DONE) return false;
+  throw StoreError("SQLite failed on \"" + sql_ + "\": " + sqlite3_errmsg(db_));
+}
+void Statement::run() { while (step()) {} }
+void Statement::reset() { sqlite3_reset(statement_); sqlite3_clear_bindings(statement_); }
+bool Statement::is_null(int column) const { return sqlite3_column_type(statement_, column) == SQLITE_NULL; }
+int64_t Statement::integer(int column) const { return sqlite3_column_int64(statement_, column); }
+double Statement::real(int column) const { return sqlite3_column_double(statement_, column); }
+std::string Statement::text(int column) const {
+  const auto* p = sqlite3_column_text(statement_, column);
+  return p ? std::string(reinterpret_cast<const char*>(p)) : std::string();
+}
+int Statement::columns() const { return sqlite3_column_count(statement_); }
+std::string Statement::column_name(int column) const { return sqlite3_column_name(statement_, column); }
+
+// ------------------------------------------------------------------------------ Store
+
+namespace {
+// The schema of docs/results-schema.md, version 1.
+const char* kSchema = R"SQL(
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS sweeps (
+  sweep_id INTEGER PRIMARY KEY, name TEXT, description TEXT, spec_path TEXT, spec_json TEXT,
+  started_at TEXT, finished_at TEXT, git_commit TEXT, host TEXT, device TEXT, device_name TEXT,
+  torch_version TEXT, dtype TEXT, shard TEXT);
+CREATE TABLE IF NOT EXISTS points (
+  point_id TEXT PRIMARY KEY, sweep_name TEXT, label TEXT, mixers TEXT, config_json TEXT,
+  status TEXT, error TEXT, parameters INTEGER, embedding_parameters INTEGER, sweep_id INTEGER,
+  started_at TEXT, finished_at TEXT);
+CREATE TABLE IF NOT EXISTS measurements (
+  point_id TEXT, phase TEXT, seq_len INTEGER, batch INTEGER, status TEXT, error TEXT,
+  median_ms REAL, mean_ms REAL, stddev_ms REAL, min_ms REAL, max_ms REAL, repeats INTEGER,
+  tokens_per_s REAL, flops REAL, tflops_per_s REAL, peak_memory_bytes REAL, state_bytes REAL,
+  measured_state_bytes REAL, device TEXT, dtype TEXT, torch_version TEXT, git_commit TEXT,
+  created_at TEXT, extra_json TEXT,
+  PRIMARY KEY (point_id, phase, seq_len));
+CREATE TABLE IF NOT EXISTS train_log (
+  point_id TEXT, step INTEGER, tokens INTEGER, flops REAL, loss REAL, lr REAL, tokens_per_s REAL,
+  elapsed_s REAL, PRIMARY KEY (point_id, step));
+CREATE TABLE IF NOT EXISTS evaluations (
+  point_id TEXT, step INTEGER, task TEXT, metric TEXT, value REAL, seq_len INTEGER, bucket INTEGER,
+  extra_json TEXT, PRIMARY KEY (point_id, step, task, metric, seq_len, bucket));
+)SQL";
+}  // namespace
+
+Store::Store(const std::string& path) : path_(path) {
+  if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+                      nullptr) != SQLITE_OK) {
+    const std::string message = db_ ? sqlite3_errmsg(db_) : "out of memory";
+    sqlite3_close(db_);
+    db_ = nullptr;
+    throw StoreError("cannot open the results database " + path + ": " + message);
+  }
+  // Another shard process may hold the write lock for the length of one point's transaction.
+  sqlite3_busy_timeout(db_, 120000);
+  if (path != ":memory:") {
+    // Switching a new file to WAL needs a moment alone with it; a second process opening the file
+    // at the same instant can make this fail once, so it is retried.
+    for (int attempt = 0;; ++attempt) {
+      try {
+        execute("PRAGMA journal_mode=WAL");
+        break;
+      } catch (const StoreError&) {
+        if (attempt == 200) throw;
+        std::this_thread::sleep_for(std::chrono::milliseconds(25));
+      }
+    }
+  }
+  // In WAL mode NORMAL keeps the database consistent on a crash; a killed process loses nothing
+  // that was committed.
+  execute("PRAGMA synchronous=NORMAL");
+  create_schema();
+}
+
+Store::~Store() { sqlite3_close(db_); }
+
+void Store::execute(const std::string& sql) {
+  char* message = nullptr;
+  if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &message) != SQLITE_OK) {
+    const std::string text = message ? message : "unknown error";
+    sqlite3_free(message);
+    throw StoreError("SQLite failed on \"" + sql.substr(0, 80) + "\": " + text + " (" + path_ + ")");
+  }
+}
+
+void Store::transaction(const std::function<void()>& body) {
+  execute("BEGIN IMMEDIATE");  // take the write lock now; the busy timeout waits for other writers
+  try {
+    body();
+    execute("COMMIT");
+  } catch (...) {
+    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    throw;
+  }
+}
+
+void Store::create_schema() {
+  transaction([&] {
+    execute(kSchema);
+    Statement version(db_, "SELECT value FROM meta WHERE key = 'schema_version'");
+    if (version.step()) {
+      if (version.text(0) != std::to_string(kSchemaVersion))
+        throw StoreError(path_ + " has schema version " + version.text(0) + "; this mixlab reads version " +
+                         std::to_string(kSchemaVersion));
+    } else {
+      Statement insert(db_, "INSERT INTO meta (key, value) VALUES ('schema_version', ?), ('created_at', ?)");
+      insert.bind(1, std::to_string(kSchemaVersion)).bind(2, utc_now_iso8601()).run();
+    }
+  });
+}
+
+int64_t Store::begin_sweep(const SweepRecord& r) {
+  int64_t id = 0;
+  transaction([&] {
+    Statement insert(db_,
+                     "INSERT INTO sweeps (name, description, spec_path, spec_json, started_at, git_commit, host, "
+                     "device, device_name, torch_version, dtype, shard) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)");
+    insert.bind(1, r.name).bind(2, r.description).bind(3, r.spec_path).bind(4, r.spec_json).bind(5, utc_now_iso8601())
+        .bind(6, r.git_commit).bind(7, r.host).bind(8, r.device).bind(9, r.device_name).bind(10, r.torch_version)
+        .bind(11, r.dtype).bind(12, r.shard);
+    insert.run();
+    id = sqlite3_last_insert_rowid(db_);
+  });
+  return id;
+}
+
+void Store::finish_sweep(int64_t sweep_id) {
+  transaction([&] {
+    Statement update(db_, "UPDATE sweeps SET finished_at = ? WHERE sweep_id = ?");
+    update.bind(1, utc_now_iso8601()).bind(2, sweep_id).run();
+  });
+}
+
+std::optional<std::string> Store::point_status(const std::string& point_id) {
+  Statement query(db_, "SELECT status FROM points WHERE point_id = ?");
+  query.bind(1, point_id);
+  if (!query.step()) return std::nullopt;
+  return query.text(0);
+}
+
+int64_t Store::measurement_count(const std::string& point_id) {
+  Statement query(db_, "SELECT COUNT(*) FROM measurements WHERE point_id = ?");
+  query.bind(1, point_id);
+  query.step();
+  return query.integer(0);
+}
+
+void Store::start_point(const PointRecord& p, int64_t sweep_id) {
+  transaction([&] {
+    Statement upsert(db_,
+                     "INSERT INTO points (point_id, sweep_name, label, mixers, config_json, status, error, sweep_id, "
+                     "started_at) VALUES (?,?,?,?,?,'running',NULL,?,?) "
+                     "ON CONFLICT(point_id) DO UPDATE SET sweep_name=excluded.sweep_name, label=excluded.label, "
+                     "mixers=excluded.mixers, config_json=excluded.config_json, status='running', error=NULL, "
+                     "sweep_id=excluded.sweep_id, started_at=excluded.started_at, finished_at=NULL");
+    upsert.bind(1, p.point_id).bind(2, p.sweep_name).bind(3, p.label).bind(4, p.mixers).bind(5, p.config_json)
+        .bind(6, sweep_id).bind(7, utc_now_iso8601());
+    upsert.run();
+  });
+}
+
+void Store::record_measurements(const PointRecord& p, int64_t sweep_id, const SweepRecord& provenance,
+                                const std::vector<Measurement>& rows, bool finished,
+                                const std::function<void()>& before_commit) {
+  transaction([&] {
+    Statement remove(db_, "DELETE FROM measurements WHERE point_id = ?");
+    remove.bind(1, p.point_id).run();
+    Statement insert(db_,
+                     "INSERT INTO measurements (point_id, phase, seq_len, batch, status, error, median_ms, mean_ms, "
+                     "stddev_ms, min_ms, max_ms, repeats, tokens_per_s, flops, tflops_per_s, peak_memory_bytes, "
+                     "state_bytes, measured_state_bytes, device, dtype, torch_version, git_commit, created_at, "
+                     "extra_json) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+    const std::string now = utc_now_iso8601();
+    for (const auto& m : rows) {
+      insert.reset();
+      insert.bind(1, p.point_id).bind(2, m.phase).bind(3, m.seq_len).bind(4, m.batch).bind(5, m.status);
+      if (m.error.empty()) insert.bind(6, nullptr); else insert.bind(6, m.error);
+      if (m.timing) {
+        insert.bind(7, m.timing->median).bind(8, m.timing->mean).bind(9, m.timing->stddev).bind(10, m.timing->min)
+            .bind(11, m.timing->max).bind(12, m.timing->repeats);
+      } else {
+        for (int column = 7; column <= 12; ++column) insert.bind(column, nullptr);
+      }
+      insert.bind(13, m.tokens_per_s).bind(14, m.flops).bind(15, m.tflops_per_s).bind(16, m.peak_memory_bytes)
+          .bind(17, m.state_bytes).bind(18, m.measured_state_bytes).bind(19, provenance.device)
+          .bind(20, provenance.dtype).bind(21, provenance.torch_version).bind(22, provenance.git_commit).bind(23, now)
+          .bind(24, m.extra.dump());
+      insert.run();
+    }
+    Statement update(db_, "UPDATE points SET parameters = ?, embedding_parameters = ?, sweep_id = ? WHERE point_id = ?");
+    update.bind(1, p.parameters).bind(2, p.embedding_parameters).bind(3, sweep_id).bind(4, p.point_id).run();
+    if (finished) {
+      Statement done(db_, "UPDATE points SET status = 'done', error = NULL, finished_at = ? WHERE point_id = ?");
+      done.bind(1, now).bind(2, p.point_id).run();
+    }
+    if (before_commit) before_commit();
+  });
+}
+
+void Store::finish_point(const std::string& point_id) {
+  transaction([&] {
+    Statement update(db_, "UPDATE points SET status = 'done', error = NULL, finished_at = ? WHERE point_id = ?");
+    update.bind(1, utc_now_iso8601()).bind(2, point_id).run();
+  });
+}
+
+void Store::fail_point(const std::string& point_id, const std::string& error) {
+  transaction([&] {
+    Statement update(db_, "UPDATE points SET status = 'failed', error = ?, finished_at = ? WHERE point_id = ?");
+    update.bind(1, error).bind(2, utc_now_iso8601()).bind(3, point_id).run();
+  });
+}
+
+// ------------------------------------------------------------------------------ training rows
+
+namespace {
+class StoreTrainingRecords : public TrainingRecords {
+ public:
+  StoreTrainingRecords(Store& store, std::string point_id) : store_(store), point_id_(std::move(point_id)) {}
+
+  void log_step(int64_t step, int64_t tokens, double flops, double loss, double lr, double tokens_per_s,
+                double elapsed_s) override {
+    store_.transaction([&] {
+      Statement insert(store_.handle(),
+                       "INSERT OR REPLACE INTO train_log (point_id, step, tokens, flops, loss, lr, tokens_per_s, "
+                       "elapsed_s) VALUES (?,?,?,?,?,?,?,?)");
+      insert.bind(1, point_id_).bind(2, step).bind(3, tokens).bind(4, flops).bind(5, loss).bind(6, lr)
+          .bind(7, tokens_per_s).bind(8, elapsed_s).run();
+    });
+  }
+
+  // seq_len and bucket are part of the primary key; "not applicable" is stored as -1.
+  void log_evaluation(int64_t step, const std::string& task, const std::string& metric, double value,
+                      std::optional<int64_t> seq_len, std::optional<int64_t> bucket,
+                      const std::string& extra_json) override {
+    store_.transaction([&] {
+      Statement insert(store_.handle(),
+                       "INSERT OR REPLACE INTO evaluations (point_id, step, task, metric, value, seq_len, bucket, "
+                       "extra_json) VALUES (?,?,?,?,?,?,?,?)");
+      insert.bind(1, point_id_).bind(2, step).bind(3, task).bind(4, metric).bind(5, value)
+          .bind(6, seq_len.value_or(-1)).bind(7, bucket.value_or(-1)).bind(8, extra_json.empty() ? "{}" : extra_json)
+          .run();
+    });
+  }
+
+  void discard_after(int64_t step) override {
+    store_.transaction([&] {
+      Statement a(store_.handle(), "DELETE FROM train_log WHERE point_id = ? AND step > ?");
+      a.bind(1, point_id_).bind(2, step).run();
+      Statement b(store_.handle(), "DELETE FROM evaluations WHERE point_id = ? AND step > ?");
+      b.bind(1, point_id_).bind(2, step).run();
+    });
+  }
+
+ private:
+  Store& store_;
+  std::string point_id_;
+};
+}  // namespace
+
+std::unique_ptr<TrainingRecords> Store::training_records(const std::string& point_id) {
+  return std::make_unique<StoreTrainingRecords>(*this, point_id);
+}
+
+// ------------------------------------------------------------------------------ merge
+
+int64_t Store::merge_from(const std::string& other_path) {
+  {
+    std::FILE* exists = std::fopen(other_path.c_str(), "rb");
+    if (!exists) throw StoreError("cannot read " + other_path + ": no such file");
+    std::fclose(exists);
+    Store other(other_path);  // checks its schema version
+  }
+  {
+    Statement attach(db_, "ATTACH DATABASE ? AS source");
+    attach.bind(1, other_path).run();
+  }
+  int64_t taken = 0;
+  try {
+    transaction([&] {
+      // Sweeps: the same invocation is recognised by name, start time, host and shard.
+      std::map<int64_t, int64_t> sweep_ids;
+      Statement sweeps(db_, "SELECT sweep_id, name, started_at, host, IFNULL(shard, '') FROM source.sweeps");
+      while (sweeps.step()) {
+        Statement find(db_, "SELECT sweep_id FROM main.sweeps WHERE name IS ? AND started_at IS ? AND host IS ? "
+                            "AND IFNULL(shard, '') = ?");
+        find.bind(1, sweeps.text(1)).bind(2, sweeps.text(2)).bind(3, sweeps.text(3)).bind(4, sweeps.text(4));
+        if (find.step()) {
+          sweep_ids[sweeps.integer(0)] = find.integer(0);
+          continue;
+        }
+        Statement copy(db_, "INSERT INTO main.sweeps (name, description, spec_path, spec_json, started_at, "
+                            "finished_at, git_commit, host, device, device_name, torch_version, dtype, shard) "
+                            "SELECT name, description, spec_path, spec_json, started_at, finished_at, git_commit, "
+                            "host, device, device_name, torch_version, dtype, shard FROM source.sweeps "
+                            "WHERE sweep_id = ?");
+        copy.bind(1, sweeps.integer(0)).run();
+        sweep_ids[sweeps.integer(0)] = sqlite3_last_insert_rowid(db_);
+      }
+      // Points: take a point that is new, or better (done over not done, then the later finish).
+      // (Collected first: the loop below writes the table the query reads.)
+      struct Candidate {
+        std::string id;
+        std::optional<int64_t> sweep_id;
+        bool exists, better;
+      };
+      std::vector<Candidate> candidates;
+      {
+        Statement query(db_, "SELECT s.point_id, s.sweep_id, m.point_id IS NOT NULL, "
+                             "s.status = 'done' AND (m.status IS NOT 'done' OR s.finished_at > m.finished_at) "
+                             "FROM source.points s LEFT JOIN main.points m ON m.point_id = s.point_id");
+        while (query.step())
+          candidates.push_back({query.text(0), query.is_null(1) ? std::nullopt : std::optional<int64_t>(query.integer(1)),
+                                query.integer(2) != 0, query.integer(3) != 0});
+      }
+      for (const auto& candidate : candidates) {
+        const std::string& id = candidate.id;
+        if (candidate.exists && !candidate.better) continue;
+        for (const char* table : {"points", "measurements", "train_log", "evaluations"}) {
+          Statement remove(db_, std::string("DELETE FROM main.") + table + " WHERE point_id = ?");
+          remove.bind(1, id).run();
+          Statement copy(db_, std::string("INSERT INTO main.") + table + " SELECT * FROM source." + table +
+                                  " WHERE point_id = ?");
+          copy.bind(1, id).run();
+        }
+        if (candidate.sweep_id) {
+          Statement remap(db_, "UPDATE main.points SET sweep_id = ? WHERE point_id = ?");
+          const auto found = sweep_ids.find(*candidate.sweep_id);
+          if (found != sweep_ids.end()) remap.bind(1, found->second); else remap.bind(1, nullptr);
+          remap.bind(2, id).run();
+        }
+        ++taken;
+      }
+    });
+  } catch (...) {
+    sqlite3_exec(db_, "DETACH DATABASE source", nullptr, nullptr, nullptr);
+    throw;
+  }
+  execute("DETACH DATABASE source");
+  return taken;
+}
+
+}  // namespace mixlab

@@ -1,0 +1,122 @@
+#pragma once
+// The results database (docs/results-schema.md): one SQLite file, created on first use, in WAL
+// mode with a busy timeout so that several shard processes can write one file; every point's rows
+// are written in one transaction (BEGIN IMMEDIATE), so a killed process loses at most the point
+// in flight and never leaves a half-written point behind.  This is the only writer of the
+// sweeps, points, measurements, train_log and evaluations tables.
+
+#include "harness/measure.h"
+#include "harness/training_hook.h"
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace mixlab {
+
+constexpr int kSchemaVersion = 1;
+
+class StoreError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Provenance of one invocation (a row of `sweeps`, repeated on every measurement row).
+struct SweepRecord {
+  std::string name, description, spec_path, spec_json;
+  std::string git_commit, host, device, device_name, torch_version, dtype;
+  std::optional<std::string> shard;  // "i/n"
+};
+
+struct PointRecord {
+  std::string point_id, sweep_name, label, mixers, config_json;
+  int64_t parameters = 0, embedding_parameters = 0;
+};
+
+// A prepared statement with positional binding, owned.
+class Statement {
+ public:
+  Statement(sqlite3* db, const std::string& sql);
+  ~Statement();
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+  Statement& bind(int index, std::nullptr_t);
+  Statement& bind(int index, int64_t value);
+  Statement& bind(int index, int value) { return bind(index, static_cast<int64_t>(value)); }
+  Statement& bind(int index, double value);  // NaN and Inf are stored as NULL
+  Statement& bind(int index, const std::string& value);
+  Statement& bind(int index, const char* value) { return bind(index, std::string(value)); }
+  Statement& bind(int index, const std::optional<double>& value);
+  Statement& bind(int index, const std::optional<std::string>& value);
+  bool step();  // true while a row is available
+  void run();   // step to completion
+  void reset();
+  bool is_null(int column) const;
+  int64_t integer(int column) const;
+  double real(int column) const;
+  std::string text(int column) const;  // "" for NULL
+  int columns() const;
+  std::string column_name(int column) const;
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* statement_ = nullptr;
+  std::string sql_;
+};
+
+class Store {
+ public:
+  // Opens (creating if needed) the database; ":memory:" for a throw-away one.
+  explicit Store(const std::string& path);
+  ~Store();
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  const std::string& path() const { return path_; }
+  sqlite3* handle() { return db_; }
+
+  // Runs `body` inside BEGIN IMMEDIATE ... COMMIT (ROLLBACK on an exception), retried while the
+  // database is locked by another writer.
+  void transaction(const std::function<void()>& body);
+  void execute(const std::string& sql);
+
+  int64_t begin_sweep(const SweepRecord& record);
+  void finish_sweep(int64_t sweep_id);
+
+  // "done", "running", "failed", "pending", or nullopt when the point is not in the database.
+  std::optional<std::string> point_status(const std::string& point_id);
+  int64_t measurement_count(const std::string& point_id);
+
+  // Marks the point running (inserting or updating its row) in its own transaction.
+  void start_point(const PointRecord& point, int64_t sweep_id);
+  // Replaces the point's measurements with `rows` and sets its parameter counts; when
+  // `finished` the point is marked done in the same transaction.
+  void record_measurements(const PointRecord& point, int64_t sweep_id, const SweepRecord& provenance,
+                           const std::vector<Measurement>& rows, bool finished,
+                           const std::function<void()>& before_commit = {});
+  void finish_point(const std::string& point_id);
+  void fail_point(const std::string& point_id, const std::string& error);
+
+  // The training phase's curves and evaluations for one point.
+  std::unique_ptr<TrainingRecords> training_records(const std::string& point_id);
+
+  // Copy every sweep, point and row of another mixlab database into this one without duplicates:
+  // a point already here is replaced only by a better one (done over not done, then the later
+  // finish).  Idempotent.  Returns the number of points taken.
+  int64_t merge_from(const std::string& other_path);
+
+ private:
+  void create_schema();
+  std::string path_;
+  sqlite3* db_ = nullptr;
+};
+
+}  // namespace mixlab

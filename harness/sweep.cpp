@@ -1,0 +1,304 @@
+#include "harness/sweep.h"
+
+#include "harness/config.h"
+#include "harness/device.h"
+#include "harness/measure.h"
+#include "harness/model.h"
+#include "harness/progress.h"
+#include "harness/training_hook.h"
+#include "mixers/compat.h"
+
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
+#include <iomanip>
+#include <iostream>
+#include <map>
+#include <sstream>
+
+namespace mixlab {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// Fault injection for the resume tests (tests/test_sweep.cpp): MIXLAB_FAULT_INJECTION="MOMENT:K"
+// kills this process with SIGKILL at the K-th occurrence (1-based) of MOMENT, one of
+// point_started, measured, before_commit, point_done.
+void maybe_die(const char* moment) {
+  static const char* spec = std::getenv("MIXLAB_FAULT_INJECTION");
+  if (!spec) return;
+  static std::map<std::string, int> seen;
+  const std::string text = spec;
+  const auto colon = text.find(':');
+  if (text.substr(0, colon) != moment) return;
+  const int wanted = colon == std::string::npos ? 1 : std::atoi(text.c_str() + colon + 1);
+  if (++seen[moment] == wanted) std::raise(SIGKILL);
+}
+
+std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
+
+}  // namespace
+
+SweepRecord make_sweep_record(const SweepSpec& spec, const std::string& device_kind, const std::string& dtype) {
+  SweepRecord r;
+  r.name = spec.name;
+  r.description = spec.description;
+  r.spec_path = spec.file;
+  r.spec_json = spec.raw.dump();
+  r.git_commit = git_commit();
+  r.host = host_name();
+  r.device = device_kind;
+  r.device_name = device_name(Device{device_kind, dtype});
+  r.torch_version = compat::torch_version_string();
+  r.dtype = dtype;
+  return r;
+}
+
+std::optional<std::pair<int64_t, int64_t>> shard_from_environment() {
+  const char* id = std::getenv("SLURM_ARRAY_TASK_ID");
+  const char* count = std::getenv("SLURM_ARRAY_TASK_COUNT");
+  if (!id || !count) return std::nullopt;
+  const char* minimum = std::getenv("SLURM_ARRAY_TASK_MIN");
+  const int64_t i = std::atoll(id) - (minimum ? std::atoll(minimum) : 0);
+  const int64_t n = std::atoll(count);
+  if (n < 1 || i < 0 || i >= n)
+    throw ConfigError("SLURM_ARRAY_TASK_ID", "", "task " + std::string(id) + " of " + count +
+                                                     " does not name a shard; pass --shard i/n");
+  return std::make_pair(i, n);
+}
+
+std::string default_database_path(const std::string& sweep_name) { return "results/" + sweep_name + ".db"; }
+
+SweepSummary run_sweep(const SweepSpec& spec, Store& store, const std::string& device_kind,
+                       const SweepOptions& options) {
+  std::vector<SweepPoint> points =
+      options.shard ? shard_points(spec.points, options.shard->first, options.shard->second) : spec.points;
+  const std::string default_dtype =
+      points.empty() ? resolve_dtype("auto", device_kind) : points.front().config["measure"]["dtype"].get<std::string>();
+  SweepRecord record = make_sweep_record(spec, device_kind, default_dtype);
+  if (options.shard) record.shard = std::to_string(options.shard->first) + "/" + std::to_string(options.shard->second);
+
+  SweepSummary summary;
+  summary.total = points.size();
+  summary.sweep_id = store.begin_sweep(record);
+  Progress progress(points.size(), options.progress);
+  auto log = [&](const std::string& line) {
+    progress.clear();
+    if (options.log) *options.log << line << std::endl;
+  };
+
+  for (size_t k = 0; k < points.size(); ++k) {
+    const SweepPoint& point = points[k];
+    const std::string where = "[" + std::to_string(k + 1) + "/" + std::to_string(points.size()) + "] " + point.label +
+                              " (" + point.id + ")";
+    const auto status = store.point_status(point.id);
+    if (status == std::string("done") && !options.force) {
+      ++summary.skipped;
+      log(where + ": already done, skipped");
+      continue;
+    }
+    PointRecord row{point.id, spec.name, point.label, point.mixers, point.config.dump()};
+    store.start_point(row, summary.sweep_id);
+    maybe_die("point_started");
+    progress.begin_point(k, point.label);
+    const auto started = std::chrono::steady_clock::now();
+    try {
+      const MeasureSettings settings = MeasureSettings::from_json(point.config["measure"]);
+      SweepRecord provenance = record;
+      provenance.dtype = settings.dtype;
+      const ModelConfig model_config = parse_model_config(point.config["model"], spec.file, "model");
+      torch::manual_seed(static_cast<uint64_t>(settings.seed));
+      LanguageModel model(model_config);
+      row.parameters = model->parameter_count();
+      row.embedding_parameters = model->embedding_parameter_count();
+      const bool has_train = point.config.contains("train");
+      // A training point killed after its measurements were stored resumes at training.
+      const bool measured_before = has_train && !options.force && status == std::string("running") &&
+                                   store.measurement_count(point.id) > 0;
+      std::vector<Measurement> rows;
+      if (!measured_before) {
+        rows = measure_model(model, settings, [&](int64_t n, const std::string& phase, size_t i, size_t count) {
+          progress.measurement(n, phase, i, count);
+        });
+        maybe_die("measured");
+        store.record_measurements(row, summary.sweep_id, provenance, rows, /*finished=*/!has_train,
+                                  [] { maybe_die("before_commit"); });
+      }
+      if (has_train) {
+        const TrainingHook* hook = training_hook();
+        if (!hook || !hook->run) throw std::runtime_error("this mixlab was built without a training phase");
+        const std::string run_dir = (fs::path(options.run_root.empty() ? "results/runs" : options.run_root) / point.id).string();
+        fs::create_directories(run_dir);
+        progress.clear();
+        auto records = store.training_records(point.id);
+        hook->run(point.config, run_dir, device_kind, *records);
+        store.finish_point(point.id);
+      }
+      maybe_die("point_done");
+      ++summary.done;
+      std::map<std::string, int> statuses;
+      for (const auto& m : rows) statuses[m.status] += 1;
+      std::string counts;
+      for (const auto& [name, count] : statuses) counts += (counts.empty() ? "" : ", ") + std::to_string(count) + " " + name;
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+      std::ostringstream line;
+      line << where << ": done in " << std::fixed << std::setprecision(1) << seconds << " s"
+           << (counts.empty() ? "" : " (" + counts + ")");
+      log(line.str());
+    } catch (const std::exception& error) {
+      ++summary.failed;
+      store.fail_point(point.id, first_line(error.what()));
+      log(where + ": FAILED: " + first_line(error.what()));
+    }
+  }
+  progress.clear();
+  store.finish_sweep(summary.sweep_id);
+  return summary;
+}
+
+// ------------------------------------------------------------------------------ summaries
+
+namespace {
+
+// Left-aligned text columns, right-aligned numbers.
+void print_table(std::ostream& out, const std::vector<std::string>& header,
+                 const std::vector<std::vector<std::string>>& rows, const std::vector<bool>& numeric) {
+  std::vector<size_t> width(header.size());
+  for (size_t c = 0; c < header.size(); ++c) width[c] = header[c].size();
+  for (const auto& row : rows)
+    for (size_t c = 0; c < row.size(); ++c) width[c] = std::max(width[c], row[c].size());
+  auto print_row = [&](const std::vector<std::string>& row) {
+    for (size_t c = 0; c < row.size(); ++c) {
+      const std::string pad(width[c] - row[c].size(), ' ');
+      out << (c ? "  " : "") << (numeric[c] ? pad + row[c] : (c + 1 == row.size() ? row[c] : row[c] + pad));
+    }
+    out << "\n";
+  };
+  print_row(header);
+  for (const auto& row : rows) print_row(row);
+}
+
+std::string number(double value, int precision) {
+  std::ostringstream s;
+  s << std::fixed << std::setprecision(precision) << value;
+  return s.str();
+}
+
+// 3 significant digits, with k/M/G suffixes for large values.
+std::string compact(double value) {
+  const char* suffix = "";
+  double v = value;
+  if (std::fabs(v) >= 1e15) { v /= 1e15; suffix = "P"; }
+  else if (std::fabs(v) >= 1e12) { v /= 1e12; suffix = "T"; }
+  else if (std::fabs(v) >= 1e9) { v /= 1e9; suffix = "G"; }
+  else if (std::fabs(v) >= 1e6) { v /= 1e6; suffix = "M"; }
+  else if (std::fabs(v) >= 1e4) { v /= 1e3; suffix = "k"; }
+  std::ostringstream s;
+  s << std::setprecision(3) << v << suffix;
+  return s.str();
+}
+
+std::string cell(Statement& q, int column, const std::function<std::string(double)>& format) {
+  return q.is_null(column) ? "-" : format(q.real(column));
+}
+
+}  // namespace
+
+void print_sweeps(Store& store, std::ostream& out) {
+  Statement q(store.handle(),
+              "SELECT sweep_id, name, started_at, IFNULL(finished_at, '(unfinished)'), device, dtype, "
+              "torch_version, git_commit, host, IFNULL(shard, '-'), device_name FROM sweeps ORDER BY sweep_id");
+  std::vector<std::vector<std::string>> rows;
+  while (q.step()) {
+    std::string commit = q.text(7);
+    if (commit.size() > 12 && commit != "unknown") commit = commit.substr(0, 12) + (commit.find("-dirty") != std::string::npos ? "-dirty" : "");
+    rows.push_back({std::to_string(q.integer(0)), q.text(1), q.text(2).substr(0, 19), q.text(3).substr(0, 19),
+                    q.text(4) + "/" + q.text(5), q.text(6), commit, q.text(8), q.text(9), q.text(10)});
+  }
+  out << "sweeps\n";
+  print_table(out, {"id", "name", "started", "finished", "device", "torch", "commit", "host", "shard", "device name"},
+              rows, {true, false, false, false, false, false, false, false, false, false});
+}
+
+void print_point_summary(Store& store, std::ostream& out, const ShowFilter& filter) {
+  const std::string where = filter.sweep_name.empty() ? "1" : "sweep_name = ?1";
+  {
+    Statement q(store.handle(), "SELECT sweep_name, status, COUNT(*) FROM points WHERE " + where +
+                                    " GROUP BY sweep_name, status ORDER BY sweep_name, status");
+    if (!filter.sweep_name.empty()) q.bind(1, filter.sweep_name);
+    std::map<std::string, std::string> by_sweep;
+    while (q.step()) {
+      auto& text = by_sweep[q.text(0)];
+      text += (text.empty() ? "" : ", ") + std::to_string(q.integer(2)) + " " + q.text(1);
+    }
+    out << "\npoints\n";
+    for (const auto& [name, text] : by_sweep) out << "  " << name << ": " << text << "\n";
+  }
+  {
+    Statement q(store.handle(), "SELECT point_id, label, error FROM points WHERE status = 'failed' AND (" + where +
+                                    ") ORDER BY label");
+    if (!filter.sweep_name.empty()) q.bind(1, filter.sweep_name);
+    bool any = false;
+    while (q.step()) {
+      if (!any) out << "\nfailed points\n";
+      any = true;
+      out << "  " << q.text(1) << " (" << q.text(0) << "): " << q.text(2) << "\n";
+    }
+  }
+  {
+    Statement q(store.handle(),
+                "SELECT p.label, m.phase, m.status, COUNT(*), MIN(m.seq_len), MIN(m.error) FROM measurements m "
+                "JOIN points p USING (point_id) WHERE m.status != 'ok' AND (" +
+                    std::string(filter.sweep_name.empty() ? "1" : "p.sweep_name = ?1") +
+                    ") GROUP BY p.label, m.phase, m.status ORDER BY p.label, m.phase");
+    if (!filter.sweep_name.empty()) q.bind(1, filter.sweep_name);
+    bool any = false;
+    while (q.step()) {
+      if (!any) out << "\nmeasurements that did not succeed\n";
+      any = true;
+      out << "  " << q.text(0) << " " << q.text(1) << ": " << q.integer(3) << " " << q.text(2) << " from N="
+          << q.integer(4) << " (" << q.text(5) << ")\n";
+    }
+  }
+}
+
+void print_measurements(Store& store, std::ostream& out, const ShowFilter& filter) {
+  std::string sql =
+      "SELECT p.label, m.phase, m.seq_len, m.batch, m.status, m.median_ms, m.stddev_ms, m.repeats, m.tokens_per_s, "
+      "m.flops, m.tflops_per_s, m.peak_memory_bytes, m.state_bytes, p.parameters, m.extra_json "
+      "FROM measurements m JOIN points p USING (point_id) WHERE 1";
+  if (!filter.sweep_name.empty()) sql += " AND p.sweep_name = ?1";
+  if (!filter.phase.empty()) sql += " AND m.phase = ?2";
+  if (!filter.point_id.empty()) sql += " AND m.point_id = ?3";
+  sql += " ORDER BY m.phase, p.label, m.point_id, m.seq_len";
+  Statement q(store.handle(), sql);
+  if (!filter.sweep_name.empty()) q.bind(1, filter.sweep_name);
+  if (!filter.phase.empty()) q.bind(2, filter.phase);
+  if (!filter.point_id.empty()) q.bind(3, filter.point_id);
+  std::vector<std::vector<std::string>> rows;
+  const double mib = 1024.0 * 1024.0;
+  while (q.step()) {
+    std::string phase = q.text(1);
+    if (q.text(14).find("decode_fallback") != std::string::npos) phase += "*";
+    rows.push_back({q.text(0), phase, std::to_string(q.integer(2)), std::to_string(q.integer(3)), q.text(4),
+                    cell(q, 5, [](double v) { return number(v, v < 10 ? 3 : 1); }),
+                    cell(q, 6, [&](double v) {
+                      return q.is_null(5) || q.real(5) == 0 ? std::string("-") : number(100.0 * v / q.real(5), 1) + "%";
+                    }),
+                    q.is_null(7) ? "-" : std::to_string(q.integer(7)), cell(q, 8, compact), cell(q, 9, compact),
+                    cell(q, 10, [](double v) { return number(v, 3); }),
+                    cell(q, 11, [&](double v) { return number(v / mib, 1); }),
+                    cell(q, 12, [&](double v) { return number(v / mib, 2); }), cell(q, 13, compact)});
+  }
+  out << "\nmeasurements" << (filter.phase.empty() ? "" : " (" + filter.phase + ")")
+      << "   (decode*: no step(), the prefix is re-run)\n";
+  print_table(out,
+              {"label", "phase", "N", "B", "status", "median ms", "sd", "reps", "tokens/s", "FLOPs", "TFLOP/s",
+               "peak MiB", "state MiB", "params"},
+              rows, {false, false, true, true, false, true, true, true, true, true, true, true, true, true});
+}
+
+}  // namespace mixlab

@@ -1,0 +1,53 @@
+#pragma once
+// Running a sweep: for each resolved point of a spec (or of a shard of it) that is not done yet,
+// build the model, measure it against sequence length, run the training phase where the point
+// asks for one, and write everything to the results database — one transaction per point, so
+// re-running resumes where a killed run stopped.
+
+#include "harness/spec.h"
+#include "harness/store.h"
+
+#include <iosfwd>
+#include <optional>
+#include <string>
+#include <utility>
+
+namespace mixlab {
+
+struct SweepOptions {
+  std::optional<std::pair<int64_t, int64_t>> shard;  // (i, n)
+  bool force = false;           // re-run points already done
+  bool progress = false;        // draw a progress line on stderr
+  std::ostream* log = nullptr;  // one line per point (nullptr: silent)
+  std::string run_root;         // folder for the training phase's per-point run folders
+};
+
+struct SweepSummary {
+  int64_t sweep_id = 0;
+  size_t total = 0, skipped = 0, done = 0, failed = 0;
+};
+
+// Provenance of this process for `device` (git commit, host, device name, LibTorch version).
+SweepRecord make_sweep_record(const SweepSpec& spec, const std::string& device_kind, const std::string& dtype);
+
+SweepSummary run_sweep(const SweepSpec& spec, Store& store, const std::string& device_kind,
+                       const SweepOptions& options);
+
+// --shard default from a Slurm array job: SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN of
+// SLURM_ARRAY_TASK_COUNT; nullopt outside one.
+std::optional<std::pair<int64_t, int64_t>> shard_from_environment();
+
+// `results/NAME.db` next to the current directory.
+std::string default_database_path(const std::string& sweep_name);
+
+// Summaries of a results database, shared by `mixlab show` and `mixlab bench`.
+struct ShowFilter {
+  std::string sweep_name;  // empty: all
+  std::string phase;       // empty: all
+  std::string point_id;    // empty: all
+};
+void print_sweeps(Store& store, std::ostream& out);
+void print_point_summary(Store& store, std::ostream& out, const ShowFilter& filter);
+void print_measurements(Store& store, std::ostream& out, const ShowFilter& filter);
+
+}  // namespace mixlab

@@ -1,0 +1,62 @@
+#pragma once
+// `mixlab report`: everything a results database supports, in one folder.
+//
+//   OUT/index.md, OUT/index.html      findings (exponents, crossovers, best configuration per
+//                                     length), every table and plot; the HTML is self-contained
+//                                     (PNG images embedded as base64 data URIs)
+//   OUT/plots/NAME.{png,svg,pdf,gp,dat}
+//   OUT/tables/NAME.{md,tex,csv}
+//   OUT/fits.{md,tex,csv}, OUT/crossovers.{md,csv}
+// and the database's `fits` and `crossovers` tables (rows for the same configuration / pair,
+// phase and metric are replaced).
+
+#include "reports/database.h"
+#include "reports/filter.h"
+#include "reports/metrics.h"
+#include "reports/plots.h"
+#include "reports/scaling_fit.h"
+#include "reports/tables.h"
+
+#include <string>
+#include <vector>
+
+namespace mixlab::reports {
+
+struct ReportOptions {
+  std::string db_path;
+  std::string out_dir = "report";
+  Filter filter;
+  bool store_fits = true;  // write the fits / crossovers tables into the database
+  std::vector<std::string> formats = {"png", "svg", "pdf"};
+};
+
+struct FitRecord {
+  std::string label, point_id;
+  const Metric* metric = nullptr;
+  PowerLawFit fit;
+};
+
+struct CrossoverRecord {
+  const Metric* metric = nullptr;
+  Crossover crossover;
+};
+
+struct ReportResult {
+  std::vector<std::string> plots;   // image paths (every format)
+  std::vector<std::string> tables;  // table file paths
+  std::vector<FitRecord> fits;
+  std::vector<CrossoverRecord> crossovers;
+  std::string index_md, index_html;  // paths
+};
+
+ReportResult write_report(const ReportOptions& options);
+
+// Building blocks, also used by `report table` and `report plot`:
+// the scaling plot of one metric (one line per configuration, failed sizes marked).
+PlotSpec scaling_plot(const Metric& metric, const std::vector<MetricRow>& rows);
+std::vector<FitRecord> fit_metric(const Metric& metric, const std::vector<MetricRow>& rows);
+std::vector<CrossoverRecord> crossovers_of_metric(const Metric& metric, const std::vector<MetricRow>& rows);
+// Creates `fits` / `crossovers` when missing and replaces the rows for the same keys.
+void store_fits(Database& database, const std::vector<FitRecord>& fits, const std::vector<CrossoverRecord>& crossovers);
+
+}  // namespace mixlab::reports

@@ -1,0 +1,147 @@
+// Escaping, file-name sanitising, base64 and number formatting for report outputs.
+
+#include "reports/text.h"
+
+#include <cctype>
+#include <cmath>
+#include <cstdio>
+
+namespace mixlab::reports {
+
+std::string html_escape(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      case '\'': out += "&#39;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+std::string latex_escape(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    switch (c) {
+      case '\\': out += "\\textbackslash{}"; break;
+      case '{': case '}': case '_': case '&': case '%': case '$': case '#': out += '\\'; out += c; break;
+      case '^': out += "\\textasciicircum{}"; break;
+      case '~': out += "\\textasciitilde{}"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+std::string markdown_escape(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    if (c == '|' || c == '*' || c == '_' || c == '`' || c == '<' || c == '>' || c == '[' || c == ']' || c == '\\') out += '\\';
+    if (c == '\n' || c == '\r') c = ' ';
+    out += c;
+  }
+  return out;
+}
+
+std::string csv_field(const std::string& text) {
+  if (text.find_first_of(",\"\n\r") == std::string::npos) return text;
+  std::string out = "\"";
+  for (char c : text) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return out + "\"";
+}
+
+std::string gnuplot_quote(const std::string& text) {
+  // In a single-quoted gnuplot string only '' needs escaping; newlines would end the command.
+  std::string out = "'";
+  for (char c : text) {
+    if (c == '\'') out += "''";
+    else if (c == '\n' || c == '\r') out += ' ';
+    else out += c;
+  }
+  return out + "'";
+}
+
+std::string sanitize_filename(const std::string& name) {
+  std::string out;
+  for (char c : name) {
+    const bool keep = std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_';
+    if (keep) out += c;
+    else if (out.empty() || out.back() != '_') out += '_';
+  }
+  while (!out.empty() && out.front() == '.') out.erase(out.begin());
+  if (out.size() > 80) out.resize(80);
+  if (out.empty() || out == "_") out = "unnamed";
+  return out;
+}
+
+std::string base64_encode(const std::string& bytes) {
+  static const char* alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  size_t i = 0;
+  for (; i + 2 < bytes.size(); i += 3) {
+    const unsigned v = (static_cast<unsigned char>(bytes[i]) << 16) | (static_cast<unsigned char>(bytes[i + 1]) << 8) |
+                       static_cast<unsigned char>(bytes[i + 2]);
+    out += alphabet[(v >> 18) & 63];
+    out += alphabet[(v >> 12) & 63];
+    out += alphabet[(v >> 6) & 63];
+    out += alphabet[v & 63];
+  }
+  if (i + 1 == bytes.size()) {
+    const unsigned v = static_cast<unsigned char>(bytes[i]) << 16;
+    out += alphabet[(v >> 18) & 63];
+    out += alphabet[(v >> 12) & 63];
+    out += "==";
+  } else if (i + 2 == bytes.size()) {
+    const unsigned v = (static_cast<unsigned char>(bytes[i]) << 16) | (static_cast<unsigned char>(bytes[i + 1]) << 8);
+    out += alphabet[(v >> 18) & 63];
+    out += alphabet[(v >> 12) & 63];
+    out += alphabet[(v >> 6) & 63];
+    out += '=';
+  }
+  return out;
+}
+
+std::string format_number(double value) {
+  if (std::isnan(value)) return "NaN";
+  if (std::isinf(value)) return value > 0 ? "inf" : "-inf";
+  char buffer[64];
+  const double magnitude = std::fabs(value);
+  if (magnitude != 0 && (magnitude >= 1e6 || magnitude < 1e-3)) {
+    std::snprintf(buffer, sizeof buffer, "%.2e", value);
+  } else if (magnitude >= 100 || magnitude == 0) {
+    std::snprintf(buffer, sizeof buffer, "%.0f", value);
+  } else {
+    // 3 significant digits below 100: 12.3, 1.23, 0.123, 0.0123
+    const int decimals = 2 - static_cast<int>(std::floor(std::log10(magnitude)));
+    std::snprintf(buffer, sizeof buffer, "%.*f", decimals, value);
+  }
+  return buffer;
+}
+
+std::string format_length(double n) {
+  char buffer[64];
+  const double rounded = std::round(n);
+  const bool power_of_two = rounded >= 1024 && std::fabs(n - rounded) < 1e-9 &&
+                            (static_cast<long long>(rounded) & (static_cast<long long>(rounded) - 1)) == 0;
+  if (power_of_two) {
+    const double k = rounded / 1024;
+    if (k >= 1024) std::snprintf(buffer, sizeof buffer, "%gM", k / 1024);
+    else std::snprintf(buffer, sizeof buffer, "%gk", k);
+  } else if (n >= 1e6) {
+    std::snprintf(buffer, sizeof buffer, "%.2gM", n / 1e6);
+  } else if (n >= 1e4) {
+    std::snprintf(buffer, sizeof buffer, "%.0fk", n / 1e3);
+  } else if (n >= 1e3) {
+    std::snprintf(buffer, sizeof buffer, "%.1fk", n / 1e3);
+  } else {
+    std::snprintf(buffer, sizeof buffer, "%.0f", n);
+  }
+  return buffer;
+}
+
+}  // namespace mixlab::reports

@@ -1,0 +1,166 @@
+// The results database: schema and WAL mode, transactional point writes (a failed transaction
+// leaves nothing), replacement without duplicates, training rows, provenance, and merge.
+
+#include "harness/store.h"
+
+#include <gtest/gtest.h>
+
+#include <sqlite3.h>
+
+#include <filesystem>
+
+namespace mixlab {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct TempDir {
+  fs::path path;
+  explicit TempDir(const std::string& name)
+      : path(fs::temp_directory_path() / ("mixlab_" + name + "_" + std::to_string(::getpid()))) {
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~TempDir() { fs::remove_all(path); }
+  std::string file(const std::string& name) const { return (path / name).string(); }
+};
+
+int64_t count(Store& store, const std::string& sql) {
+  Statement q(store.handle(), sql);
+  q.step();
+  return q.integer(0);
+}
+
+SweepRecord provenance() {
+  SweepRecord r;
+  r.name = "s";
+  r.git_commit = "abc123";
+  r.host = "h";
+  r.device = "cpu";
+  r.device_name = "test cpu";
+  r.torch_version = "9.9.9";
+  r.dtype = "float32";
+  return r;
+}
+
+std::vector<Measurement> rows(int64_t n_lengths) {
+  std::vector<Measurement> out;
+  for (int64_t i = 0; i < n_lengths; ++i)
+    for (const char* phase : {"forward", "decode"}) {
+      Measurement m;
+      m.phase = phase;
+      m.seq_len = 16 << i;
+      m.timing = TimingSummary{1.0, 1.1, 0.1, 0.9, 1.3, 5};
+      m.tokens_per_s = 1e4;
+      m.flops = 1e6;
+      m.peak_memory_bytes = std::nan("");  // unknown: stored as NULL
+      out.push_back(m);
+    }
+  return out;
+}
+
+TEST(StoreTest, CreatesVersionedSchemaInWalMode) {
+  TempDir dir("store_schema");
+  Store store(dir.file("r.db"));
+  Statement mode(store.handle(), "PRAGMA journal_mode");
+  mode.step();
+  EXPECT_EQ(mode.text(0), "wal");
+  Statement version(store.handle(), "SELECT value FROM meta WHERE key = 'schema_version'");
+  ASSERT_TRUE(version.step());
+  EXPECT_EQ(version.text(0), "1");
+  for (const char* table : {"sweeps", "points", "measurements", "train_log", "evaluations"})
+    EXPECT_EQ(count(store, std::string("SELECT COUNT(*) FROM sqlite_master WHERE name = '") + table + "'"), 1) << table;
+  // Re-opening an existing file keeps it; another schema version is refused.
+  Store again(dir.file("r.db"));
+  again.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'");
+  EXPECT_THROW(Store(dir.file("r.db")), StoreError);
+}
+
+TEST(StoreTest, PointRowsAreOneTransactionWithProvenance) {
+  TempDir dir("store_tx");
+  Store store(dir.file("r.db"));
+  const int64_t sweep = store.begin_sweep(provenance());
+  PointRecord p{"p1", "s", "label", "attention,mlp", "{}", 100, 10};
+  store.start_point(p, sweep);
+  EXPECT_EQ(store.point_status("p1"), std::string("running"));
+  // A failure before COMMIT leaves no row of the point behind.
+  EXPECT_THROW(store.record_measurements(p, sweep, provenance(), rows(3), true, [] { throw std::runtime_error("killed"); }),
+               std::runtime_error);
+  EXPECT_EQ(store.measurement_count("p1"), 0);
+  EXPECT_EQ(store.point_status("p1"), std::string("running"));
+  store.record_measurements(p, sweep, provenance(), rows(3), true);
+  EXPECT_EQ(store.point_status("p1"), std::string("done"));
+  EXPECT_EQ(store.measurement_count("p1"), 6);
+  // Recording again replaces: no duplicates.
+  store.record_measurements(p, sweep, provenance(), rows(2), true);
+  EXPECT_EQ(store.measurement_count("p1"), 4);
+  EXPECT_EQ(count(store, "SELECT COUNT(*) FROM measurements WHERE device = 'cpu' AND dtype = 'float32' AND "
+                         "torch_version = '9.9.9' AND git_commit = 'abc123' AND created_at IS NOT NULL"),
+            4);
+  EXPECT_EQ(count(store, "SELECT COUNT(*) FROM measurements WHERE peak_memory_bytes IS NULL"), 4);
+  EXPECT_EQ(count(store, "SELECT parameters FROM points WHERE point_id = 'p1'"), 100);
+  store.fail_point("p1", "boom");
+  EXPECT_EQ(store.point_status("p1"), std::string("failed"));
+  EXPECT_FALSE(store.point_status("nope"));
+  store.finish_sweep(sweep);
+  EXPECT_EQ(count(store, "SELECT COUNT(*) FROM sweeps WHERE finished_at IS NOT NULL"), 1);
+}
+
+TEST(StoreTest, TrainingRecordsAndDiscardAfter) {
+  TempDir dir("store_train");
+  Store store(dir.file("r.db"));
+  auto records = store.training_records("p");
+  for (int64_t step = 1; step <= 5; ++step) {
+    records->log_step(step, step * 100, step * 1e6, 3.0 / step, 1e-3, 1e4, step * 0.1);
+    records->log_evaluation(step, "mqar", "accuracy", 0.1 * step, 64, std::nullopt, "{\"num_kv_pairs\": 8}");
+  }
+  records->log_evaluation(5, "text", "loss_bucket", 2.0, std::nullopt, 128, "");
+  records->log_step(5, 500, 5e6, 0.5, 1e-3, 1e4, 0.5);  // a repeated step replaces
+  EXPECT_EQ(count(store, "SELECT COUNT(*) FROM train_log"), 5);
+  EXPECT_EQ(count(store, "SELECT COUNT(*) FROM evaluations WHERE bucket = -1 AND seq_len = 64"), 5);
+  records->discard_after(3);
+  EXPECT_EQ(count(store, "SELECT MAX(step) FROM train_log"), 3);
+  EXPECT_EQ(count(store, "SELECT COUNT(*) FROM evaluations"), 3);
+}
+
+TEST(StoreTest, MergeTakesBetterPointsAndIsIdempotent) {
+  TempDir dir("store_merge");
+  {
+    Store a(dir.file("a.db"));
+    const int64_t sweep = a.begin_sweep(provenance());
+    for (const char* id : {"p1", "p2"}) {
+      PointRecord p{id, "s", id, "mlp", "{}", 1, 1};
+      a.start_point(p, sweep);
+      a.record_measurements(p, sweep, provenance(), rows(2), true);
+    }
+    a.training_records("p1")->log_step(1, 10, 1, 1, 1, 1, 1);
+    Store b(dir.file("b.db"));
+    SweepRecord other = provenance();
+    other.shard = "1/2";
+    const int64_t sweep_b = b.begin_sweep(other);
+    PointRecord p3{"p3", "s", "p3", "mlp", "{}", 1, 1};
+    b.start_point(p3, sweep_b);
+    b.record_measurements(p3, sweep_b, other, rows(3), true);
+    PointRecord p2{"p2", "s", "p2", "mlp", "{}", 1, 1};  // unfinished here, done in a.db
+    b.start_point(p2, sweep_b);
+  }
+  Store all(dir.file("all.db"));
+  EXPECT_EQ(all.merge_from(dir.file("a.db")), 2);
+  EXPECT_EQ(all.merge_from(dir.file("b.db")), 1);  // p3 only: p2 is done already
+  auto snapshot = [&] {
+    return std::vector<int64_t>{count(all, "SELECT COUNT(*) FROM sweeps"), count(all, "SELECT COUNT(*) FROM points"),
+                                count(all, "SELECT COUNT(*) FROM measurements"), count(all, "SELECT COUNT(*) FROM train_log"),
+                                count(all, "SELECT COUNT(*) FROM points WHERE status = 'done'")};
+  };
+  const auto once = snapshot();
+  EXPECT_EQ(once, (std::vector<int64_t>{2, 3, 4 + 4 + 6, 1, 3}));
+  EXPECT_EQ(all.merge_from(dir.file("a.db")), 0);
+  EXPECT_EQ(all.merge_from(dir.file("b.db")), 0);
+  EXPECT_EQ(snapshot(), once);
+  // Points keep pointing at their (renumbered) sweep.
+  EXPECT_EQ(count(all, "SELECT COUNT(*) FROM points p JOIN sweeps s USING (sweep_id) WHERE p.point_id = 'p3' AND s.shard = '1/2'"), 1);
+  EXPECT_THROW(all.merge_from(dir.file("missing.db")), StoreError);
+}
+
+}  // namespace
+}  // namespace mixlab
