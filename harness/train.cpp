@@ -539,6 +539,11 @@ TrainSummary run_training(const json& point_config, const std::string& run_dir, 
   if (!point_config.contains("train")) throw ConfigError("point", "train", "is missing");
   const TrainConfig c = parse_train_config(point_config["train"], "point", "train");
   const ModelConfig model_config = parse_model_config(point_config.at("model"), "point", "model");
+  // train.threads applies to this run only: the sweep's next point gets the setting back.
+  struct ThreadCount {
+    int saved = torch::get_num_threads();
+    ~ThreadCount() { torch::set_num_threads(saved); }
+  } restore_threads;
   if (c.threads > 0) torch::set_num_threads(static_cast<int>(c.threads));
   const torch::Device device(device_name);
 

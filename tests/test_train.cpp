@@ -3,6 +3,9 @@
 
 #include "data/rng.h"
 #include "harness/config.h"
+#include "harness/spec.h"
+#include "harness/store.h"
+#include "harness/sweep.h"
 #include "harness/train.h"
 
 #include <gtest/gtest.h>
@@ -244,4 +247,31 @@ TEST(Train, CorpusRunReportsConsistentFiguresAndResumesExactly) {
   EXPECT_EQ(resumed.steps.size(), rows);
   EXPECT_DOUBLE_EQ(third.final.at("text/loss"), loss);
   fs::remove_all(corpus);
+}
+
+TEST(Train, SweepPointWithTrainSectionIsTrainedRecordedAndDone) {
+  // The sweep runner calls the registered hook; rows land in the store and the point is done.
+  const json raw = {{"name", "train-test"},
+                    {"base", {{"model", tiny_model("attention")},
+                              {"measure", {{"phases", json::array()}}},
+                              {"train", {{"data", {{"source", "induction"}, {"vocab", 16}}}, {"seq_len", 16},
+                                         {"batch_size", 4}, {"steps", 3}, {"threads", 1},
+                                         {"eval", {{"examples", 8}}}}}}}};
+  const SweepSpec spec = expand_spec(raw, "test", "cpu");
+  Store store(":memory:");
+  SweepOptions options;
+  options.run_root = scratch("sweep").string();
+  const auto summary = run_sweep(spec, store, "cpu", options);
+  EXPECT_EQ(summary.done, 1u);
+  const std::string id = spec.points.front().id;
+  EXPECT_EQ(store.point_status(id), std::optional<std::string>("done"));
+  Statement steps(store.handle(), "SELECT COUNT(*) FROM train_log WHERE point_id = ?");
+  steps.bind(1, id);
+  ASSERT_TRUE(steps.step());
+  EXPECT_EQ(steps.integer(0), 3);
+  Statement accuracy(store.handle(),
+                     "SELECT value FROM evaluations WHERE point_id = ? AND task = 'induction' AND metric = 'accuracy'");
+  accuracy.bind(1, id);
+  ASSERT_TRUE(accuracy.step());
+  EXPECT_GE(accuracy.real(0), 0.0);
 }
