@@ -4,6 +4,7 @@
 
 #include <torch/torch.h>
 #include <torch/version.h>
+#include <ATen/autocast_mode.h>
 
 #ifdef MIXLAB_WITH_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
@@ -41,6 +42,41 @@ inline std::string torch_version_string() {
   return std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." +
          std::to_string(TORCH_VERSION_PATCH);
 }
+
+// Mixed precision on CUDA for the lifetime of the guard: matrix products in `dtype` (bf16),
+// reductions and losses in float32, as torch.autocast("cuda", dtype) does.  LibTorch 2.4 moved
+// the switches to per-device calls.  A disabled guard does nothing (the CPU trains in float32).
+class CudaAutocast {
+ public:
+  explicit CudaAutocast(bool enable, at::ScalarType dtype = at::kBFloat16) : enabled_(enable) {
+    if (!enabled_) return;
+#if MIXLAB_TORCH_AT_LEAST(2, 4)
+    previous_ = at::autocast::is_autocast_enabled(at::kCUDA);
+    at::autocast::set_autocast_dtype(at::kCUDA, dtype);
+    at::autocast::set_autocast_enabled(at::kCUDA, true);
+#else
+    previous_ = at::autocast::is_enabled();
+    at::autocast::set_autocast_gpu_dtype(dtype);
+    at::autocast::set_enabled(true);
+#endif
+    at::autocast::increment_nesting();
+  }
+  ~CudaAutocast() {
+    if (!enabled_) return;
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+#if MIXLAB_TORCH_AT_LEAST(2, 4)
+    at::autocast::set_autocast_enabled(at::kCUDA, previous_);
+#else
+    at::autocast::set_enabled(previous_);
+#endif
+  }
+  CudaAutocast(const CudaAutocast&) = delete;
+  CudaAutocast& operator=(const CudaAutocast&) = delete;
+
+ private:
+  bool enabled_;
+  bool previous_ = false;
+};
 
 #ifdef MIXLAB_WITH_CUDA
 // Peak-memory statistics of the CUDA caching allocator.  allocated_bytes[0] is the AGGREGATE

@@ -1,0 +1,277 @@
+// The training phase (harness/train.h): schedule, budgets, parameter groups, overfitting a tiny
+// batch, evaluation figures and exact resumption after an interruption.
+
+#include "data/rng.h"
+#include "harness/config.h"
+#include "harness/spec.h"
+#include "harness/store.h"
+#include "harness/sweep.h"
+#include "harness/train.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include <unistd.h>
+
+namespace fs = std::filesystem;
+using namespace mixlab;
+
+namespace {
+
+// TrainingRecords kept in memory (the store implements the same interface on SQLite).
+struct MemoryRecords : TrainingRecords {
+  struct Step { int64_t step, tokens; double flops, loss, lr; };
+  struct Eval { int64_t step; std::string task, metric; double value; std::optional<int64_t> seq_len, bucket; };
+  std::vector<Step> steps;
+  std::vector<Eval> evals;
+  int64_t fail_at_step = -1;  // simulate a crash: record this step, then throw
+
+  void log_step(int64_t step, int64_t tokens, double flops, double loss, double lr, double, double) override {
+    steps.push_back({step, tokens, flops, loss, lr});
+    if (step == fail_at_step) throw std::runtime_error("simulated interruption");
+  }
+  void log_evaluation(int64_t step, const std::string& task, const std::string& metric, double value,
+                      std::optional<int64_t> seq_len, std::optional<int64_t> bucket, const std::string&) override {
+    evals.push_back({step, task, metric, value, seq_len, bucket});
+  }
+  void discard_after(int64_t step) override {
+    steps.erase(std::remove_if(steps.begin(), steps.end(), [&](const Step& s) { return s.step > step; }), steps.end());
+    evals.erase(std::remove_if(evals.begin(), evals.end(), [&](const Eval& e) { return e.step > step; }), evals.end());
+  }
+  double eval_value(int64_t step, const std::string& task, const std::string& metric) const {
+    for (const auto& e : evals)
+      if (e.step == step && e.task == task && e.metric == metric && !e.bucket) return e.value;
+    return NAN;
+  }
+};
+
+json tiny_model(const std::string& mixer = "attention") {
+  return {{"vocab_size", 256}, {"d_model", 32}, {"n_heads", 2}, {"n_layers", 1},
+          {"pattern", json::array({mixer, "mlp"})}};
+}
+
+fs::path scratch(const std::string& name) {
+  auto path = fs::temp_directory_path() / ("mixlab_test_train_" + name + "_" + std::to_string(::getpid()));
+  fs::remove_all(path);
+  fs::create_directories(path);
+  return path;
+}
+
+// A small corpus folder the test writes itself.
+fs::path tiny_corpus() {
+  auto root = scratch("corpus");
+  mixlab::data::SplitMix64 rng(5);
+  const char* words[] = {"alpha ", "beta ", "gamma ", "delta. ", "epsilon\n"};
+  for (int d = 0; d < 40; ++d) {
+    fs::create_directories(root / "docs");
+    std::ofstream out(root / "docs" / ("d" + std::to_string(d) + ".txt"));
+    for (int w = 0; w < 120; ++w) out << words[rng.below(5)];
+  }
+  return root;
+}
+
+}  // namespace
+
+TEST(Train, LearningRateFollowsWarmupThenCosine) {
+  TrainConfig c;
+  c.lr = 1e-2;
+  c.min_lr = 1e-3;
+  c.warmup_steps = 10;
+  const int64_t T = 110;
+  for (int64_t s : {1, 5, 10}) EXPECT_DOUBLE_EQ(learning_rate(c, s, T), 1e-2 * s / 10.0);
+  EXPECT_NEAR(learning_rate(c, 60, T), (1e-2 + 1e-3) / 2, 1e-15);  // halfway through the decay
+  EXPECT_NEAR(learning_rate(c, T, T), 1e-3, 1e-15);
+  for (int64_t s : {11, 37, 83, 109}) {
+    const double progress = (s - 10) / 100.0;
+    EXPECT_NEAR(learning_rate(c, s, T), 1e-3 + 0.5 * (1e-2 - 1e-3) * (1 + std::cos(M_PI * progress)), 1e-15);
+    EXPECT_GT(learning_rate(c, s, T), learning_rate(c, s + 1, T));
+  }
+}
+
+TEST(Train, FlopBudgetGivesTheSameComputeToEveryConfiguration) {
+  json train = {{"seq_len", 32}, {"batch_size", 4}, {"grad_accum", 2}, {"flop_budget", 5e10}};
+  const TrainConfig c = parse_train_config(train, "test");
+  // mlp-only model by hand: SwiGLU 3 products 2·N·d·h plus the gate (SiLU and product, counted
+  // as 5 FLOPs per hidden unit), tied head 2·N·d·V, RMSNorm ~4·N·d each.
+  json mlp_only = {{"vocab_size", 256}, {"d_model", 48}, {"n_heads", 2}, {"n_layers", 2},
+                   {"pattern", json::array({json{{"mixer", "mlp"}, {"hidden", 96}}})}};
+  LanguageModel small(parse_model_config(mlp_only, "test"));
+  const double N = 8.0 * 32, d = 48, h = 96, V = 256, sublayers = 2;
+  const double by_hand = 3.0 * (sublayers * (6.0 * N * d * h + 5.0 * N * h) + 2.0 * N * d * V + 4.0 * N * d * (sublayers + 1));
+  EXPECT_NEAR(training_step_flops(c, *small), by_hand, 1e-9 * by_hand);
+  EXPECT_EQ(budget_steps(c, *small), static_cast<int64_t>(std::floor(5e10 / by_hand)));
+
+  for (const auto& model_json : {tiny_model("attention"), mlp_only}) {
+    LanguageModel model(parse_model_config(model_json, "test"));
+    const int64_t steps = budget_steps(c, *model);
+    const double per_step = training_step_flops(c, *model);
+    EXPECT_GE(steps, 1);
+    EXPECT_LE(steps * per_step, 5e10);
+    EXPECT_GT((steps + 1) * per_step, 5e10);
+  }
+  json by_tokens = {{"seq_len", 32}, {"batch_size", 4}, {"grad_accum", 2}, {"tokens", 10000}};
+  EXPECT_EQ(budget_steps(parse_train_config(by_tokens, "test"), *small), 10000 / 256);
+}
+
+TEST(Train, WeightDecayOnlyOnMatrices) {
+  TrainConfig c;
+  c.steps = 1;
+  c.weight_decay = 0.25;
+  Trainer trainer(LanguageModel(parse_model_config(tiny_model(), "test")), c, torch::kCPU, 1);
+  auto& groups = trainer.optimizer().param_groups();
+  ASSERT_EQ(groups.size(), 2u);
+  int64_t covered = 0;
+  for (const auto& p : groups[0].params()) {
+    EXPECT_GE(p.dim(), 2);
+    ++covered;
+  }
+  for (const auto& p : groups[1].params()) {
+    EXPECT_LT(p.dim(), 2);
+    ++covered;
+  }
+  EXPECT_DOUBLE_EQ(static_cast<torch::optim::AdamWOptions&>(groups[0].options()).weight_decay(), 0.25);
+  EXPECT_DOUBLE_EQ(static_cast<torch::optim::AdamWOptions&>(groups[1].options()).weight_decay(), 0.0);
+  EXPECT_EQ(covered, static_cast<int64_t>(trainer.model()->parameters().size()));
+}
+
+TEST(Train, TinyModelOverfitsATinyBatch) {
+  torch::manual_seed(0);
+  TrainConfig c;
+  c.lr = 1e-2;
+  c.min_lr = 1e-2;
+  c.weight_decay = 0.0;
+  Trainer trainer(LanguageModel(parse_model_config(tiny_model(), "test")), c, torch::kCPU, 150);
+  auto tokens = torch::randint(0, 32, {4, 17}, torch::kInt64);
+  mixlab::data::Batch batch{tokens.narrow(1, 0, 16), tokens.narrow(1, 1, 16), torch::ones({4, 16}, torch::kBool)};
+  const double first = trainer.step({batch}, 1);
+  double last = first;
+  for (int64_t s = 2; s <= 150; ++s) last = trainer.step({batch}, s);
+  EXPECT_GT(first, 4.0);   // ≈ ln 256 at initialisation
+  EXPECT_LT(last, 0.05);
+}
+
+TEST(Train, GradientAccumulationMatchesTheWholeBatch) {
+  // Two micro-batches of 2 give the gradient of one batch of 4 (equal-size micro-batches).
+  TrainConfig c;
+  c.grad_clip = 0;
+  auto tokens = torch::randint(0, 64, {4, 9}, torch::kInt64);
+  auto slice = [&](int64_t from, int64_t n) {
+    auto t = tokens.narrow(0, from, n);
+    return mixlab::data::Batch{t.narrow(1, 0, 8), t.narrow(1, 1, 8), torch::ones({n, 8}, torch::kBool)};
+  };
+  torch::manual_seed(1);
+  Trainer whole(LanguageModel(parse_model_config(tiny_model(), "test")), c, torch::kCPU, 1);
+  torch::manual_seed(1);
+  Trainer parts(LanguageModel(parse_model_config(tiny_model(), "test")), c, torch::kCPU, 1);
+  const double loss_whole = whole.step({slice(0, 4)}, 1);
+  const double loss_parts = parts.step({slice(0, 2), slice(2, 2)}, 1);
+  EXPECT_NEAR(loss_whole, loss_parts, 1e-5);
+  auto a = whole.model()->parameters(), b = parts.model()->parameters();
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::allclose(a[i], b[i], 1e-5, 1e-6));
+}
+
+TEST(Train, BadTrainSectionsNameThePath) {
+  auto message = [](const json& train) {
+    try {
+      parse_train_config(train, "spec.json", "base.train");
+    } catch (const ConfigError& error) {
+      return std::string(error.what());
+    }
+    return std::string("accepted");
+  };
+  EXPECT_NE(message({{"steps", 10}, {"lrr", 1}}).find("base.train.lrr: unknown key"), std::string::npos);
+  EXPECT_NE(message({{"steps", 10}, {"tokens", 100}}).find("exactly one budget"), std::string::npos);
+  EXPECT_NE(message({{"steps", 10}, {"data", {{"source", "mqar"}, {"num_kv_pairs", 40}}}, {"seq_len", 64}})
+                .find("base.train.data.num_kv_pairs"),
+            std::string::npos);
+  EXPECT_NE(message({{"steps", 10}, {"data", {{"source", "wiki"}}}}).find("valid: corpus, mqar"), std::string::npos);
+  ASSERT_NE(training_hook(), nullptr) << "harness/train.cpp registers the hook";
+  EXPECT_THROW(training_hook()->validate({{"steps", 0}}, "spec.json", "base.train"), ConfigError);
+}
+
+TEST(Train, CorpusRunReportsConsistentFiguresAndResumesExactly) {
+  const auto corpus = tiny_corpus();
+  const json point = {{"model", tiny_model()},
+                      {"train", {{"data", {{"source", "corpus"}, {"corpus_dir", corpus.string()}}},
+                                 {"seq_len", 32}, {"batch_size", 4}, {"steps", 8}, {"lr", 3e-3},
+                                 {"warmup_steps", 2}, {"threads", 1}, {"checkpoint_every", 4},
+                                 {"eval", {{"every", 4}, {"batches", 2}, {"position_buckets", 4},
+                                           {"tasks", json::array({json{{"task", "mqar"}, {"num_kv_pairs", 2},
+                                                                       {"seq_len", 16}, {"examples", 8}}})}}}}}};
+  // Uninterrupted run.
+  MemoryRecords straight;
+  const auto summary = run_training(point, scratch("straight").string(), "cpu", straight);
+  ASSERT_EQ(straight.steps.size(), 8u);
+  EXPECT_LT(straight.steps.back().loss, straight.steps.front().loss);
+  const double loss = straight.eval_value(8, "text", "loss");
+  EXPECT_NEAR(straight.eval_value(8, "text", "bits_per_byte"), loss / std::log(2.0), 1e-12);
+  EXPECT_NEAR(straight.eval_value(8, "text", "perplexity"), std::exp(loss), 1e-9);
+  EXPECT_NEAR(summary.final.at("text/bits_per_byte"), loss / std::log(2.0), 1e-12);
+  double bucket_mean = 0;
+  int buckets = 0;
+  for (const auto& e : straight.evals)
+    if (e.step == 8 && e.metric == "loss_bucket") {
+      bucket_mean += e.value;
+      ++buckets;
+    }
+  EXPECT_EQ(buckets, 4);
+  EXPECT_NEAR(bucket_mean / buckets, loss, 1e-9);  // equal-width buckets average to the loss
+  EXPECT_FALSE(std::isnan(straight.eval_value(4, "mqar", "accuracy")));
+  EXPECT_EQ(straight.steps.back().tokens, 8 * 4 * 32);
+
+  // Interrupted after step 5 (checkpoint at 4), then resumed: the same curve, bit for bit.
+  const auto dir = scratch("resumed").string();
+  MemoryRecords resumed;
+  resumed.fail_at_step = 5;
+  EXPECT_THROW(run_training(point, dir, "cpu", resumed), std::runtime_error);
+  ASSERT_EQ(resumed.steps.size(), 5u);
+  resumed.fail_at_step = -1;
+  const auto second = run_training(point, dir, "cpu", resumed);
+  EXPECT_EQ(second.resumed_from_step, 4);
+  ASSERT_EQ(resumed.steps.size(), straight.steps.size());
+  for (size_t i = 0; i < straight.steps.size(); ++i) {
+    EXPECT_EQ(resumed.steps[i].step, straight.steps[i].step);
+    EXPECT_EQ(resumed.steps[i].loss, straight.steps[i].loss) << "step " << i + 1;
+    EXPECT_EQ(resumed.steps[i].lr, straight.steps[i].lr);
+  }
+  ASSERT_EQ(resumed.evals.size(), straight.evals.size());
+  for (size_t i = 0; i < straight.evals.size(); ++i) EXPECT_EQ(resumed.evals[i].value, straight.evals[i].value);
+
+  // A finished run resumed again trains nothing and records nothing new.
+  const auto rows = resumed.steps.size();
+  const auto third = run_training(point, dir, "cpu", resumed);
+  EXPECT_EQ(third.resumed_from_step, 8);
+  EXPECT_EQ(resumed.steps.size(), rows);
+  EXPECT_DOUBLE_EQ(third.final.at("text/loss"), loss);
+  fs::remove_all(corpus);
+}
+
+TEST(Train, SweepPointWithTrainSectionIsTrainedRecordedAndDone) {
+  // The sweep runner calls the registered hook; rows land in the store and the point is done.
+  const json raw = {{"name", "train-test"},
+                    {"base", {{"model", tiny_model("attention")},
+                              {"measure", {{"phases", json::array()}}},
+                              {"train", {{"data", {{"source", "induction"}, {"vocab", 16}}}, {"seq_len", 16},
+                                         {"batch_size", 4}, {"steps", 3}, {"threads", 1},
+                                         {"eval", {{"examples", 8}}}}}}}};
+  const SweepSpec spec = expand_spec(raw, "test", "cpu");
+  Store store(":memory:");
+  SweepOptions options;
+  options.run_root = scratch("sweep").string();
+  const auto summary = run_sweep(spec, store, "cpu", options);
+  EXPECT_EQ(summary.done, 1u);
+  const std::string id = spec.points.front().id;
+  EXPECT_EQ(store.point_status(id), std::optional<std::string>("done"));
+  Statement steps(store.handle(), "SELECT COUNT(*) FROM train_log WHERE point_id = ?");
+  steps.bind(1, id);
+  ASSERT_TRUE(steps.step());
+  EXPECT_EQ(steps.integer(0), 3);
+  Statement accuracy(store.handle(),
+                     "SELECT value FROM evaluations WHERE point_id = ? AND task = 'induction' AND metric = 'accuracy'");
+  accuracy.bind(1, id);
+  ASSERT_TRUE(accuracy.step());
+  EXPECT_GE(accuracy.real(0), 0.0);
+}
