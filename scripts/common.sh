@@ -11,9 +11,10 @@ MIXLAB_PACKAGES=(build-essential cmake ninja-build ccache pkg-config git
   libtorch-dev libopenblas0-pthread libcli11-dev nlohmann-json3-dev libeigen3-dev
   libsqlite3-dev sqlite3 libbenchmark-dev libgtest-dev libsentencepiece-dev gnuplot-nox)
 
+# install_missing [extra packages...]
 install_missing() {
   local missing=()
-  for package in "${MIXLAB_PACKAGES[@]}"; do
+  for package in "${MIXLAB_PACKAGES[@]}" "$@"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
   done
   if ((${#missing[@]})); then
