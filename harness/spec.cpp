@@ -226,6 +226,10 @@ SweepPoint resolve_point(const json& config, const std::string& file, const std:
   point.config = resolved;
   point.id = point_id(resolved);
   point.label = model_label(resolved["model"]);
+  // Points that train name their data set, so "transformer · corpus" and "transformer · mqar"
+  // stay apart in curves and tables.
+  const json source = get_dotted(resolved, "train.data.source");
+  if (source.is_string()) point.label += " · " + source.get<std::string>();
   std::vector<std::string> mixers;
   for (const auto& sublayer : resolved["model"]["pattern"]) {
     const std::string name = sublayer["mixer"].get<std::string>();
