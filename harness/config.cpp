@@ -284,6 +284,19 @@ ModelConfig parse_model_config(const json& model_in, const std::string& file, co
 
 std::string model_label(const json& resolved_model) {
   std::string label = resolved_model.value("name", std::string("custom"));
+  // A model without a preset name is called after its token mixers ("fft_conv", "swa+mamba").
+  if (label == "custom" && resolved_model.contains("pattern")) {
+    std::vector<std::string> mixers;
+    for (const auto& sublayer : resolved_model["pattern"]) {
+      const std::string mixer = sublayer.is_string() ? sublayer.get<std::string>() : sublayer.value("mixer", "");
+      if (mixer.empty() || mixer == "mlp" || std::find(mixers.begin(), mixers.end(), mixer) != mixers.end()) continue;
+      mixers.push_back(mixer);
+    }
+    if (!mixers.empty()) {
+      label.clear();
+      for (size_t i = 0; i < mixers.size(); ++i) label += (i ? "+" : "") + mixers[i];
+    }
+  }
   // Name the parameters that make configurations differ most often.
   static const std::vector<std::pair<std::string, std::string>> shown = {
       {"segment_size", "S"}, {"window", "W"}, {"d_state", "n"}, {"top_k", "k"}};

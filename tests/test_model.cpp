@@ -114,3 +114,18 @@ TEST(ModelConfig, CommentsMixerParamsAndDottedSets) {
 
 }  // namespace
 }  // namespace mixlab
+
+namespace mixlab {
+namespace {
+
+TEST(ModelLabel, NamesPresetsAndOtherwiseTheTokenMixers) {
+  EXPECT_EQ(model_label(json::parse(R"({"name": "scout-swa", "pattern": [{"mixer": "swa", "window": 64},
+      {"mixer": "mlp"}, {"mixer": "checkpoint_attention", "segment_size": 16}]})")), "scout-swa W=64 S=16");
+  EXPECT_EQ(model_label(json::parse(R"({"pattern": [{"mixer": "fft_conv"}, "mlp", {"mixer": "fft_conv"}]})")),
+            "fft_conv");
+  EXPECT_EQ(model_label(json::parse(R"({"pattern": [{"mixer": "mamba"}, "mlp", {"mixer": "swa", "window": 8}]})")),
+            "mamba+swa W=8");
+}
+
+}  // namespace
+}  // namespace mixlab
