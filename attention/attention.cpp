@@ -38,10 +38,7 @@ class CausalAttention : public TokenMixer {
 
   bool has_step() const override { return true; }
   MixerState initial_state(int64_t batch, const torch::TensorOptions& options) const override {
-    MixerState state;
-    state.tensors["key_cache"] = torch::zeros({batch, heads_.n_heads, 0, heads_.head_dim}, options);
-    state.tensors["value_cache"] = torch::zeros({batch, heads_.n_heads, 0, heads_.head_dim}, options);
-    return state;
+    return heads_.empty_kv_cache(batch, options);
   }
   // Single-query attention over the cache plus the current token.
   torch::Tensor step(const torch::Tensor& x_t, MixerState& state) override {

@@ -83,9 +83,7 @@ class LearnedTopkAttention : public TokenMixer {
 
   bool has_step() const override { return true; }
   MixerState initial_state(int64_t batch, const torch::TensorOptions& options) const override {
-    MixerState state;
-    state.tensors["key_cache"] = torch::zeros({batch, heads_.n_heads, 0, heads_.head_dim}, options);
-    state.tensors["value_cache"] = torch::zeros({batch, heads_.n_heads, 0, heads_.head_dim}, options);
+    MixerState state = heads_.empty_kv_cache(batch, options);
     state.tensors["score_cache"] = torch::zeros({batch, 0}, options);
     return state;
   }

@@ -21,6 +21,8 @@ class MultiHeadProjections {
   Heads project(const torch::Tensor& x, const torch::Tensor& positions = {});
   // One token at absolute position `position`: x_t: [B, d] -> q, k, v: [B, H, 1, d_h].
   Heads project_one(const torch::Tensor& x_t, int64_t position);
+  // A decode state with empty "key_cache" and "value_cache": [B, H, 0, d_h] each.
+  MixerState empty_kv_cache(int64_t batch, const torch::TensorOptions& options) const;
   // [B, H, N, d_h] -> o_proj(merge heads) : [B, N, d]
   torch::Tensor output(const torch::Tensor& heads);
 

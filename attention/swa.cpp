@@ -121,10 +121,7 @@ class SlidingWindowAttention : public TokenMixer {
 
   bool has_step() const override { return true; }
   MixerState initial_state(int64_t batch, const torch::TensorOptions& options) const override {
-    MixerState state;
-    state.tensors["key_cache"] = torch::zeros({batch, heads_.n_heads, 0, heads_.head_dim}, options);
-    state.tensors["value_cache"] = torch::zeros({batch, heads_.n_heads, 0, heads_.head_dim}, options);
-    return state;
+    return heads_.empty_kv_cache(batch, options);
   }
   // Single-query attention over the last W keys (the current one included); the oldest entry
   // leaves the cache once it holds W.  Keys keep the RoPE phase of their absolute position.

@@ -1,6 +1,7 @@
 // The results database: schema and WAL mode, transactional point writes (a failed transaction
 // leaves nothing), replacement without duplicates, training rows, provenance, and merge.
 
+#include "tests/temp_dir.h"
 #include "harness/store.h"
 
 #include <gtest/gtest.h>
@@ -14,16 +15,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& name)
-      : path(fs::temp_directory_path() / ("mixlab_" + name + "_" + std::to_string(::getpid()))) {
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
+using mixlab::testing::TempDir;
 
 int64_t count(Store& store, const std::string& sql) {
   Statement q(store.handle(), sql);

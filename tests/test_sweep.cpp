@@ -2,6 +2,7 @@
 // union is the whole; two shard processes writing one file at once lose nothing), merge,
 // out-of-memory and NaN points recorded without stopping the sweep, provenance on every row.
 
+#include "tests/temp_dir.h"
 #include "harness/config.h"
 #include "harness/sweep.h"
 #include "harness/training_hook.h"
@@ -21,16 +22,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& name)
-      : path(fs::temp_directory_path() / ("mixlab_" + name + "_" + std::to_string(::getpid()))) {
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
+using mixlab::testing::TempDir;
 
 // 4 points × 2 lengths × 2 phases = 16 measurement rows.
 json tiny_spec() {
