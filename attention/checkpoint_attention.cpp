@@ -14,6 +14,8 @@
 #include "attention/checkpoint_attention.h"
 
 #include "attention/multi_head.h"
+#include "mixers/compat.h"
+#include "mixers/implementation.h"
 
 #ifdef MIXLAB_WITH_CUDA
 #include "attention/cuda/kernels.h"
@@ -56,16 +58,21 @@ double checkpoint_pairs(int64_t seq_len, int64_t segment_size) {
 //   L_self[t]    = q_t·k_t / √d_h                                   [B, H, b, 1]
 //   L_ckpt[t, c] = q_t·k_{cS+S-1} / √d_h,  -inf where c >= ⌊t/S⌋   [B, H, b, C]
 //   P = softmax([L_self ∥ L_ckpt]),  o_t = P[t, 0] v_t + Σ_c P[t, 1+c] v_{cS+S-1}
-torch::Tensor checkpoint_attention(const torch::Tensor& q, const torch::Tensor& k,
-                                   const torch::Tensor& v, int64_t segment_size,
+torch::Tensor checkpoint_attention(const torch::Tensor& q_in, const torch::Tensor& k_in,
+                                   const torch::Tensor& v_in, int64_t segment_size,
                                    int64_t query_block) {
-  TORCH_CHECK(q.dim() == 4 && k.sizes() == q.sizes() && v.sizes() == q.sizes(),
-              "checkpoint_attention: q, k, v must all be [B, H, N, d_h]; got ", q.sizes(), ", ",
-              k.sizes(), ", ", v.sizes());
+  TORCH_CHECK(q_in.dim() == 4 && k_in.sizes() == q_in.sizes() && v_in.sizes() == q_in.sizes(),
+              "checkpoint_attention: q, k, v must all be [B, H, N, d_h]; got ", q_in.sizes(), ", ",
+              k_in.sizes(), ", ", v_in.sizes());
 #ifdef MIXLAB_WITH_CUDA
-  if (q.is_cuda() && q.scalar_type() != torch::kFloat64)
-    return cuda::checkpoint_attention(q.contiguous(), k.contiguous(), v.contiguous(), segment_size);
+  if (cuda::checkpoint_supported(q_in, k_in, v_in)) {
+    record_implementation("checkpoint_attention", Implementation::kernel);
+    return cuda::checkpoint_attention(q_in, k_in, v_in, segment_size);
+  }
 #endif
+  record_implementation("checkpoint_attention", Implementation::reference);
+  const auto dtype = compat::custom_op_dtype({q_in, k_in, v_in});
+  const auto q = q_in.to(dtype), k = k_in.to(dtype), v = v_in.to(dtype);
   const int64_t n = q.size(2), s = segment_size;
   const auto plan = plan_checkpoint_attention(n, s, query_block);
   const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(3)));

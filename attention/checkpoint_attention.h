@@ -40,8 +40,9 @@ struct CheckpointPlan {
 CheckpointPlan plan_checkpoint_attention(int64_t seq_len, int64_t segment_size,
                                          int64_t query_block = 0);
 
-// q, k, v: [B, H, N, d_h] -> [B, H, N, d_h], scale d_h^-1/2.  On CUDA tensors (non-float64) in a
-// build with MIXLAB_WITH_CUDA this calls mixlab::cuda::checkpoint_attention.
+// q, k, v: [B, H, N, d_h] -> [B, H, N, d_h], scale d_h^-1/2, in the op's dtype (the autocast
+// dtype under CUDA autocast, else the inputs' common dtype).  Where the CUDA kernels take the
+// input (cuda::checkpoint_supported) they run; otherwise this blockwise reference does.
 torch::Tensor checkpoint_attention(const torch::Tensor& q, const torch::Tensor& k,
                                    const torch::Tensor& v, int64_t segment_size,
                                    int64_t query_block = 0);

@@ -10,6 +10,8 @@
 #include "attention/swa.h"
 
 #include "attention/multi_head.h"
+#include "mixers/compat.h"
+#include "mixers/implementation.h"
 
 #ifdef MIXLAB_WITH_CUDA
 #include "attention/cuda/kernels.h"
@@ -45,16 +47,21 @@ double sliding_window_pairs(int64_t seq_len, int64_t window) {
 // j = i·b - W + 1 + c (c < W+b-1), read from K zero-padded by W-1 in front.  Then
 //   j ∈ [t-W+1, t]  ⟺  r <= c <= r+W-1     (the same band for every block)
 // and the padding is excluded by j >= 0.  Every real query keeps at least itself (c = r+W-1).
-torch::Tensor sliding_window_attention(const torch::Tensor& q, const torch::Tensor& k,
-                                       const torch::Tensor& v, int64_t window,
+torch::Tensor sliding_window_attention(const torch::Tensor& q_in, const torch::Tensor& k_in,
+                                       const torch::Tensor& v_in, int64_t window,
                                        int64_t query_block) {
-  TORCH_CHECK(q.dim() == 4 && k.sizes() == q.sizes() && v.sizes() == q.sizes(),
-              "sliding_window_attention: q, k, v must all be [B, H, N, d_h]; got ", q.sizes(), ", ",
-              k.sizes(), ", ", v.sizes());
+  TORCH_CHECK(q_in.dim() == 4 && k_in.sizes() == q_in.sizes() && v_in.sizes() == q_in.sizes(),
+              "sliding_window_attention: q, k, v must all be [B, H, N, d_h]; got ", q_in.sizes(), ", ",
+              k_in.sizes(), ", ", v_in.sizes());
 #ifdef MIXLAB_WITH_CUDA
-  if (q.is_cuda() && q.scalar_type() != torch::kFloat64)
-    return cuda::sliding_window_attention(q.contiguous(), k.contiguous(), v.contiguous(), window);
+  if (cuda::sliding_window_supported(q_in, k_in, v_in)) {
+    record_implementation("sliding_window_attention", Implementation::kernel);
+    return cuda::sliding_window_attention(q_in, k_in, v_in, window);
+  }
 #endif
+  record_implementation("sliding_window_attention", Implementation::reference);
+  const auto dtype = compat::custom_op_dtype({q_in, k_in, v_in});
+  const auto q = q_in.to(dtype), k = k_in.to(dtype), v = v_in.to(dtype);
   const int64_t batch = q.size(0), heads = q.size(1), n = q.size(2), head_dim = q.size(3);
   const auto plan = plan_sliding_window(n, window, query_block);
   if (n == 0) return torch::empty_like(q);

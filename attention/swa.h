@@ -32,8 +32,9 @@ struct SlidingWindowPlan {
 // keeps the masked fraction of the span near one half while the batched products stay large.
 SlidingWindowPlan plan_sliding_window(int64_t seq_len, int64_t window, int64_t query_block = 0);
 
-// q, k, v: [B, H, N, d_h] -> [B, H, N, d_h], scale d_h^-1/2.  On CUDA tensors (non-float64) in a
-// build with MIXLAB_WITH_CUDA this calls mixlab::cuda::sliding_window_attention.
+// q, k, v: [B, H, N, d_h] -> [B, H, N, d_h], scale d_h^-1/2, in the op's dtype (the autocast
+// dtype under CUDA autocast, else the inputs' common dtype).  Where the CUDA kernels take the
+// input (cuda::sliding_window_supported) they run; otherwise this blockwise reference does.
 torch::Tensor sliding_window_attention(const torch::Tensor& q, const torch::Tensor& k,
                                        const torch::Tensor& v, int64_t window,
                                        int64_t query_block = 0);

@@ -1,5 +1,7 @@
 #include "harness/measure.h"
 
+#include "mixers/implementation.h"
+
 #include "harness/config.h"
 
 #include <algorithm>
@@ -451,6 +453,7 @@ std::vector<Measurement> measure_model(LanguageModel& model, const MeasureSettin
         m.status = "oom";
         m.error = "not attempted: ran out of memory at N=" + std::to_string(oom_at[phase]);
       } else {
+        ImplementationLog implementations;
         try {
           if (phase == "forward") measure_forward(c, m, cost);
           else if (phase == "forward_backward") measure_forward_backward(c, m, cost);
@@ -470,6 +473,7 @@ std::vector<Measurement> measure_model(LanguageModel& model, const MeasureSettin
           }
           for (auto& p : model->parameters()) p.mutable_grad() = torch::Tensor();
         }
+        m.implementation = implementations.summary();
       }
       rows.push_back(std::move(m));
     }

@@ -77,6 +77,9 @@ struct Measurement {
   std::optional<TimingSummary> timing;
   std::optional<double> tokens_per_s, flops, tflops_per_s, peak_memory_bytes, state_bytes, measured_state_bytes;
   nlohmann::json extra = nlohmann::json::object();
+  // What computed it: "op=kernel" / "op=reference" per op with a CUDA kernel, "library" when only
+  // LibTorch's operators ran (mixers/implementation.h).
+  std::string implementation;
 };
 
 // Times `call` repeatedly under the settings' warm-up / repeat / target rules.  `call` runs one

@@ -137,9 +137,31 @@ void Store::transaction(const std::function<void()>& body) {
   }
 }
 
+// Columns added after version 1 shipped, as idempotent migrations: a database written before
+// them gains the column (NULL in old rows) when it is opened.
+struct AddedColumn {
+  const char* table;
+  const char* column;
+  const char* type;
+};
+const AddedColumn kAddedColumns[] = {
+    {"measurements", "implementation", "TEXT"},  // kernel or reference per op (mixers/implementation.h)
+    {"train_log", "implementation", "TEXT"},
+};
+
+void Store::add_missing_columns() {
+  for (const auto& added : kAddedColumns) {
+    Statement columns(db_, std::string("SELECT 1 FROM pragma_table_info('") + added.table + "') WHERE name = ?");
+    columns.bind(1, std::string(added.column));
+    if (!columns.step())
+      execute(std::string("ALTER TABLE ") + added.table + " ADD COLUMN " + added.column + " " + added.type);
+  }
+}
+
 void Store::create_schema() {
   transaction([&] {
     execute(kSchema);
+    add_missing_columns();
     Statement version(db_, "SELECT value FROM meta WHERE key = 'schema_version'");
     if (version.step()) {
       if (version.text(0) != std::to_string(kSchemaVersion))
@@ -212,7 +234,7 @@ void Store::record_measurements(const PointRecord& p, int64_t sweep_id, const Sw
                      "INSERT INTO measurements (point_id, phase, seq_len, batch, status, error, median_ms, mean_ms, "
                      "stddev_ms, min_ms, max_ms, repeats, tokens_per_s, flops, tflops_per_s, peak_memory_bytes, "
                      "state_bytes, measured_state_bytes, device, dtype, torch_version, git_commit, created_at, "
-                     "extra_json) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+                     "extra_json, implementation) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
     const std::string now = utc_now_iso8601();
     for (const auto& m : rows) {
       insert.reset();
@@ -228,6 +250,7 @@ void Store::record_measurements(const PointRecord& p, int64_t sweep_id, const Sw
           .bind(17, m.state_bytes).bind(18, m.measured_state_bytes).bind(19, provenance.device)
           .bind(20, provenance.dtype).bind(21, provenance.torch_version).bind(22, provenance.git_commit).bind(23, now)
           .bind(24, m.extra.dump());
+      if (m.implementation.empty()) insert.bind(25, nullptr); else insert.bind(25, m.implementation);
       insert.run();
     }
     Statement update(db_, "UPDATE points SET parameters = ?, embedding_parameters = ?, sweep_id = ? WHERE point_id = ?");
@@ -266,9 +289,11 @@ class StoreTrainingRecords : public TrainingRecords {
     store_.transaction([&] {
       Statement insert(store_.handle(),
                        "INSERT OR REPLACE INTO train_log (point_id, step, tokens, flops, loss, lr, tokens_per_s, "
-                       "elapsed_s) VALUES (?,?,?,?,?,?,?,?)");
+                       "elapsed_s, implementation) VALUES (?,?,?,?,?,?,?,?,?)");
       insert.bind(1, point_id_).bind(2, step).bind(3, tokens).bind(4, flops).bind(5, loss).bind(6, lr)
-          .bind(7, tokens_per_s).bind(8, elapsed_s).run();
+          .bind(7, tokens_per_s).bind(8, elapsed_s);
+      if (implementation_.empty()) insert.bind(9, nullptr); else insert.bind(9, implementation_);
+      insert.run();
     });
   }
 
@@ -286,6 +311,8 @@ class StoreTrainingRecords : public TrainingRecords {
     });
   }
 
+  void set_implementation(const std::string& implementation) override { implementation_ = implementation; }
+
   void discard_after(int64_t step) override {
     store_.transaction([&] {
       Statement a(store_.handle(), "DELETE FROM train_log WHERE point_id = ? AND step > ?");
@@ -298,6 +325,7 @@ class StoreTrainingRecords : public TrainingRecords {
  private:
   Store& store_;
   std::string point_id_;
+  std::string implementation_;
 };
 }  // namespace
 

@@ -115,6 +115,7 @@ class Store {
 
  private:
   void create_schema();
+  void add_missing_columns();
   std::string path_;
   sqlite3* db_ = nullptr;
 };

@@ -4,6 +4,7 @@
 #include "data/rng.h"
 #include "harness/config.h"
 #include "mixers/compat.h"
+#include "mixers/implementation.h"
 
 #include <ATen/CPUGeneratorImpl.h>
 
@@ -274,6 +275,7 @@ double Trainer::step(const std::vector<data::Batch>& micro_batches, int64_t step
   for (auto& group : optimizer_->param_groups())
     static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
   double total = 0;
+  ImplementationLog implementations;
   for (const auto& micro : micro_batches) {
     torch::Tensor loss;
     {
@@ -285,6 +287,7 @@ double Trainer::step(const std::vector<data::Batch>& micro_batches, int64_t step
   }
   if (config_.grad_clip > 0) torch::nn::utils::clip_grad_norm_(model_->parameters(), config_.grad_clip);
   optimizer_->step();
+  implementation_ = implementations.summary();
   return total;
 }
 
@@ -621,6 +624,7 @@ TrainSummary run_training(const json& point_config, const std::string& run_dir, 
     const double step_seconds = std::chrono::duration<double>(clock::now() - step_start).count();
     const double session_seconds = std::chrono::duration<double>(clock::now() - session_start).count();
     state = {step, elapsed_before + session_seconds};
+    records.set_implementation(trainer.implementation());
     records.log_step(step, step * step_tokens, step * step_flops, loss, learning_rate(c, step, total_steps),
                      step_tokens / std::max(step_seconds, 1e-9), state.elapsed_s);
     summary.final_train_loss = loss;

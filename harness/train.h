@@ -95,6 +95,8 @@ class Trainer {
   LanguageModel& model() { return model_; }
   torch::optim::AdamW& optimizer() { return *optimizer_; }
   bool autocast() const { return autocast_; }
+  // What computed the last step: kernel or reference per op (mixers/implementation.h).
+  const std::string& implementation() const { return implementation_; }
 
  private:
   LanguageModel model_;
@@ -103,6 +105,7 @@ class Trainer {
   int64_t total_steps_;
   bool autocast_;
   std::unique_ptr<torch::optim::AdamW> optimizer_;
+  std::string implementation_;
 };
 
 struct TrainSummary {

@@ -6,6 +6,9 @@
 #include <torch/version.h>
 #include <ATen/autocast_mode.h>
 
+#include <initializer_list>
+#include <optional>
+
 #ifdef MIXLAB_WITH_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
 #endif
@@ -77,6 +80,31 @@ class CudaAutocast {
   bool enabled_;
   bool previous_ = false;
 };
+
+// The dtype CUDA autocast gives a custom op's floating inputs while it is on for CUDA (what
+// torch.amp.custom_fwd(cast_inputs=dtype) does); nullopt while it is off.
+inline std::optional<at::ScalarType> cuda_autocast_dtype() {
+#if MIXLAB_TORCH_AT_LEAST(2, 4)
+  if (!at::autocast::is_autocast_enabled(at::kCUDA)) return std::nullopt;
+  return at::autocast::get_autocast_dtype(at::kCUDA);
+#else
+  if (!at::autocast::is_enabled()) return std::nullopt;
+  return at::autocast::get_autocast_gpu_dtype();
+#endif
+}
+
+// The one dtype an op with several floating inputs computes in, the way autocast treats a custom
+// op: CUDA inputs under CUDA autocast take the autocast dtype; otherwise mixed dtypes promote to
+// their common type (RoPE in float32 beside a bf16 value projection gives float32).
+inline at::ScalarType custom_op_dtype(std::initializer_list<torch::Tensor> inputs) {
+  const auto& first = *inputs.begin();
+  if (first.is_cuda()) {
+    if (const auto autocast = cuda_autocast_dtype()) return *autocast;
+  }
+  at::ScalarType common = first.scalar_type();
+  for (const auto& t : inputs) common = at::promote_types(common, t.scalar_type());
+  return common;
+}
 
 #ifdef MIXLAB_WITH_CUDA
 // Peak-memory statistics of the CUDA caching allocator.  allocated_bytes[0] is the AGGREGATE

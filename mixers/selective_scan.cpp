@@ -9,6 +9,8 @@
 
 #include "mixers/selective_scan.h"
 
+#include "mixers/implementation.h"
+
 #ifdef MIXLAB_WITH_CUDA
 #include "mixers/cuda/kernels.h"
 #endif
@@ -39,11 +41,12 @@ torch::Tensor selective_scan(const torch::Tensor& u, const torch::Tensor& delta,
                   C.sizes() == B.sizes(),
               "selective_scan: B and C must be [B, n, N]");
 #ifdef MIXLAB_WITH_CUDA
-  if (u.is_cuda() && D.defined() && z.defined() && delta_bias.defined())
-    return cuda::selective_scan(u.contiguous(), delta.contiguous(), A.to(torch::kFloat).contiguous(),
-                                B.contiguous(), C.contiguous(), D.to(torch::kFloat).contiguous(),
-                                z.contiguous(), delta_bias.to(torch::kFloat).contiguous());
+  if (cuda::selective_scan_supported(u, delta, A, B, C, D, z, delta_bias)) {
+    record_implementation("selective_scan", Implementation::kernel);
+    return cuda::selective_scan(u, delta, A, B, C, D, z, delta_bias);
+  }
 #endif
+  record_implementation("selective_scan", Implementation::reference);
   const auto type = compute_type(u);
   const int64_t batch = u.size(0), channels = u.size(1), seq_len = u.size(2), d_state = A.size(1);
 

@@ -15,9 +15,9 @@
 namespace mixlab {
 
 // Returns out: [B, E, N] in u's dtype.  The recurrence runs in float64 for float64 input and in
-// float32 otherwise.  On CUDA (when mixlab is built with its kernels and D, z, delta_bias are all
-// given) this is mixlab::cuda::selective_scan; elsewhere the reference below: one vectorised
-// [B, E, n] multiply-add per time step, differentiable by autograd.
+// float32 otherwise.  Where the CUDA kernels take the input (cuda::selective_scan_supported: d_state
+// 16, D and z given) they run; otherwise the reference below: one vectorised [B, E, n]
+// multiply-add per time step, differentiable by autograd.
 torch::Tensor selective_scan(const torch::Tensor& u, const torch::Tensor& delta, const torch::Tensor& A,
                              const torch::Tensor& B, const torch::Tensor& C, const torch::Tensor& D,
                              const torch::Tensor& z, const torch::Tensor& delta_bias);

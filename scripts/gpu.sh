@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Build mixlab with its CUDA kernels, run the GPU tests, and run a named benchmark, in one call
-# (one device lease).  Logs, CSVs and the PERF tables land in OUTDIR.
+# Build mixlab with its CUDA kernels, run the whole test suite (CPU and CUDA tests) under the
+# wheel's LibTorch, and run a named benchmark, in one call (one device lease).  Logs, CSVs and the
+# PERF tables land in OUTDIR; the exit status is the suite's (non-zero on any failure or crash).
 #
 # Usage: scripts/gpu.sh OUTDIR [benchmark]
-#   benchmark: none | quick | kernels (default: kernels; the full table of docs/PERF.md)
+#   benchmark: none | cli | quick | kernels (default: kernels; the full table of docs/PERF.md);
+#   cli: every command with --device cuda over every registry entry (scripts/gpu_cli.sh)
 #   Extra arguments after the benchmark go to `mixlab kernel_bench` (e.g. --ops=scan).
 # Needs: nvcc, the PyTorch wheel (its LibTorch), CMake, ninja; sqlite3.h may be carried in
 # .devicedeps/ (the GPU image has libsqlite3.so.0 but no header).
@@ -33,18 +35,23 @@ export PATH="/usr/local/cuda/bin:$PATH"
 {
   cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$TORCH_PREFIX" \
     -DTORCH_CUDA_ARCH_LIST=9.0a -DCMAKE_CUDA_ARCHITECTURES=90a "${extra[@]}" &&
-  cmake --build "$BUILD" -j "$(nproc)" --target mixlab_tests mixlab
+  cmake --build "$BUILD" -j "$(nproc)"
 } 2>&1 | tee "$OUT/build.log" | grep -E 'error|warning: .*(spill|stack)|FAILED|mixlab:' | head -50
 status=${PIPESTATUS[0]}
 if [[ $status -ne 0 || ! -x "$BUILD/mixlab_tests" ]]; then
   echo "gpu.sh: build failed (see $OUT/build.log)"; tail -40 "$OUT/build.log"; exit 1
 fi
 
-"$BUILD/mixlab_tests" --gtest_filter='CudaKernels*' 2>&1 | tee "$OUT/tests.log"
-tests_status=${PIPESTATUS[0]}
+# The whole suite, not only the CUDA tests: everything must pass under LibTorch 2.x too.  Each test
+# runs in its own process (ctest), so one crash cannot hide the rest.
+(cd "$BUILD" && ctest -j "$(nproc)" --timeout 900 --output-on-failure) >"$OUT/tests.log" 2>&1
+tests_status=$?
+grep -E "tests passed|tests failed|\(Failed\)|\(SEGFAULT\)|\(Subprocess aborted\)|\(Timeout\)|Exception" "$OUT/tests.log" | head -60
+echo "gpu.sh: the whole suite on $(head -2 "$OUT/gpu.txt" | tail -1 | cut -d, -f1): exit $tests_status (log: $OUT/tests.log)"
 
 case "$BENCH" in
   none) ;;
+  cli) "$ROOT/scripts/gpu_cli.sh" "$BUILD" "$OUT" || tests_status=1 ;;
   quick | kernels)
     flag=(); [[ $BENCH == quick ]] && flag=(--quick)
     "$BUILD/mixlab" kernel_bench "$OUT/mixlab_kernels.csv" "${flag[@]}" "${BENCH_ARGS[@]}" 2>&1 | tee "$OUT/bench.log"
@@ -54,6 +61,6 @@ case "$BENCH" in
     fi
     python3 bench/peers/make_table.py "$OUT/mixlab_kernels.csv" "$OUT/peers_attention.csv" "$OUT/peers_scan.csv" | tee "$OUT/perf_table.md"
     ;;
-  *) echo "gpu.sh: unknown benchmark '$BENCH' (valid: none, quick, kernels)"; exit 2 ;;
+  *) echo "gpu.sh: unknown benchmark '$BENCH' (valid: none, cli, quick, kernels)"; exit 2 ;;
 esac
 exit $tests_status

@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <stdexcept>
 #include <string>
@@ -14,6 +15,14 @@
 #include <vector>
 
 namespace mixlab::reports::fixture {
+
+// Plots need gnuplot.  The GPU machine has none (reports are drawn from the databases brought
+// back), so tests that render plots skip there, saying why; scripts/test.sh installs it, so on
+// the CPU machines and in CI they always run.
+inline bool gnuplot_installed() { return std::system("command -v gnuplot >/dev/null 2>&1") == 0; }
+#define MIXLAB_REQUIRE_GNUPLOT()                                 \
+  if (!::mixlab::reports::fixture::gnuplot_installed())          \
+  GTEST_SKIP() << "gnuplot is not installed here (Debian: gnuplot-nox); plots are drawn where it is"
 
 // A folder under the system temp dir, removed with everything in it at the end of the test.
 class TempDir {

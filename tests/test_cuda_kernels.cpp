@@ -1,6 +1,9 @@
 // CUDA kernels (attention/cuda, mixers/cuda) against float64 CPU references written here from the
 // equations: forward outputs and every input gradient, for several shapes including ragged N, a
 // segment size that does not divide N, and channel counts that do not fill a block.
+// Each op is called through its dispatch (mixlab::sliding_window_attention, ...), which runs the
+// kernel where the binding supports the input and the mixer's reference otherwise (float32, head
+// dim 96, no z); the log of implementations says which ran.
 // Without a CUDA build or a GPU every test prints "skipped: no GPU".
 
 #include <gtest/gtest.h>
@@ -8,6 +11,12 @@
 
 #include <cmath>
 #include <vector>
+
+#include "attention/checkpoint_attention.h"
+#include "attention/swa.h"
+#include "mixers/compat.h"
+#include "mixers/implementation.h"
+#include "mixers/selective_scan.h"
 
 #ifdef MIXLAB_WITH_CUDA
 #include "attention/cuda/kernels.h"
@@ -105,11 +114,11 @@ TEST(CudaKernels, SlidingWindowMatchesFloat64Reference) {
       {2, 3, 200, 64, 37, torch::kBFloat16},   {1, 2, 333, 128, 64, torch::kBFloat16},
       {1, 2, 130, 64, 1000, torch::kBFloat16}, {1, 1, 77, 128, 1, torch::kBFloat16},
       {1, 2, 300, 64, 129, torch::kHalf},      {2, 1, 257, 128, 200, torch::kHalf},
-      {1, 2, 700, 64, 100, torch::kFloat},     {1, 1, 150, 96, 40, torch::kBFloat16},  // LibTorch path
+      {1, 2, 700, 64, 100, torch::kFloat},     {1, 1, 150, 96, 40, torch::kBFloat16},  // the reference
   };
   for (const auto& c : cases)
     check_attention(c, window_mask(c.n, c.param), [](auto& q, auto& k, auto& v, int64_t w) {
-      return mixlab::cuda::sliding_window_attention(q, k, v, w);
+      return mixlab::sliding_window_attention(q, k, v, w, 0);
     });
 #endif
 }
@@ -121,11 +130,11 @@ TEST(CudaKernels, CheckpointAttentionMatchesFloat64Reference) {
       {2, 2, 203, 64, 10, torch::kBFloat16}, {1, 2, 1030, 128, 7, torch::kBFloat16},
       {1, 1, 9, 64, 10, torch::kBFloat16},   {1, 2, 150, 64, 1, torch::kBFloat16},
       {1, 2, 700, 64, 3, torch::kHalf},      {2, 1, 129, 128, 10, torch::kHalf},
-      {1, 2, 1100, 64, 10, torch::kFloat},   {1, 1, 150, 96, 7, torch::kBFloat16},  // LibTorch path
+      {1, 2, 1100, 64, 10, torch::kFloat},   {1, 1, 150, 96, 7, torch::kBFloat16},  // the reference
   };
   for (const auto& c : cases)
     check_attention(c, checkpoint_mask(c.n, c.param), [](auto& q, auto& k, auto& v, int64_t s) {
-      return mixlab::cuda::checkpoint_attention(q, k, v, s);
+      return mixlab::checkpoint_attention(q, k, v, s, 0);
     });
 #endif
 }
@@ -165,7 +174,7 @@ void check_scan(int64_t batch, int64_t channels, int64_t n, torch::ScalarType dt
   auto dout = torch::randn({batch, channels, n}, cuda.dtype(dtype));
 
   poison_allocator();
-  auto out = mixlab::cuda::selective_scan(u, delta, A, B, C, D, z, bias);
+  auto out = mixlab::selective_scan(u, delta, A, B, C, D, z, bias);
   out.backward(dout);
 
   auto cpu64 = [](const torch::Tensor& t) {
@@ -195,6 +204,47 @@ TEST(CudaKernels, SelectiveScanMatchesFloat64Reference) {
   check_scan(1, 64, 64, torch::kFloat, false, 1e-4);
   check_scan(2, 33, 257, torch::kBFloat16, true, 1e-2);
   check_scan(1, 96, 31, torch::kHalf, true, 5e-3);
+}
+
+// The dispatch: which implementation runs for which input, and the dtype rule under autocast.
+// Under CUDA autocast q and k come out of RoPE in float32 while v is bf16 (the bug that stopped
+// every SWA and SCOUT model from training on CUDA): the op casts all three to the autocast dtype,
+// as autocast does for a custom op, and runs the kernel.
+TEST(CudaKernels, DispatchRunsTheKernelWhereSupportedAndTheReferenceOtherwise) {
+  MIXLAB_REQUIRE_GPU();
+#ifdef MIXLAB_WITH_CUDA
+  torch::manual_seed(5);
+  auto cuda = torch::TensorOptions().device(torch::kCUDA);
+  auto q = torch::randn({1, 2, 100, 64}, cuda), k = torch::randn({1, 2, 100, 64}, cuda);
+  auto v = torch::randn({1, 2, 100, 64}, cuda).to(torch::kBFloat16);
+  auto ref = masked_attention_reference(q.cpu().to(torch::kDouble), k.cpu().to(torch::kDouble),
+                                        v.cpu().to(torch::kDouble), window_mask(100, 17));
+  {
+    mixlab::ImplementationLog log;
+    mixlab::compat::CudaAutocast autocast(true);
+    auto out = mixlab::sliding_window_attention(q, k, v, 17, 0);
+    EXPECT_EQ(out.scalar_type(), torch::kBFloat16);
+    EXPECT_LT(relative_error(out, ref), 1.5e-2);
+    EXPECT_EQ(log.summary(), "sliding_window_attention=kernel");
+  }
+  {  // no autocast: float32 and bf16 promote to float32, which the kernels do not take
+    mixlab::ImplementationLog log;
+    auto out = mixlab::sliding_window_attention(q, k, v, 17, 0);
+    EXPECT_EQ(out.scalar_type(), torch::kFloat);
+    EXPECT_LT(relative_error(out, ref), 1e-2);  // v was rounded to bf16
+    EXPECT_EQ(log.summary(), "sliding_window_attention=reference");
+  }
+  {  // the binding refuses what it does not support, naming the dispatch to call instead
+    auto q96 = torch::randn({1, 1, 8, 96}, cuda.dtype(torch::kBFloat16));
+    EXPECT_FALSE(mixlab::cuda::checkpoint_supported(q96, q96, q96));
+    try {
+      mixlab::cuda::checkpoint_attention(q96, q96, q96, 4);
+      ADD_FAILURE() << "an unsupported head dim reached the kernel";
+    } catch (const c10::Error& error) {
+      EXPECT_NE(std::string(error.what()).find("runs the reference"), std::string::npos) << error.what();
+    }
+  }
+#endif
 }
 
 }  // namespace

@@ -28,6 +28,7 @@ std::string slurp(const std::string& path) {
 }
 
 TEST(ReportPlots, EveryPlotKindRendersInEveryFormat) {
+  MIXLAB_REQUIRE_GNUPLOT();
   fixture::TempDir dir("plots");
   {
     fixture::Fixture db(dir.path("study.db"));
@@ -103,6 +104,7 @@ TEST(ReportPlots, EveryPlotKindRendersInEveryFormat) {
 }
 
 TEST(ReportPlots, RerunReplacesStoredFitsAndFilterRestrictsTheReport) {
+  MIXLAB_REQUIRE_GNUPLOT();
   fixture::TempDir dir("rerun");
   {
     fixture::Fixture db(dir.path("study.db"));
@@ -126,6 +128,7 @@ TEST(ReportPlots, RerunReplacesStoredFitsAndFilterRestrictsTheReport) {
 }
 
 TEST(ReportPlots, DatabaseWithOnlyFailuresStillReports) {
+  MIXLAB_REQUIRE_GNUPLOT();
   fixture::TempDir dir("failed");
   {
     fixture::Fixture db(dir.path("f.db"));
@@ -153,6 +156,7 @@ TEST(ReportPlots, DatabaseWithOnlyFailuresStillReports) {
 }
 
 TEST(ReportPlots, HtmlIsEscapedAndSelfContainedAndFileNamesAreSanitised) {
+  MIXLAB_REQUIRE_GNUPLOT();
   fixture::TempDir dir("html");
   const std::string evil = "<script>alert('x')</script> & \"q\"";
   {
@@ -194,6 +198,7 @@ TEST(ReportPlots, HtmlIsEscapedAndSelfContainedAndFileNamesAreSanitised) {
 int run(const std::string& command) { return WEXITSTATUS(std::system(command.c_str())); }
 
 TEST(ReportCommand, TableAndPlotSubcommands) {
+  MIXLAB_REQUIRE_GNUPLOT();
   fixture::TempDir dir("cli");
   {
     fixture::Fixture db(dir.path("c.db"));

@@ -1,7 +1,8 @@
-// Autograd wrappers of the attention kernels (flash_attention.cu): shape and dtype checks, the
-// checkpoint gather, and the saved tensors.  bf16 and fp16 inputs with head dim 64 or 128 run the
-// kernels; other dtypes or head dims take an exact LibTorch path over blocks of queries (float32
-// arithmetic, autograd; memory O(N·W) for the window and O(N²/S) for checkpoints).
+// Autograd wrappers of the attention kernels (flash_attention.cu): which inputs the kernels take
+// (`*_supported`), the dtype the op computes in (autocast's rule for a custom op), shape checks,
+// the checkpoint gather, and the saved tensors.  The kernels take bf16 and fp16 with head dim 64
+// or 128; for anything else the caller runs the mixer's own reference (attention/swa.cpp,
+// attention/checkpoint_attention.cpp): there is no third implementation here.
 
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -10,6 +11,7 @@
 
 #include "attention/cuda/kernels.h"
 #include "attention/cuda/launch.h"
+#include "mixers/compat.h"
 
 namespace mixlab::cuda {
 namespace {
@@ -23,61 +25,15 @@ void check_qkv(const char* fn, const torch::Tensor& q, const torch::Tensor& k, c
               ": q, k, v must have one shape, got ", q.sizes(), ", ", k.sizes(), ", ", v.sizes());
   TORCH_CHECK(q.is_cuda() && k.device() == q.device() && v.device() == q.device(),
               "attention/cuda/attention_binding.cpp: ", fn, ": q, k, v must be CUDA tensors on one device");
-  TORCH_CHECK(k.scalar_type() == q.scalar_type() && v.scalar_type() == q.scalar_type(),
-              "attention/cuda/attention_binding.cpp: ", fn, ": q, k, v must share one dtype");
 }
 
-bool kernel_path(const torch::Tensor& q) {
-  return (q.scalar_type() == torch::kBFloat16 || q.scalar_type() == torch::kHalf) &&
-         detail::attention_supported(static_cast<int>(q.size(3)));
-}
-
-constexpr int64_t kFallbackBlock = 512;  // queries per block of the LibTorch path
-
-// Softmax attention of the queries [t0, t1) over the keys at `positions` (a [P] index), with
-// allowed[t, p] given as a [t1 - t0, P] boolean; float32 arithmetic, output in q's dtype.
-torch::Tensor attend_block(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t t0,
-                           int64_t t1, const torch::Tensor& positions, const torch::Tensor& allowed) {
-  const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(3)));
-  auto qb = q.slice(2, t0, t1).to(torch::kFloat);
-  auto kb = k.index_select(2, positions).to(torch::kFloat), vb = v.index_select(2, positions).to(torch::kFloat);
-  auto scores = torch::matmul(qb, kb.transpose(-2, -1)) * scale;  // [B, H, t1-t0, P]
-  scores = scores.masked_fill(allowed.logical_not(), -std::numeric_limits<float>::infinity());
-  return torch::matmul(torch::softmax(scores, -1), vb).to(q.scalar_type());
-}
-
-// Sliding window by blocks: the block [t0, t1) reads keys [t0-W+1, t1).
-torch::Tensor window_by_blocks(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                               int64_t window) {
-  const int64_t n = q.size(2);
-  auto index = q.options().dtype(torch::kLong);
-  std::vector<torch::Tensor> outs;
-  for (int64_t t0 = 0; t0 < n; t0 += kFallbackBlock) {
-    const int64_t t1 = std::min(n, t0 + kFallbackBlock), s0 = std::max<int64_t>(0, t0 - window + 1);
-    auto positions = torch::arange(s0, t1, index);
-    auto t = torch::arange(t0, t1, index).unsqueeze(1), s = positions.unsqueeze(0);
-    outs.push_back(attend_block(q, k, v, t0, t1, positions, (s <= t).logical_and(s > t - window)));
-  }
-  return torch::cat(outs, 2);
-}
-
-// Checkpoints by blocks: the block [t0, t1) reads itself and the checkpoints p = cS+S-1 < t1-1.
-torch::Tensor checkpoints_by_blocks(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                                    int64_t segment) {
-  const int64_t n = q.size(2);
-  auto index = q.options().dtype(torch::kLong);
-  std::vector<torch::Tensor> outs;
-  for (int64_t t0 = 0; t0 < n; t0 += kFallbackBlock) {
-    const int64_t t1 = std::min(n, t0 + kFallbackBlock);
-    auto ckpts = torch::arange(segment - 1, std::max(segment - 1, t1 - 1), segment, index);  // [C]
-    auto rows = torch::arange(t0, t1, index);
-    auto positions = torch::cat({ckpts, rows});
-    auto t = rows.unsqueeze(1);
-    // [b, C + b]: checkpoints strictly before t, then the self item.
-    auto allowed = torch::cat({ckpts.unsqueeze(0) < t, rows.unsqueeze(0) == t}, 1);
-    outs.push_back(attend_block(q, k, v, t0, t1, positions, allowed));
-  }
-  return torch::cat(outs, 2);
+// Whether the kernels take q, k, v once cast to the op's dtype: CUDA, one shape, bf16/fp16, head
+// dim 64 or 128.
+bool kernels_take(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
+  if (!q.defined() || q.dim() != 4 || !q.is_cuda() || k.sizes() != q.sizes() || v.sizes() != q.sizes()) return false;
+  if (k.device() != q.device() || v.device() != q.device()) return false;
+  const auto dtype = compat::custom_op_dtype({q, k, v});
+  return (dtype == torch::kBFloat16 || dtype == torch::kHalf) && detail::attention_supported(static_cast<int>(q.size(3)));
 }
 
 detail::AttentionShape make_shape(const torch::Tensor& q, detail::Mask mask, int64_t n_keys) {
@@ -175,13 +131,24 @@ class CheckpointFunction : public torch::autograd::Function<CheckpointFunction> 
 
 }  // namespace
 
+bool sliding_window_supported(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
+  return kernels_take(q, k, v);
+}
+
+bool checkpoint_supported(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
+  return kernels_take(q, k, v);
+}
+
 torch::Tensor sliding_window_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                        int64_t window) {
   check_qkv("sliding_window_attention", q, k, v);
   TORCH_CHECK(window >= 1, "attention/cuda/attention_binding.cpp: sliding_window_attention: window must be >= 1, got ",
               window);
-  if (!kernel_path(q)) return window_by_blocks(q, k, v, window);
-  return SlidingWindowFunction::apply(q, k, v, window);
+  TORCH_CHECK(kernels_take(q, k, v), "attention/cuda/attention_binding.cpp: sliding_window_attention: the kernels take "
+              "bf16/fp16 with head dim 64 or 128, got ", q.scalar_type(), " with head dim ", q.size(3),
+              "; call mixlab::sliding_window_attention (attention/swa.h), which runs the reference for these");
+  const auto dtype = compat::custom_op_dtype({q, k, v});
+  return SlidingWindowFunction::apply(q.to(dtype), k.to(dtype), v.to(dtype), window);
 }
 
 torch::Tensor checkpoint_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
@@ -189,8 +156,11 @@ torch::Tensor checkpoint_attention(const torch::Tensor& q, const torch::Tensor& 
   check_qkv("checkpoint_attention", q, k, v);
   TORCH_CHECK(segment_size >= 1, "attention/cuda/attention_binding.cpp: checkpoint_attention: segment_size must be >= 1, got ",
               segment_size);
-  if (!kernel_path(q)) return checkpoints_by_blocks(q, k, v, segment_size);
-  return CheckpointFunction::apply(q, k, v, segment_size);
+  TORCH_CHECK(kernels_take(q, k, v), "attention/cuda/attention_binding.cpp: checkpoint_attention: the kernels take "
+              "bf16/fp16 with head dim 64 or 128, got ", q.scalar_type(), " with head dim ", q.size(3),
+              "; call mixlab::checkpoint_attention (attention/checkpoint_attention.h), which runs the reference for these");
+  const auto dtype = compat::custom_op_dtype({q, k, v});
+  return CheckpointFunction::apply(q.to(dtype), k.to(dtype), v.to(dtype), segment_size);
 }
 
 }  // namespace mixlab::cuda

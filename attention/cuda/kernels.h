@@ -3,11 +3,17 @@
 // The CPU code calls these only under `#ifdef MIXLAB_WITH_CUDA` and only for CUDA tensors; each
 // is differentiable (a torch::autograd::Function with a hand-written backward kernel).
 //
-// Shapes: q, k, v: [B, H, N, d_h] (contiguous, bf16/fp16/fp32), returns [B, H, N, d_h].
+// Shapes: q, k, v: [B, H, N, d_h], returns [B, H, N, d_h] in the op's dtype (under CUDA autocast
+// the autocast dtype, as for a custom op; otherwise the inputs' common dtype).
 
 #include <torch/torch.h>
 
 namespace mixlab::cuda {
+
+// Whether the kernels take these inputs (CUDA, one shape, bf16/fp16 once cast to the op's dtype,
+// head dim 64 or 128).  Callers run their reference otherwise; the entry points below refuse them.
+bool sliding_window_supported(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v);
+bool checkpoint_supported(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v);
 
 // Sliding-window causal attention: query t sees keys t-window+1 .. t.
 torch::Tensor sliding_window_attention(const torch::Tensor& q, const torch::Tensor& k,

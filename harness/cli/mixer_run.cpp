@@ -1,14 +1,14 @@
 // `mixlab mixer run NAME [--set key=value]... --d-model D --heads H --seed N
 //                        --input x.safetensors --output y.safetensors
 //                        [--weights-in w.safetensors | --weights-out w.safetensors]
-//                        [--dtype float32|float64]`
+//                        [--device cpu|cuda] [--dtype float32|float64|bfloat16|float16]`
 //
 // Builds one registry entry, seeds LibTorch before building it (so the initial weights are a
 // function of the seed), then either overwrites the weights from --weights-in (strict: every
 // name, shape and kind of dtype must match) or saves the initial weights to --weights-out, runs
 // forward on the tensor `x` ([batch, seq, d_model]) of --input and writes `y` (same shape, the
 // chosen dtype) to --output, with the entry, its parameters, d_model, heads, seed and dtype in
-// the file's metadata.  This is the seam for checking a mixer against an outside implementation:
+// the file's metadata (y is written from the CPU).  This is the seam for checking a mixer against an outside implementation:
 // feed both the same x and weights, compare the y.
 //
 // Bad input (unknown entry or --set key, a value of the wrong type, a missing x, x of the wrong
@@ -16,7 +16,9 @@
 
 #include "harness/cli/command.h"
 #include "harness/config.h"
+#include "harness/device.h"
 #include "harness/safetensors.h"
+#include "mixers/implementation.h"
 #include "mixers/registry.h"
 
 #include <iostream>
@@ -32,6 +34,7 @@ struct MixerRunOptions {
   int64_t seed = 0;
   std::string input, output, weights_in, weights_out;
   std::string dtype = "float32";
+  std::string device = "cpu";
 };
 
 std::string shape_text(torch::IntArrayRef sizes) {
@@ -84,15 +87,18 @@ int run_mixer(const MixerRunOptions& options) {
   const MixerParams params = registry.resolve(options.name, given);
   const MixerContext context{options.d_model, options.heads};
   if (entry.validate) entry.validate(context, params);
-  const torch::ScalarType dtype = options.dtype == "float64" ? torch::kFloat64 : torch::kFloat32;
+  const torch::ScalarType dtype = scalar_type_of(options.dtype);
+  const Device device{resolve_device_kind(options.device, "--device"), options.dtype};
 
-  const torch::Tensor x = read_input(options, dtype);  // before building: fail fast on bad input
+  // Read before building: fail fast on bad input.
+  const torch::Tensor x = read_input(options, dtype).to(device.torch_device());
 
-  torch::manual_seed(static_cast<uint64_t>(options.seed));
+  torch::manual_seed(static_cast<uint64_t>(options.seed));  // on the CPU: the same weights for every device
   TokenMixerPtr mixer = registry.create(options.name, context, given);
   mixer->to(dtype);
-  mixer->eval();
   if (!options.weights_in.empty()) load_module_weights(*mixer, options.weights_in, /*strict=*/true);
+  mixer->to(device.torch_device());
+  mixer->eval();
 
   // What produced y, for the record.
   json params_json = json::object();
@@ -103,12 +109,15 @@ int run_mixer(const MixerRunOptions& options) {
                        {"d_model", std::to_string(options.d_model)},
                        {"heads", std::to_string(options.heads)},
                        {"seed", std::to_string(options.seed)},
-                       {"dtype", options.dtype}};
+                       {"dtype", options.dtype},
+                       {"device", device.kind}};
   if (!options.weights_in.empty()) metadata["weights"] = options.weights_in;
   if (!options.weights_out.empty()) save_module_weights(*mixer, options.weights_out, metadata);
 
   torch::NoGradGuard no_grad;
-  const torch::Tensor y = mixer->forward(x);  // [batch, seq, d_model]
+  ImplementationLog implementations;
+  const torch::Tensor y = mixer->forward(x).to(torch::kCPU);  // [batch, seq, d_model]
+  metadata["implementation"] = implementations.summary();
   write_safetensors(options.output, {{"y", y}}, metadata);
   std::cout << "mixer " << options.name << ": x " << shape_text(x.sizes()) << " -> y "
             << shape_text(y.sizes()) << " written to " << options.output << "\n";
@@ -133,7 +142,10 @@ static const CommandRegistrar mixer_run_command(
       auto out = app.add_option("--weights-out", options->weights_out, "save the entry's seeded initial weights");
       in->excludes(out);
       app.add_option("--dtype", options->dtype, "compute dtype")
-          ->check(CLI::IsMember({"float32", "float64"}))
+          ->check(CLI::IsMember({"float32", "float64", "bfloat16", "float16"}))
+          ->capture_default_str();
+      app.add_option("--device", options->device, "where the entry runs (cuda: its kernel where it has one)")
+          ->check(CLI::IsMember({"cpu", "cuda", "auto"}))
           ->capture_default_str();
       return [options] { return run_mixer(*options); };
     });

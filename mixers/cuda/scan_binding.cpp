@@ -1,11 +1,14 @@
-// Autograd wrapper of the selective-scan kernels (selective_scan.cu): checks, saved tensors, and
-// the reduction of dB, dC to the inputs' dtype.  d_state other than 16 takes a LibTorch loop over
-// time (exact, slow, autograd).
+// Autograd wrapper of the selective-scan kernels (selective_scan.cu): which inputs the kernels take
+// (`selective_scan_supported`), the dtype the op computes in (autocast's rule for a custom op),
+// checks, saved tensors, and the reduction of dB, dC to the inputs' dtype.  For inputs the kernels
+// do not take (d_state other than 16, no D or z) the caller runs the reference
+// (mixers/selective_scan.cpp): there is no third implementation here.
 
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 
 #include "mixers/cuda/kernels.h"
+#include "mixers/compat.h"
 #include "mixers/cuda/launch.h"
 
 namespace mixlab::cuda {
@@ -74,50 +77,40 @@ class SelectiveScanFunction : public torch::autograd::Function<SelectiveScanFunc
   }
 };
 
-// The recurrence, step by step in LibTorch (float32): the path for d_state != 16.
-torch::Tensor scan_by_steps(const torch::Tensor& u, const torch::Tensor& delta, const torch::Tensor& A,
-                            const torch::Tensor& B, const torch::Tensor& C, const torch::Tensor& D,
-                            const torch::Tensor& z, const torch::Tensor& bias) {
-  auto uf = u.to(torch::kFloat), zf = z.to(torch::kFloat), Bf = B.to(torch::kFloat), Cf = C.to(torch::kFloat);
-  auto dt = delta.to(torch::kFloat);
-  if (bias.defined()) dt = dt + bias.view({1, -1, 1});
-  dt = torch::softplus(dt);  // [b, E, N]
-  auto h = torch::zeros({u.size(0), u.size(1), A.size(1)}, uf.options());
-  std::vector<torch::Tensor> ys;
-  for (int64_t t = 0; t < u.size(2); ++t) {
-    auto dt_t = dt.select(2, t).unsqueeze(-1);  // [b, E, 1]
-    h = torch::exp(dt_t * A) * h + dt_t * uf.select(2, t).unsqueeze(-1) * Bf.select(2, t).unsqueeze(1);
-    ys.push_back((h * Cf.select(2, t).unsqueeze(1)).sum(-1));
-  }
-  auto y = torch::stack(ys, 2) + D.view({1, -1, 1}) * uf;
-  return (y * torch::silu(zf)).to(u.scalar_type());
-}
-
 }  // namespace
 
-torch::Tensor selective_scan(const torch::Tensor& u, const torch::Tensor& delta, const torch::Tensor& A,
-                             const torch::Tensor& B, const torch::Tensor& C, const torch::Tensor& D,
-                             const torch::Tensor& z, const torch::Tensor& delta_bias) {
+bool selective_scan_supported(const torch::Tensor& u, const torch::Tensor& delta, const torch::Tensor& A,
+                              const torch::Tensor& B, const torch::Tensor& C, const torch::Tensor& D,
+                              const torch::Tensor& z, const torch::Tensor& delta_bias) {
+  if (!u.defined() || !u.is_cuda() || u.dim() != 3 || !D.defined() || !z.defined()) return false;
+  if (A.dim() != 2 || A.size(1) != detail::kScanStates) return false;
+  const auto dtype = compat::custom_op_dtype({u, delta, z, B, C});
+  return dtype == torch::kBFloat16 || dtype == torch::kHalf || dtype == torch::kFloat;
+}
+
+torch::Tensor selective_scan(const torch::Tensor& u_in, const torch::Tensor& delta_in, const torch::Tensor& A_in,
+                             const torch::Tensor& B_in, const torch::Tensor& C_in, const torch::Tensor& D_in,
+                             const torch::Tensor& z_in, const torch::Tensor& bias_in) {
   const char* where = "mixers/cuda/scan_binding.cpp: selective_scan: ";
-  TORCH_CHECK(u.dim() == 3 && delta.sizes() == u.sizes() && z.sizes() == u.sizes(), where,
+  TORCH_CHECK(selective_scan_supported(u_in, delta_in, A_in, B_in, C_in, D_in, z_in, bias_in), where,
+              "the kernels take CUDA inputs with d_state 16, D and z given, in bf16/fp16/float32; "
+              "call mixlab::selective_scan (mixers/selective_scan.h), which runs the reference for others");
+  // The op's dtype for the sequence operands; A, D and delta_bias are float32 parameters of the state.
+  const auto dtype = compat::custom_op_dtype({u_in, delta_in, z_in, B_in, C_in});
+  const auto u = u_in.to(dtype), delta = delta_in.to(dtype), z = z_in.to(dtype), B = B_in.to(dtype), C = C_in.to(dtype);
+  const auto A = A_in.to(torch::kFloat), D = D_in.to(torch::kFloat);
+  // autograd::Function takes no undefined tensors: "no bias" travels as an empty one.
+  const auto delta_bias = bias_in.defined() ? bias_in.to(torch::kFloat) : torch::empty({0}, A.options());
+  TORCH_CHECK(delta.sizes() == u.sizes() && z.sizes() == u.sizes(), where,
               "u, delta, z must be [B, E, N] of one shape, got ", u.sizes(), ", ", delta.sizes(), ", ", z.sizes());
-  TORCH_CHECK(A.dim() == 2 && A.size(0) == u.size(1), where, "A must be [E, n], got ", A.sizes());
+  TORCH_CHECK(A.size(0) == u.size(1), where, "A must be [E, n], got ", A.sizes());
   TORCH_CHECK(B.dim() == 3 && B.size(0) == u.size(0) && B.size(1) == A.size(1) && B.size(2) == u.size(2) &&
                   C.sizes() == B.sizes(),
               where, "B, C must be [B, n, N], got ", B.sizes(), ", ", C.sizes());
   TORCH_CHECK(D.dim() == 1 && D.size(0) == u.size(1), where, "D must be [E], got ", D.sizes());
-  TORCH_CHECK(!delta_bias.defined() || (delta_bias.dim() == 1 && delta_bias.size(0) == u.size(1)), where,
+  TORCH_CHECK(delta_bias.numel() == 0 || (delta_bias.dim() == 1 && delta_bias.size(0) == u.size(1)), where,
               "delta_bias must be [E] or undefined, got ", delta_bias.sizes());
-  TORCH_CHECK(A.scalar_type() == torch::kFloat && D.scalar_type() == torch::kFloat &&
-                  (!delta_bias.defined() || delta_bias.scalar_type() == torch::kFloat),
-              where, "A, D, delta_bias must be float32");
-  TORCH_CHECK(delta.scalar_type() == u.scalar_type() && z.scalar_type() == u.scalar_type(), where,
-              "u, delta, z must share one dtype");
-  TORCH_CHECK(u.is_cuda(), where, "tensors must be on CUDA");
-  if (A.size(1) != detail::kScanStates) return scan_by_steps(u, delta, A, B, C, D, z, delta_bias);
-  // autograd::Function takes no undefined tensors: "no bias" travels as an empty one.
-  const auto bias = delta_bias.defined() ? delta_bias : torch::empty({0}, A.options());
-  return SelectiveScanFunction::apply(u, delta, A, B, C, D, z, bias);
+  return SelectiveScanFunction::apply(u, delta, A, B, C, D, z, delta_bias);
 }
 
 }  // namespace mixlab::cuda
