@@ -44,7 +44,9 @@ fi
 
 # The whole suite, not only the CUDA tests: everything must pass under LibTorch 2.x too.  Each test
 # runs in its own process (ctest), so one crash cannot hide the rest.
-(cd "$BUILD" && ctest -j "$(nproc)" --timeout 900 --output-on-failure) >"$OUT/tests.log" 2>&1
+# One thread per test process: ctest runs one process per core, and LibTorch's default (a thread
+# per core in every process) oversubscribes the CPU many times over.
+(cd "$BUILD" && OMP_NUM_THREADS=1 ctest -j "$(nproc)" --timeout 900 --output-on-failure) >"$OUT/tests.log" 2>&1
 tests_status=$?
 grep -E "tests passed|tests failed|\(Failed\)|\(SEGFAULT\)|\(Subprocess aborted\)|\(Timeout\)|Exception" "$OUT/tests.log" | head -60
 echo "gpu.sh: the whole suite on $(head -2 "$OUT/gpu.txt" | tail -1 | cut -d, -f1): exit $tests_status (log: $OUT/tests.log)"
