@@ -621,15 +621,18 @@ __global__ void __launch_bounds__(NW * 32)
 
 // ------------------------------------------------------------------------------------ launchers
 
-void check_launch(const char* what) {
-  const cudaError_t err = cudaGetLastError();
+void check_cuda(cudaError_t err, const char* what) {
   if (err != cudaSuccess)
     throw std::runtime_error(std::string("attention/cuda/flash_attention.cu: ") + what + ": " + cudaGetErrorString(err));
 }
 
+void check_launch(const char* what) { check_cuda(cudaGetLastError(), what); }
+
 template <class Kernel>
 void set_smem(Kernel kernel, size_t bytes) {
-  if (bytes > 48 * 1024) cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes));
+  if (bytes > 48 * 1024)
+    check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)),
+               "raising the dynamic shared-memory limit");
 }
 
 // Tile sizes per head dim: forward and dQ use 16-row warps; dK/dV use 16-key warps.

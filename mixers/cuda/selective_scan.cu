@@ -405,11 +405,12 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-void check_launch(const char* what) {
-  const cudaError_t err = cudaGetLastError();
+void check_cuda(cudaError_t err, const char* what) {
   if (err != cudaSuccess)
     throw std::runtime_error(std::string("mixers/cuda/selective_scan.cu: ") + what + ": " + cudaGetErrorString(err));
 }
+
+void check_launch(const char* what) { check_cuda(cudaGetLastError(), what); }
 
 void check_shape(const ScanShape& sh) {
   if (sh.states != kScanStates)
@@ -429,7 +430,8 @@ void forward_typed(const ScanShape& sh, const void* u, const void* delta, const 
   const dim3 grid((sh.channels + kChannels - 1) / kChannels, sh.batch);
   const size_t smem = sizeof(ForwardSmem<T>);
   auto kernel = scan_forward_kernel<T>;
-  cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+  check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
+             "raising the dynamic shared-memory limit");
   kernel<<<grid, kThreads, smem, stream>>>(
       static_cast<const T*>(u), static_cast<const T*>(delta), A, static_cast<const T*>(B), static_cast<const T*>(C),
       D, static_cast<const T*>(z), bias, static_cast<T*>(out), states, sh.channels, sh.n, rows_aligned<T>(sh.n));
@@ -444,7 +446,8 @@ void backward_typed(const ScanShape& sh, const void* u, const void* delta, const
   const dim3 grid((sh.channels + kChannels - 1) / kChannels, sh.batch);
   const size_t smem = sizeof(BackwardSmem<T>);
   auto kernel = scan_backward_kernel<T>;
-  cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+  check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
+             "raising the dynamic shared-memory limit");
   kernel<<<grid, kThreads, smem, stream>>>(
       static_cast<const T*>(u), static_cast<const T*>(delta), A, static_cast<const T*>(B), static_cast<const T*>(C),
       D, static_cast<const T*>(z), bias, states, static_cast<const T*>(dout), static_cast<T*>(du),
