@@ -34,7 +34,7 @@ TORCH_PREFIX=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')
 export PATH="/usr/local/cuda/bin:$PATH"
 {
   cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$TORCH_PREFIX" \
-    -DTORCH_CUDA_ARCH_LIST=9.0a -DCMAKE_CUDA_ARCHITECTURES=90a "${extra[@]}" &&
+    -DTORCH_CUDA_ARCH_LIST=9.0a -DCMAKE_CUDA_ARCHITECTURES=90a -DMIXLAB_WITH_CUDA=ON "${extra[@]}" &&
   cmake --build "$BUILD" -j "$(nproc)"
 } 2>&1 | tee "$OUT/build.log" | grep -E 'error|warning: .*(spill|stack)|FAILED|mixlab:' | head -50
 status=${PIPESTATUS[0]}
