@@ -21,7 +21,9 @@
 // it across a GQA group; here each head is its own group), and the selection has no gradient
 // (as in the paper; the compression branch trains the scores).
 // Time O(N·(N/δ + n·l' + w)·d + H·N·(N/l')·K): quadratic through the compression branch and the
-// selection scores (with small constants 1/δ, 1/l').  Decode state: full KV of the selection
+// selection scores (with small constants 1/δ, 1/l').  The reference forward ranks blocks by pairwise
+// comparison (deterministic ties, so step() picks the same blocks): H·N·(N/l')² comparisons, not in
+// cost(), and the largest CPU term at N = 1024 in the mixer-zoo sweep.  Decode state: full KV of the selection
 // branch, the window's KV, the compressed keys/values and the raw tokens not yet compressed.
 
 #include "attention/multi_head.h"
