@@ -201,11 +201,43 @@ int64_t require_int(const json& object, const std::string& key, const std::strin
 }
 }  // namespace
 
+// model.routing: {"router": "mod"|"dllm"|"none", "capacity", "first_layer", "every", "aux_coef",
+// "target", "always_first", "router_hidden"} (harness/block_router.h).
+BlockRoutingConfig parse_block_routing(const json& routing, const std::string& file, const std::string& path) {
+  if (!routing.is_object()) throw ConfigError(file, path, "must be an object, e.g. {\"router\": \"mod\", \"capacity\": 0.125}");
+  static const std::set<std::string> known = {"router", "capacity", "first_layer", "every", "aux_coef",
+                                              "target", "always_first", "router_hidden"};
+  for (auto it = routing.begin(); it != routing.end(); ++it)
+    if (!known.count(it.key()))
+      throw ConfigError(file, path + "." + it.key(), "unknown key; valid: " + join(std::vector<std::string>(known.begin(), known.end())));
+  BlockRoutingConfig config;
+  if (routing.contains("router")) {
+    if (!routing["router"].is_string()) throw ConfigError(file, path + ".router", "must be a string: none, mod or dllm");
+    config.router = routing["router"].get<std::string>();
+    if (config.router != "none" && config.router != "mod" && config.router != "dllm")
+      throw ConfigError(file, path + ".router", "unknown router '" + config.router + "'; valid: dllm, mod, none");
+  }
+  auto real = [&](const char* key, double& out, double lo, double hi) {
+    if (!routing.contains(key)) return;
+    if (!routing[key].is_number() || !(routing[key].get<double>() >= lo && routing[key].get<double>() <= hi))
+      throw ConfigError(file, path + "." + key, "must be a number in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+    out = routing[key].get<double>();
+  };
+  real("capacity", config.capacity, 1e-6, 1.0);
+  real("aux_coef", config.aux_coef, 0.0, 1e6);
+  real("target", config.target, 0.0, 1.0);
+  if (routing.contains("first_layer")) config.first_layer = require_int(routing, "first_layer", file, path, 0, 4096);
+  if (routing.contains("every")) config.every = require_int(routing, "every", file, path, 1, 4096);
+  if (routing.contains("always_first")) config.always_first = require_int(routing, "always_first", file, path, 0, 1 << 30);
+  if (routing.contains("router_hidden")) config.router_hidden = require_int(routing, "router_hidden", file, path, 0, 1 << 16);
+  return config;
+}
+
 ModelConfig parse_model_config(const json& model_in, const std::string& file, const std::string& path) {
   const json model = resolve_model_json(model_in, file, path);
   static const std::set<std::string> known = {"name", "vocab_size", "d_model", "n_heads", "n_layers",
                                               "pattern", "tie_embeddings", "norm_eps", "init_std",
-                                              "embedding", "embedding_params"};
+                                              "embedding", "embedding_params", "layer_averaging", "routing"};
   for (auto it = model.begin(); it != model.end(); ++it)
     if (!known.count(it.key()))
       throw ConfigError(file, path + "." + it.key(),
@@ -244,6 +276,11 @@ ModelConfig parse_model_config(const json& model_in, const std::string& file, co
       config.embedding_params[it.key()] =
           param_value_from_json(it.value(), file, path + ".embedding_params." + it.key());
   }
+  if (model.contains("layer_averaging")) {
+    if (!model["layer_averaging"].is_boolean()) throw ConfigError(file, path + ".layer_averaging", "must be true or false");
+    config.layer_averaging = model["layer_averaging"].get<bool>();
+  }
+  if (model.contains("routing")) config.routing = parse_block_routing(model["routing"], file, path + ".routing");
   if (!model.contains("pattern") || !model["pattern"].is_array() || model["pattern"].empty())
     throw ConfigError(file, path + ".pattern", "must be a non-empty list of sublayers, e.g. "
                                                "[{\"mixer\": \"attention\"}, {\"mixer\": \"mlp\"}]");
@@ -309,7 +346,18 @@ std::string model_label(const json& resolved_model) {
           seen.insert(key);
           label += " " + short_name + "=" + sublayer[key].dump();
         }
+      // Options that change the rule (mamba2's EfficientViM hidden-state mixer) name themselves.
+      if (sublayer.contains("hidden_mixer") && sublayer["hidden_mixer"].is_string() &&
+          sublayer["hidden_mixer"].get<std::string>() != "none" && !seen.count("hidden_mixer")) {
+        seen.insert("hidden_mixer");
+        label += " +" + sublayer["hidden_mixer"].get<std::string>();
+      }
     }
+  // Model options (harness/layer_averaging.h, harness/block_router.h).
+  if (resolved_model.value("layer_averaging", false)) label += " +layer-avg";
+  if (resolved_model.contains("routing") && resolved_model["routing"].is_object() &&
+      resolved_model["routing"].value("router", std::string("none")) != "none")
+    label += " +" + resolved_model["routing"]["router"].get<std::string>();
   return label;
 }
 

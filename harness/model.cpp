@@ -2,6 +2,9 @@
 
 #include "harness/scone.h"
 
+#include <cmath>
+#include <stdexcept>
+
 namespace mixlab {
 
 RMSNormImpl::RMSNormImpl(int64_t dim, double eps_) : eps(eps_) {
@@ -33,6 +36,15 @@ LanguageModelImpl::LanguageModelImpl(const ModelConfig& config) : config_(config
       layers->push_back(holder);
     }
   }
+  if (config.layer_averaging && config.routing.enabled())
+    throw RegistryError("model.layer_averaging and model.routing cannot be combined");
+  if (config.layer_averaging)
+    averaging_ = register_module("layer_averaging", LayerAveraging(static_cast<int64_t>(sublayers_.size())));
+  for (int64_t layer = 0; layer < config.n_layers; ++layer)
+    routers_.push_back(config.routing.routes(layer)
+                           ? register_module("router_" + std::to_string(layer),
+                                             BlockRouter(config.routing, config.d_model, config.init_std))
+                           : BlockRouter{nullptr});
   if (config.embedding == "scone") {
     MixerContext context{config.d_model, config.n_heads, 0, 1, config.init_std};
     scone_ = register_module("scone", std::make_shared<SconeEmbeddingImpl>(context, config.norm_eps, embed_tokens_,
@@ -51,8 +63,41 @@ LanguageModelImpl::LanguageModelImpl(const ModelConfig& config) : config_(config
 
 torch::Tensor LanguageModelImpl::hidden_states(const torch::Tensor& tokens) {
   auto h = scone_ ? scone_->forward(tokens) : embed_tokens_(tokens);  // [B, N, d]
-  for (size_t i = 0; i < sublayers_.size(); ++i) h = h + sublayers_[i]->forward_with_residual(norms_[i](h), h);
+  std::vector<torch::Tensor> history{h};                              // x_0 .. x_ℓ for layer averaging
+  const size_t per_layer = config_.pattern.size();
+  for (size_t i = 0; i < sublayers_.size(); ++i) {
+    if (auto& router = routers_[i / per_layer]) {
+      h = routed_layer(i, per_layer, router, h);
+      i += per_layer - 1;
+      continue;
+    }
+    h = h + sublayers_[i]->forward_with_residual(norms_[i](h), h);
+    if (averaging_) {
+      history.push_back(h);
+      h = averaging_(history);
+    }
+  }
   return final_norm_(h);
+}
+
+// Per sequence: pack the selected tokens in order, run the layer's sublayers on them (pre-norm
+// residual), and mix back h + w·(F(h) − h) at their positions; the others keep h.
+torch::Tensor LanguageModelImpl::routed_layer(size_t first, size_t count, BlockRouter& router, const torch::Tensor& h) {
+  auto decision = router->route(h);
+  std::vector<torch::Tensor> rows;
+  for (int64_t b = 0; b < h.size(0); ++b) {
+    auto index = decision.selected[b].nonzero().squeeze(1);  // [k], ascending
+    if (index.size(0) == 0) {
+      rows.push_back(h[b]);
+      continue;
+    }
+    auto start = h[b].index_select(0, index).unsqueeze(0);  // [1, k, d]
+    auto x = start;
+    for (size_t j = first; j < first + count; ++j) x = x + sublayers_[j]->forward_with_residual(norms_[j](x), x);
+    auto mixed = start + decision.weight[b].index_select(0, index).view({1, -1, 1}) * (x - start);
+    rows.push_back(h[b].index_copy(0, index, mixed.squeeze(0)));
+  }
+  return torch::stack(rows, 0);
 }
 
 torch::Tensor LanguageModelImpl::logits(const torch::Tensor& hidden) {
@@ -69,14 +114,36 @@ torch::Tensor LanguageModelImpl::auxiliary_loss() const {
     auto loss = sublayer->auxiliary_loss();
     if (loss.defined()) total = total.defined() ? total + loss : loss;
   }
+  for (const auto& router : routers_) {
+    if (!router) continue;
+    auto loss = router->auxiliary_loss();
+    if (loss.defined()) total = total.defined() ? total + loss : loss;
+  }
   return total.defined() ? total : torch::zeros({});
 }
 
 Cost LanguageModelImpl::cost(const CostShape& shape) const {
   Cost total;
-  for (const auto& sublayer : sublayers_) total += sublayer->cost(shape);
-  if (scone_) total += scone_->cost(shape);
+  const size_t per_layer = config_.pattern.size();
   const double tokens = static_cast<double>(shape.batch) * shape.seq_len;
+  for (size_t i = 0; i < sublayers_.size(); ++i) {
+    const auto& router = routers_[i / per_layer];
+    if (!router) {
+      total += sublayers_[i]->cost(shape);
+      continue;
+    }
+    // A routed layer works on the k = routed fraction · N tokens each sequence sends through it
+    // (the last forward's fraction; exact for MoD training, k = ⌈capacity·N⌉).
+    CostShape routed = shape;
+    routed.seq_len = static_cast<int64_t>(std::ceil(router->routed_fraction() * shape.seq_len - 1e-9));
+    total += sublayers_[i]->cost(routed);
+    if (i % per_layer == 0) {
+      total.flops += router->flops(tokens);
+      total.matmul_flops += router->matmul_flops(tokens);
+    }
+  }
+  if (averaging_) total.flops += averaging_->flops(tokens, config_.d_model);
+  if (scone_) total += scone_->cost(shape);
   const double head = 2.0 * tokens * config_.d_model * config_.vocab_size;
   const double norms = 4.0 * tokens * config_.d_model * static_cast<double>(sublayers_.size() + 1);
   total.flops += head + norms;
@@ -94,14 +161,36 @@ std::vector<MixerState> LanguageModelImpl::initial_states(int64_t batch,
                                                           const torch::TensorOptions& options) const {
   std::vector<MixerState> states;
   for (const auto& sublayer : sublayers_) states.push_back(sublayer->initial_state(batch, options));
+  if (config_.routing.enabled()) states.emplace_back();  // the token position, for D-LLM's first tokens
   if (scone_) states.push_back(scone_->initial_state(batch, options));  // the last max_n − 1 tokens
   return states;
 }
 
 torch::Tensor LanguageModelImpl::step(const torch::Tensor& tokens_t, std::vector<MixerState>& states) {
   auto h = scone_ ? scone_->step(tokens_t, states.back()) : embed_tokens_(tokens_t);  // [B, d]
-  for (size_t i = 0; i < sublayers_.size(); ++i)
+  std::vector<torch::Tensor> history{h};
+  const size_t per_layer = config_.pattern.size();
+  for (size_t i = 0; i < sublayers_.size(); ++i) {
+    if (auto& router = routers_[i / per_layer]) {
+      if (h.size(0) != 1)
+        throw std::invalid_argument("decoding with model.routing runs one sequence at a time (batch 1), got batch " +
+                                    std::to_string(h.size(0)));
+      auto decision = router->route_one(h, states[sublayers_.size()].position);
+      if (decision.selected.item<bool>()) {
+        auto x = h;
+        for (size_t j = i; j < i + per_layer; ++j) x = x + sublayers_[j]->step_with_residual(norms_[j](x), x, states[j]);
+        h = h + decision.weight.view({1, 1}) * (x - h);
+      }
+      i += per_layer - 1;
+      continue;
+    }
     h = h + sublayers_[i]->step_with_residual(norms_[i](h), h, states[i]);
+    if (averaging_) {
+      history.push_back(h);
+      h = averaging_(history);
+    }
+  }
+  if (config_.routing.enabled()) states[sublayers_.size()].position += 1;
   return logits(final_norm_(h));
 }
 

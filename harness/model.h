@@ -8,6 +8,8 @@
 //
 // RMSNorm(x) = x · rsqrt(mean(x²) + eps) · w, statistics in float32 (or float64 for float64 input).
 
+#include "harness/block_router.h"
+#include "harness/layer_averaging.h"
 #include "mixers/registry.h"
 
 #include <string>
@@ -32,6 +34,8 @@ struct ModelConfig {
   double init_std = 0.02;
   std::string embedding = "standard";            // "standard" or "scone" (harness/scone.h)
   std::map<std::string, ParamValue> embedding_params;  // the embedding's options (scone: max_n, fgram_layers, fgram_file)
+  bool layer_averaging = false;                  // MambaMixer's cross-layer weighted averaging (harness/layer_averaging.h)
+  BlockRoutingConfig routing;                    // MoD / D-LLM block routers (harness/block_router.h)
 };
 
 class RMSNormImpl : public torch::nn::Module {
@@ -63,7 +67,8 @@ class LanguageModelImpl : public torch::nn::Module {
   // is 2·N·d·vocab; norms ~4·N·d each).
   Cost cost(const CostShape& shape) const;
 
-  // Decoding: one token per sequence. tokens_t: [B] -> logits [B, vocab].
+  // Decoding: one token per sequence. tokens_t: [B] -> logits [B, vocab].  With block routing the
+  // batch must be 1 (a routed layer's caches hold the tokens that sequence routed).
   bool has_step() const;
   std::vector<MixerState> initial_states(int64_t batch, const torch::TensorOptions& options) const;
   torch::Tensor step(const torch::Tensor& tokens_t, std::vector<MixerState>& states);
@@ -82,8 +87,13 @@ class LanguageModelImpl : public torch::nn::Module {
   std::shared_ptr<SconeEmbeddingImpl> scone_;
   std::vector<RMSNorm> norms_;
   std::vector<TokenMixerPtr> sublayers_;
+  LayerAveraging averaging_{nullptr};
+  std::vector<BlockRouter> routers_;             // per layer; nullptr where the layer is not routed
   RMSNorm final_norm_{nullptr};
   torch::nn::Linear lm_head_{nullptr};
+
+  // One routed layer (sublayers first .. first + count − 1) on the tokens its router selects.
+  torch::Tensor routed_layer(size_t first, size_t count, BlockRouter& router, const torch::Tensor& h);
 };
 TORCH_MODULE(LanguageModel);
 

@@ -104,9 +104,14 @@ SconeEmbeddingImpl::SconeEmbeddingImpl(const MixerContext& context, double norm_
                                        const std::map<std::string, ParamValue>& params)
     : token_embedding_(token_embedding), norm_eps_(norm_eps) {
   for (const auto& [name, value] : params)
-    if (name != "max_n" && name != "fgram_layers" && name != "fgram_file")
+    if (name != "max_n" && name != "fgram_layers" && name != "fgram_file" && name != "inference_table")
       throw RegistryError("model.embedding_params." + name + ": unknown parameter of the scone embedding; "
-                          "valid: fgram_file, fgram_layers, max_n");
+                          "valid: fgram_file, fgram_layers, inference_table, max_n");
+  if (auto it = params.find("inference_table"); it != params.end()) {
+    if (!std::holds_alternative<bool>(it->second))
+      throw RegistryError("model.embedding_params.inference_table must be true or false");
+    use_inference_table_ = std::get<bool>(it->second);
+  }
   const int64_t max_n = integer_param(params, "max_n", 3, 2);
   const int64_t layers = integer_param(params, "fgram_layers", 1, 1);
   table_ = FgramTable(max_n);
@@ -131,6 +136,56 @@ void SconeEmbeddingImpl::set_table(FgramTable table) {
     throw std::invalid_argument("scone: the f-gram table has max_n = " + std::to_string(table.max_n()) +
                                 ", the embedding was built for max_n = " + std::to_string(table_.max_n()));
   table_ = std::move(table);
+  table_version_ = -1;  // the inference table, if any, described the old V_f
+}
+
+int64_t SconeEmbeddingImpl::weights_version() const {
+  int64_t version = token_embedding_->weight._version();
+  for (const auto& parameter : parameters()) version += parameter._version();
+  return version;
+}
+
+// T[f] = A_F(f)_last for every f-gram, computed by length in V_f's (sorted) order.
+const torch::Tensor& SconeEmbeddingImpl::inference_table() {
+  if (inference_table_.defined() && table_version_ == weights_version()) return inference_table_;
+  torch::NoGradGuard no_grad;
+  const auto& weight = token_embedding_->weight;
+  inference_table_ = torch::zeros({table_.size(), weight.size(1)}, weight.options());
+  row_of_.clear();
+  for (const auto& fgram : table_.fgrams()) row_of_.emplace(fgram, static_cast<int64_t>(row_of_.size()));
+  for (int64_t length = 2; length <= table_.max_n(); ++length) {
+    std::vector<int64_t> flat, rows;
+    for (const auto& [fgram, row] : row_of_)
+      if (static_cast<int64_t>(fgram.size()) == length) {
+        flat.insert(flat.end(), fgram.begin(), fgram.end());
+        rows.push_back(row);
+      }
+    if (rows.empty()) continue;
+    auto windows = torch::tensor(flat, torch::kLong).to(weight.device()).view({-1, length});
+    inference_table_.index_copy_(0, torch::tensor(rows, torch::kLong).to(weight.device()), fgram_model(windows));
+  }
+  table_version_ = weights_version();
+  return inference_table_;
+}
+
+double SconeEmbeddingImpl::inference_table_bytes(int64_t bytes_per_element) const {
+  return static_cast<double>(table_.size()) * token_embedding_->weight.size(1) * bytes_per_element;
+}
+
+torch::Tensor SconeEmbeddingImpl::table_rows(const torch::Tensor& tokens) const {
+  auto cpu = tokens.to(torch::kCPU, torch::kLong).contiguous();
+  auto match = table_.longest_match(cpu);
+  auto rows = torch::full_like(cpu, -1);
+  auto in = cpu.accessor<int64_t, 2>();
+  auto length = match.accessor<int64_t, 2>();
+  auto out = rows.accessor<int64_t, 2>();
+  for (int64_t b = 0; b < cpu.size(0); ++b)
+    for (int64_t t = 0; t < cpu.size(1); ++t)
+      if (const int64_t n = length[b][t]; n >= 2) {
+        std::vector<int64_t> fgram(in[b].data() + t - n + 1, in[b].data() + t + 1);
+        out[b][t] = row_of_.at(fgram);
+      }
+  return rows.to(tokens.device());
 }
 
 // A_F: pre-norm residual [attention, mlp] × fgram_layers over the f-gram's token embeddings.
@@ -145,6 +200,16 @@ torch::Tensor SconeEmbeddingImpl::fgram_model(const torch::Tensor& windows) {
 
 torch::Tensor SconeEmbeddingImpl::forward(const torch::Tensor& tokens) {
   const int64_t batch = tokens.size(0), n = tokens.size(1);
+  if (uses_inference_table()) {  // inference: e_t = T[f] for the longest f-gram f ending at t
+    const auto& table = inference_table();
+    auto rows = table_rows(tokens);                                            // [B, N], −1 = none
+    auto found = (rows >= 0).unsqueeze(-1);
+    last_seq_len_ = static_cast<double>(n);
+    last_matched_fraction_ = found.to(torch::kDouble).mean().item<double>();
+    if (table.size(0) == 0) return token_embedding_->forward(tokens);
+    return torch::where(found, table.index_select(0, rows.clamp_min(0).flatten()).view({batch, n, -1}),
+                        token_embedding_->forward(tokens));
+  }
   auto out = token_embedding_->forward(tokens);  // [B, N, d]: E[x_t] where no f-gram ends
   auto match = table_.longest_match(tokens);     // [B, N]
   last_matches_per_length_.assign(table_.max_n() + 1, 0.0);
@@ -188,7 +253,7 @@ torch::Tensor SconeEmbeddingImpl::step(const torch::Tensor& tokens_t, MixerState
 
 Cost SconeEmbeddingImpl::cost(const CostShape& shape) const {
   Cost total;
-  if (last_seq_len_ > 0) {
+  if (last_seq_len_ > 0 && !uses_inference_table()) {  // with the table, e_t is a lookup: no A_F work
     const double stretch = static_cast<double>(shape.seq_len) / last_seq_len_;
     for (int64_t length = 2; length < static_cast<int64_t>(last_matches_per_length_.size()); ++length) {
       const double windows = last_matches_per_length_[length] * shape.batch * stretch;

@@ -13,8 +13,11 @@
 // e_t depends on the last max_n tokens only, so the model stays causal; decoding keeps the last
 // max_n − 1 tokens as state.  The paper's point is that A_F's outputs for all of V_f can be
 // precomputed after training and served from a table off the accelerator, so A_F adds parameters
-// and training compute but (almost) no inference compute; that precomputation is not built here —
-// forward always runs A_F (the training path) and cost() reports its work.
+// and training compute but (almost) no inference compute.  With embedding_params.inference_table
+// = true, an eval-mode forward (and step()) reads e_t from that table:
+//   T[f] = A_F(f)_last for every f ∈ V_f        [|V_f|, d], built on first use and rebuilt when A_F's
+//                                               or E's weights change (their version counters move)
+// and cost() then charges no A_F work (a lookup); training always runs A_F.
 //
 // V_f comes from the corpus: FgramTable::from_corpus counts n-grams in a token stream, save/load
 // keep it in a text file named by embedding_params.fgram_file.  With no file the table is empty
@@ -55,7 +58,8 @@ class FgramTable {
 
 class SconeEmbeddingImpl : public torch::nn::Module {
  public:
-  // params (model.embedding_params): max_n (default 3), fgram_layers (1), fgram_file ("").
+  // params (model.embedding_params): max_n (default 3), fgram_layers (1), fgram_file (""),
+  // inference_table (false).
   SconeEmbeddingImpl(const MixerContext& context, double norm_eps, torch::nn::Embedding token_embedding,
                      const std::map<std::string, ParamValue>& params);
 
@@ -74,9 +78,19 @@ class SconeEmbeddingImpl : public torch::nn::Module {
   void set_table(FgramTable table);
   const FgramTable& table() const { return table_; }
 
+  // The inference-time table (built now if missing or stale): [|V_f|, d], rows in V_f's order.
+  const torch::Tensor& inference_table();
+  // Whether the next forward reads the table (inference_table on, eval mode).
+  bool uses_inference_table() const { return use_inference_table_ && !is_training(); }
+  // Bytes the table occupies for `bytes_per_element` (kept off the accelerator in the paper).
+  double inference_table_bytes(int64_t bytes_per_element) const;
+
  private:
   // windows: [M, n] f-gram tokens -> [M, d], A_F's output at the last position.
   torch::Tensor fgram_model(const torch::Tensor& windows);
+  // tokens [B, N] -> [B, N] row of the longest f-gram ending at each position in the table, or −1.
+  torch::Tensor table_rows(const torch::Tensor& tokens) const;
+  int64_t weights_version() const;
 
   torch::nn::Embedding token_embedding_{nullptr};
   FgramTable table_;
@@ -85,6 +99,10 @@ class SconeEmbeddingImpl : public torch::nn::Module {
   std::vector<TokenMixerPtr> sublayers_;
   std::vector<double> last_matches_per_length_;  // index n: matched positions of length n, per sequence
   double last_seq_len_ = 0, last_matched_fraction_ = 0;
+  bool use_inference_table_ = false;
+  torch::Tensor inference_table_;                // [|V_f|, d]
+  std::map<std::vector<int64_t>, int64_t> row_of_;
+  int64_t table_version_ = -1;                   // weights_version() when the table was built
 };
 TORCH_MODULE(SconeEmbedding);
 

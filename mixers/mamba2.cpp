@@ -19,6 +19,17 @@
 // Time O(N·E·(n + Q)); inference state per sequence: the SSM state [H, P, n] = E·n elements and
 // the last K−1 conv inputs [(E + 2Gn), K−1].
 //
+// Option hidden_mixer = hsm (EfficientViM's hidden-state mixer, Lee, Choi & Kim, CVPR 2025,
+// arXiv 2411.15241, §3.2 "HSM-SSD"): the paper mixes and gates the channels of the one global
+// hidden state instead of every token.  A global state reads the future, so the causal 1D form
+// applies the mixer, per state index, to the state H_{c−1} that enters each chunk and lets the
+// inter-chunk readout use the mixed state (the recurrence itself carries the unmixed one):
+//   M(H) = W_hsm_out( (W_hsm_in H) ⊙ SiLU(W_hsm_gate H) )     over the E = H·P channels, per state index
+//   Y_off,t = exp(Σ_{start(c)≤τ≤t} ā_τ) C̃_tᵀ M(H_{c−1})       (step 4 below; steps 1-3 unchanged)
+// Chunks then sit at fixed multiples of chunk_size for every N (so that step() agrees), and the
+// mixer costs 6·E²·n FLOPs per chunk boundary (3E² parameters); the paper's saving (dropping the
+// per-token projections) is not taken: out_proj stays, the option adds the state mixer.
+//
 // Weight names as state-spaces/mamba's Mamba2: in_proj.weight [2E + 2Gn + H, d],
 // conv1d.weight [E + 2Gn, 1, K], conv1d.bias, dt_bias [H], A_log [H], D [H], norm.weight [E],
 // out_proj.weight [d, E].  Parameters: d(2E + 2Gn + H) + (E + 2Gn)(K + 1) + 3H + E + Ed.
@@ -32,6 +43,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
 
 namespace mixlab {
@@ -64,8 +76,10 @@ torch::Tensor segment_sums(const torch::Tensor& a) {
 // N need not be a multiple of Q: the tail is padded with Δ = 0 (no decay, no input) and cropped.
 // Matrix products issued (Np = N rounded up to Q): 2·B·Np·Q·(G·n + E) for step 1 (whole Q×Q
 // tiles) and 2·B·Np·E·n each for steps 2 and 4.
+// `mix_entering` (optional): maps the entering states [B, chunks, H, P, n] before step 4.
 torch::Tensor ssd_chunked(const torch::Tensor& x, const torch::Tensor& dt, const torch::Tensor& A,
-                          const torch::Tensor& B, const torch::Tensor& C, int64_t chunk) {
+                          const torch::Tensor& B, const torch::Tensor& C, int64_t chunk,
+                          const std::function<torch::Tensor(const torch::Tensor&)>& mix_entering = {}) {
   const int64_t batch = x.size(0), N = x.size(1), H = x.size(2), P = x.size(3), G = B.size(2),
                 n = B.size(3), per_group = H / G, Q = chunk;
   const int64_t pad = (Q - N % Q) % Q, Np = N + pad, chunks = Np / Q;
@@ -110,7 +124,9 @@ torch::Tensor ssd_chunked(const torch::Tensor& x, const torch::Tensor& dt, const
     entering.push_back(state);
     state = torch::addcmul(chunk_states.select(1, c), chunk_decay.select(1, c).unsqueeze(-1).unsqueeze(-1), state);
   }
-  auto entry = torch::stack(entering, 1).reshape({batch, chunks, G, per_group * P, n});
+  auto entering_states = torch::stack(entering, 1);                            // [B,c,H,P,n]
+  if (mix_entering) entering_states = mix_entering(entering_states);
+  auto entry = entering_states.reshape({batch, chunks, G, per_group * P, n});
 
   // 4. What the entering state contributes to each position, decayed to it.
   auto Y_off = torch::matmul(Cc, entry.transpose(-1, -2))                      // [B,c,G,Q,h·P]
@@ -177,7 +193,8 @@ TORCH_MODULE(GatedRMSNorm);
 
 class Mamba2 : public TokenMixer {
  public:
-  Mamba2(const MixerContext& context, const MixerParams& params) : s_(mamba2_shape(context, params)) {
+  Mamba2(const MixerContext& context, const MixerParams& params)
+      : s_(mamba2_shape(context, params)), hsm_(params.text("hidden_mixer") == "hsm") {
     in_proj_ = register_module(
         "in_proj", torch::nn::Linear(torch::nn::LinearOptions(s_.d_model, s_.projection_width()).bias(false)));
     conv1d_ = register_module("conv1d", torch::nn::Conv1d(torch::nn::Conv1dOptions(
@@ -194,6 +211,24 @@ class Mamba2 : public TokenMixer {
         "out_proj", torch::nn::Linear(torch::nn::LinearOptions(s_.inner, s_.d_model).bias(false)));
     normal_init(in_proj_, context.init_std);
     normal_init(out_proj_, context.init_std);
+    if (hsm_)
+      for (auto* linear : {&hsm_in_, &hsm_gate_, &hsm_out_}) {
+        const char* name = linear == &hsm_in_ ? "hsm_in" : linear == &hsm_gate_ ? "hsm_gate" : "hsm_out";
+        *linear = register_module(name, torch::nn::Linear(torch::nn::LinearOptions(s_.inner, s_.inner).bias(false)));
+        normal_init(*linear, context.init_std);
+      }
+  }
+
+  // EfficientViM's hidden-state mixer over the E = H·P channels of states [..., H, P, n], per state index:
+  //   M(S) = W_out( (W_in S) ⊙ SiLU(W_gate S) )
+  torch::Tensor mix_hidden_state(const torch::Tensor& states) const {
+    const int64_t dims = states.dim();
+    auto channels_last = states.movedim(dims - 1, dims - 3).flatten(dims - 2);       // [..., n, E]
+    const auto type = states.scalar_type();
+    auto in = torch::linear(channels_last, hsm_in_->weight.to(type));
+    auto gate = torch::silu(torch::linear(channels_last, hsm_gate_->weight.to(type)));
+    auto mixed = torch::linear(in * gate, hsm_out_->weight.to(type));                 // [..., n, E]
+    return mixed.unflatten(dims - 2, {s_.heads, s_.head_dim}).movedim(dims - 3, dims - 1);  // [..., H, P, n]
   }
 
   // x: [B, N, d] -> [B, N, d]
@@ -210,13 +245,17 @@ class Mamba2 : public TokenMixer {
     auto C = xBC.narrow(-1, E + Gn, Gn).reshape({batch, N, s_.groups, s_.d_state}).to(type);
     auto delta = torch::softplus(dt.to(type) + dt_bias_.to(type));                 // Δ: [B, N, H]
     auto A = -torch::exp(A_log_.to(type));
-    auto y = ssd_chunked(xs, delta, A, B, C, chunk_length(N)) + D_.to(type).unsqueeze(-1) * xs;  // [B, N, H, P]
+    std::function<torch::Tensor(const torch::Tensor&)> mixer;
+    if (hsm_) mixer = [this](const torch::Tensor& states) { return mix_hidden_state(states); };
+    auto y = ssd_chunked(xs, delta, A, B, C, chunk_length(N), mixer) + D_.to(type).unsqueeze(-1) * xs;  // [B, N, H, P]
     return out_proj_(norm_(y.reshape({batch, N, E}).to(x.scalar_type()), z));
   }
 
   // The chunk length used for N tokens: chunk_size, or N itself when shorter (one exact chunk,
-  // no padding).
-  int64_t chunk_length(int64_t seq_len) const { return std::max<int64_t>(1, std::min(s_.chunk, seq_len)); }
+  // no padding).  With the hidden-state mixer chunk boundaries are part of the rule: always chunk_size.
+  int64_t chunk_length(int64_t seq_len) const {
+    return hsm_ ? s_.chunk : std::max<int64_t>(1, std::min(s_.chunk, seq_len));
+  }
 
   // flops (what the equations need): projections 2·N·d·(2E + 2Gn + H) + 2·N·E·d; conv
   // 2·N·(E + 2Gn)·K; intra-chunk the causal pairs inside each chunk (Q(Q+1)/2 per full chunk) at
@@ -240,6 +279,11 @@ class Mamba2 : public TokenMixer {
                  4.0 * b * N * E * n + 2.0 * b * std::ceil(N / Q) * E * n + 9.0 * b * N * E;
     const double ssm_bytes = std::max<int64_t>(shape.bytes_per_element, 4);
     cost.state_bytes = b * ((E + 2 * Gn) * (K - 1) * shape.bytes_per_element + E * n * ssm_bytes);
+    if (hsm_) {  // the mixer at each of the Np/Q chunk entries; step() keeps M(H) − H and the decay since the entry
+      cost.flops += 6.0 * b * (Np / Q) * n * E * E;
+      cost.matmul_flops += 6.0 * b * (Np / Q) * n * E * E;
+      cost.state_bytes += b * (E * n + s_.heads) * ssm_bytes;
+    }
     return cost;
   }
 
@@ -250,6 +294,10 @@ class Mamba2 : public TokenMixer {
     state.tensors["conv_state"] = torch::zeros({batch, s_.conv_channels(), s_.d_conv - 1}, options);
     state.tensors["ssm_state"] =
         torch::zeros({batch, s_.heads, s_.head_dim, s_.d_state}, options.dtype(ssm_type));
+    if (hsm_) {
+      state.tensors["entry_correction"] = torch::zeros({batch, s_.heads, s_.head_dim, s_.d_state}, options.dtype(ssm_type));
+      state.tensors["decay_since_entry"] = torch::ones({batch, s_.heads}, options.dtype(ssm_type));
+    }
     return state;
   }
 
@@ -275,9 +323,20 @@ class Mamba2 : public TokenMixer {
                                  dt_bias_.to(type));                                        // [B, H]
     auto decay = torch::exp(delta * -torch::exp(A_log_.to(type)));                          // [B, H]
     // S_t = exp(Δ A) S_{t−1} + (Δ x_t) ⊗ B̃_t
+    // Hidden-state mixer: at a chunk entry keep M(H_{c−1}) − H_{c−1}; the readout adds it, decayed.
+    if (hsm_ && state.position % s_.chunk == 0) {
+      state.tensors.at("entry_correction") = mix_hidden_state(ssm) - ssm;
+      state.tensors.at("decay_since_entry").fill_(1.0);
+    }
     ssm = torch::addcmul((delta.unsqueeze(-1) * xs).unsqueeze(-1) * B.unsqueeze(2),
                          decay.unsqueeze(-1).unsqueeze(-1), ssm);
-    auto y = torch::matmul(ssm, C.unsqueeze(-1)).squeeze(-1) + D_.to(type).unsqueeze(-1) * xs;  // [B, H, P]
+    auto read_state = ssm;
+    if (hsm_) {
+      auto& since = state.tensors.at("decay_since_entry");
+      since = since * decay;
+      read_state = ssm + since.unsqueeze(-1).unsqueeze(-1) * state.tensors.at("entry_correction");
+    }
+    auto y = torch::matmul(read_state, C.unsqueeze(-1)).squeeze(-1) + D_.to(type).unsqueeze(-1) * xs;  // [B, H, P]
     state.position += 1;
     return out_proj_(norm_(y.reshape({batch, E}).to(x_t.scalar_type()), z));
   }
@@ -288,6 +347,8 @@ class Mamba2 : public TokenMixer {
   torch::nn::Conv1d conv1d_{nullptr};
   GatedRMSNorm norm_{nullptr};
   torch::Tensor dt_bias_, A_log_, D_;
+  bool hsm_ = false;
+  torch::nn::Linear hsm_in_{nullptr}, hsm_gate_{nullptr}, hsm_out_{nullptr};
 };
 
 void validate_mamba2(const MixerContext& context, const MixerParams& params) {
@@ -333,6 +394,9 @@ MIXLAB_REGISTER_MIXER(mamba2) {
       ParamSpec::real("dt_max", 0.1, "largest initial Δ (log-uniform draw)", 1e-8, 10),
       ParamSpec::real("dt_init_floor", 1e-4, "initial Δ values are clamped at this floor", 1e-12, 10),
       ParamSpec::real("norm_eps", 1e-5, "epsilon of the gated RMSNorm", 0, 1),
+      ParamSpec::text("hidden_mixer", "none",
+                      "hsm: EfficientViM's hidden-state mixer on the state entering each chunk (+3E² params, 6E²n FLOPs per chunk)",
+                      {"none", "hsm"}),
   };
   entry.validate = validate_mamba2;
   entry.factory = [](const MixerContext& context, const MixerParams& params) -> TokenMixerPtr {

@@ -41,8 +41,12 @@ std::map<std::string, ParamValue> small(int64_t chunk) {
 //   Δ = softplus(dt + dt_bias);  S_t[p, j] = exp(Δ A_h) S_{t−1}[p, j] + Δ x_t[p] B̃_t[g, j];
 //   y_t[p] = Σ_j S_t[p, j] C̃_t[g, j] + D_h x_t[p];  g = h / (H/G);
 //   out = out_proj( RMSNorm_group(y ⊙ SiLU(z)) · w ).
+// With hsm_chunk = Q > 0 (EfficientViM's hidden-state mixer): at each chunk entry t = cQ the state
+// H = S splits off; inside the chunk S_t = R_t + a_t H with R the chunk's own state (R = 0 at entry)
+// and a_t the decay since entry, and the readout uses R_t + a_t M(H), M(H) = W_out((W_in H) ⊙ SiLU(W_gate H))
+// over the E channels for each state index j.
 torch::Tensor reference_forward(std::map<std::string, torch::Tensor> w, const torch::Tensor& x, int64_t head_dim,
-                                int64_t groups, double eps) {
+                                int64_t groups, double eps, int64_t hsm_chunk = 0) {
   const int64_t batch = x.size(0), N = x.size(1), E = w["norm.weight"].size(0), H = w["A_log"].size(0),
                 P = head_dim, K = w["conv1d.weight"].size(2), conv_channels = w["conv1d.weight"].size(0),
                 n = (conv_channels - E) / (2 * groups);
@@ -63,23 +67,50 @@ torch::Tensor reference_forward(std::map<std::string, torch::Tensor> w, const to
   auto D = w["D"].accessor<double, 1>();
   auto y = torch::zeros({batch, N, E}, kF64);
   auto ya = y.accessor<double, 3>();
-  for (int64_t b = 0; b < batch; ++b)
-    for (int64_t h = 0; h < H; ++h) {
-      const int64_t g = h / (H / groups);
-      std::vector<double> S(P * n, 0.0);
-      for (int64_t t = 0; t < N; ++t) {
+  // M(H) for one state: H [E][n] (channel e = h·P + p) -> [E][n], explicit sums.
+  auto mix = [&](const std::vector<double>& state) {
+    auto Win = w["hsm_in.weight"].accessor<double, 2>(), Wg = w["hsm_gate.weight"].accessor<double, 2>(),
+         Wo = w["hsm_out.weight"].accessor<double, 2>();
+    std::vector<double> out(E * n, 0.0);
+    for (int64_t j = 0; j < n; ++j) {
+      std::vector<double> hidden(E, 0.0);
+      for (int64_t e = 0; e < E; ++e) {
+        double a = 0, g = 0;
+        for (int64_t f = 0; f < E; ++f) a += Win[e][f] * state[f * n + j], g += Wg[e][f] * state[f * n + j];
+        hidden[e] = a * g / (1 + std::exp(-g));
+      }
+      for (int64_t e = 0; e < E; ++e)
+        for (int64_t f = 0; f < E; ++f) out[e * n + j] += Wo[e][f] * hidden[f];
+    }
+    return out;
+  };
+  for (int64_t b = 0; b < batch; ++b) {
+    std::vector<double> S(E * n, 0.0), R(E * n, 0.0), entry(E * n, 0.0), mixed(E * n, 0.0), since(H, 1.0);
+    for (int64_t t = 0; t < N; ++t) {
+      if (hsm_chunk > 0 && t % hsm_chunk == 0) {
+        entry = S, mixed = mix(S);
+        std::fill(R.begin(), R.end(), 0.0);
+        std::fill(since.begin(), since.end(), 1.0);
+      }
+      for (int64_t h = 0; h < H; ++h) {
+        const int64_t g = h / (H / groups);
         const double step = da[b][t][h], decay = std::exp(-step * std::exp(A_log[h]));
+        since[h] *= decay;
         for (int64_t p = 0; p < P; ++p) {
-          const double input = xa[b][t][h * P + p];
+          const int64_t e = h * P + p;
+          const double input = xa[b][t][e];
           double out = D[h] * input;
           for (int64_t j = 0; j < n; ++j) {
-            S[p * n + j] = decay * S[p * n + j] + step * input * xa[b][t][E + g * n + j];
-            out += S[p * n + j] * xa[b][t][E + groups * n + g * n + j];
+            S[e * n + j] = decay * S[e * n + j] + step * input * xa[b][t][E + g * n + j];
+            R[e * n + j] = decay * R[e * n + j] + step * input * xa[b][t][E + g * n + j];
+            const double read = hsm_chunk > 0 ? R[e * n + j] + since[h] * mixed[e * n + j] : S[e * n + j];
+            out += read * xa[b][t][E + groups * n + g * n + j];
           }
-          ya[b][t][h * P + p] = out;
+          ya[b][t][e] = out;
         }
       }
     }
+  }
   auto gated = (y * torch::silu(z)).reshape({batch, N, groups, E / groups});
   auto normed = (gated / torch::sqrt(gated.square().mean(-1, true) + eps)).reshape({batch, N, E});
   return torch::matmul(normed * w["norm.weight"], w["out_proj.weight"].t());
@@ -119,6 +150,34 @@ TEST(Mamba2, EqualsScalarSequentialRecurrence) {
     auto expected = reference_forward(weights_of(mixer), x, 4, 2, 1e-5);
     EXPECT_TRUE(torch::allclose(out, expected, 1e-10, 1e-12))
         << "chunk " << chunk << ": " << (out - expected).abs().max().item<double>();
+  }
+}
+
+// EfficientViM's hidden-state mixer (hidden_mixer = hsm): chunked forward = scalar reference =
+// step(), for chunks that do and do not divide N; its cost adds 6·E²·n per chunk.
+TEST(Mamba2, HiddenStateMixerMatchesReferenceAndStep) {
+  for (int64_t chunk : {3, 4, 16}) {
+    auto params = small(chunk);
+    params["hidden_mixer"] = std::string("hsm");
+    auto mixer = make_mamba2(8, params);
+    auto x = torch::randn({2, 11, 8}, kF64);
+    auto out = mixer->forward(x);
+    auto expected = reference_forward(weights_of(mixer), x, 4, 2, 1e-5, chunk);
+    EXPECT_TRUE(torch::allclose(out, expected, 1e-10, 1e-12))
+        << "chunk " << chunk << ": " << (out - expected).abs().max().item<double>();
+    auto state = mixer->initial_state(2, kF64);
+    std::vector<torch::Tensor> steps;
+    for (int64_t t = 0; t < 11; ++t) steps.push_back(mixer->step(x.select(1, t), state));
+    EXPECT_TRUE(torch::allclose(torch::stack(steps, 1), expected, 1e-10, 1e-12)) << "step, chunk " << chunk;
+    EXPECT_DOUBLE_EQ(mixer->cost(CostShape{2, 11, 8}).state_bytes, static_cast<double>(state.bytes()));
+    FlopCounter counter;
+    mixer->forward(x);
+    EXPECT_NEAR(counter.matmul_flops(), mixer->cost(CostShape{2, 11, 8}).matmul_flops, 1e-6);
+    if (chunk < 11) {  // same chunking as the plain block: the difference is the mixer, 6·E²·n per chunk entry
+      const double chunks = std::ceil(11.0 / chunk), d_state = 3, E = 16;
+      EXPECT_DOUBLE_EQ(mixer->cost(CostShape{2, 11, 8}).flops - make_mamba2(8, small(chunk))->cost(CostShape{2, 11, 8}).flops,
+                       2 * chunks * 6.0 * E * E * d_state);
+    }
   }
 }
 

@@ -145,3 +145,55 @@ TEST(Scone, ConfigErrorsNameThePath) {
 
 }  // namespace
 }  // namespace mixlab
+
+namespace mixlab {
+namespace {
+
+// The inference-time table: T[f] = A_F(f) for every f-gram, precomputed; an eval-mode forward then
+// reads it instead of running A_F, gives the same embeddings and logits, and cost() drops A_F's work.
+TEST(Scone, InferenceTableServesWhatAfComputes) {
+  auto training_path = scone_model();
+  auto config = parse_model_config(json::parse(R"({
+    "vocab_size": 20, "d_model": 16, "n_heads": 2, "n_layers": 1,
+    "pattern": [{"mixer": "attention"}, {"mixer": "mlp"}],
+    "embedding": "scone", "embedding_params": {"max_n": 3, "fgram_layers": 1, "inference_table": true}})"), "test");
+  torch::manual_seed(2);
+  LanguageModel model(config);
+  model->scone()->set_table(FgramTable::from_corpus(synthetic_corpus(4, 80, 3), 3, 8));
+  model->to(torch::kFloat64);
+  model->eval();
+  training_path->eval();
+  auto* scone = model->scone();
+  ASSERT_TRUE(scone->uses_inference_table());
+  // Every row is A_F over that f-gram alone (the training path's rule), in V_f's order.
+  const auto& table = scone->inference_table();
+  ASSERT_EQ(table.size(0), scone->table().size());
+  int64_t row = 0;
+  for (const auto& fgram : scone->table().fgrams()) {
+    auto alone = training_path->scone()->forward(torch::tensor(fgram, torch::kLong).unsqueeze(0))[0].select(0, fgram.size() - 1);
+    EXPECT_TRUE(torch::allclose(table[row++], alone, 1e-12, 1e-12)) << row;
+  }
+  torch::NoGradGuard no_grad;
+  auto tokens = synthetic_corpus(2, 24, 11);
+  EXPECT_TRUE(torch::allclose(model->forward(tokens), training_path->forward(tokens), 1e-12, 1e-12));
+  EXPECT_GT(scone->matched_fraction(), 0.0);
+  auto states = model->initial_states(2, torch::TensorOptions().dtype(torch::kFloat64));
+  auto logits = model->forward(tokens);
+  for (int64_t t = 0; t < 24; ++t)
+    EXPECT_TRUE(torch::allclose(model->step(tokens.select(1, t), states), logits.select(1, t), 1e-9, 1e-9)) << t;
+  // A lookup issues no A_F products; the training path still pays them.
+  FlopCounter counter;
+  model->forward(tokens);
+  EXPECT_NEAR(counter.matmul_flops(), model->cost(CostShape{2, 24, 8}).matmul_flops, 1e-6);
+  EXPECT_LT(model->cost(CostShape{2, 24, 8}).flops, training_path->cost(CostShape{2, 24, 8}).flops);
+  EXPECT_DOUBLE_EQ(scone->inference_table_bytes(8), scone->table().size() * 16.0 * 8);
+  // Changed weights make the table stale: it is rebuilt from them.
+  auto before = table.clone();
+  model->named_parameters()["scone.fgram_model.1.mlp.down_proj.weight"].mul_(2.0);
+  EXPECT_GT((scone->inference_table() - before).abs().max().item<double>(), 1e-6);
+  model->train();
+  EXPECT_FALSE(scone->uses_inference_table()) << "training runs A_F";
+}
+
+}  // namespace
+}  // namespace mixlab
