@@ -36,6 +36,10 @@ std::string point_clauses(const ShowFilter& filter, std::vector<std::string>& bo
   return sql;
 }
 
+void bind_strings(Statement& statement, const std::vector<std::string>& values) {
+  for (size_t i = 0; i < values.size(); ++i) statement.bind(static_cast<int>(i + 1), values[i]);
+}
+
 std::string fixed(double value, int precision) {
   std::ostringstream s;
   s << std::fixed << std::setprecision(precision) << value;
@@ -100,7 +104,7 @@ void print_training(Store& store, std::ostream& out, const ShowFilter& filter) {
       "AND t.step = (SELECT MAX(step) FROM train_log WHERE point_id = p.point_id) WHERE 1" +
       point_clauses(filter, bound) + " ORDER BY p.label, p.point_id";
   Statement q(store.handle(), sql);
-  for (size_t i = 0; i < bound.size(); ++i) q.bind(static_cast<int>(i + 1), bound[i]);
+  bind_strings(q, bound);
   std::vector<std::vector<std::string>> rows;
   while (q.step())
     rows.push_back({q.text(0), q.text(1).substr(0, 10), std::to_string(q.integer(2)), general(q.real(3)),
@@ -118,7 +122,7 @@ void print_evaluations(Store& store, std::ostream& out, const ShowFilter& filter
       "AND e.step = (SELECT MAX(step) FROM evaluations WHERE point_id = p.point_id) WHERE 1" +
       point_clauses(filter, bound) + " ORDER BY e.task, e.metric, p.label, e.seq_len";
   Statement q(store.handle(), sql);
-  for (size_t i = 0; i < bound.size(); ++i) q.bind(static_cast<int>(i + 1), bound[i]);
+  bind_strings(q, bound);
   std::vector<std::vector<std::string>> rows;
   while (q.step())
     rows.push_back({q.text(0), q.text(1).substr(0, 10), std::to_string(q.integer(2)), q.text(3), q.text(4),

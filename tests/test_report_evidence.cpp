@@ -19,12 +19,7 @@
 namespace mixlab::reports {
 namespace {
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
+using fixture::slurp;
 
 // y = 3·N^α at the given lengths; `cv` multiplicative log-normal noise on each of `repeats`
 // repeats (seeded); the point's value is the median of its repeats.

@@ -258,33 +258,6 @@ TEST(Train, CorpusRunReportsConsistentFiguresAndResumesExactly) {
   fs::remove_all(corpus);
 }
 
-TEST(Train, SweepPointWithTrainSectionIsTrainedRecordedAndDone) {
-  // The sweep runner calls the registered hook; rows land in the store and the point is done.
-  const json raw = {{"name", "train-test"},
-                    {"base", {{"model", tiny_model("attention")},
-                              {"measure", {{"phases", json::array()}}},
-                              {"train", {{"data", {{"source", "induction"}, {"vocab", 16}}}, {"seq_len", 16},
-                                         {"batch_size", 4}, {"steps", 3}, {"threads", 1},
-                                         {"eval", {{"examples", 8}}}}}}}};
-  const SweepSpec spec = expand_spec(raw, "test", "cpu");
-  Store store(":memory:");
-  SweepOptions options;
-  options.run_root = scratch("sweep").string();
-  const auto summary = run_sweep(spec, store, "cpu", options);
-  EXPECT_EQ(summary.done, 1u);
-  const std::string id = spec.points.front().id;
-  EXPECT_EQ(store.point_status(id), std::optional<std::string>("done"));
-  Statement steps(store.handle(), "SELECT COUNT(*) FROM train_log WHERE point_id = ?");
-  steps.bind(1, id);
-  ASSERT_TRUE(steps.step());
-  EXPECT_EQ(steps.integer(0), 3);
-  Statement accuracy(store.handle(),
-                     "SELECT value FROM evaluations WHERE point_id = ? AND task = 'induction' AND metric = 'accuracy'");
-  accuracy.bind(1, id);
-  ASSERT_TRUE(accuracy.step());
-  EXPECT_GE(accuracy.real(0), 0.0);
-}
-
 namespace {
 // One training point (3 steps of induction) swept into `store` with its run folders under `runs`.
 SweepSummary sweep_training_point(Store& store, const fs::path& runs, bool force, std::string* id = nullptr) {
@@ -330,6 +303,22 @@ void overwrite_recorded_losses(const fs::path& records, double loss) {
   std::ofstream(records, std::ios::trunc) << text;
 }
 }  // namespace
+
+TEST(Train, SweepPointWithTrainSectionIsTrainedRecordedAndDone) {
+  // The sweep runner calls the registered hook; rows land in the store and the point is done.
+  const auto runs = scratch("sweep");
+  Store store(":memory:");
+  std::string id;
+  EXPECT_EQ(sweep_training_point(store, runs, false, &id).done, 1u);
+  EXPECT_EQ(store.point_status(id), std::optional<std::string>("done"));
+  EXPECT_EQ(losses(store, id).size(), 3u);
+  Statement accuracy(store.handle(),
+                     "SELECT value FROM evaluations WHERE point_id = ? AND task = 'induction' AND metric = 'accuracy'");
+  accuracy.bind(1, id);
+  ASSERT_TRUE(accuracy.step());
+  EXPECT_GE(accuracy.real(0), 0.0);
+  fs::remove_all(runs);
+}
 
 // The same training point swept into a second database finds its finished checkpoint: the rows
 // come back from the run folder instead of vanishing.
