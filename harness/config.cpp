@@ -166,11 +166,14 @@ json resolve_model_json(const json& model, const std::string& file, const std::s
         throw ConfigError(file, path + ".mixer_params." + it.key(),
                           "unknown mixer; valid: " + join(Registry::global().names()));
       bool used = false;
-      for (auto& sublayer : resolved["pattern"])
+      for (auto& sublayer : resolved["pattern"]) {
+        // A string sublayer ("mlp") is the object {"mixer": "mlp"} written short.
+        if (sublayer.is_string() && sublayer.get<std::string>() == it.key()) sublayer = json{{"mixer", it.key()}};
         if (sublayer.is_object() && sublayer.value("mixer", "") == it.key()) {
           merge_json(sublayer, it.value());
           used = true;
         }
+      }
       if (!used)
         throw ConfigError(file, path + ".mixer_params." + it.key(), "no sublayer of the pattern uses this mixer");
     }

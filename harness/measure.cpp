@@ -304,6 +304,7 @@ json sublayer_statistics(LanguageModel& model) {
 
 void fill_from_timing(Measurement& m, const std::vector<double>& samples, double tokens_per_call) {
   m.timing = summarize(samples);
+  m.extra["samples_ms"] = samples;  // every timed repeat, for error bars and bootstrap intervals (reports/)
   const double seconds = m.timing->median / 1000.0;
   if (seconds > 0) {
     m.tokens_per_s = tokens_per_call / seconds;

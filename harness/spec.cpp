@@ -1,5 +1,7 @@
 #include "harness/spec.h"
 
+#include "harness/point_labels.h"
+
 #include "harness/config.h"
 #include "harness/measure.h"
 #include "harness/training_hook.h"
@@ -113,7 +115,7 @@ std::string joined(const std::vector<std::string>& items) {
 }
 
 const std::vector<std::string> kSpecKeys = {"name", "description", "base", "grid", "zip", "points"};
-const std::vector<std::string> kSectionKeys = {"model", "measure", "train"};
+const std::vector<std::string> kSectionKeys = {"model", "measure", "train", "label"};
 
 bool is_section(const std::string& key) {
   return std::find(kSectionKeys.begin(), kSectionKeys.end(), key) != kSectionKeys.end();
@@ -134,7 +136,12 @@ void apply_overlay(json& config, const json& overlay, const std::string& file, c
   for (auto it = overlay.begin(); it != overlay.end(); ++it) {
     const std::string where = path + "." + it.key();
     check_dotted_path(it.key(), file, where);
-    if (it.key().find('.') == std::string::npos) {
+    if (it.key() == "label") {
+      // The point's display name (not part of its configuration or id).
+      if (!it.value().is_string() || it.value().get<std::string>().empty())
+        throw ConfigError(file, where, "must be a non-empty string, e.g. \"baseline\"");
+      config["label"] = it.value();
+    } else if (it.key().find('.') == std::string::npos) {
       json section = config.contains(it.key()) ? config[it.key()] : json::object();
       merge_json(section, it.value());
       config[it.key()] = section;
@@ -225,11 +232,21 @@ SweepPoint resolve_point(const json& config, const std::string& file, const std:
   }
   point.config = resolved;
   point.id = point_id(resolved);
-  point.label = model_label(resolved["model"]);
+  if (config.contains("label")) {
+    if (!config["label"].is_string() || config["label"].get<std::string>().empty())
+      throw ConfigError(file, where + ".label", "must be a non-empty string, e.g. \"baseline\"");
+    point.label = config["label"].get<std::string>();
+  } else {
+    point.label = model_label(resolved["model"]);
+    // A preset with overrides says so: "qwen2-340m d=64 L=2", not "qwen2-340m".
+    if (config["model"].is_object() && config["model"].contains("preset"))
+      point.label += preset_override_text(
+          normalised_model(json{{"preset", config["model"]["preset"]}}, file, where + ".model.preset"), resolved["model"]);
+  }
   // Points that train name their data set, so "transformer · corpus" and "transformer · mqar"
   // stay apart in curves and tables.
   const json source = get_dotted(resolved, "train.data.source");
-  if (source.is_string()) point.label += " · " + source.get<std::string>();
+  if (source.is_string() && !config.contains("label")) point.label += " · " + source.get<std::string>();
   std::vector<std::string> mixers;
   for (const auto& sublayer : resolved["model"]["pattern"]) {
     const std::string name = sublayer["mixer"].get<std::string>();
@@ -352,6 +369,7 @@ SweepSpec expand_spec(const json& raw, const std::string& file, const std::strin
       if (g == groups.size()) break;
     }
   }
+  make_labels_unique(spec.points);
   return spec;
 }
 

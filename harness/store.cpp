@@ -9,6 +9,7 @@
 #include <thread>
 #include <cstdio>
 #include <map>
+#include <set>
 
 namespace mixlab {
 
@@ -158,10 +159,91 @@ void Store::add_missing_columns() {
   }
 }
 
+// ------------------------------------------------------------------------------ hyperparameter columns
+
+namespace {
+// Columns of `points` that repeat the main hyperparameters of config_json, so that pandas and SQL
+// can group by them without parsing JSON (docs/results-schema.md).  Added to an older database
+// when missing (no schema version change) and filled from its config_json.
+struct HyperparameterColumn {
+  const char* name;
+  const char* type;
+};
+const HyperparameterColumn kHyperparameterColumns[] = {
+    {"d_model", "INTEGER"}, {"n_layers", "INTEGER"},      {"n_heads", "INTEGER"}, {"vocab_size", "INTEGER"},
+    {"window", "INTEGER"},  {"segment_size", "INTEGER"}, {"d_state", "INTEGER"}, {"train_source", "TEXT"}};
+
+// The column values of one config: model fields, the first sublayer that sets window /
+// segment_size / d_state, train.data.source (corpus when training without one); null otherwise.
+std::vector<nlohmann::json> hyperparameter_values(const std::string& config_json) {
+  nlohmann::json config = nlohmann::json::parse(config_json, nullptr, false);
+  if (!config.is_object()) config = nlohmann::json::object();
+  const nlohmann::json model = config.value("model", nlohmann::json::object());
+  std::vector<nlohmann::json> values;
+  for (const auto& column : kHyperparameterColumns) {
+    const std::string name = column.name;
+    nlohmann::json value;
+    if (name == "train_source") {
+      if (config.contains("train")) value = config["train"].value("data", nlohmann::json::object()).value("source", "corpus");
+    } else if (model.contains(name)) {
+      value = model[name];
+    } else if (model.contains("pattern") && model["pattern"].is_array()) {
+      for (const auto& sublayer : model["pattern"])
+        if (sublayer.is_object() && sublayer.contains(name)) {
+          value = sublayer[name];
+          break;
+        }
+    }
+    values.push_back(value);
+  }
+  return values;
+}
+
+void bind_json(Statement& statement, int index, const nlohmann::json& value) {
+  if (value.is_number_integer()) statement.bind(index, value.get<int64_t>());
+  else if (value.is_number()) statement.bind(index, value.get<double>());
+  else if (value.is_string()) statement.bind(index, value.get<std::string>());
+  else statement.bind(index, nullptr);
+}
+
+void write_hyperparameters(sqlite3* db, const std::string& point_id, const std::string& config_json) {
+  std::string sql = "UPDATE points SET ";
+  int index = 1;
+  for (const auto& column : kHyperparameterColumns) sql += std::string(index++ > 1 ? ", " : "") + column.name + " = ?";
+  sql += " WHERE point_id = ?";
+  Statement update(db, sql);
+  const auto values = hyperparameter_values(config_json);
+  for (size_t i = 0; i < values.size(); ++i) bind_json(update, static_cast<int>(i + 1), values[i]);
+  update.bind(static_cast<int>(values.size() + 1), point_id).run();
+}
+}  // namespace
+
+void Store::add_hyperparameter_columns() {
+  std::set<std::string> present;
+  {
+    Statement columns(db_, "PRAGMA table_info(points)");
+    while (columns.step()) present.insert(columns.text(1));
+  }
+  bool added = false;
+  for (const auto& column : kHyperparameterColumns)
+    if (!present.count(column.name)) {
+      execute(std::string("ALTER TABLE points ADD COLUMN ") + column.name + " " + column.type);
+      added = true;
+    }
+  if (!added) return;
+  std::vector<std::pair<std::string, std::string>> points;
+  {
+    Statement all(db_, "SELECT point_id, COALESCE(config_json, '{}') FROM points");
+    while (all.step()) points.emplace_back(all.text(0), all.text(1));
+  }
+  for (const auto& [id, config] : points) write_hyperparameters(db_, id, config);
+}
+
 void Store::create_schema() {
   transaction([&] {
     execute(kSchema);
     add_missing_columns();
+    add_hyperparameter_columns();
     Statement version(db_, "SELECT value FROM meta WHERE key = 'schema_version'");
     if (version.step()) {
       if (version.text(0) != std::to_string(kSchemaVersion))
@@ -221,6 +303,7 @@ void Store::start_point(const PointRecord& p, int64_t sweep_id) {
     upsert.bind(1, p.point_id).bind(2, p.sweep_name).bind(3, p.label).bind(4, p.mixers).bind(5, p.config_json)
         .bind(6, sweep_id).bind(7, utc_now_iso8601());
     upsert.run();
+    write_hyperparameters(db_, p.point_id, p.config_json);
   });
 }
 

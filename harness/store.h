@@ -116,6 +116,7 @@ class Store {
  private:
   void create_schema();
   void add_missing_columns();
+  void add_hyperparameter_columns();  // points.d_model, ... (docs/results-schema.md); idempotent
   std::string path_;
   sqlite3* db_ = nullptr;
 };

@@ -131,6 +131,7 @@ SweepSummary run_sweep(const SweepSpec& spec, Store& store, const std::string& d
         const TrainingHook* hook = training_hook();
         if (!hook || !hook->run) throw std::runtime_error("this mixlab was built without a training phase");
         const std::string run_dir = (fs::path(options.run_root.empty() ? "results/runs" : options.run_root) / point.id).string();
+        if (options.force) fs::remove_all(run_dir);  // --force trains again: no checkpoint to resume from
         fs::create_directories(run_dir);
         progress.clear();
         auto records = store.training_records(point.id);

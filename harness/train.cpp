@@ -3,6 +3,7 @@
 #include "data/corpus.h"
 #include "data/rng.h"
 #include "harness/config.h"
+#include "harness/run_folder_records.h"
 #include "mixers/compat.h"
 #include "mixers/implementation.h"
 
@@ -594,11 +595,19 @@ TrainSummary run_training(const json& point_config, const std::string& run_dir, 
   const std::string fingerprint =
       std::to_string(data::fnv1a64(json{{"model", point_config.at("model")}, {"train", point_config.at("train")}}.dump()));
 
+  // Rows go to the database and the run folder's record file; resuming from step k writes the
+  // folder's rows up to k to the database again, so a new or incomplete database is made whole.
+  RunFolderRecords folder(run_dir, records);
+  if (fs::exists(fs::path(run_dir) / kCheckpointFile) && !folder.exists()) {
+    std::cerr << "mixlab train: " << run_dir << " holds a checkpoint but no " << RunFolderRecords::kFileName
+              << " (its rows cannot be restored); training afresh\n";
+    fs::remove(fs::path(run_dir) / kCheckpointFile);
+  }
   TrainSummary summary;
   Checkpoint state;
   if (auto loaded = load_checkpoint(run_dir, trainer, fingerprint)) state = *loaded;
   summary.resumed_from_step = state.step;
-  records.discard_after(state.step);
+  folder.restore_to(state.step);
 
   const int64_t checkpoint_every = c.checkpoint_every > 0 ? c.checkpoint_every : c.eval_every;
   const bool show_progress = c.progress && ::isatty(STDERR_FILENO);
@@ -609,7 +618,7 @@ TrainSummary run_training(const json& point_config, const std::string& run_dir, 
 
   auto log_evaluations = [&](int64_t step) {
     for (const auto& e : evaluator.run(trainer.model())) {
-      records.log_evaluation(step, e.task, e.metric, e.value, e.seq_len, e.bucket, e.extra_json);
+      folder.log_evaluation(step, e.task, e.metric, e.value, e.seq_len, e.bucket, e.extra_json);
       if (!e.bucket) summary.final[e.task + "/" + e.metric] = e.value;
     }
   };
@@ -624,8 +633,8 @@ TrainSummary run_training(const json& point_config, const std::string& run_dir, 
     const double step_seconds = std::chrono::duration<double>(clock::now() - step_start).count();
     const double session_seconds = std::chrono::duration<double>(clock::now() - session_start).count();
     state = {step, elapsed_before + session_seconds};
-    records.set_implementation(trainer.implementation());
-    records.log_step(step, step * step_tokens, step * step_flops, loss, learning_rate(c, step, total_steps),
+    folder.set_implementation(trainer.implementation());
+    folder.log_step(step, step * step_tokens, step * step_flops, loss, learning_rate(c, step, total_steps),
                      step_tokens / std::max(step_seconds, 1e-9), state.elapsed_s);
     summary.final_train_loss = loss;
 

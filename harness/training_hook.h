@@ -14,7 +14,9 @@
 
 namespace mixlab {
 
-// Where the training phase reports curves and evaluations (the store implements it).
+// Where the training phase reports curves and evaluations (the store implements it).  Rows are
+// keyed by step (and task, metric, seq_len, bucket): writing a row again replaces it, so the run
+// folder's rows can be written again on resumption (harness/run_folder_records.h).
 class TrainingRecords {
  public:
   virtual ~TrainingRecords() = default;
@@ -33,7 +35,8 @@ struct TrainingHook {
   // Throws ConfigError("FILE", "PATH.train.x", "...") for a bad train section.
   std::function<void(const nlohmann::json& train, const std::string& file, const std::string& path)> validate;
   // point_config: the full resolved point ({"model": explicit model, "measure": ..., "train": ...}).
-  // run_dir: a folder private to this point for checkpoints (resume after a crash).
+  // run_dir: a folder private to this point for its checkpoint and records.jsonl (resume after a
+  // crash, rows back into a database that lacks them; docs/training.md, "The run folder").
   // device: "cpu" or "cuda".
   std::function<void(const nlohmann::json& point_config, const std::string& run_dir,
                      const std::string& device, TrainingRecords& records)> run;

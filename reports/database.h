@@ -86,6 +86,11 @@ struct MetricRow {
   int64_t seq_len = 0;
   std::string status;
   double value = std::numeric_limits<double>::quiet_NaN();
+  // Timing metrics (latency, throughput, TFLOP/s): the repeats' spread in the metric's stored
+  // units (standard deviation; NaN when not timed) and every repeat as a value of the metric.
+  double spread = std::numeric_limits<double>::quiet_NaN();
+  std::vector<double> samples;
+  std::string device;  // measurements.device: the memory probe's resolution depends on it
 };
 
 struct TrainRow {

@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <map>
 #include <set>
 #include <sstream>
@@ -90,12 +91,17 @@ std::string number(double value) {
 // The y range: data padded by 6% of its extent (log or linear); failure markers sit on `high`.
 Range y_range(const PlotSpec& spec) {
   double low = INFINITY, high = -INFINITY;
-  for (const auto& curve : spec.curves)
-    for (const auto& [x, y] : curve.points)
-      if (std::isfinite(y) && (!spec.log_y || y > 0)) {
-        low = std::min(low, y);
-        high = std::max(high, y);
-      }
+  auto include = [&](double y) {
+    if (std::isfinite(y) && (!spec.log_y || y > 0)) {
+      low = std::min(low, y);
+      high = std::max(high, y);
+    }
+  };
+  for (const auto& curve : spec.curves) {
+    for (const auto& point : curve.points) include(point.second);
+    for (const auto& repeats : curve.samples)
+      for (double y : repeats) include(y);
+  }
   if (!std::isfinite(low)) return spec.log_y ? Range{1, 10} : Range{0, 1};
   if (spec.log_y) {
     const double pad = std::max(1.15, std::pow(high / low, 0.06));
@@ -163,17 +169,69 @@ std::string terminal(const std::string& format) {
   throw ReportError("unknown plot format '" + format + "'; valid formats: png, svg, pdf");
 }
 
-// NAME.dat: one block per curve (gnuplot `index i`), blocks separated by two blank lines.
+bool has_error_bars(const PlotSpec& spec) {
+  for (const auto& curve : spec.curves)
+    for (double e : curve.errors)
+      if (std::isfinite(e) && e > 0) return true;
+  return false;
+}
+
+bool has_samples(const PlotCurve& curve) {
+  for (const auto& list : curve.samples)
+    if (!list.empty()) return true;
+  return false;
+}
+
+// The error bar of point i as (low, high): y ∓ sd, the low end kept above 0 on a log axis.
+std::pair<double, double> error_bar(const PlotSpec& spec, const PlotCurve& curve, size_t i) {
+  const double y = curve.points[i].second;
+  const double e = i < curve.errors.size() && std::isfinite(curve.errors[i]) ? curve.errors[i] : 0.0;
+  const double low = spec.log_y && y - e <= 0 ? y / 10 : y - e;
+  return {low, y + e};
+}
+
+// NAME.dat: one block per curve with measured points (gnuplot `index i`, see script_text),
+// blocks separated by two blank lines; rows "x y" or, with error bars, "x y y_low y_high".
+// gnuplot counts only blocks that hold data, so a configuration without a measured point gets
+// no block (it is named in the legend by a keyentry instead).
 std::string data_text(const PlotSpec& spec) {
+  const bool errors = has_error_bars(spec);
   std::ostringstream out;
-  out << "# " << spec.title << ": x y, one block per configuration\n";
-  for (size_t i = 0; i < spec.curves.size(); ++i) {
-    if (i) out << "\n\n";
-    std::string label = spec.curves[i].label;
+  out << "# " << spec.title << ": x y" << (errors ? " y_low y_high (± one standard deviation)" : "")
+      << ", one block per configuration with measured points\n";
+  bool first = true;
+  for (const auto& curve : spec.curves) {
+    if (curve.points.empty()) continue;
+    if (!first) out << "\n\n";
+    first = false;
+    std::string label = curve.label;
     std::replace(label.begin(), label.end(), '\n', ' ');
     out << "# " << label << "\n";
-    for (const auto& [x, y] : spec.curves[i].points) out << number(x) << " " << number(y) << "\n";
-    if (spec.curves[i].points.empty()) out << "# (no measured points)\n";
+    for (size_t i = 0; i < curve.points.size(); ++i) {
+      out << number(curve.points[i].first) << " " << number(curve.points[i].second);
+      if (errors) {
+        const auto [low, high] = error_bar(spec, curve, i);
+        out << " " << number(low) << " " << number(high);
+      }
+      out << "\n";
+    }
+  }
+  return out.str();
+}
+
+// NAME_samples.dat: one block per curve with stored repeats, rows "x repeat".
+std::string samples_text(const PlotSpec& spec) {
+  std::ostringstream out;
+  out << "# " << spec.title << ": every timed repeat, x value, one block per configuration with repeats\n";
+  bool first = true;
+  for (const auto& curve : spec.curves) {
+    if (!has_samples(curve)) continue;
+    if (!first) out << "\n\n";
+    first = false;
+    out << "# " << curve.label << "\n";
+    for (size_t i = 0; i < curve.samples.size() && i < curve.points.size(); ++i)
+      for (double y : curve.samples[i])
+        if (!spec.log_y || y > 0) out << number(curve.points[i].first) << " " << number(y) << "\n";
   }
   return out.str();
 }
@@ -220,12 +278,21 @@ std::string with_clause(PlotSpec::Style style, const std::string& colour, int ma
   return out.str();
 }
 
+// Error bars joined by lines (or bare, for a points plot), in the curve's colour and marker.
+std::string error_with_clause(PlotSpec::Style style, const ColourMap& colours, const std::string& label) {
+  std::ostringstream out;
+  out << (style == PlotSpec::Style::points ? "with yerrorbars" : "with yerrorlines lw 2") << " pt "
+      << colours.marker(label) << " ps 1.1 dt " << colours.dash(label) << " lc rgb '" << colours.colour(label) << "'";
+  return out.str();
+}
+
 std::string script_text(const PlotSpec& spec, const ColourMap& colours, const std::vector<std::string>& formats,
                         const std::string& stem, const std::vector<int>& failure_kinds) {
   const Range xr = x_range(spec), yr = y_range(spec);
   std::ostringstream gp;
   gp << "# Written by `mixlab report`.  Run: gnuplot " << stem << ".gp\n"
      << "# Data: " << stem << ".dat (one block per configuration)"
+     << (has_error_bars(spec) ? ", error bars ± one standard deviation; " + stem + "_samples.dat: the repeats" : "")
      << (failure_kinds.empty() ? "" : ", " + stem + "_failed.dat (failed sizes, drawn on the upper edge)") << "\n"
      << "set encoding utf8\n"
      << "set terminal " << terminal(formats.front()) << "\n"
@@ -262,16 +329,25 @@ std::string script_text(const PlotSpec& spec, const ColourMap& colours, const st
      << "set yrange [" << number(yr.low) << ":" << number(yr.high) << "]\n"
      << "y_top = " << number(yr.high) << "  # failed sizes are drawn here, on the upper edge\n";
   std::vector<std::string> clauses;
-  for (size_t i = 0; i < spec.curves.size(); ++i) {
-    const auto& curve = spec.curves[i];
+  int block = 0;         // the data block of the next curve with points (data_text skips empty curves)
+  int sample_block = 0;  // likewise in NAME_samples.dat
+  const bool errors = has_error_bars(spec);
+  for (const auto& curve : spec.curves) {
     const std::string with =
         with_clause(spec.style, colours.colour(curve.label), colours.marker(curve.label), colours.dash(curve.label));
     if (curve.points.empty()) {
       clauses.push_back("keyentry " + with + " title " + gnuplot_quote(curve.label + " (no measured point)") + " noenhanced");
+    } else if (errors) {
+      clauses.push_back(gnuplot_quote(stem + ".dat") + " index " + std::to_string(block++) + " using 1:2:3:4 " +
+                        error_with_clause(spec.style, colours, curve.label) + " title " + gnuplot_quote(curve.label) +
+                        " noenhanced");
     } else {
-      clauses.push_back(gnuplot_quote(stem + ".dat") + " index " + std::to_string(i) + " using 1:2 " + with +
+      clauses.push_back(gnuplot_quote(stem + ".dat") + " index " + std::to_string(block++) + " using 1:2 " + with +
                         " title " + gnuplot_quote(curve.label) + " noenhanced");
     }
+    if (has_samples(curve))
+      clauses.push_back(gnuplot_quote(stem + "_samples.dat") + " index " + std::to_string(sample_block++) +
+                        " using 1:2 with points pt 7 ps 0.3 lc rgb '" + colours.colour(curve.label) + "' notitle");
   }
   for (size_t block = 0; block < failure_kinds.size(); ++block) {
     const FailureKind& kind = kFailureKinds[failure_kinds[block]];
@@ -343,6 +419,8 @@ std::vector<std::string> render_plot(const PlotSpec& spec, const ColourMap& colo
   std::vector<int> kinds;
   const std::string failed = failed_text(spec, colours, kinds);
   write_file(dir / (stem + ".dat"), data_text(spec));
+  if (std::any_of(spec.curves.begin(), spec.curves.end(), has_samples))
+    write_file(dir / (stem + "_samples.dat"), samples_text(spec));
   if (!kinds.empty()) write_file(dir / (stem + "_failed.dat"), failed);
   write_file(dir / (stem + ".gp"), script_text(spec, colours, formats, stem, kinds));
   const std::string log = stem + ".gnuplot.log";
@@ -359,7 +437,15 @@ std::vector<std::string> render_plot(const PlotSpec& spec, const ColourMap& colo
   if (status != 0)
     throw ReportError((dir / (stem + ".gp")).string() + ": gnuplot exited with status " + std::to_string(status) + ":\n" +
                       read_file(dir / log));
-  fs::remove(dir / log);
+  // A clean script makes gnuplot print nothing: any message is a warning about this plot, kept
+  // beside it (NAME.gnuplot.log) and said on stderr.
+  const std::string messages = read_file(dir / log);
+  if (messages.empty()) {
+    fs::remove(dir / log);
+  } else {
+    std::cerr << "mixlab report: gnuplot warned on " << (dir / (stem + ".gp")).string() << " (see " << log
+              << "): " << messages.substr(0, messages.find('\n')) << "\n";
+  }
   return images;
 }
 

@@ -8,7 +8,8 @@
 // configuration has the same colour (and marker) in every plot.  A failed size (OOM, time
 // budget, non-finite, ...) is drawn at its N on the upper edge of the plot in the
 // configuration's colour, with an open marker per kind of failure and a black legend entry
-// ("OOM") — never silently dropped.
+// ("OOM") — never silently dropped.  Timing curves carry error bars (± one standard deviation
+// of the repeats, NAME.dat columns 3-4) and their repeats as dots (NAME_samples.dat).
 
 #include <string>
 #include <utility>
@@ -32,6 +33,10 @@ struct PlotCurve {
   std::string label;
   std::vector<std::pair<double, double>> points;        // (x, y), drawn in this order
   std::vector<std::pair<double, std::string>> failed;   // (x, status)
+  // Optional, per point: the error bar's half-height (the stored standard deviation; NaN: none)
+  // and every stored repeat, drawn as small dots of the curve's colour.
+  std::vector<double> errors;
+  std::vector<std::vector<double>> samples;
 };
 
 struct PlotSpec {

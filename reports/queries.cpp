@@ -2,6 +2,8 @@
 
 #include "reports/queries.h"
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 #include <cmath>
 #include <set>
@@ -14,6 +16,23 @@ std::map<std::string, std::string> label_of(const std::vector<PointInfo>& points
   std::map<std::string, std::string> labels;
   for (const auto& point : points) labels[point.point_id] = point.label;
   return labels;
+}
+
+// Latency is proportional to the timed milliseconds, throughput and TFLOP/s inversely: each
+// repeat t_i gives the metric value·t_i/median (latency) or value·median/t_i (rates), and the
+// spread scales the same way (relative standard deviation sd/median).
+void attach_timing_spread(MetricRow& row, const Metric& metric, double median_ms, double stddev_ms,
+                          const std::string& extra_json) {
+  const bool latency = metric.column == "median_ms";
+  const bool rate = metric.column == "tokens_per_s" || metric.column == "tflops_per_s";
+  if (!(latency || rate) || !(median_ms > 0) || !std::isfinite(row.value)) return;
+  if (std::isfinite(stddev_ms)) row.spread = row.value * stddev_ms / median_ms;
+  const nlohmann::json extra = nlohmann::json::parse(extra_json, nullptr, false);
+  if (!extra.is_object() || !extra.contains("samples_ms") || !extra["samples_ms"].is_array()) return;
+  for (const auto& sample : extra["samples_ms"])
+    if (sample.is_number() && sample.get<double>() > 0)
+      row.samples.push_back(latency ? row.value * sample.get<double>() / median_ms
+                                    : row.value * median_ms / sample.get<double>());
 }
 
 }  // namespace
@@ -50,7 +69,8 @@ std::vector<MetricRow> load_metric(Database& database, const Metric& metric, con
     return rows;
   }
   // metric.column comes from the fixed list in metrics.cpp, never from the user.
-  std::string sql = "SELECT m.point_id, m.seq_len, COALESCE(m.status, 'ok'), m." + metric.column + ", m.phase " +
+  std::string sql = "SELECT m.point_id, m.seq_len, COALESCE(m.status, 'ok'), m." + metric.column + ", m.phase, " +
+                    "m.median_ms, m.stddev_ms, COALESCE(m.extra_json, '{}'), COALESCE(m.device, '') " +
                     "FROM measurements m JOIN points p ON p.point_id = m.point_id WHERE 1 = 1";
   if (!metric.phase.empty()) {
     sql += " AND m.phase = ?";
@@ -68,6 +88,8 @@ std::vector<MetricRow> load_metric(Database& database, const Metric& metric, con
     if (label == labels.end()) continue;  // a measurement of a point filtered out
     MetricRow row{point_id, label->second, statement.integer(1), statement.text(2), statement.real(3)};
     if (row.status == "ok" && !std::isfinite(row.value)) continue;  // not measured in this phase
+    row.device = statement.text(8);
+    attach_timing_spread(row, metric, statement.real(5), statement.real(6), statement.text(7));
     auto key = std::make_pair(point_id, row.seq_len);
     auto found = merged.find(key);
     if (found == merged.end() || (found->second.status != "ok" && row.status == "ok")) merged[key] = row;
@@ -129,19 +151,28 @@ std::string status_caption(const std::string& status) {
 
 std::vector<Series> series_by_label(const std::vector<MetricRow>& rows, double scale) {
   std::map<std::string, Series> by_label;
+  std::map<std::string, std::vector<const MetricRow*>> measured;
   for (const auto& row : rows) {
     Series& series = by_label[row.label];
     series.label = row.label;
     series.point_id = row.point_id;
     if (row.status == "ok") {
-      if (std::isfinite(row.value)) series.measured.emplace_back(static_cast<double>(row.seq_len), row.value * scale);
+      if (std::isfinite(row.value)) measured[row.label].push_back(&row);
     } else {
       series.failed.emplace_back(static_cast<double>(row.seq_len), row.status);
     }
   }
   std::vector<Series> result;
   for (auto& [label, series] : by_label) {
-    std::sort(series.measured.begin(), series.measured.end());
+    auto& list = measured[label];
+    std::stable_sort(list.begin(), list.end(), [](const MetricRow* a, const MetricRow* b) { return a->seq_len < b->seq_len; });
+    for (const MetricRow* row : list) {
+      series.measured.emplace_back(static_cast<double>(row->seq_len), row->value * scale);
+      series.spread.push_back(row->spread * scale);
+      std::vector<double> samples;
+      for (double sample : row->samples) samples.push_back(sample * scale);
+      series.samples.push_back(std::move(samples));
+    }
     std::sort(series.failed.begin(), series.failed.end());
     result.push_back(std::move(series));
   }

@@ -31,6 +31,8 @@ struct Series {
   std::string label;
   std::string point_id;
   std::vector<std::pair<double, double>> measured;       // sorted by seq_len
+  std::vector<double> spread;                            // per measured point, ·scale (NaN: none)
+  std::vector<std::vector<double>> samples;              // per measured point, the repeats ·scale
   std::vector<std::pair<double, std::string>> failed;    // (seq_len, status)
 };
 std::vector<Series> series_by_label(const std::vector<MetricRow>& rows, double scale);

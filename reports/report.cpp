@@ -3,6 +3,7 @@
 #include "reports/report.h"
 
 #include "reports/document.h"
+#include "reports/evidence.h"
 #include "reports/queries.h"
 #include "reports/text.h"
 
@@ -32,24 +33,39 @@ PlotSpec scaling_plot(const Metric& metric, const std::vector<MetricRow>& rows) 
   spec.title = metric.title + " vs sequence length";
   spec.x_label = metric.phase == "decode" ? "context length N (tokens)" : "sequence length N (tokens)";
   spec.y_label = metric.axis_label();
-  for (const auto& series : series_by_label(rows, metric.scale)) spec.curves.push_back({series.label, series.measured, series.failed});
+  for (const auto& series : series_by_label(rows, metric.scale))
+    spec.curves.push_back({series.label, series.measured, series.failed, series.spread, series.samples});
   return spec;
 }
 
+// Fits and crossovers use the measurements above resolution only, with their repeats.
 std::vector<FitRecord> fit_metric(const Metric& metric, const std::vector<MetricRow>& rows) {
   std::vector<FitRecord> fits;
-  for (const auto& series : series_by_label(rows, 1.0))
-    if (auto fit = fit_upper_range(series.measured)) fits.push_back({series.label, series.point_id, &metric, *fit});
+  for (const auto& series : series_by_label(resolved_rows(metric, rows), 1.0))
+    if (auto fit = fit_with_interval(series.measured, series.samples))
+      fits.push_back({series.label, series.point_id, &metric, *fit});
   return fits;
 }
 
+namespace {
+std::vector<double> relative_noise(const Series& series) {
+  std::vector<double> noise;
+  for (size_t i = 0; i < series.measured.size(); ++i)
+    noise.push_back(std::isfinite(series.spread[i]) && series.measured[i].second > 0
+                        ? series.spread[i] / series.measured[i].second
+                        : 0.0);
+  return noise;
+}
+}  // namespace
+
 std::vector<CrossoverRecord> crossovers_of_metric(const Metric& metric, const std::vector<MetricRow>& rows) {
   std::vector<CrossoverRecord> result;
-  const auto series = series_by_label(rows, 1.0);
+  const auto series = series_by_label(resolved_rows(metric, rows), 1.0);
   for (size_t i = 0; i < series.size(); ++i)
     for (size_t j = i + 1; j < series.size(); ++j)
-      for (const auto& crossing : find_crossovers(series[i].label, series[i].measured, series[j].label, series[j].measured,
-                                                  metric.higher_is_better))
+      for (const auto& crossing :
+           find_crossovers(series[i].label, series[i].measured, series[j].label, series[j].measured,
+                           metric.higher_is_better, kCrossoverMinRatio, relative_noise(series[i]), relative_noise(series[j])))
         result.push_back({&metric, crossing});
   return result;
 }
@@ -130,6 +146,11 @@ std::string exponent_text(double exponent) {
   return std::string(buffer) == "-0.00" ? "0.00" : buffer;
 }
 
+std::string interval_text(const PowerLawFit& fit) {
+  if (!std::isfinite(fit.ci_low)) return "-";
+  return exponent_text(fit.ci_low) + " to " + exponent_text(fit.ci_high);
+}
+
 std::string r2_text(double r2) {
   char buffer[32];
   std::snprintf(buffer, sizeof buffer, "%.3f", r2);
@@ -151,13 +172,14 @@ void write_text(const fs::path& path, const std::string& text) {
 Table fits_table(const std::vector<FitRecord>& fits) {
   Table table;
   table.caption = "Fitted scaling exponents: slope of log(metric) vs log(N), least squares over the upper half of the "
-                  "measured lengths (at least 3 points)";
+                  "measured lengths (at least 4 points), with its 95% bootstrap interval";
   table.corner = "configuration";
-  table.columns = {"metric", "exponent", "R²", "N from", "N to", "points"};
-  table.csv_columns = {"metric", "exponent", "r2", "n_min", "n_max", "points"};
+  table.columns = {"metric", "exponent", "95% CI", "R²", "N from", "N to", "points"};
+  table.csv_columns = {"metric", "exponent", "ci", "r2", "n_min", "n_max", "points"};
   for (const auto& record : fits) {
     table.rows.push_back(record.label);
     table.cells.push_back({TableCell::words(record.metric->name), TableCell::words(exponent_text(record.fit.exponent)),
+                           TableCell::words(interval_text(record.fit)),
                            TableCell::words(r2_text(record.fit.r2)),
                            TableCell::words(std::to_string(static_cast<int64_t>(record.fit.n_min))),
                            TableCell::words(std::to_string(static_cast<int64_t>(record.fit.n_max))),
@@ -267,16 +289,27 @@ ReportResult write_report(const ReportOptions& options) {
     return name == "fwd_bwd_ms" || (name == "fwd_ms" && !have_training_latency) || name == "decode_ms" ||
            name == "peak_memory" || name == "state_bytes";
   };
+  // An exponent is a finding only when its bootstrap interval pins it down; the others are named
+  // as not supported, with their interval.
+  std::string unsupported;
   for (const auto& metric : metrics()) {
     if (!headline(metric.name)) continue;
     std::string line;
-    for (const auto& record : result.fits)
-      if (record.metric == &metric)
-        line += (line.empty() ? "" : "; ") + record.label + " ∝ N^" + exponent_text(record.fit.exponent) + " (R² " +
-                r2_text(record.fit.r2) + ", N " +
-                format_length(record.fit.n_min) + "–" + format_length(record.fit.n_max) + ")";
+    for (const auto& record : result.fits) {
+      if (record.metric != &metric) continue;
+      const std::string range = "N " + format_length(record.fit.n_min) + "–" + format_length(record.fit.n_max);
+      if (exponent_supported(record.fit))
+        line += (line.empty() ? "" : "; ") + record.label + " ∝ N^" + exponent_text(record.fit.exponent) + " (95% CI " +
+                interval_text(record.fit) + ", " + range + ")";
+      else
+        unsupported += (unsupported.empty() ? "" : "; ") + record.label + " " + lowercase_first(metric.title) +
+                       " (95% CI " + interval_text(record.fit) + ")";
+    }
     if (!line.empty()) findings.paragraphs.push_back("- " + metric.title + ": " + line + ".");
   }
+  if (!unsupported.empty())
+    findings.paragraphs.push_back("- No exponent is given where its 95% interval is wider than " +
+                                  exponent_text(kMaxExponentInterval) + ": " + unsupported + ".");
   // Many configurations cross many times: the findings name the first few, the table has all.
   constexpr size_t kCrossoversInFindings = 12;
   size_t crossovers_listed = 0, crossovers_left = 0;
@@ -298,27 +331,41 @@ ReportResult write_report(const ReportOptions& options) {
     auto found = rows_by_metric.find(name);
     if (found == rows_by_metric.end()) continue;
     const Metric& metric = metric_by_name(name);
-    std::map<int64_t, std::pair<std::string, double>> best;
-    std::map<std::string, std::vector<std::string>> failures;  // label -> "OOM at 32k"
-    for (const auto& row : found->second) {
-      if (row.status != "ok") {
+    std::map<int64_t, std::vector<const MetricRow*>> by_length;  // ok rows above resolution
+    std::map<std::string, std::vector<std::string>> failures;    // label -> "OOM at 32k"
+    const auto resolved = resolved_rows(metric, found->second);
+    for (const auto& row : found->second)
+      if (row.status != "ok")
         failures[row.label].push_back(status_caption(row.status) + " at N = " + format_length(static_cast<double>(row.seq_len)));
-        continue;
-      }
-      auto& slot = best[row.seq_len];
-      if (slot.first.empty() || row.value < slot.second) slot = {row.label, row.value};
+    for (const auto& row : resolved) by_length[row.seq_len].push_back(&row);
+    // The fastest at a length is named only when it beats the runner-up beyond noise.
+    std::string line, ties;
+    for (auto& [n, list] : by_length) {
+      std::sort(list.begin(), list.end(), [](const MetricRow* a, const MetricRow* b) { return a->value < b->value; });
+      const std::string length = format_length(static_cast<double>(n));
+      if (list.size() == 1 || better_beyond_noise(metric, *list[0], *list[1]))
+        line += (line.empty() ? "" : "; ") + length + ": " + list[0]->label + " (" + format_number(list[0]->value) + " ms)";
+      else
+        ties += (ties.empty() ? "" : "; ") + length + ": " + list[0]->label + " and " + list[1]->label;
     }
-    std::string line;
-    for (const auto& [n, winner] : best)
-      line += (line.empty() ? "" : "; ") + format_length(static_cast<double>(n)) + ": " + winner.first + " (" +
-              format_number(winner.second) + " ms)";
-    findings.paragraphs.push_back("- Fastest configuration per length (" + lowercase_first(metric.title) + "): " + line + ".");
+    if (!line.empty())
+      findings.paragraphs.push_back("- Fastest configuration per length (" + lowercase_first(metric.title) + "): " + line + ".");
+    if (!ties.empty())
+      findings.paragraphs.push_back("- No fastest configuration where the two fastest differ by less than their noise (" +
+                                    lowercase_first(metric.title) + "): " + ties + ".");
     for (const auto& [label, list] : failures) {
       std::string joined;
       for (const auto& item : list) joined += (joined.empty() ? "" : ", ") + item;
       findings.paragraphs.push_back("- " + label + " failed (" + lowercase_first(metric.title) + "): " + joined + ".");
     }
     break;  // the first of fwd_bwd_ms / fwd_ms that exists
+  }
+
+  // Measurements a reader should not lean on.
+  for (const auto& metric : metrics()) {
+    const auto found = rows_by_metric.find(metric.name);
+    if (found == rows_by_metric.end() || !headline(metric.name)) continue;
+    for (const auto& note : measurement_quality_notes(metric, found->second)) findings.paragraphs.push_back(note);
   }
 
   for (const auto& point : points)
@@ -329,8 +376,10 @@ ReportResult write_report(const ReportOptions& options) {
   if (!result.fits.empty()) {
     fit_section.paragraphs.push_back(
         "Exponent: least-squares slope of log(metric) against log(N) over the upper half of each configuration's measured "
-        "lengths (at least 3 points; fewer than 3 measured lengths give no fit). Failed sizes are not fitted. "
-        "Crossovers: curves interpolated linearly in log-log between measured points.");
+        "lengths (at least 4 points; fewer than 4 measured lengths give no fit), with a 95% bootstrap interval (lengths "
+        "and timed repeats resampled). Failed sizes and values below the instrument's resolution are not fitted. "
+        "Crossovers: curves interpolated linearly in log-log between measured points, counted only where the curves "
+        "differ beyond their noise on both sides.");
     const Table fits = fits_table(result.fits);
     for (TableFormat format : {TableFormat::markdown, TableFormat::latex, TableFormat::csv}) {
       const fs::path path = out_dir / (std::string("fits.") + extension(format));
@@ -498,7 +547,14 @@ ReportResult write_report(const ReportOptions& options) {
                                       statement.text(5));
   }
 
-  for (Section* section : {&findings, &fit_section, &scaling, &training, &evaluation, &quality, &provenance})
+  // Plots first, tables after: the figure sections give their tables to one "Tables" section
+  // that follows them (with the fits and crossovers).
+  Section tables{"Tables", {}, {}, {}};
+  for (Section* section : {&scaling, &training, &evaluation, &quality}) {
+    tables.tables.insert(tables.tables.end(), section->tables.begin(), section->tables.end());
+    section->tables.clear();
+  }
+  for (Section* section : {&findings, &scaling, &training, &evaluation, &quality, &fit_section, &tables, &provenance})
     if (!section->paragraphs.empty() || !section->figures.empty() || !section->tables.empty())
       sections.push_back(*section);
   const std::string title = "mixlab report: " + fs::path(options.db_path).filename().string();

@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
+#include <random>
 #include <set>
 
 namespace mixlab::reports {
@@ -61,6 +63,71 @@ std::optional<PowerLawFit> fit_upper_range(std::vector<std::pair<double, double>
   return fit_power_law(points);
 }
 
+namespace {
+// Least-squares slope of log y on log N; NaN when all N are equal.
+double log_log_slope(const std::vector<std::pair<double, double>>& points) {
+  double mean_x = 0, mean_y = 0;
+  for (const auto& [n, y] : points) mean_x += std::log(n), mean_y += std::log(y);
+  mean_x /= static_cast<double>(points.size());
+  mean_y /= static_cast<double>(points.size());
+  double sxy = 0, sxx = 0;
+  for (const auto& [n, y] : points) {
+    const double dx = std::log(n) - mean_x;
+    sxx += dx * dx;
+    sxy += dx * (std::log(y) - mean_y);
+  }
+  return sxx > 0 ? sxy / sxx : std::numeric_limits<double>::quiet_NaN();
+}
+
+double percentile(std::vector<double> values, double q) {
+  std::sort(values.begin(), values.end());
+  const double position = q * static_cast<double>(values.size() - 1);
+  const size_t below = static_cast<size_t>(std::floor(position));
+  const size_t above = std::min(values.size() - 1, below + 1);
+  return values[below] + (position - static_cast<double>(below)) * (values[above] - values[below]);
+}
+}  // namespace
+
+std::optional<PowerLawFit> fit_with_interval(const std::vector<std::pair<double, double>>& points,
+                                             const std::vector<std::vector<double>>& repeats, int resamples) {
+  auto fit = fit_upper_range(points);
+  if (!fit) return fit;
+  // The lengths the fit kept, each with the values a replicate may draw there.
+  std::vector<std::pair<double, std::vector<double>>> kept;
+  for (size_t i = 0; i < points.size(); ++i) {
+    const auto [n, y] = points[i];
+    if (!(n >= fit->n_min && n <= fit->n_max && y > 0 && std::isfinite(y))) continue;
+    std::vector<double> values;
+    if (i < repeats.size())
+      for (double r : repeats[i])
+        if (r > 0 && std::isfinite(r)) values.push_back(r);
+    if (values.empty()) values.push_back(y);
+    kept.emplace_back(n, std::move(values));
+  }
+  std::mt19937_64 random(0x5eedULL);
+  std::vector<double> slopes;
+  std::vector<std::pair<double, double>> replicate(kept.size());
+  for (int b = 0, attempts = 0; b < resamples && attempts < 20 * resamples; ++attempts) {
+    for (auto& point : replicate) {
+      const auto& [n, values] = kept[random() % kept.size()];
+      point = {n, values[random() % values.size()]};
+    }
+    const double slope = log_log_slope(replicate);
+    if (!std::isfinite(slope)) continue;  // one distinct length: redraw
+    slopes.push_back(slope);
+    ++b;
+  }
+  if (slopes.size() >= 2) {
+    fit->ci_low = percentile(slopes, 0.025);
+    fit->ci_high = percentile(slopes, 0.975);
+  }
+  return fit;
+}
+
+bool exponent_supported(const PowerLawFit& fit) {
+  return std::isfinite(fit.ci_low) && std::isfinite(fit.ci_high) && fit.ci_high - fit.ci_low <= kMaxExponentInterval;
+}
+
 std::optional<double> interpolate_log_log(const std::vector<std::pair<double, double>>& curve, double n) {
   if (curve.empty() || n < curve.front().first || n > curve.back().first) return std::nullopt;
   for (size_t i = 0; i + 1 < curve.size(); ++i) {
@@ -77,8 +144,21 @@ std::optional<double> interpolate_log_log(const std::vector<std::pair<double, do
 
 std::vector<Crossover> find_crossovers(const std::string& label_a, const std::vector<std::pair<double, double>>& raw_a,
                                        const std::string& label_b, const std::vector<std::pair<double, double>>& raw_b,
-                                       bool higher_is_better, double min_ratio) {
+                                       bool higher_is_better, double min_ratio, const std::vector<double>& noise_a,
+                                       const std::vector<double>& noise_b) {
   const auto a = usable(raw_a), b = usable(raw_b);
+  // Relative noise at a length: the measured point's, or the larger of the two around it.
+  auto noise_at = [](const std::vector<std::pair<double, double>>& raw, const std::vector<double>& noise, double n) {
+    if (noise.empty()) return 0.0;
+    double below = 0, above = 0, below_n = -INFINITY, above_n = INFINITY;
+    for (size_t i = 0; i < raw.size() && i < noise.size(); ++i) {
+      const double cv = std::isfinite(noise[i]) ? noise[i] : 0.0;
+      if (raw[i].first == n) return cv;
+      if (raw[i].first < n && raw[i].first > below_n) below_n = raw[i].first, below = cv;
+      if (raw[i].first > n && raw[i].first < above_n) above_n = raw[i].first, above = cv;
+    }
+    return std::max(below, above);
+  };
   std::vector<Crossover> crossings;
   if (a.size() < 2 || b.size() < 2) return crossings;
   const double low = std::max(a.front().first, b.front().first);
@@ -91,13 +171,17 @@ std::vector<Crossover> find_crossovers(const std::string& label_a, const std::ve
   const std::vector<double> grid(grid_set.begin(), grid_set.end());
   std::vector<double> d;  // log y_A − log y_B on the grid
   for (double n : grid) d.push_back(std::log(*interpolate_log_log(a, n)) - std::log(*interpolate_log_log(b, n)));
-  const double tie = std::log(min_ratio);
-  // Between two consecutive grid points where the curves differ clearly (|d| ≥ log min_ratio)
-  // with opposite signs, the curves cross once: at the middle one of the sign changes there
-  // (one, unless noise flips the sign inside a near-tie).
+  std::vector<double> tie;  // |d| below this is a tie at that length
+  for (double n : grid) {
+    const double cv_a = noise_at(raw_a, noise_a, n), cv_b = noise_at(raw_b, noise_b, n);
+    tie.push_back(std::max(std::log(min_ratio), 2.0 * std::sqrt(cv_a * cv_a + cv_b * cv_b)));
+  }
+  // Between two consecutive grid points where the curves differ clearly (|d| ≥ tie) with
+  // opposite signs, the curves cross once: at the middle one of the sign changes there (one,
+  // unless noise flips the sign inside a near-tie).
   int last_clear = -1;
   for (int i = 0; i < static_cast<int>(grid.size()); ++i) {
-    if (std::fabs(d[i]) < tie || d[i] == 0) continue;
+    if (std::fabs(d[i]) < tie[i] || d[i] == 0) continue;
     if (last_clear >= 0 && (d[last_clear] < 0) != (d[i] < 0)) {
       std::vector<int> changes;  // k: the sign changes between grid[k] and grid[k + 1]
       int previous = last_clear;

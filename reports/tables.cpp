@@ -2,6 +2,7 @@
 
 #include "reports/tables.h"
 
+#include "reports/evidence.h"
 #include "reports/queries.h"
 #include "reports/text.h"
 
@@ -36,18 +37,20 @@ Table pivot_metric(const std::vector<MetricRow>& rows, const Metric& metric, boo
   std::set<std::string> labels;
   std::set<int64_t> lengths;
   std::map<std::pair<std::string, int64_t>, TableCell> cells;
+  std::set<std::pair<std::string, int64_t>> unresolved;  // below the instrument's resolution: never "best"
   for (const auto& row : rows) {
     labels.insert(row.label);
     lengths.insert(row.seq_len);
     cells[{row.label, row.seq_len}] =
         row.status == "ok" ? TableCell::value(row.value * metric.scale) : TableCell::failure(row.status);
+    if (below_resolution(metric, row)) unresolved.insert({row.label, row.seq_len});
   }
   // Bold the best value among the configurations at each length.
   for (int64_t n : lengths) {
     TableCell* best = nullptr;
     for (const auto& label : labels) {
       auto found = cells.find({label, n});
-      if (found == cells.end() || found->second.kind != TableCell::Kind::number) continue;
+      if (found == cells.end() || found->second.kind != TableCell::Kind::number || unresolved.count({label, n})) continue;
       TableCell& cell = found->second;
       if (!best || (metric.higher_is_better ? cell.number > best->number : cell.number < best->number)) best = &cell;
     }

@@ -9,6 +9,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <unistd.h>
@@ -38,6 +40,14 @@ class TempDir {
  private:
   std::filesystem::path path_;
 };
+
+// The whole of a (text or binary) file.
+inline std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
 
 class Fixture {
  public:
@@ -102,6 +112,19 @@ class Fixture {
         .real(9, ok ? peak_bytes : NAN)
         .real(10, state_bytes)
         .run();
+  }
+
+  // The timed repeats of a measurement: its stddev_ms and extra_json.samples_ms, as measure.cpp stores them.
+  void add_repeats(const std::string& id, const std::string& phase, int64_t seq_len, const std::vector<double>& samples_ms) {
+    double mean = 0, squares = 0;
+    for (double x : samples_ms) mean += x / static_cast<double>(samples_ms.size());
+    for (double x : samples_ms) squares += (x - mean) * (x - mean);
+    const double stddev = samples_ms.size() > 1 ? std::sqrt(squares / static_cast<double>(samples_ms.size() - 1)) : 0.0;
+    std::string list;
+    for (double x : samples_ms) list += (list.empty() ? "" : ",") + std::to_string(x);
+    Bound(db_, "UPDATE measurements SET stddev_ms = ?, repeats = ?, extra_json = ? WHERE point_id = ? AND phase = ? AND seq_len = ?")
+        .real(1, stddev).integer(2, static_cast<int64_t>(samples_ms.size())).text(3, "{\"samples_ms\": [" + list + "]}")
+        .text(4, id).text(5, phase).integer(6, seq_len).run();
   }
 
   void add_train(const std::string& id, int64_t step, int64_t tokens, double flops, double loss, double tokens_per_s) {

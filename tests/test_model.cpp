@@ -112,6 +112,22 @@ TEST(ModelConfig, CommentsMixerParamsAndDottedSets) {
   EXPECT_DOUBLE_EQ(std::get<int64_t>(config.pattern[0].params.at("rope_theta")), 1e6);
 }
 
+// The shipped specs write sublayers as strings; mixer_params applies to them as to objects, and
+// sublayers of other mixers keep their short form.
+TEST(ModelConfig, MixerParamsApplyToStringSublayers) {
+  const json model = json::parse(R"({"d_model": 16, "n_heads": 2, "pattern": ["attention", "mlp"],
+                                     "mixer_params": {"mlp": {"hidden": 24}}})");
+  const json resolved = resolve_model_json(model, "x.json", "model");
+  EXPECT_EQ(resolved["pattern"][0], json("attention"));
+  EXPECT_EQ(resolved["pattern"][1], json::parse(R"({"mixer": "mlp", "hidden": 24})"));
+  const auto config = parse_model_config(model, "x.json");
+  EXPECT_EQ(std::get<int64_t>(config.pattern[1].params.at("hidden")), 24);
+  // A mixer the pattern does not use is still an error.
+  const json unused = json::parse(R"({"d_model": 16, "n_heads": 2, "pattern": ["attention", "mlp"],
+                                      "mixer_params": {"swa": {"window": 4}}})");
+  EXPECT_THROW(resolve_model_json(unused, "x.json", "model"), ConfigError);
+}
+
 }  // namespace
 }  // namespace mixlab
 

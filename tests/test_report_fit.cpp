@@ -62,7 +62,7 @@ TEST(ReportFit, NLogNHasTheEffectiveExponentOfItsRange) {
   EXPECT_NEAR(noisy->exponent, 1.10, 0.03);
 }
 
-TEST(ReportFit, UpperRangeRuleKeepsTheUpperHalfAtLeastThree) {
+TEST(ReportFit, UpperRangeRuleKeepsTheUpperHalfAtLeastFour) {
   // A fixed overhead dominates short lengths: y = 50 + 1e-4·N².  9 points → the upper 5 are fitted.
   auto points = sample([](double n) { return 50.0 + 1e-4 * n * n; }, 8, 16, 0.0, 1);
   auto upper = fit_upper_range(points);
@@ -72,10 +72,10 @@ TEST(ReportFit, UpperRangeRuleKeepsTheUpperHalfAtLeastThree) {
   EXPECT_EQ(upper->n_min, 4096);
   EXPECT_NEAR(upper->exponent, 2.0, 0.02);
   EXPECT_LT(all->exponent, 1.9);
-  // 4 points → 3 fitted (at least 3); 3 points → all 3; 2 points → no fit.
-  EXPECT_EQ(fit_upper_range(sample([](double n) { return n; }, 8, 11, 0, 1))->count, 3);
-  EXPECT_EQ(fit_upper_range(sample([](double n) { return n; }, 8, 10, 0, 1))->count, 3);
-  EXPECT_FALSE(fit_upper_range(sample([](double n) { return n; }, 8, 9, 0, 1)).has_value());
+  // 6 points → 4 fitted (at least 4); 4 points → all 4; 3 points → no fit (R² ≈ 1 whatever the data).
+  EXPECT_EQ(fit_upper_range(sample([](double n) { return n; }, 8, 13, 0, 1))->count, 4);
+  EXPECT_EQ(fit_upper_range(sample([](double n) { return n; }, 8, 11, 0, 1))->count, 4);
+  EXPECT_FALSE(fit_upper_range(sample([](double n) { return n; }, 8, 10, 0, 1)).has_value());
 }
 
 TEST(ReportFit, IgnoresUnusablePoints) {

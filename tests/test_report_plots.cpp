@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 namespace mixlab::reports {
@@ -153,6 +154,62 @@ TEST(ReportPlots, DatabaseWithOnlyFailuresStillReports) {
             std::string::npos);
   EXPECT_NE(slurp(options.out_dir + "/tables/fwd_ms.md").find("| full attention | non-finite | OOM | OOM |"),
             std::string::npos);
+}
+
+// What gnuplot itself reads for `'FILE' index K using 1:2`, through `set table` (the reference:
+// gnuplot's own block counting, not ours).
+std::vector<std::pair<double, double>> gnuplot_reads(const fs::path& dir, const std::string& file, int index) {
+  const fs::path script = dir / "read_back.gp", table = dir / "read_back.txt";
+  std::ofstream(script) << "set table '" << table.string() << "'\nplot '" << (dir / file).string() << "' index "
+                        << index << " using 1:2 with points\nunset table\n";
+  EXPECT_EQ(std::system(("gnuplot " + script.string() + " 2>/dev/null").c_str()), 0);
+  std::vector<std::pair<double, double>> points;
+  std::istringstream lines(slurp(table.string()));
+  for (std::string line; std::getline(lines, line);) {
+    if (line.empty() || line[0] == '#') continue;
+    std::istringstream fields(line);
+    double x, y;
+    if (fields >> x >> y) points.emplace_back(x, y);
+  }
+  return points;
+}
+
+// Configurations with no measured point (empty, or every size failed) sit between and before
+// configurations with data: each drawn curve must still carry its own points, every
+// configuration must be named in the legend, and gnuplot must print no warning.
+TEST(ReportPlots, EveryCurveUnderItsOwnLabelWhateverIsMissing) {
+  fixture::TempDir dir("labels");
+  PlotSpec spec;
+  spec.name = "mixed";
+  spec.title = "mixed";
+  spec.x_label = "N";
+  spec.y_label = "ms";
+  spec.curves = {{"a-empty", {}, {}},
+                 {"b-two", {{256, 1.0}, {512, 2.0}}, {}},
+                 {"c-all-failed", {}, {{256, "time_budget"}, {512, "oom"}}},
+                 {"d-single", {{512, 7.0}}, {{1024, "oom"}}},
+                 {"e-three", {{256, 3.0}, {512, 5.0}, {1024, 9.0}}, {}}};
+  std::vector<std::string> labels;
+  for (const auto& curve : spec.curves) labels.push_back(curve.label);
+  const ColourMap colours(labels);
+  render_plot(spec, colours, dir.path("out"), {"png"});
+  EXPECT_FALSE(fs::exists(dir.path("out/mixed.gnuplot.log"))) << slurp(dir.path("out/mixed.gnuplot.log"));
+  const std::string script = slurp(dir.path("out/mixed.gp"));
+  std::map<std::string, const PlotCurve*> by_label;
+  for (const auto& curve : spec.curves) by_label[curve.label] = &curve;
+  int drawn = 0;
+  for (const auto& curve : spec.curves) {
+    const auto title = script.find("title '" + curve.label + (curve.points.empty() ? " (no measured point)'" : "'"));
+    ASSERT_NE(title, std::string::npos) << curve.label << " missing from the legend";
+    if (curve.points.empty()) continue;
+    // The clause that carries this title reads `index K`.
+    const auto clause = script.rfind("index ", title);
+    ASSERT_NE(clause, std::string::npos);
+    const int index = std::stoi(script.substr(clause + 6));
+    EXPECT_EQ(gnuplot_reads(dir.path("out"), "mixed.dat", index), curve.points) << curve.label;
+    ++drawn;
+  }
+  EXPECT_EQ(drawn, 3);
 }
 
 TEST(ReportPlots, HtmlIsEscapedAndSelfContainedAndFileNamesAreSanitised) {

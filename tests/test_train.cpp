@@ -3,6 +3,7 @@
 
 #include "data/rng.h"
 #include "harness/config.h"
+#include "harness/run_folder_records.h"
 #include "harness/spec.h"
 #include "harness/store.h"
 #include "harness/sweep.h"
@@ -29,12 +30,20 @@ struct MemoryRecords : TrainingRecords {
   std::vector<Eval> evals;
   int64_t fail_at_step = -1;  // simulate a crash: record this step, then throw
 
+  // Rows are keyed as in the database (INSERT OR REPLACE): writing a row again replaces it.
   void log_step(int64_t step, int64_t tokens, double flops, double loss, double lr, double, double) override {
+    steps.erase(std::remove_if(steps.begin(), steps.end(), [&](const Step& s) { return s.step == step; }), steps.end());
     steps.push_back({step, tokens, flops, loss, lr});
     if (step == fail_at_step) throw std::runtime_error("simulated interruption");
   }
   void log_evaluation(int64_t step, const std::string& task, const std::string& metric, double value,
                       std::optional<int64_t> seq_len, std::optional<int64_t> bucket, const std::string&) override {
+    evals.erase(std::remove_if(evals.begin(), evals.end(),
+                               [&](const Eval& e) {
+                                 return e.step == step && e.task == task && e.metric == metric &&
+                                        e.seq_len == seq_len && e.bucket == bucket;
+                               }),
+                evals.end());
     evals.push_back({step, task, metric, value, seq_len, bucket});
   }
   void discard_after(int64_t step) override {
@@ -249,29 +258,117 @@ TEST(Train, CorpusRunReportsConsistentFiguresAndResumesExactly) {
   fs::remove_all(corpus);
 }
 
-TEST(Train, SweepPointWithTrainSectionIsTrainedRecordedAndDone) {
-  // The sweep runner calls the registered hook; rows land in the store and the point is done.
-  const json raw = {{"name", "train-test"},
+namespace {
+// One training point (3 steps of induction) swept into `store` with its run folders under `runs`.
+SweepSummary sweep_training_point(Store& store, const fs::path& runs, bool force, std::string* id = nullptr) {
+  const json raw = {{"name", "rows-test"},
                     {"base", {{"model", tiny_model("attention")},
                               {"measure", {{"phases", json::array()}}},
                               {"train", {{"data", {{"source", "induction"}, {"vocab", 16}}}, {"seq_len", 16},
                                          {"batch_size", 4}, {"steps", 3}, {"threads", 1},
                                          {"eval", {{"examples", 8}}}}}}}};
   const SweepSpec spec = expand_spec(raw, "test", "cpu");
-  Store store(":memory:");
+  if (id) *id = spec.points.front().id;
   SweepOptions options;
-  options.run_root = scratch("sweep").string();
-  const auto summary = run_sweep(spec, store, "cpu", options);
-  EXPECT_EQ(summary.done, 1u);
-  const std::string id = spec.points.front().id;
+  options.run_root = runs.string();
+  options.force = force;
+  return run_sweep(spec, store, "cpu", options);
+}
+
+std::vector<double> losses(Store& store, const std::string& id) {
+  Statement q(store.handle(), "SELECT loss FROM train_log WHERE point_id = ? ORDER BY step");
+  q.bind(1, id);
+  std::vector<double> values;
+  while (q.step()) values.push_back(q.real(0));
+  return values;
+}
+
+int64_t evaluation_rows(Store& store, const std::string& id) {
+  Statement q(store.handle(), "SELECT COUNT(*) FROM evaluations WHERE point_id = ?");
+  q.bind(1, id);
+  q.step();
+  return q.integer(0);
+}
+
+// Sets every train_log row's loss in the run folder's record file to `loss`.
+void overwrite_recorded_losses(const fs::path& records, double loss) {
+  std::ifstream in(records);
+  std::string text, line;
+  while (std::getline(in, line)) {
+    json row = json::parse(line);
+    if (!row.contains("task")) row["loss"] = loss;
+    text += row.dump() + "\n";
+  }
+  in.close();
+  std::ofstream(records, std::ios::trunc) << text;
+}
+}  // namespace
+
+TEST(Train, SweepPointWithTrainSectionIsTrainedRecordedAndDone) {
+  // The sweep runner calls the registered hook; rows land in the store and the point is done.
+  const auto runs = scratch("sweep");
+  Store store(":memory:");
+  std::string id;
+  EXPECT_EQ(sweep_training_point(store, runs, false, &id).done, 1u);
   EXPECT_EQ(store.point_status(id), std::optional<std::string>("done"));
-  Statement steps(store.handle(), "SELECT COUNT(*) FROM train_log WHERE point_id = ?");
-  steps.bind(1, id);
-  ASSERT_TRUE(steps.step());
-  EXPECT_EQ(steps.integer(0), 3);
+  EXPECT_EQ(losses(store, id).size(), 3u);
   Statement accuracy(store.handle(),
                      "SELECT value FROM evaluations WHERE point_id = ? AND task = 'induction' AND metric = 'accuracy'");
   accuracy.bind(1, id);
   ASSERT_TRUE(accuracy.step());
   EXPECT_GE(accuracy.real(0), 0.0);
+  fs::remove_all(runs);
+}
+
+// The same training point swept into a second database finds its finished checkpoint: the rows
+// come back from the run folder instead of vanishing.
+TEST(Train, RerunIntoANewDatabaseRestoresTheRowsFromTheRunFolder) {
+  const auto runs = scratch("rerun");
+  std::string id;
+  Store first(":memory:");
+  ASSERT_EQ(sweep_training_point(first, runs, false, &id).done, 1u);
+  const auto trained = losses(first, id);
+  ASSERT_EQ(trained.size(), 3u);
+  ASSERT_GT(evaluation_rows(first, id), 0);
+  ASSERT_TRUE(fs::exists(runs / id / RunFolderRecords::kFileName));
+
+  Store second(":memory:");
+  ASSERT_EQ(sweep_training_point(second, runs, false).done, 1u);
+  EXPECT_EQ(losses(second, id), trained);
+  EXPECT_EQ(evaluation_rows(second, id), evaluation_rows(first, id));
+  fs::remove_all(runs);
+}
+
+// The rows come from the folder (a tampered record file shows through) unless --force, which
+// trains again from step 0.
+TEST(Train, ForceTrainsAgainInsteadOfRestoring) {
+  const auto runs = scratch("force");
+  std::string id;
+  Store first(":memory:");
+  ASSERT_EQ(sweep_training_point(first, runs, false, &id).done, 1u);
+  const auto trained = losses(first, id);
+  overwrite_recorded_losses(runs / id / RunFolderRecords::kFileName, 123.0);
+
+  Store restored(":memory:");
+  sweep_training_point(restored, runs, false);
+  EXPECT_EQ(losses(restored, id), std::vector<double>(3, 123.0));
+
+  Store forced(":memory:");
+  ASSERT_EQ(sweep_training_point(forced, runs, true).done, 1u);
+  EXPECT_EQ(losses(forced, id), trained);  // CPU training is deterministic for a seed
+  fs::remove_all(runs);
+}
+
+// A run folder written before record files existed (a checkpoint alone) cannot restore its rows:
+// the point is trained afresh rather than marked done with none.
+TEST(Train, CheckpointWithoutRecordFileTrainsAfresh) {
+  const auto runs = scratch("legacy");
+  std::string id;
+  Store first(":memory:");
+  sweep_training_point(first, runs, false, &id);
+  fs::remove(runs / id / RunFolderRecords::kFileName);
+  Store second(":memory:");
+  ASSERT_EQ(sweep_training_point(second, runs, false).done, 1u);
+  EXPECT_EQ(losses(second, id), losses(first, id));
+  fs::remove_all(runs);
 }

@@ -9,6 +9,7 @@
 #include "harness/spec.h"
 #include "harness/sweep.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <iostream>
 
@@ -22,6 +23,7 @@ struct SweepCommandOptions {
   std::string shard;
   bool dry_run = false;
   bool force = false;
+  std::string run_root;                // training run folders (default <db dir>/<spec name>.runs)
   std::vector<std::string> overrides;  // --set base.measure.repeats=5
 };
 
@@ -76,10 +78,14 @@ int run_sweep_command(const SweepCommandOptions& o) {
   options.force = o.force;
   options.progress = Progress::stderr_is_terminal();
   options.log = &std::cout;
-  options.run_root = (parent.empty() ? std::filesystem::path(".") : parent).string() + "/" + spec.name + ".runs";
+  options.run_root = !o.run_root.empty() ? o.run_root
+                                          : (parent.empty() ? std::filesystem::path(".") : parent).string() + "/" +
+                                                spec.name + ".runs";
+  const bool trains = std::any_of(selected.begin(), selected.end(), [](const SweepPoint& p) { return p.config.contains("train"); });
   std::cout << "sweep " << spec.name << ": " << selected.size() << " points"
             << (shard ? " (shard " + std::to_string(shard->first) + "/" + std::to_string(shard->second) + ")" : "")
-            << " on " << device << " -> " << db << std::endl;
+            << " on " << device << " -> " << db << (trains ? ", training runs in " + options.run_root : "")
+            << std::endl;
   const SweepSummary summary = run_sweep(spec, store, device, options);
   std::cout << "sweep " << spec.name << ": " << summary.done << " done, " << summary.skipped << " already done, "
             << summary.failed << " failed  (mixlab show --db " << db << ")\n";
@@ -97,7 +103,10 @@ MIXLAB_REGISTER_COMMAND(sweep, "run a declarative sweep spec into a SQLite resul
                           app.add_option("--shard", o->shard,
                                          "run the deterministic slice i/n (default from SLURM_ARRAY_TASK_ID/COUNT)");
                           app.add_flag("--dry-run", o->dry_run, "print the resolved points and their count, run nothing");
-                          app.add_flag("--force", o->force, "re-run points already done");
+                          app.add_flag("--force", o->force, "re-run points already done (training starts afresh)");
+                          app.add_option("--run-root", o->run_root,
+                                         "folder of the training points' run folders (checkpoint, records.jsonl); "
+                                         "default <db dir>/<spec name>.runs");
                           app.add_option("--set", o->overrides,
                                          "override a spec field before validation, e.g. base.measure.repeats=5 "
                                          "(repeatable; the values become part of each point's config and id)");
