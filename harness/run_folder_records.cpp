@@ -91,10 +91,11 @@ int64_t RunFolderRecords::restore_to(int64_t step) {
     if (row.contains("task"))
       database_.log_evaluation(s, row.value("task", ""), row.value("metric", ""), number_or_nan(row, "value"),
                                optional_integer(row, "seq_len"), optional_integer(row, "bucket"), row.value("extra", ""));
-    else
+    else {
       database_.set_implementation(row.value("implementation", std::string()));
       database_.log_step(s, row.value("tokens", int64_t{0}), number_or_nan(row, "flops"), number_or_nan(row, "loss"),
                          number_or_nan(row, "lr"), number_or_nan(row, "tokens_per_s"), number_or_nan(row, "elapsed_s"));
+    }
   }
   return static_cast<int64_t>(kept.size());
 }
