@@ -169,9 +169,7 @@ std::string data_text(const PlotSpec& spec) {
   out << "# " << spec.title << ": x y, one block per configuration\n";
   for (size_t i = 0; i < spec.curves.size(); ++i) {
     if (i) out << "\n\n";
-    std::string label = spec.curves[i].label;
-    std::replace(label.begin(), label.end(), '\n', ' ');
-    out << "# " << label << "\n";
+    out << "# " << printable_line(spec.curves[i].label) << "\n";  // a newline in a label would start a data line
     for (const auto& [x, y] : spec.curves[i].points) out << number(x) << " " << number(y) << "\n";
     if (spec.curves[i].points.empty()) out << "# (no measured points)\n";
   }
