@@ -41,7 +41,8 @@ std::string markdown_escape(const std::string& text) {
   std::string out;
   for (char c : text) {
     if (c == '|' || c == '*' || c == '_' || c == '`' || c == '<' || c == '>' || c == '[' || c == ']' || c == '\\') out += '\\';
-    if (c == '\n' || c == '\r') c = ' ';
+    if (c == '\n' || c == '\r' || c == '\t') c = ' ';
+    else if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';  // no control characters in a document
     out += c;
   }
   return out;
