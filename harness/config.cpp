@@ -1,5 +1,7 @@
 #include "harness/config.h"
 
+#include "harness/json_input.h"
+
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -17,18 +19,9 @@ ConfigError::ConfigError(const std::string& file_, const std::string& path_, con
 
 json parse_json_text(const std::string& text, const std::string& file) {
   try {
-    return json::parse(text, /*callback=*/nullptr, /*allow_exceptions=*/true, /*ignore_comments=*/true);
-  } catch (const json::parse_error& error) {
-    // Turn the byte offset into a line and column.
-    size_t line = 1, column = 1;
-    for (size_t i = 0; i < text.size() && i + 1 < error.byte; ++i) {
-      if (text[i] == '\n') { ++line; column = 1; } else { ++column; }
-    }
-    std::string message = error.what();
-    auto colon = message.find("syntax error");
-    throw ConfigError(file, "", "malformed JSON at line " + std::to_string(line) + ", column " +
-                                    std::to_string(column) + ": " +
-                                    (colon == std::string::npos ? message : message.substr(colon)));
+    return parse_json_bounded(text, /*allow_comments=*/true);
+  } catch (const JsonInputError& error) {
+    throw ConfigError(file, error.where, error.detail);
   }
 }
 
@@ -97,13 +90,18 @@ std::vector<std::string> split_path(const std::string& dotted) {
 bool is_index(const std::string& s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return std::isdigit(c); });
 }
+// A list index of at most 9 digits (no list in a config comes near 10^9 elements).
+size_t index_value(const std::string& part, const std::string& dotted_path) {
+  if (part.size() > 9) throw ConfigError("", dotted_path, "index " + part + " is far past the end of any list");
+  return std::stoul(part);
+}
 }  // namespace
 
 void set_dotted(json& target, const std::string& dotted_path, const json& value) {
   json* node = &target;
   for (const auto& part : split_path(dotted_path)) {
     if (node->is_array() && is_index(part)) {
-      size_t index = std::stoul(part);
+      const size_t index = index_value(part, dotted_path);
       if (index >= node->size())
         throw ConfigError("", dotted_path, "index " + part + " is past the end of a list of " +
                                                std::to_string(node->size()));
@@ -120,7 +118,7 @@ void set_dotted(json& target, const std::string& dotted_path, const json& value)
 json get_dotted(const json& target, const std::string& dotted_path) {
   const json* node = &target;
   for (const auto& part : split_path(dotted_path)) {
-    if (node->is_array() && is_index(part) && std::stoul(part) < node->size())
+    if (node->is_array() && is_index(part) && part.size() <= 9 && std::stoul(part) < node->size())
       node = &(*node)[std::stoul(part)];
     else if (node->is_object() && node->contains(part))
       node = &(*node)[part];
@@ -135,10 +133,15 @@ void apply_dotted_set(json& target, const std::string& assignment) {
   if (eq == std::string::npos || eq == 0)
     throw ConfigError("--set", assignment, "expected key=value, e.g. model.d_model=512");
   const std::string key = assignment.substr(0, eq), text = assignment.substr(eq + 1);
+  if (!is_valid_utf8(assignment))
+    throw ConfigError("--set", key, "is not valid UTF-8; give the value as UTF-8 text");
   json value;
   try {
-    value = json::parse(text);
-  } catch (const json::parse_error&) {
+    value = parse_json_bounded(text, /*allow_comments=*/false);
+  } catch (const JsonInputError& error) {
+    if (!error.syntax)
+      throw ConfigError("--set", error.where.empty() ? key : key + (error.where[0] == '[' ? "" : ".") + error.where,
+                        error.detail);
     value = text;
   }
   set_dotted(target, key, value);
@@ -247,7 +250,10 @@ ModelConfig parse_model_config(const json& model_in, const std::string& file, co
                         "unknown key; valid: preset, mixer_params, " +
                             join(std::vector<std::string>(known.begin(), known.end())));
   ModelConfig config;
-  if (model.contains("name")) config.name = model["name"].get<std::string>();
+  if (model.contains("name")) {
+    if (!model["name"].is_string()) throw ConfigError(file, path + ".name", "must be a string, got " + model["name"].dump());
+    config.name = model["name"].get<std::string>();
+  }
   if (model.contains("vocab_size")) config.vocab_size = require_int(model, "vocab_size", file, path, 2, 1 << 24);
   if (model.contains("d_model")) config.d_model = require_int(model, "d_model", file, path, 1, 1 << 16);
   if (model.contains("n_heads")) config.n_heads = require_int(model, "n_heads", file, path, 1, 1024);

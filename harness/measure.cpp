@@ -1,6 +1,7 @@
 #include "harness/measure.h"
 
 #include "mixers/implementation.h"
+#include "harness/interrupt.h"
 
 #include "harness/config.h"
 
@@ -56,6 +57,9 @@ double real_in(const json& value, const std::string& file, const std::string& pa
 }
 
 constexpr int64_t kMaxSeqLen = int64_t{1} << 26;
+// A ladder longer than this is a typo (a step of 1 over a long range), not a study; it is
+// refused before anything is allocated.
+constexpr int64_t kMaxSeqLenCount = 1024;
 
 }  // namespace
 
@@ -63,6 +67,9 @@ std::vector<int64_t> expand_seq_lens(const json& value, const std::string& file,
   std::vector<int64_t> lengths;
   if (value.is_array()) {
     if (value.empty()) throw ConfigError(file, path, "is an empty list; give at least one sequence length");
+    if (value.size() > static_cast<size_t>(kMaxSeqLenCount))
+      throw ConfigError(file, path, "lists " + std::to_string(value.size()) + " sequence lengths, more than the " +
+                                        std::to_string(kMaxSeqLenCount) + " allowed");
     for (size_t i = 0; i < value.size(); ++i)
       lengths.push_back(integer_in(value[i], file, path + "[" + std::to_string(i) + "]", 1, kMaxSeqLen));
   } else if (value.is_object()) {
@@ -80,6 +87,10 @@ std::vector<int64_t> expand_seq_lens(const json& value, const std::string& file,
       for (int64_t n = from; n <= to; n *= times) lengths.push_back(n);
     } else {
       const int64_t step = integer_in(value["step"], file, path + ".step", 1, kMaxSeqLen);
+      const int64_t count = (to - from) / step + 1;
+      if (count > kMaxSeqLenCount)
+        throw ConfigError(file, path, "expands to " + std::to_string(count) + " sequence lengths, more than the " +
+                                          std::to_string(kMaxSeqLenCount) + " allowed; use a larger \"step\" or \"times\"");
       for (int64_t n = from; n <= to; n += step) lengths.push_back(n);
     }
   } else {
@@ -235,11 +246,18 @@ TimingSummary summarize(const std::vector<double>& samples) {
 // ----------------------------------------------------------------------------- timing
 
 std::vector<double> time_repeats(const std::function<void()>& call, const MeasureSettings& settings,
-                                 CallTimer& timer) {
+                                 CallTimer& timer, const std::function<bool()>& out_of_time) {
+  // Between two calls: an interrupt (Ctrl-C) ends the measurement, an exhausted time budget ends
+  // the repeats (the samples taken so far are kept; at least one is always taken).
+  auto stop = [&] {
+    throw_if_interrupted();
+    return out_of_time && out_of_time();
+  };
   for (int64_t i = 0; i < settings.warmup; ++i) {
     timer.start();  // the warm-up goes through the same path, so the first timed call is not the first call
     call();
     timer.stop_ms();
+    if (stop()) break;
   }
   std::vector<double> samples;
   samples.reserve(static_cast<size_t>(settings.repeats));
@@ -252,6 +270,7 @@ std::vector<double> time_repeats(const std::function<void()>& call, const Measur
     samples.push_back(ms);
     total_ms += ms;
     if (static_cast<int64_t>(samples.size()) >= settings.min_repeats && total_ms >= target_ms) break;
+    if (stop()) break;
   }
   return samples;
 }
@@ -321,7 +340,8 @@ void measure_forward(Context& c, Measurement& m, const Cost& cost) {
   PeakMemory peak(c.device);
   torch::Tensor logits;
   peak.reset();
-  auto samples = time_repeats([&] { logits = torch::Tensor(); logits = c.model->forward(tokens); }, c.settings, timer);
+  auto samples = time_repeats([&] { logits = torch::Tensor(); logits = c.model->forward(tokens); }, c.settings, timer,
+                              [&] { return c.over_budget(); });
   m.peak_memory_bytes = peak.peak_bytes();
   m.flops = cost.flops;
   fill_from_timing(m, samples, static_cast<double>(c.settings.batch * m.seq_len));
@@ -349,7 +369,8 @@ void measure_forward_backward(Context& c, Measurement& m, const Cost& cost) {
         loss = torch::nn::functional::cross_entropy(logits.reshape({-1, c.vocab}).to(torch::kFloat32), targets);
         loss.backward();
       },
-      c.settings, timer);
+      c.settings, timer,
+                              [&] { return c.over_budget(); });
   m.peak_memory_bytes = peak.peak_bytes();
   clear_grads();
   m.flops = 3.0 * cost.flops;
@@ -370,7 +391,8 @@ void measure_decode(Context& c, Measurement& m, const Cost& cost) {
     PeakMemory peak(c.device);
     torch::Tensor logits;
     peak.reset();
-    auto samples = time_repeats([&] { logits = torch::Tensor(); logits = c.model->forward(tokens); }, c.settings, timer);
+    auto samples = time_repeats([&] { logits = torch::Tensor(); logits = c.model->forward(tokens); }, c.settings, timer,
+                              [&] { return c.over_budget(); });
     m.peak_memory_bytes = peak.peak_bytes();
     m.flops = cost.flops;
     fill_from_timing(m, samples, static_cast<double>(batch));
@@ -406,6 +428,7 @@ void measure_decode(Context& c, Measurement& m, const Cost& cost) {
     const double ms = timer.stop_ms();
     per_step_ms.push_back(ms / static_cast<double>(steps));
     total_ms += ms;
+    throw_if_interrupted();
     if (c.over_budget() && position + steps < n)
       throw BudgetExceeded(c.budget_message() + " while decoding at position " + std::to_string(position + steps));
   }
@@ -459,6 +482,8 @@ std::vector<Measurement> measure_model(LanguageModel& model, const MeasureSettin
           if (phase == "forward") measure_forward(c, m, cost);
           else if (phase == "forward_backward") measure_forward_backward(c, m, cost);
           else measure_decode(c, m, cost);
+        } catch (const Interrupted&) {
+          throw;  // the sweep ends the point cleanly
         } catch (const BudgetExceeded& error) {
           m = Measurement{phase, n, settings.batch, "time_budget", error.what()};
           m.state_bytes = cost.state_bytes;

@@ -83,9 +83,11 @@ struct Measurement {
 };
 
 // Times `call` repeatedly under the settings' warm-up / repeat / target rules.  `call` runs one
-// operation; the timer waits for it to finish.  Returns the per-call latencies in ms.
+// operation; the timer waits for it to finish.  Returns the per-call latencies in ms.  Between
+// calls, `out_of_time` (when given) ends the repeats early, keeping the samples taken (at least
+// one), and an interrupt (harness/interrupt.h) throws Interrupted.
 std::vector<double> time_repeats(const std::function<void()>& call, const MeasureSettings& settings,
-                                 CallTimer& timer);
+                                 CallTimer& timer, const std::function<bool()>& out_of_time = {});
 
 // Called before each (seq_len, phase) measurement: index counts measurements of this point.
 using MeasureObserver = std::function<void(int64_t seq_len, const std::string& phase, size_t index, size_t count)>;

@@ -2,6 +2,8 @@
 
 #include "harness/safetensors.h"
 
+#include "harness/json_input.h"
+
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
@@ -82,21 +84,16 @@ void write_u64_le(std::ostream& out, uint64_t value) {
 json parse_header(const std::string& text, const std::string& path) {
   std::set<std::string> seen;
   std::string duplicate;
-  json::parser_callback_t find_duplicates = [&](int depth, json::parse_event_t event, json& parsed) {
-    if (event == json::parse_event_t::key && depth == 1 && parsed.is_string()) {
-      const auto name = parsed.get<std::string>();
-      if (!seen.insert(name).second && duplicate.empty()) duplicate = name;
-    }
-    return true;
+  auto find_duplicates = [&](const std::string& name) {
+    if (!seen.insert(name).second && duplicate.empty()) duplicate = name;
   };
   json header;
   try {
-    header = json::parse(text, find_duplicates);
-  } catch (const json::parse_error& error) {
-    std::string message = error.what();
-    const auto at = message.find("syntax error");
-    throw SafetensorsError(path, "", "malformed header JSON at header byte " + std::to_string(error.byte) +
-                                         ": " + (at == std::string::npos ? message : message.substr(at)));
+    header = parse_json_bounded(text, /*allow_comments=*/false, find_duplicates);
+  } catch (const JsonInputError& error) {
+    const std::string detail = error.syntax ? "malformed header JSON" + error.detail.substr(std::string("malformed JSON").size())
+                                            : "header: " + error.detail;
+    throw SafetensorsError(path, error.where, detail);
   }
   if (!header.is_object())
     throw SafetensorsError(path, "", "the header must be a JSON object, got " + std::string(header.type_name()));

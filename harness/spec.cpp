@@ -3,6 +3,7 @@
 #include "harness/point_labels.h"
 
 #include "harness/config.h"
+#include "harness/json_input.h"
 #include "harness/measure.h"
 #include "harness/training_hook.h"
 #include "mixers/registry.h"
@@ -331,6 +332,14 @@ SweepSpec expand_spec(const json& raw, const std::string& file, const std::strin
   } else {
     overlays.push_back({json::object(), "base"});
   }
+
+  // points × grid × zip, checked before anything is expanded.
+  int64_t expanded = static_cast<int64_t>(overlays.size());
+  for (const auto& group : groups)
+    if (!checked_multiply(expanded, static_cast<int64_t>(group.size()), expanded) || expanded > kMaxSweepPoints)
+      throw ConfigError(file, raw.contains("grid") ? "grid" : "zip",
+                        "the spec expands to more than " + std::to_string(kMaxSweepPoints) +
+                            " points (points x grid x zip); split it into several sweeps");
 
   std::set<std::string> seen;
   for (const auto& [overlay, where] : overlays) {

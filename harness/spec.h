@@ -21,6 +21,9 @@
 
 namespace mixlab {
 
+// The most points one spec may expand to (a larger grid is refused before it is expanded).
+constexpr int64_t kMaxSweepPoints = 100000;
+
 struct SweepPoint {
   std::string id;              // 16 hex digits
   nlohmann::json config;       // {"model": explicit, "measure": full, "train": as given (if any)}

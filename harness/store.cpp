@@ -10,6 +10,8 @@
 #include <cstdio>
 #include <map>
 #include <set>
+#include <algorithm>
+#include <vector>
 
 namespace mixlab {
 
@@ -85,11 +87,50 @@ CREATE TABLE IF NOT EXISTS evaluations (
   point_id TEXT, step INTEGER, task TEXT, metric TEXT, value REAL, seq_len INTEGER, bucket INTEGER,
   extra_json TEXT, PRIMARY KEY (point_id, step, task, metric, seq_len, bucket));
 )SQL";
+
+// Added after version 1, each only when missing (so every branch's databases compose):
+// sweep membership, and the claim a running point carries (docs/results-schema.md).
+const char* kSweepPointsTable =
+    "CREATE TABLE IF NOT EXISTS sweep_points (sweep_name TEXT, point_id TEXT, position INTEGER, "
+    "PRIMARY KEY (sweep_name, point_id))";
+const std::vector<std::pair<std::string, std::string>> kClaimColumns = {
+    {"attempts", "INTEGER"}, {"claim_pid", "INTEGER"}, {"claim_host", "TEXT"}, {"heartbeat_s", "REAL"},
+    {"claim_stage", "TEXT"}};
+
+std::vector<std::string> table_columns(sqlite3* db, const std::string& schema, const std::string& table) {
+  Statement info(db, "PRAGMA " + schema + ".table_info(" + table + ")");
+  std::vector<std::string> names;
+  while (info.step()) names.push_back(info.text(1));
+  return names;
+}
+
+bool has_table(sqlite3* db, const std::string& schema, const std::string& table) {
+  Statement query(db, "SELECT 1 FROM " + schema + ".sqlite_master WHERE type = 'table' AND name = ?");
+  query.bind(1, table);
+  return query.step();
+}
+
+// An SQLite URI for a read-only attachment of `path` (RFC 3986 escapes for the characters that
+// have a meaning in a URI).
+std::string read_only_uri(const std::string& path) {
+  std::string out = "file:";
+  for (unsigned char c : path) {
+    if (c == '%' || c == '?' || c == '#' || c < 0x20) {
+      char escaped[4];
+      std::snprintf(escaped, sizeof escaped, "%%%02X", c);
+      out += escaped;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out + "?mode=ro";
+}
 }  // namespace
 
-Store::Store(const std::string& path) : path_(path) {
-  if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
-                      nullptr) != SQLITE_OK) {
+Store::Store(const std::string& path, Mode mode) : path_(path), mode_(mode) {
+  const int flags = (mode == Mode::read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
+                    SQLITE_OPEN_FULLMUTEX | SQLITE_OPEN_URI;
+  if (sqlite3_open_v2(path.c_str(), &db_, flags, nullptr) != SQLITE_OK) {
     const std::string message = db_ ? sqlite3_errmsg(db_) : "out of memory";
     sqlite3_close(db_);
     db_ = nullptr;
@@ -97,6 +138,20 @@ Store::Store(const std::string& path) : path_(path) {
   }
   // Another shard process may hold the write lock for the length of one point's transaction.
   sqlite3_busy_timeout(db_, 120000);
+  if (mode == Mode::read_only) {
+    try {
+      check_mixlab_database();
+      // A database from before sweep membership: its points belong to the sweep that ran them.
+      if (!has_table(db_, "main", "sweep_points"))
+        execute("CREATE TEMP TABLE sweep_points AS SELECT sweep_name, point_id, NULL AS position FROM points "
+                "WHERE sweep_name IS NOT NULL");
+    } catch (...) {
+      sqlite3_close(db_);
+      db_ = nullptr;
+      throw;
+    }
+    return;
+  }
   if (path != ":memory:") {
     // Switching a new file to WAL needs a moment alone with it; a second process opening the file
     // at the same instant can make this fail once, so it is retried.
@@ -114,6 +169,20 @@ Store::Store(const std::string& path) : path_(path) {
   // that was committed.
   execute("PRAGMA synchronous=NORMAL");
   create_schema();
+}
+
+void Store::check_mixlab_database() {
+  bool ok = has_table(db_, "main", "meta") && has_table(db_, "main", "points");
+  if (ok) {
+    Statement version(db_, "SELECT value FROM meta WHERE key = 'schema_version'");
+    ok = version.step();
+    if (ok && version.text(0) != std::to_string(kSchemaVersion))
+      throw StoreError(path_ + " has schema version " + version.text(0) + "; this mixlab reads version " +
+                       std::to_string(kSchemaVersion));
+  }
+  if (!ok)
+    throw NotMixlabDatabase(path_ + " is not a mixlab results database (no meta.schema_version; see "
+                                    "docs/results-schema.md)");
 }
 
 Store::~Store() { sqlite3_close(db_); }
@@ -152,9 +221,8 @@ const AddedColumn kAddedColumns[] = {
 
 void Store::add_missing_columns() {
   for (const auto& added : kAddedColumns) {
-    Statement columns(db_, std::string("SELECT 1 FROM pragma_table_info('") + added.table + "') WHERE name = ?");
-    columns.bind(1, std::string(added.column));
-    if (!columns.step())
+    const auto columns = table_columns(db_, "main", added.table);
+    if (std::find(columns.begin(), columns.end(), added.column) == columns.end())
       execute(std::string("ALTER TABLE ") + added.table + " ADD COLUMN " + added.column + " " + added.type);
   }
 }
@@ -252,6 +320,34 @@ void Store::create_schema() {
     } else {
       Statement insert(db_, "INSERT INTO meta (key, value) VALUES ('schema_version', ?), ('created_at', ?)");
       insert.bind(1, std::to_string(kSchemaVersion)).bind(2, utc_now_iso8601()).run();
+    }
+    migrate_schema();
+  });
+}
+
+void Store::migrate_schema() {
+  if (!has_table(db_, "main", "sweep_points")) {
+    execute(kSweepPointsTable);
+    execute("INSERT OR IGNORE INTO sweep_points (sweep_name, point_id) SELECT sweep_name, point_id FROM points "
+            "WHERE sweep_name IS NOT NULL");
+  }
+  const auto columns = table_columns(db_, "main", "points");
+  for (const auto& [name, type] : kClaimColumns)
+    if (std::find(columns.begin(), columns.end(), name) == columns.end())
+      execute("ALTER TABLE points ADD COLUMN " + name + " " + type);
+}
+
+void Store::register_sweep_points(const std::string& name, const std::vector<PointRecord>& points) {
+  transaction([&] {
+    Statement pending(db_, "INSERT OR IGNORE INTO points (point_id, sweep_name, label, mixers, config_json, status) "
+                           "VALUES (?,?,?,?,?,'pending')");
+    Statement member(db_, "INSERT OR REPLACE INTO sweep_points (sweep_name, point_id, position) VALUES (?,?,?)");
+    for (size_t k = 0; k < points.size(); ++k) {
+      const PointRecord& p = points[k];
+      pending.reset();
+      pending.bind(1, p.point_id).bind(2, name).bind(3, p.label).bind(4, p.mixers).bind(5, p.config_json).run();
+      member.reset();
+      member.bind(1, name).bind(2, p.point_id).bind(3, static_cast<int64_t>(k)).run();
     }
   });
 }
@@ -423,12 +519,22 @@ int64_t Store::merge_from(const std::string& other_path) {
     std::FILE* exists = std::fopen(other_path.c_str(), "rb");
     if (!exists) throw StoreError("cannot read " + other_path + ": no such file");
     std::fclose(exists);
-    Store other(other_path);  // checks its schema version
+    Store other(other_path, Mode::read_only);  // a mixlab database of this schema version; never written
   }
   {
     Statement attach(db_, "ATTACH DATABASE ? AS source");
-    attach.bind(1, other_path).run();
+    attach.bind(1, read_only_uri(other_path)).run();
   }
+  // The columns both sides have: another mixlab version may have added some (all are nullable).
+  std::map<std::string, std::string> shared_columns;
+  for (const char* table : {"points", "measurements", "train_log", "evaluations"}) {
+    const auto here = table_columns(db_, "main", table);
+    std::string list;
+    for (const auto& column : table_columns(db_, "source", table))
+      if (std::find(here.begin(), here.end(), column) != here.end()) list += (list.empty() ? "" : ", ") + column;
+    shared_columns[table] = list;
+  }
+  const bool source_has_membership = has_table(db_, "source", "sweep_points");
   int64_t taken = 0;
   try {
     transaction([&] {
@@ -473,8 +579,9 @@ int64_t Store::merge_from(const std::string& other_path) {
         for (const char* table : {"points", "measurements", "train_log", "evaluations"}) {
           Statement remove(db_, std::string("DELETE FROM main.") + table + " WHERE point_id = ?");
           remove.bind(1, id).run();
-          Statement copy(db_, std::string("INSERT INTO main.") + table + " SELECT * FROM source." + table +
-                                  " WHERE point_id = ?");
+          const std::string& columns = shared_columns[table];
+          Statement copy(db_, std::string("INSERT INTO main.") + table + " (" + columns + ") SELECT " + columns +
+                                  " FROM source." + table + " WHERE point_id = ?");
           copy.bind(1, id).run();
         }
         if (candidate.sweep_id) {
@@ -485,6 +592,12 @@ int64_t Store::merge_from(const std::string& other_path) {
         }
         ++taken;
       }
+      // Membership is a union: a point belongs to every sweep that listed it in either database.
+      execute(source_has_membership
+                  ? "INSERT OR IGNORE INTO main.sweep_points (sweep_name, point_id, position) "
+                    "SELECT sweep_name, point_id, position FROM source.sweep_points"
+                  : "INSERT OR IGNORE INTO main.sweep_points (sweep_name, point_id) "
+                    "SELECT sweep_name, point_id FROM source.points WHERE sweep_name IS NOT NULL");
     });
   } catch (...) {
     sqlite3_exec(db_, "DETACH DATABASE source", nullptr, nullptr, nullptr);

@@ -24,9 +24,22 @@ namespace mixlab {
 
 constexpr int kSchemaVersion = 1;
 
+// A claim held by a process on another host is live while its heartbeat is younger than this;
+// the heartbeat is refreshed every kHeartbeatSeconds while the point runs.
+constexpr double kHeartbeatSeconds = 10;
+constexpr double kClaimStaleSeconds = 90;
+// Default number of times a point's process may die before the point is recorded `killed`.
+constexpr int64_t kDefaultMaxAttempts = 2;
+
 class StoreError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
+};
+
+// A file that is not a mixlab results database (opened read-only, or given to merge).
+class NotMixlabDatabase : public StoreError {
+ public:
+  using StoreError::StoreError;
 };
 
 // Provenance of one invocation (a row of `sweeps`, repeated on every measurement row).
@@ -72,10 +85,28 @@ class Statement {
   std::string sql_;
 };
 
+// How a claim on a point turned out (Store::claim_point).
+struct PointClaim {
+  enum class Outcome {
+    claimed,  // this process runs the point now
+    done,     // finished already (and not forced)
+    busy,     // another live process holds the claim
+    killed,   // its process died max_attempts times; recorded as `killed` and skipped
+  };
+  Outcome outcome = Outcome::claimed;
+  int64_t attempt = 1;  // this claim's attempt number (claimed)
+  std::string detail;   // busy: who holds it; killed: the recorded error; claimed: the previous death, if any
+  std::optional<std::string> previous_status;  // the status before the claim (nullopt: a new point)
+};
+
 class Store {
  public:
+  enum class Mode {
+    read_write,  // create the file and the schema if missing, migrate, WAL
+    read_only,   // never write: the file must exist and be a mixlab database
+  };
   // Opens (creating if needed) the database; ":memory:" for a throw-away one.
-  explicit Store(const std::string& path);
+  explicit Store(const std::string& path, Mode mode = Mode::read_write);
   ~Store();
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
@@ -97,6 +128,22 @@ class Store {
 
   // Marks the point running (inserting or updating its row) in its own transaction.
   void start_point(const PointRecord& point, int64_t sweep_id);
+
+  // Sweep membership (table sweep_points): every point of `points` belongs to sweep `name`, in
+  // this order; a point new to the database gets a `pending` row.  One transaction.
+  void register_sweep_points(const std::string& name, const std::vector<PointRecord>& points);
+
+  // Claims (harness/point_claim.cpp).  Atomically (BEGIN IMMEDIATE): a point that is done is
+  // left alone unless `force`; one `running` under a live claim (this host: its pid exists;
+  // another host: a heartbeat younger than kClaimStaleSeconds) is busy; one `running` whose
+  // process died is claimed again, or recorded `killed` once it has died `max_attempts` times.
+  PointClaim claim_point(const PointRecord& point, int64_t sweep_id, bool force, int64_t max_attempts);
+  // What the claimed point is doing now ("forward_backward N=4096"), written at once.
+  void set_claim_stage(const std::string& point_id, const std::string& stage);
+  // Refreshes this process's heartbeat on the point (a no-op when another process holds it).
+  void heartbeat(const std::string& point_id);
+  // Gives up the claim without a verdict (Ctrl-C): the point is `pending` again.
+  void release_point(const std::string& point_id);
   // Replaces the point's measurements with `rows` and sets its parameter counts; when
   // `finished` the point is marked done in the same transaction.
   void record_measurements(const PointRecord& point, int64_t sweep_id, const SweepRecord& provenance,
@@ -117,7 +164,10 @@ class Store {
   void create_schema();
   void add_missing_columns();
   void add_hyperparameter_columns();  // points.d_model, ... (docs/results-schema.md); idempotent
+  void migrate_schema();
+  void check_mixlab_database();
   std::string path_;
+  Mode mode_ = Mode::read_write;
   sqlite3* db_ = nullptr;
 };
 

@@ -2,11 +2,14 @@
 
 #include "harness/config.h"
 #include "harness/device.h"
+#include "harness/interrupt.h"
 #include "harness/measure.h"
 #include "harness/model.h"
+#include "harness/point_claim.h"
 #include "harness/progress.h"
 #include "harness/training_hook.h"
 #include "mixers/compat.h"
+#include "reports/text.h"
 
 #include <chrono>
 #include <cmath>
@@ -39,6 +42,12 @@ void maybe_die(const char* moment) {
 }
 
 std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
+
+// SIGINT/SIGTERM end the point in flight cleanly while a sweep runs (harness/interrupt.h).
+struct InterruptScope {
+  InterruptScope() { install_interrupt_handlers(); }
+  ~InterruptScope() { remove_interrupt_handlers(); }
+};
 
 }  // namespace
 
@@ -84,6 +93,11 @@ SweepSummary run_sweep(const SweepSpec& spec, Store& store, const std::string& d
   SweepSummary summary;
   summary.total = points.size();
   summary.sweep_id = store.begin_sweep(record);
+  // Every point of this sweep (or shard) is a member from the start, `pending` until it runs.
+  std::vector<PointRecord> members;
+  for (const auto& point : points) members.push_back({point.id, spec.name, point.label, point.mixers, point.config.dump()});
+  store.register_sweep_points(spec.name, members);
+  const InterruptScope interrupt_scope;
   Progress progress(points.size(), options.progress);
   auto log = [&](const std::string& line) {
     progress.clear();
@@ -94,14 +108,30 @@ SweepSummary run_sweep(const SweepSpec& spec, Store& store, const std::string& d
     const SweepPoint& point = points[k];
     const std::string where = "[" + std::to_string(k + 1) + "/" + std::to_string(points.size()) + "] " + point.label +
                               " (" + point.id + ")";
-    const auto status = store.point_status(point.id);
-    if (status == std::string("done") && !options.force) {
+    if (interrupt_requested()) {
+      summary.interrupted_at = k + 1;
+      break;
+    }
+    PointRecord row = members[k];
+    const PointClaim claim = store.claim_point(row, summary.sweep_id, options.force, options.max_attempts);
+    if (claim.outcome == PointClaim::Outcome::done) {
       ++summary.skipped;
       log(where + ": already done, skipped");
       continue;
     }
-    PointRecord row{point.id, spec.name, point.label, point.mixers, point.config.dump()};
-    store.start_point(row, summary.sweep_id);
+    if (claim.outcome == PointClaim::Outcome::busy) {
+      ++summary.busy;
+      log(where + ": " + claim.detail + ", left to it");
+      continue;
+    }
+    if (claim.outcome == PointClaim::Outcome::killed) {
+      ++summary.killed;
+      log(where + ": KILLED: " + claim.detail);
+      continue;
+    }
+    if (!claim.detail.empty()) log(where + ": " + claim.detail);
+    const auto status = claim.previous_status;
+    const ClaimHeartbeat heartbeat(store.path(), point.id);
     maybe_die("point_started");
     progress.begin_point(k, point.label);
     const auto started = std::chrono::steady_clock::now();
@@ -116,11 +146,12 @@ SweepSummary run_sweep(const SweepSpec& spec, Store& store, const std::string& d
       row.embedding_parameters = model->embedding_parameter_count();
       const bool has_train = point.config.contains("train");
       // A training point killed after its measurements were stored resumes at training.
-      const bool measured_before = has_train && !options.force && status == std::string("running") &&
+      const bool measured_before = has_train && !options.force && (status == std::string("running") || status == std::string("pending")) &&
                                    store.measurement_count(point.id) > 0;
       std::vector<Measurement> rows;
       if (!measured_before) {
         rows = measure_model(model, settings, [&](int64_t n, const std::string& phase, size_t i, size_t count) {
+          store.set_claim_stage(point.id, phase + " N=" + std::to_string(n));
           progress.measurement(n, phase, i, count);
         });
         maybe_die("measured");
@@ -135,6 +166,7 @@ SweepSummary run_sweep(const SweepSpec& spec, Store& store, const std::string& d
         fs::create_directories(run_dir);
         progress.clear();
         auto records = store.training_records(point.id);
+        store.set_claim_stage(point.id, "train");
         hook->run(point.config, run_dir, device_kind, *records);
         store.finish_point(point.id);
       }
@@ -149,6 +181,12 @@ SweepSummary run_sweep(const SweepSpec& spec, Store& store, const std::string& d
       line << where << ": done in " << std::fixed << std::setprecision(1) << seconds << " s"
            << (counts.empty() ? "" : " (" + counts + ")");
       log(line.str());
+    } catch (const Interrupted&) {
+      // Not a verdict on the point: it is `pending` again and a rerun starts it afresh.
+      store.release_point(point.id);
+      summary.interrupted_at = k + 1;
+      progress.clear();
+      break;
     } catch (const std::exception& error) {
       ++summary.failed;
       store.fail_point(point.id, first_line(error.what()));
@@ -156,7 +194,7 @@ SweepSummary run_sweep(const SweepSpec& spec, Store& store, const std::string& d
     }
   }
   progress.clear();
-  store.finish_sweep(summary.sweep_id);
+  if (!summary.interrupted_at) store.finish_sweep(summary.sweep_id);
   return summary;
 }
 
@@ -166,7 +204,11 @@ namespace {
 
 // Left-aligned text columns, right-aligned numbers.
 void print_table(std::ostream& out, const std::vector<std::string>& header,
-                 const std::vector<std::vector<std::string>>& rows, const std::vector<bool>& numeric) {
+                 const std::vector<std::vector<std::string>>& raw_rows, const std::vector<bool>& numeric) {
+  // Labels and errors come from the database: no terminal escapes or newlines reach the screen.
+  std::vector<std::vector<std::string>> rows = raw_rows;
+  for (auto& row : rows)
+    for (auto& cell : row) cell = reports::printable_line(cell);
   std::vector<size_t> width(header.size());
   for (size_t c = 0; c < header.size(); ++c) width[c] = header[c].size();
   for (const auto& row : rows)
@@ -202,6 +244,9 @@ std::string compact(double value) {
   return s.str();
 }
 
+// Points of the sweep named by ?1 (the table alias p is the points table).
+const char* kInSweep = "p.point_id IN (SELECT point_id FROM sweep_points WHERE sweep_name = ?1)";
+
 std::string cell(Statement& q, int column, const std::function<std::string(double)>& format) {
   return q.is_null(column) ? "-" : format(q.real(column));
 }
@@ -225,10 +270,12 @@ void print_sweeps(Store& store, std::ostream& out) {
 }
 
 void print_point_summary(Store& store, std::ostream& out, const ShowFilter& filter) {
-  const std::string where = filter.sweep_name.empty() ? "1" : "sweep_name = ?1";
+  // A point belongs to every sweep that lists it (table sweep_points), not only the one that ran it.
+  const std::string where = filter.sweep_name.empty() ? "1" : kInSweep;
   {
-    Statement q(store.handle(), "SELECT sweep_name, status, COUNT(*) FROM points WHERE " + where +
-                                    " GROUP BY sweep_name, status ORDER BY sweep_name, status");
+    Statement q(store.handle(), "SELECT sp.sweep_name, p.status, COUNT(*) FROM sweep_points sp JOIN points p "
+                                "USING (point_id) WHERE " + std::string(filter.sweep_name.empty() ? "1" : "sp.sweep_name = ?1") +
+                                    " GROUP BY sp.sweep_name, p.status ORDER BY sp.sweep_name, p.status");
     if (!filter.sweep_name.empty()) q.bind(1, filter.sweep_name);
     std::map<std::string, std::string> by_sweep;
     while (q.step()) {
@@ -236,32 +283,33 @@ void print_point_summary(Store& store, std::ostream& out, const ShowFilter& filt
       text += (text.empty() ? "" : ", ") + std::to_string(q.integer(2)) + " " + q.text(1);
     }
     out << "\npoints\n";
-    for (const auto& [name, text] : by_sweep) out << "  " << name << ": " << text << "\n";
+    for (const auto& [name, text] : by_sweep) out << "  " << reports::printable_line(name) << ": " << text << "\n";
   }
   {
-    Statement q(store.handle(), "SELECT point_id, label, error FROM points WHERE status = 'failed' AND (" + where +
-                                    ") ORDER BY label");
+    Statement q(store.handle(), "SELECT point_id, label, error, status FROM points p WHERE status IN ('failed', 'killed') AND (" +
+                                    where + ") ORDER BY label");
     if (!filter.sweep_name.empty()) q.bind(1, filter.sweep_name);
     bool any = false;
     while (q.step()) {
       if (!any) out << "\nfailed points\n";
       any = true;
-      out << "  " << q.text(1) << " (" << q.text(0) << "): " << q.text(2) << "\n";
+      out << "  " << reports::printable_line(q.text(1)) << " (" << q.text(0) << ")"
+          << (q.text(3) == "killed" ? " KILLED" : "") << ": " << reports::printable_line(q.text(2)) << "\n";
     }
   }
   {
     Statement q(store.handle(),
                 "SELECT p.label, m.phase, m.status, COUNT(*), MIN(m.seq_len), MIN(m.error) FROM measurements m "
                 "JOIN points p USING (point_id) WHERE m.status != 'ok' AND (" +
-                    std::string(filter.sweep_name.empty() ? "1" : "p.sweep_name = ?1") +
+                    std::string(filter.sweep_name.empty() ? "1" : kInSweep) +
                     ") GROUP BY p.label, m.phase, m.status ORDER BY p.label, m.phase");
     if (!filter.sweep_name.empty()) q.bind(1, filter.sweep_name);
     bool any = false;
     while (q.step()) {
       if (!any) out << "\nmeasurements that did not succeed\n";
       any = true;
-      out << "  " << q.text(0) << " " << q.text(1) << ": " << q.integer(3) << " " << q.text(2) << " from N="
-          << q.integer(4) << " (" << q.text(5) << ")\n";
+      out << "  " << reports::printable_line(q.text(0)) << " " << q.text(1) << ": " << q.integer(3) << " " << q.text(2)
+          << " from N=" << q.integer(4) << " (" << reports::printable_line(q.text(5)) << ")\n";
     }
   }
 }
@@ -271,7 +319,7 @@ void print_measurements(Store& store, std::ostream& out, const ShowFilter& filte
       "SELECT p.label, m.phase, m.seq_len, m.batch, m.status, m.median_ms, m.stddev_ms, m.repeats, m.tokens_per_s, "
       "m.flops, m.tflops_per_s, m.peak_memory_bytes, m.state_bytes, p.parameters, m.extra_json "
       "FROM measurements m JOIN points p USING (point_id) WHERE 1";
-  if (!filter.sweep_name.empty()) sql += " AND p.sweep_name = ?1";
+  if (!filter.sweep_name.empty()) sql += std::string(" AND ") + kInSweep;
   if (!filter.phase.empty()) sql += " AND m.phase = ?2";
   if (!filter.point_id.empty()) sql += " AND m.point_id = ?3";
   sql += " ORDER BY m.phase, p.label, m.point_id, m.seq_len";

@@ -20,11 +20,16 @@ struct SweepOptions {
   bool progress = false;        // draw a progress line on stderr
   std::ostream* log = nullptr;  // one line per point (nullptr: silent)
   std::string run_root;         // folder for the training phase's per-point run folders
+  // A point whose process died this many times (OOM killer, signal) is recorded `killed`.
+  int64_t max_attempts = kDefaultMaxAttempts;
 };
 
 struct SweepSummary {
   int64_t sweep_id = 0;
   size_t total = 0, skipped = 0, done = 0, failed = 0;
+  size_t busy = 0;          // running in another live process, left to it
+  size_t killed = 0;        // recorded (or already) `killed`
+  size_t interrupted_at = 0;  // 1-based point at which SIGINT/SIGTERM stopped the sweep; 0: not interrupted
 };
 
 // Provenance of this process for `device` (git commit, host, device name, LibTorch version).

@@ -2,8 +2,11 @@
 
 #include "data/corpus.h"
 #include "data/rng.h"
+#include "harness/archive_file.h"
 #include "harness/config.h"
 #include "harness/run_folder_records.h"
+#include "harness/interrupt.h"
+#include "harness/json_input.h"
 #include "mixers/compat.h"
 #include "mixers/implementation.h"
 
@@ -17,6 +20,7 @@
 #include <iostream>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include <unistd.h>
 
@@ -85,6 +89,10 @@ bool read_bool(const json& object, const std::string& key, bool fallback, const 
 }
 
 constexpr int64_t kHuge = int64_t{1} << 40;
+constexpr int64_t kMaxStepTokens = kHuge;
+
+// train.threads may not exceed the machine's hardware threads (4096 threads on 2 cores hang).
+int64_t machine_threads() { return std::max<int64_t>(1, std::thread::hardware_concurrency()); }
 
 // Task fields shared by train.data (synthetic source) and train.eval.tasks[i].
 data::TaskSpec read_task_fields(const json& object, data::TaskSpec spec, const std::string& file,
@@ -131,6 +139,13 @@ TrainConfig parse_train_config(const json& train, const std::string& file, const
                                       std::to_string(budgets) + ")");
   c.steps = read_int(train, "steps", 0, 1, kHuge, file, path);
   c.tokens = read_int(train, "tokens", 0, 1, int64_t{1} << 62, file, path);
+  // Tokens per optimiser step; every budget divides by it, so it must be a sane int64.
+  int64_t step_tokens = 0;
+  if (!checked_multiply(c.grad_accum, c.batch_size, step_tokens) || !checked_multiply(step_tokens, c.seq_len, step_tokens) ||
+      step_tokens > kMaxStepTokens)
+    throw ConfigError(file, path, "grad_accum * batch_size * seq_len = " + std::to_string(c.grad_accum) + " * " +
+                                      std::to_string(c.batch_size) + " * " + std::to_string(c.seq_len) +
+                                      " tokens per step exceeds the limit of 2^40");
   c.flop_budget = read_real(train, "flop_budget", 0, 1.0, 1e30, file, path);
 
   c.lr = read_real(train, "lr", c.lr, 0.0, 10.0, file, path);
@@ -144,7 +159,7 @@ TrainConfig parse_train_config(const json& train, const std::string& file, const
   c.seed = static_cast<uint64_t>(read_int(train, "seed", 0, 0, int64_t{1} << 62, file, path));
   c.checkpoint_every = read_int(train, "checkpoint_every", 0, 0, kHuge, file, path);
   c.precision = read_choice(train, "precision", c.precision, {"auto", "float32", "bfloat16"}, file, path);
-  c.threads = read_int(train, "threads", 0, 0, 4096, file, path);
+  c.threads = read_int(train, "threads", 0, 0, machine_threads(), file, path);
   c.progress = read_bool(train, "progress", true, file, path);
 
   const json data = train.value("data", json::object());
@@ -489,9 +504,7 @@ void save_checkpoint(const fs::path& run_dir, Trainer& trainer, const Checkpoint
   archive.write("fingerprint", c10::IValue(fingerprint));
   archive.write("cpu_rng_state", at::detail::getDefaultCPUGenerator().get_state());
   fs::create_directories(run_dir);
-  const fs::path temporary = run_dir / (std::string(kCheckpointFile) + ".tmp");
-  archive.save_to(temporary.string());
-  fs::rename(temporary, run_dir / kCheckpointFile);
+  save_archive_atomically(archive, run_dir / kCheckpointFile);
 }
 
 // Loads the checkpoint when it belongs to this configuration; a stale or unreadable one is
@@ -520,7 +533,9 @@ std::optional<Checkpoint> load_checkpoint(const fs::path& run_dir, Trainer& trai
     generator.set_state(rng_state);
     return state;
   } catch (const std::exception& error) {
-    std::cerr << "mixlab train: ignoring checkpoint " << file << " (" << error.what() << "); starting afresh\n";
+    const std::string what = error.what();  // a c10::Error carries a backtrace after its first line
+    std::cerr << "mixlab train: ignoring checkpoint " << file << " (" << what.substr(0, what.find('\n'))
+              << "); starting afresh\n";
     fs::remove(file);
     return std::nullopt;
   }
@@ -624,6 +639,7 @@ TrainSummary run_training(const json& point_config, const std::string& run_dir, 
   };
 
   for (int64_t step = state.step + 1; step <= total_steps; ++step) {
+    throw_if_interrupted();  // a sweep's Ctrl-C: the last checkpoint is where a rerun resumes
     const auto step_start = clock::now();
     std::vector<data::Batch> micro;
     for (int64_t m = 0; m < c.grad_accum; ++m) micro.push_back(stream->batch(step, m));

@@ -20,6 +20,9 @@ Database::Database(const std::string& path, bool writable) : path_(path) {
   if (!has_table("points") || !has_table("measurements"))
     throw ReportError(path + ": not a mixlab results database (no `points`/`measurements` tables; "
                              "see docs/results-schema.md)");
+  // A database from before sweep membership: its points belong to the sweep that ran them.
+  if (!has_table("sweep_points"))
+    execute("CREATE TEMP TABLE sweep_points AS SELECT sweep_name, point_id FROM points WHERE sweep_name IS NOT NULL");
 }
 
 Database::~Database() { sqlite3_close(handle_); }

@@ -31,7 +31,9 @@ std::string markdown_document(const std::string& title, const std::vector<Sectio
       // Consecutive "- " items form one list; a blank line ends it.
       const bool item = section.paragraphs[i].rfind("- ", 0) == 0;
       const bool next_item = i + 1 < section.paragraphs.size() && section.paragraphs[i + 1].rfind("- ", 0) == 0;
-      md << section.paragraphs[i] << (item && next_item ? "\n" : "\n\n");
+      // Paragraphs are plain text (labels and errors from the database): escaped, one line each.
+      const std::string& text = section.paragraphs[i];
+      md << (item ? "- " + markdown_escape(text.substr(2)) : markdown_escape(text)) << (item && next_item ? "\n" : "\n\n");
     }
     for (const auto& figure : section.figures)
       md << "![" << markdown_escape(figure.title) << "](plots/" << figure.stem << ".png)  \n"

@@ -13,7 +13,7 @@ const std::vector<FilterField>& filter_fields() {
       {"mixer", "instr(',' || p.mixers || ',', ',' || ? || ',') > 0", false, false},
       {"mixers", "p.mixers", false, false},
       {"point_id", "p.point_id", false, false},
-      {"sweep", "p.sweep_name", false, false},
+      {"sweep", "p.point_id IN (SELECT point_id FROM sweep_points WHERE sweep_name IN ({}))", false, false},
       {"status", "p.status", false, false},
       {"seq_len", "m.seq_len", true, true},
       {"batch", "m.batch", true, true},
@@ -207,7 +207,11 @@ std::string Filter::sql(std::vector<BoundValue>& bound, bool measurement_fields)
     } else {
       std::string placeholders;
       for (size_t i = 0; i < clause.values.size(); ++i) placeholders += i ? ", ?" : "?";
-      expression = std::string(field->sql) + " IN (" + placeholders + ")";
+      // A field whose SQL has a "{}" takes the list there (sweep: membership in sweep_points).
+      const std::string field_sql = field->sql;
+      const auto slot = field_sql.find("{}");
+      expression = slot == std::string::npos ? field_sql + " IN (" + placeholders + ")"
+                                             : field_sql.substr(0, slot) + placeholders + field_sql.substr(slot + 2);
     }
     sql += clause.negated ? " AND NOT " + expression : " AND " + expression;
     bound.insert(bound.end(), clause.values.begin(), clause.values.end());

@@ -38,7 +38,7 @@ struct Filter {
 
 struct FilterField {
   const char* name;
-  const char* sql;  // expression with one `?`, or a special form for `mixer`
+  const char* sql;  // expression compared IN (?, ...), or holding the list at "{}", or the form for `mixer`
   bool integer;
   bool measurement;
 };

@@ -204,9 +204,7 @@ std::string data_text(const PlotSpec& spec) {
     if (curve.points.empty()) continue;
     if (!first) out << "\n\n";
     first = false;
-    std::string label = curve.label;
-    std::replace(label.begin(), label.end(), '\n', ' ');
-    out << "# " << label << "\n";
+    out << "# " << printable_line(curve.label) << "\n";  // a newline in a label would start a data line
     for (size_t i = 0; i < curve.points.size(); ++i) {
       out << number(curve.points[i].first) << " " << number(curve.points[i].second);
       if (errors) {
@@ -228,7 +226,7 @@ std::string samples_text(const PlotSpec& spec) {
     if (!has_samples(curve)) continue;
     if (!first) out << "\n\n";
     first = false;
-    out << "# " << curve.label << "\n";
+    out << "# " << printable_line(curve.label) << "\n";
     for (size_t i = 0; i < curve.samples.size() && i < curve.points.size(); ++i)
       for (double y : curve.samples[i])
         if (!spec.log_y || y > 0) out << number(curve.points[i].first) << " " << number(y) << "\n";

@@ -41,7 +41,8 @@ std::string markdown_escape(const std::string& text) {
   std::string out;
   for (char c : text) {
     if (c == '|' || c == '*' || c == '_' || c == '`' || c == '<' || c == '>' || c == '[' || c == ']' || c == '\\') out += '\\';
-    if (c == '\n' || c == '\r') c = ' ';
+    if (c == '\n' || c == '\r' || c == '\t') c = ' ';
+    else if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';  // no control characters in a document
     out += c;
   }
   return out;
@@ -55,14 +56,31 @@ std::string csv_field(const std::string& text) {
 }
 
 std::string gnuplot_quote(const std::string& text) {
-  // In a single-quoted gnuplot string only '' needs escaping; newlines would end the command.
-  std::string out = "'";
+  // A double-quoted gnuplot string with every backslash and quote escaped.  (Single quotes with
+  // '' for a quote fail on a text that starts with a quote: gnuplot reads the leading '' as an
+  // empty string.)  Newlines would end the command; other control characters are dropped.
+  std::string out = "\"";
   for (char c : text) {
-    if (c == '\'') out += "''";
-    else if (c == '\n' || c == '\r') out += ' ';
-    else out += c;
+    if (c == '"' || c == '\\') out += '\\', out += c;
+    else if (c == '\n' || c == '\r' || c == '\t') out += ' ';
+    else if (static_cast<unsigned char>(c) >= 0x20 && c != 0x7f) out += c;
   }
-  return out + "'";
+  return out + "\"";
+}
+
+std::string printable_line(const std::string& text) {
+  // C0 controls (ESC starts a terminal escape sequence), DEL, and the C1 controls U+0080..U+009F
+  // (UTF-8 C2 80..C2 9F; U+009B is a one-character CSI) become '?'; newlines and tabs a space.
+  std::string out;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const unsigned char c = text[i];
+    if (c == '\n' || c == '\r' || c == '\t') out += ' ';
+    else if (c < 0x20 || c == 0x7f) out += '?';
+    else if (c == 0xc2 && i + 1 < text.size() && static_cast<unsigned char>(text[i + 1]) >= 0x80 &&
+             static_cast<unsigned char>(text[i + 1]) <= 0x9f) out += '?', ++i;
+    else out += static_cast<char>(c);
+  }
+  return out;
 }
 
 std::string sanitize_filename(const std::string& name) {

@@ -10,7 +10,8 @@ std::string html_escape(const std::string& text);      // & < > " '
 std::string latex_escape(const std::string& text);     // \ { } _ & % $ # ^ ~
 std::string markdown_escape(const std::string& text);  // | and leading/trailing markup characters
 std::string csv_field(const std::string& text);        // RFC 4180: quoted when it holds , " or a newline
-std::string gnuplot_quote(const std::string& text);    // a single-quoted gnuplot string literal
+std::string printable_line(const std::string& text);  // one line, no control characters (no terminal escapes)
+std::string gnuplot_quote(const std::string& text);    // a double-quoted gnuplot string literal, \ and " escaped
 
 // A name from a spec as a file name: [A-Za-z0-9._-] kept, runs of anything else become one '_',
 // no leading dot, at most 80 characters, never empty.  "scout-swa S=64/../x" -> "scout-swa_S_64_.._x".

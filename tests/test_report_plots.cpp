@@ -248,7 +248,37 @@ TEST(ReportPlots, HtmlIsEscapedAndSelfContainedAndFileNamesAreSanitised) {
   EXPECT_EQ(sanitize_filename("../../etc"), "_.._etc");
   EXPECT_EQ(sanitize_filename(""), "unnamed");
   EXPECT_EQ(sanitize_filename("ünïcode name"), "_n_code_name");
-  EXPECT_EQ(gnuplot_quote("it's"), "'it''s'");
+  EXPECT_EQ(gnuplot_quote("it's"), "\"it's\"");
+  EXPECT_EQ(gnuplot_quote("'a \"b\" \\ c\nd"), "\"'a \\\"b\\\" \\\\ c d\"");
+}
+
+// A label that starts with a quote broke gnuplot (no report, exit 2); one with a newline or HTML
+// broke the Markdown list of findings.
+TEST(ReportPlots, HostileLabelsStillGiveAReport) {
+  fixture::TempDir dir("hostile");
+  const std::string label = "'quoted\nlabel <b>bold</b> \x1b[31mred";
+  {
+    fixture::Fixture db(dir.path("h.db"));
+    db.add_point("p", label, "attention");
+    db.add_point("q", "plain", "attention");
+    for (int64_t n : {64, 128, 256}) {
+      db.add_measurement("p", "forward", n, "ok", 1e-3 * static_cast<double>(n * n));
+      db.add_measurement("q", "forward", n, "ok", 2e-3 * static_cast<double>(n * n));
+    }
+    db.add_point("f", "'broken\n- not a finding", "attention");
+    db.add_measurement("f", "forward", 64, "error", 0);
+  }
+  ReportOptions options;
+  options.db_path = dir.path("h.db");
+  options.out_dir = dir.path("report");
+  options.formats = {"png"};
+  const ReportResult result = write_report(options);
+  EXPECT_GT(fs::file_size(options.out_dir + "/plots/scaling_fwd_ms.png"), 1000u);
+  const std::string md = slurp(result.index_md);
+  EXPECT_EQ(md.find("<b>"), std::string::npos) << md;
+  EXPECT_EQ(md.find("\n- not a finding"), std::string::npos) << md;
+  EXPECT_EQ(md.find('\x1b'), std::string::npos);
+  EXPECT_NE(md.find("'broken - not a finding"), std::string::npos) << md;
 }
 
 #ifdef MIXLAB_BINARY

@@ -59,7 +59,7 @@ int run_bench(const BenchOptions& o) {
     try {
       apply_dotted_set(base, assignment);
     } catch (const ConfigError& error) {
-      throw ConfigError("--set", assignment, error.detail);
+      throw ConfigError("--set", error.path.empty() ? assignment : error.path, error.detail);
     }
   }
   const std::string device = resolve_device_kind(o.device, "--device");

@@ -2,7 +2,10 @@
 
 #include "harness/cli/command.h"
 #include "harness/config.h"
+#include "harness/store.h"
 #include "mixers/registry.h"
+
+#include <nlohmann/json.hpp>
 
 #include <iostream>
 #include <algorithm>
@@ -53,8 +56,20 @@ int main(int argc, char** argv) {
   } catch (const mixlab::RegistryError& error) {
     std::cerr << "mixlab: " << error.what() << "\n";
     return 2;
+  } catch (const mixlab::NotMixlabDatabase& error) {
+    std::cerr << "mixlab: " << error.what() << "\n";
+    return 2;
+  } catch (const nlohmann::json::exception& error) {
+    // A JSON value of an unexpected type that no check caught: still bad input, still one line.
+    const std::string what = error.what();
+    const auto bracket = what.find("] ");
+    std::cerr << "mixlab: invalid value in the input: " << (bracket == std::string::npos ? what : what.substr(bracket + 2))
+              << "\n";
+    return 2;
   } catch (const std::exception& error) {
-    std::cerr << "mixlab: error: " << error.what() << "\n";
+    // One line: a c10::Error carries a LibTorch backtrace after its first line.
+    const std::string what = error.what();
+    std::cerr << "mixlab: error: " << what.substr(0, what.find('\n')) << "\n";
     return 1;
   }
   return 0;

@@ -3,7 +3,10 @@
 // merging the same input twice changes nothing.
 
 #include "harness/cli/command.h"
+#include "harness/config.h"
 #include "harness/store.h"
+
+#include <filesystem>
 
 #include <iostream>
 
@@ -16,6 +19,14 @@ struct MergeOptions {
 };
 
 int run_merge(const MergeOptions& o) {
+  // Check every input before the output is created or touched: each must be a mixlab database
+  // (opened read-only, so a foreign file is never altered) and none may be the output.
+  for (const auto& input : o.inputs) {
+    std::error_code error;
+    if (std::filesystem::equivalent(input, o.output, error))
+      throw ConfigError(input, "", "is also the output (-o " + o.output + "); merge into a new file");
+    const Store checked(input, Store::Mode::read_only);
+  }
   Store out(o.output);
   for (const auto& input : o.inputs) {
     const int64_t taken = out.merge_from(input);

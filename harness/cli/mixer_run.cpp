@@ -74,6 +74,8 @@ torch::Tensor read_input(const MixerRunOptions& options, torch::ScalarType dtype
     throw ConfigError(options.input, "x", "has shape " + shape_text(x.sizes()) + ", expected [batch, seq, " +
                                               std::to_string(options.d_model) + "] (--d-model " +
                                               std::to_string(options.d_model) + ")");
+  if (x.size(0) < 1 || x.size(1) < 1)
+    throw ConfigError(options.input, "x", "has shape " + shape_text(x.sizes()) + "; batch and seq must be at least 1");
   if (!c10::isFloatingType(x.scalar_type()))
     throw ConfigError(options.input, "x", std::string("has dtype ") + c10::toString(x.scalar_type()) +
                                               "; a floating-point tensor is needed");

@@ -9,6 +9,7 @@
 // parsed, validated and bound as SQL parameters.
 
 #include "harness/cli/command.h"
+#include "reports/staged_folder.h"
 #include "reports/queries.h"
 #include "reports/report.h"
 #include "reports/text.h"
@@ -56,12 +57,16 @@ int run_report(const ReportCommandOptions& options) {
   return guarded([&] {
     reports::ReportOptions report;
     report.db_path = options.db;
-    report.out_dir = options.out;
     report.filter = reports::parse_filter(options.where);
     report.store_fits = !options.no_store;
     report.formats = options.formats;
+    reports::StagedFolder folder(options.out);  // OUT appears complete or not at all
+    report.out_dir = folder.staging().string();
     const auto result = reports::write_report(report);
-    std::cout << "wrote " << result.index_html << " and " << result.index_md << " (" << result.plots.size()
+    folder.commit();
+    const std::filesystem::path out(options.out);
+    std::cout << "wrote " << (out / "index.html").string() << " and " << (out / "index.md").string() << " ("
+              << result.plots.size()
               << " plot files, " << result.tables.size() << " table files, " << result.fits.size() << " fits, "
               << result.crossovers.size() << " crossovers)\n";
     return 0;

@@ -22,7 +22,7 @@ struct ShowOptions {
 
 int run_show(const ShowOptions& o) {
   if (!std::filesystem::exists(o.db)) throw ConfigError(o.db, "", "no such results database");
-  Store store(o.db);
+  Store store(o.db, Store::Mode::read_only);  // show never writes, not even the schema
   const ShowFilter filter = resolve_show_filter(store, o.filter);  // before printing anything
   print_sweeps(store, std::cout);
   print_point_summary(store, std::cout, filter);

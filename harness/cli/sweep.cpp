@@ -5,6 +5,7 @@
 #include "harness/cli/command.h"
 #include "harness/config.h"
 #include "harness/device.h"
+#include "harness/interrupt.h"
 #include "harness/progress.h"
 #include "harness/spec.h"
 #include "harness/sweep.h"
@@ -24,6 +25,7 @@ struct SweepCommandOptions {
   bool dry_run = false;
   bool force = false;
   std::string run_root;                // training run folders (default <db dir>/<spec name>.runs)
+  int64_t max_attempts = kDefaultMaxAttempts;
   std::vector<std::string> overrides;  // --set base.measure.repeats=5
 };
 
@@ -46,7 +48,8 @@ int run_sweep_command(const SweepCommandOptions& o) {
     try {
       apply_dotted_set(raw, assignment);
     } catch (const ConfigError& error) {
-      throw ConfigError(o.spec, "--set " + assignment, error.detail);
+      // The key, not the whole assignment: the value may be huge or not printable.
+      throw ConfigError(o.spec, "--set " + (error.path.empty() ? assignment : error.path), error.detail);
     }
   }
   const SweepSpec spec = expand_spec(raw, o.spec, device);
@@ -78,6 +81,7 @@ int run_sweep_command(const SweepCommandOptions& o) {
   options.force = o.force;
   options.progress = Progress::stderr_is_terminal();
   options.log = &std::cout;
+  options.max_attempts = o.max_attempts;
   options.run_root = !o.run_root.empty() ? o.run_root
                                           : (parent.empty() ? std::filesystem::path(".") : parent).string() + "/" +
                                                 spec.name + ".runs";
@@ -87,9 +91,17 @@ int run_sweep_command(const SweepCommandOptions& o) {
             << " on " << device << " -> " << db << (trains ? ", training runs in " + options.run_root : "")
             << std::endl;
   const SweepSummary summary = run_sweep(spec, store, device, options);
+  if (summary.interrupted_at) {
+    std::cerr << "mixlab: interrupted at point " << summary.interrupted_at << " of " << summary.total
+              << "; rerun the same command to resume\n";
+    return 128 + interrupt_signal();
+  }
   std::cout << "sweep " << spec.name << ": " << summary.done << " done, " << summary.skipped << " already done, "
-            << summary.failed << " failed  (mixlab show --db " << db << ")\n";
-  return summary.failed ? 1 : 0;
+            << summary.failed << " failed"
+            << (summary.killed ? ", " + std::to_string(summary.killed) + " killed" : "")
+            << (summary.busy ? ", " + std::to_string(summary.busy) + " running elsewhere" : "")
+            << "  (mixlab show --db " << db << ")\n";
+  return summary.failed || summary.killed ? 1 : 0;
 }
 
 }  // namespace
@@ -103,10 +115,14 @@ MIXLAB_REGISTER_COMMAND(sweep, "run a declarative sweep spec into a SQLite resul
                           app.add_option("--shard", o->shard,
                                          "run the deterministic slice i/n (default from SLURM_ARRAY_TASK_ID/COUNT)");
                           app.add_flag("--dry-run", o->dry_run, "print the resolved points and their count, run nothing");
-                          app.add_flag("--force", o->force, "re-run points already done (training starts afresh)");
+                          app.add_flag("--force", o->force, "re-run points already done or killed (training starts afresh)");
                           app.add_option("--run-root", o->run_root,
                                          "folder of the training points' run folders (checkpoint, records.jsonl); "
                                          "default <db dir>/<spec name>.runs");
+                          app.add_option("--max-attempts", o->max_attempts,
+                                         "record a point `killed` after its process died this many times")
+                              ->check(CLI::Range(int64_t{1}, int64_t{1000}))
+                              ->capture_default_str();
                           app.add_option("--set", o->overrides,
                                          "override a spec field before validation, e.g. base.measure.repeats=5 "
                                          "(repeatable; the values become part of each point's config and id)");
