@@ -3,6 +3,7 @@
 // merging the same input twice changes nothing.
 
 #include "harness/cli/command.h"
+#include "harness/config.h"
 #include "harness/store.h"
 
 #include <iostream>
@@ -16,6 +17,7 @@ struct MergeOptions {
 };
 
 int run_merge(const MergeOptions& o) {
+  if (o.output.empty()) throw ConfigError("merge", "", "--out MERGED.db is required");
   Store out(o.output);
   for (const auto& input : o.inputs) {
     const int64_t taken = out.merge_from(input);
@@ -33,7 +35,8 @@ MIXLAB_REGISTER_COMMAND(merge, "join results databases (e.g. sweep shards) witho
                         [](CLI::App& app) -> Action {
                           auto o = std::make_shared<MergeOptions>();
                           app.add_option("inputs", o->inputs, "databases to merge")->required()->check(CLI::ExistingFile);
-                          app.add_option("-o,--output", o->output, "the merged database (created if missing)")->required();
+                          app.add_option("--out", o->output, "the merged database (created if missing; required)");
+                          add_hidden_alias(app, "-o,--output", o->output);
                           return [o] { return run_merge(*o); };
                         });
 
