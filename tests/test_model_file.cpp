@@ -173,18 +173,18 @@ TEST(ModelFile, WhatMixlabCannotRepresentIsRefusedByName) {
 
 // ---------------------------------------------------------------- checkpoints
 
-struct Run {
+struct TrainingRun {
   LanguageModel model;
   std::unique_ptr<torch::optim::AdamW> optimizer;
 };
 
-Run make_run(const json& model_json, uint64_t seed) {
-  Run run{build(model_json, seed), nullptr};
+TrainingRun make_run(const json& model_json, uint64_t seed) {
+  TrainingRun run{build(model_json, seed), nullptr};
   run.optimizer = std::make_unique<torch::optim::AdamW>(run.model->parameters(), torch::optim::AdamWOptions(1e-2));
   return run;
 }
 
-void train_step(Run& run, int64_t step) {
+void train_step(TrainingRun& run, int64_t step) {
   torch::manual_seed(1000 + step);
   const auto tokens = torch::randint(run.model->config().vocab_size, {2, 9}, torch::kInt64);
   run.optimizer->zero_grad();
@@ -197,7 +197,7 @@ void train_step(Run& run, int64_t step) {
 TEST(Checkpoint, OptimizerStateIsKeptByParameterName) {
   const TempDir dir("checkpoint_by_name");
   const json model_json = small_model("transformer");
-  Run saved = make_run(model_json, 5);
+  TrainingRun saved = make_run(model_json, 5);
   for (int64_t step = 1; step <= 3; ++step) train_step(saved, step);
   save_training_checkpoint(dir.file("checkpoint.safetensors"), *saved.model, *saved.optimizer, {3, 1.5, "fp"},
                            model_json);
@@ -207,7 +207,7 @@ TEST(Checkpoint, OptimizerStateIsKeptByParameterName) {
   EXPECT_EQ(stored.at("optimizer.step.layers.0.attention.q_proj.weight").item<int64_t>(), 3);
   EXPECT_EQ(stored.at("optimizer.exp_avg_sq.norm.weight").sizes(), torch::IntArrayRef({16}));
 
-  Run resumed = make_run(model_json, 6);  // other weights, other addresses, empty optimiser
+  TrainingRun resumed = make_run(model_json, 6);  // other weights, other addresses, empty optimiser
   const CheckpointState state = load_training_checkpoint(dir.file("checkpoint.safetensors"), *resumed.model,
                                                          *resumed.optimizer);
   EXPECT_EQ(state.step, 3);
