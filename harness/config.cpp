@@ -243,7 +243,7 @@ ModelConfig parse_model_config(const json& model_in, const std::string& file, co
   const json model = resolve_model_json(model_in, file, path);
   static const std::set<std::string> known = {"name", "vocab_size", "d_model", "n_heads", "n_layers",
                                               "pattern", "tie_embeddings", "norm_eps", "init_std",
-                                              "embedding", "embedding_params", "layer_averaging", "routing"};
+                                              "embedding", "embedding_params", "layer_averaging", "routing", "init_from"};
   for (auto it = model.begin(); it != model.end(); ++it)
     if (!known.count(it.key()))
       throw ConfigError(file, path + "." + it.key(),
@@ -277,6 +277,10 @@ ModelConfig parse_model_config(const json& model_in, const std::string& file, co
     config.embedding = model["embedding"].get<std::string>();
     if (config.embedding != "standard" && config.embedding != "scone")
       throw ConfigError(file, path + ".embedding", "unknown embedding '" + config.embedding + "'; valid: scone, standard");
+  }
+  if (model.contains("init_from")) {
+    if (!model["init_from"].is_string()) throw ConfigError(file, path + ".init_from", "must be the path of a model file");
+    // Loaded after the model is built (load_initial_weights, harness/model_file.h).
   }
   if (model.contains("embedding_params")) {
     const json& params = model["embedding_params"];

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <ctime>
 #include <fstream>
+#include <thread>
 #include <limits>
 #include <new>
 #include <sstream>
@@ -191,7 +192,9 @@ std::string device_name(const Device& device) {
       if (colon != std::string::npos) {
         auto name = line.substr(colon + 1);
         name.erase(0, name.find_first_not_of(' '));
-        return name + " (" + std::to_string(torch::get_num_threads()) + " threads)";
+        // The thread count can differ per point (measure.threads, train.threads): each
+        // measurement records its own; this names the machine.
+        return name + " (" + std::to_string(std::thread::hardware_concurrency()) + " hardware threads)";
       }
     }
   return "cpu";

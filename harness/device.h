@@ -86,4 +86,19 @@ std::string device_name(const Device& device);  // GPU name, or the CPU model
 std::string git_commit();                        // $MIXLAB_GIT_COMMIT, else git rev-parse HEAD (+ "-dirty")
 std::string utc_now_iso8601();
 
+// torch::set_num_threads(n) for a scope (n = 0 leaves the setting alone); the previous count is
+// restored on exit, so a sweep's next point starts from the process default again.
+class ScopedThreadCount {
+ public:
+  explicit ScopedThreadCount(int64_t threads) : saved_(torch::get_num_threads()) {
+    if (threads > 0) torch::set_num_threads(static_cast<int>(threads));
+  }
+  ~ScopedThreadCount() { torch::set_num_threads(saved_); }
+  ScopedThreadCount(const ScopedThreadCount&) = delete;
+  ScopedThreadCount& operator=(const ScopedThreadCount&) = delete;
+
+ private:
+  int saved_;
+};
+
 }  // namespace mixlab

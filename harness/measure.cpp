@@ -4,6 +4,7 @@
 #include "harness/interrupt.h"
 
 #include "harness/config.h"
+#include "harness/device.h"
 
 #include <algorithm>
 #include <chrono>
@@ -25,7 +26,7 @@ const std::vector<std::string>& phase_names() {
 const std::vector<std::string>& measure_keys() {
   static const std::vector<std::string> keys = {
       "seq_lens", "decode_seq_lens", "batch", "phases", "warmup", "repeats", "min_repeats", "target_seconds",
-      "time_budget_s", "decode_chunks", "skip_after_oom", "dtype", "seed"};
+      "time_budget_s", "decode_chunks", "skip_after_oom", "dtype", "seed", "threads"};
   return keys;
 }
 
@@ -170,6 +171,9 @@ json resolve_measure_json(const json& measure_in, const std::string& device_kind
   static const std::vector<std::string> dtypes = {"auto", "float32", "float64", "bfloat16", "float16"};
   if (std::find(dtypes.begin(), dtypes.end(), dtype) == dtypes.end())
     throw ConfigError(file, path + ".dtype", "unknown dtype '" + dtype + "'; valid: " + joined(dtypes));
+  // CPU threads for the measurements (absent = LibTorch's default, recorded per measurement).
+  // Only a given value enters the resolved config, so that the ids of older points stay.
+  if (measure.contains("threads")) out["threads"] = integer_in(measure["threads"], file, path + ".threads", 1, 4096);
   out["device"] = device_kind;
   out["dtype"] = resolve_dtype(dtype, device_kind);
   return out;
@@ -191,6 +195,7 @@ MeasureSettings MeasureSettings::from_json(const json& m) {
   s.device = m.at("device").get<std::string>();
   s.dtype = m.at("dtype").get<std::string>();
   s.seed = m.at("seed").get<int64_t>();
+  s.threads = m.value("threads", int64_t{0});
   return s;
 }
 
@@ -448,6 +453,7 @@ void measure_decode(Context& c, Measurement& m, const Cost& cost) {
 
 std::vector<Measurement> measure_model(LanguageModel& model, const MeasureSettings& settings,
                                        const MeasureObserver& observer) {
+  const ScopedThreadCount thread_count(settings.device == "cpu" ? settings.threads : 0);
   Context c{model, settings, Device{settings.device, settings.dtype}, Clock::now(), model->config().vocab_size};
   model->to(c.device.torch_device(), c.device.scalar_type());
   // Phases run in the order listed, each over its whole ladder, so that a time budget cuts the

@@ -43,6 +43,7 @@ struct MeasureSettings {
   std::string device = "cpu";    // resolved
   std::string dtype = "float32"; // resolved
   int64_t seed = 0;              // weights and tokens
+  int64_t threads = 0;           // CPU threads while measuring (0: LibTorch's default)
 
   static MeasureSettings from_json(const nlohmann::json& resolved_measure);
 };

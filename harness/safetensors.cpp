@@ -353,7 +353,11 @@ const char* to_string(Kind kind) {
 }  // namespace
 
 LoadReport load_module_weights(torch::nn::Module& module, const std::string& path, bool strict) {
-  const TensorMap stored = read_safetensors(path);
+  return load_module_tensors(module, read_safetensors(path), path, strict);
+}
+
+LoadReport load_module_tensors(torch::nn::Module& module, const TensorMap& stored, const std::string& path,
+                               bool strict) {
   const TensorMap targets = module_weights(module);
   LoadReport report;
   for (const auto& [name, target] : targets)

@@ -83,6 +83,9 @@ struct LoadReport {
 // integer; bool to bool).  Converting across kinds (an integer tensor into a floating-point
 // parameter, or the reverse) is an error, because it is never what a checkpoint meant.
 LoadReport load_module_weights(torch::nn::Module& module, const std::string& path, bool strict = true);
+// The same rules for tensors already in memory; `path` names their source in errors.
+LoadReport load_module_tensors(torch::nn::Module& module, const TensorMap& stored, const std::string& path,
+                               bool strict = true);
 
 // Write a module's parameters and buffers (module_weights) with metadata; "format": "pt" is
 // added unless given, as the Python writer does.

@@ -1,5 +1,7 @@
 #include "harness/sweep.h"
 
+#include "harness/model_file.h"
+
 #include "harness/config.h"
 #include "harness/device.h"
 #include "harness/interrupt.h"
@@ -142,6 +144,7 @@ SweepSummary run_sweep(const SweepSpec& spec, Store& store, const std::string& d
       const ModelConfig model_config = parse_model_config(point.config["model"], spec.file, "model");
       torch::manual_seed(static_cast<uint64_t>(settings.seed));
       LanguageModel model(model_config);
+      load_initial_weights(*model, point.config["model"]);  // --init-from
       row.parameters = model->parameter_count();
       row.embedding_parameters = model->embedding_parameter_count();
       const bool has_train = point.config.contains("train");

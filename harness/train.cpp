@@ -1,5 +1,9 @@
 #include "harness/train.h"
 
+#include "harness/checkpoint.h"
+#include "harness/model_file.h"
+#include "harness/train_log.h"
+
 #include "data/corpus.h"
 #include "data/rng.h"
 #include "harness/archive_file.h"
@@ -7,6 +11,7 @@
 #include "harness/run_folder_records.h"
 #include "harness/interrupt.h"
 #include "harness/json_input.h"
+#include "harness/device.h"
 #include "mixers/compat.h"
 #include "mixers/implementation.h"
 
@@ -126,7 +131,7 @@ TrainConfig parse_train_config(const json& train, const std::string& file, const
   if (!train.is_object()) throw ConfigError(file, path, "must be an object (see docs/training.md)");
   reject_unknown(train, {"data", "seq_len", "batch_size", "grad_accum", "steps", "tokens", "flop_budget", "lr",
                          "min_lr", "warmup_steps", "weight_decay", "beta1", "beta2", "eps", "grad_clip", "seed",
-                         "eval", "checkpoint_every", "precision", "threads", "progress"},
+                         "eval", "checkpoint_every", "precision", "threads", "progress", "log_every"},
                  file, path);
   TrainConfig c;
   c.seq_len = read_int(train, "seq_len", c.seq_len, 2, kHuge, file, path);
@@ -161,6 +166,7 @@ TrainConfig parse_train_config(const json& train, const std::string& file, const
   c.precision = read_choice(train, "precision", c.precision, {"auto", "float32", "bfloat16"}, file, path);
   c.threads = read_int(train, "threads", 0, 0, machine_threads(), file, path);
   c.progress = read_bool(train, "progress", true, file, path);
+  c.log_every = read_int(train, "log_every", 0, 0, kHuge, file, path);
 
   const json data = train.value("data", json::object());
   const std::string data_path = path + ".data";
@@ -489,22 +495,14 @@ struct Checkpoint {
   double elapsed_s = 0;
 };
 
-const char* kCheckpointFile = "checkpoint.pt";
+const char* kCheckpointFile = "checkpoint.safetensors";
 
-// Weights, optimiser state, step, elapsed time and the CPU generator's state in one archive,
-// written beside the old one and renamed over it: a crash leaves the old or the new, never half.
-void save_checkpoint(const fs::path& run_dir, Trainer& trainer, const Checkpoint& state, const std::string& fingerprint) {
-  torch::serialize::OutputArchive archive, model_archive, optimizer_archive;
-  trainer.model()->save(model_archive);
-  trainer.optimizer().save(optimizer_archive);
-  archive.write("model", model_archive);
-  archive.write("optimizer", optimizer_archive);
-  archive.write("step", c10::IValue(state.step));
-  archive.write("elapsed_s", c10::IValue(state.elapsed_s));
-  archive.write("fingerprint", c10::IValue(fingerprint));
-  archive.write("cpu_rng_state", at::detail::getDefaultCPUGenerator().get_state());
-  fs::create_directories(run_dir);
-  save_archive_atomically(archive, run_dir / kCheckpointFile);
+// Weights, optimiser state by parameter name, step, elapsed time and the CPU generator's state
+// in one safetensors file (harness/checkpoint.h), written beside the old one and renamed over it.
+void save_checkpoint(const fs::path& run_dir, Trainer& trainer, const Checkpoint& state, const std::string& fingerprint,
+                     const json& model_json) {
+  save_training_checkpoint((run_dir / kCheckpointFile).string(), *trainer.model(), trainer.optimizer(),
+                           {state.step, state.elapsed_s, fingerprint}, model_json);
 }
 
 // Loads the checkpoint when it belongs to this configuration; a stale or unreadable one is
@@ -513,25 +511,10 @@ std::optional<Checkpoint> load_checkpoint(const fs::path& run_dir, Trainer& trai
   const fs::path file = run_dir / kCheckpointFile;
   if (!fs::exists(file)) return std::nullopt;
   try {
-    torch::serialize::InputArchive archive, model_archive, optimizer_archive;
-    archive.load_from(file.string());
-    c10::IValue value;
-    archive.read("fingerprint", value);
-    if (value.toStringRef() != fingerprint) throw std::runtime_error("written for another configuration");
-    archive.read("model", model_archive);
-    archive.read("optimizer", optimizer_archive);
-    trainer.model()->load(model_archive);
-    trainer.optimizer().load(optimizer_archive);
-    Checkpoint state;
-    archive.read("step", value);
-    state.step = value.toInt();
-    archive.read("elapsed_s", value);
-    state.elapsed_s = value.toDouble();
-    torch::Tensor rng_state;
-    archive.read("cpu_rng_state", rng_state);
-    at::Generator generator = at::detail::getDefaultCPUGenerator();  // a handle to the shared generator
-    generator.set_state(rng_state);
-    return state;
+    const auto stored = read_checkpoint_state(file.string());
+    if (stored->fingerprint != fingerprint) throw std::runtime_error("written for another configuration");
+    const CheckpointState loaded = load_training_checkpoint(file.string(), *trainer.model(), trainer.optimizer());
+    return Checkpoint{loaded.step, loaded.elapsed_s};
   } catch (const std::exception& error) {
     const std::string what = error.what();  // a c10::Error carries a backtrace after its first line
     std::cerr << "mixlab train: ignoring checkpoint " << file << " (" << what.substr(0, what.find('\n'))
@@ -539,15 +522,6 @@ std::optional<Checkpoint> load_checkpoint(const fs::path& run_dir, Trainer& trai
     fs::remove(file);
     return std::nullopt;
   }
-}
-
-// ============================================================================ progress
-std::string duration_text(double seconds) {
-  const int64_t s = static_cast<int64_t>(std::max(0.0, seconds));
-  char text[32];
-  std::snprintf(text, sizeof text, "%d:%02d:%02d", static_cast<int>(s / 3600), static_cast<int>(s / 60 % 60),
-                static_cast<int>(s % 60));
-  return text;
 }
 
 }  // namespace
@@ -559,11 +533,7 @@ TrainSummary run_training(const json& point_config, const std::string& run_dir, 
   const TrainConfig c = parse_train_config(point_config["train"], "point", "train");
   const ModelConfig model_config = parse_model_config(point_config.at("model"), "point", "model");
   // train.threads applies to this run only: the sweep's next point gets the setting back.
-  struct ThreadCount {
-    int saved = torch::get_num_threads();
-    ~ThreadCount() { torch::set_num_threads(saved); }
-  } restore_threads;
-  if (c.threads > 0) torch::set_num_threads(static_cast<int>(c.threads));
+  const ScopedThreadCount thread_count(c.threads);
   const torch::Device device(device_name);
 
   // Data first: the model's vocabulary must cover it.
@@ -598,6 +568,7 @@ TrainSummary run_training(const json& point_config, const std::string& run_dir, 
 
   torch::manual_seed(c.seed);
   LanguageModel model(model_config);
+  load_initial_weights(*model, point_config.at("model"));  // --init-from
   const int64_t total_steps = budget_steps(c, *model);
   if (total_steps < 1)
     throw ConfigError("point", "train", "the budget allows no optimiser step for this model (one step costs " +
@@ -620,22 +591,29 @@ TrainSummary run_training(const json& point_config, const std::string& run_dir, 
   }
   TrainSummary summary;
   Checkpoint state;
-  if (auto loaded = load_checkpoint(run_dir, trainer, fingerprint)) state = *loaded;
+  const bool terminal = ::isatty(STDERR_FILENO);
+  TrainLog log(stderr, terminal, total_steps, step_tokens, c.log_every);
+  if (auto loaded = load_checkpoint(run_dir, trainer, fingerprint)) {
+    state = *loaded;
+    log.resumed(state.step, (fs::path(run_dir) / kCheckpointFile).string());
+  }
   summary.resumed_from_step = state.step;
   folder.restore_to(state.step);
 
   const int64_t checkpoint_every = c.checkpoint_every > 0 ? c.checkpoint_every : c.eval_every;
-  const bool show_progress = c.progress && ::isatty(STDERR_FILENO);
+  const bool log_steps = c.progress || !terminal;  // train.progress switches the terminal line off
   using clock = std::chrono::steady_clock;
   const auto session_start = clock::now();
-  auto last_draw = session_start;
   const double elapsed_before = state.elapsed_s;
 
   auto log_evaluations = [&](int64_t step) {
+    std::map<std::string, double> headline;
     for (const auto& e : evaluator.run(trainer.model())) {
       folder.log_evaluation(step, e.task, e.metric, e.value, e.seq_len, e.bucket, e.extra_json);
-      if (!e.bucket) summary.final[e.task + "/" + e.metric] = e.value;
+      if (!e.bucket) headline[e.task + "/" + e.metric] = e.value;
     }
+    for (const auto& [name, value] : headline) summary.final[name] = value;
+    log.evaluation(step, headline);
   };
 
   for (int64_t step = state.step + 1; step <= total_steps; ++step) {
@@ -654,18 +632,10 @@ TrainSummary run_training(const json& point_config, const std::string& run_dir, 
                      step_tokens / std::max(step_seconds, 1e-9), state.elapsed_s);
     summary.final_train_loss = loss;
 
-    if (show_progress && (std::chrono::duration<double>(clock::now() - last_draw).count() > 0.5 || step == total_steps)) {
-      last_draw = clock::now();
-      const int64_t done = step - summary.resumed_from_step;
-      const double eta = session_seconds / done * (total_steps - step);
-      std::fprintf(stderr, "\r  step %lld/%lld  loss %.4f  %.0f tok/s  ETA %s   ", static_cast<long long>(step),
-                   static_cast<long long>(total_steps), loss, done * step_tokens / session_seconds,
-                   duration_text(eta).c_str());
-      if (step == total_steps) std::fprintf(stderr, "\n");
-    }
+    if (log_steps) log.step(step, loss, learning_rate(c, step, total_steps), session_seconds, state.elapsed_s);
     if ((c.eval_every > 0 && step % c.eval_every == 0) || step == total_steps) log_evaluations(step);
     if ((checkpoint_every > 0 && step % checkpoint_every == 0) || step == total_steps)
-      save_checkpoint(run_dir, trainer, state, fingerprint);
+      save_checkpoint(run_dir, trainer, state, fingerprint, point_config.at("model"));
   }
   if (summary.final.empty()) {
     // Resumed from the final checkpoint: its evaluations are recorded already; recompute the

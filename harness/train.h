@@ -68,6 +68,7 @@ struct TrainConfig {
   std::string precision = "auto";  // auto (bf16 on CUDA, fp32 on CPU) | float32 | bfloat16
   int64_t threads = 0;             // CPU threads (0: leave LibTorch's setting)
   bool progress = true;            // progress line on a terminal
+  int64_t log_every = 0;           // off a terminal: a log line every k steps (0: about 20 per run)
 };
 
 // Strict parse of a "train" object; ConfigError names FILE and PATH.key and what is valid.

@@ -169,7 +169,7 @@ TEST(MeasureTest, OutOfMemoryAndNonFiniteAreStatusesNotFailures) {
                               "pattern": [{"mixer": "mlp", "hidden": 1}]})");
   {
     LanguageModel model(parse_model_config(huge, "t"));
-    json measure = {{"seq_lens", {1, 4194304, 8388608}}, {"phases", {"forward"}}, {"warmup", 0}, {"repeats", 1}};
+    json measure = {{"seq_lens", {1, 4194304, 8388608}}, {"phases", json::array({"forward"})}, {"warmup", 0}, {"repeats", 1}};
     const auto rows = measure_model(model, MeasureSettings::from_json(resolve_measure_json(measure, "cpu", "t", "m")));
     ASSERT_EQ(rows.size(), 3u);
     EXPECT_EQ(rows[0].status, "ok");
@@ -202,4 +202,24 @@ TEST(MeasureTest, TimeBudgetStopsTheLadder) {
 }
 
 }  // namespace
+
+// measure.threads: the measurements run with that many CPU threads, each records the count it
+// ran with, and the process's setting comes back afterwards.  Absent, the key stays out of the
+// resolved settings (older point ids unchanged).
+TEST(MeasureTest, ThreadsSettingIsUsedRecordedAndRestored) {
+  EXPECT_FALSE(resolve_measure_json({{"seq_lens", json::array({8})}}, "cpu", "t", "m").contains("threads"));
+  const json resolved = resolve_measure_json({{"seq_lens", json::array({8})}, {"phases", json::array({"forward"})}, {"repeats", 1},
+                                              {"warmup", 0}, {"threads", 3}},
+                                             "cpu", "t", "m");
+  const int before = torch::get_num_threads();
+  torch::set_num_threads(1);
+  LanguageModel model(parse_model_config(tiny_model("test_prefix_mean"), "t"));
+  const auto rows = measure_model(model, MeasureSettings::from_json(resolved));
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].extra.value("threads", 0), 3);
+  EXPECT_EQ(torch::get_num_threads(), 1);
+  torch::set_num_threads(before);
+  EXPECT_THROW(resolve_measure_json({{"seq_lens", json::array({8})}, {"threads", 0}}, "cpu", "t", "m"), ConfigError);
+}
+
 }  // namespace mixlab

@@ -4,6 +4,7 @@
 
 #include "harness/safetensors.h"
 #include "mixers/registry.h"
+#include "tests/run_mixlab.h"
 
 #include <gtest/gtest.h>
 
@@ -19,31 +20,15 @@ namespace {
 namespace fs = std::filesystem;
 
 std::string scratch_dir() {
-  const auto* info = testing::UnitTest::GetInstance()->current_test_info();
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
   fs::path dir = fs::temp_directory_path() / ("mixlab_mixer_run_" + std::to_string(getpid()) + "_" + info->name());
   fs::remove_all(dir);
   fs::create_directories(dir);
   return dir.string();
 }
 
-struct Outcome {
-  int status = -1;
-  std::string output;  // stdout and stderr together
-};
-
-// Run `mixlab ARGS` with its output captured in DIR/output.txt.
-Outcome run_mixlab(const std::string& dir, const std::string& args) {
-  const std::string log = dir + "/output.txt";
-  const std::string command = std::string("'") + MIXLAB_BINARY + "' " + args + " > '" + log + "' 2>&1";
-  const int raw = std::system(command.c_str());
-  Outcome outcome;
-  outcome.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-  std::ifstream in(log);
-  outcome.output.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-  return outcome;
-}
-
-size_t line_count(const std::string& text) { return std::count(text.begin(), text.end(), '\n'); }
+using mixlab::testing::line_count;
+using mixlab::testing::run_mixlab;
 
 struct Case {
   std::string name;

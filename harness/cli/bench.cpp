@@ -3,8 +3,10 @@
 // `mixlab sweep` (into an in-memory database unless --db is given), then prints the table.
 
 #include "harness/cli/command.h"
+#include "harness/cli/set_option.h"
 #include "harness/config.h"
 #include "harness/device.h"
+#include "harness/model_file.h"
 #include "harness/progress.h"
 #include "harness/spec.h"
 #include "harness/sweep.h"
@@ -18,6 +20,7 @@ namespace {
 struct BenchOptions {
   std::string preset;
   std::string model_file;
+  std::string init_from;
   std::vector<std::string> sets;
   std::string seq;
   std::string phases;
@@ -39,10 +42,14 @@ std::vector<std::string> split(const std::string& text, char separator) {
 }
 
 int run_bench(const BenchOptions& o) {
-  if (o.preset.empty() == o.model_file.empty())
-    throw ConfigError("bench", "", "give exactly one of --preset NAME or --model FILE.json");
-  json model = o.preset.empty() ? read_json_file(o.model_file) : json{{"preset", o.preset}};
+  const int given = !o.preset.empty() + !o.model_file.empty();
+  if (given > 1 || (given == 0 && o.init_from.empty()))
+    throw ConfigError("bench", "", "give one of --preset NAME, --config FILE.json or --init-from MODEL");
+  json model = !o.preset.empty() ? json{{"preset", o.preset}}
+               : !o.model_file.empty() ? read_json_file(o.model_file)
+                                       : model_json_of(o.init_from);  // the file's own model
   if (model.contains("model")) model = model["model"];
+  if (!o.init_from.empty()) model["init_from"] = o.init_from;
   json seq_lens = json::array();
   for (const auto& item : split(o.seq, ',')) {
     try {
@@ -55,13 +62,7 @@ int run_bench(const BenchOptions& o) {
                   {"warmup", o.warmup}};
   if (!o.phases.empty()) measure["phases"] = split(o.phases, ',');
   json base = {{"model", model}, {"measure", measure}};
-  for (const auto& assignment : o.sets) {
-    try {
-      apply_dotted_set(base, assignment);
-    } catch (const ConfigError& error) {
-      throw ConfigError("--set", error.path.empty() ? assignment : error.path, error.detail);
-    }
-  }
+  apply_section_sets(base, o.sets, {"model", "measure"}, "mixlab bench", " (bench measures; mixlab train trains)");
   const std::string device = resolve_device_kind(o.device, "--device");
   const SweepSpec spec = expand_spec(json{{"name", "bench"}, {"base", base}}, "bench", device);
   Store store(o.db);
@@ -87,10 +88,16 @@ MIXLAB_REGISTER_COMMAND(bench, "measure one model ad hoc (no spec file) and prin
                         [](CLI::App& app) -> Action {
                           auto o = std::make_shared<BenchOptions>();
                           app.add_option("--preset", o->preset, "model preset (experiments/presets/NAME.json)");
-                          app.add_option("--model", o->model_file, "explicit model JSON file instead of a preset");
-                          app.add_option("--set", o->sets, "override, e.g. model.d_model=512 or measure.repeats=5");
+                          app.add_option("--config", o->model_file, "explicit model JSON file instead of a preset");
+                          add_hidden_alias(app, "--model", o->model_file);
+                          app.add_option("--init-from", o->init_from,
+                                         "load the weights of a model file or folder (mixlab or HF names; without "
+                                         "--preset/--config its config.json gives the model)");
+                          app.add_option("--set", o->sets,
+                                         "override, e.g. model.d_model=512 or measure.repeats=5 (base. accepted)");
                           app.add_option("--seq", o->seq, "sequence lengths, e.g. 1024,4096")->required();
                           app.add_option("--phases", o->phases, "forward,forward_backward,decode (default all)");
+                          add_hidden_alias(app, "--phase", o->phases);
                           app.add_option("--batch", o->batch, "sequences per call")->capture_default_str();
                           app.add_option("--device", o->device, "auto, cpu or cuda")->capture_default_str();
                           app.add_option("--dtype", o->dtype, "auto, float32, bfloat16, ...")->capture_default_str();

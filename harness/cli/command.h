@@ -30,6 +30,13 @@ struct CommandEntry {
 
 std::vector<CommandEntry>& commands();
 
+// A second spelling of an option, kept for old command lines: it fills the same variable and is
+// not listed in --help.
+template <typename T>
+CLI::Option* add_hidden_alias(CLI::App& app, const std::string& name, T& variable) {
+  return app.add_option(name, variable)->group("");
+}
+
 struct CommandRegistrar {
   CommandRegistrar(std::string name, std::string description, Setup setup) {
     commands().push_back({std::move(name), std::move(description), std::move(setup)});

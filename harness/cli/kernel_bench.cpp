@@ -56,12 +56,12 @@ struct KernelBenchOptions {
 
 int run_kernel_bench(const KernelBenchOptions& options) {
 #ifndef MIXLAB_WITH_CUDA
-  std::cerr << "mixlab kernel_bench: built without CUDA; nothing to measure\n";
-  return 0;
+  std::cerr << "mixlab kernel_bench: built without CUDA; nothing measured (build on a GPU machine: scripts/gpu.sh)\n";
+  return 1;
 #else
   if (!torch::cuda::is_available()) {
-    std::cerr << "mixlab kernel_bench: no GPU\n";
-    return 0;
+    std::cerr << "mixlab kernel_bench: no CUDA device visible; nothing measured\n";
+    return 1;
   }
   const std::string& path = options.path;
   const bool quick = options.quick;
@@ -151,7 +151,7 @@ namespace mixlab::cli {
 MIXLAB_REGISTER_COMMAND(kernel_bench, "time the CUDA kernels (attention/cuda, mixers/cuda) for docs/PERF.md",
                         [](CLI::App& app) -> Action {
                           auto options = std::make_shared<KernelBenchOptions>();
-                          app.add_option("out", options->path, "CSV file to write");
+                          app.add_option("out,--out", options->path, "CSV file to write");
                           app.add_flag("--quick", options->quick, "N = 1k and 16k only");
                           app.add_option("--ops", options->ops, "comma-separated subset of swa,scout,scan");
                           return [options] { return run_kernel_bench(*options); };

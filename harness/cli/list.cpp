@@ -51,7 +51,8 @@ MIXLAB_REGISTER_COMMAND(list, "list registry entries, their parameters and (with
                           auto options = std::make_shared<ListOptions>();
                           app.add_flag("--weights", options->weights, "also print each entry's weight names and shapes");
                           app.add_option("--d-model", options->d_model, "d_model used to show weight shapes")->check(CLI::PositiveNumber);
-                          app.add_option("--heads", options->heads, "heads used to show weight shapes")->check(CLI::PositiveNumber);
+                          app.add_option("--n-heads", options->heads, "heads used to show weight shapes")->check(CLI::PositiveNumber);
+                          add_hidden_alias(app, "--heads", options->heads);
                           return [options] { return run_list(*options); };
                         });
 

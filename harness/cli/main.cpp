@@ -1,9 +1,15 @@
 // mixlab: what a token mixer costs and what it buys, measured.
 
+#include "git_commit.h"  // generated: MIXLAB_GIT_COMMIT
 #include "harness/cli/command.h"
 #include "harness/config.h"
 #include "harness/store.h"
+#include "mixers/compat.h"
 #include "mixers/registry.h"
+
+#if defined(MIXLAB_WITH_CUDA) && __has_include(<cuda_runtime_api.h>)
+#include <cuda_runtime_api.h>
+#endif
 
 #include <nlohmann/json.hpp>
 
@@ -16,11 +22,37 @@ std::vector<CommandEntry>& commands() {
   static std::vector<CommandEntry> entries;
   return entries;
 }
+
+// "mixlab 0.1.0 (commit 1a2b3c4d5e6f), LibTorch 1.13.1, CUDA: not built (CPU only)"
+std::string version_text() {
+  std::string cuda = "not built (CPU only)";
+#if defined(MIXLAB_WITH_CUDA) && defined(CUDART_VERSION)
+  cuda = std::to_string(CUDART_VERSION / 1000) + "." + std::to_string(CUDART_VERSION % 1000 / 10) + " (" +
+         std::to_string(torch::cuda::device_count()) + " device(s) visible)";
+#elif defined(MIXLAB_WITH_CUDA)
+  cuda = "built (" + std::to_string(torch::cuda::device_count()) + " device(s) visible)";
+#endif
+  return std::string("mixlab ") + MIXLAB_VERSION + " (commit " + MIXLAB_GIT_COMMIT + "), LibTorch " +
+         mixlab::compat::torch_version_string() + ", CUDA " + cuda;
+}
+
+// The subcommand the user was typing ("mixer run"), for the hint after a usage error.
+std::string chosen_command(CLI::App& app) {
+  std::string name;
+  for (CLI::App* sub = &app; !sub->get_subcommands().empty();) {
+    sub = sub->get_subcommands().front();
+    name += (name.empty() ? "" : " ") + sub->get_name();
+  }
+  return name;
+}
+
 }  // namespace mixlab::cli
 
 int main(int argc, char** argv) {
   CLI::App app{"mixlab: measure what token mixers cost and what they buy"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", std::function<std::string()>(mixlab::cli::version_text), "print the version, git commit, LibTorch and CUDA");
+  app.option_defaults()->always_capture_default();  // every --help shows the defaults
   std::map<std::string, mixlab::cli::Action> actions;
   std::map<std::string, CLI::App*> subcommands;
   // Top-level commands first, so that "report" exists before "report table" nests under it.
@@ -46,7 +78,17 @@ int main(int argc, char** argv) {
     subcommands[entry.name] = sub;
     actions[entry.name] = entry.setup(*sub);
   }
-  CLI11_PARSE(app, argc, argv);
+  // Usage errors (CLI11's own included) print one line and exit with status 2; --help and
+  // --version print and exit with 0.
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& error) {
+    if (error.get_exit_code() == 0) return app.exit(error);
+    const std::string command = mixlab::cli::chosen_command(app);
+    std::cerr << "mixlab" << (command.empty() ? "" : " " + command) << ": " << error.what() << " (see mixlab "
+              << (command.empty() ? "" : command + " ") << "--help)\n";
+    return 2;
+  }
   try {
     for (const auto& [name, action] : actions)
       if (subcommands[name]->parsed() && subcommands[name]->get_subcommands().empty()) return action();

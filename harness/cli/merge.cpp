@@ -19,6 +19,7 @@ struct MergeOptions {
 };
 
 int run_merge(const MergeOptions& o) {
+  if (o.output.empty()) throw ConfigError("merge", "", "--out MERGED.db is required");
   // Check every input before the output is created or touched: each must be a mixlab database
   // (opened read-only, so a foreign file is never altered) and none may be the output.
   for (const auto& input : o.inputs) {
@@ -44,7 +45,8 @@ MIXLAB_REGISTER_COMMAND(merge, "join results databases (e.g. sweep shards) witho
                         [](CLI::App& app) -> Action {
                           auto o = std::make_shared<MergeOptions>();
                           app.add_option("inputs", o->inputs, "databases to merge")->required()->check(CLI::ExistingFile);
-                          app.add_option("-o,--output", o->output, "the merged database (created if missing)")->required();
+                          app.add_option("--out", o->output, "the merged database (created if missing; required)");
+                          add_hidden_alias(app, "-o,--output", o->output);
                           return [o] { return run_merge(*o); };
                         });
 

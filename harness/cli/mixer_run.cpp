@@ -1,5 +1,5 @@
-// `mixlab mixer run NAME [--set key=value]... --d-model D --heads H --seed N
-//                        --input x.safetensors --output y.safetensors
+// `mixlab mixer run NAME [--set key=value]... --d-model D --n-heads H --seed N
+//                        (--input x.safetensors | --random-input B,N) --out y.safetensors
 //                        [--weights-in w.safetensors | --weights-out w.safetensors]
 //                        [--device cpu|cuda] [--dtype float32|float64|bfloat16|float16]`
 //
@@ -7,14 +7,16 @@
 // function of the seed), then either overwrites the weights from --weights-in (strict: every
 // name, shape and kind of dtype must match) or saves the initial weights to --weights-out, runs
 // forward on the tensor `x` ([batch, seq, d_model]) of --input and writes `y` (same shape, the
-// chosen dtype) to --output, with the entry, its parameters, d_model, heads, seed and dtype in
-// the file's metadata (y is written from the CPU).  This is the seam for checking a mixer against an outside implementation:
+// chosen dtype) to --out, with the entry, its parameters, d_model, heads, seed and dtype in
+// the file's metadata (written from the CPU; the implementation that ran is in it).  --random-input B,N draws x ~ N(0, 1) of shape [B, N, d_model] from
+// --seed + 1 instead and writes it into --out beside y.  This is the seam for checking a mixer against an outside implementation:
 // feed both the same x and weights, compare the y.
 //
 // Bad input (unknown entry or --set key, a value of the wrong type, a missing x, x of the wrong
 // shape, a malformed safetensors file) prints one line and exits with status 2.
 
 #include "harness/cli/command.h"
+#include "harness/cli/set_option.h"
 #include "harness/config.h"
 #include "harness/device.h"
 #include "harness/safetensors.h"
@@ -22,6 +24,7 @@
 #include "mixers/registry.h"
 
 #include <iostream>
+#include <sstream>
 
 namespace mixlab::cli {
 namespace {
@@ -32,7 +35,7 @@ struct MixerRunOptions {
   int64_t d_model = 64;
   int64_t heads = 4;
   int64_t seed = 0;
-  std::string input, output, weights_in, weights_out;
+  std::string input, random_input, output, weights_in, weights_out;
   std::string dtype = "float32";
   std::string device = "cpu";
 };
@@ -56,8 +59,21 @@ std::map<std::string, ParamValue> parse_sets(const std::string& name, const std:
   return given;
 }
 
+// --random-input "B,N": x ~ N(0, 1), [B, N, d_model], drawn from seed + 1 (the weights use seed).
+torch::Tensor random_input(const MixerRunOptions& options, torch::ScalarType dtype) {
+  int64_t batch = 0, seq = 0;
+  char comma = 0, rest = 0;
+  std::istringstream in(options.random_input);
+  if (!(in >> batch >> comma >> seq) || comma != ',' || (in >> rest) || batch < 1 || seq < 1)
+    throw ConfigError("--random-input", options.random_input, "expected BATCH,SEQ with positive integers, e.g. 1,128");
+  torch::manual_seed(static_cast<uint64_t>(options.seed) + 1);
+  return torch::randn({batch, seq, options.d_model}, torch::kFloat64).to(dtype);
+}
+
 // The input tensor x: [batch, seq, d_model], floating point, converted to `dtype`.
 torch::Tensor read_input(const MixerRunOptions& options, torch::ScalarType dtype) {
+  if (!options.random_input.empty()) return random_input(options, dtype);
+  if (options.input.empty()) throw ConfigError("mixer run", "", "give --input x.safetensors or --random-input BATCH,SEQ");
   const TensorMap inputs = read_safetensors(options.input);
   auto found = inputs.find("x");
   if (found == inputs.end()) {
@@ -92,6 +108,7 @@ int run_mixer(const MixerRunOptions& options) {
   const torch::ScalarType dtype = scalar_type_of(options.dtype);
   const Device device{resolve_device_kind(options.device, "--device"), options.dtype};
 
+  if (options.output.empty()) throw ConfigError("mixer run", "", "--out y.safetensors is required");
   // Read before building: fail fast on bad input.
   const torch::Tensor x = read_input(options, dtype).to(device.torch_device());
 
@@ -120,9 +137,12 @@ int run_mixer(const MixerRunOptions& options) {
   ImplementationLog implementations;
   const torch::Tensor y = mixer->forward(x).to(torch::kCPU);  // [batch, seq, d_model]
   metadata["implementation"] = implementations.summary();
-  write_safetensors(options.output, {{"y", y}}, metadata);
+  TensorMap written = {{"y", y}};
+  if (!options.random_input.empty()) written["x"] = x.to(torch::kCPU);  // the drawn input, for an outside implementation
+  write_safetensors(options.output, written, metadata);
   std::cout << "mixer " << options.name << ": x " << shape_text(x.sizes()) << " -> y "
-            << shape_text(y.sizes()) << " written to " << options.output << "\n";
+            << shape_text(y.sizes()) << " written to " << options.output
+            << (options.random_input.empty() ? "" : " (with x)") << "\n";
   return 0;
 }
 
@@ -136,10 +156,15 @@ static const CommandRegistrar mixer_run_command(
       app.add_option("name", options->name, "registry entry (see `mixlab list`)")->required();
       app.add_option("--set", options->sets, "entry parameter key=value (repeatable)");
       app.add_option("--d-model", options->d_model, "model width")->check(CLI::PositiveNumber)->capture_default_str();
-      app.add_option("--heads", options->heads, "attention heads")->check(CLI::PositiveNumber)->capture_default_str();
+      app.add_option("--n-heads", options->heads, "attention heads")->check(CLI::PositiveNumber)->capture_default_str();
+      add_hidden_alias(app, "--heads", options->heads);
       app.add_option("--seed", options->seed, "seed for the initial weights")->capture_default_str();
-      app.add_option("--input", options->input, "safetensors file holding x: [batch, seq, d_model]")->required();
-      app.add_option("--output", options->output, "safetensors file to write y into")->required();
+      auto input = app.add_option("--input", options->input, "safetensors file holding x: [batch, seq, d_model]");
+      auto random = app.add_option("--random-input", options->random_input,
+                                   "draw x ~ N(0, 1) of shape [BATCH, SEQ, d_model] instead (e.g. 1,128); x is written beside y");
+      input->excludes(random);
+      app.add_option("--out", options->output, "safetensors file to write y into (required)");
+      add_hidden_alias(app, "--output", options->output);
       auto in = app.add_option("--weights-in", options->weights_in, "load the entry's weights from this file");
       auto out = app.add_option("--weights-out", options->weights_out, "save the entry's seeded initial weights");
       in->excludes(out);

@@ -40,6 +40,7 @@ MIXLAB_REGISTER_COMMAND(show, "summarise a results database: sweeps, point statu
                           app.add_option("--db", o->db, "results database")->required();
                           app.add_option("--sweep", o->filter.sweep_name, "only this sweep name");
                           app.add_option("--phase", o->filter.phase, "only this phase (forward, forward_backward, decode)");
+                          add_hidden_alias(app, "--phases", o->filter.phase);
                           app.add_option("--point", o->filter.point_id, "only this point (its id or a unique prefix of it)");
                           app.add_flag("--summary", o->summary_only, "leave out the measurement table");
                           return [o] { return run_show(*o); };

@@ -3,7 +3,9 @@
 // SQLite results database.  docs/sweeps.md describes the spec and a Slurm array example.
 
 #include "harness/cli/command.h"
+#include "harness/cli/set_option.h"
 #include "harness/config.h"
+#include "harness/curves_csv.h"
 #include "harness/device.h"
 #include "harness/interrupt.h"
 #include "harness/progress.h"
@@ -27,6 +29,7 @@ struct SweepCommandOptions {
   std::string run_root;                // training run folders (default <db dir>/<spec name>.runs)
   int64_t max_attempts = kDefaultMaxAttempts;
   std::vector<std::string> overrides;  // --set base.measure.repeats=5
+  std::string curves_csv;
 };
 
 std::string seq_summary(const nlohmann::json& measure) {
@@ -38,15 +41,26 @@ std::string seq_summary(const nlohmann::json& measure) {
 }
 
 int run_sweep_command(const SweepCommandOptions& o) {
+  std::cout << std::unitbuf;  // in a log, these lines keep their place among the training lines (stderr)
   const std::string device = resolve_device_kind(o.device, "--device");
   std::optional<std::pair<int64_t, int64_t>> shard;
   if (!o.shard.empty()) shard = parse_shard(o.shard, "--shard");
   else shard = shard_from_environment();
   // Everything is validated before anything is written.
   nlohmann::json raw = read_json_file(o.spec);
+  // The same --set paths as bench and train (model.*, measure.*, train.* go to the spec's base,
+  // "base." accepted in front), plus the spec's own fields.
   for (const auto& assignment : o.overrides) {
+    const std::string path = without_base_prefix(assignment);
+    const std::string section = first_path_segment(path);
+    const bool base_section = section == "model" || section == "measure" || section == "train";
     try {
-      apply_dotted_set(raw, assignment);
+      if (base_section) apply_dotted_set(raw["base"], path);
+      else if (section == "name" || section == "description" || section == "grid" || section == "zip" || section == "points")
+        apply_dotted_set(raw, assignment);
+      else
+        throw ConfigError(o.spec, "", "'" + section + "' is not a spec field; valid: model.*, measure.*, train.* "
+                                      "(base. accepted), name, description, grid.*, zip.*, points.*");
     } catch (const ConfigError& error) {
       // The key, not the whole assignment: the value may be huge or not printable.
       throw ConfigError(o.spec, "--set " + (error.path.empty() ? assignment : error.path), error.detail);
@@ -101,6 +115,11 @@ int run_sweep_command(const SweepCommandOptions& o) {
             << (summary.killed ? ", " + std::to_string(summary.killed) + " killed" : "")
             << (summary.busy ? ", " + std::to_string(summary.busy) + " running elsewhere" : "")
             << "  (mixlab show --db " << db << ")\n";
+  if (!o.curves_csv.empty()) {
+    std::vector<std::string> ids;
+    for (const auto& point : selected) ids.push_back(point.id);
+    std::cout << "curves: " << write_curves_csv(store, ids, o.curves_csv) << " rows in " << o.curves_csv << "\n";
+  }
   return summary.failed || summary.killed ? 1 : 0;
 }
 
@@ -123,8 +142,10 @@ MIXLAB_REGISTER_COMMAND(sweep, "run a declarative sweep spec into a SQLite resul
                                          "record a point `killed` after its process died this many times")
                               ->check(CLI::Range(int64_t{1}, int64_t{1000}))
                               ->capture_default_str();
+                          app.add_option("--curves-csv", o->curves_csv,
+                                         "also write the training curves and evaluations as CSV (e.g. results/NAME.curves.csv)");
                           app.add_option("--set", o->overrides,
-                                         "override a spec field before validation, e.g. base.measure.repeats=5 "
+                                         "override a spec field before validation, e.g. measure.repeats=5 (= base.measure.repeats=5) "
                                          "(repeatable; the values become part of each point's config and id)");
                           return [o] { return run_sweep_command(*o); };
                         });

@@ -11,7 +11,10 @@
 // RUN_ROOT/<point id>/ either way, so an interrupted run resumes.
 
 #include "harness/cli/command.h"
+#include "harness/cli/set_option.h"
 #include "harness/config.h"
+#include "harness/curves_csv.h"
+#include "harness/model_file.h"
 #include "harness/device.h"
 #include "harness/spec.h"
 #include "harness/store.h"
@@ -32,10 +35,13 @@ struct TrainOptions {
   std::string run_root = "results/runs";
   std::string device = "auto";
   std::string name = "train";
+  std::string init_from;
+  std::string curves_csv;
   bool force = false;
 };
 
 int run_train(const TrainOptions& options) {
+  std::cout << std::unitbuf;  // in a log, these lines keep their place among the training lines (stderr)
   json config = json::object();
   std::string file = "--preset";
   if (!options.config_file.empty()) {
@@ -43,10 +49,15 @@ int run_train(const TrainOptions& options) {
     config = read_json_file(file);
   }
   if (!options.preset.empty()) config["model"] = json{{"preset", options.preset}};
-  if (!config.contains("model")) throw ConfigError(file, "model", "is missing: give --preset NAME or a config with a model");
+  if (!options.init_from.empty()) {
+    if (!config.contains("model")) config["model"] = model_json_of(options.init_from);  // the file's own model
+    config["model"]["init_from"] = options.init_from;
+  }
+  if (!config.contains("model"))
+    throw ConfigError(file, "model", "is missing: give --preset NAME, --init-from MODEL or a config with a model");
   if (!config.contains("train")) config["train"] = json{{"steps", 200}};
   if (!config.contains("measure")) config["measure"] = json{{"phases", json::array()}};
-  for (const auto& assignment : options.sets) apply_dotted_set(config, assignment);
+  apply_section_sets(config, options.sets, {"model", "measure", "train"}, "mixlab train");
 
   const std::string device = resolve_device_kind(options.device, "--device");
   const json raw = {{"name", options.name}, {"description", "mixlab train"}, {"base", config}};
@@ -71,6 +82,9 @@ int run_train(const TrainOptions& options) {
   while (rows.step())
     std::cout << "  step " << rows.integer(4) << "  " << std::left << std::setw(10) << rows.text(0) << std::setw(14)
               << rows.text(1) << " (seq_len " << rows.integer(2) << ") = " << rows.real(3) << "\n";
+  if (!options.curves_csv.empty())
+    std::cout << "  curves: " << write_curves_csv(store, {point.id}, options.curves_csv) << " rows in "
+              << options.curves_csv << "\n";
   return summary.failed > 0 ? 1 : 0;
 }
 
@@ -81,13 +95,19 @@ MIXLAB_REGISTER_COMMAND(train, "train and evaluate one model (a one-point sweep 
                           auto options = std::make_shared<TrainOptions>();
                           app.add_option("--preset", options->preset, "model preset (experiments/presets/NAME.json)");
                           app.add_option("--config", options->config_file, "JSON file with model and train (and measure) sections");
-                          app.add_option("--set", options->sets, "override a field: model.d_model=64, train.steps=100")
+                          app.add_option("--init-from", options->init_from,
+                                         "start from the weights of a model file or folder (mixlab or HF names; "
+                                         "without --preset/--config its config.json gives the model)");
+                          app.add_option("--set", options->sets,
+                                         "override a field: model.d_model=64, train.steps=100 (base. accepted)")
                               ->take_all();
                           app.add_option("--db", options->db, "results database to write into (default: in memory)");
                           app.add_option("--run-root", options->run_root, "folder of the per-point checkpoint folders");
                           app.add_option("--device", options->device, "auto, cpu or cuda");
                           app.add_option("--name", options->name, "sweep name recorded in the database");
                           app.add_flag("--force", options->force, "train again even if the point is done in --db");
+                          app.add_option("--curves-csv", options->curves_csv,
+                                         "also write the loss curve and evaluations as CSV (e.g. beside --db)");
                           return [options] { return run_train(*options); };
                         });
 
