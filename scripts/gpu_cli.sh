@@ -18,8 +18,8 @@ check() {  # check NAME COMMAND...: run, log, count a failure
 entries=$("$MIXLAB" list | awk '/^[a-z_0-9]+  \[/{print $1}')
 python3 -c "import torch; from safetensors.torch import save_file; torch.manual_seed(0); save_file({'x': torch.randn(2, 64, 128)}, '$OUT/x.safetensors')"
 for entry in $entries; do
-  check "mixer run $entry" "$MIXLAB" mixer run "$entry" --device cuda --dtype bfloat16 --d-model 128 --heads 2 \
-    --input "$OUT/x.safetensors" --output "$OUT/y_$entry.safetensors"
+  check "mixer run $entry" "$MIXLAB" mixer run "$entry" --device cuda --dtype bfloat16 --d-model 128 --n-heads 2 \
+    --input "$OUT/x.safetensors" --out "$OUT/y_$entry.safetensors"
   check "bench $entry" "$MIXLAB" bench --preset transformer --set "model.pattern=[\"$entry\",\"mlp\"]" \
     --set model.d_model=256 --set model.n_heads=4 --seq 2048 --device cuda --repeats 3 --db "$OUT/bench.db"
 done
