@@ -11,7 +11,7 @@
 // filter applied by FFT in O(N log N); zero padding to M ≥ 2N turns the circular product into a
 // linear convolution, and a kernel supported on lags τ ≥ 0 makes it causal.  The data-dependent gate
 // stands in for AFF's adaptive mask.  The kernel is explicit (GFNet-style, length-bound: N ≤ max_len),
-// initialised as Gaussian noise under a per-channel exponential decay (see the constructor).  Transforms run in float32
+// initialised as Gaussian noise under a per-channel exponential decay (see initial_kernels).  Transforms run in float32
 // (float64 for float64 input) on CPU and GPU through torch::fft.
 //
 // Cost: projections 2·N·d·d·(2 or 3); FFTs ≈ 3 transforms of d channels × 2.5·M·log2 M plus the

@@ -8,20 +8,8 @@ namespace mixlab {
 namespace {
 using namespace zoo_test;
 
-// Causal depthwise convolution per output position: [B, N, C], kernel [C, 1, k], bias [C].
-torch::Tensor loop_conv(const torch::Tensor& a, const torch::Tensor& kernel, const torch::Tensor& bias) {
-  auto taps = kernel.squeeze(1);
-  const int64_t n = a.size(1), k = taps.size(1);
-  auto out = torch::zeros_like(a);
-  for (int64_t t = 0; t < n; ++t) {
-    out.select(1, t) += bias;
-    for (int64_t lag = 0; lag < k && lag <= t; ++lag) out.select(1, t) += taps.select(1, k - 1 - lag) * a.select(1, t - lag);
-  }
-  return out;
-}
-
 torch::Tensor phi(const TokenMixerPtr& m, const std::string& who, const torch::Tensor& z) {
-  auto convolved = loop_conv(z, weight(m, who + "_conv_weight"), weight(m, who + "_conv_bias"));
+  auto convolved = loop_causal_conv(z, weight(m, who + "_conv_weight"), weight(m, who + "_conv_bias"));
   auto spatial = weight(m, who + "_spatial_weight"), channel = weight(m, who + "_channel.weight");
   auto out = torch::zeros_like(z);
   auto running = torch::zeros({z.size(0), z.size(2)}, z.options());
@@ -40,8 +28,8 @@ torch::Tensor reference(const TokenMixerPtr& m, const torch::Tensor& x) {
   auto k = torch::matmul(x, weight(m, "k_proj.weight").t());
   auto v = torch::matmul(x, weight(m, "v_proj.weight").t());
   auto similarity = phi(m, "query", q) + phi(m, "key", k);
-  auto mixed = loop_conv(similarity, weight(m, "mix_conv_weight"), weight(m, "mix_conv_bias")) * v;
-  return loop_conv(mixed, weight(m, "proj_conv_weight"), weight(m, "proj_conv_bias"));
+  auto mixed = loop_causal_conv(similarity, weight(m, "mix_conv_weight"), weight(m, "mix_conv_bias")) * v;
+  return loop_causal_conv(mixed, weight(m, "proj_conv_weight"), weight(m, "proj_conv_bias"));
 }
 
 TokenMixerPtr make(int64_t kernel) {

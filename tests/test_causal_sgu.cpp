@@ -19,7 +19,7 @@ torch::Tensor layer_norm(const torch::Tensor& x, const torch::Tensor& gain, cons
 
 torch::Tensor reference(const TokenMixerPtr& m, const torch::Tensor& x) {
   auto z = torch::matmul(x, weight(m, "in_proj.weight").t());
-  z = 0.5 * z * (1.0 + torch::erf(z / std::sqrt(2.0)));
+  z = exact_gelu(z);
   const int64_t half = z.size(-1) / 2;
   auto z1 = z.narrow(-1, 0, half);
   auto normed = layer_norm(z.narrow(-1, half, half), weight(m, "norm.weight"), weight(m, "norm.bias"));

@@ -3,31 +3,14 @@
 
 #include "tests/zoo_helpers.h"
 
-#include <cmath>
-
 namespace mixlab {
 namespace {
 using namespace zoo_test;
 
-// GELU(x) = x · Φ(x), Φ the standard normal CDF.
-torch::Tensor exact_gelu(const torch::Tensor& x) { return 0.5 * x * (1.0 + torch::erf(x / std::sqrt(2.0))); }
-
-// One causal depthwise convolution written per output position: [B, N, C], kernel [C, k].
-torch::Tensor loop_conv(const torch::Tensor& a, const torch::Tensor& kernel, const torch::Tensor& bias) {
-  const int64_t n = a.size(1), k = kernel.size(1);
-  auto out = torch::zeros_like(a);
-  for (int64_t t = 0; t < n; ++t) {
-    out.select(1, t) += bias;
-    for (int64_t lag = 0; lag < k && lag <= t; ++lag)  // tap k-1-lag multiplies a_{t-lag}
-      out.select(1, t) += kernel.select(1, k - 1 - lag) * a.select(1, t - lag);
-  }
-  return out;
-}
-
 torch::Tensor reference(const TokenMixerPtr& m, const torch::Tensor& x) {
   auto a = torch::matmul(x, weight(m, "q_proj.weight").t()) + weight(m, "q_proj.bias");
-  auto b = exact_gelu(loop_conv(a, weight(m, "key_conv_weight").squeeze(1), weight(m, "key_conv_bias")));
-  return loop_conv(b, weight(m, "value_conv_weight").squeeze(1), weight(m, "value_conv_bias"));
+  auto b = exact_gelu(loop_causal_conv(a, weight(m, "key_conv_weight"), weight(m, "key_conv_bias")));
+  return loop_causal_conv(b, weight(m, "value_conv_weight"), weight(m, "value_conv_bias"));
 }
 
 TokenMixerPtr make(int64_t k1, int64_t k2) {

@@ -58,7 +58,7 @@ torch::Tensor dynamic_reference(const TokenMixerPtr& m, const torch::Tensor& x, 
     torch::Tensor logits;  // [B, K, d]
     if (dynamic) {
       auto h = torch::matmul(input_sum / double(t + 1), weight(m, "mix_in.weight").t());
-      h = 0.5 * h * (1.0 + torch::erf(h / std::sqrt(2.0)));
+      h = exact_gelu(h);
       logits = torch::matmul(h, weight(m, "mix_out.weight").t()).view({x.size(0), filters, d});
     } else {
       logits = weight(m, "mix_logits").unsqueeze(0).expand({x.size(0), filters, d});
