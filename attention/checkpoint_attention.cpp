@@ -8,6 +8,16 @@
 // Time O(N·N/S·d); memory O(b·N/S) per query block of b; inference state: the ⌊N/S⌋ checkpoint
 // keys and values.
 //
+// `summary = mean` (TransNeXt's aggregated attention, Shi, "TransNeXt: Robust Foveal Visual
+// Perception for Vision Transformers", CVPR 2024, arXiv 2311.17132, §3): each completed segment
+// is stood for by the mean of its keys and values instead of its last token,
+//   o_t = softmax over {q_t·k_t} ∪ {q_t·k̄_m : mS+S-1 < t},   k̄_m = (1/S) Σ_{j=mS}^{mS+S-1} k_j
+// so SCOUT's checkpoint vs pooling is one sweep axis.  What the causal 1D form changes from the
+// paper: TransNeXt pools a (non-causal) 2D grid of the whole image, projects the pooled features
+// and adds a sliding window to the same softmax; here only completed segments are pooled (after
+// projection and RoPE), and the window is the local mixer placed before this layer, as in SCOUT.
+// Decoding keeps the running key/value sums of the open segment (2·d more state).
+//
 // rope_theta defaults to 1e4 like `attention`, so the two entries differ only in their sets of
 // keys; SCOUT's released configs use 1e6 (scout.md §1.1): set it to reproduce them.
 
@@ -54,18 +64,33 @@ double checkpoint_pairs(int64_t seq_len, int64_t segment_size) {
   return static_cast<double>(seq_len) + s * q * (q - 1) / 2 + r * q;
 }
 
-// Per query block [t0, t1), with C = ⌊(t1-1)/S⌋ checkpoints K_c = K[S-1 :: S][:C]:
+torch::Tensor segment_summaries(const torch::Tensor& x, int64_t segment_size, int64_t count,
+                                SegmentSummary summary) {
+  if (summary == SegmentSummary::Token) {
+    auto positions = torch::arange(segment_size - 1, count * segment_size, segment_size,
+                                   torch::TensorOptions().dtype(torch::kLong).device(x.device()));
+    return x.index_select(2, positions);  // x[:, :, S-1 :: S][:count]
+  }
+  return x.narrow(2, 0, count * segment_size)
+      .reshape({x.size(0), x.size(1), count, segment_size, x.size(3)})
+      .mean(3);  // (1/S) Σ over each segment
+}
+
+// Per query block [t0, t1), with C = ⌊(t1-1)/S⌋ summaries K_c (checkpoints K[S-1 :: S][:C] for
+// `token`, segment means for `mean`):
 //   L_self[t]    = q_t·k_t / √d_h                                   [B, H, b, 1]
 //   L_ckpt[t, c] = q_t·k_{cS+S-1} / √d_h,  -inf where c >= ⌊t/S⌋   [B, H, b, C]
 //   P = softmax([L_self ∥ L_ckpt]),  o_t = P[t, 0] v_t + Σ_c P[t, 1+c] v_{cS+S-1}
 torch::Tensor checkpoint_attention(const torch::Tensor& q_in, const torch::Tensor& k_in,
                                    const torch::Tensor& v_in, int64_t segment_size,
-                                   int64_t query_block) {
+                                   int64_t query_block, SegmentSummary summary) {
   TORCH_CHECK(q_in.dim() == 4 && k_in.sizes() == q_in.sizes() && v_in.sizes() == q_in.sizes(),
               "checkpoint_attention: q, k, v must all be [B, H, N, d_h]; got ", q_in.sizes(), ", ",
               k_in.sizes(), ", ", v_in.sizes());
 #ifdef MIXLAB_WITH_CUDA
-  if (cuda::checkpoint_supported(q_in, k_in, v_in)) {
+  // The kernel reads the checkpoint tokens themselves; pooled (`mean`) summaries have no kernel
+  // and run the reference below, on CUDA too.
+  if (summary == SegmentSummary::Token && cuda::checkpoint_supported(q_in, k_in, v_in)) {
     record_implementation("checkpoint_attention", Implementation::kernel);
     return cuda::checkpoint_attention(q_in, k_in, v_in, segment_size);
   }
@@ -79,13 +104,12 @@ torch::Tensor checkpoint_attention(const torch::Tensor& q_in, const torch::Tenso
   const bool reduced = q.scalar_type() == torch::kHalf || q.scalar_type() == torch::kBFloat16;
   auto index = torch::TensorOptions().dtype(torch::kLong).device(q.device());
 
-  // Checkpoint keys/values any query can see: positions S-1, 2S-1, ... < N-1.
+  // Summaries any query can see: those of segments ending at S-1, 2S-1, ... < N-1.
   const int64_t visible = n > 0 ? (n - 1) / s : 0;
-  torch::Tensor k_checkpoints, v_checkpoints;  // [B, H, C, d_h], gathered once for all blocks
+  torch::Tensor k_checkpoints, v_checkpoints;  // [B, H, C, d_h], built once for all blocks
   if (visible > 0) {
-    auto positions = torch::arange(s - 1, visible * s, s, index);  // [C]
-    k_checkpoints = k.index_select(2, positions);
-    v_checkpoints = v.index_select(2, positions);
+    k_checkpoints = segment_summaries(k, s, visible, summary);
+    v_checkpoints = segment_summaries(v, s, visible, summary);
   }
 
   std::vector<torch::Tensor> outputs;
@@ -121,30 +145,34 @@ class CheckpointAttention : public TokenMixer {
  public:
   CheckpointAttention(const MixerContext& context, const MixerParams& params)
       : segment_size_(params.integer("segment_size")),
-        query_block_(params.integer("query_block")) {
+        query_block_(params.integer("query_block")),
+        summary_(params.text("summary") == "mean" ? SegmentSummary::Mean : SegmentSummary::Token) {
     heads_.create(*this, context, params.real("rope_theta"));
   }
 
   torch::Tensor forward(const torch::Tensor& x) override {
     auto [q, k, v] = heads_.project(x);
-    return heads_.output(checkpoint_attention(q, k, v, segment_size_, query_block_));
+    return heads_.output(checkpoint_attention(q, k, v, segment_size_, query_block_, summary_));
   }
 
   // flops: projections 8·B·N·d² + 4·d per kept pair (q·k and p·v), Σ_t |A(t)| = Σ_t (1+⌊t/S⌋)
-  //        (closed form in checkpoint_pairs).
+  //        (closed form in checkpoint_pairs); `mean` adds the pooling sums, 2·B·⌊N/S⌋·S·d.
   // matmul_flops: projections + the two checkpoint products of each query block,
   //        2 · 2·B·d · b·⌊(t1-1)/S⌋ (masked entries included); the self term is an elementwise
   //        row dot, not a matrix product.
-  // state_bytes: the checkpoint cache, 2·B·⌊N/S⌋·d elements.
+  // state_bytes: the summary cache, 2·B·⌊N/S⌋·d elements; `mean` also keeps the running key and
+  //        value sums of the open segment, 2·B·d.
   Cost cost(const CostShape& shape) const override {
     const double batch = shape.batch, d = heads_.d_model;
     const double projections = heads_.projection_flops(shape.batch, shape.seq_len);
     const auto plan = plan_checkpoint_attention(shape.seq_len, segment_size_, query_block_);
+    const double segments = static_cast<double>(shape.seq_len / segment_size_);
+    const bool mean = summary_ == SegmentSummary::Mean;
     Cost cost;
-    cost.flops = projections + 4.0 * d * batch * checkpoint_pairs(shape.seq_len, segment_size_);
+    cost.flops = projections + 4.0 * d * batch * checkpoint_pairs(shape.seq_len, segment_size_) +
+                 (mean ? 2.0 * batch * segments * segment_size_ * d : 0.0);
     cost.matmul_flops = projections + 4.0 * d * batch * static_cast<double>(plan.score_entries());
-    cost.state_bytes = 2.0 * batch * static_cast<double>(shape.seq_len / segment_size_) * d *
-                       shape.bytes_per_element;
+    cost.state_bytes = 2.0 * batch * (segments + (mean ? 1.0 : 0.0)) * d * shape.bytes_per_element;
     return cost;
   }
 
@@ -153,10 +181,14 @@ class CheckpointAttention : public TokenMixer {
     MixerState state;
     state.tensors["checkpoint_keys"] = torch::zeros({batch, heads_.n_heads, 0, heads_.head_dim}, options);
     state.tensors["checkpoint_values"] = torch::zeros({batch, heads_.n_heads, 0, heads_.head_dim}, options);
+    if (summary_ == SegmentSummary::Mean) {  // Σ k_j, Σ v_j over the open segment
+      state.tensors["segment_key_sum"] = torch::zeros({batch, heads_.n_heads, 1, heads_.head_dim}, options);
+      state.tensors["segment_value_sum"] = torch::zeros({batch, heads_.n_heads, 1, heads_.head_dim}, options);
+    }
     return state;
   }
-  // Single-query attention over [checkpoint cache ∥ current token], which is exactly A(t); then
-  // the current token joins the cache if it closes its segment (t mod S = S-1).
+  // Single-query attention over [summary cache ∥ current token], which is exactly A(t); then the
+  // segment's summary joins the cache if the token closes it (t mod S = S-1).
   torch::Tensor step(const torch::Tensor& x_t, MixerState& state) override {
     auto [q, k, v] = heads_.project_one(x_t, state.position);  // [B, H, 1, d_h]
     auto& cached_keys = state.tensors.at("checkpoint_keys");
@@ -165,9 +197,23 @@ class CheckpointAttention : public TokenMixer {
     auto values = torch::cat({cached_values, v}, 2);
     const double scale = 1.0 / std::sqrt(static_cast<double>(heads_.head_dim));
     auto weights = torch::softmax(torch::matmul(q, keys.transpose(-2, -1)) * scale, -1);
-    if (state.position % segment_size_ == segment_size_ - 1) {
-      cached_keys = keys;
-      cached_values = values;
+    const bool closes_segment = state.position % segment_size_ == segment_size_ - 1;
+    if (summary_ == SegmentSummary::Token) {
+      if (closes_segment) {
+        cached_keys = keys;
+        cached_values = values;
+      }
+    } else {
+      auto& key_sum = state.tensors.at("segment_key_sum");
+      auto& value_sum = state.tensors.at("segment_value_sum");
+      key_sum = key_sum + k;
+      value_sum = value_sum + v;
+      if (closes_segment) {
+        cached_keys = torch::cat({cached_keys, key_sum / static_cast<double>(segment_size_)}, 2);
+        cached_values = torch::cat({cached_values, value_sum / static_cast<double>(segment_size_)}, 2);
+        key_sum = torch::zeros_like(key_sum);
+        value_sum = torch::zeros_like(value_sum);
+      }
     }
     state.position += 1;
     return heads_.output(torch::matmul(weights, values)).squeeze(1);
@@ -176,6 +222,7 @@ class CheckpointAttention : public TokenMixer {
  private:
   int64_t segment_size_;
   int64_t query_block_;
+  SegmentSummary summary_;
   MultiHeadProjections heads_;
 };
 
@@ -195,6 +242,10 @@ MIXLAB_REGISTER_MIXER(checkpoint_attention) {
                          "queries per block of the reference forward (0 = auto: 256); sets its "
                          "memory and masked work",
                          0),
+      ParamSpec::text("summary", "token",
+                      "what stands for a completed segment: token = its last token (SCOUT's "
+                      "checkpoint), mean = the mean of its keys and values (TransNeXt's pooled tokens)",
+                      {"token", "mean"}),
       rope_theta_param()};
   entry.validate = validate_heads;
   entry.factory = [](const MixerContext& context, const MixerParams& params) -> TokenMixerPtr {

@@ -11,6 +11,12 @@
 // are ordinary keys (RoPE at their own position); a checkpoint query sees itself once, through
 // the self term.  Tokens 0..S-1 see only themselves.
 //
+// Summaries (the `summary` option).  The key/value standing for completed segment m is either
+//   token:  k̄_m = k_{p_m},                      v̄_m = v_{p_m}          (SCOUT, the default)
+//   mean:   k̄_m = (1/S) Σ_{j=mS}^{p_m} k_j,      v̄_m = (1/S) Σ v_j     (pooled segment, TransNeXt)
+// and A(t) reads {t} ∪ {summary m : p_m < t} with the same one softmax.  With `mean`, keys are
+// pooled after RoPE, each at its own position, so q_t·k̄_m is the mean of the segment's logits.
+//
 // The reference forward chunks the queries: block [t0, t1) is scored against the ⌊(t1-1)/S⌋
 // checkpoints it can see, never an N×N matrix: time O(N·N/S·d), memory per block O(b·N/S).
 
@@ -36,16 +42,25 @@ struct CheckpointPlan {
   int64_t score_entries() const;
 };
 
+// What stands for a completed segment in the softmax (see above).
+enum class SegmentSummary { Token, Mean };
+
 // query_block = 0 picks b = 256 (capped at N).
 CheckpointPlan plan_checkpoint_attention(int64_t seq_len, int64_t segment_size,
                                          int64_t query_block = 0);
 
 // q, k, v: [B, H, N, d_h] -> [B, H, N, d_h], scale d_h^-1/2, in the op's dtype (the autocast
 // dtype under CUDA autocast, else the inputs' common dtype).  Where the CUDA kernels take the
-// input (cuda::checkpoint_supported) they run; otherwise this blockwise reference does.
+// input (cuda::checkpoint_supported) and the summary is `Token` they run; otherwise this
+// blockwise reference does (the `Mean` summary has no kernel, on any device).
 torch::Tensor checkpoint_attention(const torch::Tensor& q, const torch::Tensor& k,
                                    const torch::Tensor& v, int64_t segment_size,
-                                   int64_t query_block = 0);
+                                   int64_t query_block = 0,
+                                   SegmentSummary summary = SegmentSummary::Token);
+
+// The summary keys or values of the first `count` segments: x: [B, H, N, d_h] -> [B, H, count, d_h].
+torch::Tensor segment_summaries(const torch::Tensor& x, int64_t segment_size, int64_t count,
+                                SegmentSummary summary);
 
 // Σ_{t=0}^{N-1} (1 + ⌊t/S⌋) in closed form: with N = qS + r,  N + S·q(q-1)/2 + r·q.
 double checkpoint_pairs(int64_t seq_len, int64_t segment_size);

@@ -347,9 +347,20 @@ std::string model_label(const json& resolved_model) {
       for (size_t i = 0; i < mixers.size(); ++i) label += (i ? "+" : "") + mixers[i];
     }
   }
-  // Name the parameters that make configurations differ most often.
+  // Name the parameters that make configurations differ most often; the options that turn an
+  // entry into another seed system (docs/seed-systems.md) only when they leave their default.
   static const std::vector<std::pair<std::string, std::string>> shown = {
       {"segment_size", "S"}, {"window", "W"}, {"d_state", "n"}, {"top_k", "k"}};
+  static const std::vector<std::pair<std::string, std::string>> shown_unless_default = {
+      {"summary", "summary"}, {"num_filters", "K"}};
+  auto text = [](const json& value) { return value.is_string() ? value.get<std::string>() : value.dump(); };
+  auto is_default = [&](const json& sublayer, const std::string& key) {
+    const std::string mixer = sublayer.value("mixer", "");
+    if (!Registry::global().contains(mixer)) return false;
+    for (const auto& param : Registry::global().at(mixer).params)
+      if (param.name == key) return format_param_value(param.default_value) == text(sublayer[key]);
+    return false;
+  };
   std::set<std::string> seen;
   if (resolved_model.contains("pattern"))
     for (const auto& sublayer : resolved_model["pattern"]) {
@@ -357,7 +368,12 @@ std::string model_label(const json& resolved_model) {
       for (const auto& [key, short_name] : shown)
         if (sublayer.contains(key) && !seen.count(key)) {
           seen.insert(key);
-          label += " " + short_name + "=" + sublayer[key].dump();
+          label += " " + short_name + "=" + text(sublayer[key]);
+        }
+      for (const auto& [key, short_name] : shown_unless_default)
+        if (sublayer.contains(key) && !seen.count(key) && !is_default(sublayer, key)) {
+          seen.insert(key);
+          label += " " + short_name + "=" + text(sublayer[key]);
         }
       // Options that change the rule (mamba2's EfficientViM hidden-state mixer) name themselves.
       if (sublayer.contains("hidden_mixer") && sublayer["hidden_mixer"].is_string() &&

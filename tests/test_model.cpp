@@ -141,6 +141,10 @@ TEST(ModelLabel, NamesPresetsAndOtherwiseTheTokenMixers) {
             "fft_conv");
   EXPECT_EQ(model_label(json::parse(R"({"pattern": [{"mixer": "mamba"}, "mlp", {"mixer": "swa", "window": 8}]})")),
             "mamba+swa W=8");
+  EXPECT_EQ(model_label(json::parse(R"({"pattern": [{"mixer": "checkpoint_attention", "summary": "mean"},
+      {"mixer": "fft_conv", "num_filters": 4, "dynamic": true}]})")), "checkpoint_attention+fft_conv summary=mean K=4");
+  EXPECT_EQ(model_label(json::parse(R"({"pattern": [{"mixer": "checkpoint_attention", "summary": "token"},
+      {"mixer": "fft_conv", "num_filters": 1}]})")), "checkpoint_attention+fft_conv");  // defaults unnamed
 }
 
 }  // namespace
