@@ -52,14 +52,19 @@ std::string general(double value) {
   return s.str();
 }
 
+// Characters on screen: UTF-8 continuation bytes (10xxxxxx) take no column ("·" in labels).
+size_t columns(const std::string& text) {
+  return static_cast<size_t>(std::count_if(text.begin(), text.end(), [](char c) { return (c & 0xC0) != 0x80; }));
+}
+
 void print_rows(std::ostream& out, const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows) {
   std::vector<size_t> width(header.size());
-  for (size_t c = 0; c < header.size(); ++c) width[c] = header[c].size();
+  for (size_t c = 0; c < header.size(); ++c) width[c] = columns(header[c]);
   for (const auto& row : rows)
-    for (size_t c = 0; c < row.size(); ++c) width[c] = std::max(width[c], row[c].size());
+    for (size_t c = 0; c < row.size(); ++c) width[c] = std::max(width[c], columns(row[c]));
   auto line = [&](const std::vector<std::string>& row) {
     for (size_t c = 0; c < row.size(); ++c)
-      out << (c ? "  " : "") << row[c] << (c + 1 < row.size() ? std::string(width[c] - row[c].size(), ' ') : "");
+      out << (c ? "  " : "") << row[c] << (c + 1 < row.size() ? std::string(width[c] - columns(row[c]), ' ') : "");
     out << "\n";
   };
   line(header);
