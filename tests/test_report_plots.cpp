@@ -61,15 +61,15 @@ TEST(ReportPlots, EveryPlotKindRendersInEveryFormat) {
   const std::string failed = slurp(options.out_dir + "/plots/scaling_fwd_bwd_ms_failed.dat");
   EXPECT_NE(failed.find("# oom"), std::string::npos);
   const std::string script = slurp(options.out_dir + "/plots/scaling_fwd_bwd_ms.gp");
-  EXPECT_NE(script.find("title 'OOM'"), std::string::npos);
+  EXPECT_NE(script.find("title \"OOM\""), std::string::npos);
   EXPECT_NE(script.find("using 1:(y_top)"), std::string::npos);
-  EXPECT_NE(slurp(options.out_dir + "/plots/scaling_decode_ms.gp").find("title 'time budget'"), std::string::npos);
+  EXPECT_NE(slurp(options.out_dir + "/plots/scaling_decode_ms.gp").find("title \"time budget\""), std::string::npos);
 
   // One colour per configuration, the same in every plot (assigned by sorted label).
   const ColourMap colours({"swa W=128", "full attention", "scout-swa S=64"});
   for (const char* stem : {"scaling_fwd_ms", "loss_vs_tokens", "accuracy_vs_context_mqar"}) {
     const std::string gp = slurp(options.out_dir + "/plots/" + stem + ".gp");
-    const auto line = gp.find("title 'swa W=128'");
+    const auto line = gp.find("title \"swa W=128\"");
     ASSERT_NE(line, std::string::npos) << stem;
     const auto colour_at = gp.rfind("lc rgb '", line);
     EXPECT_EQ(gp.substr(colour_at + 8, 7), colours.colour("swa W=128")) << stem;
@@ -147,8 +147,8 @@ TEST(ReportPlots, DatabaseWithOnlyFailuresStillReports) {
   const std::string script = slurp(options.out_dir + "/plots/scaling_fwd_ms.gp");
   EXPECT_NE(script.find("keyentry"), std::string::npos);
   EXPECT_NE(script.find("full attention (no measured point)"), std::string::npos);
-  EXPECT_NE(script.find("title 'non-finite'"), std::string::npos);
-  EXPECT_NE(script.find("title 'OOM'"), std::string::npos);
+  EXPECT_NE(script.find("title \"non-finite\""), std::string::npos);
+  EXPECT_NE(script.find("title \"OOM\""), std::string::npos);
   EXPECT_GT(fs::file_size(options.out_dir + "/plots/scaling_fwd_ms.png"), 1000u);
   EXPECT_NE(slurp(result.index_md).find("full attention failed (forward latency): non-finite at N = 128, OOM at N = 256"),
             std::string::npos);
