@@ -199,7 +199,8 @@ TEST(ReportPlots, EveryCurveUnderItsOwnLabelWhateverIsMissing) {
   for (const auto& curve : spec.curves) by_label[curve.label] = &curve;
   int drawn = 0;
   for (const auto& curve : spec.curves) {
-    const auto title = script.find("title '" + curve.label + (curve.points.empty() ? " (no measured point)'" : "'"));
+    // gnuplot_quote writes double-quoted strings.
+    const auto title = script.find("title \"" + curve.label + (curve.points.empty() ? " (no measured point)\"" : "\""));
     ASSERT_NE(title, std::string::npos) << curve.label << " missing from the legend";
     if (curve.points.empty()) continue;
     // The clause that carries this title reads `index K`.

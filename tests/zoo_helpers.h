@@ -18,8 +18,11 @@ inline MixerContext tiny_context(int64_t d_model = 16, int64_t n_heads = 2) {
   return context;
 }
 
+// The entry's initial weights come from a fixed seed: LibTorch seeds its default generator from a
+// non-deterministic source, so an unseeded test would see other weights in every process.
 inline TokenMixerPtr make_f64(const std::string& name, const MixerContext& context,
-                              const std::map<std::string, ParamValue>& params = {}) {
+                              const std::map<std::string, ParamValue>& params = {}, uint64_t seed = 0) {
+  torch::manual_seed(seed);
   auto mixer = Registry::global().create(name, context, params);
   mixer->to(torch::kFloat64);
   return mixer;
