@@ -221,10 +221,15 @@ json hf_config_json(const ModelConfig& config, const TensorMap& weights, const s
     const auto& x_proj = weights.at("layers.0.mamba.x_proj.weight");  // [R + 2n, E]
     const auto& a_log = weights.at("layers.0.mamba.A_log");            // [E, n]
     const int64_t inner = a_log.size(0), state = a_log.size(1);
+    // Hugging Face's MambaConfig holds `expand` as an integer (intermediate = expand · hidden).
+    if (inner % config.d_model != 0)
+      throw ConfigError("model", "pattern[0].expand",
+                        "gives an inner width of " + std::to_string(inner) + " for d_model " + std::to_string(config.d_model) +
+                        "; the Hugging Face Mamba layout needs a whole multiple (use an integer expand, or --names mixlab)");
     c.update({{"architectures", json::array({"MambaForCausalLM"})},
               {"model_type", "mamba"},
               {"state_size", state},
-              {"expand", static_cast<double>(inner) / config.d_model},
+              {"expand", inner / config.d_model},
               {"intermediate_size", inner},
               {"conv_kernel", weights.at("layers.0.mamba.conv1d.weight").size(2)},
               {"time_step_rank", x_proj.size(0) - 2 * state},

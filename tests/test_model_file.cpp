@@ -97,6 +97,21 @@ TEST(HfLayout, MambaNamesAreTransformersNames) {
   EXPECT_EQ(config["intermediate_size"], 32);  // E = expand·d
   EXPECT_EQ(config["time_step_rank"], 1);      // ⌈16/16⌉
   EXPECT_EQ(config["conv_kernel"], 4);
+  // transformers' MambaConfig holds expand as an integer and rejects 2.0 (transformers 5.17).
+  EXPECT_TRUE(config["expand"].is_number_integer()) << config["expand"];
+  EXPECT_EQ(config["expand"], 2);
+}
+
+TEST(HfLayout, MambaWithAFractionalExpandIsRefusedByName) {
+  json model_json = small_model("mamba");
+  model_json["pattern"][0]["expand"] = 1.5;  // E = 24 for d = 16: no integer HF expand
+  LanguageModel model = build(model_json, 1);
+  try {
+    hf_config_json(model->config(), module_weights(*model), "mamba");
+    FAIL() << "a fractional expand was exported";
+  } catch (const ConfigError& error) {
+    EXPECT_NE(std::string(error.what()).find("expand"), std::string::npos) << error.what();
+  }
 }
 
 // Export with `names`, load into a model built from another seed, compare logits.

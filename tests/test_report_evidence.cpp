@@ -127,6 +127,7 @@ void fill_noisy_study(fixture::Fixture& db) {
 }
 
 TEST(ReportEvidence, FindingsOnlyWhereTheDataSupportThem) {
+  MIXLAB_REQUIRE_GNUPLOT();
   fixture::TempDir dir("evidence");
   {
     fixture::Fixture db(dir.path("n.db"));

@@ -178,6 +178,7 @@ std::vector<std::pair<double, double>> gnuplot_reads(const fs::path& dir, const 
 // configurations with data: each drawn curve must still carry its own points, every
 // configuration must be named in the legend, and gnuplot must print no warning.
 TEST(ReportPlots, EveryCurveUnderItsOwnLabelWhateverIsMissing) {
+  MIXLAB_REQUIRE_GNUPLOT();
   fixture::TempDir dir("labels");
   PlotSpec spec;
   spec.name = "mixed";
@@ -256,6 +257,7 @@ TEST(ReportPlots, HtmlIsEscapedAndSelfContainedAndFileNamesAreSanitised) {
 // A label that starts with a quote broke gnuplot (no report, exit 2); one with a newline or HTML
 // broke the Markdown list of findings.
 TEST(ReportPlots, HostileLabelsStillGiveAReport) {
+  MIXLAB_REQUIRE_GNUPLOT();
   fixture::TempDir dir("hostile");
   const std::string label = "'quoted\nlabel <b>bold</b> \x1b[31mred";
   {

@@ -16,7 +16,8 @@ for preset in transformer swa mamba; do
   window=""   # a window shorter than the 32 reference tokens, so that it matters
   [[ $preset == swa ]] && window="--set model.mixer_params.swa.window=8"
   # shellcheck disable=SC2086
-  line=$("$BUILD/mixlab" train --preset "$preset" $tiny $window | grep -m1 'checkpoints in')
+  "$BUILD/mixlab" train --preset "$preset" $tiny $window >"$OUT/train_$preset.log"
+  line=$(grep -m1 'checkpoints in' "$OUT/train_$preset.log")
   id=$(sed -E 's/.*\(([0-9a-f]+)\), checkpoints in.*/\1/' <<<"$line")
   "$BUILD/mixlab" export "$OUT/runs/$id" --names hf --out "$OUT/$preset" --reference-logits
   folders+=("$OUT/$preset")
