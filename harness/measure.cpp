@@ -1,5 +1,7 @@
 #include "harness/measure.h"
 
+#include "harness/cuda_graph.h"
+
 #include "mixers/implementation.h"
 #include "harness/interrupt.h"
 
@@ -26,7 +28,7 @@ const std::vector<std::string>& phase_names() {
 const std::vector<std::string>& measure_keys() {
   static const std::vector<std::string> keys = {
       "seq_lens", "decode_seq_lens", "batch", "phases", "warmup", "repeats", "min_repeats", "target_seconds",
-      "time_budget_s", "decode_chunks", "skip_after_oom", "dtype", "seed", "threads"};
+      "time_budget_s", "decode_chunks", "skip_after_oom", "dtype", "seed", "threads", "execution"};
   return keys;
 }
 
@@ -174,6 +176,16 @@ json resolve_measure_json(const json& measure_in, const std::string& device_kind
   // CPU threads for the measurements (absent = LibTorch's default, recorded per measurement).
   // Only a given value enters the resolved config, so that the ids of older points stay.
   if (measure.contains("threads")) out["threads"] = integer_in(measure["threads"], file, path + ".threads", 1, 4096);
+  // How forward and forward_backward run on CUDA: "auto" (a CUDA graph, eager when it cannot be
+  // captured), "cuda_graph" (the same; asking for it explicitly) or "eager".  Absent = "auto";
+  // only a given value enters the resolved config, as for threads.
+  if (measure.contains("execution")) {
+    static const std::vector<std::string> modes = {"auto", "cuda_graph", "eager"};
+    const json& mode = measure["execution"];
+    if (!mode.is_string() || std::find(modes.begin(), modes.end(), mode.get<std::string>()) == modes.end())
+      throw ConfigError(file, path + ".execution", "is " + mode.dump() + "; valid: " + joined(modes));
+    out["execution"] = mode;
+  }
   out["device"] = device_kind;
   out["dtype"] = resolve_dtype(dtype, device_kind);
   return out;
@@ -196,6 +208,7 @@ MeasureSettings MeasureSettings::from_json(const json& m) {
   s.dtype = m.at("dtype").get<std::string>();
   s.seed = m.at("seed").get<int64_t>();
   s.threads = m.value("threads", int64_t{0});
+  s.execution = m.value("execution", std::string("auto"));
   return s;
 }
 
@@ -336,6 +349,29 @@ void fill_from_timing(Measurement& m, const std::vector<double>& samples, double
   }
 }
 
+// The call a phase times: the eager call itself, or the replay of its CUDA graph (captured here,
+// once for this shape) when the settings ask for graphs on CUDA and the call can be captured.
+// Records the execution mode on the row, and why a graph was not used when one was asked for.
+struct PhaseCall {
+  std::function<void()> run;
+  std::unique_ptr<CapturedCall> graph;
+};
+
+PhaseCall prepare_call(const Context& c, Measurement& m, const std::function<void()>& eager,
+                       const std::function<void()>& graphable, const std::function<void()>& before_capture = {}) {
+  m.execution = "eager";
+  if (!c.device.is_cuda() || c.settings.execution == "eager") return {eager, nullptr};
+  auto graph = std::make_unique<CapturedCall>(graphable, static_cast<int>(std::max<int64_t>(c.settings.warmup, 2)),
+                                              before_capture);
+  if (!graph->captured()) {
+    m.extra["graph_not_captured"] = graph->why_not();
+    return {eager, nullptr};
+  }
+  m.execution = "cuda_graph";
+  CapturedCall* replayed = graph.get();
+  return {[replayed] { replayed->replay(); }, std::move(graph)};
+}
+
 // logits = model(tokens) without autograd.
 void measure_forward(Context& c, Measurement& m, const Cost& cost) {
   torch::NoGradGuard no_grad;
@@ -345,8 +381,9 @@ void measure_forward(Context& c, Measurement& m, const Cost& cost) {
   PeakMemory peak(c.device);
   torch::Tensor logits;
   peak.reset();
-  auto samples = time_repeats([&] { logits = torch::Tensor(); logits = c.model->forward(tokens); }, c.settings, timer,
-                              [&] { return c.over_budget(); });
+  const auto forward = [&] { logits = torch::Tensor(); logits = c.model->forward(tokens); };
+  const PhaseCall call = prepare_call(c, m, forward, forward);
+  auto samples = time_repeats(call.run, c.settings, timer, [&] { return c.over_budget(); });
   m.peak_memory_bytes = peak.peak_bytes();
   m.flops = cost.flops;
   fill_from_timing(m, samples, static_cast<double>(c.settings.batch * m.seq_len));
@@ -367,15 +404,16 @@ void measure_forward_backward(Context& c, Measurement& m, const Cost& cost) {
     for (auto& p : parameters) p.mutable_grad() = torch::Tensor();
   };
   peak.reset();
-  auto samples = time_repeats(
-      [&] {
-        clear_grads();
-        auto logits = c.model->forward(tokens);
-        loss = torch::nn::functional::cross_entropy(logits.reshape({-1, c.vocab}).to(torch::kFloat32), targets);
-        loss.backward();
-      },
-      c.settings, timer,
-                              [&] { return c.over_budget(); });
+  // Under a graph the gradients are set to None once before the capture and then rewritten in
+  // place by every replay (PyTorch's whole-network capture); eagerly, before every call.
+  const auto forward_backward = [&] {
+    auto logits = c.model->forward(tokens);
+    loss = torch::nn::functional::cross_entropy(logits.reshape({-1, c.vocab}).to(torch::kFloat32), targets);
+    loss.backward();
+  };
+  const auto eager = [&] { clear_grads(); forward_backward(); };
+  const PhaseCall call = prepare_call(c, m, eager, forward_backward, clear_grads);
+  auto samples = time_repeats(call.run, c.settings, timer, [&] { return c.over_budget(); });
   m.peak_memory_bytes = peak.peak_bytes();
   clear_grads();
   m.flops = 3.0 * cost.flops;

@@ -44,6 +44,7 @@ struct MeasureSettings {
   std::string dtype = "float32"; // resolved
   int64_t seed = 0;              // weights and tokens
   int64_t threads = 0;           // CPU threads while measuring (0: LibTorch's default)
+  std::string execution = "auto";  // forward phases on CUDA: auto | cuda_graph (harness/cuda_graph.h) | eager
 
   static MeasureSettings from_json(const nlohmann::json& resolved_measure);
 };
@@ -81,6 +82,8 @@ struct Measurement {
   // What computed it: "op=kernel" / "op=reference" per op with a CUDA kernel, "library" when only
   // LibTorch's operators ran (mixers/implementation.h).
   std::string implementation;
+  // How the timed calls ran: "cuda_graph" (captured once, replayed) or "eager".
+  std::string execution = "eager";
 };
 
 // Times `call` repeatedly under the settings' warm-up / repeat / target rules.  `call` runs one

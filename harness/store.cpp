@@ -217,6 +217,7 @@ struct AddedColumn {
 const AddedColumn kAddedColumns[] = {
     {"measurements", "implementation", "TEXT"},  // kernel or reference per op (mixers/implementation.h)
     {"train_log", "implementation", "TEXT"},
+    {"measurements", "execution", "TEXT"},  // cuda_graph or eager (harness/cuda_graph.h)
 };
 
 void Store::add_missing_columns() {
@@ -413,7 +414,7 @@ void Store::record_measurements(const PointRecord& p, int64_t sweep_id, const Sw
                      "INSERT INTO measurements (point_id, phase, seq_len, batch, status, error, median_ms, mean_ms, "
                      "stddev_ms, min_ms, max_ms, repeats, tokens_per_s, flops, tflops_per_s, peak_memory_bytes, "
                      "state_bytes, measured_state_bytes, device, dtype, torch_version, git_commit, created_at, "
-                     "extra_json, implementation) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+                     "extra_json, implementation, execution) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
     const std::string now = utc_now_iso8601();
     for (const auto& m : rows) {
       insert.reset();
@@ -430,6 +431,7 @@ void Store::record_measurements(const PointRecord& p, int64_t sweep_id, const Sw
           .bind(20, provenance.dtype).bind(21, provenance.torch_version).bind(22, provenance.git_commit).bind(23, now)
           .bind(24, m.extra.dump());
       if (m.implementation.empty()) insert.bind(25, nullptr); else insert.bind(25, m.implementation);
+      insert.bind(26, m.execution);
       insert.run();
     }
     Statement update(db_, "UPDATE points SET parameters = ?, embedding_parameters = ?, sweep_id = ? WHERE point_id = ?");

@@ -1,9 +1,7 @@
 // Every preset trains on CUDA (skipped without a GPU): 20 optimiser steps under bf16 autocast
 // lower the loss and track the CPU float32 run from the same initial weights and batches.
 //
-//   shrink     d_model 128 with 2 heads (head dim 64, so the attention kernels run), at most 2
-//              repeats of the pattern, vocabulary 256, MLP hidden 256, windows at most 32 (so
-//              they bind at the sequence length 64); everything else as the preset says
+//   shrink     tests/preset_at_test_size.h (d_model 128, 2 heads, at most 2 repeats, windows <= 32)
 //   data       MQAR (64 symbols, 8 pairs, length 64), batches of 8, batch s from seed (s)
 //   optimiser  the harness's Trainer: AdamW, lr 3e-3, no warm-up, cosine to 3e-4, clip 1.0
 //   tolerance  at every step |loss_cuda − loss_cpu| ≤ 5% of loss_cpu (bf16 rounding of the
@@ -14,6 +12,7 @@
 #include "harness/config.h"
 #include "harness/model.h"
 #include "harness/train.h"
+#include "tests/preset_at_test_size.h"
 
 #include <gtest/gtest.h>
 
@@ -27,22 +26,6 @@ namespace {
 
 constexpr int64_t kSteps = 20, kBatch = 8, kSeq = 64;
 constexpr double kRelativeTolerance = 0.05;
-
-// The preset at test size (see the header).
-ModelConfig shrunk_preset(const std::string& name) {
-  const std::string file = "experiments/presets/" + name + ".json";
-  json model = resolve_model_json(json{{"preset", name}}, file);
-  model["vocab_size"] = 256;
-  model["d_model"] = 128;
-  model["n_heads"] = 2;
-  model["n_layers"] = std::min<int64_t>(model.value("n_layers", 2), 2);
-  for (auto& sublayer : model["pattern"]) {
-    if (!sublayer.is_object()) continue;
-    if (sublayer.contains("hidden")) sublayer["hidden"] = 256;
-    if (sublayer.contains("window")) sublayer["window"] = std::min<int64_t>(sublayer["window"].get<int64_t>(), 32);
-  }
-  return parse_model_config(model, file);
-}
 
 TrainConfig test_training(const std::string& precision) {
   TrainConfig config;
@@ -80,7 +63,7 @@ TEST_P(EveryPresetOnCuda, TrainsUnderBf16AutocastAndTracksTheCpuFloat32Run) {
   const char* override_device = std::getenv("MIXLAB_TEST_DEVICE");
   const bool on_cpu = override_device && std::string(override_device) == "cpu";
   if (!on_cpu && !torch::cuda::is_available()) GTEST_SKIP() << "skipped: no GPU";
-  const ModelConfig config = shrunk_preset(GetParam());
+  const ModelConfig config = testing::preset_at_test_size(GetParam());
   const auto cpu = train_curve(config, torch::kCPU, "float32");
   const auto cuda = on_cpu ? train_curve(config, torch::kCPU, "float32") : train_curve(config, torch::kCUDA, "bfloat16");
   double worst = 0;

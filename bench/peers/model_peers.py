@@ -1,0 +1,170 @@
+"""Whole-model peers of `mixlab bench`: the presets' language models written the way a researcher
+would in PyTorch, compiled with `torch.compile`, attention through the strongest formulation we
+know for each scheme:
+
+    transformer   SDPA, is_causal=True (cuDNN / flash backend)
+    swa           FlexAttention with a band block mask (kv <= q, q - kv < W)
+    scout-swa     swa as above; checkpoint attention as FlexAttention over the checkpoints
+                  gathered in front of the tokens: keys = [K[S-1::S] ; K], checkpoint j visible
+                  when jS + S - 1 < t, token j only when j = t (SCOUT, arXiv 2509.00935, §3)
+
+Same architecture as mixlab's presets (experiments/presets/*.json): pre-norm RMSNorm (eps 1e-6),
+RoPE (theta 1e4, rotate-half) on q and k, SwiGLU MLP of hidden 8/3 d rounded up to 8, tied
+embedding head, bf16 weights.  Forward + backward of the mean next-token cross-entropy (logits in
+float32), timed with triton's do_bench (median, gradients set to None between calls).
+
+    python3 bench/peers/model_peers.py OUT.csv --presets transformer,swa,scout-swa \
+        --lengths 1024,4096,16384,65536 --d-model 768 --heads 12
+Rows: peer,preset,N,d_model,fwd_bwd_ms (empty when out of memory).
+"""
+import argparse
+import json
+import math
+import os
+
+import torch
+import torch.nn.functional as F
+from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+from triton.testing import do_bench
+
+THETA = 1e4
+PRESETS = os.path.join(os.path.dirname(__file__), "..", "..", "experiments", "presets")
+
+
+def rope(x, cos, sin):
+    half = x.shape[-1] // 2
+    return x * cos + torch.cat([-x[..., half:], x[..., :half]], -1) * sin
+
+
+class Attention(torch.nn.Module):
+    """q, k, v, o projections without bias; `attend` is the scheme."""
+
+    def __init__(self, d, heads, attend):
+        super().__init__()
+        self.heads, self.attend = heads, attend
+        self.qkv = torch.nn.Linear(d, 3 * d, bias=False)
+        self.o = torch.nn.Linear(d, d, bias=False)
+
+    def forward(self, x, cos, sin, masks):
+        b, n, d = x.shape
+        q, k, v = self.qkv(x).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        out = self.attend(rope(q, cos, sin), rope(k, cos, sin), v, masks)  # [B, H, N, dh]
+        return self.o(out.transpose(1, 2).reshape(b, n, d))
+
+
+def full(q, k, v, masks):
+    return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+
+def sliding(q, k, v, masks):
+    return flex_attention(q, k, v, block_mask=masks["swa"])
+
+
+def make_checkpoints(segment):
+    def attend(q, k, v, masks):
+        keys = torch.cat([k[:, :, segment - 1::segment], k], 2)    # [B, H, C + N, dh]
+        values = torch.cat([v[:, :, segment - 1::segment], v], 2)
+        return flex_attention(q, keys, values, block_mask=masks[f"scout{segment}"])
+    return attend
+
+
+class Mlp(torch.nn.Module):
+    def __init__(self, d):
+        super().__init__()
+        hidden = ((math.ceil(8 / 3 * d) + 7) // 8) * 8
+        self.gate_up = torch.nn.Linear(d, 2 * hidden, bias=False)
+        self.down = torch.nn.Linear(hidden, d, bias=False)
+
+    def forward(self, x, cos=None, sin=None, masks=None):
+        gate, up = self.gate_up(x).chunk(2, -1)
+        return self.down(F.silu(gate) * up)
+
+
+class LanguageModel(torch.nn.Module):
+    def __init__(self, preset, d, heads):
+        super().__init__()
+        self.vocab, self.heads = preset["vocab_size"], heads
+        blocks, self.windows, self.segments = [], set(), set()
+        for _ in range(preset["n_layers"]):
+            for sub in preset["pattern"]:
+                mixer = sub["mixer"]
+                if mixer == "mlp":
+                    blocks.append(Mlp(d))
+                elif mixer == "attention":
+                    blocks.append(Attention(d, heads, full))
+                elif mixer == "swa":
+                    self.windows.add(sub.get("window", 128))
+                    blocks.append(Attention(d, heads, sliding))
+                elif mixer == "checkpoint_attention":
+                    self.segments.add(sub.get("segment_size", 10))
+                    blocks.append(Attention(d, heads, make_checkpoints(sub.get("segment_size", 10))))
+                else:
+                    raise SystemExit(f"model_peers.py: no peer for mixer '{mixer}'")
+        assert len(self.windows) <= 1, "one window per model"
+        self.embed = torch.nn.Embedding(self.vocab, d)
+        self.blocks = torch.nn.ModuleList(blocks)
+        self.norms = torch.nn.ModuleList([torch.nn.RMSNorm(d, eps=1e-6) for _ in range(len(blocks) + 1)])
+        torch.nn.init.normal_(self.embed.weight, std=0.02)
+
+    def masks(self, n, device):
+        """The block masks of length n (built once per length, outside the timed step)."""
+        masks = {}
+        for w in self.windows:
+            band = lambda b, h, q, kv: (kv <= q) & (q - kv < w)
+            masks["swa"] = create_block_mask(band, None, None, n, n, device=device)
+        for s in self.segments:
+            c = len(range(s - 1, n, s))
+            # key index kv < c: checkpoint kv (token kv*s + s - 1), visible once complete before q;
+            # kv >= c: token kv - c, visible only to itself.
+            gathered = lambda b, h, q, kv: torch.where(kv < c, kv * s + s - 1 < q, kv - c == q)
+            masks[f"scout{s}"] = create_block_mask(gathered, None, None, n, c + n, device=device)
+        return masks
+
+    def forward(self, tokens, masks):
+        n, dh = tokens.shape[1], self.embed.weight.shape[1] // self.heads
+        inv = THETA ** (-torch.arange(0, dh, 2, device=tokens.device, dtype=torch.float32) / dh)
+        angles = torch.arange(n, device=tokens.device, dtype=torch.float32)[:, None] * inv[None, :]
+        both = torch.cat([angles, angles], -1)
+        cos, sin = both.cos().to(torch.bfloat16), both.sin().to(torch.bfloat16)
+        h = self.embed(tokens)
+        for norm, block in zip(self.norms, self.blocks):
+            h = h + block(norm(h), cos, sin, masks)
+        return self.norms[-1](h) @ self.embed.weight.t()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("out")
+    parser.add_argument("--presets", default="transformer,swa,scout-swa")
+    parser.add_argument("--lengths", default="1024,4096,16384,65536")
+    parser.add_argument("--d-model", type=int, default=768)
+    parser.add_argument("--heads", type=int, default=12)
+    parser.add_argument("--eager", action="store_true", help="also time the uncompiled model")
+    args = parser.parse_args()
+    with open(args.out, "w") as out:
+        out.write("peer,preset,N,d_model,fwd_bwd_ms\n")
+        for name in args.presets.split(","):
+            preset = json.load(open(os.path.join(PRESETS, name + ".json")))
+            torch.manual_seed(0)
+            model = LanguageModel(preset, args.d_model, args.heads).cuda().to(torch.bfloat16)
+            variants = [("torch.compile", torch.compile(model))] + ([("eager", model)] if args.eager else [])
+            for n in [int(x) for x in args.lengths.split(",")]:
+                tokens = torch.randint(0, model.vocab, (1, n + 1), device="cuda")
+                masks = model.masks(n, "cuda")
+                for peer, run in variants:
+                    def step():
+                        logits = run(tokens[:, :-1], masks)
+                        F.cross_entropy(logits.float().view(-1, model.vocab), tokens[:, 1:].reshape(-1)).backward()
+                    try:
+                        ms = do_bench(step, warmup=10, rep=50, grad_to_none=list(model.parameters()), return_mode="median")
+                        row = f"{peer},{name},{n},{args.d_model},{ms:.4f}"
+                    except torch.OutOfMemoryError:
+                        torch.cuda.empty_cache()
+                        row = f"{peer},{name},{n},{args.d_model},"
+                    print(row, flush=True)
+                    out.write(row + "\n")
+                    out.flush()
+
+
+if __name__ == "__main__":
+    main()
