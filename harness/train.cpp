@@ -12,6 +12,7 @@
 #include "harness/interrupt.h"
 #include "harness/json_input.h"
 #include "harness/device.h"
+#include "harness/distributed.h"
 #include "mixers/compat.h"
 #include "mixers/implementation.h"
 
@@ -304,9 +305,11 @@ double Trainer::step(const std::vector<data::Batch>& micro_batches, int64_t step
       compat::CudaAutocast autocast(autocast_);
       loss = language_model_loss(model_, to_device(micro, device_)) / static_cast<double>(micro_batches.size());
     }
+    if (reducer_) reducer_->prepare(/*last_micro_batch=*/&micro == &micro_batches.back());
     loss.backward();
     total += loss.item<double>();
   }
+  if (reducer_) total = reducer_->finish(total);
   if (config_.grad_clip > 0) torch::nn::utils::clip_grad_norm_(model_->parameters(), config_.grad_clip);
   optimizer_->step();
   implementation_ = implementations.summary();
@@ -524,6 +527,25 @@ std::optional<Checkpoint> load_checkpoint(const fs::path& run_dir, Trainer& trai
   }
 }
 
+// Data-parallel resumption: rank 0 decides (and removes a stale checkpoint); the other ranks
+// then read the same file, so every rank continues from the same weights and optimiser state.
+std::optional<Checkpoint> load_checkpoint_on_every_rank(distributed::Job& job, const fs::path& run_dir, Trainer& trainer,
+                                                        const std::string& fingerprint, torch::Device device) {
+  std::optional<Checkpoint> loaded;
+  if (job.is_main()) loaded = load_checkpoint(run_dir, trainer, fingerprint);
+  const int64_t step = job.value_of_main(loaded ? loaded->step : 0, device);
+  if (!job.is_main() && step > 0) {
+    const CheckpointState read = load_training_checkpoint((run_dir / kCheckpointFile).string(), *trainer.model(),
+                                                          trainer.optimizer());
+    if (read.step != step)
+      throw std::runtime_error("rank " + std::to_string(job.rank()) + " read step " + std::to_string(read.step) + " from " +
+                               (run_dir / kCheckpointFile).string() + " but rank 0 resumes from step " +
+                               std::to_string(step) + " (every rank must see rank 0's run folder)");
+    loaded = Checkpoint{read.step, read.elapsed_s};
+  }
+  return loaded;
+}
+
 }  // namespace
 
 // ============================================================================ the run
@@ -576,15 +598,24 @@ TrainSummary run_training(const json& point_config, const std::string& run_dir, 
   const double step_flops = training_step_flops(c, *model);
   const int64_t step_tokens = c.grad_accum * c.batch_size * c.seq_len;
 
+  // Data parallel (harness/distributed.h; a world of one without launcher variables): rank 0's
+  // initial weights everywhere, gradients averaged across ranks, rank 0 alone writes.  The job
+  // picks each rank's CUDA device before the model moves there.
+  distributed::Job& job = distributed::Job::get(device_name);
   Trainer trainer(model, c, device, total_steps);
+  job.broadcast_from_main(*trainer.model());
+  distributed::GradientReducer reducer(job, trainer.model()->parameters());
+  if (job.world_size() > 1) trainer.synchronise_gradients(&reducer);
   Evaluator evaluator(c, corpus.get(), eval_tasks, device, trainer.autocast());
   const std::string fingerprint =
       std::to_string(data::fnv1a64(json{{"model", point_config.at("model")}, {"train", point_config.at("train")}}.dump()));
 
   // Rows go to the database and the run folder's record file; resuming from step k writes the
   // folder's rows up to k to the database again, so a new or incomplete database is made whole.
-  RunFolderRecords folder(run_dir, records);
-  if (fs::exists(fs::path(run_dir) / kCheckpointFile) && !folder.exists()) {
+  RunFolderRecords folder_on_main(run_dir, records);
+  distributed::DiscardedRecords discarded;
+  TrainingRecords& folder = job.is_main() ? static_cast<TrainingRecords&>(folder_on_main) : discarded;
+  if (job.is_main() && fs::exists(fs::path(run_dir) / kCheckpointFile) && !folder_on_main.exists()) {
     std::cerr << "mixlab train: " << run_dir << " holds a checkpoint but no " << RunFolderRecords::kFileName
               << " (its rows cannot be restored); training afresh\n";
     fs::remove(fs::path(run_dir) / kCheckpointFile);
@@ -593,12 +624,12 @@ TrainSummary run_training(const json& point_config, const std::string& run_dir, 
   Checkpoint state;
   const bool terminal = ::isatty(STDERR_FILENO);
   TrainLog log(stderr, terminal, total_steps, step_tokens, c.log_every);
-  if (auto loaded = load_checkpoint(run_dir, trainer, fingerprint)) {
+  if (auto loaded = load_checkpoint_on_every_rank(job, run_dir, trainer, fingerprint, device)) {
     state = *loaded;
-    log.resumed(state.step, (fs::path(run_dir) / kCheckpointFile).string());
+    if (job.is_main()) log.resumed(state.step, (fs::path(run_dir) / kCheckpointFile).string());
   }
   summary.resumed_from_step = state.step;
-  folder.restore_to(state.step);
+  folder.discard_after(state.step);
 
   const int64_t checkpoint_every = c.checkpoint_every > 0 ? c.checkpoint_every : c.eval_every;
   const bool log_steps = c.progress || !terminal;  // train.progress switches the terminal line off
@@ -620,7 +651,7 @@ TrainSummary run_training(const json& point_config, const std::string& run_dir, 
     throw_if_interrupted();  // a sweep's Ctrl-C: the last checkpoint is where a rerun resumes
     const auto step_start = clock::now();
     std::vector<data::Batch> micro;
-    for (int64_t m = 0; m < c.grad_accum; ++m) micro.push_back(stream->batch(step, m));
+    for (int64_t m = 0; m < c.grad_accum; ++m) micro.push_back(job.shard(stream->batch(step, m)));
     const double loss = trainer.step(micro, step);
     if (!std::isfinite(loss))
       throw std::runtime_error("training loss is " + std::to_string(loss) + " at step " + std::to_string(step));
@@ -632,12 +663,13 @@ TrainSummary run_training(const json& point_config, const std::string& run_dir, 
                      step_tokens / std::max(step_seconds, 1e-9), state.elapsed_s);
     summary.final_train_loss = loss;
 
-    if (log_steps) log.step(step, loss, learning_rate(c, step, total_steps), session_seconds, state.elapsed_s);
+    if (log_steps && job.is_main()) log.step(step, loss, learning_rate(c, step, total_steps), session_seconds, state.elapsed_s);
+    if (!job.is_main()) continue;  // rank 0 evaluates and checkpoints
     if ((c.eval_every > 0 && step % c.eval_every == 0) || step == total_steps) log_evaluations(step);
     if ((checkpoint_every > 0 && step % checkpoint_every == 0) || step == total_steps)
       save_checkpoint(run_dir, trainer, state, fingerprint, point_config.at("model"));
   }
-  if (summary.final.empty()) {
+  if (summary.final.empty() && job.is_main()) {
     // Resumed from the final checkpoint: its evaluations are recorded already; recompute the
     // figures for the summary without writing them again.
     for (const auto& e : evaluator.run(trainer.model()))

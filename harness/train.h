@@ -31,6 +31,9 @@
 #include <vector>
 
 namespace mixlab {
+namespace distributed {
+class GradientReducer;
+}
 
 struct EvalTaskConfig {
   data::TaskSpec spec;     // spec.vocab == 0: the model's vocabulary
@@ -96,6 +99,8 @@ class Trainer {
   LanguageModel& model() { return model_; }
   torch::optim::AdamW& optimizer() { return *optimizer_; }
   bool autocast() const { return autocast_; }
+  // Data-parallel training (harness/distributed.h): gradients averaged across ranks each step.
+  void synchronise_gradients(distributed::GradientReducer* reducer) { reducer_ = reducer; }
   // What computed the last step: kernel or reference per op (mixers/implementation.h).
   const std::string& implementation() const { return implementation_; }
 
@@ -107,6 +112,7 @@ class Trainer {
   bool autocast_;
   std::unique_ptr<torch::optim::AdamW> optimizer_;
   std::string implementation_;
+  distributed::GradientReducer* reducer_ = nullptr;
 };
 
 struct TrainSummary {

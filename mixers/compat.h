@@ -137,3 +137,18 @@ inline typename StateMap::key_type optimizer_state_key(const StateMap&, const to
 }
 
 }  // namespace mixlab::compat
+
+// c10d (harness/distributed.cpp defines MIXLAB_C10D_COMPAT before including this file): the
+// class that ProcessGroupGloo and ProcessGroupNCCL derive from is c10d::Backend from LibTorch 2.0,
+// c10d::ProcessGroup before.  Both declare allreduce / broadcast on a vector of tensors.
+#ifdef MIXLAB_C10D_COMPAT
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
+#include <torch/csrc/distributed/c10d/Work.hpp>
+namespace mixlab::compat {
+#if MIXLAB_TORCH_AT_LEAST(2, 0)
+using C10dGroup = c10d::Backend;
+#else
+using C10dGroup = c10d::ProcessGroup;
+#endif
+}  // namespace mixlab::compat
+#endif

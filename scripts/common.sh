@@ -6,9 +6,10 @@ MIXLAB_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD_DIR="${MIXLAB_BUILD_DIR:-$MIXLAB_ROOT/build}"
 
 # Debian packages mixlab needs.  libopenblas0-pthread: without it LibTorch's matrix products on
-# the CPU run ~30x slower.
+# the CPU run ~30x slower.  libgloo-dev: the headers of the Gloo library LibTorch links, for
+# data-parallel training on the CPU (harness/distributed.cpp).
 MIXLAB_PACKAGES=(build-essential cmake ninja-build ccache pkg-config git
-  libtorch-dev libopenblas0-pthread libcli11-dev nlohmann-json3-dev libeigen3-dev
+  libtorch-dev libopenblas0-pthread libgloo-dev libcli11-dev nlohmann-json3-dev libeigen3-dev
   libsqlite3-dev sqlite3 libbenchmark-dev libgtest-dev libsentencepiece-dev gnuplot-nox)
 
 # install_missing [extra packages...]

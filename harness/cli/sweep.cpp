@@ -7,13 +7,16 @@
 #include "harness/config.h"
 #include "harness/curves_csv.h"
 #include "harness/device.h"
+#include "harness/distributed.h"
 #include "harness/interrupt.h"
 #include "harness/progress.h"
 #include "harness/spec.h"
 #include "harness/sweep.h"
+#include "harness/sweep_workers.h"
 
 #include <algorithm>
 #include <filesystem>
+#include <map>
 #include <iostream>
 
 namespace mixlab::cli {
@@ -30,7 +33,48 @@ struct SweepCommandOptions {
   int64_t max_attempts = kDefaultMaxAttempts;
   std::vector<std::string> overrides;  // --set base.measure.repeats=5
   std::string curves_csv;
+  std::string gpus;                    // --gpus 0,1: one worker process per GPU (harness/sweep_workers.h)
+  int workers_per_gpu = 1;
 };
+
+// The parent of `--gpus` workers: each worker is this command without --gpus, --force and
+// --curves-csv, into the same database; afterwards the parent counts the points' statuses.
+int run_sweep_on_workers(const SweepCommandOptions& o, const std::string& device, const std::string& db,
+                         const std::string& run_root, const std::vector<SweepPoint>& selected) {
+  if (o.force)
+    throw ConfigError("--force", "", "cannot be combined with --gpus (a forced point would run again in every worker); "
+                                     "run the sweep with --force alone, or remove the points' rows first");
+  SweepWorkers plan;
+  plan.gpus = parse_gpu_list(o.gpus, "--gpus");
+  plan.workers_per_gpu = o.workers_per_gpu;
+  plan.cuda = device == "cuda";
+  plan.program = std::filesystem::read_symlink("/proc/self/exe").string();
+  plan.args = {"sweep", o.spec, "--db", db, "--device", device, "--run-root", run_root, "--max-attempts",
+               std::to_string(o.max_attempts)};
+  if (!o.shard.empty()) plan.args.insert(plan.args.end(), {"--shard", o.shard});
+  for (const auto& assignment : o.overrides) plan.args.insert(plan.args.end(), {"--set", assignment});
+  std::cout << "sweep: " << selected.size() << " points over " << plan.gpus.size() * plan.workers_per_gpu
+            << " workers (" << (plan.cuda ? "GPUs " + o.gpus : std::string("CPU; the GPU list only sets the count"))
+            << ") -> " << db << std::endl;
+  const int failed_workers = run_sweep_workers(plan);
+  if (interrupt_requested()) {
+    std::cerr << "mixlab: interrupted; the workers released their points; rerun the same command to resume\n";
+    return 128 + interrupt_signal();
+  }
+
+  Store store(db);
+  std::map<std::string, size_t> statuses;
+  for (const auto& point : selected) statuses[store.point_status(point.id).value_or("missing")] += 1;
+  std::cout << "sweep: ";
+  for (const auto& [status, count] : statuses) std::cout << count << " " << status << "  ";
+  std::cout << "(mixlab show --db " << db << ")\n";
+  if (!o.curves_csv.empty()) {
+    std::vector<std::string> ids;
+    for (const auto& point : selected) ids.push_back(point.id);
+    std::cout << "curves: " << write_curves_csv(store, ids, o.curves_csv) << " rows in " << o.curves_csv << "\n";
+  }
+  return failed_workers || statuses.size() != 1 || !statuses.count("done") ? 1 : 0;
+}
 
 std::string seq_summary(const nlohmann::json& measure) {
   const auto& lengths = measure["seq_lens"];
@@ -43,6 +87,9 @@ std::string seq_summary(const nlohmann::json& measure) {
 int run_sweep_command(const SweepCommandOptions& o) {
   std::cout << std::unitbuf;  // in a log, these lines keep their place among the training lines (stderr)
   const std::string device = resolve_device_kind(o.device, "--device");
+  // Under torchrun or a multi-task srun the processes share the points as independent workers
+  // (data-parallel training of one model is `mixlab train`; docs/distributed.md).
+  distributed::Job::run_alone();
   std::optional<std::pair<int64_t, int64_t>> shard;
   if (!o.shard.empty()) shard = parse_shard(o.shard, "--shard");
   else shard = shard_from_environment();
@@ -89,6 +136,10 @@ int run_sweep_command(const SweepCommandOptions& o) {
   const std::string db = o.db.empty() ? default_database_path(spec.name) : o.db;
   const auto parent = std::filesystem::path(db).parent_path();
   if (!parent.empty()) std::filesystem::create_directories(parent);
+  const std::string run_root = !o.run_root.empty() ? o.run_root
+                                                  : (parent.empty() ? std::filesystem::path(".") : parent).string() + "/" +
+                                                        spec.name + ".runs";
+  if (!o.gpus.empty()) return run_sweep_on_workers(o, device, db, run_root, selected);
   Store store(db);
   SweepOptions options;
   options.shard = shard;
@@ -96,9 +147,7 @@ int run_sweep_command(const SweepCommandOptions& o) {
   options.progress = Progress::stderr_is_terminal();
   options.log = &std::cout;
   options.max_attempts = o.max_attempts;
-  options.run_root = !o.run_root.empty() ? o.run_root
-                                          : (parent.empty() ? std::filesystem::path(".") : parent).string() + "/" +
-                                                spec.name + ".runs";
+  options.run_root = run_root;
   const bool trains = std::any_of(selected.begin(), selected.end(), [](const SweepPoint& p) { return p.config.contains("train"); });
   std::cout << "sweep " << spec.name << ": " << selected.size() << " points"
             << (shard ? " (shard " + std::to_string(shard->first) + "/" + std::to_string(shard->second) + ")" : "")
@@ -144,6 +193,13 @@ MIXLAB_REGISTER_COMMAND(sweep, "run a declarative sweep spec into a SQLite resul
                               ->capture_default_str();
                           app.add_option("--curves-csv", o->curves_csv,
                                          "also write the training curves and evaluations as CSV (e.g. results/NAME.curves.csv)");
+                          app.add_option("--gpus", o->gpus,
+                                         "spread the points over worker processes, one per listed GPU (e.g. 0,1; "
+                                         "with --device cpu only their number counts); docs/distributed.md");
+                          app.add_option("--workers-per-gpu", o->workers_per_gpu,
+                                         "worker processes per listed GPU (tiny models can share one)")
+                              ->check(CLI::Range(1, 64))
+                              ->capture_default_str();
                           app.add_option("--set", o->overrides,
                                          "override a spec field before validation, e.g. measure.repeats=5 (= base.measure.repeats=5) "
                                          "(repeatable; the values become part of each point's config and id)");

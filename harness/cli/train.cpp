@@ -16,6 +16,7 @@
 #include "harness/curves_csv.h"
 #include "harness/model_file.h"
 #include "harness/device.h"
+#include "harness/distributed.h"
 #include "harness/spec.h"
 #include "harness/store.h"
 #include "harness/sweep.h"
@@ -65,7 +66,15 @@ int run_train(const TrainOptions& options) {
   if (spec.points.size() != 1) throw ConfigError(file, "", "resolves to " + std::to_string(spec.points.size()) + " points; use mixlab sweep");
   const SweepPoint& point = spec.points.front();
 
-  Store store(options.db.empty() ? ":memory:" : options.db);
+  // Under torchrun or srun (docs/distributed.md) every rank trains; rank 0 alone writes the
+  // database and the CSV.  The rendezvous happens here, before any rank can finish early.
+  bool main_rank = true;
+  try {
+    main_rank = distributed::Job::get(device).is_main();
+  } catch (const std::invalid_argument& error) {  // a launcher variable out of range
+    throw ConfigError("environment", "", error.what());
+  }
+  Store store(options.db.empty() || !main_rank ? ":memory:" : options.db);
   SweepOptions sweep_options;
   sweep_options.force = options.force;
   sweep_options.log = &std::cout;
@@ -82,7 +91,7 @@ int run_train(const TrainOptions& options) {
   while (rows.step())
     std::cout << "  step " << rows.integer(4) << "  " << std::left << std::setw(10) << rows.text(0) << std::setw(14)
               << rows.text(1) << " (seq_len " << rows.integer(2) << ") = " << rows.real(3) << "\n";
-  if (!options.curves_csv.empty())
+  if (!options.curves_csv.empty() && main_rank)
     std::cout << "  curves: " << write_curves_csv(store, {point.id}, options.curves_csv) << " rows in "
               << options.curves_csv << "\n";
   return summary.failed > 0 ? 1 : 0;
