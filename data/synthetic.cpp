@@ -186,13 +186,19 @@ Example SyntheticTask::example(uint64_t seed, int64_t split, int64_t index) cons
 }
 
 Batch SyntheticTask::batch(uint64_t seed, int64_t split, int64_t first_index, int64_t count) const {
-  const int64_t L = spec_.seq_len;
+  std::vector<int64_t> indices(count);
+  for (int64_t b = 0; b < count; ++b) indices[b] = first_index + b;
+  return batch(seed, split, indices);
+}
+
+Batch SyntheticTask::batch(uint64_t seed, int64_t split, const std::vector<int64_t>& indices) const {
+  const int64_t L = spec_.seq_len, count = static_cast<int64_t>(indices.size());
   auto inputs = torch::empty({count, L}, torch::kInt64);
   auto targets = torch::empty({count, L}, torch::kInt64);
   auto* in = inputs.data_ptr<int64_t>();
   auto* out = targets.data_ptr<int64_t>();
   for (int64_t b = 0; b < count; ++b) {
-    const auto ex = example(seed, split, first_index + b);
+    const auto ex = example(seed, split, indices[b]);
     std::copy(ex.inputs.begin(), ex.inputs.end(), in + b * L);
     std::copy(ex.targets.begin(), ex.targets.end(), out + b * L);
   }

@@ -64,6 +64,8 @@ class SyntheticTask {
   const TaskSpec& spec() const { return spec_; }
   Example example(uint64_t seed, int64_t split, int64_t index) const;
   Batch batch(uint64_t seed, int64_t split, int64_t first_index, int64_t count) const;
+  // The examples `indices` of the split, in that order (a fixed example set read in shuffled order).
+  Batch batch(uint64_t seed, int64_t split, const std::vector<int64_t>& indices) const;
 
  private:
   TaskSpec spec_;

@@ -218,6 +218,9 @@ const AddedColumn kAddedColumns[] = {
     {"measurements", "implementation", "TEXT"},  // kernel or reference per op (mixers/implementation.h)
     {"train_log", "implementation", "TEXT"},
     {"measurements", "execution", "TEXT"},  // cuda_graph or eager (harness/cuda_graph.h)
+    // Inference state bytes of one sequence at the evaluation's seq_len (cost().state_bytes),
+    // so that accuracy can be read against state size; copied from extra_json.state_bytes.
+    {"evaluations", "state_bytes", "REAL"},
 };
 
 void Store::add_missing_columns() {
@@ -485,10 +488,15 @@ class StoreTrainingRecords : public TrainingRecords {
     store_.transaction([&] {
       Statement insert(store_.handle(),
                        "INSERT OR REPLACE INTO evaluations (point_id, step, task, metric, value, seq_len, bucket, "
-                       "extra_json) VALUES (?,?,?,?,?,?,?,?)");
+                       "extra_json, state_bytes) VALUES (?,?,?,?,?,?,?,?,?)");
       insert.bind(1, point_id_).bind(2, step).bind(3, task).bind(4, metric).bind(5, value)
-          .bind(6, seq_len.value_or(-1)).bind(7, bucket.value_or(-1)).bind(8, extra_json.empty() ? "{}" : extra_json)
-          .run();
+          .bind(6, seq_len.value_or(-1)).bind(7, bucket.value_or(-1)).bind(8, extra_json.empty() ? "{}" : extra_json);
+      const auto extra = nlohmann::json::parse(extra_json.empty() ? "{}" : extra_json, nullptr, false);
+      if (extra.is_object() && extra.contains("state_bytes") && extra["state_bytes"].is_number())
+        insert.bind(9, extra["state_bytes"].get<double>());
+      else
+        insert.bind(9, nullptr);
+      insert.run();
     });
   }
 

@@ -17,16 +17,19 @@
 #include "mixers/implementation.h"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <set>
 #include <sstream>
 #include <thread>
+#include <tuple>
 
 #include <unistd.h>
 
@@ -126,11 +129,26 @@ void check_task(data::TaskSpec spec, const std::string& file, const std::string&
 
 const std::vector<std::string> kSources = {"corpus", "mqar", "passkey", "copy", "induction"};
 
+// epochs need a fixed example set at least one optimiser step long; stop_at_accuracy needs a
+// synthetic task whose held-out accuracy it watches.
+void check_epochs(const TrainConfig& c, const json& train, const std::string& file, const std::string& path) {
+  if (c.epochs > 0 && c.train_examples == 0)
+    throw ConfigError(file, path + ".epochs", "needs a fixed example set: set train.data.examples (a synthetic task)");
+  if (c.train_examples > 0 && c.train_examples < c.batch_size * c.grad_accum)
+    throw ConfigError(file, path + ".data.examples", "is " + std::to_string(c.train_examples) +
+                                                         ", fewer than one optimiser step's batch_size * grad_accum = " +
+                                                         std::to_string(c.batch_size * c.grad_accum));
+  if (train.contains("stop_at_accuracy") && c.source == "corpus")
+    throw ConfigError(file, path + ".stop_at_accuracy", "needs a synthetic task (data.source mqar, passkey, copy or "
+                                                        "induction); the corpus has no accuracy");
+}
+
 }  // namespace
 
 TrainConfig parse_train_config(const json& train, const std::string& file, const std::string& path) {
   if (!train.is_object()) throw ConfigError(file, path, "must be an object (see docs/training.md)");
-  reject_unknown(train, {"data", "seq_len", "batch_size", "grad_accum", "steps", "tokens", "flop_budget", "lr",
+  reject_unknown(train, {"data", "seq_len", "batch_size", "grad_accum", "steps", "tokens", "flop_budget", "epochs",
+                         "stop_at_accuracy", "lr",
                          "min_lr", "warmup_steps", "weight_decay", "beta1", "beta2", "eps", "grad_clip", "seed",
                          "eval", "checkpoint_every", "precision", "threads", "progress", "log_every"},
                  file, path);
@@ -139,9 +157,10 @@ TrainConfig parse_train_config(const json& train, const std::string& file, const
   c.batch_size = read_int(train, "batch_size", c.batch_size, 1, kHuge, file, path);
   c.grad_accum = read_int(train, "grad_accum", c.grad_accum, 1, 1 << 20, file, path);
 
-  const int budgets = train.contains("steps") + train.contains("tokens") + train.contains("flop_budget");
+  const int budgets =
+      train.contains("steps") + train.contains("tokens") + train.contains("flop_budget") + train.contains("epochs");
   if (budgets != 1)
-    throw ConfigError(file, path, "give exactly one budget: steps, tokens or flop_budget (got " +
+    throw ConfigError(file, path, "give exactly one budget: steps, tokens, flop_budget or epochs (got " +
                                       std::to_string(budgets) + ")");
   c.steps = read_int(train, "steps", 0, 1, kHuge, file, path);
   c.tokens = read_int(train, "tokens", 0, 1, int64_t{1} << 62, file, path);
@@ -153,6 +172,8 @@ TrainConfig parse_train_config(const json& train, const std::string& file, const
                                       std::to_string(c.batch_size) + " * " + std::to_string(c.seq_len) +
                                       " tokens per step exceeds the limit of 2^40");
   c.flop_budget = read_real(train, "flop_budget", 0, 1.0, 1e30, file, path);
+  c.epochs = read_int(train, "epochs", 0, 1, 1 << 20, file, path);
+  c.stop_at_accuracy = read_real(train, "stop_at_accuracy", 0, 1e-9, 1.0, file, path);
 
   c.lr = read_real(train, "lr", c.lr, 0.0, 10.0, file, path);
   c.min_lr = read_real(train, "min_lr", std::min(c.min_lr, c.lr), 0.0, c.lr, file, path);
@@ -173,11 +194,11 @@ TrainConfig parse_train_config(const json& train, const std::string& file, const
   const std::string data_path = path + ".data";
   if (!data.is_object()) throw ConfigError(file, data_path, "must be an object, e.g. {\"source\": \"corpus\"}");
   reject_unknown(data, {"source", "tokenizer", "bpe_vocab", "corpus_dir", "vocab", "num_kv_pairs", "power_a",
-                        "random_non_queries", "depth", "copy_tokens"},
+                        "random_non_queries", "depth", "copy_tokens", "examples"},
                  file, data_path);
   c.source = read_choice(data, "source", c.source, kSources, file, data_path);
   if (c.source == "corpus") {
-    for (const char* key : {"vocab", "num_kv_pairs", "power_a", "random_non_queries", "depth", "copy_tokens"})
+    for (const char* key : {"vocab", "num_kv_pairs", "power_a", "random_non_queries", "depth", "copy_tokens", "examples"})
       if (data.contains(key))
         throw ConfigError(file, data_path + "." + key, "is a synthetic-task field; source is 'corpus'");
     c.tokenizer = read_choice(data, "tokenizer", c.tokenizer, {"byte", "bpe"}, file, data_path);
@@ -192,13 +213,16 @@ TrainConfig parse_train_config(const json& train, const std::string& file, const
     spec.seq_len = c.seq_len;
     c.task = read_task_fields(data, spec, file, data_path);
     check_task(c.task, file, data_path);
+    c.train_examples = read_int(data, "examples", 0, 1, kHuge, file, data_path);
   }
+  check_epochs(c, train, file, path);
 
   const json eval = train.value("eval", json::object());
   const std::string eval_path = path + ".eval";
   if (!eval.is_object()) throw ConfigError(file, eval_path, "must be an object");
   reject_unknown(eval, {"every", "batches", "seq_len", "position_buckets", "examples", "tasks"}, file, eval_path);
-  c.eval_every = read_int(eval, "every", 0, 0, kHuge, file, eval_path);
+  // With epochs the held-out set is evaluated at the end of every epoch unless told otherwise.
+  c.eval_every = read_int(eval, "every", steps_per_epoch(c), 0, kHuge, file, eval_path);
   c.eval_batches = read_int(eval, "batches", c.eval_batches, 1, kHuge, file, eval_path);
   c.eval_seq_len = read_int(eval, "seq_len", 0, 0, kHuge, file, eval_path);
   c.position_buckets = read_int(eval, "position_buckets", c.position_buckets, 1, 1 << 20, file, eval_path);
@@ -234,8 +258,43 @@ double training_step_flops(const TrainConfig& config, const LanguageModelImpl& m
   return 3.0 * model.cost(shape).flops;
 }
 
+int64_t steps_per_epoch(const TrainConfig& config) {
+  return config.train_examples / (config.grad_accum * config.batch_size);
+}
+
+namespace {
+// One permutation is kept per thread: a run asks for the same epoch's order step after step.
+const std::vector<int64_t>& cached_epoch_order(const TrainConfig& config, int64_t epoch) {
+  thread_local std::tuple<uint64_t, int64_t, int64_t> cached_key{0, -1, -1};
+  thread_local std::vector<int64_t> cached;
+  const std::tuple<uint64_t, int64_t, int64_t> key{config.seed, config.train_examples, epoch};
+  if (key != cached_key) {
+    cached.resize(config.train_examples);
+    for (int64_t i = 0; i < config.train_examples; ++i) cached[i] = i;
+    data::SplitMix64 rng(data::mix_seed({config.seed, 0xE90C5ull, static_cast<uint64_t>(epoch)}));
+    rng.partial_shuffle(cached, cached.size());
+    cached_key = key;
+  }
+  return cached;
+}
+}  // namespace
+
+std::vector<int64_t> epoch_order(const TrainConfig& config, int64_t epoch) { return cached_epoch_order(config, epoch); }
+
+std::vector<int64_t> fixed_set_indices(const TrainConfig& config, int64_t step, int64_t micro) {
+  const int64_t per_epoch = steps_per_epoch(config) * config.grad_accum * config.batch_size;
+  const int64_t first = ((step - 1) * config.grad_accum + micro) * config.batch_size;
+  std::vector<int64_t> indices(config.batch_size);
+  for (int64_t b = 0; b < config.batch_size; ++b) {
+    const int64_t r = first + b;
+    indices[b] = cached_epoch_order(config, r / per_epoch)[r % per_epoch];
+  }
+  return indices;
+}
+
 int64_t budget_steps(const TrainConfig& config, const LanguageModelImpl& model) {
   if (config.steps > 0) return config.steps;
+  if (config.epochs > 0) return config.epochs * steps_per_epoch(config);
   if (config.tokens > 0) return config.tokens / (config.grad_accum * config.batch_size * config.seq_len);
   return static_cast<int64_t>(std::floor(config.flop_budget / training_step_flops(config, model)));
 }
@@ -250,11 +309,22 @@ double learning_rate(const TrainConfig& c, int64_t step, int64_t total_steps) {
 }
 
 // ============================================================================ loss and trainer
+// The head runs only where a target is asked: the mean over those positions equals cross entropy
+// with ignore_index over every position, and a synthetic task asks few (MQAR: K of L), so the
+// [B·L, vocab] logits, which dominate the step for small models, shrink to [answers, vocab].
 torch::Tensor language_model_loss(LanguageModel& model, const data::Batch& batch) {
-  auto logits = model->forward(batch.inputs);  // [B, L, V]
-  const int64_t vocab = logits.size(-1);
+  auto hidden = model->hidden_states(batch.inputs);              // [B, L, d]
+  auto flat = hidden.reshape({-1, hidden.size(-1)});             // [B·L, d]
+  auto targets = batch.targets.reshape({-1}).to(flat.device());  // [B·L]
+  const auto asked = targets.ne(data::kIgnore);
+  if (asked.sum().item<int64_t>() < targets.numel()) {
+    const auto rows = asked.nonzero().squeeze(1);                // [M]
+    flat = flat.index_select(0, rows);                            // [M, d]
+    targets = targets.index_select(0, rows);                      // [M]
+  }
+  auto logits = model->logits(flat);                             // [M, V]
   auto loss = torch::nn::functional::cross_entropy(
-      logits.reshape({-1, vocab}).to(torch::kFloat32), batch.targets.reshape({-1}),
+      logits.to(torch::kFloat32), targets,
       torch::nn::functional::CrossEntropyFuncOptions().ignore_index(data::kIgnore));
   auto auxiliary = model->auxiliary_loss();
   return loss + auxiliary.to(loss.device(), torch::kFloat32);
@@ -368,6 +438,37 @@ class TaskStream : public TrainingStream {
   TrainConfig c_;
 };
 
+// The fixed set is generated once (examples in parallel) and kept as int32 rows, [N, L] inputs
+// and targets; a batch gathers its rows (fixed_set_indices).  Generating 100k MQAR examples of
+// length 512 every epoch would cost the CPU more than a small model's epoch costs the GPU.
+class FixedSetStream : public TrainingStream {
+ public:
+  FixedSetStream(const data::TaskSpec& spec, const TrainConfig& c) : c_(c) {
+    const data::SyntheticTask task(spec);
+    const int64_t N = c.train_examples, L = spec.seq_len;
+    inputs_ = torch::empty({N, L}, torch::kInt32);
+    targets_ = torch::empty({N, L}, torch::kInt32);
+    auto* in = inputs_.data_ptr<int32_t>();
+    auto* out = targets_.data_ptr<int32_t>();
+    at::parallel_for(0, N, 64, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        const auto ex = task.example(c.seed, /*split=*/0, i);
+        std::copy(ex.inputs.begin(), ex.inputs.end(), in + i * L);
+        std::copy(ex.targets.begin(), ex.targets.end(), out + i * L);
+      }
+    });
+  }
+  data::Batch batch(int64_t step, int64_t micro) const override {
+    const auto rows = torch::tensor(fixed_set_indices(c_, step, micro), torch::kInt64);
+    auto targets = targets_.index_select(0, rows).to(torch::kInt64);
+    return {inputs_.index_select(0, rows).to(torch::kInt64), targets, targets.ne(data::kIgnore)};
+  }
+
+ private:
+  TrainConfig c_;
+  torch::Tensor inputs_, targets_;  // [N, L] int32
+};
+
 // ============================================================================ evaluation
 struct Evaluation {
   std::string task, metric;
@@ -443,7 +544,9 @@ class Evaluator {
     for (double v : position_loss) total += v;
     const double loss = total / (windows * L);
     const double bits_per_byte = loss / std::log(2.0) / corpus_->validation_bytes_per_token();
-    const std::string extra = json{{"tokenizer", corpus_->tokenizer}, {"windows", eval_starts_.size()}}.dump();
+    const std::string extra = json{{"tokenizer", corpus_->tokenizer},
+                                   {"windows", eval_starts_.size()},
+                                   {"state_bytes", inference_state_bytes(model, L)}}.dump();
     out.push_back({"text", "loss", loss, L, std::nullopt, extra});
     out.push_back({"text", "bits_per_byte", bits_per_byte, L, std::nullopt, extra});
     out.push_back({"text", "perplexity", std::exp(loss), L, std::nullopt, extra});
@@ -457,13 +560,22 @@ class Evaluator {
   }
 
   // Accuracy (Zoology) and masked loss on the task's held-out split.
+  // The held-out split of a task, batch by batch; made once and kept (it is fixed).
+  const std::vector<data::Batch>& held_out(const EvalTaskConfig& config) {
+    auto& batches = held_out_[&config];
+    if (batches.empty()) {
+      data::SyntheticTask task(config.spec);
+      for (int64_t first = 0; first < config.examples; first += c_.batch_size)
+        batches.push_back(task.batch(c_.seed, /*split=*/1, first, std::min(c_.batch_size, config.examples - first)));
+    }
+    return batches;
+  }
+
   void synthetic(LanguageModel& model, const EvalTaskConfig& config, std::vector<Evaluation>& out) {
-    data::SyntheticTask task(config.spec);
     double accuracy_sum = 0, loss_sum = 0;
     int64_t examples = 0, batches = 0;
-    for (int64_t first = 0; first < config.examples; first += c_.batch_size) {
-      const int64_t count = std::min(c_.batch_size, config.examples - first);
-      auto batch = task.batch(c_.seed, /*split=*/1, first, count);
+    for (const auto& batch : held_out(config)) {
+      const int64_t count = batch.inputs.size(0);
       auto on_device = to_device(batch, device_);
       torch::Tensor logits;
       {
@@ -478,9 +590,21 @@ class Evaluator {
       examples += count;
       ++batches;
     }
-    const std::string extra = task_settings_json(config.spec);
+    json settings = json::parse(task_settings_json(config.spec));
+    settings["state_bytes"] = inference_state_bytes(model, config.spec.seq_len);
+    const std::string extra = settings.dump();
     out.push_back({config.spec.task, "accuracy", accuracy_sum / examples, config.spec.seq_len, std::nullopt, extra});
     out.push_back({config.spec.task, "loss", loss_sum / batches, config.spec.seq_len, std::nullopt, extra});
+  }
+
+  // Bytes of inference state one sequence holds after seq_len tokens (cost().state_bytes: KV
+  // caches, SSM states, checkpoint caches), in the precision the evaluation ran in.
+  double inference_state_bytes(LanguageModel& model, int64_t seq_len) const {
+    CostShape shape;
+    shape.batch = 1;
+    shape.seq_len = seq_len;
+    shape.bytes_per_element = autocast_ ? 2 : 4;
+    return model->cost(shape).state_bytes;
   }
 
   TrainConfig c_;
@@ -490,6 +614,7 @@ class Evaluator {
   bool autocast_;
   std::vector<int64_t> eval_starts_;
   int64_t eval_seq_len_ = 0;
+  std::map<const EvalTaskConfig*, std::vector<data::Batch>> held_out_;
 };
 
 // ============================================================================ checkpoints
@@ -546,6 +671,32 @@ std::optional<Checkpoint> load_checkpoint_on_every_rank(distributed::Job& job, c
   return loaded;
 }
 
+// A run that stopped early (train.stop_at_accuracy) leaves early_stop.json beside its final
+// checkpoint, {"step", "accuracy", "fingerprint"}, so that a rerun resuming from that checkpoint
+// does not train past it.
+const char* kEarlyStopFile = "early_stop.json";
+
+void write_early_stop(const fs::path& run_dir, int64_t step, double accuracy, const std::string& fingerprint) {
+  const fs::path file = run_dir / kEarlyStopFile, partial = run_dir / (std::string(kEarlyStopFile) + ".partial");
+  {
+    std::ofstream out(partial);
+    out << json{{"step", step}, {"accuracy", accuracy}, {"fingerprint", fingerprint}}.dump() << "\n";
+    if (!out) throw std::runtime_error("cannot write " + partial.string());
+  }
+  fs::rename(partial, file);
+}
+
+// The step of this configuration's early stop, when the run folder records one.
+std::optional<int64_t> read_early_stop(const fs::path& run_dir, const std::string& fingerprint) {
+  std::ifstream in(run_dir / kEarlyStopFile);
+  if (!in) return std::nullopt;
+  const json marker = json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (!marker.is_object() || marker.value("fingerprint", "") != fingerprint || !marker.contains("step") ||
+      !marker["step"].is_number_integer())
+    return std::nullopt;
+  return marker["step"].get<int64_t>();
+}
+
 }  // namespace
 
 // ============================================================================ the run
@@ -584,6 +735,8 @@ TrainSummary run_training(const json& point_config, const std::string& run_dir, 
                                                          corpus->tokenizer + " tokenizer has " +
                                                          std::to_string(corpus->vocab_size) + " tokens");
     stream = std::make_unique<CorpusStream>(corpus->train, c);
+  } else if (c.train_examples > 0) {
+    stream = std::make_unique<FixedSetStream>(eval_tasks.front().spec, c);
   } else {
     stream = std::make_unique<TaskStream>(eval_tasks.front().spec, c);
   }
@@ -630,6 +783,12 @@ TrainSummary run_training(const json& point_config, const std::string& run_dir, 
   }
   summary.resumed_from_step = state.step;
   folder.discard_after(state.step);
+  // A run that stopped early at its checkpoint's step is finished.
+  int64_t last_step = total_steps;
+  if (const auto stopped = read_early_stop(run_dir, fingerprint); stopped && *stopped == state.step && state.step > 0)
+    last_step = summary.stopped_at_step = state.step;
+  else if (job.is_main())
+    fs::remove(fs::path(run_dir) / kEarlyStopFile);
 
   const int64_t checkpoint_every = c.checkpoint_every > 0 ? c.checkpoint_every : c.eval_every;
   const bool log_steps = c.progress || !terminal;  // train.progress switches the terminal line off
@@ -637,17 +796,23 @@ TrainSummary run_training(const json& point_config, const std::string& run_dir, 
   const auto session_start = clock::now();
   const double elapsed_before = state.elapsed_s;
 
+  // Records the evaluations at `step`; returns the accuracy on the training task's own held-out
+  // set (the first task evaluated; NaN when training on the corpus).
   auto log_evaluations = [&](int64_t step) {
     std::map<std::string, double> headline;
+    double training_task_accuracy = std::nan("");
     for (const auto& e : evaluator.run(trainer.model())) {
       folder.log_evaluation(step, e.task, e.metric, e.value, e.seq_len, e.bucket, e.extra_json);
       if (!e.bucket) headline[e.task + "/" + e.metric] = e.value;
+      if (e.task == c.source && e.metric == "accuracy" && std::isnan(training_task_accuracy))
+        training_task_accuracy = e.value;
     }
     for (const auto& [name, value] : headline) summary.final[name] = value;
     log.evaluation(step, headline);
+    return training_task_accuracy;
   };
 
-  for (int64_t step = state.step + 1; step <= total_steps; ++step) {
+  for (int64_t step = state.step + 1; step <= last_step; ++step) {
     throw_if_interrupted();  // a sweep's Ctrl-C: the last checkpoint is where a rerun resumes
     const auto step_start = clock::now();
     std::vector<data::Batch> micro;
@@ -664,10 +829,25 @@ TrainSummary run_training(const json& point_config, const std::string& run_dir, 
     summary.final_train_loss = loss;
 
     if (log_steps && job.is_main()) log.step(step, loss, learning_rate(c, step, total_steps), session_seconds, state.elapsed_s);
-    if (!job.is_main()) continue;  // rank 0 evaluates and checkpoints
-    if ((c.eval_every > 0 && step % c.eval_every == 0) || step == total_steps) log_evaluations(step);
-    if ((checkpoint_every > 0 && step % checkpoint_every == 0) || step == total_steps)
+    // Rank 0 evaluates and checkpoints; an early stop is rank 0's decision, broadcast at each
+    // evaluation step so that every rank leaves the loop at the same step.
+    const bool evaluate = (c.eval_every > 0 && step % c.eval_every == 0) || step == total_steps;
+    const double accuracy = evaluate && job.is_main() ? log_evaluations(step) : std::nan("");
+    bool stop = c.stop_at_accuracy > 0 && step < total_steps && accuracy >= c.stop_at_accuracy;
+    if (evaluate && c.stop_at_accuracy > 0 && job.world_size() > 1) stop = job.value_of_main(stop ? 1 : 0, device) != 0;
+    if (!job.is_main()) {
+      if (stop) break;
+      continue;
+    }
+    if ((checkpoint_every > 0 && step % checkpoint_every == 0) || step == total_steps || stop)
       save_checkpoint(run_dir, trainer, state, fingerprint, point_config.at("model"));
+    if (stop) {
+      write_early_stop(run_dir, step, accuracy, fingerprint);
+      summary.stopped_at_step = step;
+      std::cerr << "  stop  step " << step << "/" << total_steps << "  " << c.source << "/accuracy " << accuracy
+                << " >= train.stop_at_accuracy " << c.stop_at_accuracy << "\n";
+      break;
+    }
   }
   if (summary.final.empty() && job.is_main()) {
     // Resumed from the final checkpoint: its evaluations are recorded already; recompute the
@@ -675,7 +855,7 @@ TrainSummary run_training(const json& point_config, const std::string& run_dir, 
     for (const auto& e : evaluator.run(trainer.model()))
       if (!e.bucket) summary.final[e.task + "/" + e.metric] = e.value;
   }
-  summary.steps = total_steps;
+  summary.steps = summary.stopped_at_step > 0 ? summary.stopped_at_step : total_steps;
   return summary;
 }
 

@@ -8,9 +8,16 @@
 //               lr(s) = min_lr + (lr − min_lr)·½(1 + cos(π·(s − W)/(T − W)))  to min_lr at s = T
 //   step        the mean of grad_accum micro-batch losses (cross entropy on the loss mask plus
 //               the model's auxiliary loss), gradient norm clipped to grad_clip, one AdamW step
-//   budget      exactly one of steps, tokens (T = ⌊tokens / (grad_accum·batch·seq_len)⌋) or
+//   budget      exactly one of steps, tokens (T = ⌊tokens / (grad_accum·batch·seq_len)⌋),
 //               flop_budget (T = ⌊F / (3·cost(grad_accum·batch, seq_len).flops)⌋): the same
-//               compute for every configuration of a sweep
+//               compute for every configuration of a sweep, or epochs over a fixed example set
+//               (T = E·⌊N / (grad_accum·batch)⌋, N = data.examples; the protocol of Zoology, arXiv
+//               2312.04927, Figure 2: epochs over 100k fixed examples, stop at 0.99 accuracy)
+//   data        a synthetic task is an endless stream of fresh examples, or with data.examples
+//               N the fixed set of examples 0..N−1 of the training split, read once per epoch
+//               in an order shuffled per epoch (the last incomplete batch is dropped)
+//   early stop  with stop_at_accuracy, training ends at the first evaluation whose accuracy on
+//               the training task's held-out set reaches it (with epochs: evaluated each epoch)
 //   precision   bf16 autocast on CUDA, float32 on the CPU
 //   determinism on the CPU a given seed gives the same run: the initial weights come from
 //               torch::manual_seed(seed), batch (s, m) from the data seed and (s, m) alone
@@ -47,6 +54,7 @@ struct TrainConfig {
   int64_t bpe_vocab = 4096;
   std::string corpus_dir;          // empty: data::default_corpus_dir()
   data::TaskSpec task;             // synthetic training task (seq_len is taken from seq_len below)
+  int64_t train_examples = 0;      // data.examples: a fixed training set of N examples (0: endless stream)
 
   int64_t seq_len = 128;
   int64_t batch_size = 16;
@@ -55,6 +63,8 @@ struct TrainConfig {
   int64_t steps = 0;               // exactly one budget is set
   int64_t tokens = 0;
   double flop_budget = 0;
+  int64_t epochs = 0;              // passes over the fixed set (needs data.examples)
+  double stop_at_accuracy = 0;     // 0: off; else stop once the task's held-out accuracy ≥ it
 
   double lr = 1e-3, min_lr = 1e-4;
   int64_t warmup_steps = 0;
@@ -81,13 +91,23 @@ TrainConfig parse_train_config(const nlohmann::json& train, const std::string& f
 // Forward FLOPs of one optimiser step's batch (grad_accum·batch sequences of seq_len) × 3
 // (forward + backward ≈ 3 × forward).
 double training_step_flops(const TrainConfig& config, const LanguageModelImpl& model);
+// Optimiser steps per pass over the fixed example set: ⌊N / (grad_accum·batch)⌋ (0 without one).
+int64_t steps_per_epoch(const TrainConfig& config);
+// The fixed set's order in epoch e: a permutation of 0..N−1 drawn from (seed, e) by Fisher–Yates.
+std::vector<int64_t> epoch_order(const TrainConfig& config, int64_t epoch);
+// The fixed-set examples of micro-batch `micro` of optimiser step `step` (1-based): sequence r of
+// the run, r = ((step − 1)·grad_accum + micro)·batch + b, is example epoch_order(e)[r mod S] with
+// e = ⌊r / S⌋ and S = steps_per_epoch·grad_accum·batch.  A function of (seed, step, micro) alone,
+// so a resumed run reads what the uninterrupted one would have.
+std::vector<int64_t> fixed_set_indices(const TrainConfig& config, int64_t step, int64_t micro);
 // The number of optimiser steps the budget allows for this model.
 int64_t budget_steps(const TrainConfig& config, const LanguageModelImpl& model);
 // Learning rate at optimiser step `step` (1-based) of `total_steps`.
 double learning_rate(const TrainConfig& config, int64_t step, int64_t total_steps);
 
-// Cross entropy over the masked positions + the model's auxiliary loss.
-// inputs, targets: [B, L]; targets = data::kIgnore where masked.
+// Cross entropy over the masked positions + the model's auxiliary loss; the LM head is applied
+// only at the positions that have a target (the same value as over all positions with
+// ignore_index).  inputs, targets: [B, L]; targets = data::kIgnore where masked.
 torch::Tensor language_model_loss(LanguageModel& model, const data::Batch& batch);
 
 // Model + AdamW with the decay/no-decay parameter groups + schedule + clipping + accumulation.
@@ -119,6 +139,7 @@ struct TrainSummary {
   int64_t steps = 0;
   int64_t resumed_from_step = 0;          // 0 when started fresh
   double final_train_loss = 0;
+  int64_t stopped_at_step = 0;            // > 0: early stop (stop_at_accuracy) at this step
   std::map<std::string, double> final;    // "text/bits_per_byte", "mqar/accuracy", ...
 };
 

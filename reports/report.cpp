@@ -2,6 +2,8 @@
 
 #include "reports/report.h"
 
+#include "reports/recall_figure.h"
+
 #include "reports/document.h"
 #include "reports/evidence.h"
 #include "reports/queries.h"
@@ -251,11 +253,12 @@ ReportResult write_report(const ReportOptions& options) {
       result.tables.push_back(path.string());
     }
   };
-  auto draw = [&](const PlotSpec& spec, Section& section) {
-    auto images = render_plot(spec, colours, plot_dir.string(), options.formats);
+  auto draw_with = [&](const PlotSpec& spec, const ColourMap& palette, Section& section) {
+    auto images = render_plot(spec, palette, plot_dir.string(), options.formats);
     result.plots.insert(result.plots.end(), images.begin(), images.end());
     section.figures.push_back({spec.title, sanitize_filename(spec.name)});
   };
+  auto draw = [&](const PlotSpec& spec, Section& section) { draw_with(spec, colours, section); };
 
   // ---- scaling metrics: plot, pivot table, fits, crossovers
   std::map<std::string, std::vector<MetricRow>> rows_by_metric;
@@ -486,6 +489,10 @@ ReportResult write_report(const ReportOptions& options) {
     }
   }
 
+  // ---- the best over a swept axis: Zoology's Figure 2 layout (reports/recall_figure.h)
+  Section recall{"Recall: best over " + options.best_over, {}, {}, {}};
+  if (!options.best_over.empty()) add_recall_section(database, options.filter, options.best_over, recall, draw_with, write_table);
+
   // ---- quality vs cost: one point per configuration
   Section quality{"Quality vs cost", {}, {}, {}};
   if (!train.empty() && !evaluations.empty()) {
@@ -554,7 +561,7 @@ ReportResult write_report(const ReportOptions& options) {
     tables.tables.insert(tables.tables.end(), section->tables.begin(), section->tables.end());
     section->tables.clear();
   }
-  for (Section* section : {&findings, &scaling, &training, &evaluation, &quality, &fit_section, &tables, &provenance})
+  for (Section* section : {&findings, &scaling, &training, &evaluation, &recall, &quality, &fit_section, &tables, &provenance})
     if (!section->paragraphs.empty() || !section->figures.empty() || !section->tables.empty())
       sections.push_back(*section);
   const std::string title = "mixlab report: " + fs::path(options.db_path).filename().string();

@@ -28,6 +28,9 @@ struct ReportOptions {
   Filter filter;
   bool store_fits = true;  // write the fits / crossovers tables into the database
   std::vector<std::string> formats = {"png", "svg", "pdf"};
+  // A swept config path ("train.lr"): adds the best-over-it section, Zoology's Figure 2 layout
+  // (reports/recall_figure.h).  Empty: none.
+  std::string best_over;
 };
 
 struct FitRecord {

@@ -154,5 +154,39 @@ TEST(StoreTest, MergeTakesBetterPointsAndIsIdempotent) {
   EXPECT_THROW(all.merge_from(dir.file("missing.db")), StoreError);
 }
 
+// evaluations.state_bytes was added after version 1: a database without it gains it when opened
+// (NULL in its old rows), opening it again changes nothing, and new rows take the value from
+// extra_json.state_bytes.
+TEST(StoreTest, StateBytesColumnIsAddedWhenMissing) {
+  TempDir dir("store_state_bytes");
+  const std::string path = dir.file("old.db");
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    const char* old_schema =
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);"
+        "INSERT INTO meta VALUES ('schema_version', '1');"
+        "CREATE TABLE points (point_id TEXT PRIMARY KEY, sweep_name TEXT, label TEXT, mixers TEXT, config_json TEXT,"
+        " status TEXT, error TEXT, parameters INTEGER, embedding_parameters INTEGER, sweep_id INTEGER,"
+        " started_at TEXT, finished_at TEXT);"
+        "CREATE TABLE evaluations (point_id TEXT, step INTEGER, task TEXT, metric TEXT, value REAL, seq_len INTEGER,"
+        " bucket INTEGER, extra_json TEXT, PRIMARY KEY (point_id, step, task, metric, seq_len, bucket));"
+        "INSERT INTO evaluations VALUES ('old', 1, 'mqar', 'accuracy', 0.5, 64, -1, '{}');";
+    ASSERT_EQ(sqlite3_exec(db, old_schema, nullptr, nullptr, nullptr), SQLITE_OK);
+    sqlite3_close(db);
+  }
+  for (int opening = 0; opening < 2; ++opening) {
+    Store store(path);
+    EXPECT_EQ(count(store, "SELECT COUNT(*) FROM pragma_table_info('evaluations') WHERE name = 'state_bytes'"), 1);
+    EXPECT_EQ(count(store, "SELECT COUNT(*) FROM evaluations WHERE point_id = 'old' AND state_bytes IS NULL"), 1);
+  }
+  Store store(path);
+  auto records = store.training_records("new");
+  records->log_evaluation(1, "mqar", "accuracy", 0.9, 64, std::nullopt, R"({"num_kv_pairs": 4, "state_bytes": 32768})");
+  records->log_evaluation(1, "text", "loss", 2.0, 64, std::nullopt, "{}");
+  EXPECT_EQ(count(store, "SELECT state_bytes FROM evaluations WHERE point_id = 'new' AND task = 'mqar'"), 32768);
+  EXPECT_EQ(count(store, "SELECT COUNT(*) FROM evaluations WHERE point_id = 'new' AND task = 'text' AND state_bytes IS NULL"), 1);
+}
+
 }  // namespace
 }  // namespace mixlab

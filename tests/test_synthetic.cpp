@@ -147,6 +147,33 @@ TEST(Synthetic, MqarGapsFavourShortDistances) {  // weights a·i^(a−1), a = 0.
   EXPECT_GT(near, far);
 }
 
+// Zoology's query gaps (arXiv 2312.04927, the MQAR definition): with one pair the gap index g of the
+// only query follows p(g) = (g + 1)^(a−1) / Σ_{i=1}^{space} i^(a−1) exactly, space = (L − 2)/2.
+TEST(Synthetic, MqarGapOfASinglePairFollowsThePowerLaw) {
+  TaskSpec spec = spec_for("mqar");
+  spec.seq_len = 64;
+  spec.num_kv_pairs = 1;
+  spec.vocab = 8192;
+  SyntheticTask task(spec);
+  const int64_t space = 31, n = 20000;
+  std::vector<double> expected(space), seen(space, 0.0);
+  double total = 0;
+  for (int64_t g = 0; g < space; ++g) total += expected[g] = std::pow(g + 1.0, spec.power_a - 1.0);
+  for (auto& p : expected) p /= total;
+  for (int64_t i = 0; i < n; ++i) {
+    const auto ex = task.example(4, 0, i);
+    for (int64_t t = 2; t < 64; ++t)
+      if (ex.targets[t] != kIgnore) seen[(t - 2) / 2] += 1.0 / n;
+  }
+  double total_variation = 0;
+  for (int64_t g = 0; g < space; ++g) {
+    EXPECT_NEAR(seen[g], expected[g], 5 * std::sqrt(expected[g] * (1 - expected[g]) / n)) << "gap " << g;
+    total_variation += 0.5 * std::fabs(seen[g] - expected[g]);
+  }
+  EXPECT_LT(total_variation, 0.03);
+  EXPECT_NEAR(expected[0], 0.2447, 5e-4);  // 1 / Σ_{i≤31} i^(−0.99): a quarter of the queries follow the pairs at once
+}
+
 TEST(Synthetic, PasskeyDepthPlacesTheNeedle) {
   TaskSpec spec = spec_for("passkey");
   for (double depth : {0.0, 0.5, 1.0}) {

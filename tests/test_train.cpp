@@ -14,6 +14,8 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <numeric>
+#include <set>
 
 #include <unistd.h>
 
@@ -370,5 +372,167 @@ TEST(Train, CheckpointWithoutRecordFileTrainsAfresh) {
   Store second(":memory:");
   ASSERT_EQ(sweep_training_point(second, runs, false).done, 1u);
   EXPECT_EQ(losses(second, id), losses(first, id));
+  fs::remove_all(runs);
+}
+
+// ---------------------------------------------------------------------------- Zoology's protocol
+// Epochs over a fixed example set, the loss on the query positions only, early stopping at a
+// target accuracy (the training protocol behind Zoology's Figure 2, arXiv 2312.04927).
+
+TEST(Train, EpochsReadEveryExampleOfTheFixedSetOncePerEpoch) {
+  const json train = {{"data", {{"source", "mqar"}, {"num_kv_pairs", 2}, {"vocab", 16}, {"examples", 24}}},
+                      {"seq_len", 16}, {"batch_size", 4}, {"grad_accum", 2}, {"epochs", 3}};
+  const TrainConfig c = parse_train_config(train, "test");
+  EXPECT_EQ(steps_per_epoch(c), 3);  // ⌊24 / (4·2)⌋
+  LanguageModel model(parse_model_config(tiny_model(), "test"));
+  EXPECT_EQ(budget_steps(c, *model), 9);
+  EXPECT_EQ(c.eval_every, 3) << "evaluated at the end of every epoch";
+  std::vector<std::vector<int64_t>> read(3);
+  for (int64_t step = 1; step <= 9; ++step)
+    for (int64_t micro = 0; micro < 2; ++micro)
+      for (int64_t index : fixed_set_indices(c, step, micro)) read[(step - 1) / 3].push_back(index);
+  std::vector<int64_t> all(24);
+  std::iota(all.begin(), all.end(), 0);
+  for (auto& epoch : read) {
+    EXPECT_NE(epoch, all) << "read in shuffled order";
+    std::sort(epoch.begin(), epoch.end());
+    EXPECT_EQ(epoch, all) << "each of the 24 examples once per epoch";
+  }
+  EXPECT_NE(epoch_order(c, 0), epoch_order(c, 1)) << "a new order each epoch";
+
+  // 26 examples: the last incomplete step's worth (2) is dropped, differently in each epoch.
+  TrainConfig ragged = c;
+  ragged.train_examples = 26;
+  EXPECT_EQ(steps_per_epoch(ragged), 3);
+  std::set<int64_t> seen;
+  for (int64_t step = 1; step <= 30; ++step)
+    for (int64_t micro = 0; micro < 2; ++micro)
+      for (int64_t index : fixed_set_indices(ragged, step, micro)) {
+        EXPECT_LT(index, 26);
+        seen.insert(index);
+      }
+  EXPECT_EQ(seen.size(), 26u) << "over ten epochs every example is read";
+}
+
+TEST(Train, BadEpochSettingsNameThePath) {
+  auto message = [](const json& train) {
+    try {
+      parse_train_config(train, "spec.json", "base.train");
+    } catch (const ConfigError& error) {
+      return std::string(error.what());
+    }
+    return std::string("accepted");
+  };
+  EXPECT_NE(message({{"epochs", 2}, {"data", {{"source", "mqar"}}}}).find("base.train.epochs: needs a fixed example set"),
+            std::string::npos);
+  EXPECT_NE(message({{"epochs", 2}, {"batch_size", 8}, {"data", {{"source", "mqar"}, {"examples", 7}}}})
+                .find("base.train.data.examples: is 7, fewer than one optimiser step"),
+            std::string::npos);
+  EXPECT_NE(message({{"steps", 2}, {"stop_at_accuracy", 0.9}}).find("base.train.stop_at_accuracy: needs a synthetic task"),
+            std::string::npos);
+  EXPECT_NE(message({{"steps", 2}, {"data", {{"examples", 100}}}}).find("base.train.data.examples: is a synthetic-task field"),
+            std::string::npos);
+  EXPECT_NE(message({{"epochs", 2}, {"steps", 3}}).find("exactly one budget: steps, tokens, flop_budget or epochs"),
+            std::string::npos);
+  EXPECT_NE(message({{"steps", 2}, {"stop_at_accuracy", 1.5}, {"data", {{"source", "mqar"}}}})
+                .find("base.train.stop_at_accuracy: is 1.5, outside the valid range"),
+            std::string::npos);
+}
+
+// The loss is the mean cross entropy over the positions that ask for a value (targets ≠ -100),
+// here computed by hand from the logits: −(1/|M|) Σ_{(b,t) ∈ M} log softmax(z_{b,t})[y_{b,t}].
+TEST(Train, LossCountsOnlyTheQueryPositions) {
+  torch::manual_seed(3);
+  LanguageModel model(parse_model_config(tiny_model(), "test"));
+  const int64_t I = mixlab::data::kIgnore;
+  // Two hand-built MQAR examples (V = 16: keys 1..7, values 8..15): k v k v | queries.
+  auto inputs = torch::tensor({3, 9, 5, 12, 0, 0, 5, 0, 3, 0,  //
+                               2, 8, 7, 15, 7, 0, 0, 0, 2, 0}, torch::kInt64).reshape({2, 10});
+  auto targets = torch::tensor({I, I, I, I, I, I, 12, I, 9, I,  //
+                                I, I, I, I, 15, I, I, I, 8, I}, torch::kInt64).reshape({2, 10});
+  const mixlab::data::Batch batch{inputs, targets, targets.ne(I)};
+  const double loss = language_model_loss(model, batch).item<double>();
+
+  torch::NoGradGuard no_grad;
+  auto log_p = torch::log_softmax(model->forward(inputs).to(torch::kFloat64), -1);  // [2, 10, V]
+  const double by_hand = -(log_p[0][6][12].item<double>() + log_p[0][8][9].item<double>() +
+                           log_p[1][4][15].item<double>() + log_p[1][8][8].item<double>()) / 4.0;
+  EXPECT_NEAR(loss, by_hand, 1e-5);
+  // The unmasked mean over every next token differs: the mask matters.
+  double all_positions = 0;
+  for (int64_t b = 0; b < 2; ++b)
+    for (int64_t t = 0; t + 1 < 10; ++t) all_positions -= log_p[b][t][inputs[b][t + 1].item<int64_t>()].item<double>();
+  EXPECT_GT(std::fabs(all_positions / 18.0 - by_hand), 1e-3);
+}
+
+namespace {
+json mqar_epoch_point(double stop_at_accuracy) {
+  json train = {{"data", {{"source", "mqar"}, {"num_kv_pairs", 2}, {"vocab", 8}, {"examples", 32}}},
+                {"seq_len", 16}, {"batch_size", 8}, {"epochs", 6}, {"lr", 1e-2}, {"min_lr", 0}, {"threads", 1},
+                {"eval", {{"examples", 32}}}};
+  if (stop_at_accuracy > 0) train["stop_at_accuracy"] = stop_at_accuracy;
+  return {{"model", tiny_model()}, {"train", train}};
+}
+}  // namespace
+
+TEST(Train, StopsAtTheFirstEpochThatReachesTheTargetAccuracyAndStaysStopped) {
+  // The straight run: 6 epochs of 4 steps, evaluated at steps 4, 8, ..., 24.
+  MemoryRecords straight;
+  run_training(mqar_epoch_point(0), scratch("stop_straight").string(), "cpu", straight);
+  std::vector<double> accuracy;
+  for (int64_t step = 4; step <= 24; step += 4) accuracy.push_back(straight.eval_value(step, "mqar", "accuracy"));
+  // The target: the best accuracy of epochs 1..5, so that the stop falls before the end.
+  const double target = *std::max_element(accuracy.begin(), accuracy.end() - 1);
+  ASSERT_GT(target, 0.0) << "the tiny model learns something in five epochs";
+  const int64_t stop_epoch = std::find_if(accuracy.begin(), accuracy.end(), [&](double a) { return a >= target; }) -
+                             accuracy.begin() + 1;
+
+  const auto dir = scratch("stop");
+  MemoryRecords stopped;
+  const auto summary = run_training(mqar_epoch_point(target), dir.string(), "cpu", stopped);
+  EXPECT_EQ(summary.stopped_at_step, 4 * stop_epoch);
+  EXPECT_EQ(summary.steps, 4 * stop_epoch);
+  ASSERT_EQ(stopped.steps.size(), static_cast<size_t>(4 * stop_epoch));
+  for (size_t i = 0; i < stopped.steps.size(); ++i) EXPECT_EQ(stopped.steps[i].loss, straight.steps[i].loss);
+  EXPECT_EQ(stopped.eval_value(4 * stop_epoch, "mqar", "accuracy"), target);
+
+  // Run again in the same folder: the early stop is remembered, nothing more is trained.
+  const auto again = run_training(mqar_epoch_point(target), dir.string(), "cpu", stopped);
+  EXPECT_EQ(again.resumed_from_step, 4 * stop_epoch);
+  EXPECT_EQ(again.stopped_at_step, 4 * stop_epoch);
+  EXPECT_EQ(stopped.steps.size(), static_cast<size_t>(4 * stop_epoch));
+  EXPECT_DOUBLE_EQ(again.final.at("mqar/accuracy"), target);
+}
+
+// Each evaluation row carries the inference state one sequence holds at its length (cost()),
+// so that accuracy can be plotted against state size: for SWA the rolling cache, 2·min(N, W)·d
+// float32 numbers per layer; for attention the whole KV cache, 2·N·d.
+TEST(Train, EvaluationRowsCarryTheInferenceStateBytes) {
+  const auto runs = scratch("state_bytes");
+  for (const auto& [mixer, window] : std::vector<std::pair<std::string, int64_t>>{{"swa", 4}, {"attention", 16}}) {
+    json model = tiny_model(mixer);
+    model["n_layers"] = 2;
+    if (mixer == "swa") model["pattern"] = json::array({json{{"mixer", "swa"}, {"window", 4}}, "mlp"});
+    const json raw = {{"name", "state-bytes-" + mixer},
+                      {"base", {{"model", model},
+                                {"measure", {{"phases", json::array()}}},
+                                {"train", {{"data", {{"source", "mqar"}, {"vocab", 16}, {"num_kv_pairs", 2}}},
+                                           {"seq_len", 16}, {"batch_size", 4}, {"steps", 1}, {"threads", 1},
+                                           {"eval", {{"examples", 4},
+                                                     {"tasks", json::array({json{{"task", "mqar"}, {"seq_len", 32},
+                                                                                 {"num_kv_pairs", 2}}})}}}}}}}};
+    const SweepSpec spec = expand_spec(raw, "test", "cpu");
+    Store store(":memory:");
+    SweepOptions options;
+    options.run_root = runs.string();
+    ASSERT_EQ(run_sweep(spec, store, "cpu", options).done, 1u);
+    Statement q(store.handle(), "SELECT seq_len, state_bytes FROM evaluations WHERE metric = 'accuracy' ORDER BY seq_len");
+    for (int64_t n : {16, 32}) {
+      ASSERT_TRUE(q.step());
+      EXPECT_EQ(q.integer(0), n);
+      const double by_hand = 2 /*layers*/ * 2.0 * std::min<int64_t>(n, mixer == "swa" ? window : n) * 32 * 4;
+      EXPECT_DOUBLE_EQ(q.real(1), by_hand) << mixer << " at " << n;
+    }
+  }
   fs::remove_all(runs);
 }

@@ -1,6 +1,6 @@
 // `mixlab report`: plots, tables, fitted exponents and crossovers from a results database.
 //
-//   mixlab report --db results.db --out report/ [--where FILTER] [--no-store]
+//   mixlab report --db results.db --out report/ [--where FILTER] [--no-store] [--best-over train.lr]
 //   mixlab report table --db results.db --metric fwd_bwd_ms [--rows config --cols seq_len]
 //                       [--format markdown|latex|csv|html] [--where FILTER] [--out FILE]
 //   mixlab report plot  --db results.db --metric tokens_per_s [--where FILTER] [--out DIR]
@@ -25,6 +25,7 @@ namespace reports = mixlab::reports;
 
 struct ReportCommandOptions {
   std::string db, out = "report", where, metric, rows = "config", cols = "seq_len", format = "markdown";
+  std::string best_over;
   bool no_store = false;
   std::vector<std::string> formats = {"png", "svg", "pdf"};
 };
@@ -60,6 +61,7 @@ int run_report(const ReportCommandOptions& options) {
     report.filter = reports::parse_filter(options.where);
     report.store_fits = !options.no_store;
     report.formats = options.formats;
+    report.best_over = options.best_over;
     reports::StagedFolder folder(options.out);  // OUT appears complete or not at all
     report.out_dir = folder.staging().string();
     const auto result = reports::write_report(report);
@@ -143,6 +145,9 @@ MIXLAB_REGISTER_COMMAND(report, "plots, tables, scaling exponents and crossovers
                           app.add_option("--out", options->out, "output folder (index.html, index.md, plots/, tables/)");
                           add_formats(app, *options);
                           app.add_flag("--no-store", options->no_store, "do not write the fits / crossovers tables into the database");
+                          app.add_option("--best-over", options->best_over,
+                                         "a swept config path, e.g. train.lr: add the best-over-it section "
+                                         "(Zoology Figure 2 layout: accuracy vs d_model and vs state size)");
                           return [options] { return run_report(*options); };
                         });
 

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Zoology's MQAR Figure 2, cut to one GPU (experiments/paper/zoology-mqar-cut.json): K `mixlab
+# sweep` processes on one database share its points (each point is claimed by one process and
+# run once; docs/sweeps.md), so that several tiny trainings keep one GPU busy.  At the deadline
+# every worker is interrupted (the point in flight is given back as pending, nothing half-written
+# stays), and the database is copied to OUT with `mixlab merge` (a clean single-file copy).
+#   Usage: tests/device/zoology_mqar.sh BUILD OUT [K]
+#     K                 workers on the GPU (default 12: the models are tiny, one process alone
+#                       leaves the GPU waiting on kernel launches)
+#     MIXLAB_SPEC       the spec (default experiments/paper/zoology-mqar-cut.json)
+#     MIXLAB_DEADLINE_S seconds before the workers are interrupted (default 510)
+#     MIXLAB_DB         resume this database instead of a fresh one (e.g. a copy brought back)
+# OUT receives zoology-mqar.db, worker logs, gpu.csv (utilisation every 5 s) and summary.txt.
+# Draw the report on the CPU: mixlab report --db OUT/zoology-mqar.db --best-over train.lr --out R
+set -euo pipefail
+BUILD=${1:?usage: tests/device/zoology_mqar.sh BUILD OUT [K]}
+OUT=${2:?usage: tests/device/zoology_mqar.sh BUILD OUT [K]}
+K=${3:-12}
+SPEC=${MIXLAB_SPEC:-experiments/paper/zoology-mqar-cut.json}
+DEADLINE=${MIXLAB_DEADLINE_S:-510}
+MIXLAB=$BUILD/mixlab
+mkdir -p "$OUT"
+WORK=$(mktemp -d)
+DB=$WORK/zoology-mqar.db
+[[ -n "${MIXLAB_DB:-}" ]] && cp "$MIXLAB_DB" "$DB"
+
+"$MIXLAB" sweep "$SPEC" --dry-run | tail -1 >"$OUT/summary.txt"
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader >>"$OUT/summary.txt" 2>/dev/null || true
+( while sleep 5; do
+    nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader 2>/dev/null || break
+  done ) >"$OUT/gpu.csv" &
+sampler=$!
+
+start=$(date +%s)
+pids=()
+for k in $(seq 1 "$K"); do
+  # Two CPU threads each: K workers share the host's cores (data generation, kernel launches).
+  OMP_NUM_THREADS=2 timeout -s INT -k 60 "$DEADLINE" \
+    "$MIXLAB" sweep "$SPEC" --device cuda --db "$DB" --run-root "$WORK/runs" >"$OUT/worker$k.log" 2>&1 &
+  pids+=($!)
+  sleep 1  # the first worker creates the database; the others find it
+done
+failed=0
+for pid in "${pids[@]}"; do
+  status=0
+  wait "$pid" || status=$?
+  # 0: its points are done; 130 / 124: interrupted at the deadline (resumable); else a failure.
+  [[ $status == 0 || $status == 130 || $status == 124 ]] || failed=1
+done
+kill "$sampler" 2>/dev/null || true
+elapsed=$(( $(date +%s) - start ))
+
+"$MIXLAB" merge "$DB" --out "$OUT/zoology-mqar.db" >/dev/null
+{
+  echo "workers: $K, wall: ${elapsed} s, deadline: ${DEADLINE} s"
+  "$MIXLAB" show --db "$OUT/zoology-mqar.db" --summary 2>&1 | head -40
+} >>"$OUT/summary.txt"
+cat "$OUT/summary.txt"
+rm -rf "$WORK"
+exit $failed

@@ -1,0 +1,65 @@
+// experiments/paper/zoology-mqar*.json (Zoology's Figure 2, arXiv 2312.04927): the full grid, the
+// cut one-GPU variant and the FLOP-count spec pass `mixlab sweep SPEC --dry-run`, and the cut
+// spec keeps the paper's protocol (it cuts only epochs, examples, widths and learning rates).
+
+#include "harness/spec.h"
+#include "tests/run_mixlab.h"
+#include "tests/temp_dir.h"
+
+#include <gtest/gtest.h>
+
+#include <set>
+
+namespace mixlab {
+namespace {
+
+using mixlab::testing::TempDir;
+
+std::string spec_path(const std::string& name) { return std::string(MIXLAB_SOURCE_DIR) + "/experiments/paper/" + name; }
+
+TEST(ZoologySpecs, EverySpecPassesTheDryRun) {
+  const TempDir dir("zoology_specs");
+  for (const char* name : {"zoology-mqar.json", "zoology-mqar-cut.json", "zoology-mqar-flops.json"}) {
+    const auto outcome = testing::run_mixlab(dir.path.string(), "sweep " + spec_path(name) + " --dry-run");
+    EXPECT_EQ(outcome.status, 0) << name << ":\n" << outcome.output;
+  }
+}
+
+TEST(ZoologySpecs, TheFullGridIsThePapersAndTheCutKeepsItsProtocol) {
+  const SweepSpec full = load_spec(spec_path("zoology-mqar.json"), "cuda");
+  // 13 models × 4 (length, pairs) × 4 widths × 4 learning rates.
+  EXPECT_EQ(full.points.size(), 13u * 4 * 4 * 4);
+  std::set<std::pair<int64_t, int64_t>> settings;
+  std::set<double> rates;
+  for (const auto& point : full.points) {
+    const auto& train = point.config["train"];
+    settings.insert({train["seq_len"].get<int64_t>(), train["data"]["num_kv_pairs"].get<int64_t>()});
+    rates.insert(train["lr"].get<double>());
+    EXPECT_EQ(point.config["model"]["vocab_size"], 8192);
+    EXPECT_EQ(train["epochs"], 64);
+    EXPECT_EQ(train["data"]["examples"], 100000);
+    EXPECT_EQ(train["eval"]["examples"], 3000);
+  }
+  EXPECT_EQ(settings, (std::set<std::pair<int64_t, int64_t>>{{64, 4}, {128, 8}, {256, 16}, {512, 64}}));
+  ASSERT_EQ(rates.size(), 4u);
+  EXPECT_DOUBLE_EQ(*rates.begin(), 1e-4);
+  EXPECT_DOUBLE_EQ(*rates.rbegin(), 1e-2);
+
+  const SweepSpec cut = load_spec(spec_path("zoology-mqar-cut.json"), "cuda");
+  std::set<std::string> full_models, cut_models;
+  for (const auto& point : full.points) full_models.insert(point.config["model"].value("name", ""));
+  for (const auto& point : cut.points) {
+    cut_models.insert(point.config["model"].value("name", ""));
+    const auto& train = point.config["train"];
+    for (const char* key : {"stop_at_accuracy", "weight_decay", "min_lr", "warmup_steps"})
+      EXPECT_EQ(train[key], full.points.front().config["train"][key]) << key;
+    EXPECT_EQ(train["data"]["random_non_queries"], false);
+    EXPECT_EQ(train["data"]["power_a"], 0.01);
+    EXPECT_EQ(train["eval"]["examples"], 3000) << "the test set is not cut";
+    EXPECT_EQ(point.config["model"]["vocab_size"], 8192);
+  }
+  EXPECT_EQ(cut_models, full_models) << "every mixer stays on the chart";
+}
+
+}  // namespace
+}  // namespace mixlab
