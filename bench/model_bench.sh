@@ -6,18 +6,20 @@
 # OUT/model_peers.csv (peers); bench/peers/model_table.py draws the table of docs/PERF.md.
 #
 # Usage: bench/model_bench.sh BUILD_DIR OUT_DIR [lengths, default 1024,4096,16384,65536]
+#   MIXLAB_MODEL_BENCH=mixlab|peers|both (default both): which side to time
 set -uo pipefail
 BUILD="${1:?usage: bench/model_bench.sh BUILD_DIR OUT_DIR [lengths]}"
 OUT="${2:?usage: bench/model_bench.sh BUILD_DIR OUT_DIR [lengths]}"
 LENGTHS="${3:-1024,4096,16384,65536}"
 mkdir -p "$OUT"
 status=0
-for preset in transformer swa scout-swa mamba scout-mamba; do
+SIDE=${MIXLAB_MODEL_BENCH:-both}
+[[ $SIDE == peers ]] || for preset in transformer swa scout-swa mamba scout-mamba; do
   for mode in auto eager; do
     "$BUILD/mixlab" bench --preset "$preset" --set model.d_model=768 --set model.n_heads=12 --seq "$LENGTHS" \
       --phases forward_backward --device cuda --dtype bfloat16 --repeats 10 --set measure.execution=$mode \
       --db "$OUT/model_bench.db" 2>&1 | tail -n 6 || status=1
   done
 done
-python3 "$(dirname "$0")/peers/model_peers.py" "$OUT/model_peers.csv" --lengths "$LENGTHS" || status=1
+[[ $SIDE == mixlab ]] || PYTHONUNBUFFERED=1 python3 "$(dirname "$0")/peers/model_peers.py" "$OUT/model_peers.csv" --lengths "$LENGTHS" || status=1
 exit $status
