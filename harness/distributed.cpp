@@ -103,7 +103,7 @@ class Collectives {
     options.port = static_cast<uint16_t>(launch.master_port);
     options.isServer = launch.rank == 0 && !launch.agent_store;
     if (options.isServer) options.numWorkers = static_cast<size_t>(launch.world_size);
-    options.waitWorkers = options.isServer;
+    options.waitWorkers = false;  // Gloo's own rendezvous through the store waits for every rank
     options.timeout = timeout_;
     try {
       auto tcp = c10::make_intrusive<c10d::TCPStore>(launch.master_addr, options);
