@@ -2,54 +2,38 @@
 
 #include "reports/database.h"
 
+#include <algorithm>
 #include <cmath>
 #include <map>
-#include <sstream>
 
 namespace mixlab::reports {
 namespace {
 
-std::vector<std::string> split_dotted(const std::string& dotted) {
-  std::vector<std::string> parts;
-  std::string part;
-  std::istringstream in(dotted);
-  while (std::getline(in, part, '.')) parts.push_back(part);
-  return parts;
-}
-
-bool is_index(const std::string& part) {
-  return !part.empty() && part.size() <= 9 && part.find_first_not_of("0123456789") == std::string::npos;
+// "a.b.0.c" -> the JSON pointer "/a/b/0/c" (array indices as numbers, as JSON pointers have them).
+nlohmann::json::json_pointer pointer_of(const std::string& dotted) {
+  std::string path = "/" + dotted;
+  std::replace(path.begin(), path.end(), '.', '/');
+  return nlohmann::json::json_pointer(path);
 }
 
 // The configuration without the value at `dotted` (unchanged when absent).
 nlohmann::json without(nlohmann::json config, const std::string& dotted) {
-  const auto parts = split_dotted(dotted);
-  nlohmann::json* node = &config;
-  for (size_t i = 0; i + 1 < parts.size(); ++i) {
-    if (node->is_array() && is_index(parts[i]) && std::stoul(parts[i]) < node->size())
-      node = &(*node)[std::stoul(parts[i])];
-    else if (node->is_object() && node->contains(parts[i]))
-      node = &(*node)[parts[i]];
-    else
-      return config;
-  }
-  if (node->is_object()) node->erase(parts.back());
+  const auto pointer = pointer_of(dotted);
+  if (dotted_value(config, dotted).is_null()) return config;
+  auto& parent = config[pointer.parent_pointer()];
+  if (parent.is_object()) parent.erase(pointer.back());
   return config;
 }
 
 }  // namespace
 
 nlohmann::json dotted_value(const nlohmann::json& config, const std::string& dotted) {
-  const nlohmann::json* node = &config;
-  for (const auto& part : split_dotted(dotted)) {
-    if (node->is_array() && is_index(part) && std::stoul(part) < node->size())
-      node = &(*node)[std::stoul(part)];
-    else if (node->is_object() && node->contains(part))
-      node = &(*node)[part];
-    else
-      return nullptr;
+  try {
+    const auto pointer = pointer_of(dotted);
+    return config.contains(pointer) ? config.at(pointer) : nlohmann::json();
+  } catch (const nlohmann::json::exception&) {  // a malformed path, e.g. "a..b" or "pattern.x" into a list
+    return nullptr;
   }
-  return *node;
 }
 
 std::vector<AxisBest> best_over_axis(const std::vector<AxisCandidate>& candidates, const std::string& axis) {

@@ -153,7 +153,6 @@ TEST(Synthetic, MqarGapOfASinglePairFollowsThePowerLaw) {
   TaskSpec spec = spec_for("mqar");
   spec.seq_len = 64;
   spec.num_kv_pairs = 1;
-  spec.vocab = 8192;
   SyntheticTask task(spec);
   const int64_t space = 31, n = 20000;
   std::vector<double> expected(space), seen(space, 0.0);

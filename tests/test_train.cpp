@@ -64,6 +64,16 @@ json tiny_model(const std::string& mixer = "attention") {
           {"pattern", json::array({mixer, "mlp"})}};
 }
 
+// The error a train section gives as base.train of spec.json, or "accepted".
+std::string config_error(const json& train) {
+  try {
+    parse_train_config(train, "spec.json", "base.train");
+  } catch (const ConfigError& error) {
+    return std::string(error.what());
+  }
+  return std::string("accepted");
+}
+
 fs::path scratch(const std::string& name) {
   auto path = fs::temp_directory_path() / ("mixlab_test_train_" + name + "_" + std::to_string(::getpid()));
   fs::remove_all(path);
@@ -185,20 +195,12 @@ TEST(Train, GradientAccumulationMatchesTheWholeBatch) {
 }
 
 TEST(Train, BadTrainSectionsNameThePath) {
-  auto message = [](const json& train) {
-    try {
-      parse_train_config(train, "spec.json", "base.train");
-    } catch (const ConfigError& error) {
-      return std::string(error.what());
-    }
-    return std::string("accepted");
-  };
-  EXPECT_NE(message({{"steps", 10}, {"lrr", 1}}).find("base.train.lrr: unknown key"), std::string::npos);
-  EXPECT_NE(message({{"steps", 10}, {"tokens", 100}}).find("exactly one budget"), std::string::npos);
-  EXPECT_NE(message({{"steps", 10}, {"data", {{"source", "mqar"}, {"num_kv_pairs", 40}}}, {"seq_len", 64}})
+  EXPECT_NE(config_error({{"steps", 10}, {"lrr", 1}}).find("base.train.lrr: unknown key"), std::string::npos);
+  EXPECT_NE(config_error({{"steps", 10}, {"tokens", 100}}).find("exactly one budget"), std::string::npos);
+  EXPECT_NE(config_error({{"steps", 10}, {"data", {{"source", "mqar"}, {"num_kv_pairs", 40}}}, {"seq_len", 64}})
                 .find("base.train.data.num_kv_pairs"),
             std::string::npos);
-  EXPECT_NE(message({{"steps", 10}, {"data", {{"source", "wiki"}}}}).find("valid: corpus, mqar"), std::string::npos);
+  EXPECT_NE(config_error({{"steps", 10}, {"data", {{"source", "wiki"}}}}).find("valid: corpus, mqar"), std::string::npos);
   ASSERT_NE(training_hook(), nullptr) << "harness/train.cpp registers the hook";
   EXPECT_THROW(training_hook()->validate({{"steps", 0}}, "spec.json", "base.train"), ConfigError);
 }
@@ -415,26 +417,18 @@ TEST(Train, EpochsReadEveryExampleOfTheFixedSetOncePerEpoch) {
 }
 
 TEST(Train, BadEpochSettingsNameThePath) {
-  auto message = [](const json& train) {
-    try {
-      parse_train_config(train, "spec.json", "base.train");
-    } catch (const ConfigError& error) {
-      return std::string(error.what());
-    }
-    return std::string("accepted");
-  };
-  EXPECT_NE(message({{"epochs", 2}, {"data", {{"source", "mqar"}}}}).find("base.train.epochs: needs a fixed example set"),
+  EXPECT_NE(config_error({{"epochs", 2}, {"data", {{"source", "mqar"}}}}).find("base.train.epochs: needs a fixed example set"),
             std::string::npos);
-  EXPECT_NE(message({{"epochs", 2}, {"batch_size", 8}, {"data", {{"source", "mqar"}, {"examples", 7}}}})
+  EXPECT_NE(config_error({{"epochs", 2}, {"batch_size", 8}, {"data", {{"source", "mqar"}, {"examples", 7}}}})
                 .find("base.train.data.examples: is 7, fewer than one optimiser step"),
             std::string::npos);
-  EXPECT_NE(message({{"steps", 2}, {"stop_at_accuracy", 0.9}}).find("base.train.stop_at_accuracy: needs a synthetic task"),
+  EXPECT_NE(config_error({{"steps", 2}, {"stop_at_accuracy", 0.9}}).find("base.train.stop_at_accuracy: needs a synthetic task"),
             std::string::npos);
-  EXPECT_NE(message({{"steps", 2}, {"data", {{"examples", 100}}}}).find("base.train.data.examples: is a synthetic-task field"),
+  EXPECT_NE(config_error({{"steps", 2}, {"data", {{"examples", 100}}}}).find("base.train.data.examples: is a synthetic-task field"),
             std::string::npos);
-  EXPECT_NE(message({{"epochs", 2}, {"steps", 3}}).find("exactly one budget: steps, tokens, flop_budget or epochs"),
+  EXPECT_NE(config_error({{"epochs", 2}, {"steps", 3}}).find("exactly one budget: steps, tokens, flop_budget or epochs"),
             std::string::npos);
-  EXPECT_NE(message({{"steps", 2}, {"stop_at_accuracy", 1.5}, {"data", {{"source", "mqar"}}}})
+  EXPECT_NE(config_error({{"steps", 2}, {"stop_at_accuracy", 1.5}, {"data", {{"source", "mqar"}}}})
                 .find("base.train.stop_at_accuracy: is 1.5, outside the valid range"),
             std::string::npos);
 }
@@ -446,10 +440,10 @@ TEST(Train, LossCountsOnlyTheQueryPositions) {
   LanguageModel model(parse_model_config(tiny_model(), "test"));
   const int64_t I = mixlab::data::kIgnore;
   // Two hand-built MQAR examples (V = 16: keys 1..7, values 8..15): k v k v | queries.
-  auto inputs = torch::tensor({3, 9, 5, 12, 0, 0, 5, 0, 3, 0,  //
-                               2, 8, 7, 15, 7, 0, 0, 0, 2, 0}, torch::kInt64).reshape({2, 10});
-  auto targets = torch::tensor({I, I, I, I, I, I, 12, I, 9, I,  //
-                                I, I, I, I, 15, I, I, I, 8, I}, torch::kInt64).reshape({2, 10});
+  auto inputs = torch::tensor(std::vector<int64_t>{3, 9, 5, 12, 0, 0, 5, 0, 3, 0,  //
+                                                   2, 8, 7, 15, 7, 0, 0, 0, 2, 0}).reshape({2, 10});
+  auto targets = torch::tensor(std::vector<int64_t>{I, I, I, I, I, I, 12, I, 9, I,  //
+                                                    I, I, I, I, 15, I, I, I, 8, I}).reshape({2, 10});
   const mixlab::data::Batch batch{inputs, targets, targets.ne(I)};
   const double loss = language_model_loss(model, batch).item<double>();
 

@@ -11,6 +11,7 @@
 #     MIXLAB_DEADLINE_S seconds before the workers are interrupted (default 510)
 #     MIXLAB_DB         resume this database instead of a fresh one (e.g. a copy brought back)
 #     MIXLAB_GPUS       GPUs the workers are spread over, round robin (default 0; e.g. 0,1)
+#     MIXLAB_DEVICE     cuda (default); cpu to try the script itself on a tiny spec
 # OUT receives zoology-mqar.db, worker logs, gpu.csv (utilisation every 5 s) and summary.txt.
 # Draw the report on the CPU: mixlab report --db OUT/zoology-mqar.db --best-over train.lr --out R
 set -euo pipefail
@@ -19,6 +20,7 @@ OUT=${2:?usage: tests/device/zoology_mqar.sh BUILD OUT [K]}
 K=${3:-12}
 SPEC=${MIXLAB_SPEC:-experiments/paper/zoology-mqar-cut.json}
 DEADLINE=${MIXLAB_DEADLINE_S:-510}
+DEVICE=${MIXLAB_DEVICE:-cuda}
 MIXLAB=$BUILD/mixlab
 mkdir -p "$OUT"
 WORK=$(mktemp -d)
@@ -39,7 +41,7 @@ for k in $(seq 1 "$K"); do
   export CUDA_VISIBLE_DEVICES=${gpus[$(( (k - 1) % ${#gpus[@]} ))]}
   # Two CPU threads each: K workers share the host's cores (data generation, kernel launches).
   OMP_NUM_THREADS=2 timeout -s INT -k 60 "$DEADLINE" \
-    "$MIXLAB" sweep "$SPEC" --device cuda --db "$DB" --run-root "$WORK/runs" >"$OUT/worker$k.log" 2>&1 &
+    "$MIXLAB" sweep "$SPEC" --device "$DEVICE" --db "$DB" --run-root "$WORK/runs" >"$OUT/worker$k.log" 2>&1 &
   pids+=($!)
   sleep 1  # the first worker creates the database; the others find it
 done
@@ -53,10 +55,15 @@ done
 kill "$sampler" 2>/dev/null || true
 elapsed=$(( $(date +%s) - start ))
 
-"$MIXLAB" merge "$DB" --out "$OUT/zoology-mqar.db" >/dev/null
 {
   echo "workers: $K, wall: ${elapsed} s, deadline: ${DEADLINE} s"
-  "$MIXLAB" show --db "$OUT/zoology-mqar.db" --summary 2>&1 | head -40
+  if [[ -f "$DB" ]]; then
+    "$MIXLAB" merge "$DB" --out "$OUT/zoology-mqar.db" >/dev/null
+    "$MIXLAB" show --db "$DB" --summary 2>&1 | head -40  # the work copy: OUT keeps one file
+  else
+    echo "no database was written (every worker stopped before its first point)"
+    failed=1
+  fi
 } >>"$OUT/summary.txt"
 cat "$OUT/summary.txt"
 rm -rf "$WORK"

@@ -7,7 +7,9 @@ FLOPS_DB: the database of experiments/paper/zoology-mqar-flops.json (forward FLO
 sequence, cost(), for every model, width and length).  For every point of SPEC
 
     steps  = epochs * floor(examples / batch_size)         (no early stop: an upper bound)
-    F      = steps * 3 * batch_size * flops(model, d_model, seq_len)
+    f      = flops(model, d_model, seq_len) - 2 L d V (1 - K / L)   (training runs the LM head only
+             at the K asked positions of L; cost() counts it at all L)
+    F      = steps * 3 * batch_size * f
 
 and the device time is estimated as  max(sum F / R,  sum steps * T / K):  the FLOPs at an
 effective rate R, or, for models too small to be limited by arithmetic, T seconds of kernel
@@ -83,6 +85,11 @@ def main():
             "SELECT p.config_json, m.seq_len, m.flops FROM measurements m JOIN points p USING (point_id) "
             "WHERE m.phase = 'forward' AND m.flops IS NOT NULL"):
         measured.append((json.loads(config_json)["model"], seq_len, value))
+    # The CPU's rate on a forward+backward of one sequence (FLOPs 3x forward, cost()).
+    rates = sorted(flops / (ms / 1e3) for flops, ms in database.execute(
+        "SELECT flops, median_ms FROM measurements WHERE phase = 'forward_backward' AND status = 'ok' "
+        "AND median_ms > 0"))
+    cpu_rate = rates[len(rates) // 2] if rates else float("nan")
 
     total_flops = total_steps = 0.0
     points = 0
@@ -94,7 +101,9 @@ def main():
                  if seq_len == train["seq_len"] and same_model(resolved, model)]
         if not found:
             raise SystemExit(f"no FLOPs for {model.get('name')} d={model['d_model']} at {train['seq_len']}")
-        per_sequence = found[0]
+        head_skipped = 2 * train["seq_len"] * model["d_model"] * model["vocab_size"] * (
+            1 - train["data"]["num_kv_pairs"] / train["seq_len"])
+        per_sequence = found[0] - head_skipped
         point_flops = steps * 3 * train["batch_size"] * per_sequence
         total_flops += point_flops
         total_steps += steps
@@ -107,6 +116,8 @@ def main():
     print(f"compute-bound: {compute_s:.0f} s at {args.gpu_tflops:g} TFLOP/s; "
           f"launch-bound: {launch_s:.0f} s at {args.step_ms:g} ms/step over {args.workers} workers")
     print(f"estimate: {max(compute_s, launch_s):.0f} s")
+    print(f"CPU: median {cpu_rate / 1e9:.1f} GFLOP/s over the forward+backward measurements of FLOPS_DB: "
+          f"{total_flops / cpu_rate / 3600:.1f} h of this CPU")
     for (seq_len, d_model), value in sorted(by_setting.items()):
         print(f"  seq_len {seq_len:4d} d_model {d_model:4d}: {value:.2e} FLOPs ({value / total_flops:5.1%})")
 
