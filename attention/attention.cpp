@@ -8,6 +8,7 @@
 
 #include "attention/multi_head.h"
 #include "mixers/compat.h"
+#include "mixers/register_mixer.h"
 
 namespace mixlab {
 namespace {
@@ -59,16 +60,10 @@ class CausalAttention : public TokenMixer {
 
 }  // namespace
 
-MIXLAB_REGISTER_MIXER(attention) {
-  MixerEntry entry;
-  entry.name = "attention";
-  entry.description = "causal multi-head softmax attention with RoPE (SDPA where LibTorch has it)";
-  entry.params = {rope_theta_param()};
-  entry.validate = validate_heads;
-  entry.factory = [](const MixerContext& context, const MixerParams& params) -> TokenMixerPtr {
-    return std::make_shared<CausalAttention>(context, params);
-  };
-  return entry;
-}
+const RegisterMixer<CausalAttention> kRegistration(
+    "attention",
+    "causal multi-head softmax attention with RoPE (SDPA where LibTorch has it)",
+    {rope_theta_param()},
+    validate_heads);
 
 }  // namespace mixlab

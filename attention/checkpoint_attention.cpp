@@ -26,6 +26,7 @@
 #include "attention/multi_head.h"
 #include "mixers/compat.h"
 #include "mixers/implementation.h"
+#include "mixers/register_mixer.h"
 
 #ifdef MIXLAB_WITH_CUDA
 #include "attention/cuda/kernels.h"
@@ -228,30 +229,23 @@ class CheckpointAttention : public TokenMixer {
 
 }  // namespace
 
-MIXLAB_REGISTER_MIXER(checkpoint_attention) {
-  MixerEntry entry;
-  entry.name = "checkpoint_attention";
-  entry.description =
-      "SCOUT checkpoint attention: query t sees itself and the segment ends mS+S-1 < t, one softmax";
-  entry.params = {
-      ParamSpec::integer("segment_size", 10,
-                         "S: segment length; the last token of each segment is its checkpoint "
-                         "(SCOUT's selection_window_size, 10 in its configs)",
-                         1),
-      ParamSpec::integer("query_block", 0,
-                         "queries per block of the reference forward (0 = auto: 256); sets its "
-                         "memory and masked work",
-                         0),
-      ParamSpec::text("summary", "token",
-                      "what stands for a completed segment: token = its last token (SCOUT's "
-                      "checkpoint), mean = the mean of its keys and values (TransNeXt's pooled tokens)",
-                      {"token", "mean"}),
-      rope_theta_param()};
-  entry.validate = validate_heads;
-  entry.factory = [](const MixerContext& context, const MixerParams& params) -> TokenMixerPtr {
-    return std::make_shared<CheckpointAttention>(context, params);
-  };
-  return entry;
-}
+const RegisterMixer<CheckpointAttention> kRegistration(
+    "checkpoint_attention",
+    "SCOUT checkpoint attention: query t sees itself and the segment ends mS+S-1 < t, one softmax",
+    {
+        ParamSpec::integer("segment_size", 10,
+                           "S: segment length; the last token of each segment is its checkpoint "
+                           "(SCOUT's selection_window_size, 10 in its configs)",
+                           1),
+        ParamSpec::integer("query_block", 0,
+                           "queries per block of the reference forward (0 = auto: 256); sets its "
+                           "memory and masked work",
+                           0),
+        ParamSpec::text("summary", "token",
+                        "what stands for a completed segment: token = its last token (SCOUT's "
+                        "checkpoint), mean = the mean of its keys and values (TransNeXt's pooled tokens)",
+                        {"token", "mean"}),
+        rope_theta_param()},
+    validate_heads);
 
 }  // namespace mixlab

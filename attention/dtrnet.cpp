@@ -26,6 +26,7 @@
 
 #include "attention/multi_head.h"
 #include "mixers/compat.h"
+#include "mixers/register_mixer.h"
 
 #include <cmath>
 #include <optional>
@@ -170,23 +171,17 @@ class DtrNetLayer : public TokenMixer {
 
 }  // namespace
 
-MIXLAB_REGISTER_MIXER(dtrnet) {
-  MixerEntry entry;
-  entry.name = "dtrnet";
-  entry.description = "DTRNet routed layer: routed tokens attend among themselves, the rest get W_O W_V u";
-  entry.params = {
-      rope_theta_param(),
-      ParamSpec::integer("router_hidden", 0, "router hidden width r; 0 = d_model/2", 0, 65536),
-      ParamSpec::real("threshold", 0.5, "token t is routed iff p_t[0] > threshold (1 = none, 0 = all)", 0.0, 1.0),
-      ParamSpec::real("aux_coef", 8e-4, "weight λ of the routing loss λ·mean p[0] (released configs: 8e-4)", 0.0),
-      ParamSpec::real("expected_routed_fraction", 0.1,
-                      "ρ used by cost() before any forward has measured it", 0.0, 1.0),
-  };
-  entry.validate = validate_heads;
-  entry.factory = [](const MixerContext& context, const MixerParams& params) -> TokenMixerPtr {
-    return std::make_shared<DtrNetLayer>(context, params);
-  };
-  return entry;
-}
+const RegisterMixer<DtrNetLayer> kRegistration(
+    "dtrnet",
+    "DTRNet routed layer: routed tokens attend among themselves, the rest get W_O W_V u",
+    {
+        rope_theta_param(),
+        ParamSpec::integer("router_hidden", 0, "router hidden width r; 0 = d_model/2", 0, 65536),
+        ParamSpec::real("threshold", 0.5, "token t is routed iff p_t[0] > threshold (1 = none, 0 = all)", 0.0, 1.0),
+        ParamSpec::real("aux_coef", 8e-4, "weight λ of the routing loss λ·mean p[0] (released configs: 8e-4)", 0.0),
+        ParamSpec::real("expected_routed_fraction", 0.1,
+                        "ρ used by cost() before any forward has measured it", 0.0, 1.0),
+    },
+    validate_heads);
 
 }  // namespace mixlab

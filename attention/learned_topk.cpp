@@ -19,6 +19,7 @@
 // 2·N·d + N elements.
 
 #include "attention/multi_head.h"
+#include "mixers/register_mixer.h"
 
 #include <cmath>
 #include <limits>
@@ -133,21 +134,15 @@ class LearnedTopkAttention : public TokenMixer {
 
 }  // namespace
 
-MIXLAB_REGISTER_MIXER(learned_topk) {
-  MixerEntry entry;
-  entry.name = "learned_topk";
-  entry.description = "attention over the causal top-k keys of a learned per-token scorer plus a local window";
-  entry.params = {
-      rope_theta_param(),
-      ParamSpec::integer("top_k", 64, "keys chosen by the scorer per query (k ≥ N: every prefix key)", 1, 1 << 20),
-      ParamSpec::integer("window", 64, "local window w always attended (0 = none)", 0, 1 << 20),
-      ParamSpec::boolean("score_bias", true, "add the scorer's value to the selected keys' logits (trains the scorer)"),
-  };
-  entry.validate = validate_heads;
-  entry.factory = [](const MixerContext& context, const MixerParams& params) -> TokenMixerPtr {
-    return std::make_shared<LearnedTopkAttention>(context, params);
-  };
-  return entry;
-}
+const RegisterMixer<LearnedTopkAttention> kRegistration(
+    "learned_topk",
+    "attention over the causal top-k keys of a learned per-token scorer plus a local window",
+    {
+        rope_theta_param(),
+        ParamSpec::integer("top_k", 64, "keys chosen by the scorer per query (k ≥ N: every prefix key)", 1, 1 << 20),
+        ParamSpec::integer("window", 64, "local window w always attended (0 = none)", 0, 1 << 20),
+        ParamSpec::boolean("score_bias", true, "add the scorer's value to the selected keys' logits (trains the scorer)"),
+    },
+    validate_heads);
 
 }  // namespace mixlab

@@ -20,6 +20,7 @@
 // No RoPE (position enters only through causality), as in the original.
 
 #include "attention/multi_head.h"
+#include "mixers/register_mixer.h"
 
 namespace mixlab {
 namespace {
@@ -147,28 +148,22 @@ class LinearAttention : public TokenMixer {
 
 }  // namespace
 
-MIXLAB_REGISTER_MIXER(linear_attention) {
-  MixerEntry entry;
-  entry.name = "linear_attention";
-  entry.description = "causal normalised linear attention (elu+1), chunked; LinFusion causal variant";
-  entry.params = {
-      ParamSpec::text("feature_map", "elu", "φ: elu (elu(x)+1) or relu", {"elu", "relu"}),
-      ParamSpec::text("qk_mlp", "none",
-                      "none = Katharopoulos; linfusion = residual MLPs on the q/k inputs, ε·(t+1)",
-                      {"none", "linfusion"}),
-      ParamSpec::integer("mlp_width", 0, "LinFusion MLP width d_m; 0 = d_model", 0, 65536),
-      ParamSpec::integer("chunk_size", 64, "chunk length C of the training/prefill form", 1, 65536),
-      ParamSpec::real("eps", 1e-6, "ε added to the normaliser (scaled by t+1 for linfusion)", 0.0, 1.0),
-  };
-  entry.validate = [](const MixerContext& context, const MixerParams&) {
-    if (context.d_model % context.n_heads != 0)
-      throw RegistryError("linear_attention: d_model (" + std::to_string(context.d_model) +
-                          ") must be divisible by n_heads (" + std::to_string(context.n_heads) + ")");
-  };
-  entry.factory = [](const MixerContext& context, const MixerParams& params) -> TokenMixerPtr {
-    return std::make_shared<LinearAttention>(context, params);
-  };
-  return entry;
-}
+const RegisterMixer<LinearAttention> kRegistration(
+    "linear_attention",
+    "causal normalised linear attention (elu+1), chunked; LinFusion causal variant",
+    {
+        ParamSpec::text("feature_map", "elu", "φ: elu (elu(x)+1) or relu", {"elu", "relu"}),
+        ParamSpec::text("qk_mlp", "none",
+                        "none = Katharopoulos; linfusion = residual MLPs on the q/k inputs, ε·(t+1)",
+                        {"none", "linfusion"}),
+        ParamSpec::integer("mlp_width", 0, "LinFusion MLP width d_m; 0 = d_model", 0, 65536),
+        ParamSpec::integer("chunk_size", 64, "chunk length C of the training/prefill form", 1, 65536),
+        ParamSpec::real("eps", 1e-6, "ε added to the normaliser (scaled by t+1 for linfusion)", 0.0, 1.0),
+    },
+    [](const MixerContext& context, const MixerParams&) {
+      if (context.d_model % context.n_heads != 0)
+        throw RegistryError("linear_attention: d_model (" + std::to_string(context.d_model) +
+                            ") must be divisible by n_heads (" + std::to_string(context.n_heads) + ")");
+    });
 
 }  // namespace mixlab

@@ -28,6 +28,7 @@
 
 #include "attention/multi_head.h"
 #include "attention/swa.h"
+#include "mixers/register_mixer.h"
 
 #include <cmath>
 #include <limits>
@@ -267,23 +268,17 @@ void validate_nsa(const MixerContext& context, const MixerParams& params) {
 
 }  // namespace
 
-MIXLAB_REGISTER_MIXER(nsa) {
-  MixerEntry entry;
-  entry.name = "nsa";
-  entry.description = "DeepSeek Native Sparse Attention: gated compression + top-n block selection + sliding window";
-  entry.params = {
-      rope_theta_param(),
-      ParamSpec::integer("cmp_block", 8, "l: tokens per compression block (paper 32)", 1, 1 << 16),
-      ParamSpec::integer("cmp_stride", 4, "δ: stride between compression blocks, divides l (paper 16)", 1, 1 << 16),
-      ParamSpec::integer("select_block", 8, "l': tokens per selection block (paper 64)", 1, 1 << 16),
-      ParamSpec::integer("select_count", 4, "n: blocks selected per query, the current, previous and first included (paper 16)", 1, 1 << 16),
-      ParamSpec::integer("window", 32, "w: sliding-window keys, the query included (paper 512)", 1, 1 << 20),
-  };
-  entry.validate = validate_nsa;
-  entry.factory = [](const MixerContext& context, const MixerParams& params) -> TokenMixerPtr {
-    return std::make_shared<NativeSparseAttention>(context, params);
-  };
-  return entry;
-}
+const RegisterMixer<NativeSparseAttention> kRegistration(
+    "nsa",
+    "DeepSeek Native Sparse Attention: gated compression + top-n block selection + sliding window",
+    {
+        rope_theta_param(),
+        ParamSpec::integer("cmp_block", 8, "l: tokens per compression block (paper 32)", 1, 1 << 16),
+        ParamSpec::integer("cmp_stride", 4, "δ: stride between compression blocks, divides l (paper 16)", 1, 1 << 16),
+        ParamSpec::integer("select_block", 8, "l': tokens per selection block (paper 64)", 1, 1 << 16),
+        ParamSpec::integer("select_count", 4, "n: blocks selected per query, the current, previous and first included (paper 16)", 1, 1 << 16),
+        ParamSpec::integer("window", 32, "w: sliding-window keys, the query included (paper 512)", 1, 1 << 20),
+    },
+    validate_nsa);
 
 }  // namespace mixlab

@@ -12,6 +12,7 @@
 #include "attention/multi_head.h"
 #include "mixers/compat.h"
 #include "mixers/implementation.h"
+#include "mixers/register_mixer.h"
 
 #ifdef MIXLAB_WITH_CUDA
 #include "attention/cuda/kernels.h"
@@ -153,22 +154,16 @@ class SlidingWindowAttention : public TokenMixer {
 
 }  // namespace
 
-MIXLAB_REGISTER_MIXER(swa) {
-  MixerEntry entry;
-  entry.name = "swa";
-  entry.description = "sliding-window causal attention with RoPE: query t sees keys t-W+1..t";
-  entry.params = {
-      ParamSpec::integer("window", 1024, "W: keys each query sees, itself included (t-W+1..t)", 1),
-      ParamSpec::integer("query_block", 0,
-                         "queries per block of the reference forward (0 = auto: W clamped to "
-                         "[32, 256]); sets its memory and masked work",
-                         0),
-      rope_theta_param()};
-  entry.validate = validate_heads;
-  entry.factory = [](const MixerContext& context, const MixerParams& params) -> TokenMixerPtr {
-    return std::make_shared<SlidingWindowAttention>(context, params);
-  };
-  return entry;
-}
+const RegisterMixer<SlidingWindowAttention> kRegistration(
+    "swa",
+    "sliding-window causal attention with RoPE: query t sees keys t-W+1..t",
+    {
+        ParamSpec::integer("window", 1024, "W: keys each query sees, itself included (t-W+1..t)", 1),
+        ParamSpec::integer("query_block", 0,
+                           "queries per block of the reference forward (0 = auto: W clamped to "
+                           "[32, 256]); sets its memory and masked work",
+                           0),
+        rope_theta_param()},
+    validate_heads);
 
 }  // namespace mixlab

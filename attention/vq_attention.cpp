@@ -27,6 +27,7 @@
 // constant in N.  Time O(N·(S + L)·d).
 
 #include "attention/multi_head.h"
+#include "mixers/register_mixer.h"
 
 #include <cmath>
 #include <limits>
@@ -224,22 +225,16 @@ class VqAttention : public TokenMixer {
 
 }  // namespace
 
-MIXLAB_REGISTER_MIXER(vq_attention) {
-  MixerEntry entry;
-  entry.name = "vq_attention";
-  entry.description = "LongVQ / Transformer-VQ: vector-quantised keys, block cache, exact linear-time causal softmax";
-  entry.params = {
-      ParamSpec::integer("n_code", 64, "codebook size S per head", 1, 1 << 16),
-      ParamSpec::integer("block_len", 32, "block length L: the last 1-2 blocks are attended exactly, older ones through per-code aggregates", 1, 1 << 20),
-      ParamSpec::real("commit_coef", 1e-4, "β of the commitment loss β·‖k − sg(C_z)‖² (Transformer-VQ c_beta)", 0, 1e3),
-      ParamSpec::real("ema_decay", 0.99, "γ of the EMA codebook update in training (Transformer-VQ c_gamma)", 0, 1),
-      ParamSpec::boolean("gated", true, "multiply the attention output by SiLU(W_g u) before o_proj (GAU-style, as Transformer-VQ)"),
-  };
-  entry.validate = validate_heads;
-  entry.factory = [](const MixerContext& context, const MixerParams& params) -> TokenMixerPtr {
-    return std::make_shared<VqAttention>(context, params);
-  };
-  return entry;
-}
+const RegisterMixer<VqAttention> kRegistration(
+    "vq_attention",
+    "LongVQ / Transformer-VQ: vector-quantised keys, block cache, exact linear-time causal softmax",
+    {
+        ParamSpec::integer("n_code", 64, "codebook size S per head", 1, 1 << 16),
+        ParamSpec::integer("block_len", 32, "block length L: the last 1-2 blocks are attended exactly, older ones through per-code aggregates", 1, 1 << 20),
+        ParamSpec::real("commit_coef", 1e-4, "β of the commitment loss β·‖k − sg(C_z)‖² (Transformer-VQ c_beta)", 0, 1e3),
+        ParamSpec::real("ema_decay", 0.99, "γ of the EMA codebook update in training (Transformer-VQ c_gamma)", 0, 1),
+        ParamSpec::boolean("gated", true, "multiply the attention output by SiLU(W_g u) before o_proj (GAU-style, as Transformer-VQ)"),
+    },
+    validate_heads);
 
 }  // namespace mixlab

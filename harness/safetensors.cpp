@@ -5,6 +5,7 @@
 #include "harness/json_input.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -303,6 +304,7 @@ void write_safetensors(const std::string& path, const TensorMap& tensors, const 
 
   const std::string temporary = path + ".tmp";
   {
+    errno = 0;  // so that a failed write below names its own cause (ENOSPC on a full disk)
     std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
     if (!out) throw SafetensorsError(path, "", "cannot open " + temporary + " for writing");
     write_u64_le(out, header_text.size());
@@ -312,8 +314,9 @@ void write_safetensors(const std::string& path, const TensorMap& tensors, const 
                 static_cast<std::streamsize>(data.numel() * data.element_size()));
     out.flush();
     if (!out) {
+      const std::string cause = errno != 0 ? std::strerror(errno) : "disk full?";
       std::remove(temporary.c_str());
-      throw SafetensorsError(path, "", "writing " + temporary + " failed (disk full?)");
+      throw SafetensorsError(path, "", "writing " + temporary + " failed (" + cause + ")");
     }
   }
   std::error_code error;

@@ -258,35 +258,9 @@ SweepPoint resolve_point(const json& config, const std::string& file, const std:
   return point;
 }
 
-}  // namespace
-
-SweepSpec expand_spec(const json& raw, const std::string& file, const std::string& device_kind) {
-  if (!raw.is_object()) throw ConfigError(file, "", "a sweep spec must be a JSON object");
-  for (auto it = raw.begin(); it != raw.end(); ++it)
-    if (std::find(kSpecKeys.begin(), kSpecKeys.end(), it.key()) == kSpecKeys.end())
-      throw ConfigError(file, it.key(), "unknown key; valid: " + joined(kSpecKeys));
-  SweepSpec spec;
-  spec.file = file;
-  spec.raw = raw;
-  if (!raw.contains("name") || !raw["name"].is_string() || raw["name"].get<std::string>().empty())
-    throw ConfigError(file, "name", "must be a non-empty string naming the study");
-  spec.name = raw["name"].get<std::string>();
-  for (char ch : spec.name)
-    if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' || ch == '.'))
-      throw ConfigError(file, "name", "'" + spec.name + "' may use only letters, digits, '-', '_' and '.'");
-  if (raw.contains("description")) {
-    if (!raw["description"].is_string()) throw ConfigError(file, "description", "must be a string");
-    spec.description = raw["description"].get<std::string>();
-  }
-  json base = json::object();
-  if (raw.contains("base")) {
-    if (!raw["base"].is_object()) throw ConfigError(file, "base", "must be an object with model, measure, train");
-    for (auto it = raw["base"].begin(); it != raw["base"].end(); ++it)
-      if (!is_section(it.key())) throw ConfigError(file, "base." + it.key(), "unknown key; valid: " + joined(kSectionKeys));
-    base = raw["base"];
-  }
-
-  // Grid: each axis a group of its own; zip: one group (object) or several (list of objects).
+// The axes of `grid` (each axis a group of its own) and `zip` (one group, an object, or several,
+// a list of objects); an axis path may be varied once.
+std::vector<AxisGroup> read_axis_groups(const json& raw, const std::string& file) {
   std::vector<AxisGroup> groups;
   std::set<std::string> axis_paths;
   auto remember = [&](const Axis& axis) {
@@ -318,8 +292,12 @@ SweepSpec expand_spec(const json& raw, const std::string& file, const std::strin
       groups.push_back(group);
     }
   }
+  return groups;
+}
 
-  // Explicit points (each an overlay on base); none means the base alone.
+// The explicit points, each an overlay on base with where it stands in the spec; none means the
+// base alone.
+std::vector<std::pair<json, std::string>> read_point_overlays(const json& raw, const std::string& file) {
   std::vector<std::pair<json, std::string>> overlays;
   if (raw.contains("points")) {
     if (!raw["points"].is_array()) throw ConfigError(file, "points", "must be a list of objects");
@@ -332,6 +310,39 @@ SweepSpec expand_spec(const json& raw, const std::string& file, const std::strin
   } else {
     overlays.push_back({json::object(), "base"});
   }
+  return overlays;
+}
+
+}  // namespace
+
+SweepSpec expand_spec(const json& raw, const std::string& file, const std::string& device_kind) {
+  if (!raw.is_object()) throw ConfigError(file, "", "a sweep spec must be a JSON object");
+  for (auto it = raw.begin(); it != raw.end(); ++it)
+    if (std::find(kSpecKeys.begin(), kSpecKeys.end(), it.key()) == kSpecKeys.end())
+      throw ConfigError(file, it.key(), "unknown key; valid: " + joined(kSpecKeys));
+  SweepSpec spec;
+  spec.file = file;
+  spec.raw = raw;
+  if (!raw.contains("name") || !raw["name"].is_string() || raw["name"].get<std::string>().empty())
+    throw ConfigError(file, "name", "must be a non-empty string naming the study");
+  spec.name = raw["name"].get<std::string>();
+  for (char ch : spec.name)
+    if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' || ch == '.'))
+      throw ConfigError(file, "name", "'" + spec.name + "' may use only letters, digits, '-', '_' and '.'");
+  if (raw.contains("description")) {
+    if (!raw["description"].is_string()) throw ConfigError(file, "description", "must be a string");
+    spec.description = raw["description"].get<std::string>();
+  }
+  json base = json::object();
+  if (raw.contains("base")) {
+    if (!raw["base"].is_object()) throw ConfigError(file, "base", "must be an object with model, measure, train");
+    for (auto it = raw["base"].begin(); it != raw["base"].end(); ++it)
+      if (!is_section(it.key())) throw ConfigError(file, "base." + it.key(), "unknown key; valid: " + joined(kSectionKeys));
+    base = raw["base"];
+  }
+
+  const std::vector<AxisGroup> groups = read_axis_groups(raw, file);
+  const auto overlays = read_point_overlays(raw, file);
 
   // points × grid × zip, checked before anything is expanded.
   int64_t expanded = static_cast<int64_t>(overlays.size());

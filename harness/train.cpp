@@ -6,7 +6,6 @@
 
 #include "data/corpus.h"
 #include "data/rng.h"
-#include "harness/archive_file.h"
 #include "harness/config.h"
 #include "harness/run_folder_records.h"
 #include "harness/interrupt.h"

@@ -24,6 +24,7 @@
 
 #include "attention/multi_head.h"
 #include "mixers/causal_depthwise_conv.h"
+#include "mixers/register_mixer.h"
 
 namespace mixlab {
 namespace {
@@ -127,17 +128,11 @@ class AdditiveConvAttention : public TokenMixer {
 
 }  // namespace
 
-MIXLAB_REGISTER_MIXER(additive_conv_attention) {
-  MixerEntry entry;
-  entry.name = "additive_conv_attention";
-  entry.description = "CAS-ViT additive token mixer made causal: conv spatial gates, running-mean channel gates";
-  entry.params = {
-      ParamSpec::integer("kernel_size", 3, "k: length of every causal depthwise kernel (3 in the paper)", 1, 4096),
-  };
-  entry.factory = [](const MixerContext& context, const MixerParams& params) -> TokenMixerPtr {
-    return std::make_shared<AdditiveConvAttention>(context, params);
-  };
-  return entry;
-}
+const RegisterMixer<AdditiveConvAttention> kRegistration(
+    "additive_conv_attention",
+    "CAS-ViT additive token mixer made causal: conv spatial gates, running-mean channel gates",
+    {
+        ParamSpec::integer("kernel_size", 3, "k: length of every causal depthwise kernel (3 in the paper)", 1, 4096),
+    });
 
 }  // namespace mixlab

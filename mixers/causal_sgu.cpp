@@ -20,6 +20,7 @@
 // Decoding keeps every past LN(z2)_s, N·E/2 per sequence, and costs O(t·E) per token.
 
 #include "attention/multi_head.h"
+#include "mixers/register_mixer.h"
 
 namespace mixlab {
 namespace {
@@ -95,19 +96,13 @@ class CausalSgu : public TokenMixer {
 
 }  // namespace
 
-MIXLAB_REGISTER_MIXER(causal_sgu) {
-  MixerEntry entry;
-  entry.name = "causal_sgu";
-  entry.description = "gMLP spatial gating unit with a lower-triangular token-mixing matrix (NiNformer, TTM); length-bound";
-  entry.params = {
-      ParamSpec::real("expansion", 2.0, "inner width E as a multiple of d_model (split in two halves)", 0.01, 64),
-      ParamSpec::integer("max_len", 1024, "longest sequence: the token-mixing matrix is max_len x max_len", 1,
-                         1 << 16),
-  };
-  entry.factory = [](const MixerContext& context, const MixerParams& params) -> TokenMixerPtr {
-    return std::make_shared<CausalSgu>(context, params);
-  };
-  return entry;
-}
+const RegisterMixer<CausalSgu> kRegistration(
+    "causal_sgu",
+    "gMLP spatial gating unit with a lower-triangular token-mixing matrix (NiNformer, TTM); length-bound",
+    {
+        ParamSpec::real("expansion", 2.0, "inner width E as a multiple of d_model (split in two halves)", 0.01, 64),
+        ParamSpec::integer("max_len", 1024, "longest sequence: the token-mixing matrix is max_len x max_len", 1,
+                           1 << 16),
+    });
 
 }  // namespace mixlab

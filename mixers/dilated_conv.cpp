@@ -25,6 +25,7 @@
 // Decoding state: level ℓ keeps the last δ_ℓ values of aˡ⁻¹, Σ_ℓ 2^(ℓ−1) = 2ᴸ − 1 vectors of d.
 
 #include "attention/multi_head.h"
+#include "mixers/register_mixer.h"
 
 #include <cmath>
 
@@ -115,18 +116,12 @@ class DilatedConv : public TokenMixer {
 
 }  // namespace
 
-MIXLAB_REGISTER_MIXER(dilated_conv) {
-  MixerEntry entry;
-  entry.name = "dilated_conv";
-  entry.description = "WaveMix made causal: learned Haar-initialised dilated two-tap filter banks, MLP over sub-bands";
-  entry.params = {
-      ParamSpec::integer("levels", 4, "L: pyramid levels; dilations 1, 2, ..., 2^(L-1), receptive field 2^L", 1, 16),
-      ParamSpec::real("expansion", 2.0, "hidden width E of the sub-band MLP as a multiple of d_model", 0.01, 64),
-  };
-  entry.factory = [](const MixerContext& context, const MixerParams& params) -> TokenMixerPtr {
-    return std::make_shared<DilatedConv>(context, params);
-  };
-  return entry;
-}
+const RegisterMixer<DilatedConv> kRegistration(
+    "dilated_conv",
+    "WaveMix made causal: learned Haar-initialised dilated two-tap filter banks, MLP over sub-bands",
+    {
+        ParamSpec::integer("levels", 4, "L: pyramid levels; dilations 1, 2, ..., 2^(L-1), receptive field 2^L", 1, 16),
+        ParamSpec::real("expansion", 2.0, "hidden width E of the sub-band MLP as a multiple of d_model", 0.01, 64),
+    });
 
 }  // namespace mixlab

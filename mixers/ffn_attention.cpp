@@ -21,6 +21,7 @@
 
 #include "attention/multi_head.h"
 #include "mixers/causal_depthwise_conv.h"
+#include "mixers/register_mixer.h"
 
 namespace mixlab {
 namespace {
@@ -80,19 +81,13 @@ class FfnAttention : public TokenMixer {
 
 }  // namespace
 
-MIXLAB_REGISTER_MIXER(ffn_attention) {
-  MixerEntry entry;
-  entry.name = "ffn_attention";
-  entry.description = "MetaMixer FFNified attention made causal: pw -> causal dwconv -> GELU -> causal dwconv";
-  entry.params = {
-      ParamSpec::integer("key_kernel", 7, "k1: causal depthwise kernel standing for the query-key product", 1, 4096),
-      ParamSpec::integer("value_kernel", 7, "k2: causal depthwise kernel standing for the weights-value product",
-                         1, 4096),
-  };
-  entry.factory = [](const MixerContext& context, const MixerParams& params) -> TokenMixerPtr {
-    return std::make_shared<FfnAttention>(context, params);
-  };
-  return entry;
-}
+const RegisterMixer<FfnAttention> kRegistration(
+    "ffn_attention",
+    "MetaMixer FFNified attention made causal: pw -> causal dwconv -> GELU -> causal dwconv",
+    {
+        ParamSpec::integer("key_kernel", 7, "k1: causal depthwise kernel standing for the query-key product", 1, 4096),
+        ParamSpec::integer("value_kernel", 7, "k2: causal depthwise kernel standing for the weights-value product",
+                           1, 4096),
+    });
 
 }  // namespace mixlab

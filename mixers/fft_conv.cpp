@@ -36,6 +36,7 @@
 // Σ_{s≤t} u_s (d per sequence).  K = 1 is the single-kernel mixer above, unchanged.
 
 #include "attention/multi_head.h"
+#include "mixers/register_mixer.h"
 
 #include <torch/fft.h>
 
@@ -191,30 +192,24 @@ class FftConv : public TokenMixer {
 
 }  // namespace
 
-MIXLAB_REGISTER_MIXER(fft_conv) {
-  MixerEntry entry;
-  entry.name = "fft_conv";
-  entry.description = "causal global convolution by zero-padded FFT (AFFNet made causal, Hyena-style gate; "
-                      "DSM filter bank with num_filters/dynamic)";
-  entry.params = {
-      ParamSpec::integer("max_len", 8192, "longest sequence; the explicit kernel has max_len lags", 1, 1 << 20),
-      ParamSpec::text("gate", "linear", "multiplicative gate: none, linear (Hyena) or silu",
-                      {"none", "linear", "silu"}),
-      ParamSpec::integer("num_filters", 1, "K: global kernels mixed per token and channel (Dynamic Spectrum Mixer)",
-                         1, 64),
-      ParamSpec::boolean("dynamic", false,
-                         "mix the K kernels by softmax(MLP(causal running mean)) per token; false: learned "
-                         "static weights (needs num_filters >= 2)"),
-  };
-  entry.validate = [](const MixerContext&, const MixerParams& params) {
-    if (params.boolean("dynamic") && params.integer("num_filters") < 2)
-      throw RegistryError("fft_conv: dynamic = true mixes several kernels; set num_filters >= 2 (got " +
-                          std::to_string(params.integer("num_filters")) + ")");
-  };
-  entry.factory = [](const MixerContext& context, const MixerParams& params) -> TokenMixerPtr {
-    return std::make_shared<FftConv>(context, params);
-  };
-  return entry;
-}
+const RegisterMixer<FftConv> kRegistration(
+    "fft_conv",
+    "causal global convolution by zero-padded FFT (AFFNet made causal, Hyena-style gate; "
+    "DSM filter bank with num_filters/dynamic)",
+    {
+        ParamSpec::integer("max_len", 8192, "longest sequence; the explicit kernel has max_len lags", 1, 1 << 20),
+        ParamSpec::text("gate", "linear", "multiplicative gate: none, linear (Hyena) or silu",
+                        {"none", "linear", "silu"}),
+        ParamSpec::integer("num_filters", 1, "K: global kernels mixed per token and channel (Dynamic Spectrum Mixer)",
+                           1, 64),
+        ParamSpec::boolean("dynamic", false,
+                           "mix the K kernels by softmax(MLP(causal running mean)) per token; false: learned "
+                           "static weights (needs num_filters >= 2)"),
+    },
+    [](const MixerContext&, const MixerParams& params) {
+      if (params.boolean("dynamic") && params.integer("num_filters") < 2)
+        throw RegistryError("fft_conv: dynamic = true mixes several kernels; set num_filters >= 2 (got " +
+                            std::to_string(params.integer("num_filters")) + ")");
+    });
 
 }  // namespace mixlab

@@ -13,6 +13,7 @@
 
 #include "attention/multi_head.h"
 #include "mixers/causal_depthwise_conv.h"
+#include "mixers/register_mixer.h"
 
 namespace mixlab {
 namespace {
@@ -74,27 +75,21 @@ class GatedCnnBlock : public TokenMixer {
 
 }  // namespace
 
-MIXLAB_REGISTER_MIXER(gated_cnn) {
-  MixerEntry entry;
-  entry.name = "gated_cnn";
-  entry.description = "MambaOut Gated CNN block (replaces mixer and MLP), causal depthwise conv";
-  entry.kind = MixerKind::Block;
-  entry.params = {
-      ParamSpec::real("expansion", 8.0 / 3.0, "hidden width h as a multiple of d_model", 0.01, 64),
-      ParamSpec::real("conv_ratio", 1.0, "convolved channels c_ch as a multiple of d_model (≤ expansion)", 0.0, 64),
-      ParamSpec::integer("kernel_size", 7, "causal depthwise kernel length k", 1, 4096),
-  };
-  entry.validate = [](const MixerContext& context, const MixerParams& params) {
-    const auto hidden = static_cast<int64_t>(params.real("expansion") * context.d_model);
-    const auto conv = static_cast<int64_t>(params.real("conv_ratio") * context.d_model);
-    if (conv < 1 || conv > hidden)
-      throw RegistryError("gated_cnn: conv_ratio·d_model = " + std::to_string(conv) +
-                          " must lie in [1, expansion·d_model = " + std::to_string(hidden) + "]");
-  };
-  entry.factory = [](const MixerContext& context, const MixerParams& params) -> TokenMixerPtr {
-    return std::make_shared<GatedCnnBlock>(context, params);
-  };
-  return entry;
-}
+const RegisterMixer<GatedCnnBlock> kRegistration(
+    "gated_cnn",
+    "MambaOut Gated CNN block (replaces mixer and MLP), causal depthwise conv",
+    {
+        ParamSpec::real("expansion", 8.0 / 3.0, "hidden width h as a multiple of d_model", 0.01, 64),
+        ParamSpec::real("conv_ratio", 1.0, "convolved channels c_ch as a multiple of d_model (≤ expansion)", 0.0, 64),
+        ParamSpec::integer("kernel_size", 7, "causal depthwise kernel length k", 1, 4096),
+    },
+    [](const MixerContext& context, const MixerParams& params) {
+      const auto hidden = static_cast<int64_t>(params.real("expansion") * context.d_model);
+      const auto conv = static_cast<int64_t>(params.real("conv_ratio") * context.d_model);
+      if (conv < 1 || conv > hidden)
+        throw RegistryError("gated_cnn: conv_ratio·d_model = " + std::to_string(conv) +
+                            " must lie in [1, expansion·d_model = " + std::to_string(hidden) + "]");
+    },
+    MixerKind::Block);
 
 }  // namespace mixlab

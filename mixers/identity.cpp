@@ -6,6 +6,7 @@
 // `identity` sees one token per position: a bigram model, the floor every mixer must beat.
 // Params 0, FLOPs 0, state 0.
 
+#include "mixers/register_mixer.h"
 #include "mixers/registry.h"
 
 namespace mixlab {
@@ -28,14 +29,8 @@ class IdentityMixer : public TokenMixer {
 
 }  // namespace
 
-MIXLAB_REGISTER_MIXER(identity) {
-  MixerEntry entry;
-  entry.name = "identity";
-  entry.description = "IdentityFormer: no token mixing (y = u), the bigram floor";
-  entry.factory = [](const MixerContext&, const MixerParams&) -> TokenMixerPtr {
-    return std::make_shared<IdentityMixer>();
-  };
-  return entry;
-}
+const RegisterMixer<IdentityMixer> kRegistration(
+    "identity",
+    "IdentityFormer: no token mixing (y = u), the bigram floor");
 
 }  // namespace mixlab

@@ -25,6 +25,7 @@
 // model-level out_proj rescaling by 1/√(n_layer) of mixer_seq_simple is not applied.
 
 #include "attention/multi_head.h"
+#include "mixers/register_mixer.h"
 #include "mixers/registry.h"
 #include "mixers/selective_scan.h"
 
@@ -159,24 +160,18 @@ void validate_mamba(const MixerContext& context, const MixerParams& params) {
 
 }  // namespace
 
-MIXLAB_REGISTER_MIXER(mamba) {
-  MixerEntry entry;
-  entry.name = "mamba";
-  entry.description = "Mamba-1 selective state-space block (in_proj, causal conv, selective scan, gate)";
-  entry.params = {
-      ParamSpec::integer("d_state", 16, "SSM state size n per channel", 1, 1024),
-      ParamSpec::integer("d_conv", 4, "causal depthwise conv kernel size K", 1, 64),
-      ParamSpec::real("expand", 2.0, "inner width E = floor(expand·d_model)", 0.01, 64),
-      ParamSpec::integer("dt_rank", 0, "rank R of the Δ projection; 0 = auto ⌈d_model/16⌉", 0, 65536),
-      ParamSpec::real("dt_min", 0.001, "smallest initial Δ (log-uniform draw)", 1e-8, 10),
-      ParamSpec::real("dt_max", 0.1, "largest initial Δ (log-uniform draw)", 1e-8, 10),
-      ParamSpec::real("dt_init_floor", 1e-4, "initial Δ values are clamped at this floor", 1e-12, 10),
-  };
-  entry.validate = validate_mamba;
-  entry.factory = [](const MixerContext& context, const MixerParams& params) -> TokenMixerPtr {
-    return std::make_shared<Mamba>(context, params);
-  };
-  return entry;
-}
+const RegisterMixer<Mamba> kRegistration(
+    "mamba",
+    "Mamba-1 selective state-space block (in_proj, causal conv, selective scan, gate)",
+    {
+        ParamSpec::integer("d_state", 16, "SSM state size n per channel", 1, 1024),
+        ParamSpec::integer("d_conv", 4, "causal depthwise conv kernel size K", 1, 64),
+        ParamSpec::real("expand", 2.0, "inner width E = floor(expand·d_model)", 0.01, 64),
+        ParamSpec::integer("dt_rank", 0, "rank R of the Δ projection; 0 = auto ⌈d_model/16⌉", 0, 65536),
+        ParamSpec::real("dt_min", 0.001, "smallest initial Δ (log-uniform draw)", 1e-8, 10),
+        ParamSpec::real("dt_max", 0.1, "largest initial Δ (log-uniform draw)", 1e-8, 10),
+        ParamSpec::real("dt_init_floor", 1e-4, "initial Δ values are clamped at this floor", 1e-12, 10),
+    },
+    validate_mamba);
 
 }  // namespace mixlab

@@ -38,6 +38,7 @@
 // in_proj, out_proj ~ N(0, init_std); conv1d keeps LibTorch's default.
 
 #include "attention/multi_head.h"
+#include "mixers/register_mixer.h"
 #include "mixers/registry.h"
 #include "mixers/selective_scan.h"
 
@@ -377,32 +378,26 @@ void validate_mamba2(const MixerContext& context, const MixerParams& params) {
 
 }  // namespace
 
-MIXLAB_REGISTER_MIXER(mamba2) {
-  MixerEntry entry;
-  entry.name = "mamba2";
-  entry.description = "Mamba-2 block: SSD layer (scalar decay per head), chunked dual form, gated RMSNorm";
-  entry.params = {
-      ParamSpec::integer("d_state", 128, "SSM state size n per head", 1, 1024),
-      ParamSpec::integer("d_conv", 4, "causal depthwise conv kernel size K (over x, B, C)", 1, 64),
-      ParamSpec::real("expand", 2.0, "inner width E = floor(expand·d_model)", 0.01, 64),
-      ParamSpec::integer("headdim", 0, "head size P; must divide E (heads H = E/P); 0 = auto, the largest divisor of E up to 64", 0, 65536),
-      ParamSpec::integer("ngroups", 1, "groups G of heads sharing B and C; must divide H", 1, 65536),
-      ParamSpec::integer("chunk_size", 256, "SSD chunk length Q for training / prefill", 1, 65536),
-      ParamSpec::real("A_init_min", 1.0, "A = −U(A_init_min, A_init_max) per head at init", 1e-6, 1e6),
-      ParamSpec::real("A_init_max", 16.0, "see A_init_min", 1e-6, 1e6),
-      ParamSpec::real("dt_min", 0.001, "smallest initial Δ (log-uniform draw)", 1e-8, 10),
-      ParamSpec::real("dt_max", 0.1, "largest initial Δ (log-uniform draw)", 1e-8, 10),
-      ParamSpec::real("dt_init_floor", 1e-4, "initial Δ values are clamped at this floor", 1e-12, 10),
-      ParamSpec::real("norm_eps", 1e-5, "epsilon of the gated RMSNorm", 0, 1),
-      ParamSpec::text("hidden_mixer", "none",
-                      "hsm: EfficientViM's hidden-state mixer on the state entering each chunk (+3E² params, 6E²n FLOPs per chunk)",
-                      {"none", "hsm"}),
-  };
-  entry.validate = validate_mamba2;
-  entry.factory = [](const MixerContext& context, const MixerParams& params) -> TokenMixerPtr {
-    return std::make_shared<Mamba2>(context, params);
-  };
-  return entry;
-}
+const RegisterMixer<Mamba2> kRegistration(
+    "mamba2",
+    "Mamba-2 block: SSD layer (scalar decay per head), chunked dual form, gated RMSNorm",
+    {
+        ParamSpec::integer("d_state", 128, "SSM state size n per head", 1, 1024),
+        ParamSpec::integer("d_conv", 4, "causal depthwise conv kernel size K (over x, B, C)", 1, 64),
+        ParamSpec::real("expand", 2.0, "inner width E = floor(expand·d_model)", 0.01, 64),
+        ParamSpec::integer("headdim", 0, "head size P; must divide E (heads H = E/P); 0 = auto, the largest divisor of E up to 64", 0, 65536),
+        ParamSpec::integer("ngroups", 1, "groups G of heads sharing B and C; must divide H", 1, 65536),
+        ParamSpec::integer("chunk_size", 256, "SSD chunk length Q for training / prefill", 1, 65536),
+        ParamSpec::real("A_init_min", 1.0, "A = −U(A_init_min, A_init_max) per head at init", 1e-6, 1e6),
+        ParamSpec::real("A_init_max", 16.0, "see A_init_min", 1e-6, 1e6),
+        ParamSpec::real("dt_min", 0.001, "smallest initial Δ (log-uniform draw)", 1e-8, 10),
+        ParamSpec::real("dt_max", 0.1, "largest initial Δ (log-uniform draw)", 1e-8, 10),
+        ParamSpec::real("dt_init_floor", 1e-4, "initial Δ values are clamped at this floor", 1e-12, 10),
+        ParamSpec::real("norm_eps", 1e-5, "epsilon of the gated RMSNorm", 0, 1),
+        ParamSpec::text("hidden_mixer", "none",
+                        "hsm: EfficientViM's hidden-state mixer on the state entering each chunk (+3E² params, 6E²n FLOPs per chunk)",
+                        {"none", "hsm"}),
+    },
+    validate_mamba2);
 
 }  // namespace mixlab

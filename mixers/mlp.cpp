@@ -7,6 +7,7 @@
 // (gate_proj, up_proj, down_proj; [out, in]).
 
 #include "attention/multi_head.h"
+#include "mixers/register_mixer.h"
 #include "mixers/registry.h"
 
 #include <cmath>
@@ -73,20 +74,15 @@ class GatedMlp : public TokenMixer {
 
 }  // namespace
 
-MIXLAB_REGISTER_MIXER(mlp) {
-  MixerEntry entry;
-  entry.name = "mlp";
-  entry.description = "gated MLP channel mixer: SwiGLU (default) or StarReLU gate";
-  entry.kind = MixerKind::Channel;
-  entry.params = {
-      ParamSpec::integer("hidden", 0, "hidden width; 0 = expand·d_model rounded up to a multiple of 8", 0),
-      ParamSpec::real("expand", 8.0 / 3.0, "hidden width as a multiple of d_model when hidden = 0", 0.01, 64),
-      ParamSpec::text("activation", "swiglu", "gate activation", {"swiglu", "starrelu"}),
-  };
-  entry.factory = [](const MixerContext& context, const MixerParams& params) -> TokenMixerPtr {
-    return std::make_shared<GatedMlp>(context, params);
-  };
-  return entry;
-}
+const RegisterMixer<GatedMlp> kRegistration(
+    "mlp",
+    "gated MLP channel mixer: SwiGLU (default) or StarReLU gate",
+    {
+        ParamSpec::integer("hidden", 0, "hidden width; 0 = expand·d_model rounded up to a multiple of 8", 0),
+        ParamSpec::real("expand", 8.0 / 3.0, "hidden width as a multiple of d_model when hidden = 0", 0.01, 64),
+        ParamSpec::text("activation", "swiglu", "gate activation", {"swiglu", "starrelu"}),
+    },
+    /*validate=*/nullptr,
+    MixerKind::Channel);
 
 }  // namespace mixlab

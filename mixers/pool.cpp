@@ -8,6 +8,7 @@
 // Params 0.  Short windows (k ≤ 16) add k shifted copies: N·d·(k+1) FLOPs; longer windows take
 // the difference of a float64 running sum: ~4·N·d FLOPs.  State: the last k−1 inputs.
 
+#include "mixers/register_mixer.h"
 #include "mixers/registry.h"
 
 namespace mixlab {
@@ -70,16 +71,10 @@ class CausalPool : public TokenMixer {
 
 }  // namespace
 
-MIXLAB_REGISTER_MIXER(pool) {
-  MixerEntry entry;
-  entry.name = "pool";
-  entry.description = "PoolFormer made causal: mean of the last k tokens minus the token";
-  entry.params = {ParamSpec::integer("pool_size", 3, "window k (PoolFormer uses 3; k ≥ N = running mean)",
-                                     1, 1 << 20)};
-  entry.factory = [](const MixerContext& context, const MixerParams& params) -> TokenMixerPtr {
-    return std::make_shared<CausalPool>(context, params);
-  };
-  return entry;
-}
+const RegisterMixer<CausalPool> kRegistration(
+    "pool",
+    "PoolFormer made causal: mean of the last k tokens minus the token",
+    {ParamSpec::integer("pool_size", 3, "window k (PoolFormer uses 3; k ≥ N = running mean)",
+                                       1, 1 << 20)});
 
 }  // namespace mixlab

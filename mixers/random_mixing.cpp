@@ -11,6 +11,7 @@
 // Length-bound: sequences longer than max_len are refused.  FLOPs d·N(N+1) for the kept pairs
 // (the forward issues a dense N×N product: 2·N²·d); state: all past inputs, N·d.
 
+#include "mixers/register_mixer.h"
 #include "mixers/registry.h"
 
 #include <cmath>
@@ -94,18 +95,12 @@ class RandomMixing : public TokenMixer {
 
 }  // namespace
 
-MIXLAB_REGISTER_MIXER(random_mixing) {
-  MixerEntry entry;
-  entry.name = "random_mixing";
-  entry.description = "RandFormer made causal: frozen random row-stochastic lower-triangular mixing";
-  entry.params = {
-      ParamSpec::integer("max_len", 2048, "longest sequence; the frozen matrix is max_len × max_len", 1, 32768),
-      ParamSpec::integer("seed", 0, "seed of the frozen draw", 0),
-  };
-  entry.factory = [](const MixerContext& context, const MixerParams& params) -> TokenMixerPtr {
-    return std::make_shared<RandomMixing>(context, params);
-  };
-  return entry;
-}
+const RegisterMixer<RandomMixing> kRegistration(
+    "random_mixing",
+    "RandFormer made causal: frozen random row-stochastic lower-triangular mixing",
+    {
+        ParamSpec::integer("max_len", 2048, "longest sequence; the frozen matrix is max_len × max_len", 1, 32768),
+        ParamSpec::integer("seed", 0, "seed of the frozen draw", 0),
+    });
 
 }  // namespace mixlab

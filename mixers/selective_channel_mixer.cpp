@@ -16,6 +16,7 @@
 // Parameters shared across groups.  Time O(N·d·E·n/m) per layer; no inference state.
 
 #include "attention/multi_head.h"
+#include "mixers/register_mixer.h"
 #include "mixers/registry.h"
 #include "mixers/selective_scan.h"
 
@@ -113,29 +114,23 @@ class SelectiveChannelMixer : public TokenMixer {
 
 }  // namespace
 
-MIXLAB_REGISTER_MIXER(selective_channel_mixer) {
-  MixerEntry entry;
-  entry.name = "selective_channel_mixer";
-  entry.description = "MambaMixer's selective channel mixer: a bidirectional S6 scan over each token's channel groups";
-  entry.kind = MixerKind::Channel;
-  entry.params = {
-      ParamSpec::integer("group_size", 8, "m: channels per item of the channel sequence; must divide d_model", 1, 65536),
-      ParamSpec::real("expand", 2.0, "inner width E = floor(expand·m)", 0.01, 64),
-      ParamSpec::integer("d_state", 8, "SSM state size n", 1, 1024),
-      ParamSpec::integer("dt_rank", 0, "rank R of the Δ projection; 0 = auto ⌈m/16⌉", 0, 65536),
-  };
-  entry.validate = [](const MixerContext& context, const MixerParams& params) {
-    const int64_t m = params.integer("group_size");
-    if (context.d_model % m != 0)
-      throw RegistryError("selective_channel_mixer: group_size (" + std::to_string(m) + ") must divide d_model (" +
-                          std::to_string(context.d_model) + ")");
-    if (static_cast<int64_t>(params.real("expand") * static_cast<double>(m)) < 1)
-      throw RegistryError("selective_channel_mixer: expand·group_size must be at least 1");
-  };
-  entry.factory = [](const MixerContext& context, const MixerParams& params) -> TokenMixerPtr {
-    return std::make_shared<SelectiveChannelMixer>(context, params);
-  };
-  return entry;
-}
+const RegisterMixer<SelectiveChannelMixer> kRegistration(
+    "selective_channel_mixer",
+    "MambaMixer's selective channel mixer: a bidirectional S6 scan over each token's channel groups",
+    {
+        ParamSpec::integer("group_size", 8, "m: channels per item of the channel sequence; must divide d_model", 1, 65536),
+        ParamSpec::real("expand", 2.0, "inner width E = floor(expand·m)", 0.01, 64),
+        ParamSpec::integer("d_state", 8, "SSM state size n", 1, 1024),
+        ParamSpec::integer("dt_rank", 0, "rank R of the Δ projection; 0 = auto ⌈m/16⌉", 0, 65536),
+    },
+    [](const MixerContext& context, const MixerParams& params) {
+      const int64_t m = params.integer("group_size");
+      if (context.d_model % m != 0)
+        throw RegistryError("selective_channel_mixer: group_size (" + std::to_string(m) + ") must divide d_model (" +
+                            std::to_string(context.d_model) + ")");
+      if (static_cast<int64_t>(params.real("expand") * static_cast<double>(m)) < 1)
+        throw RegistryError("selective_channel_mixer: expand·group_size must be at least 1");
+    },
+    MixerKind::Channel);
 
 }  // namespace mixlab

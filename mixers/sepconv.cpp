@@ -11,6 +11,7 @@
 
 #include "attention/multi_head.h"
 #include "mixers/causal_depthwise_conv.h"
+#include "mixers/register_mixer.h"
 
 namespace mixlab {
 namespace {
@@ -70,18 +71,12 @@ class SepConv : public TokenMixer {
 
 }  // namespace
 
-MIXLAB_REGISTER_MIXER(sepconv) {
-  MixerEntry entry;
-  entry.name = "sepconv";
-  entry.description = "ConvFormer SepConv made causal: pw -> StarReLU -> causal depthwise conv -> pw";
-  entry.params = {
-      ParamSpec::real("expansion", 2.0, "inner width E as a multiple of d_model", 0.01, 64),
-      ParamSpec::integer("kernel_size", 7, "causal depthwise kernel length k", 1, 4096),
-  };
-  entry.factory = [](const MixerContext& context, const MixerParams& params) -> TokenMixerPtr {
-    return std::make_shared<SepConv>(context, params);
-  };
-  return entry;
-}
+const RegisterMixer<SepConv> kRegistration(
+    "sepconv",
+    "ConvFormer SepConv made causal: pw -> StarReLU -> causal depthwise conv -> pw",
+    {
+        ParamSpec::real("expansion", 2.0, "inner width E as a multiple of d_model", 0.01, 64),
+        ParamSpec::integer("kernel_size", 7, "causal depthwise kernel length k", 1, 4096),
+    });
 
 }  // namespace mixlab

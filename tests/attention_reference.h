@@ -4,6 +4,7 @@
 
 #include "attention/rope.h"
 #include "mixers/token_mixer.h"
+#include "tests/mixer_test_helpers.h"
 
 #include <torch/torch.h>
 
@@ -12,6 +13,12 @@
 #include <limits>
 
 namespace mixlab::testing {
+
+// The context of the attention tests: sharper attention than the default init_std 0.02, so
+// that a wrong mask shows.
+inline MixerContext masked_attention_context(int64_t d_model = 32, int64_t n_heads = 4) {
+  return tiny_context(d_model, n_heads, 0.2);
+}
 
 // A dense [N, N] mask from a rule allowed(t, j), filled entry by entry.
 inline torch::Tensor dense_mask(int64_t n, const std::function<bool(int64_t, int64_t)>& allowed) {
@@ -56,18 +63,6 @@ inline void copy_parameters(torch::nn::Module& from, torch::nn::Module& to) {
   torch::NoGradGuard no_grad;
   auto source = from.named_parameters();
   for (auto& item : to.named_parameters()) item.value().copy_(source[item.key()]);
-}
-
-// Max |a - b| as a double.
-inline double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
-  return (a - b).abs().max().item<double>();
-}
-
-// Decode N tokens one at a time with step() and stack the outputs: [B, N, d].
-inline torch::Tensor decode_all(TokenMixer& mixer, const torch::Tensor& x, MixerState& state) {
-  std::vector<torch::Tensor> outputs;
-  for (int64_t t = 0; t < x.size(1); ++t) outputs.push_back(mixer.step(x.select(1, t), state));
-  return torch::stack(outputs, 1);
 }
 
 }  // namespace mixlab::testing

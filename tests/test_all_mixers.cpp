@@ -5,6 +5,7 @@
 
 #include "harness/flop_counter.h"
 #include "mixers/registry.h"
+#include "tests/mixer_test_helpers.h"
 
 #include <gtest/gtest.h>
 
@@ -80,9 +81,7 @@ TEST_P(EveryMixer, StepDecodingEqualsForward) {
   auto x = input();
   auto y = mixer_->forward(x);
   auto state = mixer_->initial_state(kBatch, x.options());
-  std::vector<torch::Tensor> outputs;
-  for (int64_t t = 0; t < kSeq; ++t) outputs.push_back(mixer_->step(x.select(1, t), state));
-  auto decoded = torch::stack(outputs, 1);
+  auto decoded = testing::decode_all(*mixer_, x, state);
   EXPECT_TRUE(torch::allclose(decoded, y, 1e-9, 1e-9))
       << GetParam() << ": max |step - forward| = " << (decoded - y).abs().max().item<double>();
   EXPECT_EQ(state.position, kSeq);

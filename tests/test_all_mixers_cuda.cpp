@@ -17,6 +17,7 @@
 // on the CPU (for debugging the test itself; it then compares the CPU with itself).
 
 #include "mixers/registry.h"
+#include "tests/mixer_test_helpers.h"
 
 #include <gtest/gtest.h>
 
@@ -164,9 +165,7 @@ TEST_P(EveryMixerOnCuda, StepDecodingEqualsForwardAndHoldsTheAnalyticState) {
   const auto x = torch::randn({kBatch, kSeq, kModel}, torch::kFloat64).to(test_device(), dtype_);
   const auto y = mixer->forward(x);
   auto state = mixer->initial_state(kBatch, x.options());
-  std::vector<torch::Tensor> outputs;
-  for (int64_t t = 0; t < kSeq; ++t) outputs.push_back(mixer->step(x.select(1, t), state));
-  const auto decoded = torch::stack(outputs, 1);
+  const auto decoded = testing::decode_all(*mixer, x, state);
   // Two orders of summation of the same function: float32 agrees to ~1e-6, bf16 to its rounding.
   const double tolerance = dtype_ == torch::kFloat ? 1e-4 : 3e-2;
   if (!(dtype_ != torch::kFloat && kDiscreteChoices.count(entry_))) {

@@ -33,19 +33,9 @@ torch::Tensor pooled_reference(const torch::Tensor& q, const torch::Tensor& k, c
   return out;
 }
 
-MixerContext context32() {
-  MixerContext context;
-  context.d_model = 32;
-  context.n_heads = 4;
-  context.init_std = 0.2;
-  return context;
-}
-
 TokenMixerPtr make(const std::string& summary, int64_t s, int64_t block = 0) {
-  auto mixer = Registry::global().create("checkpoint_attention", context32(),
-                                         {{"segment_size", s}, {"query_block", block}, {"summary", summary}});
-  mixer->to(torch::kFloat64);
-  return mixer;
+  return testing::make_float64("checkpoint_attention", testing::masked_attention_context(),
+                               {{"segment_size", s}, {"query_block", block}, {"summary", summary}});
 }
 
 TEST(CheckpointSummary, MeanMatchesPerQueryLoop) {

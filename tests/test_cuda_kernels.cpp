@@ -17,6 +17,7 @@
 #include "mixers/compat.h"
 #include "mixers/implementation.h"
 #include "mixers/selective_scan.h"
+#include "tests/masked_schemes.h"
 
 #ifdef MIXLAB_WITH_CUDA
 #include "attention/cuda/kernels.h"
@@ -54,23 +55,12 @@ void poison_allocator() {
 
 // ------------------------------------------------------------------------------ attention
 
-// o_t = Σ_{j allowed(t)} softmax_j(q_t·k_j / √d) v_j, written densely in float64.
-torch::Tensor masked_attention_reference(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                                         const torch::Tensor& allowed) {
-  const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(3)));
-  auto scores = torch::matmul(q, k.transpose(-2, -1)) * scale;
-  scores = scores.masked_fill(allowed.logical_not(), -std::numeric_limits<double>::infinity());
-  return torch::matmul(torch::softmax(scores, -1), v);
-}
-
+// The dense masks of tests/masked_schemes.h; the reference is testing::masked_attention there.
 torch::Tensor window_mask(int64_t n, int64_t window) {
-  auto t = torch::arange(n).unsqueeze(1), s = torch::arange(n).unsqueeze(0);
-  return (s <= t).logical_and(s > t - window);  // keys t-W+1 .. t
+  return mixlab::testing::scheme_mask<mixlab::testing::SlidingWindowScheme>(n, window);
 }
-// A(t) = {t} ∪ {p = mS+S-1 : p < t}   (scout.md §2.1)
 torch::Tensor checkpoint_mask(int64_t n, int64_t segment) {
-  auto t = torch::arange(n).unsqueeze(1), s = torch::arange(n).unsqueeze(0);
-  return (s == t).logical_or((s.remainder(segment) == segment - 1).logical_and(s < t));
+  return mixlab::testing::scheme_mask<mixlab::testing::CheckpointScheme>(n, segment);
 }
 
 struct AttentionCase {
@@ -95,7 +85,7 @@ void check_attention(const AttentionCase& c, const torch::Tensor& allowed, Kerne
   auto q64 = q.detach().cpu().to(torch::kDouble).requires_grad_(true);
   auto k64 = k.detach().cpu().to(torch::kDouble).requires_grad_(true);
   auto v64 = v.detach().cpu().to(torch::kDouble).requires_grad_(true);
-  auto ref = masked_attention_reference(q64, k64, v64, allowed);
+  auto ref = mixlab::testing::masked_attention(q64, k64, v64, allowed);
   ref.backward(dout.cpu().to(torch::kDouble));
 
   const double tol = 1.5e-2;  // bf16 operands and outputs
@@ -217,8 +207,8 @@ TEST(CudaKernels, DispatchRunsTheKernelWhereSupportedAndTheReferenceOtherwise) {
   auto cuda = torch::TensorOptions().device(torch::kCUDA);
   auto q = torch::randn({1, 2, 100, 64}, cuda), k = torch::randn({1, 2, 100, 64}, cuda);
   auto v = torch::randn({1, 2, 100, 64}, cuda).to(torch::kBFloat16);
-  auto ref = masked_attention_reference(q.cpu().to(torch::kDouble), k.cpu().to(torch::kDouble),
-                                        v.cpu().to(torch::kDouble), window_mask(100, 17));
+  auto ref = mixlab::testing::masked_attention(q.cpu().to(torch::kDouble), k.cpu().to(torch::kDouble),
+                                               v.cpu().to(torch::kDouble), window_mask(100, 17));
   {
     mixlab::ImplementationLog log;
     mixlab::compat::CudaAutocast autocast(true);

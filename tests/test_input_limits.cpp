@@ -4,7 +4,7 @@
 // that fails with an ordinary error instead of aborting the process.
 
 #include "tests/temp_dir.h"
-#include "harness/archive_file.h"
+#include "harness/checkpoint.h"
 #include "harness/config.h"
 #include "harness/json_input.h"
 #include "harness/measure.h"
@@ -98,23 +98,40 @@ TEST(InputLimitsTest, TheTimeBudgetEndsRepeatsInsideOneMeasurement) {
   EXPECT_EQ(time_repeats([&] { ++calls; }, settings, timer, [] { return true; }).size(), 1u);
 }
 
+// A training checkpoint is written to checkpoint.safetensors.tmp and renamed over the old one.
+// With the .tmp a link to /dev/full every write fails with ENOSPC, as on a full disk: the save
+// must throw an ordinary error that says so, and leave the previous checkpoint as it was.
 TEST(InputLimitsTest, ACheckpointOnAFullDiskFailsWithAnErrorNotAnAbort) {
   mixlab::testing::TempDir dir("full_disk");
-  // checkpoint.pt.tmp is /dev/full: every write fails with ENOSPC, as on a full disk.
-  fs::create_symlink("/dev/full", dir.file("checkpoint.pt.tmp"));
-  torch::serialize::OutputArchive archive;
-  archive.write("weights", torch::ones({1024, 64}));
-  const std::string message = error_of([&] { save_archive_atomically(archive, dir.file("checkpoint.pt")); });
+  const std::string path = dir.file("checkpoint.safetensors");
+  torch::manual_seed(0);
+  torch::nn::Linear model(64, 1024);
+  torch::optim::AdamW optimizer(model->parameters(), torch::optim::AdamWOptions(1e-3));
+  model->forward(torch::randn({2, 64})).sum().backward();
+  optimizer.step();
+  const json model_json = {{"d_model", 64}};
+  save_training_checkpoint(path, *model, optimizer, {1, 0.5, "before"}, model_json);
+  const auto weights_before = model->weight.detach().clone();
+
+  optimizer.step();  // the model moves on; its next checkpoint hits the full disk
+  fs::create_symlink("/dev/full", path + ".tmp");
+  const std::string message = error_of([&] { save_training_checkpoint(path, *model, optimizer, {2, 1.0, "after"}, model_json); });
   EXPECT_NE(message.find("No space left on device"), std::string::npos) << message;
-  EXPECT_FALSE(fs::exists(dir.file("checkpoint.pt")));
-  // And a write that succeeds reads back.
-  fs::remove(dir.file("checkpoint.pt.tmp"));
-  save_archive_atomically(archive, dir.file("checkpoint.pt"));
-  torch::serialize::InputArchive in;
-  in.load_from(dir.file("checkpoint.pt"));
-  torch::Tensor weights;
-  in.read("weights", weights);
-  EXPECT_TRUE(torch::equal(weights, torch::ones({1024, 64})));
+  EXPECT_FALSE(fs::exists(fs::symlink_status(path + ".tmp")));  // nothing half-written is left
+  const auto kept = read_checkpoint_state(path);
+  ASSERT_TRUE(kept.has_value());
+  EXPECT_EQ(kept->step, 1);
+  EXPECT_EQ(kept->fingerprint, "before");
+  torch::nn::Linear reloaded(64, 1024);
+  torch::optim::AdamW reloaded_optimizer(reloaded->parameters(), torch::optim::AdamWOptions(1e-3));
+  load_training_checkpoint(path, *reloaded, reloaded_optimizer);
+  EXPECT_TRUE(torch::equal(reloaded->weight, weights_before));
+
+  // And with room on the disk the same save succeeds and reads back.
+  save_training_checkpoint(path, *model, optimizer, {2, 1.0, "after"}, model_json);
+  EXPECT_EQ(read_checkpoint_state(path)->step, 2);
+  load_training_checkpoint(path, *reloaded, reloaded_optimizer);
+  EXPECT_TRUE(torch::equal(reloaded->weight, model->weight));
 }
 
 }  // namespace

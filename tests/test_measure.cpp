@@ -4,6 +4,7 @@
 
 #include "harness/measure.h"
 #include "harness/config.h"
+#include "mixers/register_mixer.h"
 #include "mixers/registry.h"
 
 #include <gtest/gtest.h>
@@ -30,13 +31,9 @@ class PrefixMean : public TokenMixer {
   }
 };
 
-MIXLAB_REGISTER_MIXER(test_prefix_mean) {
-  MixerEntry entry;
-  entry.name = "test_prefix_mean";
-  entry.description = "test only: causal running mean, no step() (tests/test_measure.cpp)";
-  entry.factory = [](const MixerContext&, const MixerParams&) -> TokenMixerPtr { return std::make_shared<PrefixMean>(); };
-  return entry;
-}
+const RegisterMixer<PrefixMean> kRegistration(
+    "test_prefix_mean",
+    "test only: causal running mean, no step() (tests/test_measure.cpp)");
 
 double naive_median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
