@@ -34,15 +34,7 @@ TEST(ReportSections, PageHoldsTheSectionsInTheirOrderWithTablesAfterTheFigures) 
   fixture::TempDir dir("sections");
   {
     fixture::Fixture db(dir.path("s.db"));
-    fixture::fill_scaling_study(db);
-    for (int64_t step : {1, 2}) {
-      db.add_train("p_full", step, 64 * step, 1e9 * static_cast<double>(step), 5.0 - static_cast<double>(step), 1000);
-      db.add_train("p_swa", step, 64 * step, 8e8 * static_cast<double>(step), 5.5 - static_cast<double>(step), 1500);
-    }
-    db.add_evaluation("p_full", 2, "text", "loss", 3.5);
-    db.add_evaluation("p_swa", 2, "text", "loss", 3.75);
-    db.add_evaluation("p_full", 2, "mqar", "accuracy", 0.5, 64);
-    db.add_evaluation("p_swa", 2, "mqar", "accuracy", 0.25, 64);
+    fixture::fill_scaling_study(db);  // measurements, a training log and evaluations
   }
   ReportOptions options;
   options.db_path = dir.path("s.db");
