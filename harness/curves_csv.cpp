@@ -36,7 +36,7 @@ int64_t write_curves_csv(Store& store, const std::vector<std::string>& point_ids
                           "SELECT step, task || '/' || metric, value FROM evaluations WHERE point_id = ? AND bucket = -1 "
                           "AND value IS NOT NULL ORDER BY step, task, metric");
     evaluations.bind(1, point);
-    while (evaluations.step()) emit(point, label, evaluations.integer(0), "eval", evaluations.text(1), evaluations.real(2));
+    while (evaluations.step()) emit(point, label, evaluations.integer(0), "eval", evaluations.text(1), evaluations.real(2, 0.0));
   }
   out.close();
   if (!out) throw std::runtime_error("cannot write " + temporary);

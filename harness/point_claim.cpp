@@ -2,8 +2,6 @@
 
 #include "harness/device.h"
 
-#include <sqlite3.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
@@ -48,7 +46,7 @@ PointClaim Store::claim_point(const PointRecord& p, int64_t sweep_id, bool force
   PointClaim claim;
   const std::string host = host_name();
   transaction([&] {
-    Statement query(db_, "SELECT status, IFNULL(attempts, 0), IFNULL(claim_pid, 0), IFNULL(claim_host, ''), "
+    Statement query(*db_, "SELECT status, IFNULL(attempts, 0), IFNULL(claim_pid, 0), IFNULL(claim_host, ''), "
                          "heartbeat_s, IFNULL(claim_stage, ''), IFNULL(error, '') FROM points WHERE point_id = ?");
     query.bind(1, p.point_id);
     int64_t attempt = 1;
@@ -78,7 +76,7 @@ PointClaim Store::claim_point(const PointRecord& p, int64_t sweep_id, bool force
           claim.detail = "its process died " + std::to_string(deaths) + (deaths == 1 ? " time" : " times") +
                          holder.while_running() + " (last: " + holder.describe() +
                          "; out of memory or a signal?); skipped, --force runs it again";
-          Statement killed(db_, "UPDATE points SET status = 'killed', error = ?, finished_at = ?, claim_pid = NULL "
+          Statement killed(*db_, "UPDATE points SET status = 'killed', error = ?, finished_at = ?, claim_pid = NULL "
                                 "WHERE point_id = ?");
           killed.bind(1, claim.detail).bind(2, utc_now_iso8601()).bind(3, p.point_id).run();
           return;
@@ -88,7 +86,7 @@ PointClaim Store::claim_point(const PointRecord& p, int64_t sweep_id, bool force
                        holder.while_running();
       }
     }
-    Statement upsert(db_,
+    Statement upsert(*db_,
                      "INSERT INTO points (point_id, sweep_name, label, mixers, config_json, status, error, sweep_id, "
                      "started_at, attempts, claim_pid, claim_host, heartbeat_s, claim_stage) "
                      "VALUES (?1,?2,?3,?4,?5,'running',NULL,?6,?7,?8,?9,?10,?11,NULL) "
@@ -113,18 +111,18 @@ const char* kOwnClaim = " WHERE point_id = ? AND status = 'running' AND claim_pi
 }  // namespace
 
 void Store::set_claim_stage(const std::string& point_id, const std::string& stage) {
-  Statement update(db_, std::string("UPDATE points SET claim_stage = ?, heartbeat_s = ?") + kOwnClaim);
+  Statement update(*db_, std::string("UPDATE points SET claim_stage = ?, heartbeat_s = ?") + kOwnClaim);
   update.bind(1, stage).bind(2, unix_seconds()).bind(3, point_id).bind(4, static_cast<int64_t>(::getpid()))
       .bind(5, host_name()).run();
 }
 
 void Store::heartbeat(const std::string& point_id) {
-  Statement update(db_, std::string("UPDATE points SET heartbeat_s = ?") + kOwnClaim);
+  Statement update(*db_, std::string("UPDATE points SET heartbeat_s = ?") + kOwnClaim);
   update.bind(1, unix_seconds()).bind(2, point_id).bind(3, static_cast<int64_t>(::getpid())).bind(4, host_name()).run();
 }
 
 void Store::release_point(const std::string& point_id) {
-  Statement update(db_, std::string("UPDATE points SET status = 'pending', claim_pid = NULL, claim_host = NULL, "
+  Statement update(*db_, std::string("UPDATE points SET status = 'pending', claim_pid = NULL, claim_host = NULL, "
                                     "heartbeat_s = NULL, claim_stage = NULL, "
                                     "attempts = MAX(IFNULL(attempts, 1) - 1, 0), started_at = NULL") + kOwnClaim);
   update.bind(1, point_id).bind(2, static_cast<int64_t>(::getpid())).bind(3, host_name()).run();

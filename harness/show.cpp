@@ -2,16 +2,23 @@
 
 #include "harness/config.h"
 #include "harness/measure.h"
+#include "reports/tables.h"
+#include "reports/text.h"
 
 #include <algorithm>
-#include <iomanip>
+#include <functional>
+#include <map>
+#include <cmath>
 #include <ostream>
-#include <sstream>
 #include <vector>
 
 namespace mixlab {
 
 namespace {
+
+using reports::compact_number;
+using reports::fixed_decimals;
+using reports::printable_line;
 
 std::string joined(const std::vector<std::string>& items, size_t at_most = 12) {
   std::string text;
@@ -20,55 +27,30 @@ std::string joined(const std::vector<std::string>& items, size_t at_most = 12) {
   return text.empty() ? "(none)" : text;
 }
 
-std::vector<std::string> column(Store& store, const std::string& sql, const std::string& bound = "") {
-  Statement q(store.handle(), sql);
-  if (!bound.empty()) q.bind(1, bound);
-  std::vector<std::string> values;
-  while (q.step()) values.push_back(q.text(0));
-  return values;
+// header[0] names the row-name column; each row's first cell is its name.
+void print_table(std::ostream& out, const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows,
+                 const std::vector<bool>& right_aligned) {
+  reports::Table table;
+  table.corner = header.front();
+  table.columns.assign(header.begin() + 1, header.end());
+  for (const auto& row : rows) {
+    table.rows.push_back(row.front());
+    std::vector<reports::TableCell> cells;
+    for (auto cell = row.begin() + 1; cell != row.end(); ++cell) cells.push_back(reports::TableCell::words(*cell));
+    table.cells.push_back(std::move(cells));
+  }
+  out << reports::render_text(table, right_aligned);
 }
 
-// " AND p.sweep_name = ? AND p.point_id = ?" with the values to bind, for a query aliasing points as p.
-std::string point_clauses(const ShowFilter& filter, std::vector<std::string>& bound) {
-  std::string sql;
-  if (!filter.sweep_name.empty()) sql += " AND p.sweep_name = ?", bound.push_back(filter.sweep_name);
-  if (!filter.point_id.empty()) sql += " AND p.point_id = ?", bound.push_back(filter.point_id);
-  return sql;
+// "-" for a value the database does not hold (NULL reads as NaN).
+std::string or_dash(double value, const std::function<std::string(double)>& format) {
+  return std::isnan(value) ? "-" : format(value);
 }
 
-void bind_strings(Statement& statement, const std::vector<std::string>& values) {
-  for (size_t i = 0; i < values.size(); ++i) statement.bind(static_cast<int>(i + 1), values[i]);
-}
-
-std::string fixed(double value, int precision) {
-  std::ostringstream s;
-  s << std::fixed << std::setprecision(precision) << value;
-  return s.str();
-}
-
-std::string general(double value) {
-  std::ostringstream s;
-  s << std::setprecision(4) << value;
-  return s.str();
-}
-
-// Characters on screen: UTF-8 continuation bytes (10xxxxxx) take no column ("·" in labels).
-size_t columns(const std::string& text) {
-  return static_cast<size_t>(std::count_if(text.begin(), text.end(), [](char c) { return (c & 0xC0) != 0x80; }));
-}
-
-void print_rows(std::ostream& out, const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows) {
-  std::vector<size_t> width(header.size());
-  for (size_t c = 0; c < header.size(); ++c) width[c] = columns(header[c]);
-  for (const auto& row : rows)
-    for (size_t c = 0; c < row.size(); ++c) width[c] = std::max(width[c], columns(row[c]));
-  auto line = [&](const std::vector<std::string>& row) {
-    for (size_t c = 0; c < row.size(); ++c)
-      out << (c ? "  " : "") << row[c] << (c + 1 < row.size() ? std::string(width[c] - columns(row[c]), ' ') : "");
-    out << "\n";
-  };
-  line(header);
-  for (const auto& row : rows) line(row);
+std::string short_commit(std::string commit) {
+  if (commit.size() > 12 && commit != "unknown")
+    commit = commit.substr(0, 12) + (commit.find("-dirty") != std::string::npos ? "-dirty" : "");
+  return commit;
 }
 
 }  // namespace
@@ -77,7 +59,7 @@ ShowFilter resolve_show_filter(Store& store, const ShowFilter& filter) {
   ShowFilter resolved = filter;
   const std::string& db = store.path();
   if (!filter.sweep_name.empty()) {
-    const auto sweeps = column(store, "SELECT name FROM sweeps UNION SELECT sweep_name FROM points ORDER BY 1");
+    const auto sweeps = reports::sweep_names(store.handle());
     if (std::find(sweeps.begin(), sweeps.end(), filter.sweep_name) == sweeps.end())
       throw ConfigError(db, "--sweep", "no sweep '" + filter.sweep_name + "' in this database; sweeps: " + joined(sweeps));
   }
@@ -87,8 +69,7 @@ ShowFilter resolve_show_filter(Store& store, const ShowFilter& filter) {
       throw ConfigError(db, "--phase", "unknown phase '" + filter.phase + "'; valid: " + joined(phases));
   }
   if (!filter.point_id.empty()) {
-    const auto ids = column(store, "SELECT point_id FROM points WHERE substr(point_id, 1, length(?1)) = ?1 ORDER BY 1",
-                            filter.point_id);
+    const auto ids = reports::point_ids_starting_with(store.handle(), filter.point_id);
     if (ids.empty())
       throw ConfigError(db, "--point", "no point id starts with '" + filter.point_id + "' (mixlab show --db " + db +
                                            " lists them)");
@@ -100,41 +81,83 @@ ShowFilter resolve_show_filter(Store& store, const ShowFilter& filter) {
   return resolved;
 }
 
-void print_training(Store& store, std::ostream& out, const ShowFilter& filter) {
-  std::vector<std::string> bound;
-  const std::string sql =
-      "SELECT p.label, p.point_id, t.step, t.tokens, t.flops, t.loss, t.elapsed_s, "
-      "(SELECT COUNT(*) FROM train_log c WHERE c.point_id = p.point_id) "
-      "FROM points p JOIN train_log t ON t.point_id = p.point_id "
-      "AND t.step = (SELECT MAX(step) FROM train_log WHERE point_id = p.point_id) WHERE 1" +
-      point_clauses(filter, bound) + " ORDER BY p.label, p.point_id";
-  Statement q(store.handle(), sql);
-  bind_strings(q, bound);
+void print_sweeps(Store& store, std::ostream& out) {
   std::vector<std::vector<std::string>> rows;
-  while (q.step())
-    rows.push_back({q.text(0), q.text(1).substr(0, 10), std::to_string(q.integer(2)), general(q.real(3)),
-                    general(q.real(4)), fixed(q.real(5), 4), fixed(q.real(6), 1), std::to_string(q.integer(7))});
+  for (const auto& s : reports::load_sweeps(store.handle()))
+    rows.push_back({std::to_string(s.id), s.name, s.started_at.substr(0, 19),
+                    s.finished_at.value_or("(unfinished)").substr(0, 19), s.device + "/" + s.dtype, s.torch_version,
+                    short_commit(s.git_commit), s.host, s.shard.value_or("-"), s.device_name});
+  out << "sweeps\n";
+  print_table(out, {"id", "name", "started", "finished", "device", "torch", "commit", "host", "shard", "device name"},
+              rows, {true, false, false, false, false, false, false, false, false, false});
+}
+
+void print_point_summary(Store& store, std::ostream& out, const ShowFilter& filter) {
+  std::map<std::string, std::string> by_sweep;  // sweep -> "2 done, 1 failed"
+  for (const auto& count : reports::point_status_counts(store.handle(), filter)) {
+    auto& text = by_sweep[count.sweep_name];
+    text += (text.empty() ? "" : ", ") + std::to_string(count.count) + " " + count.status;
+  }
+  out << "\npoints\n";
+  for (const auto& [name, text] : by_sweep) out << "  " << printable_line(name) << ": " << text << "\n";
+  const auto failed = reports::failed_points(store.handle(), filter);
+  if (!failed.empty()) out << "\nfailed points\n";
+  for (const auto& point : failed)
+    out << "  " << printable_line(point.label) << " (" << point.point_id << ")"
+        << (point.status == "killed" ? " KILLED" : "") << ": " << printable_line(point.error) << "\n";
+  const auto unsuccessful = reports::failed_measurements(store.handle(), filter);
+  if (!unsuccessful.empty()) out << "\nmeasurements that did not succeed\n";
+  for (const auto& m : unsuccessful)
+    out << "  " << printable_line(m.label) << " " << m.phase << ": " << m.count << " " << m.status << " from N=" << m.min_seq_len
+        << " (" << printable_line(m.error) << ")\n";
+}
+
+void print_training(Store& store, std::ostream& out, const ShowFilter& filter) {
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& t : reports::last_training_steps(store.handle(), filter))
+    rows.push_back({t.label, t.point_id.substr(0, 10), std::to_string(t.step), reports::significant_digits(t.tokens, 4),
+                    reports::significant_digits(t.flops, 4), fixed_decimals(t.loss, 4), fixed_decimals(t.elapsed_s, 1),
+                    std::to_string(t.rows)});
   if (rows.empty()) return;
   out << "\ntraining (last logged step)\n";
-  print_rows(out, {"label", "point", "step", "tokens", "FLOPs", "train loss", "elapsed s", "rows"}, rows);
+  print_table(out, {"label", "point", "step", "tokens", "FLOPs", "train loss", "elapsed s", "rows"}, rows, {});
 }
 
 void print_evaluations(Store& store, std::ostream& out, const ShowFilter& filter) {
-  std::vector<std::string> bound;
-  const std::string sql =
-      "SELECT p.label, p.point_id, e.step, e.task, e.metric, e.seq_len, e.value "
-      "FROM points p JOIN evaluations e ON e.point_id = p.point_id AND e.bucket = -1 "
-      "AND e.step = (SELECT MAX(step) FROM evaluations WHERE point_id = p.point_id) WHERE 1" +
-      point_clauses(filter, bound) + " ORDER BY e.task, e.metric, p.label, e.seq_len";
-  Statement q(store.handle(), sql);
-  bind_strings(q, bound);
   std::vector<std::vector<std::string>> rows;
-  while (q.step())
-    rows.push_back({q.text(0), q.text(1).substr(0, 10), std::to_string(q.integer(2)), q.text(3), q.text(4),
-                    q.integer(5) < 0 ? "-" : std::to_string(q.integer(5)), fixed(q.real(6), 4)});
+  for (const auto& e : reports::last_evaluations(store.handle(), filter))
+    rows.push_back({e.label, e.point_id.substr(0, 10), std::to_string(e.step), e.task, e.metric,
+                    e.seq_len < 0 ? "-" : std::to_string(e.seq_len), fixed_decimals(e.value, 4)});
   if (rows.empty()) return;
   out << "\nevaluations (last evaluated step)\n";
-  print_rows(out, {"label", "point", "step", "task", "metric", "N", "value"}, rows);
+  print_table(out, {"label", "point", "step", "task", "metric", "N", "value"}, rows, {});
+}
+
+void print_measurements(Store& store, std::ostream& out, const ShowFilter& filter) {
+  const double mib = 1024.0 * 1024.0;
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& m : reports::measurement_rows(store.handle(), filter)) {
+    // decode*: the mixer has no step(), so each token re-ran the prefix.
+    const std::string phase = m.phase + (m.extra_json.find("decode_fallback") != std::string::npos ? "*" : "");
+    rows.push_back(
+        {m.label, phase, std::to_string(m.seq_len), std::to_string(m.batch), m.status,
+         or_dash(m.median_ms, [](double v) { return fixed_decimals(v, v < 10 ? 3 : 1); }),
+         or_dash(m.stddev_ms,
+                 [&](double v) {
+                   return std::isnan(m.median_ms) || m.median_ms == 0 ? std::string("-")
+                                                                      : fixed_decimals(100.0 * v / m.median_ms, 1) + "%";
+                 }),
+         m.repeats ? std::to_string(*m.repeats) : "-", or_dash(m.tokens_per_s, compact_number),
+         or_dash(m.flops, compact_number), or_dash(m.tflops_per_s, [](double v) { return fixed_decimals(v, 3); }),
+         or_dash(m.peak_memory_bytes, [&](double v) { return fixed_decimals(v / mib, 1); }),
+         or_dash(m.state_bytes, [&](double v) { return fixed_decimals(v / mib, 2); }), or_dash(m.parameters, compact_number)});
+  }
+  out << "\nmeasurements" << (filter.phase.empty() ? "" : " (" + filter.phase + ")")
+      << "   (decode*: no step(), the prefix is re-run)\n";
+  print_table(out,
+              {"label", "phase", "N", "B", "status", "median ms", "sd", "reps", "tokens/s", "FLOPs", "TFLOP/s",
+               "peak MiB", "state MiB", "params"},
+              rows, {false, false, true, true, false, true, true, true, true, true, true, true, true, true});
 }
 
 }  // namespace mixlab

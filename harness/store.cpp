@@ -2,8 +2,6 @@
 
 #include "harness/device.h"
 
-#include <sqlite3.h>
-
 #include <chrono>
 #include <cmath>
 #include <thread>
@@ -14,50 +12,6 @@
 #include <vector>
 
 namespace mixlab {
-
-// ------------------------------------------------------------------------------ Statement
-
-Statement::Statement(sqlite3* db, const std::string& sql) : db_(db), sql_(sql) {
-  if (sqlite3_prepare_v2(db, sql.c_str(), -1, &statement_, nullptr) != SQLITE_OK)
-    throw StoreError("SQLite cannot prepare \"" + sql + "\": " + sqlite3_errmsg(db));
-}
-Statement::~Statement() { sqlite3_finalize(statement_); }
-
-Statement& Statement::bind(int index, std::nullptr_t) { sqlite3_bind_null(statement_, index); return *this; }
-Statement& Statement::bind(int index, int64_t value) { sqlite3_bind_int64(statement_, index, value); return *this; }
-Statement& Statement::bind(int index, double value) {
-  if (std::isfinite(value)) sqlite3_bind_double(statement_, index, value);
-  else sqlite3_bind_null(statement_, index);
-  return *this;
-}
-Statement& Statement::bind(int index, const std::string& value) {
-  sqlite3_bind_text(statement_, index, value.c_str(), static_cast<int>(value.size()), SQLITE_TRANSIENT);
-  return *this;
-}
-Statement& Statement::bind(int index, const std::optional<double>& value) {
-  return value ? bind(index, *value) : bind(index, nullptr);
-}
-Statement& Statement::bind(int index, const std::optional<std::string>& value) {
-  return value ? bind(index, *value) : bind(index, nullptr);
-}
-
-bool Statement::step() {
-  const int rc = sqlite3_step(statement_);
-  if (rc == SQLITE_ROW) return true;
-  if (rc == SQLITE_DONE) return false;
-  throw StoreError("SQLite failed on \"" + sql_ + "\": " + sqlite3_errmsg(db_));
-}
-void Statement::run() { while (step()) {} }
-void Statement::reset() { sqlite3_reset(statement_); sqlite3_clear_bindings(statement_); }
-bool Statement::is_null(int column) const { return sqlite3_column_type(statement_, column) == SQLITE_NULL; }
-int64_t Statement::integer(int column) const { return sqlite3_column_int64(statement_, column); }
-double Statement::real(int column) const { return sqlite3_column_double(statement_, column); }
-std::string Statement::text(int column) const {
-  const auto* p = sqlite3_column_text(statement_, column);
-  return p ? std::string(reinterpret_cast<const char*>(p)) : std::string();
-}
-int Statement::columns() const { return sqlite3_column_count(statement_); }
-std::string Statement::column_name(int column) const { return sqlite3_column_name(statement_, column); }
 
 // ------------------------------------------------------------------------------ Store
 
@@ -97,19 +51,6 @@ const std::vector<std::pair<std::string, std::string>> kClaimColumns = {
     {"attempts", "INTEGER"}, {"claim_pid", "INTEGER"}, {"claim_host", "TEXT"}, {"heartbeat_s", "REAL"},
     {"claim_stage", "TEXT"}};
 
-std::vector<std::string> table_columns(sqlite3* db, const std::string& schema, const std::string& table) {
-  Statement info(db, "PRAGMA " + schema + ".table_info(" + table + ")");
-  std::vector<std::string> names;
-  while (info.step()) names.push_back(info.text(1));
-  return names;
-}
-
-bool has_table(sqlite3* db, const std::string& schema, const std::string& table) {
-  Statement query(db, "SELECT 1 FROM " + schema + ".sqlite_master WHERE type = 'table' AND name = ?");
-  query.bind(1, table);
-  return query.step();
-}
-
 // An SQLite URI for a read-only attachment of `path` (RFC 3986 escapes for the characters that
 // have a meaning in a URI).
 std::string read_only_uri(const std::string& path) {
@@ -128,26 +69,21 @@ std::string read_only_uri(const std::string& path) {
 }  // namespace
 
 Store::Store(const std::string& path, Mode mode) : path_(path), mode_(mode) {
-  const int flags = (mode == Mode::read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
-                    SQLITE_OPEN_FULLMUTEX | SQLITE_OPEN_URI;
-  if (sqlite3_open_v2(path.c_str(), &db_, flags, nullptr) != SQLITE_OK) {
-    const std::string message = db_ ? sqlite3_errmsg(db_) : "out of memory";
-    sqlite3_close(db_);
-    db_ = nullptr;
-    throw StoreError("cannot open the results database " + path + ": " + message);
-  }
   // Another shard process may hold the write lock for the length of one point's transaction.
-  sqlite3_busy_timeout(db_, 120000);
+  sqlite::OpenOptions options;
+  options.access = mode == Mode::read_only ? sqlite::Access::read_only : sqlite::Access::create;
+  options.busy_timeout_ms = 120000;
+  options.uri_names = true;  // merge_from attaches a read-only URI
+  db_ = std::make_unique<sqlite::Database>(path, options);
   if (mode == Mode::read_only) {
     try {
       check_mixlab_database();
       // A database from before sweep membership: its points belong to the sweep that ran them.
-      if (!has_table(db_, "main", "sweep_points"))
+      if (!db_->has_table("sweep_points", "main"))
         execute("CREATE TEMP TABLE sweep_points AS SELECT sweep_name, point_id, NULL AS position FROM points "
                 "WHERE sweep_name IS NOT NULL");
     } catch (...) {
-      sqlite3_close(db_);
-      db_ = nullptr;
+      db_.reset();
       throw;
     }
     return;
@@ -159,7 +95,7 @@ Store::Store(const std::string& path, Mode mode) : path_(path), mode_(mode) {
       try {
         execute("PRAGMA journal_mode=WAL");
         break;
-      } catch (const StoreError&) {
+      } catch (const sqlite::Error&) {
         if (attempt == 200) throw;
         std::this_thread::sleep_for(std::chrono::milliseconds(25));
       }
@@ -172,9 +108,9 @@ Store::Store(const std::string& path, Mode mode) : path_(path), mode_(mode) {
 }
 
 void Store::check_mixlab_database() {
-  bool ok = has_table(db_, "main", "meta") && has_table(db_, "main", "points");
+  bool ok = db_->has_table("meta", "main") && db_->has_table("points", "main");
   if (ok) {
-    Statement version(db_, "SELECT value FROM meta WHERE key = 'schema_version'");
+    Statement version(*db_, "SELECT value FROM meta WHERE key = 'schema_version'");
     ok = version.step();
     if (ok && version.text(0) != std::to_string(kSchemaVersion))
       throw StoreError(path_ + " has schema version " + version.text(0) + "; this mixlab reads version " +
@@ -185,27 +121,12 @@ void Store::check_mixlab_database() {
                                     "docs/results-schema.md)");
 }
 
-Store::~Store() { sqlite3_close(db_); }
+Store::~Store() = default;
 
-void Store::execute(const std::string& sql) {
-  char* message = nullptr;
-  if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &message) != SQLITE_OK) {
-    const std::string text = message ? message : "unknown error";
-    sqlite3_free(message);
-    throw StoreError("SQLite failed on \"" + sql.substr(0, 80) + "\": " + text + " (" + path_ + ")");
-  }
-}
+void Store::execute(const std::string& sql) { db_->execute(sql); }
 
-void Store::transaction(const std::function<void()>& body) {
-  execute("BEGIN IMMEDIATE");  // take the write lock now; the busy timeout waits for other writers
-  try {
-    body();
-    execute("COMMIT");
-  } catch (...) {
-    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-    throw;
-  }
-}
+// BEGIN IMMEDIATE takes the write lock at once; the busy timeout waits for other writers.
+void Store::transaction(const std::function<void()>& body) { db_->transaction(body); }
 
 // Columns added after version 1 shipped, as idempotent migrations: a database written before
 // them gains the column (NULL in old rows) when it is opened.
@@ -225,7 +146,7 @@ const AddedColumn kAddedColumns[] = {
 
 void Store::add_missing_columns() {
   for (const auto& added : kAddedColumns) {
-    const auto columns = table_columns(db_, "main", added.table);
+    const auto columns = db_->table_columns(added.table, "main");
     if (std::find(columns.begin(), columns.end(), added.column) == columns.end())
       execute(std::string("ALTER TABLE ") + added.table + " ADD COLUMN " + added.column + " " + added.type);
   }
@@ -278,7 +199,7 @@ void bind_json(Statement& statement, int index, const nlohmann::json& value) {
   else statement.bind(index, nullptr);
 }
 
-void write_hyperparameters(sqlite3* db, const std::string& point_id, const std::string& config_json) {
+void write_hyperparameters(sqlite::Database& db, const std::string& point_id, const std::string& config_json) {
   std::string sql = "UPDATE points SET ";
   int index = 1;
   for (const auto& column : kHyperparameterColumns) sql += std::string(index++ > 1 ? ", " : "") + column.name + " = ?";
@@ -293,7 +214,7 @@ void write_hyperparameters(sqlite3* db, const std::string& point_id, const std::
 void Store::add_hyperparameter_columns() {
   std::set<std::string> present;
   {
-    Statement columns(db_, "PRAGMA table_info(points)");
+    Statement columns(*db_, "PRAGMA table_info(points)");
     while (columns.step()) present.insert(columns.text(1));
   }
   bool added = false;
@@ -305,10 +226,10 @@ void Store::add_hyperparameter_columns() {
   if (!added) return;
   std::vector<std::pair<std::string, std::string>> points;
   {
-    Statement all(db_, "SELECT point_id, COALESCE(config_json, '{}') FROM points");
+    Statement all(*db_, "SELECT point_id, COALESCE(config_json, '{}') FROM points");
     while (all.step()) points.emplace_back(all.text(0), all.text(1));
   }
-  for (const auto& [id, config] : points) write_hyperparameters(db_, id, config);
+  for (const auto& [id, config] : points) write_hyperparameters(*db_, id, config);
 }
 
 void Store::create_schema() {
@@ -316,13 +237,13 @@ void Store::create_schema() {
     execute(kSchema);
     add_missing_columns();
     add_hyperparameter_columns();
-    Statement version(db_, "SELECT value FROM meta WHERE key = 'schema_version'");
+    Statement version(*db_, "SELECT value FROM meta WHERE key = 'schema_version'");
     if (version.step()) {
       if (version.text(0) != std::to_string(kSchemaVersion))
         throw StoreError(path_ + " has schema version " + version.text(0) + "; this mixlab reads version " +
                          std::to_string(kSchemaVersion));
     } else {
-      Statement insert(db_, "INSERT INTO meta (key, value) VALUES ('schema_version', ?), ('created_at', ?)");
+      Statement insert(*db_, "INSERT INTO meta (key, value) VALUES ('schema_version', ?), ('created_at', ?)");
       insert.bind(1, std::to_string(kSchemaVersion)).bind(2, utc_now_iso8601()).run();
     }
     migrate_schema();
@@ -330,12 +251,12 @@ void Store::create_schema() {
 }
 
 void Store::migrate_schema() {
-  if (!has_table(db_, "main", "sweep_points")) {
+  if (!db_->has_table("sweep_points", "main")) {
     execute(kSweepPointsTable);
     execute("INSERT OR IGNORE INTO sweep_points (sweep_name, point_id) SELECT sweep_name, point_id FROM points "
             "WHERE sweep_name IS NOT NULL");
   }
-  const auto columns = table_columns(db_, "main", "points");
+  const auto columns = db_->table_columns("points", "main");
   for (const auto& [name, type] : kClaimColumns)
     if (std::find(columns.begin(), columns.end(), name) == columns.end())
       execute("ALTER TABLE points ADD COLUMN " + name + " " + type);
@@ -343,9 +264,9 @@ void Store::migrate_schema() {
 
 void Store::register_sweep_points(const std::string& name, const std::vector<PointRecord>& points) {
   transaction([&] {
-    Statement pending(db_, "INSERT OR IGNORE INTO points (point_id, sweep_name, label, mixers, config_json, status) "
+    Statement pending(*db_, "INSERT OR IGNORE INTO points (point_id, sweep_name, label, mixers, config_json, status) "
                            "VALUES (?,?,?,?,?,'pending')");
-    Statement member(db_, "INSERT OR REPLACE INTO sweep_points (sweep_name, point_id, position) VALUES (?,?,?)");
+    Statement member(*db_, "INSERT OR REPLACE INTO sweep_points (sweep_name, point_id, position) VALUES (?,?,?)");
     for (size_t k = 0; k < points.size(); ++k) {
       const PointRecord& p = points[k];
       pending.reset();
@@ -359,34 +280,34 @@ void Store::register_sweep_points(const std::string& name, const std::vector<Poi
 int64_t Store::begin_sweep(const SweepRecord& r) {
   int64_t id = 0;
   transaction([&] {
-    Statement insert(db_,
+    Statement insert(*db_,
                      "INSERT INTO sweeps (name, description, spec_path, spec_json, started_at, git_commit, host, "
                      "device, device_name, torch_version, dtype, shard) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)");
     insert.bind(1, r.name).bind(2, r.description).bind(3, r.spec_path).bind(4, r.spec_json).bind(5, utc_now_iso8601())
         .bind(6, r.git_commit).bind(7, r.host).bind(8, r.device).bind(9, r.device_name).bind(10, r.torch_version)
         .bind(11, r.dtype).bind(12, r.shard);
     insert.run();
-    id = sqlite3_last_insert_rowid(db_);
+    id = db_->last_insert_rowid();
   });
   return id;
 }
 
 void Store::finish_sweep(int64_t sweep_id) {
   transaction([&] {
-    Statement update(db_, "UPDATE sweeps SET finished_at = ? WHERE sweep_id = ?");
+    Statement update(*db_, "UPDATE sweeps SET finished_at = ? WHERE sweep_id = ?");
     update.bind(1, utc_now_iso8601()).bind(2, sweep_id).run();
   });
 }
 
 std::optional<std::string> Store::point_status(const std::string& point_id) {
-  Statement query(db_, "SELECT status FROM points WHERE point_id = ?");
+  Statement query(*db_, "SELECT status FROM points WHERE point_id = ?");
   query.bind(1, point_id);
   if (!query.step()) return std::nullopt;
   return query.text(0);
 }
 
 int64_t Store::measurement_count(const std::string& point_id) {
-  Statement query(db_, "SELECT COUNT(*) FROM measurements WHERE point_id = ?");
+  Statement query(*db_, "SELECT COUNT(*) FROM measurements WHERE point_id = ?");
   query.bind(1, point_id);
   query.step();
   return query.integer(0);
@@ -394,7 +315,7 @@ int64_t Store::measurement_count(const std::string& point_id) {
 
 void Store::start_point(const PointRecord& p, int64_t sweep_id) {
   transaction([&] {
-    Statement upsert(db_,
+    Statement upsert(*db_,
                      "INSERT INTO points (point_id, sweep_name, label, mixers, config_json, status, error, sweep_id, "
                      "started_at) VALUES (?,?,?,?,?,'running',NULL,?,?) "
                      "ON CONFLICT(point_id) DO UPDATE SET sweep_name=excluded.sweep_name, label=excluded.label, "
@@ -403,7 +324,7 @@ void Store::start_point(const PointRecord& p, int64_t sweep_id) {
     upsert.bind(1, p.point_id).bind(2, p.sweep_name).bind(3, p.label).bind(4, p.mixers).bind(5, p.config_json)
         .bind(6, sweep_id).bind(7, utc_now_iso8601());
     upsert.run();
-    write_hyperparameters(db_, p.point_id, p.config_json);
+    write_hyperparameters(*db_, p.point_id, p.config_json);
   });
 }
 
@@ -411,9 +332,9 @@ void Store::record_measurements(const PointRecord& p, int64_t sweep_id, const Sw
                                 const std::vector<Measurement>& rows, bool finished,
                                 const std::function<void()>& before_commit) {
   transaction([&] {
-    Statement remove(db_, "DELETE FROM measurements WHERE point_id = ?");
+    Statement remove(*db_, "DELETE FROM measurements WHERE point_id = ?");
     remove.bind(1, p.point_id).run();
-    Statement insert(db_,
+    Statement insert(*db_,
                      "INSERT INTO measurements (point_id, phase, seq_len, batch, status, error, median_ms, mean_ms, "
                      "stddev_ms, min_ms, max_ms, repeats, tokens_per_s, flops, tflops_per_s, peak_memory_bytes, "
                      "state_bytes, measured_state_bytes, device, dtype, torch_version, git_commit, created_at, "
@@ -437,10 +358,10 @@ void Store::record_measurements(const PointRecord& p, int64_t sweep_id, const Sw
       insert.bind(26, m.execution);
       insert.run();
     }
-    Statement update(db_, "UPDATE points SET parameters = ?, embedding_parameters = ?, sweep_id = ? WHERE point_id = ?");
+    Statement update(*db_, "UPDATE points SET parameters = ?, embedding_parameters = ?, sweep_id = ? WHERE point_id = ?");
     update.bind(1, p.parameters).bind(2, p.embedding_parameters).bind(3, sweep_id).bind(4, p.point_id).run();
     if (finished) {
-      Statement done(db_, "UPDATE points SET status = 'done', error = NULL, finished_at = ? WHERE point_id = ?");
+      Statement done(*db_, "UPDATE points SET status = 'done', error = NULL, finished_at = ? WHERE point_id = ?");
       done.bind(1, now).bind(2, p.point_id).run();
     }
     if (before_commit) before_commit();
@@ -449,14 +370,14 @@ void Store::record_measurements(const PointRecord& p, int64_t sweep_id, const Sw
 
 void Store::finish_point(const std::string& point_id) {
   transaction([&] {
-    Statement update(db_, "UPDATE points SET status = 'done', error = NULL, finished_at = ? WHERE point_id = ?");
+    Statement update(*db_, "UPDATE points SET status = 'done', error = NULL, finished_at = ? WHERE point_id = ?");
     update.bind(1, utc_now_iso8601()).bind(2, point_id).run();
   });
 }
 
 void Store::fail_point(const std::string& point_id, const std::string& error) {
   transaction([&] {
-    Statement update(db_, "UPDATE points SET status = 'failed', error = ?, finished_at = ? WHERE point_id = ?");
+    Statement update(*db_, "UPDATE points SET status = 'failed', error = ?, finished_at = ? WHERE point_id = ?");
     update.bind(1, error).bind(2, utc_now_iso8601()).bind(3, point_id).run();
   });
 }
@@ -532,40 +453,40 @@ int64_t Store::merge_from(const std::string& other_path) {
     Store other(other_path, Mode::read_only);  // a mixlab database of this schema version; never written
   }
   {
-    Statement attach(db_, "ATTACH DATABASE ? AS source");
+    Statement attach(*db_, "ATTACH DATABASE ? AS source");
     attach.bind(1, read_only_uri(other_path)).run();
   }
   // The columns both sides have: another mixlab version may have added some (all are nullable).
   std::map<std::string, std::string> shared_columns;
   for (const char* table : {"points", "measurements", "train_log", "evaluations"}) {
-    const auto here = table_columns(db_, "main", table);
+    const auto here = db_->table_columns(table, "main");
     std::string list;
-    for (const auto& column : table_columns(db_, "source", table))
+    for (const auto& column : db_->table_columns(table, "source"))
       if (std::find(here.begin(), here.end(), column) != here.end()) list += (list.empty() ? "" : ", ") + column;
     shared_columns[table] = list;
   }
-  const bool source_has_membership = has_table(db_, "source", "sweep_points");
+  const bool source_has_membership = db_->has_table("sweep_points", "source");
   int64_t taken = 0;
   try {
     transaction([&] {
       // Sweeps: the same invocation is recognised by name, start time, host and shard.
       std::map<int64_t, int64_t> sweep_ids;
-      Statement sweeps(db_, "SELECT sweep_id, name, started_at, host, IFNULL(shard, '') FROM source.sweeps");
+      Statement sweeps(*db_, "SELECT sweep_id, name, started_at, host, IFNULL(shard, '') FROM source.sweeps");
       while (sweeps.step()) {
-        Statement find(db_, "SELECT sweep_id FROM main.sweeps WHERE name IS ? AND started_at IS ? AND host IS ? "
+        Statement find(*db_, "SELECT sweep_id FROM main.sweeps WHERE name IS ? AND started_at IS ? AND host IS ? "
                             "AND IFNULL(shard, '') = ?");
         find.bind(1, sweeps.text(1)).bind(2, sweeps.text(2)).bind(3, sweeps.text(3)).bind(4, sweeps.text(4));
         if (find.step()) {
           sweep_ids[sweeps.integer(0)] = find.integer(0);
           continue;
         }
-        Statement copy(db_, "INSERT INTO main.sweeps (name, description, spec_path, spec_json, started_at, "
+        Statement copy(*db_, "INSERT INTO main.sweeps (name, description, spec_path, spec_json, started_at, "
                             "finished_at, git_commit, host, device, device_name, torch_version, dtype, shard) "
                             "SELECT name, description, spec_path, spec_json, started_at, finished_at, git_commit, "
                             "host, device, device_name, torch_version, dtype, shard FROM source.sweeps "
                             "WHERE sweep_id = ?");
         copy.bind(1, sweeps.integer(0)).run();
-        sweep_ids[sweeps.integer(0)] = sqlite3_last_insert_rowid(db_);
+        sweep_ids[sweeps.integer(0)] = db_->last_insert_rowid();
       }
       // Points: take a point that is new, or better (done over not done, then the later finish).
       // (Collected first: the loop below writes the table the query reads.)
@@ -576,7 +497,7 @@ int64_t Store::merge_from(const std::string& other_path) {
       };
       std::vector<Candidate> candidates;
       {
-        Statement query(db_, "SELECT s.point_id, s.sweep_id, m.point_id IS NOT NULL, "
+        Statement query(*db_, "SELECT s.point_id, s.sweep_id, m.point_id IS NOT NULL, "
                              "s.status = 'done' AND (m.status IS NOT 'done' OR s.finished_at > m.finished_at) "
                              "FROM source.points s LEFT JOIN main.points m ON m.point_id = s.point_id");
         while (query.step())
@@ -587,15 +508,15 @@ int64_t Store::merge_from(const std::string& other_path) {
         const std::string& id = candidate.id;
         if (candidate.exists && !candidate.better) continue;
         for (const char* table : {"points", "measurements", "train_log", "evaluations"}) {
-          Statement remove(db_, std::string("DELETE FROM main.") + table + " WHERE point_id = ?");
+          Statement remove(*db_, std::string("DELETE FROM main.") + table + " WHERE point_id = ?");
           remove.bind(1, id).run();
           const std::string& columns = shared_columns[table];
-          Statement copy(db_, std::string("INSERT INTO main.") + table + " (" + columns + ") SELECT " + columns +
+          Statement copy(*db_, std::string("INSERT INTO main.") + table + " (" + columns + ") SELECT " + columns +
                                   " FROM source." + table + " WHERE point_id = ?");
           copy.bind(1, id).run();
         }
         if (candidate.sweep_id) {
-          Statement remap(db_, "UPDATE main.points SET sweep_id = ? WHERE point_id = ?");
+          Statement remap(*db_, "UPDATE main.points SET sweep_id = ? WHERE point_id = ?");
           const auto found = sweep_ids.find(*candidate.sweep_id);
           if (found != sweep_ids.end()) remap.bind(1, found->second); else remap.bind(1, nullptr);
           remap.bind(2, id).run();
@@ -610,7 +531,11 @@ int64_t Store::merge_from(const std::string& other_path) {
                     "SELECT sweep_name, point_id FROM source.points WHERE sweep_name IS NOT NULL");
     });
   } catch (...) {
-    sqlite3_exec(db_, "DETACH DATABASE source", nullptr, nullptr, nullptr);
+    try {
+      execute("DETACH DATABASE source");
+    } catch (const sqlite::Error&) {
+      // the first error is the one to report
+    }
     throw;
   }
   execute("DETACH DATABASE source");

@@ -7,6 +7,8 @@
 
 #include "harness/measure.h"
 #include "harness/training_hook.h"
+#include "sqlite/database.h"
+#include "sqlite/statement.h"
 
 #include <nlohmann/json.hpp>
 
@@ -17,10 +19,10 @@
 #include <string>
 #include <vector>
 
-struct sqlite3;
-struct sqlite3_stmt;
-
 namespace mixlab {
+
+// The store's statements are those of the one SQLite layer (sqlite/statement.h).
+using sqlite::Statement;
 
 constexpr int kSchemaVersion = 1;
 
@@ -31,9 +33,11 @@ constexpr double kClaimStaleSeconds = 90;
 // Default number of times a point's process may die before the point is recorded `killed`.
 constexpr int64_t kDefaultMaxAttempts = 2;
 
-class StoreError : public std::runtime_error {
+// What the store refuses (another schema version, a missing file to merge).  A failure of SQLite
+// itself is an sqlite::Error, of which StoreError is a kind.
+class StoreError : public sqlite::Error {
  public:
-  using std::runtime_error::runtime_error;
+  using sqlite::Error::Error;
 };
 
 // A file that is not a mixlab results database (opened read-only, or given to merge).
@@ -52,37 +56,6 @@ struct SweepRecord {
 struct PointRecord {
   std::string point_id, sweep_name, label, mixers, config_json;
   int64_t parameters = 0, embedding_parameters = 0;
-};
-
-// A prepared statement with positional binding, owned.
-class Statement {
- public:
-  Statement(sqlite3* db, const std::string& sql);
-  ~Statement();
-  Statement(const Statement&) = delete;
-  Statement& operator=(const Statement&) = delete;
-  Statement& bind(int index, std::nullptr_t);
-  Statement& bind(int index, int64_t value);
-  Statement& bind(int index, int value) { return bind(index, static_cast<int64_t>(value)); }
-  Statement& bind(int index, double value);  // NaN and Inf are stored as NULL
-  Statement& bind(int index, const std::string& value);
-  Statement& bind(int index, const char* value) { return bind(index, std::string(value)); }
-  Statement& bind(int index, const std::optional<double>& value);
-  Statement& bind(int index, const std::optional<std::string>& value);
-  bool step();  // true while a row is available
-  void run();   // step to completion
-  void reset();
-  bool is_null(int column) const;
-  int64_t integer(int column) const;
-  double real(int column) const;
-  std::string text(int column) const;  // "" for NULL
-  int columns() const;
-  std::string column_name(int column) const;
-
- private:
-  sqlite3* db_;
-  sqlite3_stmt* statement_ = nullptr;
-  std::string sql_;
 };
 
 // How a claim on a point turned out (Store::claim_point).
@@ -112,7 +85,8 @@ class Store {
   Store& operator=(const Store&) = delete;
 
   const std::string& path() const { return path_; }
-  sqlite3* handle() { return db_; }
+  // The connection, for statements of one's own (sqlite/statement.h).
+  sqlite::Database& handle() { return *db_; }
 
   // Runs `body` inside BEGIN IMMEDIATE ... COMMIT (ROLLBACK on an exception), retried while the
   // database is locked by another writer.
@@ -168,7 +142,7 @@ class Store {
   void check_mixlab_database();
   std::string path_;
   Mode mode_ = Mode::read_write;
-  sqlite3* db_ = nullptr;
+  std::unique_ptr<sqlite::Database> db_;
 };
 
 }  // namespace mixlab

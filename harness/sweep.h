@@ -45,14 +45,4 @@ std::optional<std::pair<int64_t, int64_t>> shard_from_environment();
 // `results/NAME.db` next to the current directory.
 std::string default_database_path(const std::string& sweep_name);
 
-// Summaries of a results database, shared by `mixlab show` and `mixlab bench`.
-struct ShowFilter {
-  std::string sweep_name;  // empty: all
-  std::string phase;       // empty: all
-  std::string point_id;    // empty: all
-};
-void print_sweeps(Store& store, std::ostream& out);
-void print_point_summary(Store& store, std::ostream& out, const ShowFilter& filter);
-void print_measurements(Store& store, std::ostream& out, const ShowFilter& filter);
-
 }  // namespace mixlab

@@ -1,20 +1,19 @@
 #pragma once
-// The results database as reports/ sees it: a thin RAII layer over the SQLite C API (sqlite3.h),
-// prepared statements with bound parameters only (nothing a user types is pasted into SQL), and
-// the loaders that turn rows into the records the plots, fits and tables use.
+// The results database as reports/ sees it: a connection of the one SQLite layer (sqlite/) that
+// checks the file is a mixlab results database, and the records the queries (reports/queries.h)
+// turn rows into for the plots, fits and tables.
 //
 // reports/ reads the tables of docs/results-schema.md and writes only its own `fits` and
 // `crossovers` tables.
+
+#include "sqlite/database.h"
+#include "sqlite/statement.h"
 
 #include <cstdint>
 #include <limits>
 #include <stdexcept>
 #include <string>
-#include <variant>
 #include <vector>
-
-struct sqlite3;
-struct sqlite3_stmt;
 
 namespace mixlab::reports {
 
@@ -24,45 +23,15 @@ class ReportError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// A value bound to a `?` placeholder.
-using BoundValue = std::variant<int64_t, double, std::string>;
+// Statements and bound values are those of the one SQLite layer (sqlite/statement.h).
+using sqlite::Statement;
+using BoundValue = sqlite::Value;
 
-class Database {
+// A results database opened for a report: the tables of docs/results-schema.md must be there.
+class Database : public sqlite::Database {
  public:
   // Opens an existing database; `writable` is needed to store fits and crossovers.
   Database(const std::string& path, bool writable);
-  ~Database();
-  Database(const Database&) = delete;
-  Database& operator=(const Database&) = delete;
-
-  sqlite3* handle() { return handle_; }
-  const std::string& path() const { return path_; }
-  void execute(const std::string& sql);  // statements without parameters (DDL, BEGIN, COMMIT)
-  bool has_table(const std::string& name);
-
- private:
-  sqlite3* handle_ = nullptr;
-  std::string path_;
-};
-
-class Statement {
- public:
-  Statement(Database& database, const std::string& sql);
-  ~Statement();
-  Statement(const Statement&) = delete;
-  Statement& operator=(const Statement&) = delete;
-
-  void bind(int index, const BoundValue& value);  // 1-based, as in SQLite
-  void bind_all(const std::vector<BoundValue>& values, int first_index = 1);
-  bool step();  // true while a row is available; throws on error
-  bool is_null(int column);
-  int64_t integer(int column);
-  double real(int column);  // NaN for NULL
-  std::string text(int column);  // "" for NULL
-
- private:
-  Database& database_;
-  sqlite3_stmt* statement_ = nullptr;
 };
 
 // ------------------------------------------------------------------ records

@@ -1,4 +1,5 @@
-// Loaders for reports/: SQL with placeholders, filter clauses appended as bound parameters.
+// Every query of reports/ and of `mixlab show`: SQL with placeholders, filter clauses appended as
+// bound parameters.
 
 #include "reports/queries.h"
 
@@ -6,7 +7,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <ctime>
 #include <set>
+#include <tuple>
 
 namespace mixlab::reports {
 
@@ -138,6 +141,200 @@ std::vector<EvaluationRow> load_evaluations(Database& database, const Filter& fi
   }
   return rows;
 }
+
+// ------------------------------------------------------------------ provenance
+
+namespace {
+std::optional<std::string> optional_text(const Statement& statement, int column) {
+  return statement.is_null(column) ? std::nullopt : std::optional<std::string>(statement.text(column));
+}
+}  // namespace
+
+std::vector<SweepInfo> load_sweeps(sqlite::Database& database) {
+  std::vector<SweepInfo> sweeps;
+  if (!database.has_table("sweeps")) return sweeps;
+  Statement q(database,
+              "SELECT sweep_id, name, started_at, finished_at, shard, device, device_name, dtype, torch_version, "
+              "git_commit, host, COALESCE(device_name, device, '') FROM sweeps ORDER BY sweep_id");
+  while (q.step())
+    sweeps.push_back({q.integer(0), q.text(1), q.text(2), optional_text(q, 3), optional_text(q, 4), q.text(5), q.text(6),
+                      q.text(7), q.text(8), q.text(9), q.text(10), q.text(11)});
+  return sweeps;
+}
+
+// ------------------------------------------------------------------ fits and crossovers
+
+namespace {
+
+std::string now_utc() {
+  const std::time_t now = std::time(nullptr);
+  char buffer[32];
+  std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  return buffer;
+}
+
+}  // namespace
+
+void store_fits(Database& database, const std::vector<FitRecord>& fits, const std::vector<CrossoverRecord>& crossovers) {
+  database.execute(
+      "CREATE TABLE IF NOT EXISTS fits (db_label TEXT, point_id TEXT, phase TEXT, metric TEXT, exponent REAL, r2 REAL, "
+      "n_min INTEGER, n_max INTEGER, created_at TEXT)");
+  database.execute(
+      "CREATE TABLE IF NOT EXISTS crossovers (phase TEXT, metric TEXT, faster_label TEXT, slower_label TEXT, "
+      "seq_len REAL, created_at TEXT)");
+  const std::string created = now_utc();
+  database.transaction([&] {
+    for (const auto& record : fits) {
+      Statement remove(database, "DELETE FROM fits WHERE point_id = ? AND phase = ? AND metric = ?");
+      remove.bind_all({record.point_id, record.metric->phase, record.metric->column});
+      remove.step();
+      Statement insert(database, "INSERT INTO fits (db_label, point_id, phase, metric, exponent, r2, n_min, n_max, "
+                                 "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
+      insert.bind_all({record.label, record.point_id, record.metric->phase, record.metric->column, record.fit.exponent,
+                       record.fit.r2, static_cast<int64_t>(record.fit.n_min), static_cast<int64_t>(record.fit.n_max), created});
+      insert.step();
+    }
+    // Replace every crossover of the pairs and metrics computed now (a crossing may have gone).
+    std::set<std::tuple<std::string, std::string, std::string, std::string>> cleared;
+    for (const auto& record : crossovers) {
+      auto a = record.crossover.better_label, b = record.crossover.worse_label;
+      if (b < a) std::swap(a, b);
+      if (!cleared.insert({record.metric->phase, record.metric->column, a, b}).second) continue;
+      Statement remove(database,
+                       "DELETE FROM crossovers WHERE phase = ? AND metric = ? AND "
+                       "((faster_label = ? AND slower_label = ?) OR (faster_label = ? AND slower_label = ?))");
+      remove.bind_all({record.metric->phase, record.metric->column, a, b, b, a});
+      remove.step();
+    }
+    for (const auto& record : crossovers) {
+      Statement insert(database, "INSERT INTO crossovers (phase, metric, faster_label, slower_label, seq_len, created_at) "
+                                 "VALUES (?, ?, ?, ?, ?, ?)");
+      insert.bind_all({record.metric->phase, record.metric->column, record.crossover.better_label,
+                       record.crossover.worse_label, record.crossover.seq_len, created});
+      insert.step();
+    }
+  });
+}
+
+// ------------------------------------------------------------------ `mixlab show`
+
+namespace {
+
+std::vector<std::string> first_column(Statement& statement) {
+  std::vector<std::string> values;
+  while (statement.step()) values.push_back(statement.text(0));
+  return values;
+}
+
+// Points of the sweep named by ?1 (the table alias p is the points table); "1" without a sweep.
+std::string in_sweep(const ShowFilter& filter) {
+  return filter.sweep_name.empty() ? "1" : "p.point_id IN (SELECT point_id FROM sweep_points WHERE sweep_name = ?1)";
+}
+
+// " AND p.sweep_name = ? AND p.point_id = ?" with the values to bind, for a query aliasing points as p.
+std::string point_clauses(const ShowFilter& filter, std::vector<BoundValue>& bound) {
+  std::string sql;
+  if (!filter.sweep_name.empty()) sql += " AND p.sweep_name = ?", bound.push_back(filter.sweep_name);
+  if (!filter.point_id.empty()) sql += " AND p.point_id = ?", bound.push_back(filter.point_id);
+  return sql;
+}
+
+}  // namespace
+
+std::vector<std::string> sweep_names(sqlite::Database& database) {
+  Statement q(database, "SELECT name FROM sweeps UNION SELECT sweep_name FROM points ORDER BY 1");
+  return first_column(q);
+}
+
+std::vector<std::string> point_ids_starting_with(sqlite::Database& database, const std::string& prefix) {
+  Statement q(database, "SELECT point_id FROM points WHERE substr(point_id, 1, length(?1)) = ?1 ORDER BY 1");
+  q.bind(1, prefix);
+  return first_column(q);
+}
+
+// A point belongs to every sweep that lists it (table sweep_points), not only the one that ran it.
+std::vector<StatusCount> point_status_counts(sqlite::Database& database, const ShowFilter& filter) {
+  Statement q(database, "SELECT sp.sweep_name, p.status, COUNT(*) FROM sweep_points sp JOIN points p USING (point_id) "
+                        "WHERE " + std::string(filter.sweep_name.empty() ? "1" : "sp.sweep_name = ?1") +
+                            " GROUP BY sp.sweep_name, p.status ORDER BY sp.sweep_name, p.status");
+  if (!filter.sweep_name.empty()) q.bind(1, filter.sweep_name);
+  std::vector<StatusCount> counts;
+  while (q.step()) counts.push_back({q.text(0), q.text(1), q.integer(2)});
+  return counts;
+}
+
+std::vector<FailedPoint> failed_points(sqlite::Database& database, const ShowFilter& filter) {
+  Statement q(database, "SELECT point_id, label, error, status FROM points p WHERE status IN ('failed', 'killed') AND (" +
+                            in_sweep(filter) + ") ORDER BY label");
+  if (!filter.sweep_name.empty()) q.bind(1, filter.sweep_name);
+  std::vector<FailedPoint> points;
+  while (q.step()) points.push_back({q.text(0), q.text(1), q.text(2), q.text(3)});
+  return points;
+}
+
+std::vector<FailedMeasurements> failed_measurements(sqlite::Database& database, const ShowFilter& filter) {
+  Statement q(database,
+              "SELECT p.label, m.phase, m.status, COUNT(*), MIN(m.seq_len), MIN(m.error) FROM measurements m "
+              "JOIN points p USING (point_id) WHERE m.status != 'ok' AND (" + in_sweep(filter) +
+                  ") GROUP BY p.label, m.phase, m.status ORDER BY p.label, m.phase");
+  if (!filter.sweep_name.empty()) q.bind(1, filter.sweep_name);
+  std::vector<FailedMeasurements> rows;
+  while (q.step()) rows.push_back({q.text(0), q.text(1), q.text(2), q.integer(3), q.integer(4), q.text(5)});
+  return rows;
+}
+
+std::vector<MeasurementRow> measurement_rows(sqlite::Database& database, const ShowFilter& filter) {
+  std::string sql =
+      "SELECT p.label, m.phase, m.status, m.extra_json, m.seq_len, m.batch, m.repeats, m.median_ms, m.stddev_ms, "
+      "m.tokens_per_s, m.flops, m.tflops_per_s, m.peak_memory_bytes, m.state_bytes, p.parameters "
+      "FROM measurements m JOIN points p USING (point_id) WHERE 1";
+  if (!filter.sweep_name.empty()) sql += " AND " + in_sweep(filter);
+  if (!filter.phase.empty()) sql += " AND m.phase = ?2";
+  if (!filter.point_id.empty()) sql += " AND m.point_id = ?3";
+  sql += " ORDER BY m.phase, p.label, m.point_id, m.seq_len";
+  Statement q(database, sql);
+  if (!filter.sweep_name.empty()) q.bind(1, filter.sweep_name);
+  if (!filter.phase.empty()) q.bind(2, filter.phase);
+  if (!filter.point_id.empty()) q.bind(3, filter.point_id);
+  std::vector<MeasurementRow> rows;
+  while (q.step())
+    rows.push_back({q.text(0), q.text(1), q.text(2), q.text(3), q.integer(4), q.integer(5),
+                    q.is_null(6) ? std::nullopt : std::optional<int64_t>(q.integer(6)), q.real(7), q.real(8), q.real(9),
+                    q.real(10), q.real(11), q.real(12), q.real(13), q.real(14)});
+  return rows;
+}
+
+std::vector<LastTrainingStep> last_training_steps(sqlite::Database& database, const ShowFilter& filter) {
+  std::vector<BoundValue> bound;
+  Statement q(database,
+              "SELECT p.label, p.point_id, t.step, t.tokens, t.flops, t.loss, t.elapsed_s, "
+              "(SELECT COUNT(*) FROM train_log c WHERE c.point_id = p.point_id) "
+              "FROM points p JOIN train_log t ON t.point_id = p.point_id "
+              "AND t.step = (SELECT MAX(step) FROM train_log WHERE point_id = p.point_id) WHERE 1" +
+                  point_clauses(filter, bound) + " ORDER BY p.label, p.point_id");
+  q.bind_all(bound);
+  std::vector<LastTrainingStep> rows;
+  while (q.step())
+    rows.push_back({q.text(0), q.text(1), q.integer(2), q.integer(7), q.real(3, 0.0), q.real(4, 0.0), q.real(5, 0.0),
+                    q.real(6, 0.0)});
+  return rows;
+}
+
+std::vector<LastEvaluation> last_evaluations(sqlite::Database& database, const ShowFilter& filter) {
+  std::vector<BoundValue> bound;
+  Statement q(database,
+              "SELECT p.label, p.point_id, e.step, e.task, e.metric, e.seq_len, e.value "
+              "FROM points p JOIN evaluations e ON e.point_id = p.point_id AND e.bucket = -1 "
+              "AND e.step = (SELECT MAX(step) FROM evaluations WHERE point_id = p.point_id) WHERE 1" +
+                  point_clauses(filter, bound) + " ORDER BY e.task, e.metric, p.label, e.seq_len");
+  q.bind_all(bound);
+  std::vector<LastEvaluation> rows;
+  while (q.step())
+    rows.push_back({q.text(0), q.text(1), q.text(3), q.text(4), q.integer(2), q.integer(5), q.real(6, 0.0)});
+  return rows;
+}
+
+// ------------------------------------------------------------------ series
 
 bool is_failure_status(const std::string& status) { return status != "ok"; }
 

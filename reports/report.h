@@ -12,6 +12,7 @@
 
 #include "reports/database.h"
 #include "reports/filter.h"
+#include "reports/fit_records.h"
 #include "reports/metrics.h"
 #include "reports/plots.h"
 #include "reports/scaling_fit.h"
@@ -33,17 +34,6 @@ struct ReportOptions {
   std::string best_over;
 };
 
-struct FitRecord {
-  std::string label, point_id;
-  const Metric* metric = nullptr;
-  PowerLawFit fit;
-};
-
-struct CrossoverRecord {
-  const Metric* metric = nullptr;
-  Crossover crossover;
-};
-
 struct ReportResult {
   std::vector<std::string> plots;   // image paths (every format)
   std::vector<std::string> tables;  // table file paths
@@ -52,6 +42,8 @@ struct ReportResult {
   std::string index_md, index_html;  // paths
 };
 
+// The sections of reports/sections/sections.h, in their order, written to OUT; then the fits and
+// crossovers stored (store_fits, reports/queries.h) unless the database is read-only.
 ReportResult write_report(const ReportOptions& options);
 
 // Building blocks, also used by `report table` and `report plot`:
@@ -59,7 +51,5 @@ ReportResult write_report(const ReportOptions& options);
 PlotSpec scaling_plot(const Metric& metric, const std::vector<MetricRow>& rows);
 std::vector<FitRecord> fit_metric(const Metric& metric, const std::vector<MetricRow>& rows);
 std::vector<CrossoverRecord> crossovers_of_metric(const Metric& metric, const std::vector<MetricRow>& rows);
-// Creates `fits` / `crossovers` when missing and replaces the rows for the same keys.
-void store_fits(Database& database, const std::vector<FitRecord>& fits, const std::vector<CrossoverRecord>& crossovers);
 
 }  // namespace mixlab::reports

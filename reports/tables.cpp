@@ -278,4 +278,39 @@ std::string render(const Table& table, TableFormat format) {
   return out.str();
 }
 
+namespace {
+std::string terminal_cell_text(const TableCell& cell) {
+  switch (cell.kind) {
+    case TableCell::Kind::missing: return "-";
+    case TableCell::Kind::failed: return status_caption(cell.text);
+    case TableCell::Kind::text: return cell.text;
+    case TableCell::Kind::number: return format_number(cell.number);
+  }
+  return "";
+}
+}  // namespace
+
+std::string render_text(const Table& table, const std::vector<bool>& right_aligned) {
+  std::vector<std::vector<std::string>> lines;  // [line][column], header first
+  lines.push_back({printable_line(table.corner)});
+  for (const auto& column : table.columns) lines.back().push_back(printable_line(column));
+  for (size_t r = 0; r < table.rows.size(); ++r) {
+    lines.push_back({printable_line(table.rows[r])});
+    for (const auto& cell : table.cells[r]) lines.back().push_back(printable_line(terminal_cell_text(cell)));
+  }
+  std::vector<size_t> width(lines.front().size(), 0);
+  for (const auto& line : lines)
+    for (size_t c = 0; c < line.size() && c < width.size(); ++c) width[c] = std::max(width[c], display_width(line[c]));
+  std::ostringstream out;
+  for (const auto& line : lines) {
+    for (size_t c = 0; c < line.size(); ++c) {
+      const std::string pad(width[c] - display_width(line[c]), ' ');
+      const bool right = c < right_aligned.size() && right_aligned[c];
+      out << (c ? "  " : "") << (right ? pad + line[c] : (c + 1 == line.size() ? line[c] : line[c] + pad));
+    }
+    out << "\n";
+  }
+  return out.str();
+}
+
 }  // namespace mixlab::reports

@@ -52,4 +52,11 @@ Table evaluation_summary(const std::vector<EvaluationRow>& evaluations);
 
 std::string render(const Table& table, TableFormat format);
 
+// The table for a terminal (`mixlab show`): a header line (corner, columns) and a line per row,
+// columns two spaces apart and padded to their widest cell in characters, right-aligned where
+// `right_aligned[c]` (c = 0 is the row-name column), the last left-aligned column unpadded.
+// Every cell is made one printable line (no terminal escapes from the database); the caption is
+// not printed.
+std::string render_text(const Table& table, const std::vector<bool>& right_aligned);
+
 }  // namespace mixlab::reports

@@ -2,9 +2,12 @@
 
 #include "reports/text.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <cstdio>
+#include <iomanip>
+#include <sstream>
 
 namespace mixlab::reports {
 
@@ -160,6 +163,38 @@ std::string format_length(double n) {
     std::snprintf(buffer, sizeof buffer, "%.0f", n);
   }
   return buffer;
+}
+
+std::string lowercase_first(std::string text) {
+  if (!text.empty()) text[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(text[0])));
+  return text;
+}
+
+std::string fixed_decimals(double value, int decimals) {
+  std::ostringstream s;
+  s << std::fixed << std::setprecision(decimals) << value;
+  return s.str();
+}
+
+std::string significant_digits(double value, int digits) {
+  std::ostringstream s;
+  s << std::setprecision(digits) << value;
+  return s.str();
+}
+
+std::string compact_number(double value) {
+  const char* suffix = "";
+  double v = value;
+  if (std::fabs(v) >= 1e15) v /= 1e15, suffix = "P";
+  else if (std::fabs(v) >= 1e12) v /= 1e12, suffix = "T";
+  else if (std::fabs(v) >= 1e9) v /= 1e9, suffix = "G";
+  else if (std::fabs(v) >= 1e6) v /= 1e6, suffix = "M";
+  else if (std::fabs(v) >= 1e4) v /= 1e3, suffix = "k";
+  return significant_digits(v, 3) + suffix;
+}
+
+size_t display_width(const std::string& text) {
+  return static_cast<size_t>(std::count_if(text.begin(), text.end(), [](char c) { return (c & 0xC0) != 0x80; }));
 }
 
 }  // namespace mixlab::reports

@@ -6,6 +6,7 @@
 #include "tests/subprocess.h"
 #include "tests/temp_dir.h"
 #include "harness/config.h"
+#include "harness/show.h"
 #include "harness/sweep.h"
 
 #include <gtest/gtest.h>

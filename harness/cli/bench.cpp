@@ -9,6 +9,7 @@
 #include "harness/model_file.h"
 #include "harness/progress.h"
 #include "harness/spec.h"
+#include "harness/show.h"
 #include "harness/sweep.h"
 
 #include <iostream>

@@ -42,12 +42,16 @@ int require_db(const ReportCommandOptions& options) {
   return 0;
 }
 
-// Runs `body`, turning report errors (bad filter, metric, database, gnuplot) into status 2.
+// Runs `body`, turning report errors (bad filter, metric, database, gnuplot) and SQLite errors
+// into status 2.
 template <typename Body>
 int guarded(Body body) {
   try {
     return body();
   } catch (const reports::ReportError& error) {
+    std::cerr << "mixlab report: " << error.what() << "\n";
+    return 2;
+  } catch (const sqlite::Error& error) {  // the database could not be read as the report needs
     std::cerr << "mixlab report: " << error.what() << "\n";
     return 2;
   }

@@ -90,7 +90,7 @@ int run_train(const TrainOptions& options) {
   rows.bind(1, point.id);
   while (rows.step())
     std::cout << "  step " << rows.integer(4) << "  " << std::left << std::setw(10) << rows.text(0) << std::setw(14)
-              << rows.text(1) << " (seq_len " << rows.integer(2) << ") = " << rows.real(3) << "\n";
+              << rows.text(1) << " (seq_len " << rows.integer(2) << ") = " << rows.real(3, 0.0) << "\n";
   if (!options.curves_csv.empty() && main_rank)
     std::cout << "  curves: " << write_curves_csv(store, {point.id}, options.curves_csv) << " rows in "
               << options.curves_csv << "\n";
