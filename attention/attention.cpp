@@ -7,7 +7,7 @@
 // Inference state: the KV cache, 2·N·d elements per sequence.
 
 #include "attention/multi_head.h"
-#include "mixers/compat.h"
+#include "core/compat.h"
 
 namespace mixlab {
 namespace {

@@ -24,8 +24,8 @@
 #include "attention/checkpoint_attention.h"
 
 #include "attention/multi_head.h"
-#include "mixers/compat.h"
-#include "mixers/implementation.h"
+#include "core/compat.h"
+#include "core/implementation.h"
 
 #ifdef MIXLAB_WITH_CUDA
 #include "attention/cuda/kernels.h"

@@ -25,7 +25,8 @@
 // any forward.  At the shape of the last forward the figures are exact.
 
 #include "attention/multi_head.h"
-#include "mixers/compat.h"
+#include "core/init.h"
+#include "core/compat.h"
 
 #include <cmath>
 #include <optional>

@@ -19,6 +19,7 @@
 // 2·N·d + N elements.
 
 #include "attention/multi_head.h"
+#include "core/init.h"
 
 #include <cmath>
 #include <limits>

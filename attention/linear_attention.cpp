@@ -20,6 +20,7 @@
 // No RoPE (position enters only through causality), as in the original.
 
 #include "attention/multi_head.h"
+#include "core/init.h"
 
 namespace mixlab {
 namespace {

@@ -27,6 +27,7 @@
 // branch, the window's KV, the compressed keys/values and the raw tokens not yet compressed.
 
 #include "attention/multi_head.h"
+#include "core/init.h"
 #include "attention/swa.h"
 
 #include <cmath>

@@ -10,8 +10,8 @@
 #include "attention/swa.h"
 
 #include "attention/multi_head.h"
-#include "mixers/compat.h"
-#include "mixers/implementation.h"
+#include "core/compat.h"
+#include "core/implementation.h"
 
 #ifdef MIXLAB_WITH_CUDA
 #include "attention/cuda/kernels.h"

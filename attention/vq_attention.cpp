@@ -27,6 +27,7 @@
 // constant in N.  Time O(N·(S + L)·d).
 
 #include "attention/multi_head.h"
+#include "core/init.h"
 
 #include <cmath>
 #include <limits>

@@ -79,7 +79,7 @@ struct Measurement {
   std::optional<double> tokens_per_s, flops, tflops_per_s, peak_memory_bytes, state_bytes, measured_state_bytes;
   nlohmann::json extra = nlohmann::json::object();
   // What computed it: "op=kernel" / "op=reference" per op with a CUDA kernel, "library" when only
-  // LibTorch's operators ran (mixers/implementation.h).
+  // LibTorch's operators ran (core/implementation.h).
   std::string implementation;
 };
 

@@ -10,7 +10,7 @@
 
 #include "harness/block_router.h"
 #include "harness/layer_averaging.h"
-#include "mixers/registry.h"
+#include "core/registry.h"
 
 #include <string>
 #include <vector>

@@ -23,7 +23,7 @@
 // keep it in a text file named by embedding_params.fgram_file.  With no file the table is empty
 // (every e_t = E[x_t]) until set_table() installs one.
 
-#include "mixers/registry.h"
+#include "core/registry.h"
 
 #include <set>
 #include <string>

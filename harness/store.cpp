@@ -215,7 +215,7 @@ struct AddedColumn {
   const char* type;
 };
 const AddedColumn kAddedColumns[] = {
-    {"measurements", "implementation", "TEXT"},  // kernel or reference per op (mixers/implementation.h)
+    {"measurements", "implementation", "TEXT"},  // kernel or reference per op (core/implementation.h)
     {"train_log", "implementation", "TEXT"},
 };
 

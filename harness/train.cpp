@@ -12,8 +12,8 @@
 #include "harness/interrupt.h"
 #include "harness/json_input.h"
 #include "harness/device.h"
-#include "mixers/compat.h"
-#include "mixers/implementation.h"
+#include "core/compat.h"
+#include "core/implementation.h"
 
 #include <ATen/CPUGeneratorImpl.h>
 

@@ -96,7 +96,7 @@ class Trainer {
   LanguageModel& model() { return model_; }
   torch::optim::AdamW& optimizer() { return *optimizer_; }
   bool autocast() const { return autocast_; }
-  // What computed the last step: kernel or reference per op (mixers/implementation.h).
+  // What computed the last step: kernel or reference per op (core/implementation.h).
   const std::string& implementation() const { return implementation_; }
 
  private:

@@ -35,7 +35,8 @@
 // and kernel FFTs, the mixture 5·N·K·d, and (dynamic) the MLP 2·N·h·(d + K·d); decoding also keeps
 // Σ_{s≤t} u_s (d per sequence).  K = 1 is the single-kernel mixer above, unchanged.
 
-#include "attention/multi_head.h"
+#include "core/init.h"
+#include "core/registry.h"
 
 #include <torch/fft.h>
 

@@ -11,7 +11,8 @@
 // Params 3·h·d + 2h + d + c_ch·(k+1); FLOPs 6·N·h·d + 2·N·c_ch·k (+ ~12·N·h for biases, GELU and
 // the gate product); state: the last k−1 conv inputs, (k−1)·c_ch.
 
-#include "attention/multi_head.h"
+#include "core/init.h"
+#include "core/registry.h"
 #include "mixers/causal_depthwise_conv.h"
 
 namespace mixlab {

@@ -6,7 +6,7 @@
 // `identity` sees one token per position: a bigram model, the floor every mixer must beat.
 // Params 0, FLOPs 0, state 0.
 
-#include "mixers/registry.h"
+#include "core/registry.h"
 
 namespace mixlab {
 namespace {

@@ -24,8 +24,8 @@
 // SCOUT); conv1d keeps LibTorch's default (kaiming-uniform, as mamba_simple leaves it).  The
 // model-level out_proj rescaling by 1/√(n_layer) of mixer_seq_simple is not applied.
 
-#include "attention/multi_head.h"
-#include "mixers/registry.h"
+#include "core/init.h"
+#include "core/registry.h"
 #include "mixers/selective_scan.h"
 
 #include <algorithm>

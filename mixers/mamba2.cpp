@@ -37,8 +37,8 @@
 // with dt log-uniform in [dt_min, dt_max] clamped at dt_init_floor; D = 1; norm.weight = 1;
 // in_proj, out_proj ~ N(0, init_std); conv1d keeps LibTorch's default.
 
-#include "attention/multi_head.h"
-#include "mixers/registry.h"
+#include "core/init.h"
+#include "core/registry.h"
 #include "mixers/selective_scan.h"
 
 #include <algorithm>

@@ -8,7 +8,7 @@
 // Params 0.  Short windows (k ≤ 16) add k shifted copies: N·d·(k+1) FLOPs; longer windows take
 // the difference of a float64 running sum: ~4·N·d FLOPs.  State: the last k−1 inputs.
 
-#include "mixers/registry.h"
+#include "core/registry.h"
 
 namespace mixlab {
 namespace {

@@ -11,7 +11,7 @@
 // Length-bound: sequences longer than max_len are refused.  FLOPs d·N(N+1) for the kept pairs
 // (the forward issues a dense N×N product: 2·N²·d); state: all past inputs, N·d.
 
-#include "mixers/registry.h"
+#include "core/registry.h"
 
 #include <cmath>
 

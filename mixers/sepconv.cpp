@@ -9,7 +9,8 @@
 // window is the last k tokens (left padding k−1).  Params 2·d·E + E·k + 2; FLOPs 4·N·d·E +
 // 2·N·E·k (+ ~4·N·E for StarReLU); state: the last k−1 activations, (k−1)·E.
 
-#include "attention/multi_head.h"
+#include "core/init.h"
+#include "core/registry.h"
 #include "mixers/causal_depthwise_conv.h"
 
 namespace mixlab {

@@ -3,7 +3,7 @@
 // get W_O W_V u_t, and each output is scaled by the probability of the path taken.
 
 #include "attention/rope.h"
-#include "mixers/compat.h"
+#include "core/compat.h"
 #include "tests/zoo_helpers.h"
 
 #include <cmath>

@@ -3,7 +3,7 @@
 // module's own weights, step × N = forward, causality, gradients, initialisation, parameter count
 // and the matrix-product FLOPs cost() claims.
 
-#include "mixers/registry.h"
+#include "core/registry.h"
 #include "mixers/selective_scan.h"
 #include "harness/flop_counter.h"
 

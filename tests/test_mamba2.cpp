@@ -3,7 +3,7 @@
 // equals a scalar sequential recurrence built from the module's weights, is causal, and its
 // cost() matrix-product FLOPs and parameter count match what the module issues and holds.
 
-#include "mixers/registry.h"
+#include "core/registry.h"
 #include "harness/flop_counter.h"
 
 #include <gtest/gtest.h>

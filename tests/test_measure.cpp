@@ -4,7 +4,7 @@
 
 #include "harness/measure.h"
 #include "harness/config.h"
-#include "mixers/registry.h"
+#include "core/registry.h"
 
 #include <gtest/gtest.h>
 

@@ -4,7 +4,7 @@
 
 #include "attention/swa.h"
 #include "harness/flop_counter.h"
-#include "mixers/registry.h"
+#include "core/registry.h"
 #include "tests/attention_reference.h"
 #include "tests/largest_allocation.h"
 

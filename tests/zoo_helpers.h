@@ -2,7 +2,7 @@
 // Small helpers shared by the mixer-zoo tests (linear_attention, MetaFormer baselines, gated_cnn,
 // fft_conv, dtrnet, learned_topk): build an entry in float64 and read its weights by name.
 
-#include "mixers/registry.h"
+#include "core/registry.h"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-"""Attention peers of the mixlab kernels, on the shapes of harness/cli/kernel_bench.cpp (`mixlab kernel_bench`):
+"""Attention peers of the mixlab kernels, on the shapes of cli/kernel_bench.cpp (`mixlab kernel_bench`):
 
 - sdpa_full:  torch SDPA, full causal attention (the flash back-end): what dense attention costs.
 - flex:       FlexAttention (torch.compile) with the block masks of the two sparse patterns:

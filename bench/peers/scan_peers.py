@@ -1,4 +1,4 @@
-"""Selective-scan peers and ceilings, on the shapes of harness/cli/kernel_bench.cpp (`mixlab kernel_bench`) (batch 8,
+"""Selective-scan peers and ceilings, on the shapes of cli/kernel_bench.cpp (`mixlab kernel_bench`) (batch 8,
 E = 2048, n = 16, bf16 activations):
 
 - eager:   a selective_scan_ref-style scan (mixers.md §5.1), written here: float32, a Python loop

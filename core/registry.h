@@ -4,7 +4,7 @@
 // Each entry is registered by its own .cpp with MIXLAB_REGISTER_MIXER; nothing else needs to
 // change for a new mixer to appear in `mixlab list`, in specs and in the registry-wide tests.
 
-#include "mixers/token_mixer.h"
+#include "core/token_mixer.h"
 
 #include <functional>
 #include <optional>
