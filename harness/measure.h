@@ -1,5 +1,5 @@
 #pragma once
-// Measuring one model against sequence length (docs/DESIGN.md, "Measurement rules").
+// Measuring one model against sequence length (docs/design.md, "Measurement rules").
 //
 // For each phase (in the order listed) and each sequence length N of its ladder:
 //   forward           logits = model(tokens[B, N]) without autograd

@@ -1,4 +1,4 @@
-// `gated_cnn`: MambaOut's Gated CNN block made causal (research/mixers.md §4).  A whole block:
+// `gated_cnn`: MambaOut's Gated CNN block made causal (arXiv 2405.07992; docs/schemes.md).  A whole block:
 // it replaces both the token mixer and the MLP (pattern `[gated_cnn]`, no separate `mlp`).
 //
 //   [g, i, c] = split( W_1 u_t + b_1 ,  sizes (h, h − c_ch, c_ch) )   W_1: d -> 2h, h = expansion·d

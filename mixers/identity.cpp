@@ -1,4 +1,4 @@
-// `identity`: IdentityFormer's token mixer (research/mixers.md §3.1): no token mixing at all.
+// `identity`: IdentityFormer's token mixer (arXiv 2210.13452, §3; docs/schemes.md): no token mixing at all.
 //
 //   y_t = u_t
 //

@@ -1,4 +1,4 @@
-// `mamba`: the Mamba-1 block (Gu & Dao 2023; mixers.md §5.1), u: [B, N, d] -> [B, N, d].
+// `mamba`: the Mamba-1 block (Gu & Dao, arXiv 2312.00752, §3.2–3.4), u: [B, N, d] -> [B, N, d].
 //
 //   [x, z]       = in_proj(u)                                  d -> 2E, no bias      (E = expand·d)
 //   x            = SiLU( causal_depthwise_conv_K(x) + b_conv )  [B, E, N], left padding K−1

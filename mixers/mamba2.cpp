@@ -1,4 +1,4 @@
-// `mamba2`: the Mamba-2 block with the SSD layer (Dao & Gu 2024; mixers.md §5.3), [B, N, d] -> [B, N, d].
+// `mamba2`: the Mamba-2 block with the SSD layer (Dao & Gu, arXiv 2405.21060, §6–7), [B, N, d] -> [B, N, d].
 //
 //   [z, xBC, dt] = in_proj(u)                        d -> E + (E + 2·G·n) + H, no bias   (E = expand·d)
 //   xBC          = SiLU( causal_depthwise_conv_K(xBC) + b_conv )

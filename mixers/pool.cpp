@@ -1,4 +1,4 @@
-// `pool`: PoolFormer's pooling mixer made causal (research/mixers.md §3.3).
+// `pool`: PoolFormer's pooling mixer made causal (arXiv 2111.11418, §3; docs/schemes.md).
 //
 //   y_t = (1/m_t) Σ_{s=t-k+1}^{t} u_s − u_t,     m_t = min(k, t+1)
 //

@@ -1,4 +1,4 @@
-// `random_mixing`: RandFormer's frozen random token mixing made causal (research/mixers.md §3.2).
+// `random_mixing`: RandFormer's frozen random token mixing made causal (arXiv 2210.13452, §3; docs/schemes.md).
 //
 //   U_{ts} ~ Uniform[0, 1)  drawn once (fixed seed) for an N_max × N_max table
 //   R_{ts} = exp(U_{ts}) / Σ_{s' ≤ t} exp(U_{ts'})   for s ≤ t,   0 otherwise

@@ -1,4 +1,4 @@
-// `sepconv`: ConvFormer's separable convolution mixer made causal (research/mixers.md §3.4).
+// `sepconv`: ConvFormer's separable convolution mixer made causal (arXiv 2210.13452, §3; docs/schemes.md).
 //
 //   a   = StarReLU( W_1 u_t ),                 W_1: d -> E (E = expansion·d, default 2d), no bias
 //   c_t = Σ_{i=0}^{k-1} w_{:, i} ⊙ a_{t-i}      causal depthwise conv, kernel k (default 7), no bias

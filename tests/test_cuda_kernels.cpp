@@ -67,7 +67,7 @@ torch::Tensor window_mask(int64_t n, int64_t window) {
   auto t = torch::arange(n).unsqueeze(1), s = torch::arange(n).unsqueeze(0);
   return (s <= t).logical_and(s > t - window);  // keys t-W+1 .. t
 }
-// A(t) = {t} ∪ {p = mS+S-1 : p < t}   (scout.md §2.1)
+// A(t) = {t} ∪ {p = mS+S-1 : p < t}   (docs/schemes.md, SCOUT)
 torch::Tensor checkpoint_mask(int64_t n, int64_t segment) {
   auto t = torch::arange(n).unsqueeze(1), s = torch::arange(n).unsqueeze(0);
   return (s == t).logical_or((s.remainder(segment) == segment - 1).logical_and(s < t));
