@@ -7,8 +7,8 @@
 // Inference state: the KV cache, 2·N·d elements per sequence.
 
 #include "attention/multi_head.h"
-#include "mixers/compat.h"
-#include "mixers/register_mixer.h"
+#include "core/compat.h"
+#include "core/register_mixer.h"
 
 namespace mixlab {
 namespace {

@@ -1,9 +1,10 @@
-// `checkpoint_attention`: SCOUT's attention over segment checkpoints (research/scout.md §2).
+// `checkpoint_attention`: SCOUT's attention over segment checkpoints (arXiv 2509.00935;
+// docs/schemes.md, "SCOUT checkpoint attention").
 //
 //   q_t, k_t, v_t = RoPE(W_q u_t), RoPE(W_k u_t), W_v u_t          (per head, d_h = d/H)
 //   o_t = Σ_{j ∈ {t} ∪ {mS+S-1 < t}} softmax_j(q_t·k_j / √d_h) v_j,   y_t = W_o concat_h(o_t)
 //
-// "Compression" is sub-sampling K and V at stride S, offset S-1 (scout.md §2.1): the local mixer
+// "Compression" is sub-sampling K and V at stride S, offset S-1 (docs/schemes.md, SCOUT): the local mixer
 // before this layer has already folded each segment into its last token.
 // Time O(N·N/S·d); memory O(b·N/S) per query block of b; inference state: the ⌊N/S⌋ checkpoint
 // keys and values.
@@ -19,14 +20,15 @@
 // Decoding keeps the running key/value sums of the open segment (2·d more state).
 //
 // rope_theta defaults to 1e4 like `attention`, so the two entries differ only in their sets of
-// keys; SCOUT's released configs use 1e6 (scout.md §1.1): set it to reproduce them.
+// keys; SCOUT's released configs use 1e6 (docs/schemes.md, "SCOUT
+// checkpoint attention"): set it to reproduce them.
 
 #include "attention/checkpoint_attention.h"
 
 #include "attention/multi_head.h"
-#include "mixers/compat.h"
-#include "mixers/implementation.h"
-#include "mixers/register_mixer.h"
+#include "core/compat.h"
+#include "core/implementation.h"
+#include "core/register_mixer.h"
 
 #ifdef MIXLAB_WITH_CUDA
 #include "attention/cuda/kernels.h"

@@ -1,5 +1,5 @@
 #pragma once
-// SCOUT checkpoint attention (arXiv 2509.00935; research/scout.md §2.1).
+// SCOUT checkpoint attention (arXiv 2509.00935; docs/schemes.md, "SCOUT checkpoint attention").
 //
 // Segments of S tokens; the checkpoint of segment m is its last token, p_m = mS + S - 1.
 // Query t attends to itself and to the checkpoints strictly before it, under ONE softmax:

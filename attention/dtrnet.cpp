@@ -1,4 +1,4 @@
-// `dtrnet`: DTRNet's routed attention layer (Sharma et al. 2025; research/mixers.md §2).
+// `dtrnet`: DTRNet's routed attention layer (Sharma et al., arXiv 2509.00925; docs/schemes.md, "DTRNet").
 //
 //   p_t     = softmax( W_r2 · SiLU( W_r1 h_t + b_r1 ) + b_r2 )        router on the RAW residual h_t
 //                                                                     W_r1: d -> r (r = d/2), W_r2: r -> 2
@@ -25,8 +25,9 @@
 // any forward.  At the shape of the last forward the figures are exact.
 
 #include "attention/multi_head.h"
-#include "mixers/compat.h"
-#include "mixers/register_mixer.h"
+#include "core/init.h"
+#include "core/compat.h"
+#include "core/register_mixer.h"
 
 #include <cmath>
 #include <optional>

@@ -1,5 +1,5 @@
 // `learned_topk`: attention over a learned causal top-k of keys plus a local window
-// (research/mixers.md §14; docs/learned-topk.md says what is and is not known about the method).
+// (docs/learned-topk.md says what is and is not known about the method).
 //
 //   σ_s      = w_σ · u_s + b_σ                                   light scorer: one importance per token
 //   T_t      = top-k of { σ_s : s ≤ t }                          causal: only the prefix competes
@@ -19,7 +19,8 @@
 // 2·N·d + N elements.
 
 #include "attention/multi_head.h"
-#include "mixers/register_mixer.h"
+#include "core/init.h"
+#include "core/register_mixer.h"
 
 #include <cmath>
 #include <limits>

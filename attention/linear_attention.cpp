@@ -1,5 +1,5 @@
-// `linear_attention`: causal linear attention (Katharopoulos et al. 2020), normalised, with
-// LinFusion's generalised causal variant as an option (research/mixers.md §11).
+// `linear_attention`: causal linear attention (Katharopoulos et al., arXiv 2006.16236, §3.2–3.3),
+// normalised, with LinFusion's generalised causal variant as an option (arXiv 2409.02097).
 //
 // Per head h (d_k = d_v = d_h = d / H), feature map φ(x) = elu(x) + 1 (or relu):
 //
@@ -20,7 +20,8 @@
 // No RoPE (position enters only through causality), as in the original.
 
 #include "attention/multi_head.h"
-#include "mixers/register_mixer.h"
+#include "core/init.h"
+#include "core/register_mixer.h"
 
 namespace mixlab {
 namespace {

@@ -1,12 +1,8 @@
 #include "attention/multi_head.h"
 
-namespace mixlab {
+#include "core/init.h"
 
-void normal_init(torch::nn::Linear linear, double std) {
-  torch::NoGradGuard no_grad;
-  linear->weight.normal_(0.0, std);
-  if (linear->bias.defined()) linear->bias.zero_();
-}
+namespace mixlab {
 
 void MultiHeadProjections::create(torch::nn::Module& owner, const MixerContext& context,
                                   double theta) {

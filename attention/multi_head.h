@@ -4,7 +4,7 @@
 // the parameters every attention entry takes.
 
 #include "attention/rope.h"
-#include "mixers/registry.h"
+#include "core/registry.h"
 
 namespace mixlab {
 
@@ -40,8 +40,5 @@ class MultiHeadProjections {
 ParamSpec rope_theta_param(double default_theta = 10000.0);
 // Checks that d_model is divisible by n_heads with an even head dimension.
 void validate_heads(const MixerContext& context, const MixerParams& params);
-
-// Initialise a Linear's weight N(0, std) and zero its bias, as SCOUT/HF initialise.
-void normal_init(torch::nn::Linear linear, double std);
 
 }  // namespace mixlab

@@ -27,8 +27,9 @@
 // branch, the window's KV, the compressed keys/values and the raw tokens not yet compressed.
 
 #include "attention/multi_head.h"
+#include "core/init.h"
 #include "attention/swa.h"
-#include "mixers/register_mixer.h"
+#include "core/register_mixer.h"
 
 #include <cmath>
 #include <limits>

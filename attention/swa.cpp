@@ -1,18 +1,18 @@
-// `swa`: sliding-window causal multi-head attention with RoPE (research/mixers.md §6).
+// `swa`: sliding-window causal multi-head attention with RoPE (docs/schemes.md, "Sliding-window attention").
 //
 //   q_t, k_t, v_t = RoPE(W_q u_t), RoPE(W_k u_t), W_v u_t          (per head, d_h = d/H)
 //   o_t = Σ_{j=t-W+1}^{t} softmax_j(q_t·k_j / √d_h) v_j,   y_t = W_o concat_h(o_t)
 //
-// Window: W keys including the query itself (t-W+1 .. t), as Samba and scout.md §1.2.
+// Window: W keys including the query itself (t-W+1 .. t), as Samba (arXiv 2406.07522, §2).
 // Time O(N·(W+b)·d), memory O(N·(W+b)) with query blocks of b (see attention/swa.h); never N×N.
 // Inference state: a rolling KV cache of the last min(t, W) keys and values.
 
 #include "attention/swa.h"
 
 #include "attention/multi_head.h"
-#include "mixers/compat.h"
-#include "mixers/implementation.h"
-#include "mixers/register_mixer.h"
+#include "core/compat.h"
+#include "core/implementation.h"
+#include "core/register_mixer.h"
 
 #ifdef MIXLAB_WITH_CUDA
 #include "attention/cuda/kernels.h"

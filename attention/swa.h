@@ -1,8 +1,8 @@
 #pragma once
-// Sliding-window causal attention (Samba, Mistral; research/mixers.md §6).
+// Sliding-window causal attention (Samba, arXiv 2406.07522, §2; Mistral, arXiv 2310.06825, §2).
 //
 // Window convention: query t sees the W keys t-W+1 .. t, itself included (Samba's
-// FlashAttention window (W-1, 0), scout.md §1.2).  With W >= N this is full causal attention.
+// FlashAttention window (W-1, 0), docs/schemes.md).  With W >= N this is full causal attention.
 //
 //   o_t = Σ_{j = max(0, t-W+1)}^{t} softmax_j(q_t·k_j / √d_h) v_j
 //

@@ -27,7 +27,8 @@
 // constant in N.  Time O(N·(S + L)·d).
 
 #include "attention/multi_head.h"
-#include "mixers/register_mixer.h"
+#include "core/init.h"
+#include "core/register_mixer.h"
 
 #include <cmath>
 #include <limits>

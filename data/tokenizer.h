@@ -8,7 +8,7 @@
 // without U+2581 "▁", SentencePiece's own space marker, which decodes to a space).  For SentencePiece
 // that needs identity normalisation, no whitespace collapsing, no dummy prefix, byte fallback
 // (unknown bytes become <0xNN> pieces) and encoding line by line with each '\n' included
-// (research notes, section A.5).
+// (docs/training.md, "The corpus").
 
 #include <cstdint>
 #include <memory>

@@ -1,7 +1,7 @@
 #include "harness/checkpoint.h"
 
 #include "harness/safetensors.h"
-#include "mixers/compat.h"
+#include "core/compat.h"
 
 #include <ATen/CPUGeneratorImpl.h>
 

@@ -1,7 +1,7 @@
 #include "harness/device.h"
 
 #include "harness/config.h"
-#include "mixers/compat.h"
+#include "core/compat.h"
 
 #include <array>
 #include <chrono>

@@ -3,7 +3,7 @@
 // honest on both the CPU and CUDA, peak-memory tracking, and provenance (host, device name,
 // git commit) recorded with every row.
 //
-// Measurement rules (docs/DESIGN.md): on CUDA, time with CUDA events and synchronise; peak memory
+// Measurement rules (docs/design.md): on CUDA, time with CUDA events and synchronise; peak memory
 // from the caching allocator's peak statistics, reset before each measurement.  On the CPU, wall
 // clock (std::chrono::steady_clock) and the process's peak-RSS growth.
 

@@ -1,9 +1,9 @@
 // Data-parallel training over c10d: launch variables, rendezvous, process group, gradient
 // buckets (harness/distributed.h; docs/distributed.md).
-#define MIXLAB_C10D_COMPAT 1  // mixers/compat.h: the c10d process-group type of this LibTorch
+#define MIXLAB_C10D_COMPAT 1  // core/compat.h: the c10d process-group type of this LibTorch
 #include "harness/distributed.h"
 
-#include "mixers/compat.h"
+#include "core/compat.h"
 
 #include <torch/csrc/autograd/utils/lambda_post_hook.h>
 #include <torch/csrc/autograd/variable.h>
@@ -98,7 +98,8 @@ Launch launch_from_environment() {
 // failure is reported the same way.
 class Collectives {
  public:
-  Collectives(const Launch& launch, const std::string& device_kind) : launch_(launch), timeout_(collective_timeout()) {
+  Collectives(const Launch& launch, const std::string& device_kind)
+      : launch_(launch), timeout_(collective_timeout()), stream_ordered_(device_kind == "cuda") {
     c10d::TCPStoreOptions options;
     options.port = static_cast<uint16_t>(launch.master_port);
     options.isServer = launch.rank == 0 && !launch.agent_store;
@@ -119,6 +120,20 @@ class Collectives {
   void wait(const c10::intrusive_ptr<c10d::Work>& work, const std::string& what) {
     try {
       work->wait(timeout_);
+    } catch (const std::exception& error) {
+      throw std::runtime_error(where() + ": " + what + " failed (" + first_line(error.what()) + "); " +
+                               lost_ranks() + ". The job ends; rank 0's last checkpoint is where a rerun resumes");
+    }
+  }
+
+  // Waits for `work` the cheapest way that keeps the result correct for what follows: on NCCL the
+  // current CUDA stream waits for the collective's stream and the host goes on (a wait with a
+  // timeout would block the host until the collective completes, leaving the GPU idle while the
+  // next kernels are launched); on Gloo, `wait` above.
+  void wait_in_stream_order(const c10::intrusive_ptr<c10d::Work>& work, const std::string& what) {
+    if (!stream_ordered_) return wait(work, what);
+    try {
+      work->wait();
     } catch (const std::exception& error) {
       throw std::runtime_error(where() + ": " + what + " failed (" + first_line(error.what()) + "); " +
                                lost_ranks() + ". The job ends; rank 0's last checkpoint is where a rerun resumes");
@@ -201,6 +216,7 @@ class Collectives {
 
   Launch launch_;
   std::chrono::milliseconds timeout_;
+  bool stream_ordered_;  // NCCL: collectives are ordered with the CUDA stream, not the host
   c10::intrusive_ptr<c10d::Store> store_;
   c10::intrusive_ptr<compat::C10dGroup> group_;
 };
@@ -372,14 +388,15 @@ void GradientReducer::prepare(bool last_micro_batch) {
   }
 }
 
-double GradientReducer::finish(double local_loss) {
-  if (state_->job->world_size() == 1) return local_loss;
+void GradientReducer::finish() {
+  if (state_->job->world_size() == 1) return;
   std::lock_guard<std::mutex> lock(state_->mutex);
   while (state_->next_launch < state_->buckets.size()) state_->launch(state_->next_launch++);
   torch::NoGradGuard no_grad;
   for (size_t b = 0; b < state_->buckets.size(); ++b) {
     auto& bucket = state_->buckets[b];
-    state_->job->collectives().wait(bucket.work, "the all-reduce of gradient bucket " + std::to_string(b));
+    const std::string what = "the all-reduce of gradient bucket " + std::to_string(b);
+    state_->job->collectives().wait_in_stream_order(bucket.work, what);
     int64_t offset = 0;
     for (size_t i : bucket.members) {
       auto& p = state_->parameters[i];
@@ -393,8 +410,6 @@ double GradientReducer::finish(double local_loss) {
     bucket.work.reset();
   }
   state_->synchronise = false;
-  const torch::Device device = state_->parameters.empty() ? torch::Device(torch::kCPU) : state_->parameters[0].device();
-  return state_->job->mean_over_ranks(local_loss, device);
 }
 
 }  // namespace mixlab::distributed

@@ -95,9 +95,11 @@ class GradientReducer {
   // batches only accumulate locally, as DDP's no_sync does).
   void prepare(bool last_micro_batch);
   // After the last backward pass: launches the buckets still waiting (parameters that received
-  // no gradient count as zeros), waits for all of them and writes the averages into .grad.
-  // Returns the mean over ranks of this rank's step loss.
-  double finish(double local_loss);
+  // no gradient count as zeros) and writes the averages into .grad.  On CUDA (NCCL) the wait is
+  // stream-ordered: the kernels that follow (clipping, the optimiser) queue behind the all-reduce
+  // and the host never blocks; a collective that hangs ends the job through NCCL's watchdog after
+  // MIXLAB_DIST_TIMEOUT_S.  On the CPU (Gloo) it blocks, naming lost ranks on failure.
+  void finish();
 
   struct State;  // shared with the autograd hooks
 

@@ -2,7 +2,7 @@
 
 #include "harness/cuda_graph.h"
 
-#include "mixers/implementation.h"
+#include "core/implementation.h"
 #include "harness/interrupt.h"
 
 #include "harness/config.h"
@@ -219,7 +219,7 @@ MeasureSettings MeasureSettings::from_json(const json& m) {
 // values, and fewer than three samples give the mean; the standard deviation is the sample
 // (n - 1) estimate, sqrt(n/(n-1) · (E[x²] - E[x]²)).  They are written out here rather than
 // linked because those functions are declared only in the library's private header, and
-// mixlab_core must also build on the GPU machine, which has no Google Benchmark;
+// mixlab_harness must also build on the GPU machine, which has no Google Benchmark;
 // bench/harness_overhead.cpp checks that these agree with the library's to 1e-12.
 
 double statistics_mean(const std::vector<double>& v) {

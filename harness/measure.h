@@ -1,5 +1,5 @@
 #pragma once
-// Measuring one model against sequence length (docs/DESIGN.md, "Measurement rules").
+// Measuring one model against sequence length (docs/design.md, "Measurement rules").
 //
 // For each phase (in the order listed) and each sequence length N of its ladder:
 //   forward           logits = model(tokens[B, N]) without autograd
@@ -80,7 +80,7 @@ struct Measurement {
   std::optional<double> tokens_per_s, flops, tflops_per_s, peak_memory_bytes, state_bytes, measured_state_bytes;
   nlohmann::json extra = nlohmann::json::object();
   // What computed it: "op=kernel" / "op=reference" per op with a CUDA kernel, "library" when only
-  // LibTorch's operators ran (mixers/implementation.h).
+  // LibTorch's operators ran (core/implementation.h).
   std::string implementation;
   // How the timed calls ran: "cuda_graph" (captured once, replayed) or "eager".
   std::string execution = "eager";

@@ -1,5 +1,5 @@
 #pragma once
-// The language model mixlab builds from a block pattern (docs/DESIGN.md, "A model").
+// The language model mixlab builds from a block pattern (docs/design.md, "The mixer contract").
 //
 //   h_0 = E[tokens]                                     E: [vocab, d_model]
 //   for layer in 0..n_layers-1, for sublayer in pattern:
@@ -10,7 +10,7 @@
 
 #include "harness/block_router.h"
 #include "harness/layer_averaging.h"
-#include "mixers/registry.h"
+#include "core/registry.h"
 
 #include <string>
 #include <vector>

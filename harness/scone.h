@@ -1,7 +1,7 @@
 #pragma once
 // SCONE contextual input embeddings (Yu et al. 2025, "Scaling Embedding Layers in Language
-// Models"), the embedding slot `model.embedding = "scone"`.  research/mixers.md lists it (§15) but
-// the section body did not reach this branch; the rule below is from memory of the paper
+// Models"), the embedding slot `model.embedding = "scone"`.  arXiv 2502.01637; docs/schemes.md,
+// "SCONE embeddings"; the rule below is from memory of the paper
 // [recalled, not re-checked] and is written so that every part is testable on its own.
 //
 //   V_f      = the `count` most frequent n-grams of the training corpus, 2 ≤ n ≤ max_n ("f-grams")
@@ -23,7 +23,7 @@
 // keep it in a text file named by embedding_params.fgram_file.  With no file the table is empty
 // (every e_t = E[x_t]) until set_table() installs one.
 
-#include "mixers/registry.h"
+#include "core/registry.h"
 
 #include <set>
 #include <string>

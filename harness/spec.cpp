@@ -6,7 +6,7 @@
 #include "harness/json_input.h"
 #include "harness/measure.h"
 #include "harness/training_hook.h"
-#include "mixers/registry.h"
+#include "core/registry.h"
 
 #include <algorithm>
 #include <array>

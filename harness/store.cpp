@@ -136,7 +136,7 @@ struct AddedColumn {
   const char* type;
 };
 const AddedColumn kAddedColumns[] = {
-    {"measurements", "implementation", "TEXT"},  // kernel or reference per op (mixers/implementation.h)
+    {"measurements", "implementation", "TEXT"},  // kernel or reference per op (core/implementation.h)
     {"train_log", "implementation", "TEXT"},
     {"measurements", "execution", "TEXT"},  // cuda_graph or eager (harness/cuda_graph.h)
     // Inference state bytes of one sequence at the evaluation's seq_len (cost().state_bytes),

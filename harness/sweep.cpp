@@ -10,7 +10,7 @@
 #include "harness/point_claim.h"
 #include "harness/progress.h"
 #include "harness/training_hook.h"
-#include "mixers/compat.h"
+#include "core/compat.h"
 
 #include <chrono>
 #include <cmath>

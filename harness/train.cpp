@@ -12,8 +12,8 @@
 #include "harness/json_input.h"
 #include "harness/device.h"
 #include "harness/distributed.h"
-#include "mixers/compat.h"
-#include "mixers/implementation.h"
+#include "core/compat.h"
+#include "core/implementation.h"
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
@@ -366,7 +366,10 @@ double Trainer::step(const std::vector<data::Batch>& micro_batches, int64_t step
   const double lr = learning_rate(config_, step, total_steps_);
   for (auto& group : optimizer_->param_groups())
     static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
-  double total = 0;
+  // The loss is read once, after the optimiser step is queued: a read per micro-batch would
+  // stop the host until that backward pass ends, leaving the GPU idle while the next kernels
+  // are launched.
+  torch::Tensor total = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat64).device(device_));
   ImplementationLog implementations;
   for (const auto& micro : micro_batches) {
     torch::Tensor loss;
@@ -376,13 +379,27 @@ double Trainer::step(const std::vector<data::Batch>& micro_batches, int64_t step
     }
     if (reducer_) reducer_->prepare(/*last_micro_batch=*/&micro == &micro_batches.back());
     loss.backward();
-    total += loss.item<double>();
+    total += loss.detach().to(torch::kFloat64);
   }
-  if (reducer_) total = reducer_->finish(total);
-  if (config_.grad_clip > 0) torch::nn::utils::clip_grad_norm_(model_->parameters(), config_.grad_clip);
+  if (reducer_) reducer_->finish();
+  if (config_.grad_clip > 0) clip_gradient_norm(model_->parameters(), config_.grad_clip);
   optimizer_->step();
   implementation_ = implementations.summary();
-  return total;
+  return total.item<double>();
+}
+
+void clip_gradient_norm(const std::vector<torch::Tensor>& parameters, double max_norm) {
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> grads, norms;
+  for (const auto& p : parameters)
+    if (p.grad().defined()) {
+      grads.push_back(p.grad());
+      norms.push_back(p.grad().norm(2).to(torch::kFloat32));
+    }
+  if (grads.empty()) return;
+  const torch::Tensor total = torch::stack(norms).norm(2);  // ‖g‖₂ over every parameter
+  const torch::Tensor scale = (max_norm / (total + 1e-6)).clamp_max(1.0);
+  for (auto& g : grads) g.mul_(scale.to(g.scalar_type()));
 }
 
 // ============================================================================ data streams
@@ -816,7 +833,7 @@ TrainSummary run_training(const json& point_config, const std::string& run_dir, 
     const auto step_start = clock::now();
     std::vector<data::Batch> micro;
     for (int64_t m = 0; m < c.grad_accum; ++m) micro.push_back(job.shard(stream->batch(step, m)));
-    const double loss = trainer.step(micro, step);
+    const double loss = job.mean_over_ranks(trainer.step(micro, step), device);
     if (!std::isfinite(loss))
       throw std::runtime_error("training loss is " + std::to_string(loss) + " at step " + std::to_string(step));
     const double step_seconds = std::chrono::duration<double>(clock::now() - step_start).count();

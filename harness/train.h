@@ -111,6 +111,10 @@ double learning_rate(const TrainConfig& config, int64_t step, int64_t total_step
 torch::Tensor language_model_loss(LanguageModel& model, const data::Batch& batch);
 
 // Model + AdamW with the decay/no-decay parameter groups + schedule + clipping + accumulation.
+// g ← g · min(1, max_norm / (‖g‖₂ + 1e-6)), ‖g‖₂ over the gradients of every parameter together
+// (torch.nn.utils.clip_grad_norm_), computed on the device: the host does not wait for it.
+void clip_gradient_norm(const std::vector<torch::Tensor>& parameters, double max_norm);
+
 class Trainer {
  public:
   Trainer(LanguageModel model, const TrainConfig& config, torch::Device device, int64_t total_steps);
@@ -121,7 +125,7 @@ class Trainer {
   bool autocast() const { return autocast_; }
   // Data-parallel training (harness/distributed.h): gradients averaged across ranks each step.
   void synchronise_gradients(distributed::GradientReducer* reducer) { reducer_ = reducer; }
-  // What computed the last step: kernel or reference per op (mixers/implementation.h).
+  // What computed the last step: kernel or reference per op (core/implementation.h).
   const std::string& implementation() const { return implementation_; }
 
  private:

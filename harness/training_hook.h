@@ -25,7 +25,7 @@ class TrainingRecords {
   virtual void log_evaluation(int64_t step, const std::string& task, const std::string& metric,
                               double value, std::optional<int64_t> seq_len, std::optional<int64_t> bucket,
                               const std::string& extra_json) = 0;
-  // What computed the steps logged from now on (mixers/implementation.h), e.g. "selective_scan=kernel".
+  // What computed the steps logged from now on (core/implementation.h), e.g. "selective_scan=kernel".
   virtual void set_implementation(const std::string& implementation) {}
   // A resumed run restarts after `step`: forget curve rows and evaluations recorded after it.
   virtual void discard_after(int64_t step) = 0;

@@ -22,9 +22,10 @@
 // biases, gates, running means and the products ~14·d.  Decoding state: the four convolution histories
 // (k−1)·d each and the two running sums Σ S(q), Σ S(k) of d each.
 
-#include "attention/multi_head.h"
+#include "core/init.h"
+#include "core/registry.h"
 #include "mixers/causal_depthwise_conv.h"
-#include "mixers/register_mixer.h"
+#include "core/register_mixer.h"
 
 namespace mixlab {
 namespace {

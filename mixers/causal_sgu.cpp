@@ -19,8 +19,8 @@
 // block) or (E/2)·N(N+1) for the pairs the rule keeps; LN, GELU, bias and gate ~12·N·E.
 // Decoding keeps every past LN(z2)_s, N·E/2 per sequence, and costs O(t·E) per token.
 
-#include "attention/multi_head.h"
-#include "mixers/register_mixer.h"
+#include "core/init.h"
+#include "core/register_mixer.h"
 
 namespace mixlab {
 namespace {

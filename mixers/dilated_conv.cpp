@@ -24,8 +24,8 @@
 // Cost per token: W_in 2d², W_1 2(L+1)d·E, W_2 2E·d; the filter banks 8·L·d, GELU ~8·E.
 // Decoding state: level ℓ keeps the last δ_ℓ values of aˡ⁻¹, Σ_ℓ 2^(ℓ−1) = 2ᴸ − 1 vectors of d.
 
-#include "attention/multi_head.h"
-#include "mixers/register_mixer.h"
+#include "core/init.h"
+#include "core/register_mixer.h"
 
 #include <cmath>
 

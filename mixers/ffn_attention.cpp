@@ -19,9 +19,10 @@
 // Cost per token: the projection 2·d² FLOPs (the only matrix product), the two convolutions
 // 2·d·(k1 + k2), biases 3·d, GELU ~8·d.  Decoding state: the last k1−1 values of a and k2−1 of b.
 
-#include "attention/multi_head.h"
+#include "core/init.h"
+#include "core/registry.h"
 #include "mixers/causal_depthwise_conv.h"
-#include "mixers/register_mixer.h"
+#include "core/register_mixer.h"
 
 namespace mixlab {
 namespace {

@@ -1,5 +1,5 @@
 // `fft_conv`: a causal global convolution applied by FFT — AFFNet's frequency-domain filtering
-// made causal with the H3/Hyena construction (research/mixers.md §7).
+// made causal with the H3/Hyena construction (arXiv 2307.14008; docs/schemes.md, "FFT convolution").
 //
 //   v_t = W_v u_t,   g_t = W_g u_t                      (g only when gate ≠ none)
 //   c_t = Σ_{s ≤ t} K_{:, t-s} ⊙ v_s + D ⊙ v_t           per-channel causal kernel K: [d, max_len]
@@ -35,8 +35,8 @@
 // and kernel FFTs, the mixture 5·N·K·d, and (dynamic) the MLP 2·N·h·(d + K·d); decoding also keeps
 // Σ_{s≤t} u_s (d per sequence).  K = 1 is the single-kernel mixer above, unchanged.
 
-#include "attention/multi_head.h"
-#include "mixers/register_mixer.h"
+#include "core/init.h"
+#include "core/register_mixer.h"
 
 #include <torch/fft.h>
 

@@ -1,4 +1,4 @@
-// `gated_cnn`: MambaOut's Gated CNN block made causal (research/mixers.md §4).  A whole block:
+// `gated_cnn`: MambaOut's Gated CNN block made causal (arXiv 2405.07992; docs/schemes.md).  A whole block:
 // it replaces both the token mixer and the MLP (pattern `[gated_cnn]`, no separate `mlp`).
 //
 //   [g, i, c] = split( W_1 u_t + b_1 ,  sizes (h, h − c_ch, c_ch) )   W_1: d -> 2h, h = expansion·d
@@ -11,9 +11,10 @@
 // Params 3·h·d + 2h + d + c_ch·(k+1); FLOPs 6·N·h·d + 2·N·c_ch·k (+ ~12·N·h for biases, GELU and
 // the gate product); state: the last k−1 conv inputs, (k−1)·c_ch.
 
-#include "attention/multi_head.h"
+#include "core/init.h"
+#include "core/registry.h"
 #include "mixers/causal_depthwise_conv.h"
-#include "mixers/register_mixer.h"
+#include "core/register_mixer.h"
 
 namespace mixlab {
 namespace {

@@ -1,4 +1,4 @@
-// `identity`: IdentityFormer's token mixer (research/mixers.md §3.1): no token mixing at all.
+// `identity`: IdentityFormer's token mixer (arXiv 2210.13452, §3; docs/schemes.md): no token mixing at all.
 //
 //   y_t = u_t
 //
@@ -6,8 +6,8 @@
 // `identity` sees one token per position: a bigram model, the floor every mixer must beat.
 // Params 0, FLOPs 0, state 0.
 
-#include "mixers/register_mixer.h"
-#include "mixers/registry.h"
+#include "core/register_mixer.h"
+#include "core/registry.h"
 
 namespace mixlab {
 namespace {

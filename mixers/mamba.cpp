@@ -1,4 +1,4 @@
-// `mamba`: the Mamba-1 block (Gu & Dao 2023; mixers.md §5.1), u: [B, N, d] -> [B, N, d].
+// `mamba`: the Mamba-1 block (Gu & Dao, arXiv 2312.00752, §3.2–3.4), u: [B, N, d] -> [B, N, d].
 //
 //   [x, z]       = in_proj(u)                                  d -> 2E, no bias      (E = expand·d)
 //   x            = SiLU( causal_depthwise_conv_K(x) + b_conv )  [B, E, N], left padding K−1
@@ -24,9 +24,9 @@
 // SCOUT); conv1d keeps LibTorch's default (kaiming-uniform, as mamba_simple leaves it).  The
 // model-level out_proj rescaling by 1/√(n_layer) of mixer_seq_simple is not applied.
 
-#include "attention/multi_head.h"
-#include "mixers/register_mixer.h"
-#include "mixers/registry.h"
+#include "core/init.h"
+#include "core/register_mixer.h"
+#include "core/registry.h"
 #include "mixers/selective_scan.h"
 
 #include <algorithm>

@@ -1,4 +1,4 @@
-// `mamba2`: the Mamba-2 block with the SSD layer (Dao & Gu 2024; mixers.md §5.3), [B, N, d] -> [B, N, d].
+// `mamba2`: the Mamba-2 block with the SSD layer (Dao & Gu, arXiv 2405.21060, §6–7), [B, N, d] -> [B, N, d].
 //
 //   [z, xBC, dt] = in_proj(u)                        d -> E + (E + 2·G·n) + H, no bias   (E = expand·d)
 //   xBC          = SiLU( causal_depthwise_conv_K(xBC) + b_conv )
@@ -37,9 +37,9 @@
 // with dt log-uniform in [dt_min, dt_max] clamped at dt_init_floor; D = 1; norm.weight = 1;
 // in_proj, out_proj ~ N(0, init_std); conv1d keeps LibTorch's default.
 
-#include "attention/multi_head.h"
-#include "mixers/register_mixer.h"
-#include "mixers/registry.h"
+#include "core/init.h"
+#include "core/register_mixer.h"
+#include "core/registry.h"
 #include "mixers/selective_scan.h"
 
 #include <algorithm>

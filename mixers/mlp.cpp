@@ -6,9 +6,9 @@
 // Position-wise: causal by construction, no inference state.  Weight names follow HF Llama
 // (gate_proj, up_proj, down_proj; [out, in]).
 
-#include "attention/multi_head.h"
-#include "mixers/register_mixer.h"
-#include "mixers/registry.h"
+#include "core/init.h"
+#include "core/register_mixer.h"
+#include "core/registry.h"
 
 #include <cmath>
 

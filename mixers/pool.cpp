@@ -1,4 +1,4 @@
-// `pool`: PoolFormer's pooling mixer made causal (research/mixers.md §3.3).
+// `pool`: PoolFormer's pooling mixer made causal (arXiv 2111.11418, §3; docs/schemes.md).
 //
 //   y_t = (1/m_t) Σ_{s=t-k+1}^{t} u_s − u_t,     m_t = min(k, t+1)
 //
@@ -8,8 +8,8 @@
 // Params 0.  Short windows (k ≤ 16) add k shifted copies: N·d·(k+1) FLOPs; longer windows take
 // the difference of a float64 running sum: ~4·N·d FLOPs.  State: the last k−1 inputs.
 
-#include "mixers/register_mixer.h"
-#include "mixers/registry.h"
+#include "core/register_mixer.h"
+#include "core/registry.h"
 
 namespace mixlab {
 namespace {

@@ -1,4 +1,4 @@
-// `random_mixing`: RandFormer's frozen random token mixing made causal (research/mixers.md §3.2).
+// `random_mixing`: RandFormer's frozen random token mixing made causal (arXiv 2210.13452, §3; docs/schemes.md).
 //
 //   U_{ts} ~ Uniform[0, 1)  drawn once (fixed seed) for an N_max × N_max table
 //   R_{ts} = exp(U_{ts}) / Σ_{s' ≤ t} exp(U_{ts'})   for s ≤ t,   0 otherwise
@@ -11,8 +11,8 @@
 // Length-bound: sequences longer than max_len are refused.  FLOPs d·N(N+1) for the kept pairs
 // (the forward issues a dense N×N product: 2·N²·d); state: all past inputs, N·d.
 
-#include "mixers/register_mixer.h"
-#include "mixers/registry.h"
+#include "core/register_mixer.h"
+#include "core/registry.h"
 
 #include <cmath>
 

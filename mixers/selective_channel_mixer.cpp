@@ -15,9 +15,9 @@
 //   y          = (y_→ + y_←) ⊙ SiLU(z);   out_t = reshape(out_proj(y), [d])   E -> m, no bias
 // Parameters shared across groups.  Time O(N·d·E·n/m) per layer; no inference state.
 
-#include "attention/multi_head.h"
-#include "mixers/register_mixer.h"
-#include "mixers/registry.h"
+#include "core/init.h"
+#include "core/register_mixer.h"
+#include "core/registry.h"
 #include "mixers/selective_scan.h"
 
 #include <cmath>

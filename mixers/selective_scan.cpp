@@ -9,7 +9,7 @@
 
 #include "mixers/selective_scan.h"
 
-#include "mixers/implementation.h"
+#include "core/implementation.h"
 
 #ifdef MIXLAB_WITH_CUDA
 #include "mixers/cuda/kernels.h"

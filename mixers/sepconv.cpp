@@ -1,4 +1,4 @@
-// `sepconv`: ConvFormer's separable convolution mixer made causal (research/mixers.md §3.4).
+// `sepconv`: ConvFormer's separable convolution mixer made causal (arXiv 2210.13452, §3; docs/schemes.md).
 //
 //   a   = StarReLU( W_1 u_t ),                 W_1: d -> E (E = expansion·d, default 2d), no bias
 //   c_t = Σ_{i=0}^{k-1} w_{:, i} ⊙ a_{t-i}      causal depthwise conv, kernel k (default 7), no bias
@@ -9,9 +9,10 @@
 // window is the last k tokens (left padding k−1).  Params 2·d·E + E·k + 2; FLOPs 4·N·d·E +
 // 2·N·E·k (+ ~4·N·E for StarReLU); state: the last k−1 activations, (k−1)·E.
 
-#include "attention/multi_head.h"
+#include "core/init.h"
+#include "core/registry.h"
 #include "mixers/causal_depthwise_conv.h"
-#include "mixers/register_mixer.h"
+#include "core/register_mixer.h"
 
 namespace mixlab {
 namespace {

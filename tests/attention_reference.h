@@ -3,7 +3,7 @@
 // M[t, j] ("query t may attend to key j"): the oracle every blockwise forward is checked against.
 
 #include "attention/rope.h"
-#include "mixers/token_mixer.h"
+#include "core/token_mixer.h"
 #include "tests/mixer_test_helpers.h"
 
 #include <torch/torch.h>

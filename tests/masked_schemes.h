@@ -7,7 +7,7 @@
 
 #include "attention/checkpoint_attention.h"
 #include "attention/swa.h"
-#include "mixers/registry.h"
+#include "core/registry.h"
 #include "tests/attention_reference.h"
 
 #include <algorithm>

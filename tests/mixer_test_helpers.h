@@ -2,7 +2,7 @@
 // Helpers every mixer test shares: a small context, an entry built in float64, its weights by
 // name, a random input, step()-by-step decoding and the largest elementwise difference.
 
-#include "mixers/registry.h"
+#include "core/registry.h"
 
 #include <gtest/gtest.h>
 

@@ -4,7 +4,7 @@
 // work the forward actually issues, and the decode state equal to cost().state_bytes.
 
 #include "harness/flop_counter.h"
-#include "mixers/registry.h"
+#include "core/registry.h"
 #include "tests/mixer_test_helpers.h"
 
 #include <gtest/gtest.h>

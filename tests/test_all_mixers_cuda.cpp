@@ -16,7 +16,7 @@
 // (ragged against every block size, S ∤ N), batch 2.  MIXLAB_TEST_DEVICE=cpu runs the same code
 // on the CPU (for debugging the test itself; it then compares the CPU with itself).
 
-#include "mixers/registry.h"
+#include "core/registry.h"
 #include "tests/mixer_test_helpers.h"
 
 #include <gtest/gtest.h>

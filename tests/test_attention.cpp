@@ -1,7 +1,7 @@
 // `attention` against a naive float64 softmax written from the equation, loop by loop.
 
 #include "attention/rope.h"
-#include "mixers/registry.h"
+#include "core/registry.h"
 
 #include <gtest/gtest.h>
 

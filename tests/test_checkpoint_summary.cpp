@@ -4,7 +4,7 @@
 
 #include "attention/checkpoint_attention.h"
 #include "harness/flop_counter.h"
-#include "mixers/registry.h"
+#include "core/registry.h"
 #include "tests/attention_reference.h"
 
 #include <gtest/gtest.h>

@@ -14,8 +14,8 @@
 
 #include "attention/checkpoint_attention.h"
 #include "attention/swa.h"
-#include "mixers/compat.h"
-#include "mixers/implementation.h"
+#include "core/compat.h"
+#include "core/implementation.h"
 #include "mixers/selective_scan.h"
 #include "tests/masked_schemes.h"
 

@@ -1,9 +1,9 @@
-// dtrnet against a float64 reference written from the routing rule (research/mixers.md §2.2):
+// dtrnet against a float64 reference written from the routing rule (docs/schemes.md, "DTRNet"):
 // routed tokens attend causally among routed tokens (RoPE at original positions), bypassed tokens
 // get W_O W_V u_t, and each output is scaled by the probability of the path taken.
 
 #include "attention/rope.h"
-#include "mixers/compat.h"
+#include "core/compat.h"
 #include "tests/zoo_helpers.h"
 
 #include <cmath>

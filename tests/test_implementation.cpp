@@ -1,4 +1,4 @@
-// Which implementation ran (mixers/implementation.h): the log's summary, what the dispatch points
+// Which implementation ran (core/implementation.h): the log's summary, what the dispatch points
 // record, the measurement rows and the training rows that carry it, and the migration that gives
 // an older results database the column.  (On CUDA, test_cuda_kernels.cpp checks that the kernel
 // is recorded where it runs.)
@@ -8,7 +8,7 @@
 #include "harness/measure.h"
 #include "harness/model.h"
 #include "harness/store.h"
-#include "mixers/implementation.h"
+#include "core/implementation.h"
 #include "mixers/selective_scan.h"
 
 #include <gtest/gtest.h>

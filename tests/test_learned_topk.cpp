@@ -2,7 +2,7 @@
 // value plus the last w keys, softmax over that set of q·k/√d_h (+ σ_s with score_bias).
 
 #include "attention/rope.h"
-#include "mixers/compat.h"
+#include "core/compat.h"
 #include "tests/zoo_helpers.h"
 
 #include <algorithm>

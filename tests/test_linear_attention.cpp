@@ -1,4 +1,4 @@
-// linear_attention against a float64 loop written from the recurrence (research/mixers.md §11):
+// linear_attention against a float64 loop written from the recurrence (arXiv 2006.16236, §3.3):
 //   S_t = S_{t-1} + φ(k_t) v_tᵀ,  z_t = z_{t-1} + φ(k_t),  o_t = φ(q_t)ᵀS_t / (φ(q_t)ᵀz_t + ε_t)
 
 #include "tests/zoo_helpers.h"

@@ -1,9 +1,9 @@
 // `mamba` (Mamba-1) and its selective scan against float64 references written from the equations
-// of mixers.md §5.1: a scalar loop over (b, e, t, state) for the scan, a forward rebuilt from the
+// of arXiv 2312.00752, §3.2: a scalar loop over (b, e, t, state) for the scan, a forward rebuilt from the
 // module's own weights, step × N = forward, causality, gradients, initialisation, parameter count
 // and the matrix-product FLOPs cost() claims.
 
-#include "mixers/registry.h"
+#include "core/registry.h"
 #include "mixers/selective_scan.h"
 #include "harness/flop_counter.h"
 
@@ -216,7 +216,7 @@ TEST(Mamba, InitialisationAsThePaper) {
   EXPECT_GT(floored.max().item<double>(), 0.05 * (1 + 1e-3));  // draws above the floor stay
 }
 
-// mixers.md §5.1: 3·E·d + E·(K + 2R + 3n + 3).
+// docs/schemes.md, "Mamba": 3·E·d + E·(K + 2R + 3n + 3).
 TEST(Mamba, ParameterCountFormula) {
   struct Case { int64_t d; double expand; int64_t n, K, rank, E, R; };
   for (const auto& c : {Case{32, 2.0, 8, 4, 0, 64, 2}, Case{20, 1.5, 5, 3, 7, 30, 7}, Case{16, 2.0, 16, 1, 0, 32, 1}}) {

@@ -1,9 +1,9 @@
-// `mamba2` (Mamba-2 / SSD) against float64 references written from mixers.md §5.3: the chunked
+// `mamba2` (Mamba-2 / SSD) against float64 references written from arXiv 2405.21060, §6: the chunked
 // (dual) forward equals the recurrent step() form for chunk sizes that do and do not divide N,
 // equals a scalar sequential recurrence built from the module's weights, is causal, and its
 // cost() matrix-product FLOPs and parameter count match what the module issues and holds.
 
-#include "mixers/registry.h"
+#include "core/registry.h"
 #include "harness/flop_counter.h"
 
 #include <gtest/gtest.h>
@@ -222,7 +222,7 @@ TEST(Mamba2, Initialisation) {
   EXPECT_LE(dt.max().item<double>(), 0.1 * (1 + 1e-5));
 }
 
-// mixers.md §5.3: d(2E + 2Gn + H) + (E + 2Gn)(K + 1) + 3H + E + Ed.
+// docs/schemes.md, "Mamba-2": d(2E + 2Gn + H) + (E + 2Gn)(K + 1) + 3H + E + Ed.
 TEST(Mamba2, ParameterCountFormula) {
   struct Case { int64_t d; int64_t n, K, P, G; };
   for (const auto& c : {Case{8, 3, 3, 4, 2}, Case{16, 8, 4, 8, 1}, Case{32, 128, 4, 64, 1}}) {

@@ -4,8 +4,8 @@
 
 #include "harness/measure.h"
 #include "harness/config.h"
-#include "mixers/register_mixer.h"
-#include "mixers/registry.h"
+#include "core/register_mixer.h"
+#include "core/registry.h"
 
 #include <gtest/gtest.h>
 

@@ -3,7 +3,7 @@
 // weights; the seed fixes the initial weights; bad input is one line and exit status 2.
 
 #include "harness/safetensors.h"
-#include "mixers/registry.h"
+#include "core/registry.h"
 #include "tests/run_mixlab.h"
 
 #include <gtest/gtest.h>

@@ -1,5 +1,5 @@
 // Presets (experiments/presets/*.json): every preset parses, and the released SCOUT-paper
-// configurations have the parameter counts of research/scout.md §1.3.
+// configurations have the parameter counts of docs/weights.md, "Presets".
 
 #include "harness/config.h"
 #include "harness/model.h"
@@ -73,7 +73,7 @@ TEST(Presets, EveryPresetParses) {
 
 struct PublishedCount {
   std::string preset;
-  double millions;  // research/scout.md §1.3
+  double millions;  // docs/weights.md, "Presets"
   int decimals;     // as printed there
 };
 

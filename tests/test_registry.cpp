@@ -1,7 +1,7 @@
 // The registry's validation: unknown names, unknown parameters, wrong types and ranges fail with
 // messages that name the valid choices.
 
-#include "mixers/registry.h"
+#include "core/registry.h"
 
 #include <gtest/gtest.h>
 

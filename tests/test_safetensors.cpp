@@ -4,7 +4,7 @@
 
 #include "harness/safetensors.h"
 #include "harness/model.h"
-#include "mixers/registry.h"
+#include "core/registry.h"
 
 #include <gtest/gtest.h>
 

@@ -158,6 +158,29 @@ TEST(Train, WeightDecayOnlyOnMatrices) {
   EXPECT_EQ(covered, static_cast<int64_t>(trainer.model()->parameters().size()));
 }
 
+// The on-device clip against LibTorch's clip_grad_norm_ (which reads the norm on the host):
+// once where the norm exceeds the limit (the gradients shrink to it) and once where it does not.
+TEST(Train, GradientClipOnTheDeviceEqualsLibTorchs) {
+  for (double max_norm : {0.5, 1e3}) {
+    torch::manual_seed(3);
+    std::vector<torch::Tensor> ours, theirs;
+    for (auto shape : {std::vector<int64_t>{7, 5}, {5}, {3, 2, 4}}) {
+      auto grad = torch::randn(shape);
+      ours.push_back(torch::zeros(shape, torch::requires_grad()));
+      theirs.push_back(torch::zeros(shape, torch::requires_grad()));
+      ours.back().mutable_grad() = grad.clone();
+      theirs.back().mutable_grad() = grad.clone();
+    }
+    ours.push_back(torch::zeros({2}, torch::requires_grad()));  // a parameter without a gradient
+    clip_gradient_norm(ours, max_norm);
+    const double norm = torch::nn::utils::clip_grad_norm_(theirs, max_norm);
+    EXPECT_EQ(max_norm < norm, max_norm == 0.5) << "the first case clips, the second does not";
+    for (size_t i = 0; i < theirs.size(); ++i)
+      EXPECT_TRUE(torch::allclose(ours[i].grad(), theirs[i].grad(), 1e-6, 1e-7)) << "parameter " << i;
+    EXPECT_FALSE(ours.back().grad().defined());
+  }
+}
+
 TEST(Train, TinyModelOverfitsATinyBatch) {
   torch::manual_seed(0);
   TrainConfig c;

@@ -11,7 +11,7 @@
 
 #include "attention/cuda/kernels.h"
 #include "attention/cuda/launch.h"
-#include "mixers/compat.h"
+#include "core/compat.h"
 
 namespace mixlab::cuda {
 namespace {

@@ -8,14 +8,14 @@
 // mask can reach (so time is linear in N for the window and N²/S for checkpoints), keeps the
 // running max m, sum l and output acc in registers, and masks element-wise only in tiles that
 // straddle the mask's edge.  The checkpoint kernel seeds (m, l, acc) with the self item
-// (m = s_tt, l = 1, acc = v_t) before the loop (scout.md §2.5 option 3), so no mask is ever built.
+// (m = s_tt, l = 1, acc = v_t) before the loop (docs/schemes.md, "A fused kernel"), so no mask is ever built.
 //
 // Backward (P = exp(S - lse), D_t = Σ_d dO_t·O_t, dS = P ∘ (dP - D)):
 //   dV = Pᵀ dO,  dP = dO Vᵀ,  dK = dSᵀ Q · scale,  dQ = dS K · scale
 // split in two kernels: one per key tile (dK, dV; loops over the query tiles that see it), one per
 // query tile (dQ; loops over key tiles), so no atomics are needed.  With checkpoints, lse and D
 // are those of the full softmax (self item included), which is what makes the checkpoint-branch
-// gradients right (the pitfall of scout.md §2.5); the self item's own gradients
+// gradients right (docs/schemes.md, "A fused kernel"); the self item's own gradients
 //   dS_tt = P_tt (dO_t·v_t - D_t):  dq_t += dS_tt k_t scale,  dk_t += dS_tt q_t scale,  dv_t += P_tt dO_t
 // are added in the dQ kernel's epilogue, which also scatters the checkpoint branch's dK_c, dV_c
 // back to rows cS+S-1 and so writes the complete dk and dv.

@@ -1,10 +1,10 @@
-"""Attention peers of the mixlab kernels, on the shapes of harness/cli/kernel_bench.cpp (`mixlab kernel_bench`):
+"""Attention peers of the mixlab kernels, on the shapes of cli/kernel_bench.cpp (`mixlab kernel_bench`):
 
 - sdpa_full:  torch SDPA, full causal attention (the flash back-end): what dense attention costs.
 - flex:       FlexAttention (torch.compile) with the block masks of the two sparse patterns:
               swa   (kv <= q) & (q - kv < W)
-              scout (kv == q) | (kv % S == S-1 & kv < q)      (scout.md §2.1, dense mask form)
-- eager:      the SCOUT authors' training path (scout.md §2.4), written here from that description:
+              scout (kv == q) | (kv % S == S-1 & kv < q)      (docs/schemes.md, SCOUT, dense mask)
+- eager:      the SCOUT authors' training path (docs/schemes.md), written here from that description:
               gather the checkpoints at stride S, dense Q K_c^T with the causal mask sliced at the
               checkpoint columns, a per-row self logit, one fp32 softmax over [self, checkpoints],
               split back into the two outputs.  Memory O(B H N N/S).

@@ -1,7 +1,7 @@
 """Shared helpers of the peer benchmarks: timing, FLOP counts, CSV rows.
 
 Rows: impl,op,N,head_dim,batch_heads,fwd_ms,fwdbwd_ms,fwd_flops,fwdbwd_flops
-(the same columns as harness/cli/kernel_bench.cpp (`mixlab kernel_bench`)).  FLOPs count only the (query, key) pairs a
+(the same columns as cli/kernel_bench.cpp (`mixlab kernel_bench`)).  FLOPs count only the (query, key) pairs a
 mask keeps: 4*d per pair forward, 3.5x that for forward+backward.
 """
 import math

@@ -140,6 +140,9 @@ def main():
     parser.add_argument("--d-model", type=int, default=768)
     parser.add_argument("--heads", type=int, default=12)
     parser.add_argument("--eager", action="store_true", help="also time the uncompiled model")
+    parser.add_argument("--modes", default="default,reduce-overhead",
+                        help="torch.compile modes to time; reduce-overhead replays CUDA graphs, as mixlab's "
+                             "measure.execution=cuda_graph does (the peer row of a length is the fastest mode)")
     args = parser.parse_args()
     with open(args.out, "w") as out:
         out.write("peer,preset,N,d_model,fwd_bwd_ms\n")
@@ -147,7 +150,8 @@ def main():
             preset = json.load(open(os.path.join(PRESETS, name + ".json")))
             torch.manual_seed(0)
             model = LanguageModel(preset, args.d_model, args.heads).cuda().to(torch.bfloat16)
-            variants = [("torch.compile", torch.compile(model))] + ([("eager", model)] if args.eager else [])
+            variants = [("torch.compile" if mode == "default" else f"torch.compile:{mode}", torch.compile(model, mode=mode))
+                        for mode in args.modes.split(",")] + ([("eager", model)] if args.eager else [])
             for n in [int(x) for x in args.lengths.split(",")]:
                 tokens = torch.randint(0, model.vocab, (1, n + 1), device="cuda")
                 masks = model.masks(n, "cuda")
@@ -159,6 +163,7 @@ def main():
                         ms = do_bench(step, warmup=10, rep=50, grad_to_none=list(model.parameters()), return_mode="median")
                         row = f"{peer},{name},{n},{args.d_model},{ms:.4f}"
                     except torch.OutOfMemoryError:
+                        torch._dynamo.reset()
                         torch.cuda.empty_cache()
                         row = f"{peer},{name},{n},{args.d_model},"
                     print(row, flush=True)

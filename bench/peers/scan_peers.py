@@ -1,7 +1,7 @@
-"""Selective-scan peers and ceilings, on the shapes of harness/cli/kernel_bench.cpp (`mixlab kernel_bench`) (batch 8,
+"""Selective-scan peers and ceilings, on the shapes of cli/kernel_bench.cpp (`mixlab kernel_bench`) (batch 8,
 E = 2048, n = 16, bf16 activations):
 
-- eager:   a selective_scan_ref-style scan (mixers.md §5.1), written here: float32, a Python loop
+- eager:   a selective_scan_ref-style scan (arXiv 2312.00752, §3.2), written here: float32, a Python loop
            over time with each step vectorised over [batch, E, n], autograd for the backward.
            Run up to N = 4096 (its time is linear in N; longer runs only cost device time).
 - floor:   the bandwidth floor, each input read once and each output written once, over the

@@ -5,7 +5,7 @@ The model mirrors experiments/presets/scout-swa.json: vocab 256, d_model 256, 4 
 [swa W=128, SwiGLU MLP, checkpoint attention S=10, SwiGLU MLP], pre-norm RMSNorm, tied head, RoPE
 (theta 1e4, rotate-half), bf16.  The attention parts are written the way a researcher would in
 eager PyTorch: sliding window = SDPA with a boolean band mask; checkpoint attention = the SCOUT
-authors' approach (research/scout.md §2.4: gather the checkpoints K[S-1::S], a dense Q·K_cᵀ block
+authors' approach (docs/schemes.md, "The authors' training path": gather the checkpoints K[S-1::S], a dense Q·K_cᵀ block
 masked to p < t, one fp32 softmax over [self, checkpoints]).
 
     python3 bench/peers/scout_lm_step.py [N ...]        prints N, median ms of forward+backward

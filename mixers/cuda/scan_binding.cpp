@@ -8,7 +8,7 @@
 #include <c10/cuda/CUDAGuard.h>
 
 #include "mixers/cuda/kernels.h"
-#include "mixers/compat.h"
+#include "core/compat.h"
 #include "mixers/cuda/launch.h"
 
 namespace mixlab::cuda {

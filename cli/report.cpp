@@ -8,7 +8,7 @@
 // FILTER: field in ('a', 'b') | field = v | field != v, joined by `and` (see reports/filter.h);
 // parsed, validated and bound as SQL parameters.
 
-#include "harness/cli/command.h"
+#include "cli/command.h"
 #include "reports/staged_folder.h"
 #include "reports/queries.h"
 #include "reports/report.h"

@@ -10,7 +10,7 @@
 // the mixer built from (context, params).  Nothing else needs to change for a new mixer to appear
 // in `mixlab list`, in specs and in the registry-wide tests.
 
-#include "mixers/registry.h"
+#include "core/registry.h"
 
 #include <memory>
 #include <string>

@@ -1,11 +1,11 @@
 // mixlab: what a token mixer costs and what it buys, measured.
 
 #include "git_commit.h"  // generated: MIXLAB_GIT_COMMIT
-#include "harness/cli/command.h"
+#include "cli/command.h"
 #include "harness/config.h"
 #include "harness/store.h"
-#include "mixers/compat.h"
-#include "mixers/registry.h"
+#include "core/compat.h"
+#include "core/registry.h"
 
 #if defined(MIXLAB_WITH_CUDA) && __has_include(<cuda_runtime_api.h>)
 #include <cuda_runtime_api.h>

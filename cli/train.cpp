@@ -10,8 +10,8 @@
 // in an in-memory database and the final evaluations are printed; checkpoints go to
 // RUN_ROOT/<point id>/ either way, so an interrupted run resumes.
 
-#include "harness/cli/command.h"
-#include "harness/cli/set_option.h"
+#include "cli/command.h"
+#include "cli/set_option.h"
 #include "harness/config.h"
 #include "harness/curves_csv.h"
 #include "harness/model_file.h"

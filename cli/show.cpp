@@ -3,7 +3,7 @@
 // last training step and evaluations of trained points, and a measurement table.  A filter that
 // names nothing in the database is an error (exit 2) naming what is valid.
 
-#include "harness/cli/command.h"
+#include "cli/command.h"
 #include "harness/config.h"
 #include "harness/show.h"
 #include "harness/sweep.h"

@@ -2,8 +2,8 @@
 // expand and validate a sweep spec, then measure (and train) every point not yet done into a
 // SQLite results database.  docs/sweeps.md describes the spec and a Slurm array example.
 
-#include "harness/cli/command.h"
-#include "harness/cli/set_option.h"
+#include "cli/command.h"
+#include "cli/set_option.h"
 #include "harness/config.h"
 #include "harness/curves_csv.h"
 #include "harness/device.h"

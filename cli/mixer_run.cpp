@@ -15,13 +15,13 @@
 // Bad input (unknown entry or --set key, a value of the wrong type, a missing x, x of the wrong
 // shape, a malformed safetensors file) prints one line and exits with status 2.
 
-#include "harness/cli/command.h"
-#include "harness/cli/set_option.h"
+#include "cli/command.h"
+#include "cli/set_option.h"
 #include "harness/config.h"
 #include "harness/device.h"
 #include "harness/safetensors.h"
-#include "mixers/implementation.h"
-#include "mixers/registry.h"
+#include "core/implementation.h"
+#include "core/registry.h"
 
 #include <iostream>
 #include <sstream>
@@ -149,7 +149,7 @@ int run_mixer(const MixerRunOptions& options) {
 }  // namespace
 
 // Registered directly rather than through MIXLAB_REGISTER_COMMAND, whose name is an identifier:
-// the space makes `run` a subcommand of the `mixer` group (harness/cli/main.cpp).
+// the space makes `run` a subcommand of the `mixer` group (cli/main.cpp).
 static const CommandRegistrar mixer_run_command(
     "mixer run", "run one registry entry on x from a safetensors file, write y", [](CLI::App& app) -> Action {
       auto options = std::make_shared<MixerRunOptions>();

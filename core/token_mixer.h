@@ -1,5 +1,5 @@
 #pragma once
-// The token-mixer contract (docs/DESIGN.md, "The mixer contract").
+// The token-mixer contract (docs/design.md, "The mixer contract").
 //
 // A token mixer maps x: [batch, seq, d_model] to the same shape, causally: output position t
 // depends on inputs 0..t only.  Channel mixers (the MLP) and whole blocks (Gated CNN) honour the

@@ -1,9 +1,9 @@
 // `mixlab list [--weights] [--d-model D --heads H]`: every registry entry with its parameters,
 // defaults, ranges and docs; with --weights, the names and shapes of its weights.
 
-#include "harness/cli/command.h"
+#include "cli/command.h"
 #include "harness/config.h"
-#include "mixers/registry.h"
+#include "core/registry.h"
 
 #include <iomanip>
 #include <iostream>

@@ -1,4 +1,4 @@
-#include "mixers/registry.h"
+#include "core/registry.h"
 
 #include <cmath>
 #include <sstream>

@@ -10,7 +10,7 @@
 // (input_ids [2, 32] int64, logits [2, 32, vocab] float32 from mixlab's forward) for a
 // comparison with `transformers` (bench/peers/hf_logits_check.py).
 
-#include "harness/cli/command.h"
+#include "cli/command.h"
 #include "harness/config.h"
 #include "harness/model_file.h"
 

@@ -1,4 +1,4 @@
-#include "mixers/implementation.h"
+#include "core/implementation.h"
 
 namespace mixlab {
 namespace {

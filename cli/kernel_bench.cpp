@@ -8,7 +8,7 @@
 
 #include <torch/torch.h>
 
-#include "harness/cli/command.h"
+#include "cli/command.h"
 
 #include <algorithm>
 #include <chrono>

@@ -2,7 +2,7 @@
 // several inputs is kept once (a done one over an unfinished one, then the later finish);
 // merging the same input twice changes nothing.
 
-#include "harness/cli/command.h"
+#include "cli/command.h"
 #include "harness/config.h"
 #include "harness/store.h"
 

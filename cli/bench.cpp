@@ -2,8 +2,8 @@
 // without a spec file.  It builds a one-point spec and runs it through the same code path as
 // `mixlab sweep` (into an in-memory database unless --db is given), then prints the table.
 
-#include "harness/cli/command.h"
-#include "harness/cli/set_option.h"
+#include "cli/command.h"
+#include "cli/set_option.h"
 #include "harness/config.h"
 #include "harness/device.h"
 #include "harness/model_file.h"

@@ -1,10 +1,11 @@
 #pragma once
 // The registry of token mixers, channel mixers and blocks.
 //
-// Each entry is registered by its own .cpp with MIXLAB_REGISTER_MIXER; nothing else needs to
-// change for a new mixer to appear in `mixlab list`, in specs and in the registry-wide tests.
+// Each entry is registered by its own .cpp with a RegisterMixer<Type> object (core/register_mixer.h);
+// nothing else needs to change for a new mixer to appear in `mixlab list`, in specs and in the
+// registry-wide tests.
 
-#include "mixers/token_mixer.h"
+#include "core/token_mixer.h"
 
 #include <functional>
 #include <optional>
@@ -114,18 +115,4 @@ class Registry {
   std::map<std::string, MixerEntry> entries_;
 };
 
-namespace detail {
-struct Registrar {
-  explicit Registrar(MixerEntry (*make)()) { Registry::global().add(make()); }
-};
-}  // namespace detail
-
 }  // namespace mixlab
-
-// Usage, at namespace scope in the mixer's .cpp:
-//   MIXLAB_REGISTER_MIXER(swa) { return MixerEntry{...}; }
-#define MIXLAB_REGISTER_MIXER(identifier)                                              \
-  static ::mixlab::MixerEntry mixlab_entry_##identifier();                           \
-  static const ::mixlab::detail::Registrar mixlab_registrar_##identifier(            \
-      &mixlab_entry_##identifier);                                                   \
-  static ::mixlab::MixerEntry mixlab_entry_##identifier()
