@@ -43,12 +43,13 @@ done
 python3 - "$OUT" $BATCHES <<'PY'
 import csv, glob, os, sys
 out, batches = sys.argv[1], [int(b) for b in sys.argv[2:]]
-speed = {}
+speed, loss = {}, {}
 for path in glob.glob(f"{out}/g*-b*.csv"):
     gpus, batch = os.path.basename(path)[1:-4].split("-b")
-    rows = [float(r["value"]) for r in csv.DictReader(open(path))
-            if r["kind"] == "train" and r["name"] == "tokens_per_s" and int(r["step"]) > 10]
-    speed[(int(gpus), int(batch))] = sum(rows) / len(rows)
+    rows = [r for r in csv.DictReader(open(path)) if r["kind"] == "train"]
+    tps = [float(r["value"]) for r in rows if r["name"] == "tokens_per_s" and int(r["step"]) > 10]
+    speed[(int(gpus), int(batch))] = sum(tps) / len(tps)
+    loss[(int(gpus), int(batch))] = {int(r["step"]): float(r["value"]) for r in rows if r["name"] == "loss"}
 with open(f"{out}/scaling.csv", "w") as f:
     f.write("gpus,per_gpu_batch,global_batch,tokens_per_s,step_ms\n")
     for (gpus, batch), tps in sorted(speed.items()):
@@ -62,6 +63,10 @@ for b in batches:
     strong = speed.get((2, b))
     if one and strong:
         lines.append(f"global batch {b} x 2048 (strong scaling): 1 GPU {one:.0f}, 2 GPUs {strong:.0f}, speed-up {strong / one:.3f}")
+        l1, l2 = loss[(1, b)], loss[(2, b)]
+        diff = max(abs(l1[s] - l2[s]) for s in l1 if s in l2)
+        lines.append(f"  same global batch: largest |loss_2gpu - loss_1gpu| {diff:.4f} over {len(l1)} steps "
+                     f"(bf16 noise <= 0.05: {'PASS' if diff <= 0.05 and len(l2) == len(l1) else 'FAIL'})")
 open(f"{out}/summary.txt", "w").write("\n".join(lines) + "\n")
 print("\n".join(lines))
 PY

@@ -172,6 +172,12 @@ class Collectives {
     const int rank = launch_.rank, size = launch_.world_size;
     if (device_kind == "cuda") {
 #ifdef MIXLAB_WITH_NCCL
+      const int visible = static_cast<int>(c10::cuda::device_count());
+      if (launch_.local_rank >= visible)  // NCCL would hang or fail obscurely with two ranks on one GPU
+        throw std::runtime_error(where() + ": LOCAL_RANK " + std::to_string(launch_.local_rank) + " needs GPU " +
+                                 std::to_string(launch_.local_rank) + ", but " + std::to_string(visible) +
+                                 " CUDA device(s) are visible (CUDA_VISIBLE_DEVICES); start at most one rank per GPU, "
+                                 "or train on the CPU with --device cpu (Gloo)");
       c10::cuda::set_device(static_cast<c10::DeviceIndex>(launch_.local_rank));
       auto options = c10d::ProcessGroupNCCL::Options::create();
       options->timeout = timeout_;

@@ -109,7 +109,8 @@ int free_port() {
 // A tiny MQAR model, a global batch of 4 sequences in 2 micro-batches (grad_accum exercises the
 // accumulation without synchronisation).
 std::vector<std::string> train_args(const TempDir& dir, const std::string& name, int steps) {
-  return {"train", "--preset", "transformer", "--set", "model.d_model=32", "--set", "model.n_layers=1",
+  // --device cpu: these are the Gloo tests (on a GPU machine `auto` would pick CUDA and NCCL).
+  return {"train", "--device", "cpu", "--preset", "transformer", "--set", "model.d_model=32", "--set", "model.n_layers=1",
           "--set", "model.n_heads=2", "--set", "train.steps=" + std::to_string(steps), "--set", "train.seq_len=32",
           "--set", "train.batch_size=4", "--set", "train.grad_accum=2", "--set", "train.data.source=mqar",
           "--set", "train.data.num_kv_pairs=4", "--set", "train.threads=1", "--set", "train.log_every=1",
