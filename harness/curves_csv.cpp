@@ -25,11 +25,11 @@ int64_t write_curves_csv(Store& store, const std::vector<std::string>& point_ids
     labels.bind(1, point);
     if (labels.step()) label = labels.text(0);
     Statement steps(store.handle(),
-                    "SELECT step, loss, lr, tokens, tokens_per_s, elapsed_s FROM train_log WHERE point_id = ? ORDER BY step");
+                    "SELECT step, loss, lr, tokens, tokens_per_s, elapsed_s, mfu FROM train_log WHERE point_id = ? ORDER BY step");
     steps.bind(1, point);
     while (steps.step()) {
-      const char* names[] = {"loss", "lr", "tokens", "tokens_per_s", "elapsed_s"};
-      for (int column = 1; column <= 5; ++column)
+      const char* names[] = {"loss", "lr", "tokens", "tokens_per_s", "elapsed_s", "mfu"};
+      for (int column = 1; column <= 6; ++column)
         if (!steps.is_null(column)) emit(point, label, steps.integer(0), "train", names[column - 1], steps.real(column));
     }
     Statement evaluations(store.handle(),

@@ -3,7 +3,7 @@
 // docs/training.md, "Progress and logs"), one row per value, long format (pandas: pivot on name):
 //
 //   point_id,label,step,kind,name,value
-//   3f2a...,transformer,10,train,loss,3.2101          train_log: loss, lr, tokens, tokens_per_s, elapsed_s
+//   3f2a...,transformer,10,train,loss,3.2101          train_log: loss, lr, tokens, tokens_per_s, elapsed_s, mfu
 //   3f2a...,transformer,10,eval,mqar/accuracy,0.15    evaluations (not the per-position buckets)
 //
 // Written from the database after the run (to FILE.tmp, then renamed), for the given points.

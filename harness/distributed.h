@@ -22,7 +22,7 @@
 //                peer ends each survivor with an error that names the ranks that did not answer.
 
 #include "data/synthetic.h"
-#include "harness/training_hook.h"
+#include "harness/training_records.h"
 
 #include <torch/torch.h>
 

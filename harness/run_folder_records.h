@@ -6,7 +6,8 @@
 //   RUN_DIR/records.jsonl   one JSON object per train_log or evaluation row, appended (and
 //                           flushed) as the row is written to the database:
 //                             {"step": s, "tokens": t, "flops": f, "loss": l, "lr": r,
-//                              "tokens_per_s": v, "elapsed_s": e, "implementation": i}  (train_log)
+//                              "tokens_per_s": v, "elapsed_s": e, "implementation": i,
+//                               "peak_flops": p}  (train_log)
 //                             {"step": s, "task": T, "metric": M, "value": v, "seq_len": n|null,
 //                              "bucket": b|null, "extra": "{...}"}                    (evaluation)
 //
@@ -14,7 +15,7 @@
 // and the database, and every row up to k is written to the database again (INSERT OR REPLACE:
 // idempotent).  A re-run into a new database, or a database that lost rows, gets them back.
 
-#include "harness/training_hook.h"
+#include "harness/training_records.h"
 
 #include <cstdint>
 #include <filesystem>
@@ -41,12 +42,15 @@ class RunFolderRecords : public TrainingRecords {
   void discard_after(int64_t step) override { restore_to(step); }
   // Passed on to the database, and kept in the file's train_log rows as "implementation".
   void set_implementation(const std::string& implementation) override;
+  // Passed on to the database, and kept in the file's train_log rows as "peak_flops".
+  void set_peak_flops(double peak_flops) override;
 
  private:
   void append(const std::string& line);
   std::filesystem::path file_;
   TrainingRecords& database_;
   std::string implementation_;
+  double peak_flops_ = 0;
 };
 
 }  // namespace mixlab

@@ -5,7 +5,7 @@
 #include "harness/config.h"
 #include "harness/json_input.h"
 #include "harness/measure.h"
-#include "harness/training_hook.h"
+#include "harness/train_config.h"
 #include "core/registry.h"
 
 #include <algorithm>
@@ -223,12 +223,8 @@ SweepPoint resolve_point(const json& config, const std::string& file, const std:
   resolved["model"] = normalised_model(config["model"], file, where + ".model");
   resolved["measure"] = resolve_measure_json(config.value("measure", json::object()), device_kind, file, where + ".measure");
   if (config.contains("train")) {
-    const TrainingHook* hook = training_hook();
-    if (!hook)
-      throw ConfigError(file, where + ".train",
-                        "this mixlab was built without a training phase; remove \"train\" or build harness/train");
     if (!config["train"].is_object()) throw ConfigError(file, where + ".train", "must be an object");
-    if (hook->validate) hook->validate(config["train"], file, where + ".train");
+    parse_train_config(config["train"], file, where + ".train");
     resolved["train"] = config["train"];
   }
   point.config = resolved;

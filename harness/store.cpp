@@ -142,6 +142,10 @@ const AddedColumn kAddedColumns[] = {
     // Inference state bytes of one sequence at the evaluation's seq_len (cost().state_bytes),
     // so that accuracy can be read against state size; copied from extra_json.state_bytes.
     {"evaluations", "state_bytes", "REAL"},
+    // Model FLOPs utilisation of the step against the device's measured matmul rate
+    // (harness/peak_flops.h), and that rate.
+    {"train_log", "mfu", "REAL"},
+    {"train_log", "peak_flops", "REAL"},
 };
 
 void Store::add_missing_columns() {
@@ -394,10 +398,14 @@ class StoreTrainingRecords : public TrainingRecords {
     store_.transaction([&] {
       Statement insert(store_.handle(),
                        "INSERT OR REPLACE INTO train_log (point_id, step, tokens, flops, loss, lr, tokens_per_s, "
-                       "elapsed_s, implementation) VALUES (?,?,?,?,?,?,?,?,?)");
+                       "elapsed_s, implementation, mfu, peak_flops) VALUES (?,?,?,?,?,?,?,?,?,?,?)");
       insert.bind(1, point_id_).bind(2, step).bind(3, tokens).bind(4, flops).bind(5, loss).bind(6, lr)
           .bind(7, tokens_per_s).bind(8, elapsed_s);
       if (implementation_.empty()) insert.bind(9, nullptr); else insert.bind(9, implementation_);
+      if (peak_flops_ > 0 && tokens > 0 && std::isfinite(flops) && std::isfinite(tokens_per_s))
+        insert.bind(10, flops * tokens_per_s / (static_cast<double>(tokens) * peak_flops_)).bind(11, peak_flops_);
+      else
+        insert.bind(10, nullptr).bind(11, nullptr);
       insert.run();
     });
   }
@@ -422,6 +430,7 @@ class StoreTrainingRecords : public TrainingRecords {
   }
 
   void set_implementation(const std::string& implementation) override { implementation_ = implementation; }
+  void set_peak_flops(double peak_flops) override { peak_flops_ = peak_flops; }
 
   void discard_after(int64_t step) override {
     store_.transaction([&] {
@@ -436,6 +445,7 @@ class StoreTrainingRecords : public TrainingRecords {
   Store& store_;
   std::string point_id_;
   std::string implementation_;
+  double peak_flops_ = 0;  // 0: unknown, mfu stays NULL
 };
 }  // namespace
 

@@ -6,7 +6,7 @@
 // sweeps, points, measurements, train_log and evaluations tables.
 
 #include "harness/measure.h"
-#include "harness/training_hook.h"
+#include "harness/training_records.h"
 #include "sqlite/database.h"
 #include "sqlite/statement.h"
 

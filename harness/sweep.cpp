@@ -9,7 +9,7 @@
 #include "harness/model.h"
 #include "harness/point_claim.h"
 #include "harness/progress.h"
-#include "harness/training_hook.h"
+#include "harness/train.h"
 #include "core/compat.h"
 
 #include <chrono>
@@ -161,15 +161,13 @@ SweepSummary run_sweep(const SweepSpec& spec, Store& store, const std::string& d
                                   [] { maybe_die("before_commit"); });
       }
       if (has_train) {
-        const TrainingHook* hook = training_hook();
-        if (!hook || !hook->run) throw std::runtime_error("this mixlab was built without a training phase");
         const std::string run_dir = (fs::path(options.run_root.empty() ? "results/runs" : options.run_root) / point.id).string();
         if (options.force) fs::remove_all(run_dir);  // --force trains again: no checkpoint to resume from
         fs::create_directories(run_dir);
         progress.clear();
         auto records = store.training_records(point.id);
         store.set_claim_stage(point.id, "train");
-        hook->run(point.config, run_dir, device_kind, *records);
+        run_training(point.config, run_dir, device_kind, *records);
         store.finish_point(point.id);
       }
       maybe_die("point_done");

@@ -30,14 +30,17 @@ void TrainLog::step(int64_t step, double loss, double lr, double session_seconds
   const int64_t done = step - first_step_;
   const double seconds = std::max(session_seconds, 1e-9);
   const double eta = seconds / std::max<int64_t>(done, 1) * static_cast<double>(total_steps_ - step);
+  const double tokens_per_s = done * step_tokens_ / seconds;
+  char mfu[32] = "";
+  if (mfu_per_token_per_s_ > 0) std::snprintf(mfu, sizeof mfu, "  MFU %.1f%%", 100.0 * tokens_per_s * mfu_per_token_per_s_);
   if (terminal_) {
-    std::fprintf(out_, "\r  step %lld/%lld  loss %.4f  %.0f tok/s  ETA %s   %s", static_cast<long long>(step),
-                 static_cast<long long>(total_steps_), loss, done * step_tokens_ / seconds, duration_text(eta).c_str(),
+    std::fprintf(out_, "\r  step %lld/%lld  loss %.4f  %.0f tok/s%s  ETA %s   %s", static_cast<long long>(step),
+                 static_cast<long long>(total_steps_), loss, tokens_per_s, mfu, duration_text(eta).c_str(),
                  last ? "\n" : "");
   } else {
-    std::fprintf(out_, "  train step %lld/%lld  loss %.4f  lr %.2e  %.0f tok/s  elapsed %s  ETA %s\n",
-                 static_cast<long long>(step), static_cast<long long>(total_steps_), loss, lr,
-                 done * step_tokens_ / seconds, duration_text(elapsed_seconds).c_str(), duration_text(eta).c_str());
+    std::fprintf(out_, "  train step %lld/%lld  loss %.4f  lr %.2e  %.0f tok/s%s  elapsed %s  ETA %s\n",
+                 static_cast<long long>(step), static_cast<long long>(total_steps_), loss, lr, tokens_per_s, mfu,
+                 duration_text(elapsed_seconds).c_str(), duration_text(eta).c_str());
   }
   std::fflush(out_);
 }

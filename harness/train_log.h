@@ -27,6 +27,8 @@ class TrainLog {
   TrainLog(std::FILE* out, bool terminal, int64_t total_steps, int64_t step_tokens, int64_t every);
 
   void resumed(int64_t step, const std::string& file);
+  // Step lines also show MFU = tokens/s · flops_per_token / peak_flops (harness/peak_flops.h).
+  void show_mfu(double flops_per_token, double peak_flops) { mfu_per_token_per_s_ = flops_per_token / peak_flops; }
   // After optimiser step `step`; session_seconds since this session's first step began.
   void step(int64_t step, double loss, double lr, double session_seconds, double elapsed_seconds);
   // The step's headline evaluations, "task/metric" -> value.
@@ -40,6 +42,7 @@ class TrainLog {
   int64_t total_steps_, step_tokens_, every_;
   int64_t first_step_ = 0;   // the step the session started after (the resume point)
   double last_draw_ = -1;    // session seconds of the last terminal redraw
+  double mfu_per_token_per_s_ = 0;  // 0: no MFU shown
 };
 
 }  // namespace mixlab

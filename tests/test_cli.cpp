@@ -97,7 +97,7 @@ TEST(Cli, TrainLogsStepsEvaluationsAndResumptionOffATerminal) {
   for (const char* line : {"train step 2/6  loss ", "train step 4/6", "train step 6/6", "eval  step 3/6  mqar/accuracy",
                            "eval  step 6/6"})
     EXPECT_NE(first.output.find(line), std::string::npos) << line << "\n" << first.output;
-  EXPECT_TRUE(std::regex_search(first.output, std::regex(R"(train step 2/6  loss \d+\.\d{4}  lr \S+  \d+ tok/s  elapsed \d+:\d\d:\d\d  ETA \d+:\d\d:\d\d)")))
+  EXPECT_TRUE(std::regex_search(first.output, std::regex(R"(train step 2/6  loss \d+\.\d{4}  lr \S+  \d+ tok/s  MFU \d+\.\d%  elapsed \d+:\d\d:\d\d  ETA \d+:\d\d:\d\d)")))
       << first.output;
   // --curves-csv: the same curve as CSV, long format.
   const auto with_csv = run_mixlab(dir.path.string(), args + "-csv --curves-csv " + dir.file("curves.csv"));

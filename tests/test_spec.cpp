@@ -4,7 +4,6 @@
 #include "harness/config.h"
 #include "harness/measure.h"
 #include "harness/spec.h"
-#include "harness/training_hook.h"
 
 #include <gtest/gtest.h>
 
@@ -191,8 +190,6 @@ TEST(SpecTest, ValidationErrorsNameFileAndPath) {
   expect_error(with([](json& r) { r["base"]["measure"]["batch"] = 0; }), "base.measure.batch", "valid range");
   expect_error(with([](json& r) { r["base"]["measure"]["dtype"] = "fp8"; }), "base.measure.dtype", "valid: auto");
   expect_error(with([](json& r) { r["base"]["measure"].erase("seq_lens"); }), "base.measure.seq_lens", "missing");
-  if (!training_hook())
-    expect_error(with([](json& r) { r["base"]["train"] = {{"steps", 10}}; }), "base.train", "without a training phase");
   // Malformed JSON names the line and column.
   try {
     parse_json_text("{\n  \"name\": \"t\",\n  \"base\": {,}\n}", "bad.json");

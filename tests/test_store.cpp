@@ -115,6 +115,23 @@ TEST(StoreTest, TrainingRecordsAndDiscardAfter) {
   EXPECT_EQ(count(store, "SELECT COUNT(*) FROM evaluations"), 3);
 }
 
+// mfu = (flops / step) / (step seconds) / peak, the step's seconds being (tokens / step) /
+// tokens_per_s; NULL until the peak is known.
+TEST(StoreTest, TrainLogRowsCarryMfuOnceThePeakIsKnown) {
+  TempDir dir("store_mfu");
+  Store store(dir.file("r.db"));
+  auto records = store.training_records("p");
+  records->log_step(1, 1000, 6e9, 3.0, 1e-3, 500, 2.0);
+  records->set_peak_flops(1e10);
+  records->log_step(2, 2000, 1.2e10, 2.5, 1e-3, 500, 4.0);  // 6e9 FLOPs per 2 s step: 3e9 FLOP/s
+  Statement q(store.handle(), "SELECT step, mfu, peak_flops FROM train_log ORDER BY step");
+  ASSERT_TRUE(q.step());
+  EXPECT_TRUE(q.is_null(1));
+  ASSERT_TRUE(q.step());
+  EXPECT_NEAR(q.real(1), 0.3, 1e-12);
+  EXPECT_EQ(q.real(2), 1e10);
+}
+
 TEST(StoreTest, MergeTakesBetterPointsAndIsIdempotent) {
   TempDir dir("store_merge");
   {

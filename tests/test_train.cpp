@@ -3,6 +3,7 @@
 
 #include "data/rng.h"
 #include "harness/config.h"
+#include "harness/peak_flops.h"
 #include "harness/run_folder_records.h"
 #include "harness/spec.h"
 #include "harness/store.h"
@@ -224,8 +225,32 @@ TEST(Train, BadTrainSectionsNameThePath) {
                 .find("base.train.data.num_kv_pairs"),
             std::string::npos);
   EXPECT_NE(config_error({{"steps", 10}, {"data", {{"source", "wiki"}}}}).find("valid: corpus, mqar"), std::string::npos);
-  ASSERT_NE(training_hook(), nullptr) << "harness/train.cpp registers the hook";
-  EXPECT_THROW(training_hook()->validate({{"steps", 0}}, "spec.json", "base.train"), ConfigError);
+  EXPECT_THROW(parse_train_config({{"steps", 0}}, "spec.json", "base.train"), ConfigError);
+}
+
+// The run measures the device's matmul rate once (harness/peak_flops.h) and every train_log row
+// carries it and the MFU that follows from the row's own FLOPs and tokens/s.
+TEST(Train, TrainLogRowsCarryTheMeasuredPeakAndTheirMfu) {
+  const fs::path dir = scratch("mfu");
+  const json point = {{"model", tiny_model()},
+                      {"train", {{"data", {{"source", "mqar"}, {"num_kv_pairs", 2}}}, {"seq_len", 16},
+                                 {"batch_size", 4}, {"steps", 3}, {"threads", 1}, {"eval", {{"examples", 8}}}}}};
+  Store store((dir / "r.db").string());
+  auto records = store.training_records("p");
+  fs::create_directories(dir / "run");
+  run_training(point, (dir / "run").string(), "cpu", *records);
+  const double peak = measured_peak_flops(Device{"cpu", "float32"});
+  EXPECT_GT(peak, 1e6);
+  EXPECT_EQ(peak, measured_peak_flops(Device{"cpu", "float32"})) << "measured once per process";
+  Statement q(store.handle(), "SELECT flops, tokens, tokens_per_s, mfu, peak_flops FROM train_log ORDER BY step");
+  int rows = 0;
+  while (q.step()) {
+    ++rows;
+    EXPECT_EQ(q.real(4), peak);
+    EXPECT_NEAR(q.real(3), q.real(0) * q.real(2) / (q.real(1) * peak), 1e-9 * q.real(3));
+    EXPECT_GT(q.real(3), 0.0);
+  }
+  EXPECT_EQ(rows, 3);
 }
 
 TEST(Train, CorpusRunReportsConsistentFiguresAndResumesExactly) {
