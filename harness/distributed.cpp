@@ -65,6 +65,8 @@ std::chrono::milliseconds collective_timeout() {
 
 }  // namespace
 
+bool cpu_backend_available() { return MIXLAB_HAS_GLOO != 0; }
+
 Launch launch_from_environment() {
   Launch launch;
   if (variable("WORLD_SIZE")) {  // torchrun (or any launcher that sets the torch.distributed variables)
@@ -100,6 +102,12 @@ class Collectives {
  public:
   Collectives(const Launch& launch, const std::string& device_kind)
       : launch_(launch), timeout_(collective_timeout()), stream_ordered_(device_kind == "cuda") {
+    // Before the rendezvous: a rank without the backend must not leave its peers waiting at the
+    // store (rank 0 hosts it), so every rank fails here, at once, with the same message.
+    if (device_kind != "cuda" && !cpu_backend_available())
+      throw std::runtime_error(where() + ": data-parallel training on the CPU needs Gloo, and this mixlab was "
+                               "built without its headers (Debian: apt-get install libgloo-dev, then rebuild; "
+                               "a PyTorch wheel's LibTorch ships no gloo/ headers)");
     c10d::TCPStoreOptions options;
     options.port = static_cast<uint16_t>(launch.master_port);
     options.isServer = launch.rank == 0 && !launch.agent_store;
@@ -196,8 +204,7 @@ class Collectives {
                                           : c10d::ProcessGroupGloo::createDefaultDevice());
     return c10::make_intrusive<c10d::ProcessGroupGloo>(store_, rank, size, options);
 #else
-    throw std::runtime_error("data-parallel training on the CPU needs Gloo, and this mixlab was built without its "
-                             "headers (Debian: apt-get install libgloo-dev, then rebuild)");
+    throw std::logic_error("unreachable: the constructor checked cpu_backend_available()");
 #endif
   }
 

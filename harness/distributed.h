@@ -43,6 +43,10 @@ struct Launch {
 };
 
 // Throws std::invalid_argument naming the variable and what is valid.
+// Whether this build can train data-parallel on the CPU (Gloo's headers were found at build time;
+// a PyTorch wheel's LibTorch ships none).  CUDA uses NCCL.
+bool cpu_backend_available();
+
 Launch launch_from_environment();
 
 class Collectives;  // the process group (harness/distributed.cpp)
