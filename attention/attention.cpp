@@ -6,6 +6,7 @@
 // Time O(N²·d), memory O(N) with SDPA (LibTorch 2.x) or O(N²) in the explicit LibTorch 1.13 path.
 // Inference state: the KV cache, 2·N·d elements per sequence.
 
+#include "attention/kv_cache.h"
 #include "attention/multi_head.h"
 #include "core/compat.h"
 #include "core/register_mixer.h"
@@ -44,10 +45,10 @@ class CausalAttention : public TokenMixer {
   // Single-query attention over the cache plus the current token.
   torch::Tensor step(const torch::Tensor& x_t, MixerState& state) override {
     auto [q, k, v] = heads_.project_one(x_t, state.position);  // [B, H, 1, d_h]
-    auto& keys = state.tensors["key_cache"];
+    auto& keys = state.tensors["key_cache"];  // [B, H, t+1, d_h] after the append
     auto& values = state.tensors["value_cache"];
-    keys = torch::cat({keys, k}, 2);
-    values = torch::cat({values, v}, 2);
+    keys = append_to_cache(keys, k);
+    values = append_to_cache(values, v);
     const double scale = 1.0 / std::sqrt(static_cast<double>(heads_.head_dim));
     auto weights = torch::softmax(torch::matmul(q, keys.transpose(-2, -1)) * scale, -1);
     state.position += 1;

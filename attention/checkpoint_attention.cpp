@@ -25,6 +25,7 @@
 
 #include "attention/checkpoint_attention.h"
 
+#include "attention/kv_cache.h"
 #include "attention/multi_head.h"
 #include "core/compat.h"
 #include "core/implementation.h"
@@ -190,21 +191,24 @@ class CheckpointAttention : public TokenMixer {
     }
     return state;
   }
-  // Single-query attention over [summary cache ∥ current token], which is exactly A(t); then the
-  // segment's summary joins the cache if the token closes it (t mod S = S-1).
+  // Single-query attention over [summary cache ∥ current token], which is exactly A(t): one
+  // softmax over the scores of the m checkpoints and of the token itself, without copying the
+  // cache into a concatenation; then the segment's summary joins the cache, in place
+  // (attention/kv_cache.h), if the token closes it (t mod S = S-1).
   torch::Tensor step(const torch::Tensor& x_t, MixerState& state) override {
     auto [q, k, v] = heads_.project_one(x_t, state.position);  // [B, H, 1, d_h]
-    auto& cached_keys = state.tensors.at("checkpoint_keys");
+    auto& cached_keys = state.tensors.at("checkpoint_keys");    // [B, H, m, d_h]
     auto& cached_values = state.tensors.at("checkpoint_values");
-    auto keys = torch::cat({cached_keys, k}, 2);
-    auto values = torch::cat({cached_values, v}, 2);
+    const int64_t m = cached_keys.size(2);
     const double scale = 1.0 / std::sqrt(static_cast<double>(heads_.head_dim));
-    auto weights = torch::softmax(torch::matmul(q, keys.transpose(-2, -1)) * scale, -1);
+    auto scores = torch::cat({torch::matmul(q, cached_keys.transpose(-2, -1)), (q * k).sum(-1, true)}, -1) * scale;
+    auto weights = torch::softmax(scores, -1);                                    // [B, H, 1, m + 1]
+    auto attended = torch::matmul(weights.narrow(-1, 0, m), cached_values) + weights.narrow(-1, m, 1) * v;
     const bool closes_segment = state.position % segment_size_ == segment_size_ - 1;
     if (summary_ == SegmentSummary::Token) {
       if (closes_segment) {
-        cached_keys = keys;
-        cached_values = values;
+        cached_keys = append_to_cache(cached_keys, k);
+        cached_values = append_to_cache(cached_values, v);
       }
     } else {
       auto& key_sum = state.tensors.at("segment_key_sum");
@@ -212,14 +216,14 @@ class CheckpointAttention : public TokenMixer {
       key_sum = key_sum + k;
       value_sum = value_sum + v;
       if (closes_segment) {
-        cached_keys = torch::cat({cached_keys, key_sum / static_cast<double>(segment_size_)}, 2);
-        cached_values = torch::cat({cached_values, value_sum / static_cast<double>(segment_size_)}, 2);
+        cached_keys = append_to_cache(cached_keys, key_sum / static_cast<double>(segment_size_));
+        cached_values = append_to_cache(cached_values, value_sum / static_cast<double>(segment_size_));
         key_sum = torch::zeros_like(key_sum);
         value_sum = torch::zeros_like(value_sum);
       }
     }
     state.position += 1;
-    return heads_.output(torch::matmul(weights, values)).squeeze(1);
+    return heads_.output(attended).squeeze(1);
   }
 
  private:

@@ -9,6 +9,7 @@
 
 #include "attention/swa.h"
 
+#include "attention/kv_cache.h"
 #include "attention/multi_head.h"
 #include "core/compat.h"
 #include "core/implementation.h"
@@ -131,15 +132,15 @@ class SlidingWindowAttention : public TokenMixer {
   MixerState initial_state(int64_t batch, const torch::TensorOptions& options) const override {
     return heads_.empty_kv_cache(batch, options);
   }
-  // Single-query attention over the last W keys (the current one included); the oldest entry
-  // leaves the cache once it holds W.  Keys keep the RoPE phase of their absolute position.
+  // Single-query attention over the last W keys (the current one included), held in a ring of W
+  // slots (attention/kv_cache.h): the newest key overwrites the oldest once the ring is full.
+  // Keys keep the RoPE phase of their absolute position, so their order in the ring is free.
   torch::Tensor step(const torch::Tensor& x_t, MixerState& state) override {
     auto [q, k, v] = heads_.project_one(x_t, state.position);  // [B, H, 1, d_h]
-    auto& keys = state.tensors.at("key_cache");
+    auto& keys = state.tensors.at("key_cache");  // [B, H, min(t+1, W), d_h] after the append
     auto& values = state.tensors.at("value_cache");
-    const int64_t keep = std::min<int64_t>(keys.size(2), window_ - 1);  // older entries kept
-    keys = torch::cat({keys.narrow(2, keys.size(2) - keep, keep), k}, 2);
-    values = torch::cat({values.narrow(2, values.size(2) - keep, keep), v}, 2);
+    keys = append_to_window(keys, k, state.position, window_);
+    values = append_to_window(values, v, state.position, window_);
     const double scale = 1.0 / std::sqrt(static_cast<double>(heads_.head_dim));
     auto weights = torch::softmax(torch::matmul(q, keys.transpose(-2, -1)) * scale, -1);
     state.position += 1;

@@ -20,10 +20,12 @@ using json = nlohmann::json;
 
 // ----------------------------------------------------------------------------- the settings
 
-const std::vector<std::string>& phase_names() {
-  static const std::vector<std::string> names = {"forward", "forward_backward", "decode"};
-  return names;
-}
+namespace {
+struct Phase;
+const std::vector<Phase>& phase_table();
+}  // namespace
+
+const std::vector<std::string>& phase_names();
 
 const std::vector<std::string>& measure_keys() {
   static const std::vector<std::string> keys = {
@@ -343,10 +345,7 @@ void fill_from_timing(Measurement& m, const std::vector<double>& samples, double
   m.timing = summarize(samples);
   m.extra["samples_ms"] = samples;  // every timed repeat, for error bars and bootstrap intervals (reports/)
   const double seconds = m.timing->median / 1000.0;
-  if (seconds > 0) {
-    m.tokens_per_s = tokens_per_call / seconds;
-    if (m.flops) m.tflops_per_s = *m.flops / seconds / 1e12;
-  }
+  if (seconds > 0) m.tokens_per_s = tokens_per_call / seconds;  // TFLOP/s: from the phase table's FLOPs
 }
 
 // The call a phase times: the eager call itself, or the replay of its CUDA graph (captured here,
@@ -372,11 +371,12 @@ PhaseCall prepare_call(const Context& c, Measurement& m, const std::function<voi
   return {[replayed] { replayed->replay(); }, std::move(graph)};
 }
 
-// logits = model(tokens) without autograd.
-void measure_forward(Context& c, Measurement& m, const Cost& cost) {
+// logits = model(tokens[B, N]) without autograd, timed (as a CUDA graph where the settings allow);
+// the one timed forward of the forward phase and of decoding without step().
+void time_forward(Context& c, Measurement& m, int64_t n, double tokens_per_call) {
   torch::NoGradGuard no_grad;
   c.model->eval();
-  const auto tokens = random_tokens(c, m.seq_len, m.seq_len);
+  const auto tokens = random_tokens(c, n, n);
   CallTimer timer(c.device);
   PeakMemory peak(c.device);
   torch::Tensor logits;
@@ -385,14 +385,17 @@ void measure_forward(Context& c, Measurement& m, const Cost& cost) {
   const PhaseCall call = prepare_call(c, m, forward, forward);
   auto samples = time_repeats(call.run, c.settings, timer, [&] { return c.over_budget(); });
   m.peak_memory_bytes = peak.peak_bytes();
-  m.flops = cost.flops;
-  fill_from_timing(m, samples, static_cast<double>(c.settings.batch * m.seq_len));
+  fill_from_timing(m, samples, tokens_per_call);
   m.extra.update(sublayer_statistics(c.model));
   if (!all_finite(logits)) { m.status = "nonfinite"; m.error = "the forward output has NaN or Inf"; }
 }
 
+void measure_forward(Context& c, Measurement& m) {
+  time_forward(c, m, m.seq_len, static_cast<double>(c.settings.batch * m.seq_len));
+}
+
 // loss = CE(model(tokens), next tokens); loss.backward().
-void measure_forward_backward(Context& c, Measurement& m, const Cost& cost) {
+void measure_forward_backward(Context& c, Measurement& m) {
   c.model->train();
   const auto tokens = random_tokens(c, m.seq_len, m.seq_len);
   const auto targets = random_tokens(c, m.seq_len, m.seq_len + 1).reshape({-1});
@@ -416,31 +419,21 @@ void measure_forward_backward(Context& c, Measurement& m, const Cost& cost) {
   auto samples = time_repeats(call.run, c.settings, timer, [&] { return c.over_budget(); });
   m.peak_memory_bytes = peak.peak_bytes();
   clear_grads();
-  m.flops = 3.0 * cost.flops;
   fill_from_timing(m, samples, static_cast<double>(c.settings.batch * m.seq_len));
   if (!all_finite(loss.detach())) { m.status = "nonfinite"; m.error = "the loss is NaN or Inf"; }
 }
 
 // Greedy generation of N tokens from an empty state (prompt: one token per sequence), timed in
 // chunks; the per-step latency of a chunk is its time over its steps.
-void measure_decode(Context& c, Measurement& m, const Cost& cost) {
+void measure_decode(Context& c, Measurement& m) {
   torch::NoGradGuard no_grad;
   c.model->eval();
   const int64_t n = m.seq_len, batch = c.settings.batch;
   if (!c.model->has_step()) {
-    // Producing token N without a state means re-running the N-token prefix.
-    const auto tokens = random_tokens(c, n, n);
-    CallTimer timer(c.device);
-    PeakMemory peak(c.device);
-    torch::Tensor logits;
-    peak.reset();
-    auto samples = time_repeats([&] { logits = torch::Tensor(); logits = c.model->forward(tokens); }, c.settings, timer,
-                              [&] { return c.over_budget(); });
-    m.peak_memory_bytes = peak.peak_bytes();
-    m.flops = cost.flops;
-    fill_from_timing(m, samples, static_cast<double>(batch));
+    // Producing token N without a state means re-running the N-token prefix: one forward over N
+    // tokens per generated token (its FLOPs: the whole forward; the phase table's factor is N).
+    time_forward(c, m, n, static_cast<double>(batch));
     m.extra["decode_fallback"] = "re-run prefix";
-    if (!all_finite(logits)) { m.status = "nonfinite"; m.error = "the output has NaN or Inf"; }
     return;
   }
   const auto options = torch::TensorOptions().dtype(c.device.scalar_type()).device(c.device.torch_device());
@@ -479,7 +472,6 @@ void measure_decode(Context& c, Measurement& m, const Cost& cost) {
   int64_t state_bytes = 0;
   for (const auto& state : states) state_bytes += state.bytes();
   m.measured_state_bytes = static_cast<double>(state_bytes);
-  m.flops = cost.flops / static_cast<double>(n);  // an average step of the generation
   fill_from_timing(m, per_step_ms, static_cast<double>(batch));
   m.extra["generate_tokens_per_s"] = static_cast<double>(batch * n) / (total_ms / 1000.0);
   m.extra["generate_total_s"] = total_ms / 1000.0;
@@ -487,7 +479,48 @@ void measure_decode(Context& c, Measurement& m, const Cost& cost) {
   if (!all_finite(logits)) { m.status = "nonfinite"; m.error = "the decoded logits have NaN or Inf"; }
 }
 
+// The measured phases, one row each (docs/design.md, "Measurement rules"): the call a row times,
+// the ladder it runs over, and the FLOPs of one timed call as a multiple of the forward
+// cost().flops of the point at N.
+struct Phase {
+  std::string name;
+  void (*measure)(Context&, Measurement&);
+  bool decode_ladder;  // measure.decode_seq_lens, when given, instead of seq_lens
+  // forward: 1; forward + backward: 3 (backward ≈ 2 × forward); decode: an average step of the
+  // N-token generation, 1/N (without step() one call is a whole forward: 1).
+  double (*flop_factor)(const Measurement& m);
+};
+
+const std::vector<Phase>& phase_table() {
+  static const std::vector<Phase> table = {
+      {"forward", measure_forward, false, [](const Measurement&) { return 1.0; }},
+      {"forward_backward", measure_forward_backward, false, [](const Measurement&) { return 3.0; }},
+      {"decode", measure_decode, true,
+       [](const Measurement& m) { return m.extra.contains("decode_fallback") ? 1.0 : 1.0 / static_cast<double>(m.seq_len); }},
+  };
+  return table;
+}
+
+const Phase& phase_named(const std::string& name) {
+  for (const auto& phase : phase_table())
+    if (phase.name == name) return phase;
+  throw std::invalid_argument("unknown phase '" + name + "'");  // settings are validated before
+}
+
 }  // namespace
+
+const std::vector<int64_t>& MeasureSettings::lengths_for(const std::string& phase) const {
+  return phase_named(phase).decode_ladder && !decode_seq_lens.empty() ? decode_seq_lens : seq_lens;
+}
+
+const std::vector<std::string>& phase_names() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> out;
+    for (const auto& phase : phase_table()) out.push_back(phase.name);
+    return out;
+  }();
+  return names;
+}
 
 std::vector<Measurement> measure_model(LanguageModel& model, const MeasureSettings& settings,
                                        const MeasureObserver& observer) {
@@ -523,9 +556,10 @@ std::vector<Measurement> measure_model(LanguageModel& model, const MeasureSettin
       } else {
         ImplementationLog implementations;
         try {
-          if (phase == "forward") measure_forward(c, m, cost);
-          else if (phase == "forward_backward") measure_forward_backward(c, m, cost);
-          else measure_decode(c, m, cost);
+          const Phase& row = phase_named(phase);
+          row.measure(c, m);
+          m.flops = row.flop_factor(m) * cost.flops;
+          if (m.timing && m.timing->median > 0) m.tflops_per_s = *m.flops / (m.timing->median / 1000.0) / 1e12;
         } catch (const Interrupted&) {
           throw;  // the sweep ends the point cleanly
         } catch (const BudgetExceeded& error) {

@@ -1,7 +1,8 @@
 #pragma once
 // Measuring one model against sequence length (docs/design.md, "Measurement rules").
 //
-// For each phase (in the order listed) and each sequence length N of its ladder:
+// For each phase (in the order listed) and each sequence length N of its ladder (one row each of
+// the phase table in measure.cpp: the call timed, its ladder, its FLOPs as a multiple of cost()):
 //   forward           logits = model(tokens[B, N]) without autograd
 //   forward_backward  loss = CE(model(tokens), targets); loss.backward()      (FLOPs = 3 x forward)
 //   decode            greedy generation of N tokens with step() from an empty state, timed in
@@ -26,9 +27,8 @@
 namespace mixlab {
 
 struct MeasureSettings {
-  const std::vector<int64_t>& lengths_for(const std::string& phase) const {
-    return phase == "decode" && !decode_seq_lens.empty() ? decode_seq_lens : seq_lens;
-  }
+  // The ladder of a phase: decode_seq_lens for decode when given, else seq_lens.
+  const std::vector<int64_t>& lengths_for(const std::string& phase) const;
   std::vector<int64_t> seq_lens;
   std::vector<int64_t> decode_seq_lens;  // empty: the decode phase uses seq_lens
   int64_t batch = 1;

@@ -140,9 +140,11 @@ TEST(MeasureTest, TinyModelFiguresAgreeWithCostAndTiming) {
       EXPECT_DOUBLE_EQ(*m.measured_state_bytes, 2.0 * 2.0 * 2 * m.seq_len * 16 * 8);
       EXPECT_DOUBLE_EQ(*m.measured_state_bytes, cost.state_bytes);
       EXPECT_DOUBLE_EQ(*m.tokens_per_s, 2.0 / (m.timing->median / 1000.0));
+      EXPECT_DOUBLE_EQ(*m.flops, cost.flops / m.seq_len);  // an average step of the N-token generation
       EXPECT_TRUE(m.extra.contains("generate_tokens_per_s"));
       EXPECT_FALSE(m.extra.contains("decode_fallback"));
     }
+    ASSERT_TRUE(m.tflops_per_s) << m.phase;
     EXPECT_DOUBLE_EQ(*m.tflops_per_s, *m.flops / (m.timing->median / 1000.0) / 1e12);
   }
 }

@@ -10,7 +10,8 @@
 #     MIXLAB_SPEC       the spec (default experiments/paper/zoology-mqar-cut.json)
 #     MIXLAB_DEADLINE_S seconds before the workers are interrupted (default 510)
 #     MIXLAB_DB         resume this database instead of a fresh one (e.g. a copy brought back)
-#     MIXLAB_GPUS       GPUs the workers are spread over, round robin (default 0; e.g. 0,1)
+#     MIXLAB_GPUS       GPUs the workers are spread over, round robin (e.g. 0,1); unset: the
+#                       workers inherit the caller's CUDA_VISIBLE_DEVICES
 #     MIXLAB_DEVICE     cuda (default); cpu to try the script itself on a tiny spec
 # OUT receives zoology-mqar.db, worker logs, gpu.csv (utilisation every 5 s) and summary.txt.
 # Draw the report on the CPU: mixlab report --db OUT/zoology-mqar.db --best-over train.lr --out R
@@ -36,9 +37,10 @@ sampler=$!
 
 start=$(date +%s)
 pids=()
-IFS=, read -r -a gpus <<<"${MIXLAB_GPUS:-0}"
+gpus=()
+[[ -n "${MIXLAB_GPUS:-}" ]] && IFS=, read -r -a gpus <<<"$MIXLAB_GPUS"
 for k in $(seq 1 "$K"); do
-  export CUDA_VISIBLE_DEVICES=${gpus[$(( (k - 1) % ${#gpus[@]} ))]}
+  (( ${#gpus[@]} > 0 )) && export CUDA_VISIBLE_DEVICES=${gpus[$(( (k - 1) % ${#gpus[@]} ))]}
   # Two CPU threads each: K workers share the host's cores (data generation, kernel launches).
   OMP_NUM_THREADS=2 timeout -s INT -k 60 "$DEADLINE" \
     "$MIXLAB" sweep "$SPEC" --device "$DEVICE" --db "$DB" --run-root "$WORK/runs" >"$OUT/worker$k.log" 2>&1 &

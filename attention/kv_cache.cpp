@@ -1,0 +1,58 @@
+#include "attention/kv_cache.h"
+
+#include <algorithm>
+
+namespace mixlab {
+
+namespace {
+
+// The whole buffer behind `cache` when `cache` is the first slots of a buffer we made
+// ([B, H, C, d] contiguous, narrowed along dim 2 from 0) and nothing else holds the view (the
+// state's map entry is its one reference); else an undefined tensor.
+torch::Tensor reusable_buffer(const torch::Tensor& cache, const torch::Tensor& x) {
+  const int64_t B = x.size(0), H = x.size(1), d = x.size(3);
+  if (!cache.defined() || cache.dim() != 4 || d == 0 || cache.numel() == 0) return {};
+  if (cache.stride(3) != 1 || cache.stride(2) != d || cache.stride(1) % d != 0) return {};
+  const int64_t capacity = cache.stride(1) / d;
+  if (capacity < cache.size(2) || cache.stride(0) != H * capacity * d || cache.storage_offset() != 0) return {};
+  if (cache.storage().nbytes() < static_cast<size_t>(B * H * capacity * d) * cache.element_size()) return {};
+  if (cache.scalar_type() != x.scalar_type() || cache.device() != x.device()) return {};
+  if (cache.use_count() > 1) return {};  // a copied state (or a saved view) holds it: do not write into it
+  if (torch::GradMode::is_enabled() && (x.requires_grad() || cache.requires_grad())) return {};
+  return cache.as_strided({B, H, capacity, d}, {H * capacity * d, capacity * d, d, 1});
+}
+
+// A fresh buffer of `capacity` slots holding the `used` slots of `cache`.
+torch::Tensor grown_buffer(const torch::Tensor& cache, const torch::Tensor& x, int64_t used, int64_t capacity) {
+  auto buffer = torch::empty({x.size(0), x.size(1), capacity, x.size(3)}, x.options());  // [B, H, C, d]
+  if (used > 0) buffer.narrow(2, 0, used).copy_(cache.narrow(2, 0, used));
+  return buffer;
+}
+
+}  // namespace
+
+torch::Tensor append_to_cache(const torch::Tensor& cache, const torch::Tensor& x) {
+  const int64_t used = cache.defined() && cache.dim() == 4 ? cache.size(2) : 0;
+  torch::Tensor buffer = reusable_buffer(cache, x);
+  if (!buffer.defined() || buffer.size(2) <= used) buffer = grown_buffer(cache, x, used, std::max<int64_t>(16, 2 * used));
+  buffer.narrow(2, used, 1).copy_(x);
+  return buffer.narrow(2, 0, used + 1);
+}
+
+torch::Tensor append_to_window(const torch::Tensor& cache, const torch::Tensor& x, int64_t position, int64_t window) {
+  const int64_t used = cache.defined() && cache.dim() == 4 ? cache.size(2) : 0;
+  if (used < window) {  // still filling: slot t = position (t < W)
+    torch::Tensor buffer = reusable_buffer(cache, x);
+    if (!buffer.defined() || buffer.size(2) <= used)
+      buffer = grown_buffer(cache, x, used, std::min(window, std::max<int64_t>(16, 2 * used)));
+    buffer.narrow(2, used, 1).copy_(x);
+    return buffer.narrow(2, 0, used + 1);
+  }
+  torch::Tensor buffer = reusable_buffer(cache, x);  // full: overwrite the oldest slot
+  if (!buffer.defined()) buffer = grown_buffer(cache, x, window, window);
+  buffer = buffer.narrow(2, 0, window);
+  buffer.narrow(2, position % window, 1).copy_(x);
+  return buffer;
+}
+
+}  // namespace mixlab

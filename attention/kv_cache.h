@@ -1,0 +1,28 @@
+#pragma once
+// The key / value caches of single-token decoding, written in place.  Concatenating the new
+// key to the cache copies the whole cache at every step: O(t) bytes at step t, O(N²) over a
+// generation of N tokens, which is what made decoding slow at long contexts.  Here a cache is the
+// first t slots of a buffer [B, H, C, d_h] whose capacity C doubles when full (amortised O(1)
+// bytes per step); MixerState keeps the view of the slots written (what MixerState::bytes()
+// counts: the state, not the spare capacity).
+//
+//   append_to_cache(cache, x):          slot t ← x;  returns slots 0..t              [B, H, t+1, d_h]
+//   append_to_window(cache, x, t, W):   a ring of W slots, slot t mod W ← x; returns the
+//                                       min(t+1, W) slots written, in slot order.  Softmax attention
+//                                       over a set of keys does not depend on their order, and each
+//                                       key already carries the RoPE phase of its position.
+//
+// The buffer is reused only when nothing else holds the cache's view (a copy of the state, a
+// graph that autograd will differentiate): otherwise the cache is copied into a fresh buffer, so
+// a copied state never sees the other's writes.
+
+#include <torch/torch.h>
+
+namespace mixlab {
+
+// cache: [B, H, t, d_h] (t ≥ 0; any tensor, e.g. the empty cache of initial_state); x: [B, H, 1, d_h].
+torch::Tensor append_to_cache(const torch::Tensor& cache, const torch::Tensor& x);
+// position: t, the absolute position of x; window: W ≥ 1.
+torch::Tensor append_to_window(const torch::Tensor& cache, const torch::Tensor& x, int64_t position, int64_t window);
+
+}  // namespace mixlab
