@@ -7,7 +7,6 @@
 
 namespace mixlab {
 
-// ============================================================================ loss and trainer
 // The head runs only where a target is asked: the mean over those positions equals cross entropy
 // with ignore_index over every position, and a synthetic task asks few (MQAR: K of L), so the
 // [B·L, vocab] logits, which dominate the step for small models, shrink to [answers, vocab].

@@ -8,7 +8,6 @@
 
 namespace mixlab {
 
-
 data::Batch to_device(const data::Batch& batch, const torch::Device& device) {
   return {batch.inputs.to(device), batch.targets.to(device), batch.mask.to(device)};
 }
