@@ -32,11 +32,12 @@ torch::Tensor grown_buffer(const torch::Tensor& cache, const torch::Tensor& x, i
 }  // namespace
 
 torch::Tensor append_to_cache(const torch::Tensor& cache, const torch::Tensor& x) {
-  const int64_t used = cache.defined() && cache.dim() == 4 ? cache.size(2) : 0;
+  const int64_t used = cache.defined() && cache.dim() == 4 ? cache.size(2) : 0, added = x.size(2);
   torch::Tensor buffer = reusable_buffer(cache, x);
-  if (!buffer.defined() || buffer.size(2) <= used) buffer = grown_buffer(cache, x, used, std::max<int64_t>(16, 2 * used));
-  buffer.narrow(2, used, 1).copy_(x);
-  return buffer.narrow(2, 0, used + 1);
+  if (!buffer.defined() || buffer.size(2) < used + added)
+    buffer = grown_buffer(cache, x, used, std::max({int64_t{16}, 2 * used, used + added}));
+  buffer.narrow(2, used, added).copy_(x);
+  return buffer.narrow(2, 0, used + added);
 }
 
 torch::Tensor append_to_window(const torch::Tensor& cache, const torch::Tensor& x, int64_t position, int64_t window) {

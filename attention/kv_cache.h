@@ -6,7 +6,7 @@
 // bytes per step); MixerState keeps the view of the slots written (what MixerState::bytes()
 // counts: the state, not the spare capacity).
 //
-//   append_to_cache(cache, x):          slot t ← x;  returns slots 0..t              [B, H, t+1, d_h]
+//   append_to_cache(cache, x):          slots t.. ← x (x: m ≥ 1 slots); returns slots 0..t+m−1
 //   append_to_window(cache, x, t, W):   a ring of W slots, slot t mod W ← x; returns the
 //                                       min(t+1, W) slots written, in slot order.  Softmax attention
 //                                       over a set of keys does not depend on their order, and each
@@ -20,9 +20,10 @@
 
 namespace mixlab {
 
-// cache: [B, H, t, d_h] (t ≥ 0; any tensor, e.g. the empty cache of initial_state); x: [B, H, 1, d_h].
+// cache: [B, H, t, d_h] (t ≥ 0; any tensor, e.g. the empty cache of initial_state);
+// x: [B, H, m, d_h]; returns [B, H, t + m, d_h].
 torch::Tensor append_to_cache(const torch::Tensor& cache, const torch::Tensor& x);
-// position: t, the absolute position of x; window: W ≥ 1.
+// x: [B, H, 1, d_h]; position: t, the absolute position of x; window: W ≥ 1.
 torch::Tensor append_to_window(const torch::Tensor& cache, const torch::Tensor& x, int64_t position, int64_t window);
 
 }  // namespace mixlab

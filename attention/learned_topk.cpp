@@ -18,6 +18,7 @@
 // comparisons for the selection; state: the full KV cache and the scores (top-k needs them all),
 // 2·N·d + N elements.
 
+#include "attention/kv_cache.h"
 #include "attention/multi_head.h"
 #include "core/init.h"
 #include "core/register_mixer.h"
@@ -95,8 +96,8 @@ class LearnedTopkAttention : public TokenMixer {
     auto& keys = state.tensors["key_cache"];
     auto& values = state.tensors["value_cache"];
     auto& scores = state.tensors["score_cache"];
-    keys = torch::cat({keys, k}, 2);
-    values = torch::cat({values, v}, 2);
+    keys = append_to_cache(keys, k);                                      // [B, H, t+1, d_h]
+    values = append_to_cache(values, v);
     scores = torch::cat({scores, scorer_->forward(x_t)}, 1);              // [B, t+1]
     const int64_t kk = std::min(top_k_, length), ww = std::min(window_, length);
     auto [top_values, top_index] = scores.topk(kk, -1);                   // [B, kk]

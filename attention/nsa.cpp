@@ -26,6 +26,7 @@
 // cost(), and the largest CPU term at N = 1024 in the mixer-zoo sweep.  Decode state: full KV of the selection
 // branch, the window's KV, the compressed keys/values and the raw tokens not yet compressed.
 
+#include "attention/kv_cache.h"
 #include "attention/multi_head.h"
 #include "core/init.h"
 #include "attention/swa.h"
@@ -133,9 +134,9 @@ class NativeSparseAttention : public TokenMixer {
     auto u = x_t.unsqueeze(1);
     auto position = torch::full({1}, t, torch::TensorOptions().dtype(torch::kLong).device(x_t.device()));
     auto q = rotate(split(heads_.q_proj->forward(u)), position);
-    auto append = [&](const char* name, const torch::Tensor& value) {
+    auto append = [&](const char* name, const torch::Tensor& value) {  // in place: attention/kv_cache.h
       auto& cache = state.tensors.at(name);
-      cache = torch::cat({cache, value}, 2);
+      cache = append_to_cache(cache, value);
       return cache;
     };
     auto raw_k = append("cmp_raw_keys", rotate(split(k_cmp_->forward(u)), position));
@@ -151,9 +152,8 @@ class NativeSparseAttention : public TokenMixer {
                                  append("slc_values", split(v_slc_->forward(u))), t);
     auto& win_k = state.tensors.at("win_keys");
     auto& win_v = state.tensors.at("win_values");
-    const int64_t keep = std::min<int64_t>(win_k.size(2), s_.window - 1);
-    win_k = torch::cat({win_k.narrow(2, win_k.size(2) - keep, keep), rotate(split(heads_.k_proj->forward(u)), position)}, 2);
-    win_v = torch::cat({win_v.narrow(2, win_v.size(2) - keep, keep), split(heads_.v_proj->forward(u))}, 2);
+    win_k = append_to_window(win_k, rotate(split(heads_.k_proj->forward(u)), position), t, s_.window);  // a ring of W
+    win_v = append_to_window(win_v, split(heads_.v_proj->forward(u)), t, s_.window);
     auto weights = torch::softmax(torch::matmul(q, win_k.transpose(-1, -2)) * scale(), -1);
     state.position += 1;
     return combine(u, o_cmp, o_slc, torch::matmul(weights, win_v)).squeeze(1);

@@ -32,6 +32,9 @@ TEST(KvCache, AppendEqualsConcatenationAndReusesItsBuffer) {
   }
   EXPECT_EQ(cache.size(2), 70);
   EXPECT_EQ(reallocations, 4) << "capacity 16, 32, 64, 128: the buffer moves only when full";
+  const auto three = torch::cat({token(70), token(71), token(72)}, 2);  // several slots at once
+  cache = append_to_cache(cache, three);
+  EXPECT_TRUE(torch::equal(cache, torch::cat({reference, three}, 2)));
 }
 
 TEST(KvCache, ACopiedStateNeverSeesTheOthersWrites) {
