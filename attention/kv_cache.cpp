@@ -1,6 +1,7 @@
 #include "attention/kv_cache.h"
 
 #include <algorithm>
+#include <limits>
 
 namespace mixlab {
 
@@ -29,27 +30,26 @@ torch::Tensor grown_buffer(const torch::Tensor& cache, const torch::Tensor& x, i
   return buffer;
 }
 
-}  // namespace
-
-torch::Tensor append_to_cache(const torch::Tensor& cache, const torch::Tensor& x) {
+// Appends x's slots after the cache's, growing the buffer by doubling up to `max_capacity`.
+torch::Tensor append_slots(const torch::Tensor& cache, const torch::Tensor& x, int64_t max_capacity) {
   const int64_t used = cache.defined() && cache.dim() == 4 ? cache.size(2) : 0, added = x.size(2);
   torch::Tensor buffer = reusable_buffer(cache, x);
   if (!buffer.defined() || buffer.size(2) < used + added)
-    buffer = grown_buffer(cache, x, used, std::max({int64_t{16}, 2 * used, used + added}));
+    buffer = grown_buffer(cache, x, used, std::min(max_capacity, std::max({int64_t{16}, 2 * used, used + added})));
   buffer.narrow(2, used, added).copy_(x);
   return buffer.narrow(2, 0, used + added);
 }
 
+}  // namespace
+
+torch::Tensor append_to_cache(const torch::Tensor& cache, const torch::Tensor& x) {
+  return append_slots(cache, x, std::numeric_limits<int64_t>::max());
+}
+
 torch::Tensor append_to_window(const torch::Tensor& cache, const torch::Tensor& x, int64_t position, int64_t window) {
   const int64_t used = cache.defined() && cache.dim() == 4 ? cache.size(2) : 0;
-  if (used < window) {  // still filling: slot t = position (t < W)
-    torch::Tensor buffer = reusable_buffer(cache, x);
-    if (!buffer.defined() || buffer.size(2) <= used)
-      buffer = grown_buffer(cache, x, used, std::min(window, std::max<int64_t>(16, 2 * used)));
-    buffer.narrow(2, used, 1).copy_(x);
-    return buffer.narrow(2, 0, used + 1);
-  }
-  torch::Tensor buffer = reusable_buffer(cache, x);  // full: overwrite the oldest slot
+  if (used < window) return append_slots(cache, x, window);  // still filling: slot t = position
+  torch::Tensor buffer = reusable_buffer(cache, x);           // full: overwrite the oldest slot
   if (!buffer.defined()) buffer = grown_buffer(cache, x, window, window);
   buffer = buffer.narrow(2, 0, window);
   buffer.narrow(2, position % window, 1).copy_(x);

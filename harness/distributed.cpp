@@ -129,8 +129,7 @@ class Collectives {
     try {
       work->wait(timeout_);
     } catch (const std::exception& error) {
-      throw std::runtime_error(where() + ": " + what + " failed (" + first_line(error.what()) + "); " +
-                               lost_ranks() + ". The job ends; rank 0's last checkpoint is where a rerun resumes");
+      throw failure(what, error);
     }
   }
 
@@ -143,8 +142,7 @@ class Collectives {
     try {
       work->wait();
     } catch (const std::exception& error) {
-      throw std::runtime_error(where() + ": " + what + " failed (" + first_line(error.what()) + "); " +
-                               lost_ranks() + ". The job ends; rank 0's last checkpoint is where a rerun resumes");
+      throw failure(what, error);
     }
   }
 
@@ -162,6 +160,13 @@ class Collectives {
   }
 
  private:
+  // The error that ends the job after a failed collective: which rank, what failed, which ranks
+  // no longer answer.
+  std::runtime_error failure(const std::string& what, const std::exception& error) {
+    return std::runtime_error(where() + ": " + what + " failed (" + first_line(error.what()) + "); " + lost_ranks() +
+                              ". The job ends; rank 0's last checkpoint is where a rerun resumes");
+  }
+
   std::string where() const {
     return "rank " + std::to_string(launch_.rank) + " of " + std::to_string(launch_.world_size);
   }
@@ -171,8 +176,7 @@ class Collectives {
     try {
       return launcher();
     } catch (const std::exception& error) {  // Gloo may fail at the call when a peer is gone
-      throw std::runtime_error(where() + ": " + what + " failed (" + first_line(error.what()) + "); " + lost_ranks() +
-                               ". The job ends; rank 0's last checkpoint is where a rerun resumes");
+      throw failure(what, error);
     }
   }
 

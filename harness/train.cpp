@@ -70,9 +70,9 @@ TrainingData load_training_data(const TrainConfig& c, const ModelConfig& model_c
 // evaluates and writes; an early stop is rank 0's decision, broadcast at each evaluation.
 class TrainingRun {
  public:
-  TrainingRun(const json& point_config, const std::string& run_dir, const std::string& device_name,
-              TrainingRecords& records)
-      : config_(parse_train_config(point_config.at("train"), "point", "train")),
+  TrainingRun(TrainConfig config, const json& point_config, const std::string& run_dir,
+              const std::string& device_name, TrainingRecords& records)
+      : config_(std::move(config)),
         model_json_(point_config.at("model")),
         run_dir_(run_dir),
         device_(device_name),
@@ -240,9 +240,10 @@ class TrainingRun {
 TrainSummary run_training(const json& point_config, const std::string& run_dir, const std::string& device_name,
                           TrainingRecords& records) {
   if (!point_config.contains("train")) throw ConfigError("point", "train", "is missing");
+  TrainConfig config = parse_train_config(point_config["train"], "point", "train");
   // train.threads applies to this run only: the sweep's next point gets the setting back.
-  const ScopedThreadCount thread_count(parse_train_config(point_config["train"], "point", "train").threads);
-  return TrainingRun(point_config, run_dir, device_name, records).run();
+  const ScopedThreadCount thread_count(config.threads);
+  return TrainingRun(std::move(config), point_config, run_dir, device_name, records).run();
 }
 
 }  // namespace mixlab
