@@ -55,6 +55,22 @@ class CausalAttention : public TokenMixer {
     return heads_.output(torch::matmul(weights, values)).squeeze(1);
   }
 
+  bool has_static_step() const override { return true; }
+  MixerState static_state(int64_t batch, int64_t capacity, const torch::TensorOptions& options) const override {
+    return heads_.static_kv_cache(batch, capacity, options);
+  }
+  // step() on a cache of `capacity` slots: the token's key and value go to slot t; the query reads
+  // slots [0, span) with the slots after t (not yet written) hidden.
+  torch::Tensor static_step(const torch::Tensor& x_t, MixerState& state, const StepPosition& at) override {
+    auto [q, k, v] = heads_.project_at(x_t, at.position);  // [B, H, 1, d_h]
+    auto& keys = state.tensors.at("key_cache");            // [B, H, capacity, d_h]
+    auto& values = state.tensors.at("value_cache");
+    write_slot(keys, at.position, k);
+    write_slot(values, at.position, v);
+    auto hidden = torch::arange(at.span, at.position.options()) > at.position;  // [span]
+    return heads_.output(attend_to_slots(q, keys, values, at.span, hidden)).squeeze(1);
+  }
+
  private:
   MultiHeadProjections heads_;
 };

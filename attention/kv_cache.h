@@ -27,3 +27,24 @@ torch::Tensor append_to_cache(const torch::Tensor& cache, const torch::Tensor& x
 torch::Tensor append_to_window(const torch::Tensor& cache, const torch::Tensor& x, int64_t position, int64_t window);
 
 }  // namespace mixlab
+
+namespace mixlab {
+
+// Static caches, for decoding captured as a CUDA graph (TokenMixer::static_step): a buffer
+// [B, H, C, d_h] preallocated for C slots and written at a slot held in a device tensor, so no
+// step resizes, reallocates or asks the host where it is.
+
+// buffer[:, :, slot] ← x.  buffer: [B, H, C, d_h]; slot: int64 [1] on its device; x: [B, H, 1, d_h].
+void write_slot(torch::Tensor& buffer, const torch::Tensor& slot, const torch::Tensor& x);
+
+// Single-query attention over the first `count` slots of a static cache, slots where `hidden` is
+// true left out, and optionally the current token's own key and value in the same softmax:
+//   o = Σ_j softmax_j(s_j) v_j,  s_j = q·k_j / √d_h over {j < count : ¬hidden_j} ∪ {self}
+// q: [B, H, 1, d_h]; keys, values: [B, H, C, d_h] (C ≥ count); hidden: bool [count];
+// self_key, self_value: [B, H, 1, d_h] or undefined.  Returns [B, H, 1, d_h].  With count = 0 the
+// self term must be given.
+torch::Tensor attend_to_slots(const torch::Tensor& q, const torch::Tensor& keys, const torch::Tensor& values,
+                              int64_t count, const torch::Tensor& hidden, const torch::Tensor& self_key = {},
+                              const torch::Tensor& self_value = {});
+
+}  // namespace mixlab

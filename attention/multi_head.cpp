@@ -52,6 +52,14 @@ MixerState MultiHeadProjections::empty_kv_cache(int64_t batch, const torch::Tens
   return state;
 }
 
+MixerState MultiHeadProjections::static_kv_cache(int64_t batch, int64_t slots,
+                                                 const torch::TensorOptions& options) const {
+  MixerState state;
+  state.tensors["key_cache"] = torch::zeros({batch, n_heads, slots, head_dim}, options);
+  state.tensors["value_cache"] = torch::zeros({batch, n_heads, slots, head_dim}, options);
+  return state;
+}
+
 torch::Tensor MultiHeadProjections::output(const torch::Tensor& heads) {
   const int64_t batch = heads.size(0), n = heads.size(2);
   return o_proj->forward(heads.transpose(1, 2).reshape({batch, n, d_model}));

@@ -21,8 +21,12 @@ class MultiHeadProjections {
   Heads project(const torch::Tensor& x, const torch::Tensor& positions = {});
   // One token at absolute position `position`: x_t: [B, d] -> q, k, v: [B, H, 1, d_h].
   Heads project_one(const torch::Tensor& x_t, int64_t position);
+  // One token at the absolute position held in a device tensor (int64 [1]): static decoding.
+  Heads project_at(const torch::Tensor& x_t, const torch::Tensor& position) { return project(x_t.unsqueeze(1), position); }
   // A decode state with empty "key_cache" and "value_cache": [B, H, 0, d_h] each.
   MixerState empty_kv_cache(int64_t batch, const torch::TensorOptions& options) const;
+  // A static decode state: "key_cache" and "value_cache" of `slots` zeroed slots, [B, H, slots, d_h].
+  MixerState static_kv_cache(int64_t batch, int64_t slots, const torch::TensorOptions& options) const;
   // [B, H, N, d_h] -> o_proj(merge heads) : [B, N, d]
   torch::Tensor output(const torch::Tensor& heads);
 

@@ -147,6 +147,24 @@ class SlidingWindowAttention : public TokenMixer {
     return heads_.output(torch::matmul(weights, values)).squeeze(1);
   }
 
+  bool has_static_step() const override { return true; }
+  MixerState static_state(int64_t batch, int64_t capacity, const torch::TensorOptions& options) const override {
+    return heads_.static_kv_cache(batch, std::min(capacity, window_), options);
+  }
+  // step() on a ring of min(capacity, W) slots: the token goes to slot t mod W; while the ring is
+  // filling (t < W) the slots after t are hidden, afterwards every slot holds one of the last W keys.
+  torch::Tensor static_step(const torch::Tensor& x_t, MixerState& state, const StepPosition& at) override {
+    auto [q, k, v] = heads_.project_at(x_t, at.position);  // [B, H, 1, d_h]
+    auto& keys = state.tensors.at("key_cache");            // [B, H, min(capacity, W), d_h]
+    auto& values = state.tensors.at("value_cache");
+    const auto slot = at.position.remainder(window_);
+    write_slot(keys, slot, k);
+    write_slot(values, slot, v);
+    const int64_t count = std::min(at.span, keys.size(2));
+    auto hidden = torch::arange(count, at.position.options()) > at.position;  // [count]
+    return heads_.output(attend_to_slots(q, keys, values, count, hidden)).squeeze(1);
+  }
+
  private:
   int64_t window_;
   int64_t query_block_;

@@ -56,6 +56,13 @@ struct MixerState {
   }
 };
 
+// Where a static (graph-capturable) decode step is: the position lives on the device, so that one
+// captured step serves every position; the host knows only a bound on it.
+struct StepPosition {
+  torch::Tensor position;  // int64 [1] on the state's device: t, the position of x_t
+  int64_t span = 0;        // a host bound, t < span <= capacity: the step may read cache slots [0, span) only
+};
+
 class TokenMixer : public torch::nn::Module {
  public:
   // x: [B, N, d_model] -> [B, N, d_model], causal.
@@ -76,6 +83,19 @@ class TokenMixer : public torch::nn::Module {
     throw std::logic_error("this mixer has no step()");
   }
 
+  // Static decoding (issue 13; docs/decode.md): the same step as step(), on a state preallocated for
+  // `capacity` tokens, written in place (never reassigned, never resized) and with the position
+  // read from a device tensor, so a CUDA graph captured once replays it at every position.  The
+  // state's position field is not used; the caller advances `at.position` after the step.
+  virtual bool has_static_step() const { return false; }
+  virtual MixerState static_state(int64_t batch, int64_t capacity, const torch::TensorOptions& options) const {
+    throw std::logic_error("this mixer has no static_step()");
+  }
+  // x_t: [B, d_model] -> [B, d_model]; writes the state in place.
+  virtual torch::Tensor static_step(const torch::Tensor& x_t, MixerState& state, const StepPosition& at) {
+    throw std::logic_error("this mixer has no static_step()");
+  }
+
   // Mixers whose rule also reads the block's un-normalised residual input h (DTRNet's router)
   // override these; the model passes u = RMSNorm(h) and h.  The defaults ignore h.
   virtual torch::Tensor forward_with_residual(const torch::Tensor& u, const torch::Tensor& h) {
@@ -94,5 +114,18 @@ class TokenMixer : public torch::nn::Module {
 };
 
 using TokenMixerPtr = std::shared_ptr<TokenMixer>;
+
+// static_step() for a mixer whose state has a fixed shape and whose step() does not read the
+// position (Mamba's conv and SSM state, a stateless MLP): runs step() and writes every state
+// tensor it replaced back into the preallocated one.
+inline torch::Tensor step_into_fixed_state(TokenMixer& mixer, const torch::Tensor& x_t, MixerState& state) {
+  MixerState next = state;  // the same tensors; step() may replace map entries
+  auto y = mixer.step(x_t, next);
+  for (auto& [name, tensor] : state.tensors) {
+    const auto& written = next.tensors.at(name);
+    if (!written.is_same(tensor)) tensor.copy_(written);
+  }
+  return y;
+}
 
 }  // namespace mixlab

@@ -1,6 +1,7 @@
 #include "harness/measure.h"
 
 #include "harness/cuda_graph.h"
+#include "harness/static_decoder.h"
 
 #include "core/implementation.h"
 #include "harness/interrupt.h"
@@ -178,8 +179,9 @@ json resolve_measure_json(const json& measure_in, const std::string& device_kind
   // CPU threads for the measurements (absent = LibTorch's default, recorded per measurement).
   // Only a given value enters the resolved config, so that the ids of older points stay.
   if (measure.contains("threads")) out["threads"] = integer_in(measure["threads"], file, path + ".threads", 1, 4096);
-  // How forward and forward_backward run on CUDA: "auto" (a CUDA graph, eager when it cannot be
-  // captured), "cuda_graph" (the same; asking for it explicitly) or "eager".  Absent = "auto";
+  // How forward, forward_backward and decode run on CUDA: "auto" (a CUDA graph, eager when it cannot be
+  // captured; decode: on a static state), "cuda_graph" (the same; asking for it explicitly) or
+  // "eager" (decode: step() on growing caches).  Absent = "auto";
   // only a given value enters the resolved config, as for threads.
   if (measure.contains("execution")) {
     static const std::vector<std::string> modes = {"auto", "cuda_graph", "eager"};
@@ -423,44 +425,17 @@ void measure_forward_backward(Context& c, Measurement& m) {
   if (!all_finite(loss.detach())) { m.status = "nonfinite"; m.error = "the loss is NaN or Inf"; }
 }
 
-// Greedy generation of N tokens from an empty state (prompt: one token per sequence), timed in
-// chunks; the per-step latency of a chunk is its time over its steps.
-void measure_decode(Context& c, Measurement& m) {
-  torch::NoGradGuard no_grad;
-  c.model->eval();
-  const int64_t n = m.seq_len, batch = c.settings.batch;
-  if (!c.model->has_step()) {
-    // Producing token N without a state means re-running the N-token prefix: one forward over N
-    // tokens per generated token (its FLOPs: the whole forward; the phase table's factor is N).
-    time_forward(c, m, n, static_cast<double>(batch));
-    m.extra["decode_fallback"] = "re-run prefix";
-    return;
-  }
-  const auto options = torch::TensorOptions().dtype(c.device.scalar_type()).device(c.device.torch_device());
-  auto first_token = torch::zeros({batch}, torch::TensorOptions().dtype(torch::kLong).device(c.device.torch_device()));
-  {  // warm-up on a throw-away state
-    auto states = c.model->initial_states(batch, options);
-    auto token = first_token;
-    const int64_t steps = std::min<int64_t>(n, 4 * c.settings.warmup);
-    for (int64_t i = 0; i < steps; ++i) token = c.model->step(token, states).argmax(-1);
-    synchronize(c.device);
-  }
+// Times `step` (one generated token per sequence) n times from position 0, in decode_chunks
+// chunks: the per-step latency of a chunk is its time over its steps.  Fills the timing columns.
+void time_generation(Context& c, Measurement& m, int64_t n, const std::function<void()>& step) {
   CallTimer timer(c.device);
-  PeakMemory peak(c.device);
-  peak.reset();
-  auto states = c.model->initial_states(batch, options);
-  auto token = first_token;
-  torch::Tensor logits;
   const int64_t chunk = (n + c.settings.decode_chunks - 1) / c.settings.decode_chunks;
   std::vector<double> per_step_ms;
   double total_ms = 0;
   for (int64_t position = 0; position < n; position += chunk) {
     const int64_t steps = std::min(chunk, n - position);
     timer.start();
-    for (int64_t i = 0; i < steps; ++i) {
-      logits = c.model->step(token, states);
-      token = logits.argmax(-1);
-    }
+    for (int64_t i = 0; i < steps; ++i) step();
     const double ms = timer.stop_ms();
     per_step_ms.push_back(ms / static_cast<double>(steps));
     total_ms += ms;
@@ -468,15 +443,75 @@ void measure_decode(Context& c, Measurement& m) {
     if (c.over_budget() && position + steps < n)
       throw BudgetExceeded(c.budget_message() + " while decoding at position " + std::to_string(position + steps));
   }
+  const double batch = static_cast<double>(c.settings.batch);
+  fill_from_timing(m, per_step_ms, batch);
+  m.extra["generate_tokens_per_s"] = batch * static_cast<double>(n) / (total_ms / 1000.0);
+  m.extra["generate_total_s"] = total_ms / 1000.0;
+  m.extra["steps_per_chunk"] = chunk;
+}
+
+// Decoding on a static state (harness/static_decoder.h): every step one CUDA graph replay.  The
+// state is preallocated for the point's N tokens, so the measured state is that of N tokens.
+void decode_static(Context& c, Measurement& m, const torch::TensorOptions& options, const torch::Tensor& first_token) {
+  PeakMemory peak(c.device);
+  peak.reset();
+  StaticDecoder decoder(c.model, c.settings.batch, m.seq_len, options, /*use_graphs=*/true,
+                        static_cast<int>(std::max<int64_t>(c.settings.warmup, 1)));
+  m.execution = decoder.execution();
+  if (!decoder.why_not_captured().empty()) m.extra["graph_not_captured"] = decoder.why_not_captured();
+  decoder.reset(first_token);
+  time_generation(c, m, m.seq_len, [&] { decoder.step(); });
+  m.peak_memory_bytes = peak.peak_bytes();
+  m.measured_state_bytes = static_cast<double>(decoder.state_bytes());
+  m.extra["decode_state"] = "static";
+  if (!all_finite(decoder.logits())) { m.status = "nonfinite"; m.error = "the decoded logits have NaN or Inf"; }
+}
+
+// Decoding with step(): caches that grow with the context (attention/kv_cache.h), launched eagerly.
+void decode_dynamic(Context& c, Measurement& m, const torch::TensorOptions& options, const torch::Tensor& first_token) {
+  const int64_t batch = c.settings.batch;
+  {  // warm-up on a throw-away state
+    auto states = c.model->initial_states(batch, options);
+    auto token = first_token;
+    const int64_t steps = std::min<int64_t>(m.seq_len, 4 * c.settings.warmup);
+    for (int64_t i = 0; i < steps; ++i) token = c.model->step(token, states).argmax(-1);
+    synchronize(c.device);
+  }
+  PeakMemory peak(c.device);
+  peak.reset();
+  auto states = c.model->initial_states(batch, options);
+  auto token = first_token;
+  torch::Tensor logits;
+  m.execution = "eager";
+  time_generation(c, m, m.seq_len, [&] {
+    logits = c.model->step(token, states);
+    token = logits.argmax(-1);
+  });
   m.peak_memory_bytes = peak.peak_bytes();
   int64_t state_bytes = 0;
   for (const auto& state : states) state_bytes += state.bytes();
   m.measured_state_bytes = static_cast<double>(state_bytes);
-  fill_from_timing(m, per_step_ms, static_cast<double>(batch));
-  m.extra["generate_tokens_per_s"] = static_cast<double>(batch * n) / (total_ms / 1000.0);
-  m.extra["generate_total_s"] = total_ms / 1000.0;
-  m.extra["steps_per_chunk"] = chunk;
   if (!all_finite(logits)) { m.status = "nonfinite"; m.error = "the decoded logits have NaN or Inf"; }
+}
+
+// Greedy generation of N tokens from an empty state (prompt: one token per sequence).  On CUDA
+// with graphs allowed and every sublayer able to, on a static state as CUDA graphs; else with step().
+void measure_decode(Context& c, Measurement& m) {
+  torch::NoGradGuard no_grad;
+  c.model->eval();
+  if (!c.model->has_step()) {
+    // Producing token N without a state means re-running the N-token prefix: one forward over N
+    // tokens per generated token (its FLOPs: the whole forward; the phase table's factor is N).
+    time_forward(c, m, m.seq_len, static_cast<double>(c.settings.batch));
+    m.extra["decode_fallback"] = "re-run prefix";
+    return;
+  }
+  const auto options = torch::TensorOptions().dtype(c.device.scalar_type()).device(c.device.torch_device());
+  auto first_token = torch::zeros({c.settings.batch}, torch::TensorOptions().dtype(torch::kLong).device(c.device.torch_device()));
+  const bool graphs = c.device.is_cuda() && c.settings.execution != "eager";
+  if (graphs && c.model->has_static_step()) return decode_static(c, m, options, first_token);
+  if (graphs) m.extra["graph_not_captured"] = "a sublayer has no static_step() (its state grows or is routed)";
+  decode_dynamic(c, m, options, first_token);
 }
 
 // The measured phases, one row each (docs/design.md, "Measurement rules"): the call a row times,

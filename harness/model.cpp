@@ -194,6 +194,35 @@ torch::Tensor LanguageModelImpl::step(const torch::Tensor& tokens_t, std::vector
   return logits(final_norm_(h));
 }
 
+bool LanguageModelImpl::has_static_step() const {
+  if (scone_ || config_.routing.enabled()) return false;
+  for (const auto& sublayer : sublayers_)
+    if (!sublayer->has_static_step()) return false;
+  return true;
+}
+
+std::vector<MixerState> LanguageModelImpl::static_states(int64_t batch, int64_t capacity,
+                                                         const torch::TensorOptions& options) const {
+  std::vector<MixerState> states;
+  for (const auto& sublayer : sublayers_) states.push_back(sublayer->static_state(batch, capacity, options));
+  return states;
+}
+
+// As step(), sublayer by sublayer through static_step().
+torch::Tensor LanguageModelImpl::static_step(const torch::Tensor& tokens_t, std::vector<MixerState>& states,
+                                             const StepPosition& at) {
+  auto h = embed_tokens_(tokens_t);  // [B, d]
+  std::vector<torch::Tensor> history{h};
+  for (size_t i = 0; i < sublayers_.size(); ++i) {
+    h = h + sublayers_[i]->static_step(norms_[i](h), states[i], at);
+    if (averaging_) {
+      history.push_back(h);
+      h = averaging_(history);
+    }
+  }
+  return logits(final_norm_(h));
+}
+
 int64_t LanguageModelImpl::parameter_count() const {
   int64_t total = 0;
   for (const auto& p : parameters()) total += p.numel();

@@ -73,6 +73,14 @@ class LanguageModelImpl : public torch::nn::Module {
   std::vector<MixerState> initial_states(int64_t batch, const torch::TensorOptions& options) const;
   torch::Tensor step(const torch::Tensor& tokens_t, std::vector<MixerState>& states);
 
+  // Static decoding (TokenMixer::static_step; docs/decode.md): states preallocated for `capacity`
+  // tokens, written in place, the position a device tensor, so that the step can be captured as a
+  // CUDA graph.  Every sublayer must have static_step(); no SCONE embedding, no block routing.
+  // tokens_t: [B] -> logits [B, vocab].  Does not advance at.position.
+  bool has_static_step() const;
+  std::vector<MixerState> static_states(int64_t batch, int64_t capacity, const torch::TensorOptions& options) const;
+  torch::Tensor static_step(const torch::Tensor& tokens_t, std::vector<MixerState>& states, const StepPosition& at);
+
   int64_t parameter_count() const;
   int64_t embedding_parameter_count() const;
 

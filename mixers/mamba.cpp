@@ -141,6 +141,15 @@ class Mamba : public TokenMixer {
     return out_proj_(y);
   }
 
+  // The state has a fixed shape and step() does not read the position.
+  bool has_static_step() const override { return true; }
+  MixerState static_state(int64_t batch, int64_t, const torch::TensorOptions& options) const override {
+    return initial_state(batch, options);
+  }
+  torch::Tensor static_step(const torch::Tensor& x_t, MixerState& state, const StepPosition&) override {
+    return step_into_fixed_state(*this, x_t, state);
+  }
+
  private:
   MambaShape shape_;
   torch::nn::Linear in_proj_{nullptr}, x_proj_{nullptr}, dt_proj_{nullptr}, out_proj_{nullptr};

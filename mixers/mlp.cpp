@@ -64,6 +64,10 @@ class GatedMlp : public TokenMixer {
     state.position += 1;
     return forward(x_t);
   }
+  // Stateless: the static step is the step.
+  bool has_static_step() const override { return true; }
+  MixerState static_state(int64_t, int64_t, const torch::TensorOptions&) const override { return {}; }
+  torch::Tensor static_step(const torch::Tensor& x_t, MixerState&, const StepPosition&) override { return forward(x_t); }
 
  private:
   int64_t d_model_, hidden_;

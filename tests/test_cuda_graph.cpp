@@ -151,14 +151,15 @@ TEST(MeasureExecution, IsValidatedAndOnlyAGivenValueIsResolved) {
   }
 }
 
-// Rows record how they ran: eager on the CPU; on CUDA a graph unless eager is asked for.
+// Rows record how they ran: eager on the CPU; on CUDA a graph unless eager is asked for (decode:
+// a graph of the static step, harness/static_decoder.h).
 TEST(MeasureExecution, RowsRecordHowTheyRan) {
   for (const std::string device : {"cpu", "cuda"}) {
     if (device == "cuda" && !torch::cuda::is_available()) continue;
     for (const std::string mode : {"auto", "eager"}) {
       torch::manual_seed(3);
       LanguageModel model(testing::preset_at_test_size("transformer"));
-      json measure = {{"seq_lens", {32}}, {"phases", {"forward", "forward_backward"}}, {"repeats", 2},
+      json measure = {{"seq_lens", {32}}, {"phases", {"forward", "forward_backward", "decode"}}, {"repeats", 2},
                       {"warmup", 1}, {"execution", mode}};
       const auto settings = MeasureSettings::from_json(resolve_measure_json(measure, device, "test", "measure"));
       for (const auto& row : measure_model(model, settings)) {

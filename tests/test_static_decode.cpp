@@ -1,0 +1,133 @@
+// Static decoding (harness/static_decoder.h, TokenMixer::static_step) against step(), the
+// reference: the same logits at every position, for every preset whose sublayers have a static
+// step, over more positions than the smallest span (so the spans change), windows that wrap and
+// segments that close.  On the CPU in float64 (the same step run eagerly); on CUDA in float32 with
+// every step a CUDA graph replay.  The reference is fed the static decoder's own tokens, so a
+// near-tie in an argmax cannot make the two sequences part.
+
+#include "harness/static_decoder.h"
+#include "tests/preset_at_test_size.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <set>
+
+namespace mixlab {
+namespace {
+
+constexpr int64_t kBatch = 2;
+
+// The presets whose every sublayer must have a static step.
+bool must_be_static(const std::string& preset) {
+  static const std::set<std::string> core = {"transformer", "swa", "scout-swa", "mamba", "scout-mamba",
+                                             "qwen2-340m", "scout-swa-470m", "scout-mamba-430m",
+                                             "mamba-546m", "qwen2-alternate-swa-366m"};
+  return core.count(preset) > 0;
+}
+
+double max_abs(const torch::Tensor& t) { return t.abs().max().item<double>(); }
+
+// Decodes `steps` tokens with the static decoder and, fed the same tokens, with step(); returns
+// the largest difference of the logits relative to their size over all steps.
+double largest_relative_gap(LanguageModel& model, const torch::TensorOptions& options, int64_t capacity,
+                            int64_t steps, bool graphs, std::string* execution = nullptr) {
+  torch::NoGradGuard no_grad;
+  model->eval();
+  StaticDecoder decoder(model, kBatch, capacity, options, graphs);
+  if (execution) *execution = decoder.execution();
+  auto first = torch::randint(0, model->config().vocab_size, {kBatch}, options.dtype(torch::kLong));
+  decoder.reset(first);
+  auto states = model->initial_states(kBatch, options);
+  auto token = first;
+  double gap = 0;
+  for (int64_t t = 0; t < steps; ++t) {
+    decoder.step();
+    const auto reference = model->step(token, states).to(torch::kFloat64);  // [B, vocab]
+    const auto replayed = decoder.logits().to(torch::kFloat64);
+    gap = std::max(gap, max_abs(replayed - reference) / max_abs(reference));
+    token = decoder.tokens().clone();
+  }
+  return gap;
+}
+
+class StaticDecodePresets : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(StaticDecodePresets, EqualsStepOnTheCpu) {
+  torch::manual_seed(5);
+  LanguageModel model(testing::preset_at_test_size(GetParam()));
+  model->to(torch::kFloat64);
+  if (!model->has_static_step()) {
+    EXPECT_FALSE(must_be_static(GetParam())) << GetParam() << " lost its static step";
+    GTEST_SKIP() << GetParam() << ": a sublayer has no static_step()";
+  }
+  // 300 positions: spans 256 then 300; windows of 32 wrap, segments of 10 close.
+  const auto options = torch::TensorOptions().dtype(torch::kFloat64);
+  EXPECT_LT(largest_relative_gap(model, options, 300, 300, /*graphs=*/false), 1e-10) << GetParam();
+}
+
+TEST_P(StaticDecodePresets, GraphReplayEqualsStepOnCuda) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "skipped: no GPU";
+  torch::manual_seed(5);
+  LanguageModel model(testing::preset_at_test_size(GetParam()));
+  if (!model->has_static_step()) GTEST_SKIP() << GetParam() << ": a sublayer has no static_step()";
+  model->to(torch::kCUDA, torch::kFloat32);
+  const auto options = torch::TensorOptions().dtype(torch::kFloat32).device(torch::kCUDA);
+  std::string execution;
+  const double gap = largest_relative_gap(model, options, 600, 600, /*graphs=*/true, &execution);
+  EXPECT_EQ(execution, "cuda_graph") << GetParam();
+  EXPECT_LT(gap, 1e-3) << GetParam();  // float32, different kernels (TF32 off): reduction order only
+}
+
+INSTANTIATE_TEST_SUITE_P(Presets, StaticDecodePresets, ::testing::ValuesIn(preset_names()),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           std::string name = info.param;
+                           std::replace_if(name.begin(), name.end(), [](char ch) { return !std::isalnum(ch); }, '_');
+                           return name;
+                         });
+
+// Contexts shorter than a segment or a window, and a capacity of one token: every step attends to
+// itself (and the few slots written), with no span or slot out of range.
+TEST(StaticDecode, ShortContextsEqualStep) {
+  for (int64_t capacity : {1, 3, 9, 11}) {
+    torch::manual_seed(6);
+    LanguageModel model(testing::preset_at_test_size("scout-swa"));
+    model->to(torch::kFloat64);
+    const auto options = torch::TensorOptions().dtype(torch::kFloat64);
+    EXPECT_LT(largest_relative_gap(model, options, capacity, capacity, false), 1e-10) << "capacity " << capacity;
+  }
+}
+
+// Spans double from the smallest up to the capacity; no step past the capacity.
+TEST(StaticDecode, SpansDoubleAndTheCapacityIsEnforced) {
+  torch::manual_seed(7);
+  LanguageModel model(testing::preset_at_test_size("transformer"));
+  StaticDecoder decoder(model, 1, 1000, torch::TensorOptions().dtype(torch::kFloat32), false);
+  EXPECT_EQ(decoder.span_at(0), StaticDecoder::kMinSpan);
+  EXPECT_EQ(decoder.span_at(255), 256);
+  EXPECT_EQ(decoder.span_at(256), 512);
+  EXPECT_EQ(decoder.span_at(999), 1000);
+  EXPECT_EQ(decoder.execution(), "eager");
+  StaticDecoder tiny(model, 1, 2, torch::TensorOptions().dtype(torch::kFloat32), false);
+  tiny.reset(torch::zeros({1}, torch::kLong));
+  tiny.step();
+  tiny.step();
+  EXPECT_THROW(tiny.step(), std::out_of_range);
+}
+
+// A model with a sublayer whose state grows (no static step) is refused with the reason.
+TEST(StaticDecode, AModelWithoutStaticStepsIsRefused) {
+  ModelConfig config = testing::preset_at_test_size("transformer");
+  config.pattern = {SublayerConfig{"nsa", {}}};
+  LanguageModel model(config);
+  ASSERT_FALSE(model->has_static_step());
+  try {
+    StaticDecoder decoder(model, 1, 8, torch::TensorOptions().dtype(torch::kFloat32), false);
+    FAIL() << "a model without static steps was accepted";
+  } catch (const std::invalid_argument& error) {
+    EXPECT_NE(std::string(error.what()).find("static_step"), std::string::npos) << error.what();
+  }
+}
+
+}  // namespace
+}  // namespace mixlab
