@@ -57,6 +57,7 @@ class CausalAttention : public TokenMixer {
 
   bool has_static_step() const override { return true; }
   MixerState static_state(int64_t batch, int64_t capacity, const torch::TensorOptions& options) const override {
+    heads_.prepare_rope_rows(capacity, options);
     return heads_.static_kv_cache(batch, capacity, options);
   }
   // step() on a cache of `capacity` slots: the token's key and value go to slot t; the query reads

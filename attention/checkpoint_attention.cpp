@@ -229,6 +229,7 @@ class CheckpointAttention : public TokenMixer {
   // Static decoding for checkpoint summaries (`token`); the pooled summaries (`mean`) keep step().
   bool has_static_step() const override { return summary_ == SegmentSummary::Token; }
   MixerState static_state(int64_t batch, int64_t capacity, const torch::TensorOptions& options) const override {
+    heads_.prepare_rope_rows(capacity, options);
     const int64_t slots = (capacity + segment_size_ - 1) / segment_size_;  // one per segment begun
     MixerState state;
     state.tensors["checkpoint_keys"] = torch::zeros({batch, heads_.n_heads, slots, heads_.head_dim}, options);

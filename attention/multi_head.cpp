@@ -24,14 +24,35 @@ void MultiHeadProjections::create(torch::nn::Module& owner, const MixerContext& 
 
 MultiHeadProjections::Heads MultiHeadProjections::project(const torch::Tensor& x,
                                                           const torch::Tensor& positions) {
+  auto pos = positions.defined()
+                 ? positions
+                 : torch::arange(x.size(1), torch::TensorOptions().dtype(torch::kLong).device(x.device()));
+  auto [cos, sin] = rope_tables(pos, head_dim, rope_theta, x.options());
+  return project_with(x, cos, sin);
+}
+
+MultiHeadProjections::Heads MultiHeadProjections::project_at(const torch::Tensor& x_t, const torch::Tensor& position) {
+  const bool prepared = cos_rows_.defined() && cos_rows_.device() == x_t.device() &&
+                        cos_rows_.scalar_type() == x_t.scalar_type();
+  if (!prepared) return project(x_t.unsqueeze(1), position);
+  return project_with(x_t.unsqueeze(1), cos_rows_.index_select(0, position), sin_rows_.index_select(0, position));
+}
+
+void MultiHeadProjections::prepare_rope_rows(int64_t capacity, const torch::TensorOptions& options) const {
+  if (cos_rows_.defined() && cos_rows_.size(0) >= capacity && cos_rows_.device() == options.device() &&
+      cos_rows_.scalar_type() == options.dtype().toScalarType())
+    return;
+  auto positions = torch::arange(capacity, torch::TensorOptions().dtype(torch::kLong).device(options.device()));
+  std::tie(cos_rows_, sin_rows_) = rope_tables(positions, head_dim, rope_theta, options);
+}
+
+// q, k, v of x: [B, N, d] with RoPE rows cos, sin: [N, d_h].
+MultiHeadProjections::Heads MultiHeadProjections::project_with(const torch::Tensor& x, const torch::Tensor& cos,
+                                                               const torch::Tensor& sin) {
   const int64_t batch = x.size(0), n = x.size(1);
   auto split = [&](const torch::Tensor& t) {  // [B, N, d] -> [B, H, N, d_h]
     return t.view({batch, n, n_heads, head_dim}).transpose(1, 2);
   };
-  auto pos = positions.defined()
-                 ? positions
-                 : torch::arange(n, torch::TensorOptions().dtype(torch::kLong).device(x.device()));
-  auto [cos, sin] = rope_tables(pos, head_dim, rope_theta, x.options());
   Heads heads;
   heads.q = apply_rope(split(q_proj->forward(x)), cos, sin);
   heads.k = apply_rope(split(k_proj->forward(x)), cos, sin);

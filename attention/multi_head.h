@@ -21,8 +21,13 @@ class MultiHeadProjections {
   Heads project(const torch::Tensor& x, const torch::Tensor& positions = {});
   // One token at absolute position `position`: x_t: [B, d] -> q, k, v: [B, H, 1, d_h].
   Heads project_one(const torch::Tensor& x_t, int64_t position);
-  // One token at the absolute position held in a device tensor (int64 [1]): static decoding.
-  Heads project_at(const torch::Tensor& x_t, const torch::Tensor& position) { return project(x_t.unsqueeze(1), position); }
+  // One token at the absolute position held in a device tensor (int64 [1]): static decoding.  The
+  // RoPE rows are gathered from the tables prepare_rope_rows() built (two ops instead of the nine
+  // of rope_tables()), else computed.
+  Heads project_at(const torch::Tensor& x_t, const torch::Tensor& position);
+  // Builds cos/sin tables for positions 0 .. capacity−1 (rope_tables(), once), for project_at().
+  // Static decoding calls it from static_state(), before any CUDA-graph capture.
+  void prepare_rope_rows(int64_t capacity, const torch::TensorOptions& options) const;
   // A decode state with empty "key_cache" and "value_cache": [B, H, 0, d_h] each.
   MixerState empty_kv_cache(int64_t batch, const torch::TensorOptions& options) const;
   // A static decode state: "key_cache" and "value_cache" of `slots` zeroed slots, [B, H, slots, d_h].
@@ -33,6 +38,11 @@ class MultiHeadProjections {
   int64_t n_heads = 0, head_dim = 0, d_model = 0;
   double rope_theta = 1e4;
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+
+ private:
+  Heads project_with(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin);
+  mutable torch::Tensor cos_rows_, sin_rows_;  // [capacity, d_h]: a cache of rope_tables(0 .. capacity−1)
+ public:
 
   // Projection FLOPs for N tokens and B sequences: 4 products of d x d, 2 FLOPs each.
   double projection_flops(int64_t batch, int64_t seq_len) const {

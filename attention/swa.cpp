@@ -149,6 +149,7 @@ class SlidingWindowAttention : public TokenMixer {
 
   bool has_static_step() const override { return true; }
   MixerState static_state(int64_t batch, int64_t capacity, const torch::TensorOptions& options) const override {
+    heads_.prepare_rope_rows(capacity, options);
     return heads_.static_kv_cache(batch, std::min(capacity, window_), options);
   }
   // step() on a ring of min(capacity, W) slots: the token goes to slot t mod W; while the ring is

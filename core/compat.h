@@ -43,6 +43,33 @@ inline torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tenso
 
 inline bool sdpa_available() { return MIXLAB_HAS_SDPA; }
 
+// Softmax attention with the keys where `hidden` is true left out: q: [B, H, M, d_h],
+// k, v: [B, H, N, d_h], hidden: bool broadcastable to [B, H, M, N]; scale d_h^-1/2.  One SDPA
+// call on CUDA where LibTorch has it (decoding: a few kernels instead of five); otherwise, and on
+// the CPU (the reference), scores, mask, softmax and product written out.
+inline torch::Tensor masked_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                      const torch::Tensor& hidden) {
+#if MIXLAB_HAS_SDPA
+  if (q.is_cuda()) return at::scaled_dot_product_attention(q, k, v, /*attn_mask=*/hidden.logical_not());
+#endif
+  const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
+  auto scores = torch::matmul(q, k.transpose(-2, -1)).masked_fill(hidden, -std::numeric_limits<double>::infinity());
+  return torch::matmul(torch::softmax(scores * scale, -1), v);
+}
+
+// RMSNorm(x) = x · rsqrt(mean(x²) + eps) · w over the last dimension, statistics in float32
+// (float64 for float64 input).  On CUDA, LibTorch >= 2.8's rms_norm: one fused kernel (the
+// weight applied before rounding to x's dtype); otherwise, and on the CPU (the reference), the
+// composed form.
+inline torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
+#if MIXLAB_TORCH_AT_LEAST(2, 8)
+  if (x.is_cuda()) return at::rms_norm(x, {x.size(-1)}, weight, eps);
+#endif
+  auto compute = x.scalar_type() == torch::kFloat64 ? x : x.to(torch::kFloat32);
+  auto normalised = compute * torch::rsqrt(compute.square().mean(-1, /*keepdim=*/true) + eps);
+  return normalised.to(x.scalar_type()) * weight;
+}
+
 inline std::string torch_version_string() {
   return std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." +
          std::to_string(TORCH_VERSION_PATCH);

@@ -1,5 +1,7 @@
 #include "harness/model.h"
 
+#include "core/compat.h"
+
 #include "harness/scone.h"
 
 #include <cmath>
@@ -11,11 +13,7 @@ RMSNormImpl::RMSNormImpl(int64_t dim, double eps_) : eps(eps_) {
   weight = register_parameter("weight", torch::ones({dim}));
 }
 
-torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
-  auto compute = x.scalar_type() == torch::kFloat64 ? x : x.to(torch::kFloat32);
-  auto normalised = compute * torch::rsqrt(compute.square().mean(-1, /*keepdim=*/true) + eps);
-  return normalised.to(x.scalar_type()) * weight;
-}
+torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) { return compat::rms_norm(x, weight, eps); }
 
 LanguageModelImpl::LanguageModelImpl(const ModelConfig& config) : config_(config) {
   if (config.pattern.empty()) throw RegistryError("model.pattern is empty: give at least one sublayer");

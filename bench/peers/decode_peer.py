@@ -1,0 +1,136 @@
+"""Decode peer of `mixlab sweep` decode rows (issue 13): a full-attention preset written as
+gpt-fast writes it (a static KV cache of the longest context, the position a device tensor, the
+step compiled with torch.compile(mode="reduce-overhead", fullgraph=True) so that it replays as a
+CUDA graph), greedy decoding of N tokens from a one-token prompt, bf16, random init.
+
+    python3 bench/peers/decode_peer.py OUT.csv --preset qwen2-340m --batch 16 --lengths 2048,8192
+
+Same architecture as mixlab's preset (experiments/presets/*.json): pre-norm RMSNorm, RoPE
+(rotate-half, the preset's theta) on q and k, SwiGLU MLP of the preset's hidden size, tied
+embedding head, no biases.  The step reads the whole cache (gpt-fast's mask over the longest
+context); mixlab's reads a power-of-two span above the position (harness/static_decoder.h).
+
+Also measured here, for the floor of a step: the copy bandwidth of this GPU (a 4 GiB
+device-to-device copy, bytes read + written over time), and per row the bytes a step must read
+(weights + the KV cache at the end of the generation).
+Rows: peer,preset,batch,N,ms_per_step,tokens_per_s,floor_ms,bandwidth_gb_s
+"""
+import argparse
+import json
+import os
+import time
+
+import torch
+import torch.nn.functional as F
+
+PRESETS = os.path.join(os.path.dirname(__file__), "..", "..", "experiments", "presets")
+
+
+def copy_bandwidth():
+    """Bytes read + written per second by a 4 GiB copy on the current GPU (median of 10)."""
+    a = torch.empty(1 << 31, dtype=torch.bfloat16, device="cuda")
+    b = torch.empty_like(a)
+    times = []
+    for _ in range(12):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        b.copy_(a)
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) / 1000)
+    return 2 * a.numel() * a.element_size() / sorted(times[2:])[len(times[2:]) // 2]
+
+
+class Decoder(torch.nn.Module):
+    """The preset's [attention, mlp] stack with a static KV cache of `capacity` tokens."""
+
+    def __init__(self, preset, batch, capacity):
+        super().__init__()
+        d, self.heads = preset["d_model"], preset["n_heads"]
+        self.dh, self.layers = d // self.heads, preset["n_layers"]
+        mixers = [sub["mixer"] for sub in preset["pattern"]]
+        if mixers != ["attention", "mlp"]:
+            raise SystemExit(f"decode_peer.py: only [attention, mlp] presets, got {mixers}")
+        hidden = preset["pattern"][1].get("hidden")
+        self.embed = torch.nn.Embedding(preset["vocab_size"], d)
+        self.qkv = torch.nn.ModuleList([torch.nn.Linear(d, 3 * d, bias=False) for _ in range(self.layers)])
+        self.o = torch.nn.ModuleList([torch.nn.Linear(d, d, bias=False) for _ in range(self.layers)])
+        self.gate_up = torch.nn.ModuleList([torch.nn.Linear(d, 2 * hidden, bias=False) for _ in range(self.layers)])
+        self.down = torch.nn.ModuleList([torch.nn.Linear(hidden, d, bias=False) for _ in range(self.layers)])
+        self.norms = torch.nn.ModuleList([torch.nn.RMSNorm(d, eps=preset["norm_eps"]) for _ in range(2 * self.layers + 1)])
+        for p in self.parameters():
+            torch.nn.init.normal_(p, std=0.02) if p.dim() > 1 else None
+        theta = preset["pattern"][0].get("rope_theta", 1e4)
+        inv = theta ** (-torch.arange(0, self.dh, 2, dtype=torch.float64) / self.dh)
+        angles = torch.arange(capacity, dtype=torch.float64)[:, None] * inv[None, :]
+        both = torch.cat([angles, angles], -1)
+        self.register_buffer("cos", both.cos().to(torch.bfloat16))  # [capacity, dh]
+        self.register_buffer("sin", both.sin().to(torch.bfloat16))
+        shape = (self.layers, batch, self.heads, capacity, self.dh)
+        self.register_buffer("k_cache", torch.zeros(shape, dtype=torch.bfloat16))
+        self.register_buffer("v_cache", torch.zeros(shape, dtype=torch.bfloat16))
+        self.register_buffer("slots", torch.arange(capacity))
+
+    @staticmethod
+    def rope(x, cos, sin):
+        half = x.shape[-1] // 2
+        return x * cos + torch.cat([-x[..., half:], x[..., :half]], -1) * sin
+
+    def forward(self, token, pos):  # token: [B], pos: [1] -> logits [B, V]
+        b = token.shape[0]
+        h = self.embed(token)
+        cos, sin = self.cos[pos], self.sin[pos]  # [1, dh]
+        visible = self.slots <= pos  # [capacity]
+        for i in range(self.layers):
+            q, k, v = self.qkv[i](self.norms[2 * i](h)).view(b, 3, self.heads, 1, self.dh).unbind(1)
+            q, k = self.rope(q, cos, sin), self.rope(k, cos, sin)
+            self.k_cache[i].index_copy_(2, pos, k)
+            self.v_cache[i].index_copy_(2, pos, v)
+            out = F.scaled_dot_product_attention(q, self.k_cache[i], self.v_cache[i], attn_mask=visible)
+            h = h + self.o[i](out.reshape(b, -1))
+            gate, up = self.gate_up[i](self.norms[2 * i + 1](h)).chunk(2, -1)
+            h = h + self.down[i](F.silu(gate) * up)
+        return self.norms[-1](h) @ self.embed.weight.t()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("out")
+    parser.add_argument("--preset", default="qwen2-340m")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--lengths", default="2048,8192")
+    args = parser.parse_args()
+    preset = json.load(open(os.path.join(PRESETS, args.preset + ".json")))
+    bandwidth = copy_bandwidth()
+    with open(args.out, "w") as out:
+        out.write("peer,preset,batch,N,ms_per_step,tokens_per_s,floor_ms,bandwidth_gb_s\n")
+        for n in [int(x) for x in args.lengths.split(",")]:
+            torch.manual_seed(0)
+            model = Decoder(preset, args.batch, n).cuda().to(torch.bfloat16).eval()
+            step = torch.compile(model, mode="reduce-overhead", fullgraph=True)
+            token = torch.zeros(args.batch, dtype=torch.long, device="cuda")
+            with torch.no_grad():
+                for warm in range(3):  # compile and record the graph (positions 0..2, then reset)
+                    step(token, torch.tensor([warm], device="cuda"))
+                model.k_cache.zero_()
+                model.v_cache.zero_()
+                torch.cuda.synchronize()
+                start = time.perf_counter()
+                for t in range(n):
+                    token = step(token, torch.tensor([t], device="cuda")).argmax(-1)
+                torch.cuda.synchronize()
+                seconds = time.perf_counter() - start
+            weights = sum(p.numel() * p.element_size() for p in model.parameters())
+            cache = model.k_cache.numel() * model.k_cache.element_size() * 2
+            row = (f"torch.compile:reduce-overhead+static-kv,{args.preset},{args.batch},{n},{1000 * seconds / n:.4f},"
+                   f"{args.batch * n / seconds:.1f},{1000 * (weights + cache) / bandwidth:.4f},{bandwidth / 1e9:.0f}")
+            print(row, flush=True)
+            out.write(row + "\n")
+            out.flush()
+            del model, step
+            torch._dynamo.reset()
+            torch.cuda.empty_cache()
+
+
+if __name__ == "__main__":
+    main()
