@@ -50,7 +50,8 @@ inline bool sdpa_available() { return MIXLAB_HAS_SDPA; }
 inline torch::Tensor masked_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                       const torch::Tensor& hidden) {
 #if MIXLAB_HAS_SDPA
-  if (q.is_cuda()) return at::scaled_dot_product_attention(q, k, v, /*attn_mask=*/hidden.logical_not());
+  if (q.is_cuda())  // SDPA wants a mask of at least [M, N]: a row of keys [N] becomes [1, N]
+    return at::scaled_dot_product_attention(q, k, v, /*attn_mask=*/(hidden.dim() == 1 ? hidden.unsqueeze(0) : hidden).logical_not());
 #endif
   const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
   auto scores = torch::matmul(q, k.transpose(-2, -1)).masked_fill(hidden, -std::numeric_limits<double>::infinity());

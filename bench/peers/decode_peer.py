@@ -80,7 +80,7 @@ class Decoder(torch.nn.Module):
         b = token.shape[0]
         h = self.embed(token)
         cos, sin = self.cos[pos], self.sin[pos]  # [1, dh]
-        visible = self.slots <= pos  # [capacity]
+        visible = (self.slots <= pos)[None, :]  # [1, capacity]
         for i in range(self.layers):
             q, k, v = self.qkv[i](self.norms[2 * i](h)).view(b, 3, self.heads, 1, self.dh).unbind(1)
             q, k = self.rope(q, cos, sin), self.rope(k, cos, sin)
