@@ -102,6 +102,7 @@ def main():
     args = parser.parse_args()
     preset = json.load(open(os.path.join(PRESETS, args.preset + ".json")))
     bandwidth = copy_bandwidth()
+    print(f"copy bandwidth {bandwidth / 1e9:.0f} GB/s", flush=True)
     with open(args.out, "w") as out:
         out.write("peer,preset,batch,N,ms_per_step,tokens_per_s,floor_ms,bandwidth_gb_s\n")
         for n in [int(x) for x in args.lengths.split(",")]:
@@ -111,13 +112,18 @@ def main():
             token = torch.zeros(args.batch, dtype=torch.long, device="cuda")
             with torch.no_grad():
                 for warm in range(3):  # compile and record the graph (positions 0..2, then reset)
+                    torch.compiler.cudagraph_mark_step_begin()
                     step(token, torch.tensor([warm], device="cuda"))
+                print(f"N={n}: compiled and warmed up", flush=True)
                 model.k_cache.zero_()
                 model.v_cache.zero_()
                 torch.cuda.synchronize()
                 start = time.perf_counter()
                 for t in range(n):
-                    token = step(token, torch.tensor([t], device="cuda")).argmax(-1)
+                    # gpt-fast: mark each step, and clone what the graph returns before it is fed
+                    # back (a replay overwrites its outputs)
+                    torch.compiler.cudagraph_mark_step_begin()
+                    token = step(token, torch.tensor([t], device="cuda")).argmax(-1).clone()
                 torch.cuda.synchronize()
                 seconds = time.perf_counter() - start
             weights = sum(p.numel() * p.element_size() for p in model.parameters())
