@@ -71,6 +71,13 @@ class CausalAttention : public TokenMixer {
     auto hidden = torch::arange(at.span, at.position.options()) > at.position;  // [span]
     return heads_.output(attend_to_slots(q, keys, values, at.span, hidden)).squeeze(1);
   }
+  // The forward, with the prompt's keys and values written to slots 0 .. N−1.
+  torch::Tensor static_prefill(const torch::Tensor& x, MixerState& state) override {
+    auto [q, k, v] = heads_.project(x);  // [B, H, N, d_h]
+    state.tensors.at("key_cache").narrow(2, 0, x.size(1)).copy_(k);
+    state.tensors.at("value_cache").narrow(2, 0, x.size(1)).copy_(v);
+    return heads_.output(compat::causal_attention(q, k, v));
+  }
 
  private:
   MultiHeadProjections heads_;

@@ -252,6 +252,18 @@ class CheckpointAttention : public TokenMixer {
     write_slot(values, segment, v);
     return heads_.output(attended).squeeze(1);
   }
+  // The forward, with slot m holding the key and value of the segment's last token so far,
+  // min(mS+S−1, N−1), for each of the ⌈N/S⌉ segments the prompt began.
+  torch::Tensor static_prefill(const torch::Tensor& x, MixerState& state) override {
+    TORCH_CHECK(summary_ == SegmentSummary::Token, "checkpoint_attention: static_prefill needs summary = token");
+    auto [q, k, v] = heads_.project(x);  // [B, H, N, d_h]
+    const int64_t n = x.size(1), segments = (n + segment_size_ - 1) / segment_size_;
+    const auto last = (torch::arange(segments, torch::TensorOptions().dtype(torch::kLong).device(x.device())) *
+                           segment_size_ + (segment_size_ - 1)).clamp_max(n - 1);  // [⌈N/S⌉]
+    state.tensors.at("checkpoint_keys").narrow(2, 0, segments).copy_(k.index_select(2, last));
+    state.tensors.at("checkpoint_values").narrow(2, 0, segments).copy_(v.index_select(2, last));
+    return heads_.output(checkpoint_attention(q, k, v, segment_size_, query_block_, summary_));
+  }
 
  private:
   int64_t segment_size_;

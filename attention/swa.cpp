@@ -165,6 +165,16 @@ class SlidingWindowAttention : public TokenMixer {
     auto hidden = torch::arange(count, at.position.options()) > at.position;  // [count]
     return heads_.output(attend_to_slots(q, keys, values, count, hidden)).squeeze(1);
   }
+  // The forward, with the last min(N, W) keys and values written to their ring slots t mod W.
+  torch::Tensor static_prefill(const torch::Tensor& x, MixerState& state) override {
+    auto [q, k, v] = heads_.project(x);  // [B, H, N, d_h]
+    const int64_t n = x.size(1), first = std::max<int64_t>(0, n - window_);
+    const auto slots = torch::arange(first, n, torch::TensorOptions().dtype(torch::kLong).device(x.device()))
+                           .remainder(window_);
+    state.tensors.at("key_cache").index_copy_(2, slots, k.narrow(2, first, n - first));
+    state.tensors.at("value_cache").index_copy_(2, slots, v.narrow(2, first, n - first));
+    return heads_.output(sliding_window_attention(q, k, v, window_, query_block_));
+  }
 
  private:
   int64_t window_;

@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace mixlab {
 
@@ -94,6 +95,18 @@ class TokenMixer : public torch::nn::Module {
   // x_t: [B, d_model] -> [B, d_model]; writes the state in place.
   virtual torch::Tensor static_step(const torch::Tensor& x_t, MixerState& state, const StepPosition& at) {
     throw std::logic_error("this mixer has no static_step()");
+  }
+
+  // Prefill: the sublayer's output for a whole prompt x: [B, N, d_model] (N ≤ the state's
+  // capacity) that also leaves a static state exactly as N static steps from an empty one would,
+  // so that decoding continues at position N.  The default runs those N steps; a mixer overrides
+  // it with its parallel forward plus the state that forward implies.
+  virtual torch::Tensor static_prefill(const torch::Tensor& x, MixerState& state) {
+    std::vector<torch::Tensor> outputs;  // N of [B, d_model]
+    const auto index = torch::TensorOptions().dtype(torch::kLong).device(x.device());
+    for (int64_t t = 0; t < x.size(1); ++t)
+      outputs.push_back(static_step(x.select(1, t), state, StepPosition{torch::full({1}, t, index), x.size(1)}));
+    return torch::stack(outputs, 1);
   }
 
   // Mixers whose rule also reads the block's un-normalised residual input h (DTRNet's router)

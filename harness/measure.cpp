@@ -31,7 +31,8 @@ const std::vector<std::string>& phase_names();
 const std::vector<std::string>& measure_keys() {
   static const std::vector<std::string> keys = {
       "seq_lens", "decode_seq_lens", "batch", "phases", "warmup", "repeats", "min_repeats", "target_seconds",
-      "time_budget_s", "decode_chunks", "skip_after_oom", "dtype", "seed", "threads", "execution"};
+      "time_budget_s", "decode_chunks", "prefill_new_tokens", "skip_after_oom", "dtype", "seed", "threads",
+      "execution"};
   return keys;
 }
 
@@ -176,6 +177,10 @@ json resolve_measure_json(const json& measure_in, const std::string& device_kind
   static const std::vector<std::string> dtypes = {"auto", "float32", "float64", "bfloat16", "float16"};
   if (std::find(dtypes.begin(), dtypes.end(), dtype) == dtypes.end())
     throw ConfigError(file, path + ".dtype", "unknown dtype '" + dtype + "'; valid: " + joined(dtypes));
+  // prefill: the tokens generated after the prompt (absent = 10, SCOUT's latency protocol); only a
+  // given value enters the resolved config, as for threads.
+  if (measure.contains("prefill_new_tokens"))
+    out["prefill_new_tokens"] = integer_in(measure["prefill_new_tokens"], file, path + ".prefill_new_tokens", 0, 1 << 20);
   // CPU threads for the measurements (absent = LibTorch's default, recorded per measurement).
   // Only a given value enters the resolved config, so that the ids of older points stay.
   if (measure.contains("threads")) out["threads"] = integer_in(measure["threads"], file, path + ".threads", 1, 4096);
@@ -212,6 +217,7 @@ MeasureSettings MeasureSettings::from_json(const json& m) {
   s.dtype = m.at("dtype").get<std::string>();
   s.seed = m.at("seed").get<int64_t>();
   s.threads = m.value("threads", int64_t{0});
+  s.prefill_new_tokens = m.value("prefill_new_tokens", int64_t{10});
   s.execution = m.value("execution", std::string("auto"));
   return s;
 }
@@ -494,6 +500,40 @@ void decode_dynamic(Context& c, Measurement& m, const torch::TensorOptions& opti
   if (!all_finite(logits)) { m.status = "nonfinite"; m.error = "the decoded logits have NaN or Inf"; }
 }
 
+// SCOUT's prefill latency (arXiv 2509.00935, §4.5): a prompt of N tokens consumed at once
+// (static_prefill), then measure.prefill_new_tokens greedy tokens as static steps (CUDA graphs on
+// CUDA unless execution = eager); the time of the whole call.  The state is preallocated for
+// N + new tokens, outside the timing, as a generate() call's cache would be before its first token.
+void measure_prefill(Context& c, Measurement& m) {
+  torch::NoGradGuard no_grad;
+  c.model->eval();
+  if (!c.model->has_static_step())
+    throw std::invalid_argument("prefill needs static_step() in every sublayer (docs/decode.md); this model has a "
+                                "sublayer without it");
+  const int64_t new_tokens = c.settings.prefill_new_tokens, batch = c.settings.batch;
+  const auto options = torch::TensorOptions().dtype(c.device.scalar_type()).device(c.device.torch_device());
+  const bool graphs = c.device.is_cuda() && c.settings.execution != "eager";
+  PeakMemory peak(c.device);
+  peak.reset();
+  StaticDecoder decoder(c.model, batch, m.seq_len + new_tokens, options, graphs,
+                        static_cast<int>(std::max<int64_t>(c.settings.warmup, 1)));
+  m.execution = decoder.execution();
+  if (!decoder.why_not_captured().empty()) m.extra["graph_not_captured"] = decoder.why_not_captured();
+  const auto prompt = random_tokens(c, m.seq_len, m.seq_len);
+  const auto generate = [&] {
+    decoder.prefill(prompt);
+    for (int64_t i = 0; i < new_tokens; ++i) decoder.step();
+  };
+  CallTimer timer(c.device);
+  auto samples = time_repeats(generate, c.settings, timer, [&] { return c.over_budget(); });
+  m.peak_memory_bytes = peak.peak_bytes();
+  m.measured_state_bytes = static_cast<double>(decoder.state_bytes());
+  fill_from_timing(m, samples, static_cast<double>(batch * (m.seq_len + new_tokens)));
+  m.extra["new_tokens"] = new_tokens;
+  m.extra["decode_state"] = "static";
+  if (!all_finite(decoder.logits())) { m.status = "nonfinite"; m.error = "the decoded logits have NaN or Inf"; }
+}
+
 // Greedy generation of N tokens from an empty state (prompt: one token per sequence).  On CUDA
 // with graphs allowed and every sublayer able to, on a static state as CUDA graphs; else with step().
 void measure_decode(Context& c, Measurement& m) {
@@ -530,6 +570,10 @@ const std::vector<Phase>& phase_table() {
   static const std::vector<Phase> table = {
       {"forward", measure_forward, false, [](const Measurement&) { return 1.0; }},
       {"forward_backward", measure_forward_backward, false, [](const Measurement&) { return 3.0; }},
+      {"prefill", measure_prefill, false,
+       [](const Measurement& m) {  // the prompt's forward and the new tokens' steps
+         return 1.0 + m.extra.value("new_tokens", 0.0) / static_cast<double>(std::max<int64_t>(m.seq_len, 1));
+       }},
       {"decode", measure_decode, true,
        [](const Measurement& m) { return m.extra.contains("decode_fallback") ? 1.0 : 1.0 / static_cast<double>(m.seq_len); }},
   };

@@ -39,12 +39,13 @@ struct MeasureSettings {
   double target_seconds = 1.0;   // stop repeating once this much timed work is done
   double time_budget_s = 0;      // per point; 0 = unlimited
   int64_t decode_chunks = 16;    // decode: the generation is timed in this many chunks
+  int64_t prefill_new_tokens = 10;  // prefill: greedy tokens generated after the prompt (SCOUT §4.5)
   bool skip_after_oom = true;    // a phase that ran out of memory at N is not tried at N' > N
   std::string device = "cpu";    // resolved
   std::string dtype = "float32"; // resolved
   int64_t seed = 0;              // weights and tokens
   int64_t threads = 0;           // CPU threads while measuring (0: LibTorch's default)
-  std::string execution = "auto";  // forward phases on CUDA: auto | cuda_graph (harness/cuda_graph.h) | eager
+  std::string execution = "auto";  // phases on CUDA: auto | cuda_graph (harness/cuda_graph.h, static_decoder.h) | eager
 
   static MeasureSettings from_json(const nlohmann::json& resolved_measure);
 };

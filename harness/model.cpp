@@ -221,6 +221,19 @@ torch::Tensor LanguageModelImpl::static_step(const torch::Tensor& tokens_t, std:
   return logits(final_norm_(h));
 }
 
+torch::Tensor LanguageModelImpl::static_prefill(const torch::Tensor& tokens, std::vector<MixerState>& states) {
+  auto h = embed_tokens_(tokens);  // [B, N, d]
+  std::vector<torch::Tensor> history{h};
+  for (size_t i = 0; i < sublayers_.size(); ++i) {
+    h = h + sublayers_[i]->static_prefill(norms_[i](h), states[i]);
+    if (averaging_) {
+      history.push_back(h);
+      h = averaging_(history);
+    }
+  }
+  return logits(final_norm_(h.select(1, h.size(1) - 1)));
+}
+
 int64_t LanguageModelImpl::parameter_count() const {
   int64_t total = 0;
   for (const auto& p : parameters()) total += p.numel();

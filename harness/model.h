@@ -80,6 +80,9 @@ class LanguageModelImpl : public torch::nn::Module {
   bool has_static_step() const;
   std::vector<MixerState> static_states(int64_t batch, int64_t capacity, const torch::TensorOptions& options) const;
   torch::Tensor static_step(const torch::Tensor& tokens_t, std::vector<MixerState>& states, const StepPosition& at);
+  // The prompt tokens: [B, N] through every sublayer's static_prefill (N ≤ the states' capacity):
+  // returns the logits of its last position, [B, vocab]; decoding continues at position N.
+  torch::Tensor static_prefill(const torch::Tensor& tokens, std::vector<MixerState>& states);
 
   int64_t parameter_count() const;
   int64_t embedding_parameter_count() const;

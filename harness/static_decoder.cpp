@@ -55,6 +55,19 @@ void StaticDecoder::reset(const torch::Tensor& first_tokens) {
   position_ = 0;
 }
 
+void StaticDecoder::prefill(const torch::Tensor& prompt) {
+  const int64_t n = prompt.size(1);
+  if (prompt.dim() != 2 || prompt.size(0) != tokens_.size(0) || n < 1 || n > capacity_)
+    throw std::invalid_argument("static decoding: a prompt must be [" + std::to_string(tokens_.size(0)) +
+                                ", N] with 1 <= N <= " + std::to_string(capacity_) + " (the capacity)");
+  reset(tokens_);
+  torch::NoGradGuard no_grad;
+  logits_.copy_(model_->static_prefill(prompt, states_));
+  tokens_.copy_(logits_.argmax(-1));
+  device_position_.fill_(n);
+  position_ = n;
+}
+
 void StaticDecoder::run_step(int64_t span) {
   torch::NoGradGuard no_grad;
   auto logits = model_->static_step(tokens_, states_, StepPosition{device_position_, span});  // [B, vocab]

@@ -36,6 +36,10 @@ class StaticDecoder {
 
   // Clears the state; the next step consumes `first_tokens` ([B] int64) at position 0.
   void reset(const torch::Tensor& first_tokens);
+  // Clears the state and consumes a whole prompt ([B, N] int64, N ≤ capacity) at once
+  // (LanguageModel::static_prefill, eagerly): the next step decodes position N from the prompt's
+  // greedy continuation.
+  void prefill(const torch::Tensor& prompt);
   // Decodes one token per sequence; at most `capacity` steps after a reset.
   void step();
 

@@ -79,18 +79,8 @@ class Mamba : public TokenMixer {
 
   // x: [B, N, d] -> [B, N, d]
   torch::Tensor forward(const torch::Tensor& x) override {
-    const int64_t E = shape_.inner, n = shape_.d_state, R = shape_.dt_rank;
-    auto xz = in_proj_(x);                                                 // [B, N, 2E]
-    auto x_inner = xz.narrow(-1, 0, E).transpose(1, 2);                    // [B, E, N]
-    auto gate = xz.narrow(-1, E, E).transpose(1, 2);                       // z: [B, E, N]
-    auto u = torch::silu(conv1d_(torch::constant_pad_nd(x_inner, {shape_.d_conv - 1, 0})));  // [B, E, N]
-    auto projected = x_proj_(u.transpose(1, 2));                           // [B, N, R + 2n]
-    auto dt_low_rank = projected.narrow(-1, 0, R);                         // δ: [B, N, R]
-    auto B = projected.narrow(-1, R, n).transpose(1, 2);                   // B̃: [B, n, N]
-    auto C = projected.narrow(-1, R + n, n).transpose(1, 2);               // C̃: [B, n, N]
-    // W_dt δ without the bias: the scan adds it before the softplus.
-    auto delta = torch::matmul(dt_low_rank, dt_proj_->weight.t()).transpose(1, 2);  // [B, E, N]
-    auto y = selective_scan(u, delta, -torch::exp(A_log_), B, C, D_, gate, dt_proj_->bias);
+    const auto in = scan_inputs(x);
+    auto y = selective_scan(in.u, in.delta, -torch::exp(A_log_), in.B, in.C, D_, in.gate, dt_proj_->bias);
     return out_proj_(y.transpose(1, 2));
   }
 
@@ -141,6 +131,18 @@ class Mamba : public TokenMixer {
     return out_proj_(y);
   }
 
+  // The forward, and the state after it: the last K−1 conv inputs and the scan's final state
+  // (selective_scan_final_state, its closed form).
+  torch::Tensor static_prefill(const torch::Tensor& x, MixerState& state) override {
+    const int64_t K = shape_.d_conv, n = x.size(1);
+    const auto in = scan_inputs(x);
+    const auto A = -torch::exp(A_log_);
+    state.tensors.at("conv_state").copy_(torch::constant_pad_nd(in.x_inner, {K - 1, 0}).narrow(-1, n, K - 1));
+    state.tensors.at("ssm_state").copy_(selective_scan_final_state(in.u, in.delta, A, in.B, dt_proj_->bias));
+    auto y = selective_scan(in.u, in.delta, A, in.B, in.C, D_, in.gate, dt_proj_->bias);
+    return out_proj_(y.transpose(1, 2));
+  }
+
   // The state has a fixed shape and step() does not read the position.
   bool has_static_step() const override { return true; }
   MixerState static_state(int64_t batch, int64_t, const torch::TensorOptions& options) const override {
@@ -151,6 +153,25 @@ class Mamba : public TokenMixer {
   }
 
  private:
+  // What the scan reads, from x: [B, N, d] (the lines above selective_scan in the header).
+  struct ScanInputs {
+    torch::Tensor x_inner, gate, u, delta, B, C;  // x, z, u, W_dt δ: [B, E, N]; B̃, C̃: [B, n, N]
+  };
+  ScanInputs scan_inputs(const torch::Tensor& x) {
+    const int64_t E = shape_.inner, n = shape_.d_state, R = shape_.dt_rank;
+    ScanInputs in;
+    auto xz = in_proj_(x);                                                 // [B, N, 2E]
+    in.x_inner = xz.narrow(-1, 0, E).transpose(1, 2);                      // [B, E, N]
+    in.gate = xz.narrow(-1, E, E).transpose(1, 2);                         // z: [B, E, N]
+    in.u = torch::silu(conv1d_(torch::constant_pad_nd(in.x_inner, {shape_.d_conv - 1, 0})));  // [B, E, N]
+    auto projected = x_proj_(in.u.transpose(1, 2));                        // [B, N, R + 2n]
+    in.B = projected.narrow(-1, R, n).transpose(1, 2);                     // B̃: [B, n, N]
+    in.C = projected.narrow(-1, R + n, n).transpose(1, 2);                 // C̃: [B, n, N]
+    // W_dt δ without the bias: the scan adds it before the softplus.
+    in.delta = torch::matmul(projected.narrow(-1, 0, R), dt_proj_->weight.t()).transpose(1, 2);  // [B, E, N]
+    return in;
+  }
+
   MambaShape shape_;
   torch::nn::Linear in_proj_{nullptr}, x_proj_{nullptr}, dt_proj_{nullptr}, out_proj_{nullptr};
   torch::nn::Conv1d conv1d_{nullptr};

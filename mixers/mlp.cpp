@@ -68,6 +68,7 @@ class GatedMlp : public TokenMixer {
   bool has_static_step() const override { return true; }
   MixerState static_state(int64_t, int64_t, const torch::TensorOptions&) const override { return {}; }
   torch::Tensor static_step(const torch::Tensor& x_t, MixerState&, const StepPosition&) override { return forward(x_t); }
+  torch::Tensor static_prefill(const torch::Tensor& x, MixerState&) override { return forward(x); }
 
  private:
   int64_t d_model_, hidden_;

@@ -18,6 +18,8 @@
 #include <cmath>
 #include <vector>
 
+#include <algorithm>
+
 namespace mixlab {
 namespace {
 
@@ -99,6 +101,28 @@ torch::Tensor selective_scan_step(torch::Tensor& state, const torch::Tensor& u_t
   if (D.defined()) y = y + cast(D, type) * input;
   if (z_t.defined()) y = y * torch::silu(cast(z_t, type));
   return y.to(u_t.scalar_type());
+}
+
+torch::Tensor selective_scan_final_state(const torch::Tensor& u, const torch::Tensor& delta, const torch::Tensor& A,
+                                         const torch::Tensor& B, const torch::Tensor& delta_bias,
+                                         int64_t chunk_elements) {
+  const auto type = compute_type(u);
+  auto step_size = cast(delta, type);  // [B, E, N]
+  if (delta_bias.defined()) step_size = step_size + cast(delta_bias, type).unsqueeze(-1);
+  step_size = torch::softplus(step_size);
+  const auto after = torch::flip(torch::cumsum(torch::flip(step_size, {-1}), -1), {-1}) - step_size;  // R_t
+  const auto drive = step_size * cast(u, type);  // Δ_t u_t: [B, E, N]
+  const auto decay_rates = cast(A, type).unsqueeze(0).unsqueeze(-1);  // [1, E, n, 1]
+  const auto inputs = cast(B, type).unsqueeze(1);                     // [B, 1, n, N]
+  const int64_t batch = u.size(0), E = u.size(1), n = A.size(1), N = u.size(2);
+  const int64_t chunk = std::max<int64_t>(1, chunk_elements / std::max<int64_t>(1, batch * E * n));
+  auto state = torch::zeros({batch, E, n}, u.options().dtype(type));
+  for (int64_t t0 = 0; t0 < N; t0 += chunk) {
+    const int64_t T = std::min(chunk, N - t0);
+    auto decay = torch::exp(decay_rates * after.narrow(-1, t0, T).unsqueeze(2));  // [B, E, n, T]
+    state += (decay * drive.narrow(-1, t0, T).unsqueeze(2) * inputs.narrow(-1, t0, T)).sum(-1);
+  }
+  return state;
 }
 
 torch::Tensor inverse_softplus(const torch::Tensor& y) { return y + torch::log(-torch::expm1(-y)); }

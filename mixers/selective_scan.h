@@ -30,6 +30,18 @@ torch::Tensor selective_scan_step(torch::Tensor& state, const torch::Tensor& u_t
                                   const torch::Tensor& D, const torch::Tensor& z_t,
                                   const torch::Tensor& delta_bias);
 
+// The state after the last of N steps, in closed form: with Δ_t as above and R_t = Σ_{s=t+1}^{N−1} Δ_s,
+//   h_{N−1}[e,:] = Σ_t exp(A[e,:] · R_t[e]) ⊙ Δ_t[e] · u_t[e] · B_t[:]
+// (the product of the decays after t is the exponential of their summed exponents).  For a
+// prefill: the parallel scan's outputs plus the state decoding continues from.  R_t is a reverse
+// cumulative sum, so the recent terms (small R_t, the ones that matter) carry no cancellation.
+// Shapes: u, delta: [B, E, N]; A: [E, n]; B: [B, n, N]; delta_bias: [E] or undefined.  Returns
+// h: [B, E, n] in float64 for float64 input, float32 otherwise; time chunks keep the [B, E, n, T]
+// temporary under `chunk_elements`.
+torch::Tensor selective_scan_final_state(const torch::Tensor& u, const torch::Tensor& delta, const torch::Tensor& A,
+                                         const torch::Tensor& B, const torch::Tensor& delta_bias,
+                                         int64_t chunk_elements = int64_t{1} << 26);
+
 // softplus⁻¹(y) = y + log(−expm1(−y)), the inverse of log(1 + e^x); used to initialise Δ biases.
 torch::Tensor inverse_softplus(const torch::Tensor& y);
 

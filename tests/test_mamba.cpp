@@ -91,6 +91,27 @@ TEST(Mamba, ScanStepEqualsScan) {
   }
 }
 
+// The closed-form final state (for a prefill) against N recurrence steps, in one time chunk and in
+// chunks of 7 steps (2·4·3·7 elements).
+TEST(Mamba, FinalStateEqualsTheRecurrence) {
+  torch::manual_seed(4);
+  for (int64_t seq_len : {1, 9, 300}) {
+    auto in = random_scan_inputs(2, 4, 3, seq_len);
+    auto state = torch::zeros({2, 4, 3}, kF64);
+    for (int64_t t = 0; t < seq_len; ++t) {
+      auto slice = [&](const torch::Tensor& x) { return x.select(-1, t); };
+      selective_scan_step(state, slice(in.u), slice(in.delta), in.A, slice(in.B), slice(in.C), in.D, slice(in.z),
+                          in.delta_bias);
+    }
+    for (int64_t chunk_elements : {int64_t{1} << 26, int64_t{2 * 4 * 3 * 7}}) {
+      auto closed = selective_scan_final_state(in.u, in.delta, in.A, in.B, in.delta_bias, chunk_elements);
+      ASSERT_EQ(closed.scalar_type(), torch::kDouble);
+      EXPECT_TRUE(torch::allclose(closed, state, 1e-10, 1e-12))
+          << "N = " << seq_len << ", chunk " << chunk_elements << ": " << (closed - state).abs().max().item<double>();
+    }
+  }
+}
+
 TEST(Mamba, ScanFloat32InputRunsInFloat32) {
   torch::manual_seed(3);
   auto in = random_scan_inputs(1, 3, 2, 8);

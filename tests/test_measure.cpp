@@ -161,6 +161,36 @@ TEST(MeasureTest, DecodeWithoutStepRerunsThePrefixAndSaysSo) {
   EXPECT_FALSE(rows[0].measured_state_bytes);
 }
 
+// prefill (SCOUT §4.5): a row per prompt length with the state of N + new tokens, its FLOPs those of
+// the prompt's forward plus the new tokens' steps; a model without static steps is an error row
+// that says why; prefill_new_tokens is validated and enters the config only when given.
+TEST(MeasureTest, PrefillTimesThePromptAndTheNewTokens) {
+  LanguageModel model(parse_model_config(tiny_model("attention"), "t"));
+  auto settings = tiny_settings({8, 24});
+  settings.phases = {"prefill"};
+  settings.prefill_new_tokens = 4;
+  const auto rows = measure_model(model, settings);
+  ASSERT_EQ(rows.size(), 2u);
+  for (const auto& row : rows) {
+    ASSERT_EQ(row.status, "ok") << row.error;
+    EXPECT_EQ(row.extra.value("new_tokens", 0), 4);
+    // two attention layers' KV caches of N + 4 slots: 2 (K, V) · B · (N + 4) · d · 8 bytes
+    EXPECT_DOUBLE_EQ(*row.measured_state_bytes, 2.0 * 2 * 2 * (row.seq_len + 4) * 16 * 8);
+    EXPECT_NEAR(*row.flops, model->cost({2, row.seq_len, 8}).flops * (1.0 + 4.0 / row.seq_len), 1e-6 * *row.flops);
+  }
+  LanguageModel without(parse_model_config(tiny_model("test_prefix_mean"), "t"));
+  const auto refused = measure_model(without, settings);
+  ASSERT_EQ(refused.size(), 2u);
+  EXPECT_EQ(refused[0].status, "error");
+  EXPECT_NE(refused[0].error.find("static_step"), std::string::npos) << refused[0].error;
+
+  const json base = {{"seq_lens", {16}}};
+  EXPECT_FALSE(resolve_measure_json(base, "cpu", "spec.json", "base.measure").contains("prefill_new_tokens"));
+  json bad = base;
+  bad["prefill_new_tokens"] = -1;
+  EXPECT_THROW(resolve_measure_json(bad, "cpu", "spec.json", "base.measure"), ConfigError);
+}
+
 TEST(MeasureTest, OutOfMemoryAndNonFiniteAreStatusesNotFailures) {
   // Logits of 2^22 tokens over a 2^23 vocabulary would need 2^47 bytes: more than any address
   // space, so the allocation fails at once on every machine.

@@ -79,6 +79,34 @@ TEST_P(StaticDecodePresets, GraphReplayEqualsStepOnCuda) {
   EXPECT_LT(gap, 1e-3) << GetParam();  // float32, different kernels (TF32 off): reduction order only
 }
 
+// A prompt consumed at once (static_prefill) leaves the state N steps leave: the logits of its last
+// token equal step()'s after the same N tokens, and so do those of the tokens decoded after it.
+// 37 tokens: windows of 32 wrap, segments of 10 close and one is left open.
+TEST_P(StaticDecodePresets, PrefillThenDecodeEqualsStepOnTheCpu) {
+  torch::manual_seed(8);
+  LanguageModel model(testing::preset_at_test_size(GetParam()));
+  model->to(torch::kFloat64);
+  if (!model->has_static_step()) GTEST_SKIP() << GetParam() << ": a sublayer has no static_step()";
+  torch::NoGradGuard no_grad;
+  model->eval();
+  const auto options = torch::TensorOptions().dtype(torch::kFloat64);
+  const int64_t prompt_length = 37, generated = 40;
+  const auto prompt = torch::randint(0, model->config().vocab_size, {kBatch, prompt_length}, torch::kLong);
+  StaticDecoder decoder(model, kBatch, prompt_length + generated, options, false);
+  decoder.prefill(prompt);
+  EXPECT_EQ(decoder.position(), prompt_length);
+  auto states = model->initial_states(kBatch, options);
+  torch::Tensor reference;
+  for (int64_t t = 0; t < prompt_length; ++t) reference = model->step(prompt.select(1, t), states);
+  EXPECT_LT(max_abs(decoder.logits() - reference) / max_abs(reference), 1e-10) << GetParam() << ": prompt";
+  for (int64_t t = 0; t < generated; ++t) {
+    const auto token = decoder.tokens().clone();
+    decoder.step();
+    reference = model->step(token, states);
+    ASSERT_LT(max_abs(decoder.logits() - reference) / max_abs(reference), 1e-10) << GetParam() << " step " << t;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Presets, StaticDecodePresets, ::testing::ValuesIn(preset_names()),
                          [](const ::testing::TestParamInfo<std::string>& info) {
                            std::string name = info.param;
