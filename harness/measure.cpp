@@ -570,12 +570,12 @@ const std::vector<Phase>& phase_table() {
   static const std::vector<Phase> table = {
       {"forward", measure_forward, false, [](const Measurement&) { return 1.0; }},
       {"forward_backward", measure_forward_backward, false, [](const Measurement&) { return 3.0; }},
+      {"decode", measure_decode, true,
+       [](const Measurement& m) { return m.extra.contains("decode_fallback") ? 1.0 : 1.0 / static_cast<double>(m.seq_len); }},
       {"prefill", measure_prefill, false,
        [](const Measurement& m) {  // the prompt's forward and the new tokens' steps
          return 1.0 + m.extra.value("new_tokens", 0.0) / static_cast<double>(std::max<int64_t>(m.seq_len, 1));
        }},
-      {"decode", measure_decode, true,
-       [](const Measurement& m) { return m.extra.contains("decode_fallback") ? 1.0 : 1.0 / static_cast<double>(m.seq_len); }},
   };
   return table;
 }

@@ -11,7 +11,7 @@ namespace mixlab::reports {
 struct Metric {
   std::string name;          // what the user types: fwd_bwd_ms
   std::string phase;         // measurements.phase; "" = phase-independent (max over phases); "points" = points table
-  std::string column;        // measurements.<column>; also `fits.metric`
+  std::string column;        // measurements.<column>, or extra.KEY: extra_json's KEY; also `fits.metric`
   std::string title;         // plot title: "Forward + backward latency"
   std::string unit;          // axis unit after scaling: "ms", "tokens/s", "MiB"
   double scale = 1.0;        // displayed value = stored value * scale

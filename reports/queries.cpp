@@ -72,7 +72,10 @@ std::vector<MetricRow> load_metric(Database& database, const Metric& metric, con
     return rows;
   }
   // metric.column comes from the fixed list in metrics.cpp, never from the user.
-  std::string sql = "SELECT m.point_id, m.seq_len, COALESCE(m.status, 'ok'), m." + metric.column + ", m.phase, " +
+  const std::string value = metric.column.rfind("extra.", 0) == 0
+                                ? "json_extract(m.extra_json, '$." + metric.column.substr(6) + "')"
+                                : "m." + metric.column;
+  std::string sql = "SELECT m.point_id, m.seq_len, COALESCE(m.status, 'ok'), " + value + ", m.phase, " +
                     "m.median_ms, m.stddev_ms, COALESCE(m.extra_json, '{}'), COALESCE(m.device, '') " +
                     "FROM measurements m JOIN points p ON p.point_id = m.point_id WHERE 1 = 1";
   if (!metric.phase.empty()) {

@@ -47,6 +47,27 @@ TEST_F(ReportTables, MarkdownPivotMarksFailuresAndBestValues) {
             "| swa W=128 | 2.50 | **5.00** | **10.0** |\n");
 }
 
+// A metric kept in extra_json (the SCOUT paper's generation throughput, batch·N / wall time) is
+// read from there; a row without the key is not a value.
+TEST_F(ReportTables, GenerationThroughputIsReadFromExtraJson) {
+  const std::string path = dir.path("generation.db");
+  {
+    fixture::Fixture db(path);
+    db.add_point("p1", "qwen2", "attention,mlp");
+    db.add_point("p2", "mamba", "mamba");
+    db.add_measurement("p1", "decode", 2048, "ok", 3.0);
+    db.add_measurement("p2", "decode", 2048, "ok", 4.0);
+    db.exec("UPDATE measurements SET extra_json = '{\"generate_tokens_per_s\": 5659.25}' WHERE point_id = 'p1'");
+  }
+  Database database(path, false);
+  const auto points = load_points(database, Filter{});
+  const auto generation = load_metric(database, metric_by_name("generate_tokens_per_s"), Filter{}, points);
+  ASSERT_EQ(generation.size(), 1u);
+  EXPECT_EQ(generation[0].point_id, "p1");
+  EXPECT_DOUBLE_EQ(generation[0].value, 5659.25);
+  EXPECT_EQ(load_metric(database, metric_by_name("decode_tokens_per_s"), Filter{}, points).size(), 2u);  // a column
+}
+
 TEST_F(ReportTables, LatexPivotUsesBooktabs) {
   const Table table = pivot_metric(rows("fwd_bwd_ms"), metric_by_name("fwd_bwd_ms"), true);
   EXPECT_EQ(render(table, TableFormat::latex),

@@ -203,7 +203,8 @@ TEST(SpecTest, ValidationErrorsNameFileAndPath) {
 TEST(SpecTest, ShippedSpecsExpand) {
   const std::vector<std::tuple<std::string, std::string, size_t>> shipped = {
       {"quickstart.json", "cpu", 4}, {"scaling.json", "cuda", 16},
-      {"paper/scout-decode.json", "cuda", 4}, {"paper/scout-decode-cpu.json", "cpu", 4}};
+      {"paper/scout-decode.json", "cuda", 9}, {"paper/scout-decode-cpu.json", "cpu", 4},
+      {"paper/scout-prefill.json", "cuda", 27}};
   for (const auto& [name, device, count] : shipped) {
     const std::string file = std::string(MIXLAB_SOURCE_DIR) + "/experiments/" + name;
     try {

@@ -1,0 +1,139 @@
+"""The SCOUT authors' measurement method as a peer of mixlab's decode and prefill rows (issue 18):
+the baselines of the paper built from config at random init with Hugging Face `transformers` and
+timed with `generate()`, as the authors' eval/latency.py (decode, §4.4) and
+eval/latency_prefill.py (prefill, §4.5) do.
+
+    python3 bench/peers/hf_generate.py OUT.csv --presets qwen2-340m,qwen2-alternate-swa-366m,mamba-546m \
+        --phase decode --batch 16 --lengths 2048,4096
+    python3 bench/peers/hf_generate.py OUT.csv --presets qwen2-340m --phase prefill --batch 1,2,4 \
+        --lengths 2048,4096,8192,16384
+
+Models, from mixlab's presets (experiments/presets/*.json), random init, bf16:
+    [attention, mlp]               Qwen2ForCausalLM (Qwen2's q/k/v biases included, as HF builds it)
+    [swa, mlp, attention, mlp]     the same with layer_types alternating sliding_attention (the preset's
+                                   window) and full_attention, sliding first
+    [mamba]                        MambaForCausalLM (its CUDA fast path only if mamba_ssm and
+                                   causal_conv1d are installed: the `notes` column says which ran)
+SCOUT itself has no modeling code in `transformers` (and its authors' is not available here):
+SCOUT presets are refused; mixlab's SCOUT rows are compared with these and with mixlab's own baselines.
+
+decode: prompt of one token per sequence, generate(max_new_tokens = min_new_tokens = N, greedy,
+use_cache); tokens/s = batch * N / wall time; peak = torch.cuda.max_memory_allocated.  The authors
+time the first call (no warm-up); each row is timed both ways: `cold` (the first generate() of the
+model) and `warm` (after a 16-token generate()).
+prefill: a random prompt of N tokens, 10 new tokens; wall time, warm (one warm-up call), median of 3.
+Out of memory: a row with empty figures.
+Rows: method,preset,phase,batch,N,timing,seconds,tokens_per_s,peak_mb,notes
+"""
+import argparse
+import json
+import os
+import statistics
+import time
+
+import torch
+
+PRESETS = os.path.join(os.path.dirname(__file__), "..", "..", "experiments", "presets")
+
+
+def hf_model(name):
+    """The preset as a transformers model (random init, bf16, on the GPU) and a note on it."""
+    import transformers
+    preset = json.load(open(os.path.join(PRESETS, name + ".json")))
+    mixers = [sub["mixer"] for sub in preset["pattern"]]
+    common = dict(vocab_size=preset["vocab_size"], hidden_size=preset["d_model"],
+                  tie_word_embeddings=preset.get("tie_embeddings", True), initializer_range=preset.get("init_std", 0.02))
+    if mixers == ["mamba"]:
+        sub = preset["pattern"][0]
+        config = transformers.MambaConfig(num_hidden_layers=preset["n_layers"], state_size=sub.get("d_state", 16),
+                                          expand=sub.get("expand", 2), conv_kernel=sub.get("d_conv", 4),
+                                          time_step_rank=sub.get("dt_rank", "auto") or "auto",
+                                          layer_norm_epsilon=preset.get("norm_eps", 1e-6), **common)
+        from transformers.models.mamba import modeling_mamba
+        note = "mamba fast path" if getattr(modeling_mamba, "is_fast_path_available", False) else "mamba slow path (no mamba_ssm)"
+        model = transformers.MambaForCausalLM(config)
+    elif mixers in (["attention", "mlp"], ["swa", "mlp", "attention", "mlp"]):
+        attention = next(sub for sub in preset["pattern"] if sub["mixer"] in ("attention", "swa"))
+        hidden = next(sub for sub in preset["pattern"] if sub["mixer"] == "mlp")["hidden"]
+        layers = preset["n_layers"] * (len(mixers) // 2)
+        kwargs = dict(num_hidden_layers=layers, num_attention_heads=preset["n_heads"],
+                      num_key_value_heads=preset["n_heads"], intermediate_size=hidden,
+                      rope_theta=attention.get("rope_theta", 1e4), rms_norm_eps=preset.get("norm_eps", 1e-6),
+                      max_position_embeddings=65536, **common)
+        note = "qwen2"
+        if mixers[0] == "swa":
+            window = preset["pattern"][0].get("window", 1024)
+            kwargs.update(use_sliding_window=True, sliding_window=window,
+                          layer_types=["sliding_attention", "full_attention"] * preset["n_layers"])
+            note = f"qwen2, alternating sliding window {window}"
+        model = transformers.Qwen2ForCausalLM(transformers.Qwen2Config(**kwargs))
+    else:
+        raise SystemExit(f"hf_generate.py: no transformers model for {name} (pattern {mixers})")
+    return model.to("cuda", torch.bfloat16).eval(), note
+
+
+def generate(model, prompt, new_tokens):
+    """Wall seconds of one greedy generate() of exactly `new_tokens` tokens."""
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    model.generate(prompt, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
+                   use_cache=True, pad_token_id=0, attention_mask=torch.ones_like(prompt))
+    torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def rows_for(model, phase, batch, n):
+    """One or two CSV rows for (phase, batch, N)."""
+    vocab = model.config.vocab_size
+    if phase == "decode":
+        prompt = torch.zeros(batch, 1, dtype=torch.long, device="cuda")
+        out = []
+        for timing in ("cold", "warm"):
+            if timing == "warm":
+                generate(model, prompt, 16)
+            torch.cuda.reset_peak_memory_stats()
+            seconds = generate(model, prompt, n)
+            out.append((timing, seconds, batch * n / seconds, torch.cuda.max_memory_allocated() / 2**20))
+        return out
+    prompt = torch.randint(0, vocab, (batch, n), device="cuda")
+    generate(model, prompt, 10)
+    torch.cuda.reset_peak_memory_stats()
+    seconds = statistics.median(generate(model, prompt, 10) for _ in range(3))
+    return [("warm, median of 3", seconds, batch * (n + 10) / seconds, torch.cuda.max_memory_allocated() / 2**20)]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("out")
+    parser.add_argument("--presets", default="qwen2-340m,qwen2-alternate-swa-366m,mamba-546m")
+    parser.add_argument("--phase", choices=["decode", "prefill"], default="decode")
+    parser.add_argument("--batch", default="16", help="comma-separated batch sizes")
+    parser.add_argument("--lengths", default="2048,4096,8192,16384,32768")
+    args = parser.parse_args()
+    new_file = not os.path.exists(args.out)
+    with open(args.out, "a") as out:
+        if new_file:
+            out.write("method,preset,phase,batch,N,timing,seconds,tokens_per_s,peak_mb,notes\n")
+        for name in args.presets.split(","):
+            torch.manual_seed(0)
+            model, note = hf_model(name)
+            for batch in [int(b) for b in args.batch.split(",")]:
+                for n in [int(x) for x in args.lengths.split(",")]:
+                    try:
+                        with torch.no_grad():
+                            results = rows_for(model, args.phase, batch, n)
+                        lines = [f"hf-generate,{name},{args.phase},{batch},{n},{timing},{s:.4f},{tps:.1f},{mb:.0f},{note}"
+                                 for timing, s, tps, mb in results]
+                    except torch.OutOfMemoryError:
+                        torch.cuda.empty_cache()
+                        lines = [f"hf-generate,{name},{args.phase},{batch},{n},oom,,,,{note}"]
+                    for line in lines:
+                        print(line, flush=True)
+                        out.write(line + "\n")
+                        out.flush()
+            del model
+            torch.cuda.empty_cache()
+
+
+if __name__ == "__main__":
+    main()
