@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Issue 18: the SCOUT paper's efficiency experiments (arXiv 2509.00935, §4.4 decode, §4.5 prefill)
+# on one GPU, in chunks that resume across device calls, with the authors' method beside mixlab's.
+#
+# Usage: bench/scout_paper.sh BUILD OUT SECONDS [decode|prefill|hf-decode|hf-prefill ...]
+#   BUILD    a CUDA build of mixlab (scripts/gpu.sh builds one)
+#   OUT      a folder that persists between calls: OUT/scout-paper.db collects both sweeps (points
+#            already done are skipped, so the next call continues where this one stopped)
+#   SECONDS  the wall time this call may spend, split evenly over the steps asked for
+#   steps    default: decode prefill hf-decode hf-prefill
+# Each step writes as it goes (the database, the CSVs), so a step cut by its time loses only the
+# point in progress.  MIXLAB_GIT_COMMIT, when set, names the commit on every row.
+set -uo pipefail
+BUILD="${1:?usage: bench/scout_paper.sh BUILD OUT SECONDS [steps]}"
+OUT="$(mkdir -p "${2:?OUT}" && cd "$2" && pwd)"
+SECONDS_TOTAL="${3:?SECONDS}"
+shift 3
+STEPS=("$@")
+[[ ${#STEPS[@]} -eq 0 ]] && STEPS=(decode prefill hf-decode hf-prefill)
+SHARE=$(( SECONDS_TOTAL / ${#STEPS[@]} ))
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+HF_PRESETS=qwen2-340m,qwen2-alternate-swa-366m,mamba-546m,qwen2-1.36b,mamba-1.3b
+for step in "${STEPS[@]}"; do
+  start=$(date +%s)
+  case "$step" in
+    decode | prefill)
+      timeout "$SHARE" "$BUILD/mixlab" sweep "experiments/paper/scout-$step.json" --device cuda \
+        --db "$OUT/scout-paper.db" >>"$OUT/$step.log" 2>&1 ;;
+    hf-decode)
+      PYTHONUNBUFFERED=1 timeout "$SHARE" python3 bench/peers/hf_generate.py "$OUT/hf_decode.csv" \
+        --presets "$HF_PRESETS" --phase decode --batch 16 --lengths 2048,4096,8192,16384,32768 >>"$OUT/$step.log" 2>&1 ;;
+    hf-prefill)
+      PYTHONUNBUFFERED=1 timeout "$SHARE" python3 bench/peers/hf_generate.py "$OUT/hf_prefill.csv" \
+        --presets "$HF_PRESETS" --phase prefill --batch 1,2,4 --lengths 2048,4096,8192,16384 >>"$OUT/$step.log" 2>&1 ;;
+    *) echo "scout_paper.sh: unknown step '$step' (decode, prefill, hf-decode, hf-prefill)" >&2; exit 2 ;;
+  esac
+  echo "[$step] exit $? after $(( $(date +%s) - start )) s" | tee -a "$OUT/timeline.txt"
+done
