@@ -22,7 +22,7 @@ use_cache); tokens/s = batch * N / wall time; peak = torch.cuda.max_memory_alloc
 time the first call (no warm-up); each row is timed both ways: `cold` (the first generate() of the
 model) and `warm` (after a 16-token generate()).
 prefill: a random prompt of N tokens, 10 new tokens; wall time, warm (one warm-up call), median of 3.
-Out of memory: a row with empty figures.
+Out of memory: a row with empty figures.  Rows already in OUT are not measured again (resumes).
 Rows: method,preset,phase,batch,N,timing,seconds,tokens_per_s,peak_mb,notes
 """
 import argparse
@@ -111,14 +111,25 @@ def main():
     parser.add_argument("--lengths", default="2048,4096,8192,16384,32768")
     args = parser.parse_args()
     new_file = not os.path.exists(args.out)
+    done = set()  # (preset, phase, batch, N) already in OUT: a later call resumes after them
+    if not new_file:
+        for line in open(args.out).read().splitlines()[1:]:
+            fields = line.split(",")
+            done.add((fields[1], fields[2], int(fields[3]), int(fields[4])))
     with open(args.out, "a") as out:
         if new_file:
             out.write("method,preset,phase,batch,N,timing,seconds,tokens_per_s,peak_mb,notes\n")
         for name in args.presets.split(","):
+            batches = [int(b) for b in args.batch.split(",")]
+            lengths = [int(x) for x in args.lengths.split(",")]
+            if all((name, args.phase, b, n) in done for b in batches for n in lengths):
+                continue
             torch.manual_seed(0)
             model, note = hf_model(name)
-            for batch in [int(b) for b in args.batch.split(",")]:
-                for n in [int(x) for x in args.lengths.split(",")]:
+            for batch in batches:
+                for n in lengths:
+                    if (name, args.phase, batch, n) in done:
+                        continue
                     try:
                         with torch.no_grad():
                             results = rows_for(model, args.phase, batch, n)
