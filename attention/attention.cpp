@@ -57,13 +57,14 @@ class CausalAttention : public TokenMixer {
 
   bool has_static_step() const override { return true; }
   MixerState static_state(int64_t batch, int64_t capacity, const torch::TensorOptions& options) const override {
-    heads_.prepare_rope_rows(capacity, options);
-    return heads_.static_kv_cache(batch, capacity, options);
+    auto state = heads_.static_kv_cache(batch, capacity, options);
+    heads_.add_static_constants(state, capacity, options);
+    return state;
   }
   // step() on a cache of `capacity` slots: the token's key and value go to slot t; the query reads
   // slots [0, span) with the slots after t (not yet written) hidden.
   torch::Tensor static_step(const torch::Tensor& x_t, MixerState& state, const StepPosition& at) override {
-    auto [q, k, v] = heads_.project_at(x_t, at.position);  // [B, H, 1, d_h]
+    auto [q, k, v] = heads_.project_at(x_t, at.position, state);  // [B, H, 1, d_h]
     auto& keys = state.tensors.at("key_cache");            // [B, H, capacity, d_h]
     auto& values = state.tensors.at("value_cache");
     write_slot(keys, at.position, k);

@@ -229,11 +229,11 @@ class CheckpointAttention : public TokenMixer {
   // Static decoding for checkpoint summaries (`token`); the pooled summaries (`mean`) keep step().
   bool has_static_step() const override { return summary_ == SegmentSummary::Token; }
   MixerState static_state(int64_t batch, int64_t capacity, const torch::TensorOptions& options) const override {
-    heads_.prepare_rope_rows(capacity, options);
     const int64_t slots = (capacity + segment_size_ - 1) / segment_size_;  // one per segment begun
     MixerState state;
     state.tensors["checkpoint_keys"] = torch::zeros({batch, heads_.n_heads, slots, heads_.head_dim}, options);
     state.tensors["checkpoint_values"] = torch::zeros({batch, heads_.n_heads, slots, heads_.head_dim}, options);
+    heads_.add_static_constants(state, capacity, options);
     return state;
   }
   // step() on a cache of one slot per segment.  Token t reads slots m < ⌊t/S⌋ (the checkpoints
@@ -241,7 +241,7 @@ class CheckpointAttention : public TokenMixer {
   // (t mod S = S-1) writes last, so once a slot becomes visible it holds that segment's checkpoint.
   torch::Tensor static_step(const torch::Tensor& x_t, MixerState& state, const StepPosition& at) override {
     TORCH_CHECK(summary_ == SegmentSummary::Token, "checkpoint_attention: static_step needs summary = token");
-    auto [q, k, v] = heads_.project_at(x_t, at.position);  // [B, H, 1, d_h]
+    auto [q, k, v] = heads_.project_at(x_t, at.position, state);  // [B, H, 1, d_h]
     auto& keys = state.tensors.at("checkpoint_keys");      // [B, H, ⌈capacity/S⌉, d_h]
     auto& values = state.tensors.at("checkpoint_values");
     const auto segment = at.position.div(segment_size_, "floor");                 // ⌊t/S⌋: [1]

@@ -31,19 +31,28 @@ MultiHeadProjections::Heads MultiHeadProjections::project(const torch::Tensor& x
   return project_with(x, cos, sin);
 }
 
-MultiHeadProjections::Heads MultiHeadProjections::project_at(const torch::Tensor& x_t, const torch::Tensor& position) {
-  const bool prepared = cos_rows_.defined() && cos_rows_.device() == x_t.device() &&
-                        cos_rows_.scalar_type() == x_t.scalar_type();
-  if (!prepared) return project(x_t.unsqueeze(1), position);
-  return project_with(x_t.unsqueeze(1), cos_rows_.index_select(0, position), sin_rows_.index_select(0, position));
+void MultiHeadProjections::add_static_constants(MixerState& state, int64_t capacity,
+                                                const torch::TensorOptions& options) const {
+  torch::NoGradGuard no_grad;
+  state.constants["qkv_weight"] = torch::cat({q_proj->weight, k_proj->weight, v_proj->weight}, 0).to(options);
+  auto positions = torch::arange(capacity, torch::TensorOptions().dtype(torch::kLong).device(options.device()));
+  auto [cos, sin] = rope_tables(positions, head_dim, rope_theta, options);  // [capacity, d_h]
+  auto sign = torch::ones({head_dim}, options);
+  sign.narrow(0, 0, head_dim / 2).fill_(-1);
+  state.constants["rope_cos"] = cos;
+  state.constants["rope_sin_signed"] = sin * sign;
 }
 
-void MultiHeadProjections::prepare_rope_rows(int64_t capacity, const torch::TensorOptions& options) const {
-  if (cos_rows_.defined() && cos_rows_.size(0) >= capacity && cos_rows_.device() == options.device() &&
-      cos_rows_.scalar_type() == options.dtype().toScalarType())
-    return;
-  auto positions = torch::arange(capacity, torch::TensorOptions().dtype(torch::kLong).device(options.device()));
-  std::tie(cos_rows_, sin_rows_) = rope_tables(positions, head_dim, rope_theta, options);
+MultiHeadProjections::Heads MultiHeadProjections::project_at(const torch::Tensor& x_t, const torch::Tensor& position,
+                                                             const MixerState& state) const {
+  const auto& constants = state.constants;
+  const int64_t batch = x_t.size(0);
+  auto qkv = at::linear(x_t, constants.at("qkv_weight")).view({batch, 3, n_heads, 1, head_dim});  // [B, 3, H, 1, d_h]
+  auto cos = constants.at("rope_cos").index_select(0, position);  // [1, d_h]
+  auto sin = constants.at("rope_sin_signed").index_select(0, position);
+  auto qk = qkv.narrow(1, 0, 2);  // [B, 2, H, 1, d_h]
+  auto rotated = torch::addcmul(qk * cos, qk.roll(head_dim / 2, -1), sin);
+  return {rotated.select(1, 0), rotated.select(1, 1), qkv.select(1, 2)};
 }
 
 // q, k, v of x: [B, N, d] with RoPE rows cos, sin: [N, d_h].

@@ -21,13 +21,14 @@ class MultiHeadProjections {
   Heads project(const torch::Tensor& x, const torch::Tensor& positions = {});
   // One token at absolute position `position`: x_t: [B, d] -> q, k, v: [B, H, 1, d_h].
   Heads project_one(const torch::Tensor& x_t, int64_t position);
-  // One token at the absolute position held in a device tensor (int64 [1]): static decoding.  The
-  // RoPE rows are gathered from the tables prepare_rope_rows() built (two ops instead of the nine
-  // of rope_tables()), else computed.
-  Heads project_at(const torch::Tensor& x_t, const torch::Tensor& position);
-  // Builds cos/sin tables for positions 0 .. capacity−1 (rope_tables(), once), for project_at().
-  // Static decoding calls it from static_state(), before any CUDA-graph capture.
-  void prepare_rope_rows(int64_t capacity, const torch::TensorOptions& options) const;
+  // Static decoding: adds to `state` the constants of one decoding session, derived once from the
+  // weights (MixerState::constants): "qkv_weight" [3d, d] = [W_q; W_k; W_v], and the RoPE rows of
+  // positions 0 .. capacity−1, "rope_cos" and "rope_sin_signed" [capacity, d_h] (the sine with
+  // its first half negated: rope(x) = x·cos + roll(x, d_h/2)·sin_signed, as rotate_half would give).
+  void add_static_constants(MixerState& state, int64_t capacity, const torch::TensorOptions& options) const;
+  // One token at the position held in a device tensor (int64 [1]), from those constants: one
+  // product for q, k and v, and RoPE on q and k together (three ops).  x_t: [B, d] -> [B, H, 1, d_h].
+  Heads project_at(const torch::Tensor& x_t, const torch::Tensor& position, const MixerState& state) const;
   // A decode state with empty "key_cache" and "value_cache": [B, H, 0, d_h] each.
   MixerState empty_kv_cache(int64_t batch, const torch::TensorOptions& options) const;
   // A static decode state: "key_cache" and "value_cache" of `slots` zeroed slots, [B, H, slots, d_h].
@@ -41,7 +42,6 @@ class MultiHeadProjections {
 
  private:
   Heads project_with(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin);
-  mutable torch::Tensor cos_rows_, sin_rows_;  // [capacity, d_h]: a cache of rope_tables(0 .. capacity−1)
  public:
 
   // Projection FLOPs for N tokens and B sequences: 4 products of d x d, 2 FLOPs each.

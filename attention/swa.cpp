@@ -149,13 +149,14 @@ class SlidingWindowAttention : public TokenMixer {
 
   bool has_static_step() const override { return true; }
   MixerState static_state(int64_t batch, int64_t capacity, const torch::TensorOptions& options) const override {
-    heads_.prepare_rope_rows(capacity, options);
-    return heads_.static_kv_cache(batch, std::min(capacity, window_), options);
+    auto state = heads_.static_kv_cache(batch, std::min(capacity, window_), options);
+    heads_.add_static_constants(state, capacity, options);
+    return state;
   }
   // step() on a ring of min(capacity, W) slots: the token goes to slot t mod W; while the ring is
   // filling (t < W) the slots after t are hidden, afterwards every slot holds one of the last W keys.
   torch::Tensor static_step(const torch::Tensor& x_t, MixerState& state, const StepPosition& at) override {
-    auto [q, k, v] = heads_.project_at(x_t, at.position);  // [B, H, 1, d_h]
+    auto [q, k, v] = heads_.project_at(x_t, at.position, state);  // [B, H, 1, d_h]
     auto& keys = state.tensors.at("key_cache");            // [B, H, min(capacity, W), d_h]
     auto& values = state.tensors.at("value_cache");
     const auto slot = at.position.remainder(window_);

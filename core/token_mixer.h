@@ -48,6 +48,9 @@ struct Cost {
 struct MixerState {
   int64_t position = 0;  // tokens consumed so far
   std::map<std::string, torch::Tensor> tensors;
+  // Static decoding only: tensors derived once from the weights for one decoding session (e.g. the
+  // three projections as one matrix, RoPE tables), read by static_step(); not inference state.
+  std::map<std::string, torch::Tensor> constants;
 
   int64_t bytes() const {
     int64_t total = 0;
@@ -127,18 +130,5 @@ class TokenMixer : public torch::nn::Module {
 };
 
 using TokenMixerPtr = std::shared_ptr<TokenMixer>;
-
-// static_step() for a mixer whose state has a fixed shape and whose step() does not read the
-// position (Mamba's conv and SSM state, a stateless MLP): runs step() and writes every state
-// tensor it replaced back into the preallocated one.
-inline torch::Tensor step_into_fixed_state(TokenMixer& mixer, const torch::Tensor& x_t, MixerState& state) {
-  MixerState next = state;  // the same tensors; step() may replace map entries
-  auto y = mixer.step(x_t, next);
-  for (auto& [name, tensor] : state.tensors) {
-    const auto& written = next.tensors.at(name);
-    if (!written.is_same(tensor)) tensor.copy_(written);
-  }
-  return y;
-}
 
 }  // namespace mixlab

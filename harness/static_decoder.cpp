@@ -26,6 +26,10 @@ StaticDecoder::StaticDecoder(LanguageModel model, int64_t batch, int64_t capacit
                                                   static_cast<int>(std::min<int64_t>(warmup, capacity_)),
                                                   [this] { device_position_.zero_(); });
       if (!graph->captured()) {
+        // Out of memory is the point's result (an `oom` row), not a reason to decode eagerly.
+        if (graph->why_not().find("out of memory") != std::string::npos)
+          throw std::runtime_error("static decoding: out of memory while capturing the step for span " +
+                                   std::to_string(span) + ": " + graph->why_not());
         why_not_ = graph->why_not();
         graphs_.clear();
         break;

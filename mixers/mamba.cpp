@@ -115,20 +115,10 @@ class Mamba : public TokenMixer {
   }
   // x_t: [B, d] -> [B, d]
   torch::Tensor step(const torch::Tensor& x_t, MixerState& state) override {
-    const int64_t E = shape_.inner, n = shape_.d_state, R = shape_.dt_rank, K = shape_.d_conv;
-    auto& conv_state = state.tensors.at("conv_state");  // [B, E, K−1]
-    auto& ssm_state = state.tensors.at("ssm_state");    // [B, E, n]
-    auto xz = in_proj_(x_t);                                                   // [B, 2E]
-    auto gate = xz.narrow(-1, E, E);
-    auto window = torch::cat({conv_state, xz.narrow(-1, 0, E).unsqueeze(-1)}, -1);  // [B, E, K]
-    conv_state = window.narrow(-1, 1, K - 1).contiguous();
-    auto u = torch::silu((window * conv1d_->weight.squeeze(1)).sum(-1) + conv1d_->bias);  // [B, E]
-    auto projected = x_proj_(u);                                               // [B, R + 2n]
-    auto delta = torch::matmul(projected.narrow(-1, 0, R), dt_proj_->weight.t());  // [B, E]
-    auto y = selective_scan_step(ssm_state, u, delta, -torch::exp(A_log_), projected.narrow(-1, R, n),
-                                 projected.narrow(-1, R + n, n), D_, gate, dt_proj_->bias);
+    auto y = advance(x_t, state.tensors.at("conv_state"), state.tensors.at("ssm_state"), -torch::exp(A_log_), D_,
+                     dt_proj_->bias);
     state.position += 1;
-    return out_proj_(y);
+    return y;
   }
 
   // The forward, and the state after it: the last K−1 conv inputs and the scan's final state
@@ -143,16 +133,46 @@ class Mamba : public TokenMixer {
     return out_proj_(y.transpose(1, 2));
   }
 
-  // The state has a fixed shape and step() does not read the position.
+  // The state has a fixed shape and the step does not read the position.  The session's constants
+  // are A = −exp(A_log), D and the Δ bias in the SSM state's dtype, so the step computes and casts
+  // none of them; the new conv and SSM states are copied into the preallocated ones.
   bool has_static_step() const override { return true; }
   MixerState static_state(int64_t batch, int64_t, const torch::TensorOptions& options) const override {
-    return initial_state(batch, options);
+    MixerState state = initial_state(batch, options);
+    const auto ssm_type = state.tensors.at("ssm_state").scalar_type();
+    torch::NoGradGuard no_grad;
+    state.constants["A"] = (-torch::exp(A_log_)).to(ssm_type);
+    state.constants["D"] = D_.to(ssm_type);
+    state.constants["dt_bias"] = dt_proj_->bias.to(ssm_type);
+    return state;
   }
   torch::Tensor static_step(const torch::Tensor& x_t, MixerState& state, const StepPosition&) override {
-    return step_into_fixed_state(*this, x_t, state);
+    torch::Tensor conv_state = state.tensors.at("conv_state"), ssm_state = state.tensors.at("ssm_state");
+    const auto& constants = state.constants;
+    auto y = advance(x_t, conv_state, ssm_state, constants.at("A"), constants.at("D"), constants.at("dt_bias"));
+    state.tensors.at("conv_state").copy_(conv_state);
+    state.tensors.at("ssm_state").copy_(ssm_state);
+    return y;
   }
 
  private:
+  // One token: x_t: [B, d] -> [B, d], with conv_state [B, E, K−1] and ssm_state [B, E, n] replaced
+  // by the next ones (not written in place) and A = −exp(A_log), D and the Δ bias as given.
+  torch::Tensor advance(const torch::Tensor& x_t, torch::Tensor& conv_state, torch::Tensor& ssm_state,
+                        const torch::Tensor& A, const torch::Tensor& D, const torch::Tensor& dt_bias) {
+    const int64_t E = shape_.inner, n = shape_.d_state, R = shape_.dt_rank, K = shape_.d_conv;
+    auto xz = in_proj_(x_t);                                                   // [B, 2E]
+    auto gate = xz.narrow(-1, E, E);
+    auto window = torch::cat({conv_state, xz.narrow(-1, 0, E).unsqueeze(-1)}, -1);  // [B, E, K]
+    conv_state = window.narrow(-1, 1, K - 1).contiguous();
+    auto u = torch::silu((window * conv1d_->weight.squeeze(1)).sum(-1) + conv1d_->bias);  // [B, E]
+    auto projected = x_proj_(u);                                               // [B, R + 2n]
+    auto delta = torch::matmul(projected.narrow(-1, 0, R), dt_proj_->weight.t());  // [B, E]
+    auto y = selective_scan_step(ssm_state, u, delta, A, projected.narrow(-1, R, n), projected.narrow(-1, R + n, n), D,
+                                 gate, dt_bias);
+    return out_proj_(y);
+  }
+
   // What the scan reads, from x: [B, N, d] (the lines above selective_scan in the header).
   struct ScanInputs {
     torch::Tensor x_inner, gate, u, delta, B, C;  // x, z, u, W_dt δ: [B, E, N]; B̃, C̃: [B, n, N]
