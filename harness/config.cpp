@@ -2,6 +2,7 @@
 
 #include "harness/json_input.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -57,10 +58,12 @@ std::string join(const std::vector<std::string>& items) {
 }  // namespace
 
 json load_preset(const std::string& name, const std::string& file, const std::string& path) {
-  const std::string preset_file = presets_dir() + "/" + name + ".json";
-  if (name.find('/') != std::string::npos || !fs::exists(preset_file))
-    throw ConfigError(file, path, "unknown preset '" + name + "'; valid: " + join(preset_names()));
-  json preset = read_json_file(preset_file);
+  // A preset is a name from the presets folder, never a path: an arbitrary string (too long for the file
+  // system, or with a '/') must not reach the file system, only the list of valid names.
+  const std::vector<std::string> valid = preset_names();
+  if (std::find(valid.begin(), valid.end(), name) == valid.end())
+    throw ConfigError(file, path, "unknown preset '" + name + "'; valid: " + join(valid));
+  json preset = read_json_file(presets_dir() + "/" + name + ".json");
   if (preset.contains("model")) preset = preset["model"];
   preset.erase("description");
   return preset;

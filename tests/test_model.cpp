@@ -94,6 +94,10 @@ TEST(ModelConfig, ErrorsNameTheFileThePathAndTheValidChoices) {
             std::string::npos);
   EXPECT_NE(config_error(R"({"preset": "no-such-preset"})").find("unknown preset 'no-such-preset'"),
             std::string::npos);
+  // A name longer than the file system allows is an unknown preset, not a file-system exception.
+  const std::string long_name(5000, 'x');
+  EXPECT_NE(config_error("{\"preset\": \"" + long_name + "\"}").find("unknown preset"), std::string::npos);
+  EXPECT_NE(config_error(R"({"preset": "../presets/transformer"})").find("unknown preset"), std::string::npos);
   EXPECT_NE(config_error("{\"d_model\": 16,\n \"pattern\": [}").find("malformed JSON at line 2"), std::string::npos);
 }
 
