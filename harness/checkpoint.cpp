@@ -1,7 +1,6 @@
 #include "harness/checkpoint.h"
 
 #include "harness/safetensors.h"
-#include "core/compat.h"
 
 #include <ATen/CPUGeneratorImpl.h>
 
@@ -12,22 +11,12 @@ namespace {
 
 const char* kFormat = "mixlab-checkpoint";
 
-using AdamWState = torch::optim::AdamWParamState;
-
 }  // namespace
 
 void save_training_checkpoint(const std::string& path, const torch::nn::Module& model,
-                              torch::optim::AdamW& optimizer, const CheckpointState& state, const json& model_json) {
+                              const FlatAdamW& optimizer, const CheckpointState& state, const json& model_json) {
   TensorMap tensors = module_weights(model);
-  auto& states = optimizer.state();
-  for (const auto& item : model.named_parameters()) {
-    auto found = states.find(compat::optimizer_state_key(states, item.value()));
-    if (found == states.end()) continue;  // no step taken for this parameter yet
-    const auto& adam = static_cast<const AdamWState&>(*found->second);
-    tensors["optimizer.step." + item.key()] = torch::tensor(static_cast<int64_t>(adam.step()), torch::kInt64);
-    tensors["optimizer.exp_avg." + item.key()] = adam.exp_avg();
-    tensors["optimizer.exp_avg_sq." + item.key()] = adam.exp_avg_sq();
-  }
+  for (const auto& [name, tensor] : optimizer.state_by_name()) tensors[name] = tensor;  // none before a step
   tensors["rng.cpu"] = at::detail::getDefaultCPUGenerator().get_state();
   const auto parent = std::filesystem::path(path).parent_path();
   if (!parent.empty()) std::filesystem::create_directories(parent);
@@ -61,7 +50,7 @@ std::optional<CheckpointState> read_checkpoint_state(const std::string& path) {
 }
 
 CheckpointState load_training_checkpoint(const std::string& path, torch::nn::Module& model,
-                                         torch::optim::AdamW& optimizer) {
+                                         FlatAdamW& optimizer) {
   const CheckpointState state = *read_checkpoint_state(path);
   TensorMap tensors = read_safetensors(path);
   TensorMap weights, training;
@@ -81,17 +70,15 @@ CheckpointState load_training_checkpoint(const std::string& path, torch::nn::Mod
   if (!training.count("rng.cpu")) throw SafetensorsError(path, "rng.cpu", "is missing");
   load_module_tensors(model, weights, path);
 
-  auto& states = optimizer.state();
-  torch::NoGradGuard no_grad;
-  for (const auto& item : parameters) {
-    const std::string& name = item.key();
-    if (!training.count("optimizer.exp_avg." + name)) continue;
-    const auto& parameter = item.value();
-    auto adam = std::make_unique<AdamWState>();
-    adam->step(training.at("optimizer.step." + name).item<int64_t>());
-    adam->exp_avg(training.at("optimizer.exp_avg." + name).to(parameter.options()).clone());
-    adam->exp_avg_sq(training.at("optimizer.exp_avg_sq." + name).to(parameter.options()).clone());
-    states[compat::optimizer_state_key(states, parameter)] = std::move(adam);
+  std::map<std::string, torch::Tensor> moments;
+  for (const auto& [name, tensor] : training)
+    if (name.rfind("optimizer.", 0) == 0) moments[name] = tensor;
+  if (!moments.empty()) {
+    try {
+      optimizer.load_state_by_name(moments);
+    } catch (const std::invalid_argument& error) {
+      throw SafetensorsError(path, "optimizer", error.what());
+    }
   }
   at::Generator generator = at::detail::getDefaultCPUGenerator();  // a handle to the shared generator
   generator.set_state(training.at("rng.cpu"));

@@ -3,7 +3,7 @@
 // (docs/training.md, "Checkpoints"):
 //
 //   <name>                          the model's weights, mixlab names (harness/model.h)
-//   optimizer.step.<name>           AdamW's step count for that parameter, I64 []
+//   optimizer.step.<name>           AdamW's step count (the same for every parameter), I64 []
 //   optimizer.exp_avg.<name>        first moment m, the parameter's shape
 //   optimizer.exp_avg_sq.<name>     second moment v, the parameter's shape
 //   rng.cpu                         the CPU generator's state, U8
@@ -14,6 +14,7 @@
 // its weights as a model file (harness/model_file.h), and Python reads it with safetensors.
 
 #include "harness/config.h"
+#include "harness/flat_adamw.h"
 
 #include <torch/torch.h>
 
@@ -30,7 +31,7 @@ struct CheckpointState {
 
 // Written to PATH.tmp and renamed: a crash leaves the old file or the new one, never half.
 void save_training_checkpoint(const std::string& path, const torch::nn::Module& model,
-                              torch::optim::AdamW& optimizer, const CheckpointState& state, const json& model_json);
+                              const FlatAdamW& optimizer, const CheckpointState& state, const json& model_json);
 
 // Reads the metadata only (nullopt when the file does not exist).
 std::optional<CheckpointState> read_checkpoint_state(const std::string& path);
@@ -39,6 +40,6 @@ std::optional<CheckpointState> read_checkpoint_state(const std::string& path);
 // optimizer built for the same configuration.  Throws (SafetensorsError) on a malformed file
 // or names/shapes that do not fit.
 CheckpointState load_training_checkpoint(const std::string& path, torch::nn::Module& model,
-                                         torch::optim::AdamW& optimizer);
+                                         FlatAdamW& optimizer);
 
 }  // namespace mixlab

@@ -41,13 +41,18 @@ void RunFolderRecords::log_step(int64_t step, int64_t tokens, double flops, doub
   database_.log_step(step, tokens, flops, loss, lr, tokens_per_s, elapsed_s);
   append(json{{"step", step}, {"tokens", tokens}, {"flops", flops}, {"loss", loss}, {"lr", lr},
               {"tokens_per_s", tokens_per_s}, {"elapsed_s", elapsed_s}, {"implementation", implementation_},
-              {"peak_flops", peak_flops_}}
+              {"execution", execution_}, {"peak_flops", peak_flops_}}
              .dump());
 }
 
 void RunFolderRecords::set_implementation(const std::string& implementation) {
   implementation_ = implementation;
   database_.set_implementation(implementation);
+}
+
+void RunFolderRecords::set_execution(const std::string& execution) {
+  execution_ = execution;
+  database_.set_execution(execution);
 }
 
 void RunFolderRecords::set_peak_flops(double peak_flops) {
@@ -99,6 +104,7 @@ int64_t RunFolderRecords::restore_to(int64_t step) {
                                optional_integer(row, "seq_len"), optional_integer(row, "bucket"), row.value("extra", ""));
     else {
       database_.set_implementation(row.value("implementation", std::string()));
+      database_.set_execution(row.value("execution", std::string()));
       database_.set_peak_flops(row.contains("peak_flops") && row["peak_flops"].is_number() ? row["peak_flops"].get<double>() : 0.0);
       database_.log_step(s, row.value("tokens", int64_t{0}), number_or_nan(row, "flops"), number_or_nan(row, "loss"),
                          number_or_nan(row, "lr"), number_or_nan(row, "tokens_per_s"), number_or_nan(row, "elapsed_s"));

@@ -7,7 +7,7 @@
 //                           flushed) as the row is written to the database:
 //                             {"step": s, "tokens": t, "flops": f, "loss": l, "lr": r,
 //                              "tokens_per_s": v, "elapsed_s": e, "implementation": i,
-//                               "peak_flops": p}  (train_log)
+//                              "execution": x, "peak_flops": p}  (train_log)
 //                             {"step": s, "task": T, "metric": M, "value": v, "seq_len": n|null,
 //                              "bucket": b|null, "extra": "{...}"}                    (evaluation)
 //
@@ -42,6 +42,7 @@ class RunFolderRecords : public TrainingRecords {
   void discard_after(int64_t step) override { restore_to(step); }
   // Passed on to the database, and kept in the file's train_log rows as "implementation".
   void set_implementation(const std::string& implementation) override;
+  void set_execution(const std::string& execution) override;
   // Passed on to the database, and kept in the file's train_log rows as "peak_flops".
   void set_peak_flops(double peak_flops) override;
 
@@ -49,7 +50,7 @@ class RunFolderRecords : public TrainingRecords {
   void append(const std::string& line);
   std::filesystem::path file_;
   TrainingRecords& database_;
-  std::string implementation_;
+  std::string implementation_, execution_;
   double peak_flops_ = 0;
 };
 

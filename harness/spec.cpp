@@ -228,7 +228,9 @@ SweepPoint resolve_point(const json& config, const std::string& file, const std:
     resolved["train"] = config["train"];
   }
   point.config = resolved;
-  point.id = point_id(resolved);
+  json identity = resolved;
+  if (identity.contains("train")) identity["train"] = training_identity(identity["train"]);
+  point.id = point_id(identity);
   if (config.contains("label")) {
     if (!config["label"].is_string() || config["label"].get<std::string>().empty())
       throw ConfigError(file, where + ".label", "must be a non-empty string, e.g. \"baseline\"");

@@ -146,6 +146,7 @@ const AddedColumn kAddedColumns[] = {
     // (harness/peak_flops.h), and that rate.
     {"train_log", "mfu", "REAL"},
     {"train_log", "peak_flops", "REAL"},
+    {"train_log", "execution", "TEXT"},  // cuda_graph or eager (harness/graphed_train_step.h)
 };
 
 void Store::add_missing_columns() {
@@ -398,7 +399,7 @@ class StoreTrainingRecords : public TrainingRecords {
     store_.transaction([&] {
       Statement insert(store_.handle(),
                        "INSERT OR REPLACE INTO train_log (point_id, step, tokens, flops, loss, lr, tokens_per_s, "
-                       "elapsed_s, implementation, mfu, peak_flops) VALUES (?,?,?,?,?,?,?,?,?,?,?)");
+                       "elapsed_s, implementation, mfu, peak_flops, execution) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)");
       insert.bind(1, point_id_).bind(2, step).bind(3, tokens).bind(4, flops).bind(5, loss).bind(6, lr)
           .bind(7, tokens_per_s).bind(8, elapsed_s);
       if (implementation_.empty()) insert.bind(9, nullptr); else insert.bind(9, implementation_);
@@ -406,6 +407,7 @@ class StoreTrainingRecords : public TrainingRecords {
         insert.bind(10, flops * tokens_per_s / (static_cast<double>(tokens) * peak_flops_)).bind(11, peak_flops_);
       else
         insert.bind(10, nullptr).bind(11, nullptr);
+      if (execution_.empty()) insert.bind(12, nullptr); else insert.bind(12, execution_);
       insert.run();
     });
   }
@@ -431,6 +433,7 @@ class StoreTrainingRecords : public TrainingRecords {
 
   void set_implementation(const std::string& implementation) override { implementation_ = implementation; }
   void set_peak_flops(double peak_flops) override { peak_flops_ = peak_flops; }
+  void set_execution(const std::string& execution) override { execution_ = execution; }
 
   void discard_after(int64_t step) override {
     store_.transaction([&] {
@@ -444,7 +447,7 @@ class StoreTrainingRecords : public TrainingRecords {
  private:
   Store& store_;
   std::string point_id_;
-  std::string implementation_;
+  std::string implementation_, execution_;
   double peak_flops_ = 0;  // 0: unknown, mfu stays NULL
 };
 }  // namespace

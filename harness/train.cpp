@@ -83,7 +83,7 @@ class TrainingRun {
         reducer_(job_, trainer_.model()->parameters()),
         evaluator_(config_, data_.corpus.get(), data_.eval_tasks, device_, trainer_.autocast()),
         fingerprint_(std::to_string(
-            data::fnv1a64(json{{"model", model_json_}, {"train", point_config.at("train")}}.dump()))),
+            data::fnv1a64(json{{"model", model_json_}, {"train", training_identity(point_config.at("train"))}}.dump()))),
         folder_on_main_(run_dir, records),
         terminal_(::isatty(STDERR_FILENO)),
         log_(stderr, terminal_, total_steps_, step_tokens(), config_.log_every) {
@@ -180,6 +180,12 @@ class TrainingRun {
     state_ = {step, elapsed_before_ + session_seconds};
     const double lr = learning_rate(config_, step, total_steps_);
     folder().set_implementation(trainer_.implementation());
+    folder().set_execution(trainer_.execution());
+    if (!trainer_.why_not_graphed().empty() && trainer_.why_not_graphed() != reported_why_not_graphed_ && job_.is_main()) {
+      reported_why_not_graphed_ = trainer_.why_not_graphed();
+      std::cerr << "  train.execution " << config_.execution << ": the step runs eagerly: " << reported_why_not_graphed_
+                << "\n";
+    }
     folder().log_step(step, step * step_tokens(), step * step_flops_, loss, lr,
                       step_tokens() / std::max(step_seconds, 1e-9), state_.elapsed_s);
     summary_.final_train_loss = loss;
@@ -232,6 +238,7 @@ class TrainingRun {
   TrainSummary summary_;
   Checkpoint state_;
   clock::time_point session_start_;
+  std::string reported_why_not_graphed_;
   double elapsed_before_ = 0;
 };
 

@@ -122,12 +122,19 @@ void check_epochs(const TrainConfig& c, const json& train, const std::string& fi
 
 }  // namespace
 
+json training_identity(const json& train) {
+  json identity = train;
+  if (identity.is_object()) identity.erase("execution");
+  return identity;
+}
+
 TrainConfig parse_train_config(const json& train, const std::string& file, const std::string& path) {
   if (!train.is_object()) throw ConfigError(file, path, "must be an object (see docs/training.md)");
   reject_unknown(train, {"data", "seq_len", "batch_size", "grad_accum", "steps", "tokens", "flop_budget", "epochs",
                          "stop_at_accuracy", "lr",
                          "min_lr", "warmup_steps", "weight_decay", "beta1", "beta2", "eps", "grad_clip", "seed",
-                         "eval", "checkpoint_every", "precision", "threads", "progress", "log_every"},
+                         "eval", "checkpoint_every", "precision", "threads", "progress", "log_every",
+                         "execution"},
                  file, path);
   TrainConfig c;
   c.seq_len = read_int(train, "seq_len", c.seq_len, 2, kHuge, file, path);
@@ -165,6 +172,7 @@ TrainConfig parse_train_config(const json& train, const std::string& file, const
   c.precision = read_choice(train, "precision", c.precision, {"auto", "float32", "bfloat16"}, file, path);
   c.threads = read_int(train, "threads", 0, 0, machine_threads(), file, path);
   c.progress = read_bool(train, "progress", true, file, path);
+  c.execution = read_choice(train, "execution", c.execution, {"auto", "cuda_graph", "eager"}, file, path);
   c.log_every = read_int(train, "log_every", 0, 0, kHuge, file, path);
 
   const json data = train.value("data", json::object());

@@ -60,8 +60,14 @@ struct TrainConfig {
   std::string precision = "auto";  // auto (bf16 on CUDA, fp32 on CPU) | float32 | bfloat16
   int64_t threads = 0;             // CPU threads (0: leave LibTorch's setting)
   bool progress = true;            // progress line on a terminal
+  std::string execution = "eager"; // CUDA: auto | cuda_graph (the step as a CUDA graph) | eager
   int64_t log_every = 0;           // off a terminal: a log line every k steps (0: about 20 per run)
 };
+
+// The "train" object without what says how the steps run rather than what they compute
+// (train.execution): a point's id and its run's fingerprint are made from this, so a sweep and a
+// run resume across a switch between eager and graphed steps.
+nlohmann::json training_identity(const nlohmann::json& train);
 
 // Strict parse of a "train" object; ConfigError names FILE and PATH.key and what is valid.
 TrainConfig parse_train_config(const nlohmann::json& train, const std::string& file,

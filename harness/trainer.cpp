@@ -2,7 +2,9 @@
 
 #include "core/compat.h"
 #include "core/implementation.h"
+#include "harness/cuda_graph.h"
 #include "harness/distributed.h"
+#include "harness/graphed_train_step.h"
 #include "harness/training_data.h"
 
 namespace mixlab {
@@ -10,22 +12,18 @@ namespace mixlab {
 // The head runs only where a target is asked: the mean over those positions equals cross entropy
 // with ignore_index over every position, and a synthetic task asks few (MQAR: K of L), so the
 // [B·L, vocab] logits, which dominate the step for small models, shrink to [answers, vocab].
-torch::Tensor language_model_loss(LanguageModel& model, const data::Batch& batch) {
-  auto hidden = model->hidden_states(batch.inputs);              // [B, L, d]
-  auto flat = hidden.reshape({-1, hidden.size(-1)});             // [B·L, d]
-  auto targets = batch.targets.reshape({-1}).to(flat.device());  // [B·L]
-  const auto asked = targets.ne(data::kIgnore);
-  if (asked.sum().item<int64_t>() < targets.numel()) {
-    const auto rows = asked.nonzero().squeeze(1);                // [M]
-    flat = flat.index_select(0, rows);                            // [M, d]
-    targets = targets.index_select(0, rows);                      // [M]
-  }
-  auto logits = model->logits(flat);                             // [M, V]
-  auto loss = torch::nn::functional::cross_entropy(
-      logits.to(torch::kFloat32), targets,
-      torch::nn::functional::CrossEntropyFuncOptions().ignore_index(data::kIgnore));
+torch::Tensor language_model_loss(LanguageModel& model, const LossInputs& batch) {
+  auto hidden = model->hidden_states(batch.inputs);                          // [B, L, d]
+  auto flat = hidden.reshape({-1, hidden.size(-1)});                         // [B·L, d]
+  if (batch.rows.defined()) flat = flat.index_select(0, batch.rows);         // [M, d]
+  auto logits = model->logits(flat);                                         // [M, V]
+  auto loss = torch::nn::functional::cross_entropy(logits.to(torch::kFloat32), batch.targets);
   auto auxiliary = model->auxiliary_loss();
   return loss + auxiliary.to(loss.device(), torch::kFloat32);
+}
+
+torch::Tensor language_model_loss(LanguageModel& model, const data::Batch& batch) {
+  return language_model_loss(model, loss_inputs(batch).to(model->parameters().front().device()));
 }
 
 namespace {
@@ -42,38 +40,41 @@ Trainer::Trainer(LanguageModel model, const TrainConfig& config, torch::Device d
   model_->to(device_);
   // Weight decay on matrices only: embeddings and projections decay; norms' gains, biases and
   // scalars do not.
-  std::vector<torch::Tensor> decay, no_decay;
-  for (const auto& parameter : model_->parameters()) (parameter.dim() >= 2 ? decay : no_decay).push_back(parameter);
-  auto options = [&](double weight_decay) {
-    return std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(config.lr)
-                                                            .betas({config.beta1, config.beta2})
-                                                            .eps(config.eps)
-                                                            .weight_decay(weight_decay));
-  };
-  std::vector<torch::optim::OptimizerParamGroup> groups;
-  groups.emplace_back(decay, options(config.weight_decay));
-  groups.emplace_back(no_decay, options(0.0));
-  optimizer_ = std::make_unique<torch::optim::AdamW>(groups, *options(config.weight_decay));
+  std::vector<std::pair<std::string, torch::Tensor>> parameters;
+  for (const auto& item : model_->named_parameters()) parameters.emplace_back(item.key(), item.value());
+  optimizer_ = std::make_unique<FlatAdamW>(
+      parameters, AdamWSettings{config.beta1, config.beta2, config.eps, config.weight_decay});
+  if (config.execution == "eager") return;
+  if (!device_.is_cuda())
+    why_not_graphed_ = "the device is the CPU";
+  else if (!cuda_graphs_compiled())
+    why_not_graphed_ = "this build has no CUDA support";
+  else
+    graphs_ = std::make_unique<GraphedTrainStep>(
+        [this](const std::vector<LossInputs>& micro) { return queue_step(micro); }, *optimizer_, device_);
 }
 
-double Trainer::step(const std::vector<data::Batch>& micro_batches, int64_t step) {
-  model_->train();
-  optimizer_->zero_grad();
-  const double lr = learning_rate(config_, step, total_steps_);
-  for (auto& group : optimizer_->param_groups())
-    static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
-  // The loss is read once, after the optimiser step is queued: a read per micro-batch would
-  // stop the host until that backward pass ends, leaving the GPU idle while the next kernels
-  // are launched.
-  torch::Tensor total = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat64).device(device_));
+Trainer::~Trainer() = default;
+
+void Trainer::synchronise_gradients(distributed::GradientReducer* reducer) {
+  reducer_ = reducer;
+  if (reducer_ && graphs_) {
+    graphs_.reset();
+    why_not_graphed_ = "data-parallel training: the gradient all-reduce is not captured";
+  }
+}
+
+torch::Tensor Trainer::queue_step(const std::vector<LossInputs>& micro_batches) {
   ImplementationLog implementations;
-  for (const auto& micro : micro_batches) {
+  optimizer_->zero_grad();
+  torch::Tensor total = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat64).device(device_));
+  for (size_t m = 0; m < micro_batches.size(); ++m) {
     torch::Tensor loss;
     {
       compat::CudaAutocast autocast(autocast_);
-      loss = language_model_loss(model_, to_device(micro, device_)) / static_cast<double>(micro_batches.size());
+      loss = language_model_loss(model_, micro_batches[m]) / static_cast<double>(micro_batches.size());
     }
-    if (reducer_) reducer_->prepare(/*last_micro_batch=*/&micro == &micro_batches.back());
+    if (reducer_) reducer_->prepare(/*last_micro_batch=*/m + 1 == micro_batches.size());
     loss.backward();
     total += loss.detach().to(torch::kFloat64);
   }
@@ -81,7 +82,26 @@ double Trainer::step(const std::vector<data::Batch>& micro_batches, int64_t step
   if (config_.grad_clip > 0) clip_gradient_norm(model_->parameters(), config_.grad_clip);
   optimizer_->step();
   implementation_ = implementations.summary();
-  return total.item<double>();
+  return total;
+}
+
+double Trainer::step(const std::vector<data::Batch>& micro_batches, int64_t step) {
+  model_->train();
+  optimizer_->set_learning_rate(learning_rate(config_, step, total_steps_));
+  std::vector<LossInputs> inputs;  // the rows with a target found on the host, where the batches are
+  for (const auto& micro : micro_batches) inputs.push_back(loss_inputs(micro));
+  torch::Tensor loss;
+  if (graphs_) {
+    loss = graphs_->replay(inputs);
+    why_not_graphed_ = graphs_->why_not();
+  }
+  execution_ = loss.defined() ? "cuda_graph" : "eager";
+  if (!loss.defined()) {
+    for (auto& micro : inputs) micro = micro.to(device_);
+    loss = queue_step(inputs);
+  }
+  // The loss is read once, after the whole step is queued: the host waits for the GPU here only.
+  return loss.item<double>();
 }
 
 void clip_gradient_norm(const std::vector<torch::Tensor>& parameters, double max_norm) {

@@ -22,6 +22,8 @@ class TrainingRecords {
                               const std::string& extra_json) = 0;
   // What computed the steps logged from now on (core/implementation.h), e.g. "selective_scan=kernel".
   virtual void set_implementation(const std::string& implementation) {}
+  // How the steps logged from now on ran (train.execution): "cuda_graph" or "eager".
+  virtual void set_execution(const std::string& execution) {}
   // The device's measured matrix-product rate (harness/peak_flops.h): rows logged from now on
   // carry mfu = (flops / step) / (step seconds) / peak = flops · tokens_per_s / (tokens · peak).
   virtual void set_peak_flops(double peak_flops) {}

@@ -190,12 +190,15 @@ TEST(ModelFile, WhatMixlabCannotRepresentIsRefusedByName) {
 
 struct TrainingRun {
   LanguageModel model;
-  std::unique_ptr<torch::optim::AdamW> optimizer;
+  std::unique_ptr<FlatAdamW> optimizer;
 };
 
 TrainingRun make_run(const json& model_json, uint64_t seed) {
   TrainingRun run{build(model_json, seed), nullptr};
-  run.optimizer = std::make_unique<torch::optim::AdamW>(run.model->parameters(), torch::optim::AdamWOptions(1e-2));
+  std::vector<std::pair<std::string, torch::Tensor>> parameters;
+  for (const auto& item : run.model->named_parameters()) parameters.emplace_back(item.key(), item.value());
+  run.optimizer = std::make_unique<FlatAdamW>(parameters, AdamWSettings{});
+  run.optimizer->set_learning_rate(1e-2);
   return run;
 }
 
