@@ -3,8 +3,6 @@
 // wheel on the GPU machine) differ for mixlab.  Everything else calls these wrappers.
 
 #include <torch/torch.h>
-#include <sstream>
-#include <type_traits>
 #include <torch/version.h>
 #include <ATen/autocast_mode.h>
 
@@ -147,22 +145,6 @@ inline int64_t cuda_peak_allocated_bytes(int device) {
   return stats.allocated_bytes[0].peak;
 }
 #endif
-
-// The key of a parameter in an optimiser's state map: LibTorch 1.13 keys it by the
-// TensorImpl's address printed as a string, later versions by the address itself.  Whatever
-// the key type, it is the parameter's storage identity, never a stable name: checkpoints save
-// the state by parameter name (harness/checkpoint.h) and use this only in memory.
-template <typename StateMap>
-inline typename StateMap::key_type optimizer_state_key(const StateMap&, const torch::Tensor& parameter) {
-  using Key = typename StateMap::key_type;
-  if constexpr (std::is_same_v<Key, std::string>) {
-    std::ostringstream address;  // as c10::guts::to_string(TensorImpl*) prints it
-    address << parameter.unsafeGetTensorImpl();
-    return address.str();
-  } else {
-    return static_cast<Key>(parameter.unsafeGetTensorImpl());
-  }
-}
 
 }  // namespace mixlab::compat
 

@@ -56,6 +56,8 @@ class FlatAdamW {
   std::vector<torch::Tensor> snapshot() const;
   void restore(const std::vector<torch::Tensor>& saved);
   int64_t decayed_elements() const { return decayed_elements_; }
+  // [elements] every parameter's gradient, in the flat layout (what clipping scales).
+  const torch::Tensor& gradient() const { return flat_grad_; }
   int64_t elements() const { return flat_.numel(); }
   double weight_decay() const { return settings_.weight_decay; }
   const std::vector<std::string>& decayed_names() const { return decayed_names_; }

@@ -102,6 +102,10 @@ torch::Tensor LanguageModelImpl::logits(const torch::Tensor& hidden) {
   return config_.tie_embeddings ? torch::matmul(hidden, embed_tokens_->weight.t()) : lm_head_(hidden);
 }
 
+const torch::Tensor& LanguageModelImpl::head_weight() const {
+  return config_.tie_embeddings ? embed_tokens_->weight : lm_head_->weight;
+}
+
 torch::Tensor LanguageModelImpl::forward(const torch::Tensor& tokens) {
   return logits(hidden_states(tokens));
 }

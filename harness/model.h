@@ -57,8 +57,10 @@ class LanguageModelImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& tokens);
   // tokens: [B, N] -> final normalised hidden states [B, N, d_model]
   torch::Tensor hidden_states(const torch::Tensor& tokens);
-  // hidden: [B, N, d] -> logits
+  // hidden: [B, N, d] -> logits = hidden · head_weight()ᵀ
   torch::Tensor logits(const torch::Tensor& hidden);
+  // The head's matrix, [vocab, d]: the token embedding when tied, else lm_head's weight.
+  const torch::Tensor& head_weight() const;
 
   // Sum of the sublayers' auxiliary losses from the last forward (zero when none has one).
   torch::Tensor auxiliary_loss() const;

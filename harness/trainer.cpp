@@ -5,19 +5,21 @@
 #include "harness/cuda_graph.h"
 #include "harness/distributed.h"
 #include "harness/graphed_train_step.h"
+#include "harness/linear_cross_entropy.h"
 #include "harness/training_data.h"
 
 namespace mixlab {
 
 // The head runs only where a target is asked: the mean over those positions equals cross entropy
 // with ignore_index over every position, and a synthetic task asks few (MQAR: K of L), so the
-// [B·L, vocab] logits, which dominate the step for small models, shrink to [answers, vocab].
+// [B·L, vocab] logits, which dominate the step for small models, shrink to [answers, vocab]; and
+// even those are made a chunk of rows at a time.
 torch::Tensor language_model_loss(LanguageModel& model, const LossInputs& batch) {
   auto hidden = model->hidden_states(batch.inputs);                          // [B, L, d]
   auto flat = hidden.reshape({-1, hidden.size(-1)});                         // [B·L, d]
   if (batch.rows.defined()) flat = flat.index_select(0, batch.rows);         // [M, d]
-  auto logits = model->logits(flat);                                         // [M, V]
-  auto loss = torch::nn::functional::cross_entropy(logits.to(torch::kFloat32), batch.targets);
+  // cross_entropy(flat · Wᵀ, targets) without the [M, V] logits (harness/linear_cross_entropy.h)
+  auto loss = linear_cross_entropy(flat, model->head_weight(), batch.targets);
   auto auxiliary = model->auxiliary_loss();
   return loss + auxiliary.to(loss.device(), torch::kFloat32);
 }
@@ -79,7 +81,7 @@ torch::Tensor Trainer::queue_step(const std::vector<LossInputs>& micro_batches) 
     total += loss.detach().to(torch::kFloat64);
   }
   if (reducer_) reducer_->finish();
-  if (config_.grad_clip > 0) clip_gradient_norm(model_->parameters(), config_.grad_clip);
+  if (config_.grad_clip > 0) clip_gradient_norm({optimizer_->gradient()}, config_.grad_clip);
   optimizer_->step();
   implementation_ = implementations.summary();
   return total;
@@ -104,13 +106,13 @@ double Trainer::step(const std::vector<data::Batch>& micro_batches, int64_t step
   return loss.item<double>();
 }
 
-void clip_gradient_norm(const std::vector<torch::Tensor>& parameters, double max_norm) {
+void clip_gradient_norm(const std::vector<torch::Tensor>& gradients, double max_norm) {
   torch::NoGradGuard no_grad;
   std::vector<torch::Tensor> grads, norms;
-  for (const auto& p : parameters)
-    if (p.grad().defined()) {
-      grads.push_back(p.grad());
-      norms.push_back(p.grad().norm(2).to(torch::kFloat32));
+  for (const auto& g : gradients)
+    if (g.defined()) {
+      grads.push_back(g);
+      norms.push_back(g.norm(2).to(torch::kFloat32));
     }
   if (grads.empty()) return;
   const torch::Tensor total = torch::stack(norms).norm(2);  // ‖g‖₂ over every parameter

@@ -38,9 +38,11 @@ torch::Tensor language_model_loss(LanguageModel& model, const LossInputs& batch)
 torch::Tensor language_model_loss(LanguageModel& model, const data::Batch& batch);
 
 // Model + AdamW with the decay/no-decay parameter groups + schedule + clipping + accumulation.
-// g ← g · min(1, max_norm / (‖g‖₂ + 1e-6)), ‖g‖₂ over the gradients of every parameter together
+// g ← g · min(1, max_norm / (‖g‖₂ + 1e-6)), ‖g‖₂ over all the gradients together
 // (torch.nn.utils.clip_grad_norm_), computed on the device: the host does not wait for it.
-void clip_gradient_norm(const std::vector<torch::Tensor>& parameters, double max_norm);
+// gradients: any split of the gradient (FlatAdamW's one flat tensor, or one per parameter;
+// undefined entries are skipped), scaled in place.
+void clip_gradient_norm(const std::vector<torch::Tensor>& gradients, double max_norm);
 
 class Trainer {
  public:

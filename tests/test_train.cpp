@@ -173,11 +173,23 @@ TEST(Train, GradientClipOnTheDeviceEqualsLibTorchs) {
       theirs.back().mutable_grad() = grad.clone();
     }
     ours.push_back(torch::zeros({2}, torch::requires_grad()));  // a parameter without a gradient
-    clip_gradient_norm(ours, max_norm);
+    std::vector<torch::Tensor> gradients;
+    for (const auto& p : ours) gradients.push_back(p.grad());
+    // The same gradient as one flat tensor (FlatAdamW's layout) is clipped alike.
+    std::vector<torch::Tensor> pieces;
+    for (size_t i = 0; i + 1 < ours.size(); ++i) pieces.push_back(ours[i].grad().reshape({-1}));
+    auto flat = torch::cat(pieces);
+    clip_gradient_norm(gradients, max_norm);
+    clip_gradient_norm({flat}, max_norm);
     const double norm = torch::nn::utils::clip_grad_norm_(theirs, max_norm);
     EXPECT_EQ(max_norm < norm, max_norm == 0.5) << "the first case clips, the second does not";
-    for (size_t i = 0; i < theirs.size(); ++i)
+    int64_t offset = 0;
+    for (size_t i = 0; i < theirs.size(); ++i) {
       EXPECT_TRUE(torch::allclose(ours[i].grad(), theirs[i].grad(), 1e-6, 1e-7)) << "parameter " << i;
+      const auto piece = flat.narrow(0, offset, theirs[i].numel()).view_as(theirs[i]);
+      EXPECT_TRUE(torch::allclose(piece, theirs[i].grad(), 1e-6, 1e-7)) << "flat, parameter " << i;
+      offset += theirs[i].numel();
+    }
     EXPECT_FALSE(ours.back().grad().defined());
   }
 }
