@@ -1,21 +1,25 @@
-// `mixlab kernel_bench OUT.csv [--quick] [--ops=swa,scout,scan]`: the mixlab side of the kernel
-// benchmark (docs/PERF.md; scripts/gpu.sh runs it).  Times the CUDA kernels of attention/cuda and
-// mixers/cuda, forward and forward+backward, bf16, over N = 1k .. 64k, with batch x heads chosen so
-// that every shape holds 2^20 tokens (the GPU stays full).  Prints CSV rows
+// `mixlab kernel_bench OUT.csv [--quick] [--ops=swa,scout,scan] [--list-ops]`: the mixlab side of
+// the kernel benchmark (docs/PERF.md; scripts/gpu.sh runs it).  Times the CUDA kernels of
+// attention/cuda and mixers/cuda, forward and forward+backward, bf16, on the shapes of the op
+// table (cli/kernel_ops.h), which bench/peers reads too (`--list-ops` prints it as JSON, no GPU
+// needed).  Prints CSV rows
 //   impl,op,N,head_dim,batch_heads,fwd_ms,fwdbwd_ms,fwd_flops,fwdbwd_flops
-// (FLOPs count only the (query, key) pairs that the mask keeps: 4·d per pair forward, 2.5x that
-// backward) and a matmul-peak row, to stdout and to the file named by the first argument.
+// and a matmul-peak row, to stdout and to the file named by the first argument.
+//
+// Timing as the peers' (triton.testing.do_bench): CUDA events around each call, the L2 flushed
+// (a 256 MiB write) before each, the median of the repeats after a warm-up.
 
 #include <torch/torch.h>
 
 #include "cli/command.h"
+#include "cli/kernel_ops.h"
+#include "harness/device.h"
 
 #include <algorithm>
-#include <chrono>
-#include <cstdio>
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -26,47 +30,89 @@
 
 namespace {
 
-// Median wall time of fn in milliseconds, synchronising the device around every call.
-double median_ms(const std::function<void()>& fn, int warmup, int reps) {
+using mixlab::cli::KernelShape;
+
+struct KernelBenchOptions {
+  std::string path = "mixlab_kernels.csv";
+  bool quick = false;
+  bool list_ops = false;
+  std::string ops = "swa,scout,scan";
+};
+
+std::vector<std::string> split_commas(const std::string& text) {
+  std::vector<std::string> parts;
+  std::string part;
+  std::istringstream in(text);
+  while (std::getline(in, part, ','))
+    if (!part.empty()) parts.push_back(part);
+  return parts;
+}
+
+#ifdef MIXLAB_WITH_CUDA
+
+// Median milliseconds of `fn` over `repeats` calls after `warmup`, each on a flushed L2.
+double median_ms(const std::function<void()>& fn, int warmup = 10, int repeats = 20) {
+  static torch::Tensor l2_flush = torch::empty({int64_t{1} << 26}, torch::TensorOptions().device(torch::kCUDA).dtype(torch::kInt));
+  mixlab::CallTimer timer(mixlab::Device{"cuda", "bfloat16"});
   for (int i = 0; i < warmup; ++i) fn();
-  torch::cuda::synchronize();
   std::vector<double> times;
-  for (int i = 0; i < reps; ++i) {
-    const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < repeats; ++i) {
+    l2_flush.zero_();
+    timer.start();
     fn();
-    torch::cuda::synchronize();
-    times.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+    times.push_back(timer.stop_ms());
   }
   std::sort(times.begin(), times.end());
   return times[times.size() / 2];
 }
 
-double window_pairs(double n, double w) { return n >= w ? n * w - w * (w - 1) / 2 : n * (n + 1) / 2; }
-double checkpoint_pairs(int64_t n, int64_t s) {
-  double pairs = 0;
-  for (int64_t t = 0; t < n; ++t) pairs += 1 + static_cast<double>(t / s);
-  return pairs;
+// Forward and forward + backward of attention on one shape: [1, batch_heads, N, head_dim] bf16.
+std::pair<double, double> time_attention(const KernelShape& s) {
+  auto bf16 = torch::TensorOptions().device(torch::kCUDA).dtype(torch::kBFloat16);
+  auto q = torch::randn({1, s.batch_heads, s.n, s.head_dim}, bf16), k = torch::randn_like(q), v = torch::randn_like(q),
+       dout = torch::randn_like(q);
+  auto run = [&](const torch::Tensor& qq, const torch::Tensor& kk, const torch::Tensor& vv) {
+    return s.op == "swa" ? mixlab::cuda::sliding_window_attention(qq, kk, vv, s.window)
+                         : mixlab::cuda::checkpoint_attention(qq, kk, vv, s.segment);
+  };
+  const double forward = median_ms([&] {
+    torch::NoGradGuard no_grad;
+    (void)run(q, k, v);
+  });
+  const double both = median_ms([&] {
+    auto qg = q.detach().requires_grad_(true), kg = k.detach().requires_grad_(true), vg = v.detach().requires_grad_(true);
+    run(qg, kg, vg).backward(dout);
+  });
+  return {forward, both};
 }
 
-struct KernelBenchOptions {
-  std::string path = "mixlab_kernels.csv";
-  bool quick = false;
-  std::string ops = "swa,scout,scan";
-};
+// Forward and forward + backward of the selective scan on one shape.
+std::pair<double, double> time_scan(const KernelShape& s) {
+  auto bf16 = torch::TensorOptions().device(torch::kCUDA).dtype(torch::kBFloat16);
+  auto f32 = torch::TensorOptions().device(torch::kCUDA).dtype(torch::kFloat);
+  auto u = torch::randn({s.batch, s.channels, s.n}, bf16), delta = torch::randn_like(u) - 1.0;
+  auto z = torch::randn_like(u), dout = torch::randn_like(u);
+  auto B = torch::randn({s.batch, s.states, s.n}, bf16), C = torch::randn_like(B);
+  auto A = -torch::exp(torch::randn({s.channels, s.states}, f32) * 0.5), D = torch::randn({s.channels}, f32);
+  auto bias = torch::randn({s.channels}, f32) * 0.3;
+  const double forward = median_ms([&] {
+    torch::NoGradGuard no_grad;
+    (void)mixlab::cuda::selective_scan(u, delta, A, B, C, D, z, bias);
+  });
+  const double both = median_ms([&] {
+    std::vector<torch::Tensor> leaves;
+    for (const auto& t : {u, delta, A, B, C, D, z, bias}) leaves.push_back(t.detach().requires_grad_(true));
+    mixlab::cuda::selective_scan(leaves[0], leaves[1], leaves[2], leaves[3], leaves[4], leaves[5], leaves[6], leaves[7])
+        .backward(dout);
+  });
+  return {forward, both};
+}
 
-int run_kernel_bench(const KernelBenchOptions& options) {
-#ifndef MIXLAB_WITH_CUDA
-  std::cerr << "mixlab kernel_bench: built without CUDA; nothing measured (build on a GPU machine: scripts/gpu.sh)\n";
-  return 1;
-#else
+int time_kernels(const std::vector<KernelShape>& shapes, const std::string& path) {
   if (!torch::cuda::is_available()) {
     std::cerr << "mixlab kernel_bench: no CUDA device visible; nothing measured\n";
     return 1;
   }
-  const std::string& path = options.path;
-  const bool quick = options.quick;
-  const std::string& ops = options.ops;
-  auto wanted = [&](const std::string& op) { return ("," + ops + ",").find("," + op + ",") != std::string::npos; };
   std::ofstream csv(path);
   auto emit = [&](const std::string& row) {
     std::cout << row << std::endl;
@@ -74,74 +120,43 @@ int run_kernel_bench(const KernelBenchOptions& options) {
     csv.flush();
   };
   emit("impl,op,N,head_dim,batch_heads,fwd_ms,fwdbwd_ms,fwd_flops,fwdbwd_flops");
-  torch::NoGradGuard no_grad_outer;
-  auto bf16 = torch::TensorOptions().device(torch::kCUDA).dtype(torch::kBFloat16);
-
-  {  // measured bf16 matmul peak
+  {  // the measured bf16 matmul rate
+    auto bf16 = torch::TensorOptions().device(torch::kCUDA).dtype(torch::kBFloat16);
     auto a = torch::randn({8192, 8192}, bf16), b = torch::randn({8192, 8192}, bf16);
-    const double ms = median_ms([&] { (void)torch::matmul(a, b); }, 10, 20);
+    const double ms = median_ms([&] { (void)torch::matmul(a, b); });
     emit("mixlab,matmul_peak,8192,0,1," + std::to_string(ms) + ",0," + std::to_string(2.0 * 8192.0 * 8192 * 8192) + ",0");
   }
-
-  const int64_t tokens = 1 << 20, window = 1024, segment = 10;
-  std::vector<int64_t> lengths = quick ? std::vector<int64_t>{1024, 16384} : std::vector<int64_t>{1024, 4096, 16384, 65536};
-  for (int64_t hd : {64, 128}) {
-    for (int64_t n : lengths) {
-      if (!wanted("swa") && !wanted("scout")) break;
-      const int64_t bh = std::max<int64_t>(1, tokens / n);
-      auto q = torch::randn({1, bh, n, hd}, bf16), k = torch::randn({1, bh, n, hd}, bf16),
-           v = torch::randn({1, bh, n, hd}, bf16), dout = torch::randn({1, bh, n, hd}, bf16);
-      for (const std::string op : {"swa", "scout"}) {
-        if (!wanted(op)) continue;
-        auto run = [&](const torch::Tensor& qq, const torch::Tensor& kk, const torch::Tensor& vv) {
-          return op == "swa" ? mixlab::cuda::sliding_window_attention(qq, kk, vv, window)
-                             : mixlab::cuda::checkpoint_attention(qq, kk, vv, segment);
-        };
-        const double fwd = median_ms([&] { (void)run(q, k, v); }, 10, 20);
-        torch::Tensor qg, kg, vg;
-        const double both = median_ms(
-            [&] {
-              torch::AutoGradMode grad(true);
-              qg = q.detach().requires_grad_(true);
-              kg = k.detach().requires_grad_(true);
-              vg = v.detach().requires_grad_(true);
-              run(qg, kg, vg).backward(dout);
-            },
-            10, 20);
-        const double pairs = op == "swa" ? window_pairs(n, window) : checkpoint_pairs(n, segment);
-        const double f = 4.0 * hd * pairs * bh;
-        emit("mixlab," + op + "," + std::to_string(n) + "," + std::to_string(hd) + "," + std::to_string(bh) + "," +
-             std::to_string(fwd) + "," + std::to_string(both) + "," + std::to_string(f) + "," + std::to_string(3.5 * f));
-      }
-    }
-  }
-
-  // Selective scan: batch 8, E = 2048 channels, n = 16, bf16 activations (the kernel runs 4 threads
-  // per channel, so 8 x 2048 channels give 16 warps per SM).
-  const int64_t batch = 8, channels = 2048, states = 16;
-  auto f32 = torch::TensorOptions().device(torch::kCUDA).dtype(torch::kFloat);
-  for (int64_t n : lengths) {
-    if (!wanted("scan")) break;
-    auto u = torch::randn({batch, channels, n}, bf16), delta = (torch::randn({batch, channels, n}, bf16) - 1.0);
-    auto z = torch::randn({batch, channels, n}, bf16), dout = torch::randn({batch, channels, n}, bf16);
-    auto B = torch::randn({batch, states, n}, bf16), C = torch::randn({batch, states, n}, bf16);
-    auto A = -torch::exp(torch::randn({channels, states}, f32) * 0.5), D = torch::randn({channels}, f32);
-    auto bias = torch::randn({channels}, f32) * 0.3;
-    const double fwd = median_ms([&] { (void)mixlab::cuda::selective_scan(u, delta, A, B, C, D, z, bias); }, 10, 20);
-    const double both = median_ms(
-        [&] {
-          torch::AutoGradMode grad(true);
-          auto ug = u.detach().requires_grad_(true), dg = delta.detach().requires_grad_(true);
-          auto Ag = A.detach().requires_grad_(true), Bg = B.detach().requires_grad_(true);
-          auto Cg = C.detach().requires_grad_(true), Dg = D.detach().requires_grad_(true);
-          auto zg = z.detach().requires_grad_(true), bg = bias.detach().requires_grad_(true);
-          mixlab::cuda::selective_scan(ug, dg, Ag, Bg, Cg, Dg, zg, bg).backward(dout);
-        },
-        10, 20);
-    emit("mixlab,scan," + std::to_string(n) + ",16," + std::to_string(batch * channels) + "," + std::to_string(fwd) +
-         "," + std::to_string(both) + ",0,0");
+  for (const auto& s : shapes) {
+    if (s.op == "causal") continue;  // no mixlab kernel: full attention is SDPA's, timed by the peers
+    const auto [forward, both] = s.op == "scan" ? time_scan(s) : time_attention(s);
+    emit("mixlab," + s.op + "," + std::to_string(s.n) + "," + std::to_string(s.head_dim) + "," +
+         std::to_string(s.batch_heads) + "," + std::to_string(forward) + "," + std::to_string(both) + "," +
+         std::to_string(s.fwd_flops) + "," + std::to_string(s.fwdbwd_flops));
   }
   return 0;
+}
+
+#endif
+
+int run_kernel_bench(const KernelBenchOptions& options) {
+  std::vector<KernelShape> shapes;
+  try {
+    shapes = mixlab::cli::kernel_shapes(split_commas(options.ops), options.quick);
+  } catch (const std::invalid_argument& error) {
+    std::cerr << "mixlab kernel_bench: --ops: " << error.what() << "\n";
+    return 2;
+  }
+  if (options.list_ops) {
+    nlohmann::json table = nlohmann::json::array();
+    for (const auto& s : shapes) table.push_back(mixlab::cli::to_json(s));
+    std::cout << table.dump(1) << "\n";
+    return 0;
+  }
+#ifndef MIXLAB_WITH_CUDA
+  std::cerr << "mixlab kernel_bench: built without CUDA; nothing measured (build on a GPU machine: scripts/gpu.sh)\n";
+  return 1;
+#else
+  return time_kernels(shapes, options.path);
 #endif
 }
 
@@ -153,7 +168,9 @@ MIXLAB_REGISTER_COMMAND(kernel_bench, "time the CUDA kernels (attention/cuda, mi
                           auto options = std::make_shared<KernelBenchOptions>();
                           app.add_option("out,--out", options->path, "CSV file to write");
                           app.add_flag("--quick", options->quick, "N = 1k and 16k only");
-                          app.add_option("--ops", options->ops, "comma-separated subset of swa,scout,scan");
+                          app.add_option("--ops", options->ops, "comma-separated subset of causal,swa,scout,scan");
+                          app.add_flag("--list-ops", options->list_ops,
+                                       "print the op table (shapes, kept pairs, FLOPs, floor bytes) as JSON and exit");
                           return [options] { return run_kernel_bench(*options); };
                         });
 }  // namespace mixlab::cli

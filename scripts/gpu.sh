@@ -58,6 +58,7 @@ case "$BENCH" in
     flag=(); [[ $BENCH == quick ]] && flag=(--quick)
     "$BUILD/mixlab" kernel_bench "$OUT/mixlab_kernels.csv" "${flag[@]}" "${BENCH_ARGS[@]}" 2>&1 | tee "$OUT/bench.log"
     if [[ -z "${MIXLAB_SKIP_PEERS:-}" ]]; then
+      export MIXLAB_BIN="$(cd "$BUILD" && pwd)/mixlab"  # the peers read its op table (--list-ops)
       (cd bench/peers && PYTHONUNBUFFERED=1 python3 scan_peers.py "$OUT/peers_scan.csv" "${flag[@]}") 2>&1 | tee -a "$OUT/bench.log"
       (cd bench/peers && PYTHONUNBUFFERED=1 python3 attention_peers.py "$OUT/peers_attention.csv" "${flag[@]}") 2>&1 | tee -a "$OUT/bench.log" | grep -v Warning
     fi

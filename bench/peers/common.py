@@ -1,35 +1,29 @@
-"""Shared helpers of the peer benchmarks: timing, FLOP counts, CSV rows.
+"""Shared helpers of the peer benchmarks: the op table, timing, CSV rows.
 
 Rows: impl,op,N,head_dim,batch_heads,fwd_ms,fwdbwd_ms,fwd_flops,fwdbwd_flops
-(the same columns as cli/kernel_bench.cpp (`mixlab kernel_bench`)).  FLOPs count only the (query, key) pairs a
-mask keeps: 4*d per pair forward, 3.5x that for forward+backward.
+(the same columns as cli/kernel_bench.cpp (`mixlab kernel_bench`)).  The shapes and their FLOP and
+byte counts come from mixlab's op table (cli/kernel_ops.h, `mixlab kernel_bench --list-ops`), so
+both sides time the same shapes and divide by the same counts: FLOPs count only the (query, key)
+pairs a mask keeps, 4*d per pair forward, 3.5x that for forward+backward.
 """
-import math
+import json
+import os
+import subprocess
 import sys
 
 import torch
 from triton.testing import do_bench
 
-TOKENS = 1 << 20          # batch*heads*N of every attention shape
-WINDOW = 1024
-SEGMENT = 10
-LENGTHS = [1024, 4096, 16384, 65536]
-HEAD_DIMS = [64, 128]
 HEADER = "impl,op,N,head_dim,batch_heads,fwd_ms,fwdbwd_ms,fwd_flops,fwdbwd_flops"
 
 
-def window_pairs(n, w):
-    return n * w - w * (w - 1) / 2 if n >= w else n * (n + 1) / 2
-
-
-def checkpoint_pairs(n, s):
-    # sum_t (1 + floor(t / s))
-    m, r = divmod(n, s)
-    return n + s * m * (m - 1) / 2 + r * m
-
-
-def causal_pairs(n):
-    return n * (n + 1) / 2
+def op_table(ops, quick=False):
+    """The rows of `mixlab kernel_bench --list-ops --ops OPS` (the binary: $MIXLAB_BIN, else
+    build-gpu/mixlab at the repository root)."""
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+    binary = os.environ.get("MIXLAB_BIN", os.path.join(root, "build-gpu", "mixlab"))
+    command = [binary, "kernel_bench", "--list-ops", "--ops", ",".join(ops)] + (["--quick"] if quick else [])
+    return json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
 
 
 def median_ms(fn, grad_to_none=None):
@@ -58,6 +52,11 @@ class Csv:
     def row(self, impl, op, n, hd, bh, fwd, both, fwd_flops):
         fmt = lambda x: "" if x is None else f"{x:.6f}"
         self.write(f"{impl},{op},{n},{hd},{bh},{fmt(fwd)},{fmt(both)},{fwd_flops:.6g},{3.5 * fwd_flops:.6g}")
+
+    def shape_row(self, impl, shape, fwd, both, op=None):
+        """A row for one shape of the op table (op: the row's op name when it is not the shape's)."""
+        self.row(impl, op or shape["op"], shape["N"], shape["head_dim"], shape["batch_heads"], fwd, both,
+                 shape["fwd_flops"])
 
 
 def out_path(default):

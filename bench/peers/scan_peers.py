@@ -1,11 +1,11 @@
-"""Selective-scan peers and ceilings, on the shapes of cli/kernel_bench.cpp (`mixlab kernel_bench`) (batch 8,
-E = 2048, n = 16, bf16 activations):
+"""Selective-scan peers and ceilings, on the shapes of mixlab's op table (cli/kernel_ops.h, read with
+`mixlab kernel_bench --list-ops`: batch 8, E = 2048, n = 16, bf16 activations):
 
 - eager:   a selective_scan_ref-style scan (arXiv 2312.00752, §3.2), written here: float32, a Python loop
            over time with each step vectorised over [batch, E, n], autograd for the backward.
            Run up to N = 4096 (its time is linear in N; longer runs only cost device time).
-- floor:   the bandwidth floor, each input read once and each output written once, over the
-           measured device-to-device copy bandwidth:
+- floor:   the bandwidth floor, each input read once and each output written once (the op table's
+           fwd_bytes and fwdbwd_bytes), over the measured device-to-device copy bandwidth:
            forward  reads u, delta, z, B, C and writes out;
            backward reads u, delta, z, B, C, dout and writes du, ddelta, dz, dB, dC.
 - ceilings: measured copy bandwidth (bytes read + written) and bf16 matmul rate.
@@ -18,8 +18,6 @@ import torch
 import torch.nn.functional as F
 
 import common
-
-BATCH, CHANNELS, STATES = 8, 2048, 16
 
 
 def scan_eager(u, delta, A, B, C, D, z, bias):
@@ -51,21 +49,17 @@ def main():
     csv.write(f"ceiling,copy_bandwidth,0,0,0,{bandwidth / 1e9:.3f},,0,0")
     del a, b
 
-    lengths = [1024, 4096] if quick else common.LENGTHS
-    for n in lengths:
-        elem = BATCH * CHANNELS * n * 2      # one [B, E, N] bf16 tensor
-        bc = BATCH * STATES * n * 2          # one [B, n, N] bf16 tensor
-        fwd_bytes = 4 * elem + 2 * bc
-        bwd_bytes = 7 * elem + 4 * bc
-        csv.row("floor", "scan", n, 16, BATCH * CHANNELS, fwd_bytes / bandwidth * 1e3,
-                (fwd_bytes + bwd_bytes) / bandwidth * 1e3, 0)
+    for shape in common.op_table(["scan"], quick):
+        n, batch, channels, states = shape["N"], shape["batch"], shape["channels"], shape["states"]
+        csv.row("floor", "scan", n, states, batch * channels, shape["fwd_bytes"] / bandwidth * 1e3,
+                shape["fwdbwd_bytes"] / bandwidth * 1e3, 0)
         if n > 4096:
             continue
         mk = lambda *s, dtype=torch.bfloat16: torch.randn(*s, device=dev, dtype=dtype)
-        u, delta, z = mk(BATCH, CHANNELS, n), mk(BATCH, CHANNELS, n) - 1, mk(BATCH, CHANNELS, n)
-        B, C = mk(BATCH, STATES, n), mk(BATCH, STATES, n)
-        A = -torch.exp(0.5 * mk(CHANNELS, STATES, dtype=torch.float32))
-        D, bias = mk(CHANNELS, dtype=torch.float32), 0.3 * mk(CHANNELS, dtype=torch.float32)
+        u, delta, z = mk(batch, channels, n), mk(batch, channels, n) - 1, mk(batch, channels, n)
+        B, C = mk(batch, states, n), mk(batch, states, n)
+        A = -torch.exp(0.5 * mk(channels, states, dtype=torch.float32))
+        D, bias = mk(channels, dtype=torch.float32), 0.3 * mk(channels, dtype=torch.float32)
         leaves = [u, delta, z, B, C, A, D, bias]
         for t in leaves:
             t.requires_grad_(True)
@@ -74,7 +68,7 @@ def main():
         with torch.no_grad():
             f = common.median_ms(run)
         b = common.median_ms(lambda: run().backward(dout), leaves)
-        csv.row("eager", "scan", n, 16, BATCH * CHANNELS, f, b, 0)
+        csv.row("eager", "scan", n, states, batch * channels, f, b, 0)
 
 
 if __name__ == "__main__":
