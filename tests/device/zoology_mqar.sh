@@ -13,6 +13,9 @@
 #     MIXLAB_GPUS       GPUs the workers are spread over, round robin (e.g. 0,1); unset: the
 #                       workers inherit the caller's CUDA_VISIBLE_DEVICES
 #     MIXLAB_DEVICE     cuda (default); cpu to try the script itself on a tiny spec
+#     MIXLAB_TRAIN_EXECUTION  train.execution for every point (e.g. cuda_graph: each training step
+#                       one CUDA-graph replay; docs/training.md); unset: the spec's.  It is not
+#                       part of a point's id, so a database resumes across a change of it
 # OUT receives zoology-mqar.db, worker logs, gpu.csv (utilisation every 5 s) and summary.txt.
 # Draw the report on the CPU: mixlab report --db OUT/zoology-mqar.db --best-over train.lr --out R
 set -euo pipefail
@@ -23,6 +26,8 @@ SPEC=${MIXLAB_SPEC:-experiments/paper/zoology-mqar-cut.json}
 DEADLINE=${MIXLAB_DEADLINE_S:-510}
 DEVICE=${MIXLAB_DEVICE:-cuda}
 MIXLAB=$BUILD/mixlab
+EXTRA=()
+[[ -n "${MIXLAB_TRAIN_EXECUTION:-}" ]] && EXTRA=(--set "train.execution=$MIXLAB_TRAIN_EXECUTION")
 mkdir -p "$OUT"
 WORK=$(mktemp -d)
 DB=$WORK/zoology-mqar.db
@@ -43,7 +48,7 @@ for k in $(seq 1 "$K"); do
   (( ${#gpus[@]} > 0 )) && export CUDA_VISIBLE_DEVICES=${gpus[$(( (k - 1) % ${#gpus[@]} ))]}
   # Two CPU threads each: K workers share the host's cores (data generation, kernel launches).
   OMP_NUM_THREADS=2 timeout -s INT -k 60 "$DEADLINE" \
-    "$MIXLAB" sweep "$SPEC" --device "$DEVICE" --db "$DB" --run-root "$WORK/runs" >"$OUT/worker$k.log" 2>&1 &
+    "$MIXLAB" sweep "$SPEC" --device "$DEVICE" --db "$DB" --run-root "$WORK/runs" "${EXTRA[@]}" >"$OUT/worker$k.log" 2>&1 &
   pids+=($!)
   sleep 1  # the first worker creates the database; the others find it
 done
