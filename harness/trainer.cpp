@@ -41,9 +41,10 @@ Trainer::Trainer(LanguageModel model, const TrainConfig& config, torch::Device d
       autocast_(use_autocast(config, device)) {
   model_->to(device_);
   // Weight decay on matrices only: embeddings and projections decay; norms' gains, biases and
-  // scalars do not.
+  // scalars do not.  A frozen parameter (requires_grad false) is not the optimiser's.
   std::vector<std::pair<std::string, torch::Tensor>> parameters;
-  for (const auto& item : model_->named_parameters()) parameters.emplace_back(item.key(), item.value());
+  for (const auto& item : model_->named_parameters())
+    if (item.value().requires_grad()) parameters.emplace_back(item.key(), item.value());
   optimizer_ = std::make_unique<FlatAdamW>(
       parameters, AdamWSettings{config.beta1, config.beta2, config.eps, config.weight_decay});
   if (config.execution == "eager") return;

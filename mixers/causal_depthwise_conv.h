@@ -7,7 +7,13 @@
 // k shifted multiply-adds rather than conv1d, so that it is the same elementwise work on every
 // back-end and issues no matrix product (cost().matmul_flops stays the pointwise projections).
 
+#include "core/implementation.h"
+
 #include <torch/torch.h>
+
+#ifdef MIXLAB_WITH_CUDA
+#include "mixers/cuda/kernels.h"
+#endif
 
 namespace mixlab {
 
@@ -23,15 +29,24 @@ inline torch::Tensor causal_depthwise_conv(const torch::Tensor& a, const torch::
 }
 
 // One step: history [B, C, k-1] holds the previous k−1 inputs (oldest first); a_t: [B, C].
-// Returns c_t: [B, C] and shifts a_t into the history.
+// Returns c_t: [B, C] (SiLU(c_t) with `silu`, as Mamba applies it) and shifts a_t into the history.
+// On CUDA without gradients one kernel does it all, in place (cuda::causal_conv_step).
 inline torch::Tensor causal_depthwise_conv_step(torch::Tensor& history, const torch::Tensor& a_t,
                                                 const torch::Tensor& weight,
-                                                const torch::Tensor& bias = {}) {
+                                                const torch::Tensor& bias = {}, bool silu = false) {
+#ifdef MIXLAB_WITH_CUDA
+  if (cuda::causal_conv_step_supported(history, a_t, weight, bias)) {
+    record_implementation("causal_conv_step", Implementation::kernel);
+    return cuda::causal_conv_step(history, a_t, weight, bias, silu);
+  }
+#endif
+  record_implementation("causal_conv_step", Implementation::reference);
   const int64_t kernel = weight.size(2);
   auto window = torch::cat({history, a_t.unsqueeze(2)}, 2);  // [B, C, k]
   auto c = (window * weight.squeeze(1)).sum(2);
   history = window.narrow(2, 1, kernel - 1);
-  return bias.defined() ? c + bias : c;
+  if (bias.defined()) c = c + bias;
+  return silu ? torch::silu(c) : c;
 }
 
 }  // namespace mixlab

@@ -27,6 +27,7 @@
 #include "core/init.h"
 #include "core/register_mixer.h"
 #include "core/registry.h"
+#include "mixers/causal_depthwise_conv.h"
 #include "mixers/selective_scan.h"
 
 #include <algorithm>
@@ -157,15 +158,16 @@ class Mamba : public TokenMixer {
 
  private:
   // One token: x_t: [B, d] -> [B, d], with conv_state [B, E, K−1] and ssm_state [B, E, n] replaced
-  // by the next ones (not written in place) and A = −exp(A_log), D and the Δ bias as given.
+  // by the next ones (in place where the CUDA step kernels run) and A = −exp(A_log), D and the Δ
+  // bias as given.
   torch::Tensor advance(const torch::Tensor& x_t, torch::Tensor& conv_state, torch::Tensor& ssm_state,
                         const torch::Tensor& A, const torch::Tensor& D, const torch::Tensor& dt_bias) {
-    const int64_t E = shape_.inner, n = shape_.d_state, R = shape_.dt_rank, K = shape_.d_conv;
+    const int64_t E = shape_.inner, n = shape_.d_state, R = shape_.dt_rank;
     auto xz = in_proj_(x_t);                                                   // [B, 2E]
     auto gate = xz.narrow(-1, E, E);
-    auto window = torch::cat({conv_state, xz.narrow(-1, 0, E).unsqueeze(-1)}, -1);  // [B, E, K]
-    conv_state = window.narrow(-1, 1, K - 1).contiguous();
-    auto u = torch::silu((window * conv1d_->weight.squeeze(1)).sum(-1) + conv1d_->bias);  // [B, E]
+    // u = SiLU(conv step of x), the conv state shifted (mixers/causal_depthwise_conv.h)
+    auto u = causal_depthwise_conv_step(conv_state, xz.narrow(-1, 0, E), conv1d_->weight, conv1d_->bias,
+                                        /*silu=*/true);  // [B, E]
     auto projected = x_proj_(u);                                               // [B, R + 2n]
     auto delta = torch::matmul(projected.narrow(-1, 0, R), dt_proj_->weight.t());  // [B, E]
     auto y = selective_scan_step(ssm_state, u, delta, A, projected.narrow(-1, R, n), projected.narrow(-1, R + n, n), D,

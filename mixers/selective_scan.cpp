@@ -89,6 +89,13 @@ torch::Tensor selective_scan_step(torch::Tensor& state, const torch::Tensor& u_t
                                   const torch::Tensor& B_t, const torch::Tensor& C_t,
                                   const torch::Tensor& D, const torch::Tensor& z_t,
                                   const torch::Tensor& delta_bias) {
+#ifdef MIXLAB_WITH_CUDA
+  if (cuda::selective_state_update_supported(state, u_t, delta_t, A, B_t, C_t, D, z_t, delta_bias)) {
+    record_implementation("selective_scan_step", Implementation::kernel);
+    return cuda::selective_state_update(state, u_t, delta_t, A, B_t, C_t, D, z_t, delta_bias);
+  }
+#endif
+  record_implementation("selective_scan_step", Implementation::reference);
   const auto type = state.scalar_type();
   auto step_size = cast(delta_t, type);  // [B, E]
   if (delta_bias.defined()) step_size = step_size + cast(delta_bias, type);

@@ -22,7 +22,9 @@ torch::Tensor selective_scan(const torch::Tensor& u, const torch::Tensor& delta,
                              const torch::Tensor& B, const torch::Tensor& C, const torch::Tensor& D,
                              const torch::Tensor& z, const torch::Tensor& delta_bias);
 
-// One step of the same recurrence, for decoding.  `state` h: [B, E, n] is updated in place.
+// One step of the same recurrence, for decoding.  `state` h: [B, E, n] holds the next state
+// afterwards (the reference replaces it; on CUDA without gradients one kernel writes it in place,
+// cuda::selective_state_update).
 //   u_t, delta_t, z_t: [B, E];  A: [E, n];  B_t, C_t: [B, n];  D, delta_bias: [E]  ->  out_t: [B, E]
 torch::Tensor selective_scan_step(torch::Tensor& state, const torch::Tensor& u_t,
                                   const torch::Tensor& delta_t, const torch::Tensor& A,

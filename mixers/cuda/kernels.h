@@ -21,4 +21,26 @@ torch::Tensor selective_scan(const torch::Tensor& u, const torch::Tensor& delta,
                              const torch::Tensor& B, const torch::Tensor& C, const torch::Tensor& D,
                              const torch::Tensor& z, const torch::Tensor& delta_bias);
 
+// One decoding step, not differentiable (decode_step.cu); taken only where the *_supported
+// check passes, by the references that own these ops:
+//   causal_conv_step = mixlab::causal_depthwise_conv_step (mixers/causal_depthwise_conv.h):
+//     history [B, C, k-1] (contiguous, updated in place), a_t [B, C], weight [C, 1, k], bias [C]
+//     or undefined, one float dtype; returns c_t [B, C], SiLU(c_t) when `silu`
+//   selective_state_update = mixlab::selective_scan_step (mixers/selective_scan.h): state
+//     [B, E, n] float32 (contiguous, updated in place); u_t, delta_t, z_t [B, E] and B_t, C_t
+//     [B, n] of one float dtype (unit column stride, any row stride); A [E, n], D, delta_bias [E]
+//     float32; returns out_t [B, E] in u_t's dtype
+bool causal_conv_step_supported(const torch::Tensor& history, const torch::Tensor& a_t, const torch::Tensor& weight,
+                                const torch::Tensor& bias);
+torch::Tensor causal_conv_step(torch::Tensor& history, const torch::Tensor& a_t, const torch::Tensor& weight,
+                               const torch::Tensor& bias, bool silu);
+bool selective_state_update_supported(const torch::Tensor& state, const torch::Tensor& u_t,
+                                      const torch::Tensor& delta_t, const torch::Tensor& A, const torch::Tensor& B_t,
+                                      const torch::Tensor& C_t, const torch::Tensor& D, const torch::Tensor& z_t,
+                                      const torch::Tensor& delta_bias);
+torch::Tensor selective_state_update(torch::Tensor& state, const torch::Tensor& u_t, const torch::Tensor& delta_t,
+                                     const torch::Tensor& A, const torch::Tensor& B_t, const torch::Tensor& C_t,
+                                     const torch::Tensor& D, const torch::Tensor& z_t, const torch::Tensor& delta_bias);
+
 }  // namespace mixlab::cuda
+

@@ -32,4 +32,29 @@ void selective_scan_backward(const ScanShape& shape, const void* u, const void* 
                              void* ddelta, float* dA, float* dB, float* dC, float* dD, void* dz,
                              float* ddelta_bias, void* stream);
 
+// One decoding step (mixers/cuda/decode_step.cu).  Row strides in elements; every other
+// dimension contiguous.
+//   causal_conv_step: a_t [B, C] (row stride a_row_stride); history [B, C, k-1] updated in place;
+//   weight [C, k] (Conv1d's [C, 1, k]); bias [C] or null; out [B, C]; all of `element`.
+struct ConvStepShape {
+  ScanElement element = ScanElement::f32;
+  int batch = 0, channels = 0, kernel = 0;
+  long long a_row_stride = 0;
+  bool silu = false;
+};
+void causal_conv_step(const ConvStepShape& shape, const void* a_t, void* history, const void* weight,
+                      const void* bias, void* out, void* stream);
+
+//   selective_state_update: state [B, E, n] float32 updated in place; u, delta, z [B, E] and
+//   B, C [B, n] of `element` (row strides below); A [E, n], D, delta_bias [E] float32 (D, z,
+//   delta_bias may be null); out [B, E] of `element`.
+struct StateUpdateShape {
+  ScanElement element = ScanElement::f32;
+  int batch = 0, channels = 0, n = 0;
+  long long u_row_stride = 0, delta_row_stride = 0, bc_row_stride = 0, z_row_stride = 0;
+};
+void selective_state_update(const StateUpdateShape& shape, float* state, const void* u, const void* delta,
+                            const float* A, const void* B, const void* C, const float* D, const void* z,
+                            const float* delta_bias, void* out, void* stream);
+
 }  // namespace mixlab::cuda::detail

@@ -1,0 +1,143 @@
+// One decoding step of Mamba-1's two elementwise stages, each one kernel (issue 13: a decode step
+// of mamba-546m was about 30 small kernels per layer, most of its time):
+//
+// causal_conv_step: the causal depthwise convolution's step (mixers/causal_depthwise_conv.h),
+//   with the SiLU Mamba puts after it fused:
+//     c_t[j] = b[j] + Σ_{i<k-1} w[j,i] · history[j,i] + w[j,k-1] · a_t[j],   out = SiLU(c_t) or c_t
+//     history[j] ← (history[j,1..k-2], a_t[j])                               (in place)
+// selective_state_update: the selective scan's step (mixers/selective_scan.h, selective_scan_step):
+//     Δ = softplus(δ + b_δ);  h[j] ← exp(Δ A[j]) h[j] + Δ u B[j]  (in place);
+//     y = (Σ_j h[j] C[j] + D u) · SiLU(z)
+//
+// One thread per (sequence, channel); arithmetic in float32; activations in `element` (the
+// model's dtype), the SSM state and A, D, b_δ float32.
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <stdexcept>
+#include <string>
+
+#include "mixers/cuda/launch.h"
+
+namespace mixlab::cuda::detail {
+namespace {
+
+constexpr int kThreads = 256;
+
+__device__ __forceinline__ float to_f(float x) { return x; }
+__device__ __forceinline__ float to_f(__nv_bfloat16 x) { return __bfloat162float(x); }
+__device__ __forceinline__ float to_f(__half x) { return __half2float(x); }
+__device__ __forceinline__ void store_f(float* p, float x) { *p = x; }
+__device__ __forceinline__ void store_f(__nv_bfloat16* p, float x) { *p = __float2bfloat16_rn(x); }
+__device__ __forceinline__ void store_f(__half* p, float x) { *p = __float2half_rn(x); }
+
+// torch.nn.functional.softplus with its default threshold 20.
+__device__ __forceinline__ float softplus(float x) { return x > 20.f ? x : log1pf(expf(x)); }
+__device__ __forceinline__ float silu(float x) { return x / (1.f + expf(-x)); }
+
+template <typename T>
+__global__ void causal_conv_step_kernel(ConvStepShape s, const T* __restrict__ a_t, T* __restrict__ history,
+                                        const T* __restrict__ weight, const T* __restrict__ bias, T* __restrict__ out) {
+  const long long index = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (index >= static_cast<long long>(s.batch) * s.channels) return;
+  const int b = static_cast<int>(index / s.channels), c = static_cast<int>(index % s.channels);
+  const int taps = s.kernel;
+  T* h = history + (static_cast<long long>(b) * s.channels + c) * (taps - 1);  // [k-1], oldest first
+  const T* w = weight + static_cast<long long>(c) * taps;
+  const float a = to_f(a_t[static_cast<long long>(b) * s.a_row_stride + c]);
+  float acc = bias ? to_f(bias[c]) : 0.f;
+  for (int i = 0; i < taps - 1; ++i) acc += to_f(w[i]) * to_f(h[i]);
+  acc += to_f(w[taps - 1]) * a;
+  for (int i = 0; i + 1 < taps - 1; ++i) h[i] = h[i + 1];
+  h[taps - 2] = a_t[static_cast<long long>(b) * s.a_row_stride + c];
+  store_f(out + static_cast<long long>(b) * s.channels + c, s.silu ? silu(acc) : acc);
+}
+
+template <typename T>
+__global__ void selective_state_update_kernel(StateUpdateShape s, float* __restrict__ state, const T* __restrict__ u,
+                                              const T* __restrict__ delta, const float* __restrict__ A,
+                                              const T* __restrict__ B, const T* __restrict__ C,
+                                              const float* __restrict__ D, const T* __restrict__ z,
+                                              const float* __restrict__ delta_bias, T* __restrict__ out) {
+  const long long index = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (index >= static_cast<long long>(s.batch) * s.channels) return;
+  const int b = static_cast<int>(index / s.channels), e = static_cast<int>(index % s.channels);
+  const float x = to_f(u[static_cast<long long>(b) * s.u_row_stride + e]);
+  float step = to_f(delta[static_cast<long long>(b) * s.delta_row_stride + e]);
+  if (delta_bias) step += delta_bias[e];
+  step = softplus(step);
+  float* h = state + (static_cast<long long>(b) * s.channels + e) * s.n;
+  const float* a = A + static_cast<long long>(e) * s.n;
+  const T* b_row = B + static_cast<long long>(b) * s.bc_row_stride;
+  const T* c_row = C + static_cast<long long>(b) * s.bc_row_stride;
+  float y = 0.f;
+  for (int j = 0; j < s.n; ++j) {
+    const float next = expf(step * a[j]) * h[j] + step * x * to_f(b_row[j]);
+    h[j] = next;
+    y += next * to_f(c_row[j]);
+  }
+  if (D) y += D[e] * x;
+  if (z) y *= silu(to_f(z[static_cast<long long>(b) * s.z_row_stride + e]));
+  store_f(out + static_cast<long long>(b) * s.channels + e, y);
+}
+
+int blocks_for(long long threads) { return static_cast<int>((threads + kThreads - 1) / kThreads); }
+
+void check_launch(const char* what) {
+  const cudaError_t error = cudaGetLastError();
+  if (error != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(error));
+}
+
+}  // namespace
+
+void causal_conv_step(const ConvStepShape& s, const void* a_t, void* history, const void* weight, const void* bias,
+                      void* out, void* stream) {
+  const int blocks = blocks_for(static_cast<long long>(s.batch) * s.channels);
+  auto st = static_cast<cudaStream_t>(stream);
+  switch (s.element) {
+    case ScanElement::f32:
+      causal_conv_step_kernel<float><<<blocks, kThreads, 0, st>>>(s, static_cast<const float*>(a_t), static_cast<float*>(history),
+          static_cast<const float*>(weight), static_cast<const float*>(bias), static_cast<float*>(out));
+      break;
+    case ScanElement::bf16:
+      causal_conv_step_kernel<__nv_bfloat16><<<blocks, kThreads, 0, st>>>(s, static_cast<const __nv_bfloat16*>(a_t),
+          static_cast<__nv_bfloat16*>(history), static_cast<const __nv_bfloat16*>(weight),
+          static_cast<const __nv_bfloat16*>(bias), static_cast<__nv_bfloat16*>(out));
+      break;
+    case ScanElement::fp16:
+      causal_conv_step_kernel<__half><<<blocks, kThreads, 0, st>>>(s, static_cast<const __half*>(a_t), static_cast<__half*>(history),
+          static_cast<const __half*>(weight), static_cast<const __half*>(bias), static_cast<__half*>(out));
+      break;
+  }
+  check_launch("causal_conv_step");
+}
+
+void selective_state_update(const StateUpdateShape& s, float* state, const void* u, const void* delta, const float* A,
+                            const void* B, const void* C, const float* D, const void* z, const float* delta_bias,
+                            void* out, void* stream) {
+  const int blocks = blocks_for(static_cast<long long>(s.batch) * s.channels);
+  auto st = static_cast<cudaStream_t>(stream);
+  switch (s.element) {
+    case ScanElement::f32:
+      selective_state_update_kernel<float><<<blocks, kThreads, 0, st>>>(s, state, static_cast<const float*>(u),
+          static_cast<const float*>(delta), A, static_cast<const float*>(B), static_cast<const float*>(C), D,
+          static_cast<const float*>(z), delta_bias, static_cast<float*>(out));
+      break;
+    case ScanElement::bf16:
+      selective_state_update_kernel<__nv_bfloat16><<<blocks, kThreads, 0, st>>>(s, state, static_cast<const __nv_bfloat16*>(u),
+          static_cast<const __nv_bfloat16*>(delta), A, static_cast<const __nv_bfloat16*>(B),
+          static_cast<const __nv_bfloat16*>(C), D, static_cast<const __nv_bfloat16*>(z), delta_bias,
+          static_cast<__nv_bfloat16*>(out));
+      break;
+    case ScanElement::fp16:
+      selective_state_update_kernel<__half><<<blocks, kThreads, 0, st>>>(s, state, static_cast<const __half*>(u),
+          static_cast<const __half*>(delta), A, static_cast<const __half*>(B), static_cast<const __half*>(C), D,
+          static_cast<const __half*>(z), delta_bias, static_cast<__half*>(out));
+      break;
+  }
+  check_launch("selective_state_update");
+}
+
+}  // namespace mixlab::cuda::detail

@@ -1,0 +1,100 @@
+// The decoding-step kernels (mixers/cuda/decode_step.cu) against their references on the CPU in
+// float64: causal_depthwise_conv_step (mixers/causal_depthwise_conv.h) and selective_scan_step
+// (mixers/selective_scan.h), the functions that dispatch to them.  Inputs as Mamba's static step
+// passes them: the conv input and the gate are column slices of in_proj's [B, 2E] output, B and C
+// slices of x_proj's.  Without a GPU the tests skip.
+
+#include "core/implementation.h"
+#include "mixers/causal_depthwise_conv.h"
+#include "mixers/selective_scan.h"
+
+#include <gtest/gtest.h>
+
+namespace {
+
+using mixlab::ImplementationLog;
+
+double max_error(const torch::Tensor& got, const torch::Tensor& want) {
+  return (got.to(torch::kCPU).to(torch::kDouble) - want.to(torch::kDouble)).abs().max().item<double>();
+}
+
+double tolerance(torch::Dtype dtype) { return dtype == torch::kFloat ? 1e-5 : 3e-2; }
+
+}  // namespace
+
+TEST(DecodeStepKernels, CausalConvStepEqualsTheReference) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "skipped: no GPU";
+  torch::NoGradGuard no_grad;
+  const int64_t batch = 3, channels = 70, kernel = 4;
+  for (auto dtype : {torch::kFloat, torch::kBFloat16}) {
+    for (bool silu : {false, true}) {
+      torch::manual_seed(1);
+      const auto history = torch::randn({batch, channels, kernel - 1}, torch::kDouble);
+      const auto wide = torch::randn({batch, 2 * channels}, torch::kDouble);  // in_proj's [B, 2E]
+      const auto weight = torch::randn({channels, 1, kernel}, torch::kDouble);
+      const auto bias = torch::randn({channels}, torch::kDouble);
+      // The device inputs, rounded to the dtype; the reference reads the same rounded values.
+      auto on_device = [&](const torch::Tensor& t) { return t.to(torch::kCUDA, dtype); };
+      auto device_history = on_device(history);
+      const auto device_wide = on_device(wide);
+      auto reference_history = device_history.to(torch::kCPU, torch::kDouble);
+      const auto reference_out = mixlab::causal_depthwise_conv_step(
+          reference_history, device_wide.narrow(1, 0, channels).to(torch::kCPU, torch::kDouble),
+          on_device(weight).to(torch::kCPU, torch::kDouble), on_device(bias).to(torch::kCPU, torch::kDouble), silu);
+      ImplementationLog log;
+      const auto out = mixlab::causal_depthwise_conv_step(device_history, device_wide.narrow(1, 0, channels),
+                                                          on_device(weight), on_device(bias), silu);
+      EXPECT_EQ(log.summary(), "causal_conv_step=kernel");
+      EXPECT_EQ(out.scalar_type(), dtype);
+      EXPECT_LT(max_error(out, reference_out), tolerance(dtype)) << "silu " << silu;
+      EXPECT_LT(max_error(device_history, reference_history), 1e-12) << "the history shifts exactly";
+    }
+  }
+}
+
+TEST(DecodeStepKernels, SelectiveStateUpdateEqualsTheReference) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "skipped: no GPU";
+  torch::NoGradGuard no_grad;
+  const int64_t batch = 3, channels = 70, n = 16, rank = 5;
+  for (auto dtype : {torch::kFloat, torch::kBFloat16}) {
+    torch::manual_seed(2);
+    const auto state = torch::randn({batch, channels, n}, torch::kDouble);
+    const auto u = torch::randn({batch, channels}, torch::kDouble);
+    const auto delta = torch::randn({batch, channels}, torch::kDouble) - 1.0;
+    const auto projected = torch::randn({batch, rank + 2 * n}, torch::kDouble);  // x_proj's [B, R + 2n]
+    const auto xz = torch::randn({batch, 2 * channels}, torch::kDouble);
+    const auto A = -torch::exp(0.5 * torch::randn({channels, n}, torch::kDouble));
+    const auto D = torch::randn({channels}, torch::kDouble), bias = 0.3 * torch::randn({channels}, torch::kDouble);
+    auto act = [&](const torch::Tensor& t) { return t.to(torch::kCUDA, dtype); };
+    auto f32 = [&](const torch::Tensor& t) { return t.to(torch::kCUDA, torch::kFloat); };
+    auto back = [](const torch::Tensor& t) { return t.to(torch::kCPU, torch::kDouble); };
+    auto device_state = f32(state);
+    const auto device_projected = act(projected), device_xz = act(xz);
+    auto reference_state = back(device_state);
+    const auto reference_out = mixlab::selective_scan_step(
+        reference_state, back(act(u)), back(act(delta)), back(f32(A)), back(device_projected.narrow(1, rank, n)),
+        back(device_projected.narrow(1, rank + n, n)), back(f32(D)), back(device_xz.narrow(1, channels, channels)),
+        back(f32(bias)));
+    ImplementationLog log;
+    const auto out = mixlab::selective_scan_step(device_state, act(u), act(delta), f32(A),
+                                                 device_projected.narrow(1, rank, n),
+                                                 device_projected.narrow(1, rank + n, n), f32(D),
+                                                 device_xz.narrow(1, channels, channels), f32(bias));
+    EXPECT_EQ(log.summary(), "selective_scan_step=kernel");
+    EXPECT_EQ(out.scalar_type(), dtype);
+    EXPECT_LT(max_error(out, reference_out), tolerance(dtype) * (1 + reference_out.abs().max().item<double>()));
+    EXPECT_LT(max_error(device_state, reference_state), 1e-5 * (1 + reference_state.abs().max().item<double>()))
+        << "the state is float32 whatever the activations' dtype";
+  }
+}
+
+// With a gradient asked for, the kernels are not taken: the differentiable reference runs.
+TEST(DecodeStepKernels, ARequestedGradientKeepsTheReference) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "skipped: no GPU";
+  auto history = torch::zeros({2, 8, 3}, torch::kCUDA);
+  const auto weight = torch::randn({8, 1, 4}, torch::kCUDA).requires_grad_();
+  ImplementationLog log;
+  const auto out = mixlab::causal_depthwise_conv_step(history, torch::randn({2, 8}, torch::kCUDA), weight);
+  EXPECT_EQ(log.summary(), "causal_conv_step=reference");
+  EXPECT_TRUE(out.requires_grad());
+}
