@@ -41,12 +41,7 @@ class GatedMlp : public TokenMixer {
     }
   }
 
-  torch::Tensor forward(const torch::Tensor& x) override {
-    auto gate = gate_proj_(x);
-    auto activated = star_relu_ ? star_scale_ * torch::relu(gate).square() + star_bias_
-                                : torch::silu(gate);
-    return down_proj_(activated * up_proj_(x));
-  }
+  torch::Tensor forward(const torch::Tensor& x) override { return down_proj_(gated(gate_proj_(x), up_proj_(x))); }
 
   // Three products of d × hidden: 6·N·d·hidden; plus ~5 FLOPs per hidden element for the
   // activation and the gate product.
@@ -64,13 +59,29 @@ class GatedMlp : public TokenMixer {
     state.position += 1;
     return forward(x_t);
   }
-  // Stateless: the static step is the step.
+  // Stateless.  The session's one constant is W_gate and W_up stacked, [2·hidden, d]: a step makes
+  // both products with one matrix product (one kernel fewer per token and layer).
   bool has_static_step() const override { return true; }
-  MixerState static_state(int64_t, int64_t, const torch::TensorOptions&) const override { return {}; }
-  torch::Tensor static_step(const torch::Tensor& x_t, MixerState&, const StepPosition&) override { return forward(x_t); }
+  MixerState static_state(int64_t, int64_t, const torch::TensorOptions& options) const override {
+    MixerState state;
+    torch::NoGradGuard no_grad;
+    state.constants["gate_up_weight"] = torch::cat({gate_proj_->weight, up_proj_->weight}, 0).to(options);
+    return state;
+  }
+  // x_t: [B, d] -> [B, d]
+  torch::Tensor static_step(const torch::Tensor& x_t, MixerState& state, const StepPosition&) override {
+    const auto gate_up = at::linear(x_t, state.constants.at("gate_up_weight"));  // [B, 2·hidden]
+    return down_proj_(gated(gate_up.narrow(-1, 0, hidden_), gate_up.narrow(-1, hidden_, hidden_)));
+  }
   torch::Tensor static_prefill(const torch::Tensor& x, MixerState&) override { return forward(x); }
 
  private:
+  // act(gate) ⊙ up
+  torch::Tensor gated(const torch::Tensor& gate, const torch::Tensor& up) const {
+    const auto activated = star_relu_ ? star_scale_ * torch::relu(gate).square() + star_bias_ : torch::silu(gate);
+    return activated * up;
+  }
+
   int64_t d_model_, hidden_;
   bool star_relu_;
   torch::nn::Linear gate_proj_{nullptr}, up_proj_{nullptr}, down_proj_{nullptr};
