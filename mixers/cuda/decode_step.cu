@@ -19,6 +19,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "mixers/cuda/elementwise.cuh"
 #include "mixers/cuda/launch.h"
 
 namespace mixlab::cuda::detail {
@@ -26,16 +27,7 @@ namespace {
 
 constexpr int kThreads = 256;
 
-__device__ __forceinline__ float to_f(float x) { return x; }
-__device__ __forceinline__ float to_f(__nv_bfloat16 x) { return __bfloat162float(x); }
-__device__ __forceinline__ float to_f(__half x) { return __half2float(x); }
-__device__ __forceinline__ void store_f(float* p, float x) { *p = x; }
-__device__ __forceinline__ void store_f(__nv_bfloat16* p, float x) { *p = __float2bfloat16_rn(x); }
-__device__ __forceinline__ void store_f(__half* p, float x) { *p = __float2half_rn(x); }
-
-// torch.nn.functional.softplus with its default threshold 20.
-__device__ __forceinline__ float softplus(float x) { return x > 20.f ? x : log1pf(expf(x)); }
-__device__ __forceinline__ float silu(float x) { return x / (1.f + expf(-x)); }
+__device__ __forceinline__ float silu(float x) { return x * sigmoid(x); }
 
 template <typename T>
 __global__ void causal_conv_step_kernel(ConvStepShape s, const T* __restrict__ a_t, T* __restrict__ history,

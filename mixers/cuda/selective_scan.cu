@@ -27,6 +27,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "mixers/cuda/elementwise.cuh"
 #include "mixers/cuda/launch.h"
 
 namespace mixlab::cuda::detail {
@@ -39,16 +40,6 @@ constexpr int kL = kScanChunk;         // time steps per chunk
 constexpr int kSub = kScanStateStride; // steps per backward sub-chunk
 constexpr int kPad = kL + 1;           // padded row of a float [channels x time] tile
 constexpr float kLog2e = 1.4426950408889634f;
-
-__device__ __forceinline__ float to_f(float x) { return x; }
-__device__ __forceinline__ float to_f(__nv_bfloat16 x) { return __bfloat162float(x); }
-__device__ __forceinline__ float to_f(__half x) { return __half2float(x); }
-__device__ __forceinline__ void store_f(float* p, float x) { *p = x; }
-__device__ __forceinline__ void store_f(__nv_bfloat16* p, float x) { *p = __float2bfloat16_rn(x); }
-__device__ __forceinline__ void store_f(__half* p, float x) { *p = __float2half_rn(x); }
-
-__device__ __forceinline__ float softplus(float x) { return x > 20.f ? x : log1pf(__expf(x)); }
-__device__ __forceinline__ float sigmoid(float x) { return 1.f / (1.f + __expf(-x)); }
 
 __device__ __forceinline__ float quad_sum(float x) {
   x += __shfl_xor_sync(0xffffffffu, x, 1);
