@@ -19,7 +19,6 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -36,17 +35,8 @@ struct KernelBenchOptions {
   std::string path = "mixlab_kernels.csv";
   bool quick = false;
   bool list_ops = false;
-  std::string ops = "swa,scout,scan";
+  std::vector<std::string> ops = {"swa", "scout", "scan"};
 };
-
-std::vector<std::string> split_commas(const std::string& text) {
-  std::vector<std::string> parts;
-  std::string part;
-  std::istringstream in(text);
-  while (std::getline(in, part, ','))
-    if (!part.empty()) parts.push_back(part);
-  return parts;
-}
 
 #ifdef MIXLAB_WITH_CUDA
 
@@ -141,7 +131,7 @@ int time_kernels(const std::vector<KernelShape>& shapes, const std::string& path
 int run_kernel_bench(const KernelBenchOptions& options) {
   std::vector<KernelShape> shapes;
   try {
-    shapes = mixlab::cli::kernel_shapes(split_commas(options.ops), options.quick);
+    shapes = mixlab::cli::kernel_shapes(options.ops, options.quick);
   } catch (const std::invalid_argument& error) {
     std::cerr << "mixlab kernel_bench: --ops: " << error.what() << "\n";
     return 2;
@@ -168,7 +158,8 @@ MIXLAB_REGISTER_COMMAND(kernel_bench, "time the CUDA kernels (attention/cuda, mi
                           auto options = std::make_shared<KernelBenchOptions>();
                           app.add_option("out,--out", options->path, "CSV file to write");
                           app.add_flag("--quick", options->quick, "N = 1k and 16k only");
-                          app.add_option("--ops", options->ops, "comma-separated subset of causal,swa,scout,scan");
+                          app.add_option("--ops", options->ops, "comma-separated subset of causal,swa,scout,scan")
+                              ->delimiter(',');
                           app.add_flag("--list-ops", options->list_ops,
                                        "print the op table (shapes, kept pairs, FLOPs, floor bytes) as JSON and exit");
                           return [options] { return run_kernel_bench(*options); };
