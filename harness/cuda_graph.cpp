@@ -9,7 +9,9 @@
 #include <cuda_runtime_api.h>
 #endif
 
+#include <cstdlib>
 #include <exception>
+#include <iostream>
 
 namespace mixlab {
 
@@ -62,6 +64,8 @@ CapturedCall::CapturedCall(const std::function<void()>& call, int warmup, const 
     call();
   } catch (const std::exception& error) {
     why_not_ = "not capturable: " + first_line(error);
+    // The whole message (with TORCH_SHOW_CPP_STACKTRACES=1, LibTorch's backtrace): which op it was.
+    if (std::getenv("MIXLAB_DEBUG_CAPTURE")) std::cerr << "capture failed: " << error.what() << "\n";
   }
   try {
     graph_->graph.capture_end();  // also ends the capture after a failed call (and then throws)

@@ -121,7 +121,8 @@ torch::Tensor LanguageModelImpl::auxiliary_loss() const {
     auto loss = router->auxiliary_loss();
     if (loss.defined()) total = total.defined() ? total + loss : loss;
   }
-  return total.defined() ? total : torch::zeros({});
+  // None: a zero on the model's device (a CPU zero would be copied to the GPU inside a captured step).
+  return total.defined() ? total : torch::zeros({}, head_weight().options().dtype(torch::kFloat32));
 }
 
 Cost LanguageModelImpl::cost(const CostShape& shape) const {
