@@ -105,20 +105,42 @@ struct Evaluator::Impl {
     return batches;
   }
 
+  // The head runs only at the positions the task asks (a target, or a position of the accuracy
+  // mask): MQAR asks K of L, and the [B·L, vocab] float32 logits of the whole batch (2 GiB at
+  // batch 128, L 512, vocab 8192) are what filled the GPU when several runs shared it.
+  struct AskedLogits {
+    torch::Tensor rows;    // [M] flat positions b·L + t that are asked
+    torch::Tensor logits;  // [M, vocab] float32 (float64 for a float64 model)
+  };
+  AskedLogits asked_logits(LanguageModel& model, const data::Batch& batch) {
+    torch::Tensor hidden;
+    {
+      compat::CudaAutocast autocast(autocast_);
+      hidden = model->hidden_states(batch.inputs);  // [B, L, d]
+    }
+    const auto asked = batch.targets.reshape({-1}).ne(data::kIgnore).logical_or(batch.mask.reshape({-1}));
+    AskedLogits out;
+    out.rows = asked.nonzero().squeeze(1);
+    compat::CudaAutocast autocast(autocast_);
+    out.logits = model->logits(hidden.reshape({-1, hidden.size(-1)}).index_select(0, out.rows));
+    if (out.logits.scalar_type() != torch::kFloat64) out.logits = out.logits.to(torch::kFloat32);
+    return out;
+  }
+
   void synthetic(LanguageModel& model, const EvalTaskConfig& config, std::vector<Evaluation>& out) {
     double accuracy_sum = 0, loss_sum = 0;
     int64_t examples = 0, batches = 0;
     for (const auto& batch : held_out(config)) {
       const int64_t count = batch.inputs.size(0);
       auto on_device = to_device(batch, device_);
-      torch::Tensor logits;
-      {
-        compat::CudaAutocast autocast(autocast_);
-        logits = model->forward(on_device.inputs);
-      }
-      accuracy_sum += data::task_accuracy(logits, on_device) * static_cast<double>(count);
+      const auto [rows, logits] = asked_logits(model, on_device);
+      // Predictions [B, L]: the argmax where asked, −1 (never a token) elsewhere.
+      auto predictions = torch::full({on_device.targets.numel()}, -1, on_device.targets.options())
+                             .index_put_({rows}, logits.argmax(-1))
+                             .view_as(on_device.targets);
+      accuracy_sum += data::task_accuracy(predictions, on_device) * static_cast<double>(count);
       loss_sum += torch::nn::functional::cross_entropy(
-                      logits.reshape({-1, logits.size(-1)}).to(torch::kFloat32), on_device.targets.reshape({-1}),
+                      logits, on_device.targets.reshape({-1}).index_select(0, rows),
                       torch::nn::functional::CrossEntropyFuncOptions().ignore_index(data::kIgnore))
                       .item<double>();
       examples += count;
