@@ -71,11 +71,7 @@ torch::Tensor GraphedTrainStep::replay(const std::vector<LossInputs>& host_input
   Shape* shape = shape_for(host_inputs);
   if (!shape) return {};
   if (capturable_) why_not_.clear();
-  for (size_t m = 0; m < host_inputs.size(); ++m) {
-    shape->inputs[m].inputs.copy_(host_inputs[m].inputs);
-    if (host_inputs[m].rows.defined()) shape->inputs[m].rows.copy_(host_inputs[m].rows);
-    shape->inputs[m].targets.copy_(host_inputs[m].targets);
-  }
+  for (size_t m = 0; m < host_inputs.size(); ++m) shape->inputs[m].copy_from(host_inputs[m]);
   shape->graph->replay();
   return shape->loss;
 }

@@ -18,7 +18,10 @@ namespace mixlab {
 struct LossInputs {
   torch::Tensor inputs, rows, targets;
 
+  // To `device`; host to GPU through pinned memory, without making the host wait.
   LossInputs to(const torch::Device& device) const;
+  // Writes `host` (same shapes) into these buffers, host to GPU as to() does.
+  void copy_from(const LossInputs& host);
   // (B, L, M): what a captured step's static buffers are shaped by (M = -1 when rows is undefined).
   std::vector<int64_t> shape() const;
 };

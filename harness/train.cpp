@@ -20,6 +20,7 @@
 #include <cmath>
 #include <filesystem>
 #include <iostream>
+#include <optional>
 
 #include <unistd.h>
 
@@ -98,12 +99,13 @@ class TrainingRun {
       throw_if_interrupted();  // a sweep's Ctrl-C: the last checkpoint is where a rerun resumes
       optimiser_step(step);
       const bool evaluate = (config_.eval_every > 0 && step % config_.eval_every == 0) || step == total_steps_;
+      const bool checkpoint = (checkpoint_every > 0 && step % checkpoint_every == 0) || step == total_steps_;
+      if (evaluate || checkpoint || step == last_step_) record_queued_step();  // rows up to `step` first
       const double accuracy = evaluate && job_.is_main() ? log_evaluations(step) : std::nan("");
       bool stop = config_.stop_at_accuracy > 0 && step < total_steps_ && accuracy >= config_.stop_at_accuracy;
       if (evaluate && config_.stop_at_accuracy > 0 && job_.world_size() > 1)
         stop = job_.value_of_main(stop ? 1 : 0, device_) != 0;
-      if (job_.is_main() && ((checkpoint_every > 0 && step % checkpoint_every == 0) || step == total_steps_ || stop))
-        save_checkpoint(run_dir_, trainer_, state_, fingerprint_, model_json_);
+      if (job_.is_main() && (checkpoint || stop)) save_checkpoint(run_dir_, trainer_, state_, fingerprint_, model_json_);
       if (stop) {
         if (job_.is_main()) stopped_early(step, accuracy);
         break;
@@ -168,21 +170,45 @@ class TrainingRun {
     elapsed_before_ = state_.elapsed_s;
   }
 
+  // A step queued on the device whose row is not written yet: its loss is still on its way.
+  struct QueuedStep {
+    int64_t step;
+    PendingLoss loss;
+    std::string implementation, execution, why_not_graphed;
+  };
+
+  // Queues `step`, then writes the previous step's row: reading that loss waits for the previous
+  // step only, so this step's batch was made while the GPU still ran the previous one.
   void optimiser_step(int64_t step) {
-    const auto step_start = clock::now();
+    if (!queued_) window_start_ = clock::now();
     std::vector<data::Batch> micro;
     for (int64_t m = 0; m < config_.grad_accum; ++m) micro.push_back(job_.shard(data_.stream->batch(step, m)));
-    const double loss = job_.mean_over_ranks(trainer_.step(micro, step), device_);
+    auto loss = trainer_.queue(micro, step);
+    record_queued_step();
+    queued_.emplace(QueuedStep{step, std::move(loss), trainer_.implementation(), trainer_.execution(),
+                               trainer_.why_not_graphed()});
+  }
+
+  // Writes the queued step's row (the database, the run folder, the log line).  Its tokens/s
+  // is over the time since the previous row: in a run of queued steps, the rate of the pipeline.
+  void record_queued_step() {
+    if (!queued_) return;
+    QueuedStep done = std::move(*queued_);
+    queued_.reset();
+    const int64_t step = done.step;
+    const double loss = job_.mean_over_ranks(done.loss.value(), device_);
     if (!std::isfinite(loss))
       throw std::runtime_error("training loss is " + std::to_string(loss) + " at step " + std::to_string(step));
-    const double step_seconds = std::chrono::duration<double>(clock::now() - step_start).count();
-    const double session_seconds = std::chrono::duration<double>(clock::now() - session_start_).count();
+    const auto now = clock::now();
+    const double step_seconds = std::chrono::duration<double>(now - window_start_).count();
+    window_start_ = now;
+    const double session_seconds = std::chrono::duration<double>(now - session_start_).count();
     state_ = {step, elapsed_before_ + session_seconds};
     const double lr = learning_rate(config_, step, total_steps_);
-    folder().set_implementation(trainer_.implementation());
-    folder().set_execution(trainer_.execution());
-    if (!trainer_.why_not_graphed().empty() && trainer_.why_not_graphed() != reported_why_not_graphed_ && job_.is_main()) {
-      reported_why_not_graphed_ = trainer_.why_not_graphed();
+    folder().set_implementation(done.implementation);
+    folder().set_execution(done.execution);
+    if (!done.why_not_graphed.empty() && done.why_not_graphed != reported_why_not_graphed_ && job_.is_main()) {
+      reported_why_not_graphed_ = done.why_not_graphed;
       std::cerr << "  train.execution " << config_.execution << ": the step runs eagerly: " << reported_why_not_graphed_
                 << "\n";
     }
@@ -239,6 +265,8 @@ class TrainingRun {
   Checkpoint state_;
   clock::time_point session_start_;
   std::string reported_why_not_graphed_;
+  std::optional<QueuedStep> queued_;  // the step queued last, its row not yet written
+  clock::time_point window_start_;    // where the time of the next row written starts
   double elapsed_before_ = 0;
 };
 

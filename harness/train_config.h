@@ -60,7 +60,7 @@ struct TrainConfig {
   std::string precision = "auto";  // auto (bf16 on CUDA, fp32 on CPU) | float32 | bfloat16
   int64_t threads = 0;             // CPU threads (0: leave LibTorch's setting)
   bool progress = true;            // progress line on a terminal
-  std::string execution = "eager"; // CUDA: auto | cuda_graph (the step as a CUDA graph) | eager
+  std::string execution = "eager"; // auto (CUDA graphs on CUDA, eager on the CPU) | cuda_graph | eager
   int64_t log_every = 0;           // off a terminal: a log line every k steps (0: about 20 per run)
 };
 

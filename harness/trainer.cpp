@@ -21,7 +21,7 @@ torch::Tensor language_model_loss(LanguageModel& model, const LossInputs& batch)
   // cross_entropy(flat · Wᵀ, targets) without the [M, V] logits (harness/linear_cross_entropy.h)
   auto loss = linear_cross_entropy(flat, model->head_weight(), batch.targets);
   auto auxiliary = model->auxiliary_loss();
-  return loss + auxiliary.to(loss.device(), torch::kFloat32);
+  return loss + auxiliary.to(torch::kFloat32);
 }
 
 torch::Tensor language_model_loss(LanguageModel& model, const data::Batch& batch) {
@@ -48,9 +48,11 @@ Trainer::Trainer(LanguageModel model, const TrainConfig& config, torch::Device d
   optimizer_ = std::make_unique<FlatAdamW>(
       parameters, AdamWSettings{config.beta1, config.beta2, config.eps, config.weight_decay});
   if (config.execution == "eager") return;
-  if (!device_.is_cuda())
-    why_not_graphed_ = "the device is the CPU";
-  else if (!cuda_graphs_compiled())
+  // auto: graphs where they can run; on the CPU the step is eager without a word.  cuda_graph
+  // asked for graphs, so the CPU is a reason worth stating.
+  if (!device_.is_cuda()) {
+    if (config.execution == "cuda_graph") why_not_graphed_ = "the device is the CPU";
+  } else if (!cuda_graphs_compiled())
     why_not_graphed_ = "this build has no CUDA support";
   else
     graphs_ = std::make_unique<GraphedTrainStep>(
@@ -89,6 +91,10 @@ torch::Tensor Trainer::queue_step(const std::vector<LossInputs>& micro_batches) 
 }
 
 double Trainer::step(const std::vector<data::Batch>& micro_batches, int64_t step) {
+  return queue(micro_batches, step).value();
+}
+
+PendingLoss Trainer::queue(const std::vector<data::Batch>& micro_batches, int64_t step) {
   model_->train();
   optimizer_->set_learning_rate(learning_rate(config_, step, total_steps_));
   std::vector<LossInputs> inputs;  // the rows with a target found on the host, where the batches are
@@ -103,8 +109,8 @@ double Trainer::step(const std::vector<data::Batch>& micro_batches, int64_t step
     for (auto& micro : inputs) micro = micro.to(device_);
     loss = queue_step(inputs);
   }
-  // The loss is read once, after the whole step is queued: the host waits for the GPU here only.
-  return loss.item<double>();
+  // Copied to the host behind the step; whoever reads it waits for this step, not for later ones.
+  return PendingLoss(loss);
 }
 
 void clip_gradient_norm(const std::vector<torch::Tensor>& gradients, double max_norm) {

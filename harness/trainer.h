@@ -15,6 +15,7 @@
 #include "harness/flat_adamw.h"
 #include "harness/loss_inputs.h"
 #include "harness/model.h"
+#include "harness/pending_loss.h"
 #include "harness/train_config.h"
 
 #include <torch/torch.h>
@@ -50,6 +51,9 @@ class Trainer {
   ~Trainer();
   // One optimiser step (1-based `step`) over `micro_batches`; returns the mean loss.
   double step(const std::vector<data::Batch>& micro_batches, int64_t step);
+  // The same step, queued: returns before the GPU has run it (harness/pending_loss.h), so the
+  // caller can prepare the next batch meanwhile.  step() is queue(...).value().
+  PendingLoss queue(const std::vector<data::Batch>& micro_batches, int64_t step);
   LanguageModel& model() { return model_; }
   FlatAdamW& optimizer() { return *optimizer_; }
   bool autocast() const { return autocast_; }

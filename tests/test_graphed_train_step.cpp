@@ -58,6 +58,10 @@ TEST(GraphedTrainStep, OnTheCpuTheStepRunsEagerlyAndSaysWhy) {
   auto eager = trainer_with("eager", torch::kCPU, 2);
   EXPECT_DOUBLE_EQ(eager->step({masked_batch(1, 3), masked_batch(2, 3)}, 1), loss);
   EXPECT_EQ(eager->why_not_graphed(), "");
+  auto automatic = trainer_with("auto", torch::kCPU, 2);  // on the CPU: eager, silently
+  EXPECT_DOUBLE_EQ(automatic->step({masked_batch(1, 3), masked_batch(2, 3)}, 1), loss);
+  EXPECT_EQ(automatic->execution(), "eager");
+  EXPECT_EQ(automatic->why_not_graphed(), "");
 }
 
 TEST(GraphedTrainStep, ExecutionIsParsedAndLeftOutOfTheRunsIdentity) {
@@ -105,6 +109,27 @@ TEST(GraphedTrainStep, ReplaysEqualTheEagerStepsOnCuda) {
     EXPECT_TRUE(torch::allclose(item.value(), b[item.key()], 1e-4, 1e-6))
         << item.key() << ": " << (item.value() - b[item.key()]).abs().max().item<double>();
   EXPECT_EQ(graphed->optimizer().steps_taken(), steps) << "the capture's warm-up steps were undone";
+}
+
+// Steps queued back to back, their losses read only at the end (as the training loop reads
+// them one step late): every replay overwrites the graph's loss buffer, so each PendingLoss
+// must have kept its own step's value.
+TEST(GraphedTrainStep, QueuedLossesReadLateEqualTheEagerSteps) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "skipped: no GPU";
+  const int64_t steps = 5;
+  auto graphed = trainer_with("cuda_graph", torch::kCUDA, steps);
+  auto eager = trainer_with("eager", torch::kCUDA, steps);
+  std::vector<PendingLoss> queued;
+  std::vector<double> expected;
+  for (int64_t step = 1; step <= steps; ++step) {
+    const std::vector<data::Batch> micro = {masked_batch(7 * step, 3), masked_batch(7 * step + 1, 3)};
+    queued.push_back(graphed->queue(micro, step));
+    expected.push_back(eager->step(micro, step));
+  }
+  EXPECT_EQ(graphed->execution(), "cuda_graph") << graphed->why_not_graphed();
+  for (int64_t i = 0; i < steps; ++i)
+    EXPECT_NEAR(queued[i].value(), expected[i], 1e-5 * std::fabs(expected[i])) << "step " << i + 1;
+  EXPECT_GT(std::fabs(expected.front() - expected.back()), 1e-3) << "the losses differ from step to step";
 }
 
 // A step whose number of target positions was not seen gets a graph of its own; beyond
