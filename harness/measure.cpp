@@ -602,7 +602,8 @@ const std::vector<std::string>& phase_names() {
 }
 
 std::vector<Measurement> measure_model(LanguageModel& model, const MeasureSettings& settings,
-                                       const MeasureObserver& observer) {
+                                       const MeasureObserver& observer, const StoredMeasurements& stored,
+                                       const MeasurementSink& sink) {
   const ScopedThreadCount thread_count(settings.device == "cpu" ? settings.threads : 0);
   Context c{model, settings, Device{settings.device, settings.dtype}, Clock::now(), model->config().vocab_size};
   model->to(c.device.torch_device(), c.device.scalar_type());
@@ -612,11 +613,15 @@ std::vector<Measurement> measure_model(LanguageModel& model, const MeasureSettin
   for (const auto& phase : settings.phases) count += settings.lengths_for(phase).size();
 
   std::vector<Measurement> rows;
-  std::map<std::string, int64_t> oom_at;
+  std::map<std::string, int64_t> oom_at = stored.oom_at;
   size_t index = 0;
   const int64_t bpe = bytes_per_element(settings.dtype);
   for (const auto& phase : settings.phases) {
     for (int64_t n : settings.lengths_for(phase)) {
+      if (stored.done.count({phase, n})) {  // measured before the point was cut
+        ++index;
+        continue;
+      }
       const Cost cost = model->cost(CostShape{settings.batch, n, bpe});
       if (observer) observer(n, phase, index, count);
       ++index;
@@ -658,6 +663,7 @@ std::vector<Measurement> measure_model(LanguageModel& model, const MeasureSettin
         }
         m.implementation = implementations.summary();
       }
+      if (sink) sink(m);
       rows.push_back(std::move(m));
     }
   }

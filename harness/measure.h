@@ -20,7 +20,9 @@
 #include <nlohmann/json.hpp>
 
 #include <functional>
+#include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -97,8 +99,22 @@ std::vector<double> time_repeats(const std::function<void()>& call, const Measur
 // Called before each (seq_len, phase) measurement: index counts measurements of this point.
 using MeasureObserver = std::function<void(int64_t seq_len, const std::string& phase, size_t index, size_t count)>;
 
-// Measure one model at every sequence length and phase of the settings.
+// What a point cut midway (interrupted, killed, out of device time) measured before it was cut:
+// those (phase, N) are not measured again, and an out-of-memory among them still stops the longer
+// lengths of its phase (skip_after_oom).  Harness/store.h reads it from the database.
+struct StoredMeasurements {
+  std::set<std::pair<std::string, int64_t>> done;  // (phase, seq_len)
+  std::map<std::string, int64_t> oom_at;            // phase -> shortest N that ran out of memory
+};
+
+// Called after each measurement, before the next starts: the sweep stores it, so a point cut
+// midway keeps the lengths it finished.
+using MeasurementSink = std::function<void(const Measurement&)>;
+
+// Measure one model at every sequence length and phase of the settings, except those in `stored`
+// (returned rows: only the new measurements).
 std::vector<Measurement> measure_model(LanguageModel& model, const MeasureSettings& settings,
-                                       const MeasureObserver& observer = {});
+                                       const MeasureObserver& observer = {}, const StoredMeasurements& stored = {},
+                                       const MeasurementSink& sink = {});
 
 }  // namespace mixlab

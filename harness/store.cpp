@@ -333,36 +333,74 @@ void Store::start_point(const PointRecord& p, int64_t sweep_id) {
   });
 }
 
+namespace {
+
+// Statuses a resumed point measures again: a time budget restarts with the point.
+constexpr const char* kRemeasuredStatus = "time_budget";
+
+void insert_measurement(sqlite::Database& db, const std::string& point_id, const SweepRecord& provenance, const Measurement& m,
+                        const std::string& now) {
+  Statement remove(db, "DELETE FROM measurements WHERE point_id = ? AND phase = ? AND seq_len = ?");
+  remove.bind(1, point_id).bind(2, m.phase).bind(3, m.seq_len).run();
+  Statement insert(db,
+                   "INSERT INTO measurements (point_id, phase, seq_len, batch, status, error, median_ms, mean_ms, "
+                   "stddev_ms, min_ms, max_ms, repeats, tokens_per_s, flops, tflops_per_s, peak_memory_bytes, "
+                   "state_bytes, measured_state_bytes, device, dtype, torch_version, git_commit, created_at, "
+                   "extra_json, implementation, execution) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+  insert.bind(1, point_id).bind(2, m.phase).bind(3, m.seq_len).bind(4, m.batch).bind(5, m.status);
+  if (m.error.empty()) insert.bind(6, nullptr); else insert.bind(6, m.error);
+  if (m.timing) {
+    insert.bind(7, m.timing->median).bind(8, m.timing->mean).bind(9, m.timing->stddev).bind(10, m.timing->min)
+        .bind(11, m.timing->max).bind(12, m.timing->repeats);
+  } else {
+    for (int column = 7; column <= 12; ++column) insert.bind(column, nullptr);
+  }
+  insert.bind(13, m.tokens_per_s).bind(14, m.flops).bind(15, m.tflops_per_s).bind(16, m.peak_memory_bytes)
+      .bind(17, m.state_bytes).bind(18, m.measured_state_bytes).bind(19, provenance.device)
+      .bind(20, provenance.dtype).bind(21, provenance.torch_version).bind(22, provenance.git_commit).bind(23, now)
+      .bind(24, m.extra.dump());
+  if (m.implementation.empty()) insert.bind(25, nullptr); else insert.bind(25, m.implementation);
+  insert.bind(26, m.execution);
+  insert.run();
+}
+
+}  // namespace
+
+StoredMeasurements Store::stored_measurements(const std::string& point_id) {
+  StoredMeasurements stored;
+  Statement query(*db_, "SELECT phase, seq_len, status FROM measurements WHERE point_id = ? AND status != ?");
+  query.bind(1, point_id).bind(2, kRemeasuredStatus);
+  while (query.step()) {
+    const std::string phase = query.text(0);
+    const int64_t n = query.integer(1);
+    stored.done.insert({phase, n});
+    if (query.text(2) == "oom") {
+      auto [at, inserted] = stored.oom_at.emplace(phase, n);
+      if (!inserted) at->second = std::min(at->second, n);
+    }
+  }
+  return stored;
+}
+
+void Store::clear_measurements(const std::string& point_id) {
+  transaction([&] { Statement(*db_, "DELETE FROM measurements WHERE point_id = ?").bind(1, point_id).run(); });
+}
+
+void Store::store_measurement(const std::string& point_id, const SweepRecord& provenance, const Measurement& row) {
+  transaction([&] { insert_measurement(*db_, point_id, provenance, row, utc_now_iso8601()); });
+}
+
 void Store::record_measurements(const PointRecord& p, int64_t sweep_id, const SweepRecord& provenance,
                                 const std::vector<Measurement>& rows, bool finished,
-                                const std::function<void()>& before_commit) {
+                                const std::function<void()>& before_commit, bool keep_stored) {
   transaction([&] {
-    Statement remove(*db_, "DELETE FROM measurements WHERE point_id = ?");
-    remove.bind(1, p.point_id).run();
-    Statement insert(*db_,
-                     "INSERT INTO measurements (point_id, phase, seq_len, batch, status, error, median_ms, mean_ms, "
-                     "stddev_ms, min_ms, max_ms, repeats, tokens_per_s, flops, tflops_per_s, peak_memory_bytes, "
-                     "state_bytes, measured_state_bytes, device, dtype, torch_version, git_commit, created_at, "
-                     "extra_json, implementation, execution) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+    Statement remove(*db_, keep_stored ? "DELETE FROM measurements WHERE point_id = ? AND status = ?"
+                                       : "DELETE FROM measurements WHERE point_id = ?");
+    remove.bind(1, p.point_id);
+    if (keep_stored) remove.bind(2, kRemeasuredStatus);
+    remove.run();
     const std::string now = utc_now_iso8601();
-    for (const auto& m : rows) {
-      insert.reset();
-      insert.bind(1, p.point_id).bind(2, m.phase).bind(3, m.seq_len).bind(4, m.batch).bind(5, m.status);
-      if (m.error.empty()) insert.bind(6, nullptr); else insert.bind(6, m.error);
-      if (m.timing) {
-        insert.bind(7, m.timing->median).bind(8, m.timing->mean).bind(9, m.timing->stddev).bind(10, m.timing->min)
-            .bind(11, m.timing->max).bind(12, m.timing->repeats);
-      } else {
-        for (int column = 7; column <= 12; ++column) insert.bind(column, nullptr);
-      }
-      insert.bind(13, m.tokens_per_s).bind(14, m.flops).bind(15, m.tflops_per_s).bind(16, m.peak_memory_bytes)
-          .bind(17, m.state_bytes).bind(18, m.measured_state_bytes).bind(19, provenance.device)
-          .bind(20, provenance.dtype).bind(21, provenance.torch_version).bind(22, provenance.git_commit).bind(23, now)
-          .bind(24, m.extra.dump());
-      if (m.implementation.empty()) insert.bind(25, nullptr); else insert.bind(25, m.implementation);
-      insert.bind(26, m.execution);
-      insert.run();
-    }
+    for (const auto& m : rows) insert_measurement(*db_, p.point_id, provenance, m, now);
     Statement update(*db_, "UPDATE points SET parameters = ?, embedding_parameters = ?, sweep_id = ? WHERE point_id = ?");
     update.bind(1, p.parameters).bind(2, p.embedding_parameters).bind(3, sweep_id).bind(4, p.point_id).run();
     if (finished) {

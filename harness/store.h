@@ -118,11 +118,19 @@ class Store {
   void heartbeat(const std::string& point_id);
   // Gives up the claim without a verdict (Ctrl-C): the point is `pending` again.
   void release_point(const std::string& point_id);
-  // Replaces the point's measurements with `rows` and sets its parameter counts; when
-  // `finished` the point is marked done in the same transaction.
+  // The (phase, N) a point cut midway already has (every status but time_budget, which a
+  // resumed point measures again).
+  StoredMeasurements stored_measurements(const std::string& point_id);
+  // Removes the point's measurements (a point measured afresh: --force, or after it failed).
+  void clear_measurements(const std::string& point_id);
+  // Stores one measurement as soon as it is taken, replacing the point's row of that (phase, N).
+  void store_measurement(const std::string& point_id, const SweepRecord& provenance, const Measurement& row);
+  // Replaces the point's measurements with `rows` (with `keep_stored`: adds them to the ones
+  // stored_measurements() names) and sets its parameter counts; when `finished` the point is marked
+  // done in the same transaction.
   void record_measurements(const PointRecord& point, int64_t sweep_id, const SweepRecord& provenance,
                            const std::vector<Measurement>& rows, bool finished,
-                           const std::function<void()>& before_commit = {});
+                           const std::function<void()>& before_commit = {}, bool keep_stored = false);
   void finish_point(const std::string& point_id);
   void fail_point(const std::string& point_id, const std::string& error);
 

@@ -30,7 +30,7 @@ namespace {
 
 // Fault injection for the resume tests (tests/test_sweep.cpp): MIXLAB_FAULT_INJECTION="MOMENT:K"
 // kills this process with SIGKILL at the K-th occurrence (1-based) of MOMENT, one of
-// point_started, measured, before_commit, point_done.
+// point_started, length_stored (after each measurement is stored), measured, before_commit, point_done.
 void maybe_die(const char* moment) {
   static const char* spec = std::getenv("MIXLAB_FAULT_INJECTION");
   if (!spec) return;
@@ -147,19 +147,26 @@ SweepSummary run_sweep(const SweepSpec& spec, Store& store, const std::string& d
       row.parameters = model->parameter_count();
       row.embedding_parameters = model->embedding_parameter_count();
       const bool has_train = point.config.contains("train");
-      // A training point killed after its measurements were stored resumes at training.
-      const bool measured_before = has_train && !options.force && (status == std::string("running") || status == std::string("pending")) &&
-                                   store.measurement_count(point.id) > 0;
-      std::vector<Measurement> rows;
-      if (!measured_before) {
-        rows = measure_model(model, settings, [&](int64_t n, const std::string& phase, size_t i, size_t count) {
-          store.set_claim_stage(point.id, phase + " N=" + std::to_string(n));
-          progress.measurement(n, phase, i, count);
-        });
-        maybe_die("measured");
+      // A point cut midway (interrupted, killed, out of time) resumes after the lengths it stored;
+      // a training point whose lengths are all stored resumes at training.
+      const bool resumed = !options.force && (status == std::string("running") || status == std::string("pending"));
+      const StoredMeasurements stored = resumed ? store.stored_measurements(point.id) : StoredMeasurements{};
+      if (!resumed) store.clear_measurements(point.id);
+      if (!stored.done.empty()) log(where + ": resumes after " + std::to_string(stored.done.size()) + " stored measurements");
+      const std::vector<Measurement> rows = measure_model(
+          model, settings,
+          [&](int64_t n, const std::string& phase, size_t i, size_t count) {
+            store.set_claim_stage(point.id, phase + " N=" + std::to_string(n));
+            progress.measurement(n, phase, i, count);
+          },
+          stored, [&](const Measurement& m) {
+            store.store_measurement(point.id, provenance, m);
+            maybe_die("length_stored");
+          });
+      maybe_die("measured");
+      if (!has_train || !rows.empty() || stored.done.empty())
         store.record_measurements(row, summary.sweep_id, provenance, rows, /*finished=*/!has_train,
-                                  [] { maybe_die("before_commit"); });
-      }
+                                  [] { maybe_die("before_commit"); }, /*keep_stored=*/resumed);
       if (has_train) {
         const std::string run_dir = (fs::path(options.run_root.empty() ? "results/runs" : options.run_root) / point.id).string();
         if (options.force) fs::remove_all(run_dir);  // --force trains again: no checkpoint to resume from
@@ -182,7 +189,7 @@ SweepSummary run_sweep(const SweepSpec& spec, Store& store, const std::string& d
            << (counts.empty() ? "" : " (" + counts + ")");
       log(line.str());
     } catch (const Interrupted&) {
-      // Not a verdict on the point: it is `pending` again and a rerun starts it afresh.
+      // Not a verdict on the point: it is `pending` again and a rerun resumes after the lengths it stored.
       store.release_point(point.id);
       summary.interrupted_at = k + 1;
       progress.clear();

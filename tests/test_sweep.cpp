@@ -14,6 +14,7 @@
 #include <fstream>
 #include <iterator>
 #include <set>
+#include <sstream>
 #include <sys/wait.h>
 
 namespace mixlab {
@@ -145,27 +146,36 @@ int run_cli(const std::string& arguments, const std::string& environment = "") {
 TEST(SweepTest, ResumeAfterAKillAtSeveralMoments) {
   TempDir dir("sweep_kill");
   std::ofstream(dir.file("tiny.json")) << tiny_spec().dump(2);
-  // (moment, points finished before the kill)
-  const std::vector<std::pair<std::string, int64_t>> moments = {
-      {"point_started:1", 0}, {"point_started:3", 2}, {"measured:2", 1}, {"before_commit:2", 1}, {"point_done:3", 3}};
-  for (const auto& [moment, finished] : moments) {
+  struct Kill {
+    std::string moment;
+    int64_t finished;  // points done before the kill
+    int64_t in_flight;  // measurements the point in flight stored before the kill
+  };
+  const std::vector<Kill> kills = {{"point_started:1", 0, 0}, {"point_started:3", 2, 0},  {"length_stored:7", 1, 3},
+                                   {"measured:2", 1, kRowsPerPoint}, {"before_commit:2", 1, kRowsPerPoint},
+                                   {"point_done:3", 3, 0}};
+  for (const auto& [moment, finished, in_flight] : kills) {
     const std::string db = dir.file(moment.substr(0, moment.find(':')) + moment.substr(moment.find(':') + 1) + ".db");
     const std::string args = "sweep " + dir.file("tiny.json") + " --device cpu --db " + db;
     const int status = run_cli(args, "MIXLAB_FAULT_INJECTION=" + moment);
     ASSERT_TRUE(WIFSIGNALED(status) || (WIFEXITED(status) && WEXITSTATUS(status) == 128 + SIGKILL)) << moment;
     std::set<std::string> done_before;
-    std::string finished_at_before;
+    std::string finished_at_before, kept_before;
     {
       Store store(db);
       done_before = ids_in(store, "SELECT point_id FROM points WHERE status = 'done'");
       EXPECT_EQ(static_cast<int64_t>(done_before.size()), finished) << moment;
-      // Only finished points have measurements: the point in flight left nothing behind.
-      EXPECT_EQ(ids_in(store, "SELECT DISTINCT point_id FROM measurements"), done_before) << moment;
-      EXPECT_EQ(count(store, "SELECT COUNT(*) FROM measurements"), finished * kRowsPerPoint) << moment;
+      // The point in flight kept the lengths it finished, and nothing else did.
+      EXPECT_EQ(count(store, "SELECT COUNT(*) FROM measurements"), finished * kRowsPerPoint + in_flight) << moment;
+      EXPECT_EQ(count(store, "SELECT COUNT(*) FROM measurements m JOIN points p USING (point_id) WHERE p.status != 'done'"),
+                in_flight) << moment;
       EXPECT_EQ(count(store, "SELECT COUNT(*) FROM sweeps WHERE finished_at IS NULL"), 1) << moment;
       Statement q(store.handle(), "SELECT group_concat(finished_at) FROM (SELECT finished_at FROM points WHERE status = 'done' ORDER BY point_id)");
       q.step();
       finished_at_before = q.text(0);
+      Statement kept(store.handle(), "SELECT group_concat(created_at || phase || seq_len) FROM (SELECT * FROM measurements ORDER BY point_id, phase, seq_len)");
+      kept.step();
+      kept_before = kept.is_null(0) ? "" : kept.text(0);
     }
     ASSERT_EQ(run_cli(args), 0) << moment;
     Store store(db);
@@ -182,6 +192,13 @@ TEST(SweepTest, ResumeAfterAKillAtSeveralMoments) {
       q.step();
       EXPECT_EQ(q.text(0), finished_at_before) << moment;
     }
+    // Nor were the lengths stored before the kill: every row taken before it is still there, as it was.
+    Statement after(store.handle(), "SELECT created_at || phase || seq_len FROM measurements");
+    std::set<std::string> rows_after;
+    while (after.step()) rows_after.insert(after.text(0));
+    std::stringstream before(kept_before);
+    for (std::string row; std::getline(before, row, ',');)
+      EXPECT_TRUE(rows_after.count(row)) << moment << ": " << row << " was measured again";
     Statement integrity(store.handle(), "PRAGMA integrity_check");
     integrity.step();
     EXPECT_EQ(integrity.text(0), "ok");
