@@ -16,6 +16,11 @@
 #     MIXLAB_TRAIN_EXECUTION  train.execution for every point (e.g. cuda_graph: each training step
 #                       one CUDA-graph replay; docs/training.md); unset: the spec's.  It is not
 #                       part of a point's id, so a database resumes across a change of it
+#     MIXLAB_MPS=1      run the workers under NVIDIA's MPS daemon, started here and stopped at the
+#                       end: without it the K processes take turns on the GPU (time slices), with it
+#                       their small kernels can share the SMs (docs/results/zoology-mqar/README.md
+#                       measured ~100 steps/s for 12 workers together without it); skipped, with a
+#                       line in summary.txt, where nvidia-cuda-mps-control is missing
 # OUT receives zoology-mqar.db, worker logs, gpu.csv (utilisation every 5 s) and summary.txt.
 # Draw the report on the CPU: mixlab report --db OUT/zoology-mqar.db --best-over train.lr --out R
 set -euo pipefail
@@ -40,6 +45,18 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader >>"$OUT/summary.t
   done ) >"$OUT/gpu.csv" &
 sampler=$!
 
+mps=""
+if [[ "${MIXLAB_MPS:-}" == 1 && $DEVICE == cuda ]]; then
+  if command -v nvidia-cuda-mps-control >/dev/null; then
+    export CUDA_MPS_PIPE_DIRECTORY=$WORK/mps-pipe CUDA_MPS_LOG_DIRECTORY=$WORK/mps-log
+    mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
+    if nvidia-cuda-mps-control -d; then mps=1; echo "MPS: on" >>"$OUT/summary.txt"
+    else echo "MPS: the daemon did not start; the workers take turns on the GPU" >>"$OUT/summary.txt"; fi
+  else
+    echo "MPS: nvidia-cuda-mps-control not found; the workers take turns on the GPU" >>"$OUT/summary.txt"
+  fi
+fi
+
 start=$(date +%s)
 pids=()
 gpus=()
@@ -60,6 +77,7 @@ for pid in "${pids[@]}"; do
   [[ $status == 0 || $status == 130 || $status == 124 ]] || failed=1
 done
 kill "$sampler" 2>/dev/null || true
+[[ -n "$mps" ]] && { echo quit | nvidia-cuda-mps-control || true; }
 elapsed=$(( $(date +%s) - start ))
 
 {
