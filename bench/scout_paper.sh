@@ -25,13 +25,13 @@ for step in "${STEPS[@]}"; do
   start=$(date +%s)
   case "$step" in
     decode | prefill)
-      timeout "$SHARE" "$BUILD/mixlab" sweep "experiments/paper/scout-$step.json" --device cuda \
+      timeout -k 20 "$SHARE" "$BUILD/mixlab" sweep "experiments/paper/scout-$step.json" --device cuda \
         --db "$OUT/scout-paper.db" >>"$OUT/$step.log" 2>&1 ;;
     hf-decode)
-      PYTHONUNBUFFERED=1 timeout "$SHARE" python3 bench/peers/hf_generate.py "$OUT/hf_decode.csv" \
+      PYTHONUNBUFFERED=1 timeout -k 10 "$SHARE" python3 bench/peers/hf_generate.py "$OUT/hf_decode.csv" \
         --presets "$HF_PRESETS" --phase decode --batch 16 --lengths 2048,4096,8192,16384,32768 >>"$OUT/$step.log" 2>&1 ;;
     hf-prefill)
-      PYTHONUNBUFFERED=1 timeout "$SHARE" python3 bench/peers/hf_generate.py "$OUT/hf_prefill.csv" \
+      PYTHONUNBUFFERED=1 timeout -k 10 "$SHARE" python3 bench/peers/hf_generate.py "$OUT/hf_prefill.csv" \
         --presets "$HF_PRESETS" --phase prefill --batch 1,2,4 --lengths 2048,4096,8192,16384 >>"$OUT/$step.log" 2>&1 ;;
     *) echo "scout_paper.sh: unknown step '$step' (decode, prefill, hf-decode, hf-prefill)" >&2; exit 2 ;;
   esac
