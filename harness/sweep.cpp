@@ -30,7 +30,8 @@ namespace {
 
 // Fault injection for the resume tests (tests/test_sweep.cpp): MIXLAB_FAULT_INJECTION="MOMENT:K"
 // kills this process with SIGKILL at the K-th occurrence (1-based) of MOMENT, one of
-// point_started, length_stored (after each measurement is stored), measured, before_commit, point_done.
+// point_started, measuring (as a measurement starts), length_stored (after it is stored), measured,
+// before_commit, point_done.
 void maybe_die(const char* moment) {
   static const char* spec = std::getenv("MIXLAB_FAULT_INJECTION");
   if (!spec) return;
@@ -43,6 +44,18 @@ void maybe_die(const char* moment) {
 }
 
 std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
+
+// "done in 12.3 s (4 ok, 1 oom)": the point's time and its measurements by status.
+std::string done_line(const std::vector<Measurement>& rows, std::chrono::steady_clock::duration elapsed) {
+  std::map<std::string, int> statuses;
+  for (const auto& m : rows) statuses[m.status] += 1;
+  std::string counts;
+  for (const auto& [name, count] : statuses) counts += (counts.empty() ? "" : ", ") + std::to_string(count) + " " + name;
+  std::ostringstream line;
+  line << "done in " << std::fixed << std::setprecision(1) << std::chrono::duration<double>(elapsed).count() << " s"
+       << (counts.empty() ? "" : " (" + counts + ")");
+  return line.str();
+}
 
 // SIGINT/SIGTERM end the point in flight cleanly while a sweep runs (harness/interrupt.h).
 struct InterruptScope {
@@ -157,6 +170,7 @@ SweepSummary run_sweep(const SweepSpec& spec, Store& store, const std::string& d
           model, settings,
           [&](int64_t n, const std::string& phase, size_t i, size_t count) {
             store.set_claim_stage(point.id, phase + " N=" + std::to_string(n));
+            maybe_die("measuring");
             progress.measurement(n, phase, i, count);
           },
           stored, [&](const Measurement& m) {
@@ -179,15 +193,7 @@ SweepSummary run_sweep(const SweepSpec& spec, Store& store, const std::string& d
       }
       maybe_die("point_done");
       ++summary.done;
-      std::map<std::string, int> statuses;
-      for (const auto& m : rows) statuses[m.status] += 1;
-      std::string counts;
-      for (const auto& [name, count] : statuses) counts += (counts.empty() ? "" : ", ") + std::to_string(count) + " " + name;
-      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-      std::ostringstream line;
-      line << where << ": done in " << std::fixed << std::setprecision(1) << seconds << " s"
-           << (counts.empty() ? "" : " (" + counts + ")");
-      log(line.str());
+      log(where + ": " + done_line(rows, std::chrono::steady_clock::now() - started));
     } catch (const Interrupted&) {
       // Not a verdict on the point: it is `pending` again and a rerun resumes after the lengths it stored.
       store.release_point(point.id);
