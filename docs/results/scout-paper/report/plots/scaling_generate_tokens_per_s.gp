@@ -1,0 +1,31 @@
+# Written by `mixlab report`.  Run: gnuplot scaling_generate_tokens_per_s.gp
+# Data: scaling_generate_tokens_per_s.dat (one block per configuration)
+set encoding utf8
+set terminal pngcairo size 1000,600 enhanced font 'DejaVu Sans,11'
+set output "scaling_generate_tokens_per_s.png"
+set title "Generation throughput (batch x N / wall time) vs sequence length" noenhanced
+set xlabel "context length N (tokens)" noenhanced
+set ylabel "Generation throughput (batch x N / wall time) (tokens/s)" noenhanced
+set key outside right top box opaque spacing 1.2
+set grid xtics ytics lc rgb '#dddddd'
+set border 3 lw 1.2
+set tics nomirror
+set logscale x 2
+set logscale y 10
+set ytics ('3000' 3000, '3500' 3500, '4000' 4000, '4500' 4500, '5000' 5000, '5500' 5500, '6000' 6000, '6500' 6500, '7000' 7000, '7500' 7500, '8000' 8000)
+set xtics ('2k' 2048, '4k' 4096, '8k' 8192, '16k' 16384, '32k' 32768)
+set xrange [1833.011345:36611.26494]
+set yrange [2965.218816:8236.882086]
+y_top = 8236.882086  # failed sizes are drawn here, on the upper edge
+plot "scaling_generate_tokens_per_s.dat" index 0 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 2 lc rgb '#009E73' title "qwen2-340m" noenhanced, \
+     "scaling_generate_tokens_per_s.dat" index 1 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 3 lc rgb '#E69F00' title "scout-mamba-430m n=16 S=10" noenhanced, \
+     "scaling_generate_tokens_per_s.dat" index 2 using 1:2 with linespoints lw 2 pt 9 ps 1.1 dt 4 lc rgb '#009E73' title "scout-swa-470m W=1024 S=10" noenhanced
+set output
+set terminal svg size 1000,600 dynamic enhanced font 'DejaVu Sans,11'
+set output "scaling_generate_tokens_per_s.svg"
+replot
+set output
+set terminal pdfcairo size 6.5in,3.9in enhanced font 'DejaVu Sans,9'
+set output "scaling_generate_tokens_per_s.pdf"
+replot
+set output

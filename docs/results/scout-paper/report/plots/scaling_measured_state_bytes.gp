@@ -1,0 +1,31 @@
+# Written by `mixlab report`.  Run: gnuplot scaling_measured_state_bytes.gp
+# Data: scaling_measured_state_bytes.dat (one block per configuration)
+set encoding utf8
+set terminal pngcairo size 1000,600 enhanced font 'DejaVu Sans,11'
+set output "scaling_measured_state_bytes.png"
+set title "Decode state held (measured) vs sequence length" noenhanced
+set xlabel "context length N (tokens)" noenhanced
+set ylabel "Decode state held (measured) (MiB)" noenhanced
+set key outside right top box opaque spacing 1.2
+set grid xtics ytics lc rgb '#dddddd'
+set border 3 lw 1.2
+set tics nomirror
+set logscale x 2
+set logscale y 10
+set ytics ('200' 200, '500' 500, '1000' 1000, '2000' 2000, '5000' 5000, '10000' 10000)
+set xtics ('2k' 2048, '4k' 4096, '8k' 8192, '16k' 16384, '32k' 32768)
+set xrange [1833.011345:36611.26494]
+set yrange [164.5066961:15686.16999]
+y_top = 15686.16999  # failed sizes are drawn here, on the upper edge
+plot "scaling_measured_state_bytes.dat" index 0 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 2 lc rgb '#009E73' title "qwen2-340m" noenhanced, \
+     "scaling_measured_state_bytes.dat" index 1 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 3 lc rgb '#E69F00' title "scout-mamba-430m n=16 S=10" noenhanced, \
+     "scaling_measured_state_bytes.dat" index 2 using 1:2 with linespoints lw 2 pt 9 ps 1.1 dt 4 lc rgb '#009E73' title "scout-swa-470m W=1024 S=10" noenhanced
+set output
+set terminal svg size 1000,600 dynamic enhanced font 'DejaVu Sans,11'
+set output "scaling_measured_state_bytes.svg"
+replot
+set output
+set terminal pdfcairo size 6.5in,3.9in enhanced font 'DejaVu Sans,9'
+set output "scaling_measured_state_bytes.pdf"
+replot
+set output

@@ -1,0 +1,58 @@
+# Written by `mixlab report`.  Run: gnuplot scaling_prefill_ms.gp
+# Data: scaling_prefill_ms.dat (one block per configuration), error bars ± one standard deviation; scaling_prefill_ms_samples.dat: the repeats
+set encoding utf8
+set terminal pngcairo size 1000,600 enhanced font 'DejaVu Sans,11'
+set output "scaling_prefill_ms.png"
+set title "Prefill latency (prompt + new tokens) vs sequence length" noenhanced
+set xlabel "sequence length N (tokens)" noenhanced
+set ylabel "Prefill latency (prompt + new tokens) (ms)" noenhanced
+set key outside right top box opaque spacing 1.2
+set grid xtics ytics lc rgb '#dddddd'
+set border 3 lw 1.2
+set tics nomirror
+set logscale x 2
+set logscale y 10
+set ytics ('50' 50, '100' 100, '200' 200, '500' 500, '1000' 1000, '2000' 2000)
+set xtics ('2k' 2048, '4k' 4096, '8k' 8192, '16k' 16384)
+set xrange [1884.544308:17805.06399]
+set yrange [27.93333225:2434.042699]
+y_top = 2434.042699  # failed sizes are drawn here, on the upper edge
+plot "scaling_prefill_ms.dat" index 0 using 1:2:3:4 with yerrorlines lw 2 pt 15 ps 1.1 dt 1 lc rgb '#56B4E9' title "mamba-546m n=16 batch=1" noenhanced, \
+     "scaling_prefill_ms_samples.dat" index 0 using 1:2 with points pt 7 ps 0.3 lc rgb '#56B4E9' notitle, \
+     "scaling_prefill_ms.dat" index 1 using 1:2:3:4 with yerrorlines lw 2 pt 7 ps 1.1 dt 1 lc rgb '#000000' title "mamba-546m n=16 batch=2" noenhanced, \
+     "scaling_prefill_ms_samples.dat" index 1 using 1:2 with points pt 7 ps 0.3 lc rgb '#000000' notitle, \
+     "scaling_prefill_ms.dat" index 2 using 1:2:3:4 with yerrorlines lw 2 pt 5 ps 1.1 dt 1 lc rgb '#8C564B' title "mamba-546m n=16 batch=4" noenhanced, \
+     "scaling_prefill_ms_samples.dat" index 2 using 1:2 with points pt 7 ps 0.3 lc rgb '#8C564B' notitle, \
+     "scaling_prefill_ms.dat" index 3 using 1:2:3:4 with yerrorlines lw 2 pt 5 ps 1.1 dt 2 lc rgb '#CC79A7' title "qwen2-340m batch=1" noenhanced, \
+     "scaling_prefill_ms_samples.dat" index 3 using 1:2 with points pt 7 ps 0.3 lc rgb '#CC79A7' notitle, \
+     "scaling_prefill_ms.dat" index 4 using 1:2:3:4 with yerrorlines lw 2 pt 9 ps 1.1 dt 2 lc rgb '#E69F00' title "qwen2-340m batch=2" noenhanced, \
+     "scaling_prefill_ms_samples.dat" index 4 using 1:2 with points pt 7 ps 0.3 lc rgb '#E69F00' notitle, \
+     "scaling_prefill_ms.dat" index 5 using 1:2:3:4 with yerrorlines lw 2 pt 13 ps 1.1 dt 2 lc rgb '#56B4E9' title "qwen2-340m batch=4" noenhanced, \
+     "scaling_prefill_ms_samples.dat" index 5 using 1:2 with points pt 7 ps 0.3 lc rgb '#56B4E9' notitle, \
+     "scaling_prefill_ms.dat" index 6 using 1:2:3:4 with yerrorlines lw 2 pt 15 ps 1.1 dt 2 lc rgb '#8C564B' title "qwen2-alternate-swa-366m W=2048 batch=1" noenhanced, \
+     "scaling_prefill_ms_samples.dat" index 6 using 1:2 with points pt 7 ps 0.3 lc rgb '#8C564B' notitle, \
+     "scaling_prefill_ms.dat" index 7 using 1:2:3:4 with yerrorlines lw 2 pt 7 ps 1.1 dt 2 lc rgb '#7F7F7F' title "qwen2-alternate-swa-366m W=2048 batch=2" noenhanced, \
+     "scaling_prefill_ms_samples.dat" index 7 using 1:2 with points pt 7 ps 0.3 lc rgb '#7F7F7F' notitle, \
+     "scaling_prefill_ms.dat" index 8 using 1:2:3:4 with yerrorlines lw 2 pt 5 ps 1.1 dt 2 lc rgb '#BCBD22' title "qwen2-alternate-swa-366m W=2048 batch=4" noenhanced, \
+     "scaling_prefill_ms_samples.dat" index 8 using 1:2 with points pt 7 ps 0.3 lc rgb '#BCBD22' notitle, \
+     "scaling_prefill_ms.dat" index 9 using 1:2:3:4 with yerrorlines lw 2 pt 5 ps 1.1 dt 3 lc rgb '#56B4E9' title "scout-mamba-430m n=16 S=10 batch=1" noenhanced, \
+     "scaling_prefill_ms_samples.dat" index 9 using 1:2 with points pt 7 ps 0.3 lc rgb '#56B4E9' notitle, \
+     "scaling_prefill_ms.dat" index 10 using 1:2:3:4 with yerrorlines lw 2 pt 9 ps 1.1 dt 3 lc rgb '#000000' title "scout-mamba-430m n=16 S=10 batch=2" noenhanced, \
+     "scaling_prefill_ms_samples.dat" index 10 using 1:2 with points pt 7 ps 0.3 lc rgb '#000000' notitle, \
+     "scaling_prefill_ms.dat" index 11 using 1:2:3:4 with yerrorlines lw 2 pt 13 ps 1.1 dt 3 lc rgb '#8C564B' title "scout-mamba-430m n=16 S=10 batch=4" noenhanced, \
+     "scaling_prefill_ms_samples.dat" index 11 using 1:2 with points pt 7 ps 0.3 lc rgb '#8C564B' notitle, \
+     "scaling_prefill_ms.dat" index 12 using 1:2:3:4 with yerrorlines lw 2 pt 13 ps 1.1 dt 4 lc rgb '#CC79A7' title "scout-swa-470m W=1024 S=10 batch=1" noenhanced, \
+     "scaling_prefill_ms_samples.dat" index 12 using 1:2 with points pt 7 ps 0.3 lc rgb '#CC79A7' notitle, \
+     "scaling_prefill_ms.dat" index 13 using 1:2:3:4 with yerrorlines lw 2 pt 11 ps 1.1 dt 4 lc rgb '#E69F00' title "scout-swa-470m W=1024 S=10 batch=2" noenhanced, \
+     "scaling_prefill_ms_samples.dat" index 13 using 1:2 with points pt 7 ps 0.3 lc rgb '#E69F00' notitle, \
+     "scaling_prefill_ms.dat" index 14 using 1:2:3:4 with yerrorlines lw 2 pt 15 ps 1.1 dt 4 lc rgb '#56B4E9' title "scout-swa-470m W=1024 S=10 batch=4" noenhanced, \
+     "scaling_prefill_ms_samples.dat" index 14 using 1:2 with points pt 7 ps 0.3 lc rgb '#56B4E9' notitle
+set output
+set terminal svg size 1000,600 dynamic enhanced font 'DejaVu Sans,11'
+set output "scaling_prefill_ms.svg"
+replot
+set output
+set terminal pdfcairo size 6.5in,3.9in enhanced font 'DejaVu Sans,9'
+set output "scaling_prefill_ms.pdf"
+replot
+set output
