@@ -54,6 +54,13 @@ bool needs_gpu_or_cluster(const std::string& text) {
          text.find("SLURM") != std::string::npos || text.find("sbatch") != std::string::npos;
 }
 
+// The command without leading environment assignments ("OMP_NUM_THREADS=1 build/mixlab ..." is
+// an example of `build/mixlab`; the shell still sees the assignments).
+std::string without_environment(const std::string& command) {
+  static const std::regex assignments(R"(^([A-Za-z_][A-Za-z0-9_]*=\S*\s+)+)");
+  return std::regex_replace(command, assignments, "", std::regex_constants::format_first_only);
+}
+
 std::vector<Example> examples_in(const fs::path& file, const std::string& name) {
   std::vector<Example> examples;
   std::ifstream in(file);
@@ -75,8 +82,9 @@ std::vector<Example> examples_in(const fs::path& file, const std::string& name) 
       while (!command.empty() && command.back() == '\\' && i + 1 < lines.size()) command.pop_back(), command += lines[++i].second;
       const auto comment = command.find("  #");
       if (comment != std::string::npos) command.erase(comment);
-      if (command.rfind("mixlab ", 0) != 0 && command.rfind("build/mixlab ", 0) != 0) continue;
-      if (is_synopsis(command)) continue;
+      const std::string program = without_environment(command);
+      if (program.rfind("mixlab ", 0) != 0 && program.rfind("build/mixlab ", 0) != 0) continue;
+      if (is_synopsis(program)) continue;
       examples.push_back({name + ":" + std::to_string(at), command, false});
     }
   };
