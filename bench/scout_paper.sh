@@ -8,6 +8,8 @@
 #            already done are skipped, so the next call continues where this one stopped)
 #   SECONDS  the wall time this call may spend, split evenly over the steps asked for
 #   steps    default: decode prefill hf-decode hf-prefill
+# On a device machine that receives a copy of your tree per call, copy the database it returns
+# back into OUT before the next call: a carried OUT replaces the machine's copy.
 # Each step writes as it goes (the database, the CSVs), so a step cut by its time loses only the
 # point in progress.  MIXLAB_GIT_COMMIT, when set, names the commit on every row.
 set -uo pipefail

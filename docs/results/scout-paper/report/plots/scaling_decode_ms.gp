@@ -12,17 +12,19 @@ set border 3 lw 1.2
 set tics nomirror
 set logscale x 2
 set logscale y 10
-set ytics ('2' 2, '3' 3, '4' 4, '5' 5, '6' 6)
+set ytics ('2' 2, '3' 3, '4' 4, '5' 5, '6' 6, '7' 7, '8' 8, '9' 9, '10' 10)
 set xtics ('2k' 2048, '4k' 4096, '8k' 8192, '16k' 16384, '32k' 32768)
 set xrange [1833.011345:36611.26494]
-set yrange [1.585226059:6.126789355]
-y_top = 6.126789355  # failed sizes are drawn here, on the upper edge
-plot "scaling_decode_ms.dat" index 0 using 1:2:3:4 with yerrorlines lw 2 pt 7 ps 1.1 dt 2 lc rgb '#009E73' title "qwen2-340m" noenhanced, \
-     "scaling_decode_ms_samples.dat" index 0 using 1:2 with points pt 7 ps 0.3 lc rgb '#009E73' notitle, \
-     "scaling_decode_ms.dat" index 1 using 1:2:3:4 with yerrorlines lw 2 pt 7 ps 1.1 dt 3 lc rgb '#E69F00' title "scout-mamba-430m n=16 S=10" noenhanced, \
-     "scaling_decode_ms_samples.dat" index 1 using 1:2 with points pt 7 ps 0.3 lc rgb '#E69F00' notitle, \
-     "scaling_decode_ms.dat" index 2 using 1:2:3:4 with yerrorlines lw 2 pt 9 ps 1.1 dt 4 lc rgb '#009E73' title "scout-swa-470m W=1024 S=10" noenhanced, \
-     "scaling_decode_ms_samples.dat" index 2 using 1:2 with points pt 7 ps 0.3 lc rgb '#009E73' notitle
+set yrange [1.585226059:14.83972535]
+y_top = 14.83972535  # failed sizes are drawn here, on the upper edge
+plot "scaling_decode_ms.dat" index 0 using 1:2:3:4 with yerrorlines lw 2 pt 11 ps 1.1 dt 1 lc rgb '#E69F00' title "mamba-546m n=16" noenhanced, \
+     "scaling_decode_ms_samples.dat" index 0 using 1:2 with points pt 7 ps 0.3 lc rgb '#E69F00' notitle, \
+     "scaling_decode_ms.dat" index 1 using 1:2:3:4 with yerrorlines lw 2 pt 7 ps 1.1 dt 2 lc rgb '#009E73' title "qwen2-340m" noenhanced, \
+     "scaling_decode_ms_samples.dat" index 1 using 1:2 with points pt 7 ps 0.3 lc rgb '#009E73' notitle, \
+     "scaling_decode_ms.dat" index 2 using 1:2:3:4 with yerrorlines lw 2 pt 7 ps 1.1 dt 3 lc rgb '#E69F00' title "scout-mamba-430m n=16 S=10" noenhanced, \
+     "scaling_decode_ms_samples.dat" index 2 using 1:2 with points pt 7 ps 0.3 lc rgb '#E69F00' notitle, \
+     "scaling_decode_ms.dat" index 3 using 1:2:3:4 with yerrorlines lw 2 pt 9 ps 1.1 dt 4 lc rgb '#009E73' title "scout-swa-470m W=1024 S=10" noenhanced, \
+     "scaling_decode_ms_samples.dat" index 3 using 1:2 with points pt 7 ps 0.3 lc rgb '#009E73' notitle
 set output
 set terminal svg size 1000,600 dynamic enhanced font 'DejaVu Sans,11'
 set output "scaling_decode_ms.svg"
