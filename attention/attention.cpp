@@ -86,7 +86,7 @@ class CausalAttention : public TokenMixer {
 
 }  // namespace
 
-const RegisterMixer<CausalAttention> kRegistration(
+const RegisterMixer<CausalAttention> kCausalAttentionRegistration(
     "attention",
     "causal multi-head softmax attention with RoPE (SDPA where LibTorch has it)",
     {rope_theta_param()},

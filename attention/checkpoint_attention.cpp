@@ -274,7 +274,7 @@ class CheckpointAttention : public TokenMixer {
 
 }  // namespace
 
-const RegisterMixer<CheckpointAttention> kRegistration(
+const RegisterMixer<CheckpointAttention> kCheckpointAttentionRegistration(
     "checkpoint_attention",
     "SCOUT checkpoint attention: query t sees itself and the segment ends mS+S-1 < t, one softmax",
     {

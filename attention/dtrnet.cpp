@@ -172,7 +172,7 @@ class DtrNetLayer : public TokenMixer {
 
 }  // namespace
 
-const RegisterMixer<DtrNetLayer> kRegistration(
+const RegisterMixer<DtrNetLayer> kDtrNetLayerRegistration(
     "dtrnet",
     "DTRNet routed layer: routed tokens attend among themselves, the rest get W_O W_V u",
     {

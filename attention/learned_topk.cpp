@@ -29,7 +29,6 @@
 namespace mixlab {
 namespace {
 
-constexpr double kNegativeInfinity = -std::numeric_limits<double>::infinity();
 
 // Σ_{t<n} min(t+1, c): the number of (query, key) pairs when each query sees at most c keys.
 double capped_pairs(double n, double c) {
@@ -136,7 +135,7 @@ class LearnedTopkAttention : public TokenMixer {
 
 }  // namespace
 
-const RegisterMixer<LearnedTopkAttention> kRegistration(
+const RegisterMixer<LearnedTopkAttention> kLearnedTopkAttentionRegistration(
     "learned_topk",
     "attention over the causal top-k keys of a learned per-token scorer plus a local window",
     {

@@ -149,7 +149,7 @@ class LinearAttention : public TokenMixer {
 
 }  // namespace
 
-const RegisterMixer<LinearAttention> kRegistration(
+const RegisterMixer<LinearAttention> kLinearAttentionRegistration(
     "linear_attention",
     "causal normalised linear attention (elu+1), chunked; LinFusion causal variant",
     {

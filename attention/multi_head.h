@@ -6,7 +6,12 @@
 #include "attention/rope.h"
 #include "core/registry.h"
 
+#include <limits>
+
 namespace mixlab {
+
+// A masked score: exp(-inf) = 0 in the softmax.
+inline constexpr double kNegativeInfinity = -std::numeric_limits<double>::infinity();
 
 // The multi-head projections of one attention layer.  d_model = n_heads * head_dim.
 class MultiHeadProjections {

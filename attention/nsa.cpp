@@ -38,7 +38,6 @@
 namespace mixlab {
 namespace {
 
-constexpr double kNegativeInfinity = -std::numeric_limits<double>::infinity();
 
 struct NsaShape {
   int64_t block, stride, select_block, select_count, window;
@@ -269,7 +268,7 @@ void validate_nsa(const MixerContext& context, const MixerParams& params) {
 
 }  // namespace
 
-const RegisterMixer<NativeSparseAttention> kRegistration(
+const RegisterMixer<NativeSparseAttention> kNativeSparseAttentionRegistration(
     "nsa",
     "DeepSeek Native Sparse Attention: gated compression + top-n block selection + sliding window",
     {

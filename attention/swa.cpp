@@ -185,7 +185,7 @@ class SlidingWindowAttention : public TokenMixer {
 
 }  // namespace
 
-const RegisterMixer<SlidingWindowAttention> kRegistration(
+const RegisterMixer<SlidingWindowAttention> kSlidingWindowAttentionRegistration(
     "swa",
     "sliding-window causal attention with RoPE: query t sees keys t-W+1..t",
     {

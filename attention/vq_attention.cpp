@@ -36,7 +36,6 @@
 namespace mixlab {
 namespace {
 
-constexpr double kNegativeInfinity = -std::numeric_limits<double>::infinity();
 
 class VqAttention : public TokenMixer {
  public:
@@ -226,7 +225,7 @@ class VqAttention : public TokenMixer {
 
 }  // namespace
 
-const RegisterMixer<VqAttention> kRegistration(
+const RegisterMixer<VqAttention> kVqAttentionRegistration(
     "vq_attention",
     "LongVQ / Transformer-VQ: vector-quantised keys, block cache, exact linear-time causal softmax",
     {

@@ -1,11 +1,13 @@
 #pragma once
 // One registration per mixer: at namespace scope in the mixer's .cpp,
 //
-//   const RegisterMixer<SlidingWindowAttention> kRegistration(
+//   const RegisterMixer<SlidingWindowAttention> kSlidingWindowAttentionRegistration(
 //       "swa", "sliding-window causal attention ...",
 //       {ParamSpec::integer("window", 1024, "...", 1), rope_theta_param()},
 //       validate_heads);
 //
+// (named after the class: a unity build compiles several mixers in one translation unit, so each
+// file's names at namespace scope must be its own),
 // adds the entry to the registry when the program starts, with the factory every entry shares:
 // the mixer built from (context, params).  Nothing else needs to change for a new mixer to appear
 // in `mixlab list`, in specs and in the registry-wide tests.

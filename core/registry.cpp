@@ -1,5 +1,7 @@
 #include "core/registry.h"
 
+#include "core/text.h"
+
 #include <cmath>
 #include <sstream>
 
@@ -34,11 +36,6 @@ std::string format_param_value(const ParamValue& value) {
 }
 
 namespace {
-std::string join(const std::vector<std::string>& items, const std::string& separator) {
-  std::string out;
-  for (size_t i = 0; i < items.size(); ++i) out += (i ? separator : "") + items[i];
-  return out;
-}
 std::string format_number(double x) {
   std::ostringstream out;
   out << x;
@@ -87,7 +84,7 @@ ParamSpec ParamSpec::text(std::string name, std::string default_value, std::stri
 }
 
 std::string ParamSpec::range_text() const {
-  if (type == ParamType::Text) return choices.empty() ? "any" : "one of " + join(choices, "|");
+  if (type == ParamType::Text) return choices.empty() ? "any" : "one of " + joined(choices, "|");
   if (type == ParamType::Boolean) return "true|false";
   if (!minimum && !maximum) return "any";
   return "[" + (minimum ? format_number(*minimum) : std::string("-inf")) + ", " +
@@ -128,7 +125,7 @@ std::vector<std::string> Registry::names() const {
 const MixerEntry& Registry::at(const std::string& name) const {
   auto it = entries_.find(name);
   if (it == entries_.end())
-    throw RegistryError("unknown mixer '" + name + "'; valid: " + join(names(), ", "));
+    throw RegistryError("unknown mixer '" + name + "'; valid: " + joined(names(), ", "));
   return it->second;
 }
 
@@ -139,7 +136,7 @@ const ParamSpec& find_spec(const MixerEntry& entry, const std::string& param) {
   std::vector<std::string> valid;
   for (const auto& spec : entry.params) valid.push_back(spec.name);
   throw RegistryError("unknown parameter '" + param + "' for mixer '" + entry.name + "'; valid: " +
-                      (valid.empty() ? std::string("(none)") : join(valid, ", ")));
+                      (valid.empty() ? std::string("(none)") : joined(valid, ", ")));
 }
 
 // Bring a given value to the declared type (an integer is accepted where a real is declared),
@@ -172,7 +169,7 @@ ParamValue coerce(const MixerEntry& entry, const ParamSpec& spec, const ParamVal
     bool found = false;
     for (const auto& choice : spec.choices) found = found || choice == s;
     if (!found)
-      throw RegistryError(where + " is '" + s + "'; valid: " + join(spec.choices, ", "));
+      throw RegistryError(where + " is '" + s + "'; valid: " + joined(spec.choices, ", "));
   }
   return value;
 }

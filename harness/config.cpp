@@ -1,5 +1,7 @@
 #include "harness/config.h"
 
+#include "core/text.h"
+
 #include "harness/json_input.h"
 
 #include <algorithm>
@@ -49,20 +51,12 @@ std::vector<std::string> preset_names() {
   return names;
 }
 
-namespace {
-std::string join(const std::vector<std::string>& items) {
-  std::string out;
-  for (size_t i = 0; i < items.size(); ++i) out += (i ? ", " : "") + items[i];
-  return out;
-}
-}  // namespace
-
 json load_preset(const std::string& name, const std::string& file, const std::string& path) {
   // A preset is a name from the presets folder, never a path: an arbitrary string (too long for the file
   // system, or with a '/') must not reach the file system, only the list of valid names.
   const std::vector<std::string> valid = preset_names();
   if (std::find(valid.begin(), valid.end(), name) == valid.end())
-    throw ConfigError(file, path, "unknown preset '" + name + "'; valid: " + join(valid));
+    throw ConfigError(file, path, "unknown preset '" + name + "'; valid: " + joined(valid));
   json preset = read_json_file(presets_dir() + "/" + name + ".json");
   if (preset.contains("model")) preset = preset["model"];
   preset.erase("description");
@@ -170,7 +164,7 @@ json resolve_model_json(const json& model, const std::string& file, const std::s
     for (auto it = by_mixer.begin(); it != by_mixer.end(); ++it) {
       if (!Registry::global().contains(it.key()))
         throw ConfigError(file, path + ".mixer_params." + it.key(),
-                          "unknown mixer; valid: " + join(Registry::global().names()));
+                          "unknown mixer; valid: " + joined(Registry::global().names()));
       bool used = false;
       for (auto& sublayer : resolved["pattern"]) {
         // A string sublayer ("mlp") is the object {"mixer": "mlp"} written short.
@@ -218,7 +212,7 @@ BlockRoutingConfig parse_block_routing(const json& routing, const std::string& f
                                               "target", "always_first", "router_hidden"};
   for (auto it = routing.begin(); it != routing.end(); ++it)
     if (!known.count(it.key()))
-      throw ConfigError(file, path + "." + it.key(), "unknown key; valid: " + join(std::vector<std::string>(known.begin(), known.end())));
+      throw ConfigError(file, path + "." + it.key(), "unknown key; valid: " + joined(std::vector<std::string>(known.begin(), known.end())));
   BlockRoutingConfig config;
   if (routing.contains("router")) {
     if (!routing["router"].is_string()) throw ConfigError(file, path + ".router", "must be a string: none, mod or dllm");
@@ -251,7 +245,7 @@ ModelConfig parse_model_config(const json& model_in, const std::string& file, co
     if (!known.count(it.key()))
       throw ConfigError(file, path + "." + it.key(),
                         "unknown key; valid: preset, mixer_params, " +
-                            join(std::vector<std::string>(known.begin(), known.end())));
+                            joined(std::vector<std::string>(known.begin(), known.end())));
   ModelConfig config;
   if (model.contains("name")) {
     if (!model["name"].is_string()) throw ConfigError(file, path + ".name", "must be a string, got " + model["name"].dump());
@@ -321,7 +315,7 @@ ModelConfig parse_model_config(const json& model_in, const std::string& file, co
     }
     if (!Registry::global().contains(sublayer.mixer))
       throw ConfigError(file, where + ".mixer", "unknown mixer '" + sublayer.mixer + "'; valid: " +
-                                                    join(Registry::global().names()));
+                                                    joined(Registry::global().names()));
     try {
       MixerParams params = Registry::global().resolve(sublayer.mixer, sublayer.params);
       const MixerEntry& entry = Registry::global().at(sublayer.mixer);

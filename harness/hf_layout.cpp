@@ -1,11 +1,11 @@
 #include "harness/hf_layout.h"
 
+#include "core/text.h"
+
 #include <cmath>
 
 namespace mixlab {
 namespace {
-
-bool starts_with(const std::string& text, const std::string& prefix) { return text.rfind(prefix, 0) == 0; }
 
 // "layers.12.mlp.up_proj.weight" -> {12, "mlp.up_proj.weight"}; false for other names.
 bool split_layer(const std::string& name, const std::string& prefix, int64_t& index, std::string& rest) {

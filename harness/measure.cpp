@@ -1,5 +1,7 @@
 #include "harness/measure.h"
 
+#include "core/text.h"
+
 #include "harness/cuda_graph.h"
 #include "harness/static_decoder.h"
 
@@ -37,12 +39,6 @@ const std::vector<std::string>& measure_keys() {
 }
 
 namespace {
-
-std::string joined(const std::vector<std::string>& items) {
-  std::string out;
-  for (size_t i = 0; i < items.size(); ++i) out += (i ? ", " : "") + items[i];
-  return out;
-}
 
 int64_t integer_in(const json& value, const std::string& file, const std::string& path, int64_t lo, int64_t hi) {
   if (!value.is_number_integer())

@@ -1,5 +1,6 @@
 #include "harness/model_file.h"
 
+#include "core/text.h"
 #include "harness/device.h"
 #include "harness/hf_layout.h"
 
@@ -9,8 +10,6 @@
 namespace mixlab {
 namespace fs = std::filesystem;
 namespace {
-
-bool starts_with(const std::string& text, const std::string& prefix) { return text.rfind(prefix, 0) == 0; }
 
 // A checkpoint's non-weight entries (harness/checkpoint.h) are not part of the model.
 bool is_training_state(const std::string& name) { return starts_with(name, "optimizer.") || starts_with(name, "rng."); }

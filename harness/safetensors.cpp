@@ -2,6 +2,8 @@
 
 #include "harness/safetensors.h"
 
+#include "core/text.h"
+
 #include "harness/json_input.h"
 
 #include <algorithm>
@@ -37,13 +39,6 @@ const std::vector<DtypeInfo>& dtype_table() {
       {"F64", torch::kFloat64},
   };
   return table;
-}
-
-std::string join(const std::vector<std::string>& items, size_t limit = 1000) {
-  std::string out;
-  for (size_t i = 0; i < items.size() && i < limit; ++i) out += (i ? ", " : "") + items[i];
-  if (items.size() > limit) out += ", ... and " + std::to_string(items.size() - limit) + " more";
-  return out;
 }
 
 std::string shape_text(const std::vector<int64_t>& shape) {
@@ -127,7 +122,7 @@ HeaderEntry parse_entry(const std::string& path, const std::string& name, const 
   auto found = std::find_if(table.begin(), table.end(), [&](const DtypeInfo& d) { return dtype == d.name; });
   if (found == table.end())
     throw SafetensorsError(path, name + ".dtype", "unknown or unsupported dtype '" + dtype +
-                                                      "'; supported: " + join(safetensors_dtype_names()));
+                                                      "'; supported: " + joined(safetensors_dtype_names()));
   entry.type = found->type;
 
   const json& shape = item["shape"];
@@ -199,7 +194,7 @@ std::string safetensors_dtype_name(torch::ScalarType type) {
   for (const auto& d : dtype_table())
     if (d.type == type) return d.name;
   throw std::invalid_argument(std::string("dtype ") + c10::toString(type) +
-                              " cannot be stored in safetensors; supported: " + join(safetensors_dtype_names()));
+                              " cannot be stored in safetensors; supported: " + joined(safetensors_dtype_names()));
 }
 
 std::vector<std::string> safetensors_dtype_names() {
@@ -370,9 +365,9 @@ LoadReport load_module_tensors(torch::nn::Module& module, const TensorMap& store
   if (strict && (!report.missing.empty() || !report.unexpected.empty())) {
     std::string message = "the weights do not match the module:";
     if (!report.missing.empty())
-      message += " missing (in the module, not in the file): " + join(report.missing, 20) + ";";
+      message += " missing (in the module, not in the file): " + joined_at_most(report.missing, 20) + ";";
     if (!report.unexpected.empty())
-      message += " unexpected (in the file, not in the module): " + join(report.unexpected, 20) + ";";
+      message += " unexpected (in the file, not in the module): " + joined_at_most(report.unexpected, 20) + ";";
     message.pop_back();
     throw SafetensorsError(path, "", message);
   }

@@ -1,5 +1,7 @@
 #include "harness/show.h"
 
+#include "core/text.h"
+
 #include "harness/config.h"
 #include "harness/measure.h"
 #include "reports/tables.h"
@@ -20,11 +22,9 @@ using reports::compact_number;
 using reports::fixed_decimals;
 using reports::printable_line;
 
-std::string joined(const std::vector<std::string>& items, size_t at_most = 12) {
-  std::string text;
-  for (size_t i = 0; i < items.size() && i < at_most; ++i) text += (i ? ", " : "") + items[i];
-  if (items.size() > at_most) text += ", … (" + std::to_string(items.size()) + " in all)";
-  return text.empty() ? "(none)" : text;
+// At most `at_most` items, "(none)" for none.
+std::string listed(const std::vector<std::string>& items, size_t at_most = 12) {
+  return items.empty() ? "(none)" : joined_at_most(items, at_most);
 }
 
 // header[0] names the row-name column; each row's first cell is its name.
@@ -61,12 +61,12 @@ ShowFilter resolve_show_filter(Store& store, const ShowFilter& filter) {
   if (!filter.sweep_name.empty()) {
     const auto sweeps = reports::sweep_names(store.handle());
     if (std::find(sweeps.begin(), sweeps.end(), filter.sweep_name) == sweeps.end())
-      throw ConfigError(db, "--sweep", "no sweep '" + filter.sweep_name + "' in this database; sweeps: " + joined(sweeps));
+      throw ConfigError(db, "--sweep", "no sweep '" + filter.sweep_name + "' in this database; sweeps: " + listed(sweeps));
   }
   if (!filter.phase.empty()) {
     const auto& phases = phase_names();
     if (std::find(phases.begin(), phases.end(), filter.phase) == phases.end())
-      throw ConfigError(db, "--phase", "unknown phase '" + filter.phase + "'; valid: " + joined(phases));
+      throw ConfigError(db, "--phase", "unknown phase '" + filter.phase + "'; valid: " + listed(phases));
   }
   if (!filter.point_id.empty()) {
     const auto ids = reports::point_ids_starting_with(store.handle(), filter.point_id);
@@ -75,7 +75,7 @@ ShowFilter resolve_show_filter(Store& store, const ShowFilter& filter) {
                                            " lists them)");
     if (ids.size() > 1)
       throw ConfigError(db, "--point", "'" + filter.point_id + "' is ambiguous: " + std::to_string(ids.size()) +
-                                           " points start with it (" + joined(ids, 4) + "); give more characters");
+                                           " points start with it (" + listed(ids, 4) + "); give more characters");
     resolved.point_id = ids.front();
   }
   return resolved;

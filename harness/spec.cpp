@@ -1,5 +1,7 @@
 #include "harness/spec.h"
 
+#include "core/text.h"
+
 #include "harness/point_labels.h"
 
 #include "harness/config.h"
@@ -108,12 +110,6 @@ std::string point_id(const json& config) { return sha256_hex(canonical_json(conf
 // ------------------------------------------------------------------------------ expansion
 
 namespace {
-
-std::string joined(const std::vector<std::string>& items) {
-  std::string out;
-  for (size_t i = 0; i < items.size(); ++i) out += (i ? ", " : "") + items[i];
-  return out;
-}
 
 const std::vector<std::string> kSpecKeys = {"name", "description", "base", "grid", "zip", "points"};
 const std::vector<std::string> kSectionKeys = {"model", "measure", "train", "label"};

@@ -129,7 +129,7 @@ class AdditiveConvAttention : public TokenMixer {
 
 }  // namespace
 
-const RegisterMixer<AdditiveConvAttention> kRegistration(
+const RegisterMixer<AdditiveConvAttention> kAdditiveConvAttentionRegistration(
     "additive_conv_attention",
     "CAS-ViT additive token mixer made causal: conv spatial gates, running-mean channel gates",
     {

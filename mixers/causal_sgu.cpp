@@ -96,7 +96,7 @@ class CausalSgu : public TokenMixer {
 
 }  // namespace
 
-const RegisterMixer<CausalSgu> kRegistration(
+const RegisterMixer<CausalSgu> kCausalSguRegistration(
     "causal_sgu",
     "gMLP spatial gating unit with a lower-triangular token-mixing matrix (NiNformer, TTM); length-bound",
     {

@@ -116,7 +116,7 @@ class DilatedConv : public TokenMixer {
 
 }  // namespace
 
-const RegisterMixer<DilatedConv> kRegistration(
+const RegisterMixer<DilatedConv> kDilatedConvRegistration(
     "dilated_conv",
     "WaveMix made causal: learned Haar-initialised dilated two-tap filter banks, MLP over sub-bands",
     {

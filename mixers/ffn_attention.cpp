@@ -82,7 +82,7 @@ class FfnAttention : public TokenMixer {
 
 }  // namespace
 
-const RegisterMixer<FfnAttention> kRegistration(
+const RegisterMixer<FfnAttention> kFfnAttentionRegistration(
     "ffn_attention",
     "MetaMixer FFNified attention made causal: pw -> causal dwconv -> GELU -> causal dwconv",
     {

@@ -192,7 +192,7 @@ class FftConv : public TokenMixer {
 
 }  // namespace
 
-const RegisterMixer<FftConv> kRegistration(
+const RegisterMixer<FftConv> kFftConvRegistration(
     "fft_conv",
     "causal global convolution by zero-padded FFT (AFFNet made causal, Hyena-style gate; "
     "DSM filter bank with num_filters/dynamic)",

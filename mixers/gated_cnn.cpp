@@ -76,7 +76,7 @@ class GatedCnnBlock : public TokenMixer {
 
 }  // namespace
 
-const RegisterMixer<GatedCnnBlock> kRegistration(
+const RegisterMixer<GatedCnnBlock> kGatedCnnBlockRegistration(
     "gated_cnn",
     "MambaOut Gated CNN block (replaces mixer and MLP), causal depthwise conv",
     {

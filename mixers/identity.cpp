@@ -29,7 +29,7 @@ class IdentityMixer : public TokenMixer {
 
 }  // namespace
 
-const RegisterMixer<IdentityMixer> kRegistration(
+const RegisterMixer<IdentityMixer> kIdentityMixerRegistration(
     "identity",
     "IdentityFormer: no token mixing (y = u), the bigram floor");
 

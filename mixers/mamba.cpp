@@ -212,7 +212,7 @@ void validate_mamba(const MixerContext& context, const MixerParams& params) {
 
 }  // namespace
 
-const RegisterMixer<Mamba> kRegistration(
+const RegisterMixer<Mamba> kMambaRegistration(
     "mamba",
     "Mamba-1 selective state-space block (in_proj, causal conv, selective scan, gate)",
     {

@@ -50,10 +50,6 @@
 namespace mixlab {
 namespace {
 
-torch::ScalarType compute_type(const torch::Tensor& reference) {
-  return reference.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
-}
-
 // segsum(a)[..., t, s] = Σ_{s<τ≤t} a_τ for s ≤ t, −∞ above the diagonal.  a: [..., Q] -> [..., Q, Q].
 // Summed from masked copies rather than as a difference of cumulative sums, which would cancel.
 torch::Tensor segment_sums(const torch::Tensor& a) {
@@ -177,7 +173,7 @@ class GatedRMSNormImpl : public torch::nn::Module {
   }
   // y, z: [..., E] -> [..., E]
   torch::Tensor forward(const torch::Tensor& y, const torch::Tensor& z) {
-    const auto type = compute_type(y);
+    const auto type = recurrence_type(y);
     auto gated = y.to(type) * torch::silu(z.to(type));
     std::vector<int64_t> grouped(gated.sizes().begin(), gated.sizes().end() - 1);
     grouped.push_back(gated.size(-1) / group_size);
@@ -240,7 +236,7 @@ class Mamba2 : public TokenMixer {
     auto xBC = projected.narrow(-1, E, s_.conv_channels()).transpose(1, 2);        // [B, E + 2Gn, N]
     auto dt = projected.narrow(-1, E + s_.conv_channels(), s_.heads);              // [B, N, H]
     xBC = torch::silu(conv1d_(torch::constant_pad_nd(xBC, {s_.d_conv - 1, 0}))).transpose(1, 2);
-    const auto type = compute_type(x);
+    const auto type = recurrence_type(x);
     auto xs = xBC.narrow(-1, 0, E).reshape({batch, N, s_.heads, s_.head_dim}).to(type);
     auto B = xBC.narrow(-1, E, Gn).reshape({batch, N, s_.groups, s_.d_state}).to(type);
     auto C = xBC.narrow(-1, E + Gn, Gn).reshape({batch, N, s_.groups, s_.d_state}).to(type);
@@ -378,7 +374,7 @@ void validate_mamba2(const MixerContext& context, const MixerParams& params) {
 
 }  // namespace
 
-const RegisterMixer<Mamba2> kRegistration(
+const RegisterMixer<Mamba2> kMamba2Registration(
     "mamba2",
     "Mamba-2 block: SSD layer (scalar decay per head), chunked dual form, gated RMSNorm",
     {

@@ -90,7 +90,7 @@ class GatedMlp : public TokenMixer {
 
 }  // namespace
 
-const RegisterMixer<GatedMlp> kRegistration(
+const RegisterMixer<GatedMlp> kGatedMlpRegistration(
     "mlp",
     "gated MLP channel mixer: SwiGLU (default) or StarReLU gate",
     {

@@ -71,7 +71,7 @@ class CausalPool : public TokenMixer {
 
 }  // namespace
 
-const RegisterMixer<CausalPool> kRegistration(
+const RegisterMixer<CausalPool> kCausalPoolRegistration(
     "pool",
     "PoolFormer made causal: mean of the last k tokens minus the token",
     {ParamSpec::integer("pool_size", 3, "window k (PoolFormer uses 3; k ≥ N = running mean)",

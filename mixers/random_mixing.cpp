@@ -95,7 +95,7 @@ class RandomMixing : public TokenMixer {
 
 }  // namespace
 
-const RegisterMixer<RandomMixing> kRegistration(
+const RegisterMixer<RandomMixing> kRandomMixingRegistration(
     "random_mixing",
     "RandFormer made causal: frozen random row-stochastic lower-triangular mixing",
     {

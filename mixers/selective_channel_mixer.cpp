@@ -114,7 +114,7 @@ class SelectiveChannelMixer : public TokenMixer {
 
 }  // namespace
 
-const RegisterMixer<SelectiveChannelMixer> kRegistration(
+const RegisterMixer<SelectiveChannelMixer> kSelectiveChannelMixerRegistration(
     "selective_channel_mixer",
     "MambaMixer's selective channel mixer: a bidirectional S6 scan over each token's channel groups",
     {

@@ -23,11 +23,6 @@
 namespace mixlab {
 namespace {
 
-// The dtype the recurrence runs in: float64 stays float64, everything else accumulates in float32.
-torch::ScalarType compute_type(const torch::Tensor& reference) {
-  return reference.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
-}
-
 torch::Tensor cast(const torch::Tensor& tensor, torch::ScalarType type) {
   return tensor.defined() ? tensor.to(type) : tensor;
 }
@@ -49,7 +44,7 @@ torch::Tensor selective_scan(const torch::Tensor& u, const torch::Tensor& delta,
   }
 #endif
   record_implementation("selective_scan", Implementation::reference);
-  const auto type = compute_type(u);
+  const auto type = recurrence_type(u);
   const int64_t batch = u.size(0), channels = u.size(1), seq_len = u.size(2), d_state = A.size(1);
 
   auto step_size = cast(delta, type);  // Δ before the softplus: [B, E, N]
@@ -113,7 +108,7 @@ torch::Tensor selective_scan_step(torch::Tensor& state, const torch::Tensor& u_t
 torch::Tensor selective_scan_final_state(const torch::Tensor& u, const torch::Tensor& delta, const torch::Tensor& A,
                                          const torch::Tensor& B, const torch::Tensor& delta_bias,
                                          int64_t chunk_elements) {
-  const auto type = compute_type(u);
+  const auto type = recurrence_type(u);
   auto step_size = cast(delta, type);  // [B, E, N]
   if (delta_bias.defined()) step_size = step_size + cast(delta_bias, type).unsqueeze(-1);
   step_size = torch::softplus(step_size);

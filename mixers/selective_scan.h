@@ -14,6 +14,11 @@
 
 namespace mixlab {
 
+// The dtype a recurrence runs in: float64 stays float64, everything else accumulates in float32.
+inline torch::ScalarType recurrence_type(const torch::Tensor& reference) {
+  return reference.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
+}
+
 // Returns out: [B, E, N] in u's dtype.  The recurrence runs in float64 for float64 input and in
 // float32 otherwise.  Where the CUDA kernels take the input (cuda::selective_scan_supported: d_state
 // 16, D and z given) they run; otherwise the reference below: one vectorised [B, E, n]

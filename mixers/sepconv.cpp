@@ -72,7 +72,7 @@ class SepConv : public TokenMixer {
 
 }  // namespace
 
-const RegisterMixer<SepConv> kRegistration(
+const RegisterMixer<SepConv> kSepConvRegistration(
     "sepconv",
     "ConvFormer SepConv made causal: pw -> StarReLU -> causal depthwise conv -> pw",
     {

@@ -7,7 +7,7 @@
 #include <gtest/gtest.h>
 
 namespace mixlab {
-namespace {
+namespace MIXLAB_UNITY_ID {
 
 ModelConfig a2mamba(const json& overrides = json::object()) {
   json model = {{"preset", "a2mamba"}};

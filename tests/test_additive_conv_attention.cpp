@@ -5,7 +5,7 @@
 #include "tests/zoo_helpers.h"
 
 namespace mixlab {
-namespace {
+namespace MIXLAB_UNITY_ID {
 using namespace zoo_test;
 
 torch::Tensor phi(const TokenMixerPtr& m, const std::string& who, const torch::Tensor& z) {

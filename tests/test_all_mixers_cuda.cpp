@@ -27,7 +27,7 @@
 #include <tuple>
 
 namespace mixlab {
-namespace {
+namespace MIXLAB_UNITY_ID {
 
 constexpr int64_t kBatch = 2, kSeq = 37, kModel = 128, kHeads = 2;
 constexpr double kFactor = 3.0;

@@ -6,7 +6,7 @@
 #include <gtest/gtest.h>
 
 namespace mixlab {
-namespace {
+namespace MIXLAB_UNITY_ID {
 
 // o_t = Σ_{j<=t} softmax_j(q_t·k_j/√d_h) v_j per head, y = W_o concat(o), with RoPE on q, k.
 torch::Tensor naive_causal_attention(torch::nn::Module& mixer, const torch::Tensor& x, int64_t heads,

@@ -13,7 +13,7 @@
 #include <fstream>
 
 namespace mixlab {
-namespace {
+namespace MIXLAB_UNITY_ID {
 
 namespace fs = std::filesystem;
 using mixlab::testing::TempDir;

@@ -7,7 +7,7 @@
 #include <cmath>
 
 namespace mixlab {
-namespace {
+namespace MIXLAB_UNITY_ID {
 using namespace zoo_test;
 
 // LN over the last axis with the module's affine weight and bias (eps 1e-5, biased variance).

@@ -11,7 +11,7 @@
 #include <set>
 
 namespace mixlab {
-namespace {
+namespace MIXLAB_UNITY_ID {
 
 using namespace testing;
 

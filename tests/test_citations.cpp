@@ -13,7 +13,7 @@
 #include <vector>
 
 namespace mixlab {
-namespace {
+namespace MIXLAB_UNITY_ID {
 
 const char* const kThisFile = "tests/test_citations.cpp";
 

@@ -15,7 +15,7 @@
 #include <regex>
 
 namespace mixlab {
-namespace {
+namespace MIXLAB_UNITY_ID {
 
 using mixlab::testing::line_count;
 using mixlab::testing::run_mixlab;

@@ -20,7 +20,7 @@
 #include <set>
 
 namespace mixlab {
-namespace {
+namespace MIXLAB_UNITY_ID {
 
 constexpr int64_t kBatch = 2, kSeq = 64;
 

@@ -24,7 +24,7 @@
 #include "mixers/cuda/kernels.h"
 #endif
 
-namespace {
+namespace MIXLAB_UNITY_ID {
 
 bool gpu_ready() {
 #ifdef MIXLAB_WITH_CUDA

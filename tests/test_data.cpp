@@ -17,7 +17,7 @@
 namespace fs = std::filesystem;
 using namespace mixlab::data;
 
-namespace {
+namespace MIXLAB_UNITY_ID {
 
 // A made-up prose document of a few hundred bytes, different for each index.
 std::string made_up_text(int index) {
@@ -57,7 +57,6 @@ std::string split_text(const TokenSplit& split, const Tokenizer& tokenizer, int6
   return tokenizer.decode(ids);
 }
 
-}  // namespace
 
 TEST(DataCorpus, ReadsEveryTextDocumentSortedByName) {
   TemporaryCorpus corpus("read", 12);
@@ -150,3 +149,5 @@ TEST(DataTokenizer, BpeRoundTripsExactlyAndCompresses) {
   EXPECT_LT(tokenizer->encode(prose).size() * 2, prose.size());  // more than 2 bytes per token
   EXPECT_GT(prepared.validation_bytes_per_token(), 2.0);
 }
+
+}  // namespace

@@ -10,7 +10,7 @@
 
 #include <gtest/gtest.h>
 
-namespace {
+namespace MIXLAB_UNITY_ID {
 
 using mixlab::ImplementationLog;
 
@@ -20,7 +20,6 @@ double max_error(const torch::Tensor& got, const torch::Tensor& want) {
 
 double tolerance(torch::Dtype dtype) { return dtype == torch::kFloat ? 1e-5 : 3e-2; }
 
-}  // namespace
 
 TEST(DecodeStepKernels, CausalConvStepEqualsTheReference) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "skipped: no GPU";
@@ -98,3 +97,5 @@ TEST(DecodeStepKernels, ARequestedGradientKeepsTheReference) {
   EXPECT_EQ(log.summary(), "causal_conv_step=reference");
   EXPECT_TRUE(out.requires_grad());
 }
+
+}  // namespace

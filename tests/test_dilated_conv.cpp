@@ -6,7 +6,7 @@
 #include <cmath>
 
 namespace mixlab {
-namespace {
+namespace MIXLAB_UNITY_ID {
 using namespace zoo_test;
 
 // The sub-bands [d¹ ∥ … ∥ dᴸ ∥ aᴸ] from a⁰ = W_in u, level by level with explicit lags.

@@ -24,7 +24,7 @@
 #include <thread>
 
 namespace mixlab {
-namespace {
+namespace MIXLAB_UNITY_ID {
 
 using mixlab::testing::TempDir;
 

@@ -29,7 +29,7 @@
 #include <sstream>
 
 namespace mixlab {
-namespace {
+namespace MIXLAB_UNITY_ID {
 
 namespace fs = std::filesystem;
 using mixlab::testing::TempDir;

@@ -9,7 +9,7 @@
 #include <cmath>
 
 namespace mixlab {
-namespace {
+namespace MIXLAB_UNITY_ID {
 using namespace zoo_test;
 
 torch::Tensor router_probabilities(const TokenMixerPtr& m, const torch::Tensor& h) {

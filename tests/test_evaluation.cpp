@@ -10,7 +10,7 @@
 
 using namespace mixlab;
 
-namespace {
+namespace MIXLAB_UNITY_ID {
 
 LanguageModel mqar_model() {
   torch::manual_seed(11);
@@ -62,7 +62,6 @@ double metric(const std::vector<Evaluation>& rows, const std::string& name) {
   return 0;
 }
 
-}  // namespace
 
 TEST(Evaluation, SyntheticAccuracyAndLossEqualTheFullLogitsDefinition) {
   for (bool random_non_queries : {false, true}) {
@@ -81,3 +80,5 @@ TEST(Evaluation, SyntheticAccuracyAndLossEqualTheFullLogitsDefinition) {
     EXPECT_GT(loss, 1.0);
   }
 }
+
+}  // namespace

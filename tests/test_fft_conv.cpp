@@ -6,7 +6,7 @@
 #include <cmath>
 
 namespace mixlab {
-namespace {
+namespace MIXLAB_UNITY_ID {
 using namespace zoo_test;
 
 torch::Tensor reference(const TokenMixerPtr& m, const torch::Tensor& x, const std::string& gate) {

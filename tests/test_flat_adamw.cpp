@@ -9,7 +9,7 @@
 
 using namespace mixlab;
 
-namespace {
+namespace MIXLAB_UNITY_ID {
 
 // Named parameters of a few shapes: matrices (decayed) and vectors and scalars (not).
 std::vector<std::pair<std::string, torch::Tensor>> make_parameters(torch::Dtype dtype) {
@@ -36,7 +36,6 @@ torch::Tensor gradient(const torch::Tensor& p, int64_t step, size_t index) {
 
 const AdamWSettings kSettings{0.9, 0.95, 1e-8, 0.1};
 
-}  // namespace
 
 TEST(FlatAdamW, EqualsLibTorchAdamWWithDecayOnMatricesOnly) {
   auto ours = make_parameters(torch::kFloat64);
@@ -163,3 +162,5 @@ TEST(FlatAdamW, RejectsParametersOfMixedDtypes) {
       {"a", torch::zeros({2}, torch::kFloat32).requires_grad_()}, {"b", torch::zeros({2}, torch::kFloat64).requires_grad_()}};
   EXPECT_THROW(FlatAdamW(mixed, kSettings), std::invalid_argument);
 }
+
+}  // namespace

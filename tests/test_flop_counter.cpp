@@ -6,7 +6,7 @@
 #include <torch/torch.h>
 
 namespace mixlab {
-namespace {
+namespace MIXLAB_UNITY_ID {
 
 TEST(FlopCounter, CountsMatrixProductsOnce) {
   auto a = torch::randn({5, 7}), b = torch::randn({7, 3});

@@ -13,7 +13,7 @@
 #include <sstream>
 
 namespace mixlab {
-namespace {
+namespace MIXLAB_UNITY_ID {
 
 namespace fs = std::filesystem;
 using testing::function_spans;

@@ -5,7 +5,7 @@
 #include <cmath>
 
 namespace mixlab {
-namespace {
+namespace MIXLAB_UNITY_ID {
 using namespace zoo_test;
 
 TEST(GatedCnn, MatchesCausalGatedConvolutionBlock) {

@@ -11,7 +11,7 @@
 
 using namespace mixlab;
 
-namespace {
+namespace MIXLAB_UNITY_ID {
 
 json small_model() {
   return {{"vocab_size", 64}, {"d_model", 32}, {"n_heads", 2}, {"n_layers", 2},
@@ -47,7 +47,6 @@ std::unique_ptr<Trainer> trainer_with(const std::string& execution, torch::Devic
                                    device, steps);
 }
 
-}  // namespace
 
 TEST(GraphedTrainStep, OnTheCpuTheStepRunsEagerlyAndSaysWhy) {
   auto trainer = trainer_with("cuda_graph", torch::kCPU, 2);
@@ -176,3 +175,5 @@ TEST(GraphedTrainStep, Bfloat16AutocastReplaysCloseToEager) {
     EXPECT_NEAR(a, b, 2e-2 * std::fabs(b)) << "step " << step;
   }
 }
+
+}  // namespace

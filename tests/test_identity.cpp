@@ -3,7 +3,7 @@
 #include "tests/zoo_helpers.h"
 
 namespace mixlab {
-namespace {
+namespace MIXLAB_UNITY_ID {
 using namespace zoo_test;
 
 TEST(Identity, LeavesInputUnchanged) {

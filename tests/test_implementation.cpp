@@ -16,7 +16,7 @@
 #include <sqlite3.h>
 
 namespace mixlab {
-namespace {
+namespace MIXLAB_UNITY_ID {
 
 TEST(Implementation, LogNamesEachOpOnceAndNests) {
   ImplementationLog outer;

@@ -14,7 +14,7 @@
 #include <filesystem>
 
 namespace mixlab {
-namespace {
+namespace MIXLAB_UNITY_ID {
 
 namespace fs = std::filesystem;
 

@@ -13,7 +13,7 @@
 using mixlab::testing::run_mixlab;
 using mixlab::testing::TempDir;
 
-namespace {
+namespace MIXLAB_UNITY_ID {
 
 // Σ over queries t of the keys s ≤ t that the mask keeps, counted pair by pair.
 double counted_pairs(const std::string& op, int64_t n, int64_t window, int64_t segment) {
@@ -33,7 +33,6 @@ nlohmann::json list_ops(const TempDir& dir, const std::string& args) {
   return nlohmann::json::parse(outcome.output);
 }
 
-}  // namespace
 
 TEST(KernelOps, AttentionShapesKeepTheMasksPairsAndFillTheGpu) {
   const TempDir dir("kernel_ops");
@@ -77,3 +76,5 @@ TEST(KernelOps, AnUnknownOpIsAUsageError) {
   EXPECT_EQ(outcome.status, 2);
   EXPECT_NE(outcome.output.find("unknown op 'flash'; valid: causal, swa, scout, scan"), std::string::npos) << outcome.output;
 }
+
+}  // namespace

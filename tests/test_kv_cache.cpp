@@ -9,7 +9,7 @@
 #include <vector>
 
 namespace mixlab {
-namespace {
+namespace MIXLAB_UNITY_ID {
 
 // x_t of step t: [B=2, H=3, 1, d=4], its first feature the position t (an id for the checks).
 torch::Tensor token(int64_t t) {

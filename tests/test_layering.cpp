@@ -18,7 +18,7 @@
 #include <vector>
 
 namespace mixlab {
-namespace {
+namespace MIXLAB_UNITY_ID {
 
 struct LayoutRow {
   std::string folder;             // "harness"

@@ -11,7 +11,7 @@
 #include <set>
 
 namespace mixlab {
-namespace {
+namespace MIXLAB_UNITY_ID {
 using namespace zoo_test;
 
 torch::Tensor reference(const TokenMixerPtr& m, const torch::Tensor& u, int64_t heads, int64_t top_k,

@@ -4,7 +4,7 @@
 #include "tests/zoo_helpers.h"
 
 namespace mixlab {
-namespace {
+namespace MIXLAB_UNITY_ID {
 using namespace zoo_test;
 
 torch::Tensor phi(const torch::Tensor& x) { return torch::elu(x) + 1.0; }

@@ -9,7 +9,7 @@
 
 using namespace mixlab;
 
-namespace {
+namespace MIXLAB_UNITY_ID {
 
 struct Case {
   torch::Tensor hidden, weight, targets;
@@ -37,7 +37,6 @@ std::vector<torch::Tensor> loss_and_grads(const Case& c, bool chunked, int64_t c
   return {loss.detach(), hidden.grad(), weight.grad()};
 }
 
-}  // namespace
 
 TEST(LinearCrossEntropy, EqualsCrossEntropyOfTheFullLogitsAndItsGradients) {
   const Case c = random_case(11, 6, 17, torch::kFloat64);
@@ -80,3 +79,5 @@ TEST(LinearCrossEntropy, Bfloat16AutocastOnCudaIsCloseToTheReference) {
   EXPECT_LT((ours[1] - exact[1]).abs().max().item<double>(), 2e-2 * exact[1].abs().max().item<double>() + 1e-6);
   EXPECT_LT((ours[2] - exact[2]).abs().max().item<double>(), 2e-2 * exact[2].abs().max().item<double>() + 1e-6);
 }
+
+}  // namespace

@@ -11,7 +11,7 @@
 #include <cmath>
 
 namespace mixlab {
-namespace {
+namespace MIXLAB_UNITY_ID {
 
 const auto kF64 = torch::TensorOptions().dtype(torch::kDouble);
 

@@ -15,7 +15,7 @@
 #include <thread>
 
 namespace mixlab {
-namespace {
+namespace MIXLAB_UNITY_ID {
 
 // A causal mixer without step(), for the decode fallback: y_t = (1/(t+1)) Σ_{j<=t} x_j.
 class PrefixMean : public TokenMixer {
@@ -31,7 +31,7 @@ class PrefixMean : public TokenMixer {
   }
 };
 
-const RegisterMixer<PrefixMean> kRegistration(
+const RegisterMixer<PrefixMean> kPrefixMeanRegistration(
     "test_prefix_mean",
     "test only: causal running mean, no step() (tests/test_measure.cpp)");
 
@@ -230,7 +230,6 @@ TEST(MeasureTest, TimeBudgetStopsTheLadder) {
   EXPECT_FALSE(rows.back().timing);
 }
 
-}  // namespace
 
 // measure.threads: the measurements run with that many CPU threads, each records the count it
 // ran with, and the process's setting comes back afterwards.  Absent, the key stays out of the
@@ -251,4 +250,5 @@ TEST(MeasureTest, ThreadsSettingIsUsedRecordedAndRestored) {
   EXPECT_THROW(resolve_measure_json({{"seq_lens", json::array({8})}, {"threads", 0}}, "cpu", "t", "m"), ConfigError);
 }
 
+}  // namespace
 }  // namespace mixlab

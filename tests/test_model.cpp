@@ -7,7 +7,7 @@
 #include <gtest/gtest.h>
 
 namespace mixlab {
-namespace {
+namespace MIXLAB_UNITY_ID {
 
 ModelConfig tiny_transformer() {
   return parse_model_config(json::parse(R"({
@@ -132,11 +132,6 @@ TEST(ModelConfig, MixerParamsApplyToStringSublayers) {
   EXPECT_THROW(resolve_model_json(unused, "x.json", "model"), ConfigError);
 }
 
-}  // namespace
-}  // namespace mixlab
-
-namespace mixlab {
-namespace {
 
 TEST(ModelLabel, NamesPresetsAndOtherwiseTheTokenMixers) {
   EXPECT_EQ(model_label(json::parse(R"({"name": "scout-swa", "pattern": [{"mixer": "swa", "window": 64},

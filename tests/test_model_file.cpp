@@ -21,7 +21,7 @@
 #include <set>
 
 namespace mixlab {
-namespace {
+namespace MIXLAB_UNITY_ID {
 
 namespace fs = std::filesystem;
 using mixlab::testing::TempDir;

@@ -13,7 +13,7 @@
 #include <numeric>
 
 namespace mixlab {
-namespace {
+namespace MIXLAB_UNITY_ID {
 
 LanguageModel make_model(const std::string& extra, int64_t layers = 2, uint64_t seed = 3) {
   auto config = parse_model_config(json::parse(R"({"vocab_size": 32, "d_model": 16, "n_heads": 2, "n_layers": )" +

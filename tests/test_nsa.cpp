@@ -11,7 +11,7 @@
 #include <numeric>
 
 namespace mixlab {
-namespace {
+namespace MIXLAB_UNITY_ID {
 using namespace zoo_test;
 
 struct NsaConfig { int64_t l, delta, lp, n, w; };

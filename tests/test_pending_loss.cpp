@@ -10,7 +10,7 @@
 
 using namespace mixlab;
 
-namespace {
+namespace MIXLAB_UNITY_ID {
 
 void expect_keeps_its_value(const torch::Device& device) {
   auto loss = torch::full({}, 2.75, torch::TensorOptions().dtype(torch::kFloat32).device(device));
@@ -40,7 +40,6 @@ std::unique_ptr<Trainer> small_trainer() {
       c, torch::kCPU, 4);
 }
 
-}  // namespace
 
 TEST(PendingLoss, KeepsTheValueItHadWhenQueuedOnTheCpu) { expect_keeps_its_value(torch::kCPU); }
 
@@ -60,3 +59,5 @@ TEST(PendingLoss, QueuedStepsReadLateEqualTheSynchronousSteps) {
   for (size_t i = 0; i < pending.size(); ++i) EXPECT_DOUBLE_EQ(pending[i].value(), expected[i]) << "step " << i + 1;
   EXPECT_NE(expected.back(), expected.front()) << "the losses are not one repeated value";
 }
+
+}  // namespace

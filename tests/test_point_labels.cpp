@@ -15,7 +15,7 @@
 #include <set>
 
 namespace mixlab {
-namespace {
+namespace MIXLAB_UNITY_ID {
 
 std::set<std::string> labels_of(const SweepSpec& spec) {
   std::set<std::string> labels;

@@ -3,7 +3,7 @@
 #include "tests/zoo_helpers.h"
 
 namespace mixlab {
-namespace {
+namespace MIXLAB_UNITY_ID {
 using namespace zoo_test;
 
 torch::Tensor reference(const torch::Tensor& x, int64_t k) {

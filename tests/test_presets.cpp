@@ -10,7 +10,7 @@
 #include <map>
 
 namespace mixlab {
-namespace {
+namespace MIXLAB_UNITY_ID {
 
 json raw_preset(const std::string& name) { return read_json_file(presets_dir() + "/" + name + ".json"); }
 

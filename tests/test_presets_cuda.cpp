@@ -22,7 +22,7 @@
 #include <numeric>
 
 namespace mixlab {
-namespace {
+namespace MIXLAB_UNITY_ID {
 
 constexpr int64_t kSteps = 20, kBatch = 8, kSeq = 64;
 constexpr double kRelativeTolerance = 0.05;

@@ -6,7 +6,7 @@
 #include <gtest/gtest.h>
 
 namespace mixlab {
-namespace {
+namespace MIXLAB_UNITY_ID {
 
 std::string error_of(const std::function<void()>& f) {
   try {

@@ -17,7 +17,7 @@
 #include <sstream>
 
 namespace mixlab::reports {
-namespace {
+namespace MIXLAB_UNITY_ID {
 
 using fixture::slurp;
 
@@ -164,5 +164,6 @@ TEST(ReportEvidence, FindingsOnlyWhereTheDataSupportThem) {
   EXPECT_FALSE(std::filesystem::exists(options.out_dir + "/plots/scaling_fwd_bwd_ms.gnuplot.log"));
 }
 
-}  // namespace
 }  // namespace mixlab::reports
+
+}  // namespace

@@ -8,7 +8,7 @@
 #include <gtest/gtest.h>
 
 namespace mixlab::reports {
-namespace {
+namespace MIXLAB_UNITY_ID {
 
 std::string error_of(const std::string& text) {
   try {
@@ -79,5 +79,6 @@ TEST(ReportFilter, QuotesInValuesStayInertAgainstARealDatabase) {
   EXPECT_THROW(parse_filter("seq_len = 256").sql(bound, false), ReportError);
 }
 
-}  // namespace
 }  // namespace mixlab::reports
+
+}  // namespace

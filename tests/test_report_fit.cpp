@@ -10,7 +10,7 @@
 #include <random>
 
 namespace mixlab::reports {
-namespace {
+namespace MIXLAB_UNITY_ID {
 
 // y = f(N) · exp(σ·u), u uniform in [-1, 1] from a seeded Mersenne twister (same on every platform).
 std::vector<std::pair<double, double>> sample(const std::function<double(double)>& f, int first_power, int last_power,
@@ -150,5 +150,6 @@ TEST(ReportFit, NoCrossingAndTwoCrossings) {
   EXPECT_EQ(crossings[1].better_label, "b");
 }
 
-}  // namespace
 }  // namespace mixlab::reports
+
+}  // namespace

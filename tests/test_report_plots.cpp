@@ -17,7 +17,7 @@
 #include <sstream>
 
 namespace mixlab::reports {
-namespace {
+namespace MIXLAB_UNITY_ID {
 
 namespace fs = std::filesystem;
 
@@ -312,5 +312,6 @@ TEST(ReportCommand, TableAndPlotSubcommands) {
 }
 #endif
 
-}  // namespace
 }  // namespace mixlab::reports
+
+}  // namespace

@@ -11,7 +11,7 @@
 #include <cmath>
 
 namespace mixlab::reports {
-namespace {
+namespace MIXLAB_UNITY_ID {
 
 using nlohmann::json;
 
@@ -160,5 +160,6 @@ TEST_F(ReportRecall, ReportWithBestOverDrawsTheFigureAndWritesTheTables) {
   EXPECT_NE(csv.find("above by 0.02"), std::string::npos) << csv;
 }
 
-}  // namespace
 }  // namespace mixlab::reports
+
+}  // namespace

@@ -14,7 +14,7 @@
 #include <sstream>
 
 namespace mixlab::reports {
-namespace {
+namespace MIXLAB_UNITY_ID {
 
 namespace fs = std::filesystem;
 
@@ -84,5 +84,6 @@ TEST(TerminalTable, AlignsByCharactersAndPrintsNoControlCharacters) {
             "longer  128  y?[2J\n");
 }
 
-}  // namespace
 }  // namespace mixlab::reports
+
+}  // namespace

@@ -10,7 +10,7 @@
 #include <gtest/gtest.h>
 
 namespace mixlab::reports {
-namespace {
+namespace MIXLAB_UNITY_ID {
 
 class ReportTables : public ::testing::Test {
  protected:
@@ -157,5 +157,6 @@ TEST(ReportText, NumbersLengthsAndBase64) {
   EXPECT_EQ(base64_encode("foobar"), "Zm9vYmFy");
 }
 
-}  // namespace
 }  // namespace mixlab::reports
+
+}  // namespace

@@ -10,7 +10,7 @@
 #include <filesystem>
 #include <string>
 
-namespace {
+namespace MIXLAB_UNITY_ID {
 
 // The shared object that holds the definition the dynamic linker bound `function` to.
 std::string defining_object(void* function) {

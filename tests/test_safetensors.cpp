@@ -13,13 +13,13 @@
 #include <unistd.h>
 
 namespace mixlab {
-namespace {
+namespace MIXLAB_UNITY_ID {
 
 namespace fs = std::filesystem;
 
 // A fresh folder per test.
 std::string scratch_dir() {
-  const auto* info = testing::UnitTest::GetInstance()->current_test_info();
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
   fs::path dir = fs::temp_directory_path() /
                  ("mixlab_safetensors_" + std::to_string(getpid()) + "_" + info->name());
   fs::remove_all(dir);

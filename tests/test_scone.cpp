@@ -13,7 +13,7 @@
 #include <map>
 
 namespace mixlab {
-namespace {
+namespace MIXLAB_UNITY_ID {
 
 // Random tokens in [0, 20) with the trigram 1 2 3 planted every 7 positions.
 torch::Tensor synthetic_corpus(int64_t rows, int64_t length, uint64_t seed) {
@@ -57,7 +57,7 @@ TEST(Scone, FgramTableKeepsTheMostFrequentNgrams) {
       EXPECT_EQ(matches[b][t].item<int64_t>(), longest) << b << "," << t;
     }
 
-  const std::string file = testing::TempDir() + "/scone_fgrams.txt";
+  const std::string file = ::testing::TempDir() + "/scone_fgrams.txt";
   table.save(file);
   EXPECT_EQ(FgramTable::load(file, 3).fgrams(), table.fgrams());
   std::remove(file.c_str());
@@ -143,11 +143,6 @@ TEST(Scone, ConfigErrorsNameThePath) {
   EXPECT_THROW(LanguageModel model(config), RegistryError);
 }
 
-}  // namespace
-}  // namespace mixlab
-
-namespace mixlab {
-namespace {
 
 // The inference-time table: T[f] = A_F(f) for every f-gram, precomputed; an eval-mode forward then
 // reads it instead of running A_F, gives the same embeddings and logits, and cost() drops A_F's work.

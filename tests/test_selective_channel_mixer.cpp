@@ -7,7 +7,7 @@
 #include <cmath>
 
 namespace mixlab {
-namespace {
+namespace MIXLAB_UNITY_ID {
 using namespace zoo_test;
 
 double softplus(double v) { return std::log1p(std::exp(v)); }

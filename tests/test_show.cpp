@@ -16,7 +16,7 @@
 #include <sstream>
 
 namespace mixlab {
-namespace {
+namespace MIXLAB_UNITY_ID {
 
 // Two points of sweep "s": ab12… measured, ab34… trained and evaluated.
 void fill(Store& store) {
@@ -88,7 +88,7 @@ TEST(Show, TrainedPointsShowTheirLastStepAndEvaluations) {
 #ifdef MIXLAB_BINARY
 // Through the binary: a bad filter exits 2 with one line on stderr and prints no table.
 TEST(Show, BadFilterExitsTwoWithOneLine) {
-  testing::TempDir dir("show_cli");
+  mixlab::testing::TempDir dir("show_cli");
   {
     Store store(dir.file("r.db"));
     fill(store);

@@ -10,7 +10,7 @@
 #include <stdexcept>
 
 namespace mixlab::sqlite {
-namespace {
+namespace MIXLAB_UNITY_ID {
 
 TEST(Sqlite, NonFiniteRealsAreStoredAsNullAndNullReadsAsNaNOrTheGivenValue) {
   Database db(":memory:", {Access::create, 1000, false});
@@ -66,5 +66,6 @@ TEST(Sqlite, ErrorsNameTheFileAndTheStatement) {
   EXPECT_THROW(Database("/nonexistent-folder/x.db", {Access::read_only, 1000, false}), Error);
 }
 
-}  // namespace
 }  // namespace mixlab::sqlite
+
+}  // namespace

@@ -11,7 +11,7 @@
 #include <filesystem>
 
 namespace mixlab {
-namespace {
+namespace MIXLAB_UNITY_ID {
 
 namespace fs = std::filesystem;
 

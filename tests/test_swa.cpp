@@ -8,7 +8,7 @@
 #include <gtest/gtest.h>
 
 namespace mixlab {
-namespace {
+namespace MIXLAB_UNITY_ID {
 
 using namespace testing;
 

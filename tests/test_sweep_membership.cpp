@@ -16,7 +16,7 @@
 #include <sstream>
 
 namespace mixlab {
-namespace {
+namespace MIXLAB_UNITY_ID {
 
 using mixlab::testing::TempDir;
 

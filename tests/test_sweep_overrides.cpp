@@ -7,7 +7,7 @@
 #include <cstdio>
 #include <string>
 
-namespace {
+namespace MIXLAB_UNITY_ID {
 
 struct Run {
   int status;

@@ -12,7 +12,7 @@
 
 using namespace mixlab::data;
 
-namespace {
+namespace MIXLAB_UNITY_ID {
 
 TaskSpec spec_for(const std::string& task) {
   TaskSpec spec;
@@ -55,7 +55,6 @@ torch::Tensor solve(const TaskSpec& spec, const Batch& batch) {
   return predictions;
 }
 
-}  // namespace
 
 class SyntheticTasks : public ::testing::TestWithParam<std::string> {};
 
@@ -206,3 +205,5 @@ TEST(Synthetic, BadLayoutsNameTheField) {
   spec.task = "sorting";
   EXPECT_THROW(SyntheticTask{spec}, std::invalid_argument);
 }
+
+}  // namespace

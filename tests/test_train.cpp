@@ -24,7 +24,7 @@
 namespace fs = std::filesystem;
 using namespace mixlab;
 
-namespace {
+namespace MIXLAB_UNITY_ID {
 
 // TrainingRecords kept in memory (the store implements the same interface on SQLite).
 struct MemoryRecords : TrainingRecords {
@@ -96,7 +96,6 @@ fs::path tiny_corpus() {
   return root;
 }
 
-}  // namespace
 
 TEST(Train, LearningRateFollowsWarmupThenCosine) {
   TrainConfig c;
@@ -322,7 +321,6 @@ TEST(Train, CorpusRunReportsConsistentFiguresAndResumesExactly) {
   fs::remove_all(corpus);
 }
 
-namespace {
 // One training point (3 steps of induction) swept into `store` with its run folders under `runs`.
 SweepSummary sweep_training_point(Store& store, const fs::path& runs, bool force, std::string* id = nullptr) {
   const json raw = {{"name", "rows-test"},
@@ -366,7 +364,6 @@ void overwrite_recorded_losses(const fs::path& records, double loss) {
   in.close();
   std::ofstream(records, std::ios::trunc) << text;
 }
-}  // namespace
 
 TEST(Train, SweepPointWithTrainSectionIsTrainedRecordedAndDone) {
   // The sweep runner calls the registered hook; rows land in the store and the point is done.
@@ -523,7 +520,6 @@ TEST(Train, LossCountsOnlyTheQueryPositions) {
   EXPECT_GT(std::fabs(all_positions / 18.0 - by_hand), 1e-3);
 }
 
-namespace {
 json mqar_epoch_point(double stop_at_accuracy) {
   json train = {{"data", {{"source", "mqar"}, {"num_kv_pairs", 2}, {"vocab", 8}, {"examples", 32}}},
                 {"seq_len", 16}, {"batch_size", 8}, {"epochs", 6}, {"lr", 1e-2}, {"min_lr", 0}, {"threads", 1},
@@ -531,7 +527,6 @@ json mqar_epoch_point(double stop_at_accuracy) {
   if (stop_at_accuracy > 0) train["stop_at_accuracy"] = stop_at_accuracy;
   return {{"model", tiny_model()}, {"train", train}};
 }
-}  // namespace
 
 TEST(Train, StopsAtTheFirstEpochThatReachesTheTargetAccuracyAndStaysStopped) {
   // The straight run: 6 epochs of 4 steps, evaluated at steps 4, 8, ..., 24.
@@ -594,3 +589,5 @@ TEST(Train, EvaluationRowsCarryTheInferenceStateBytes) {
   }
   fs::remove_all(runs);
 }
+
+}  // namespace

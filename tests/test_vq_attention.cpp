@@ -8,7 +8,7 @@
 #include <limits>
 
 namespace mixlab {
-namespace {
+namespace MIXLAB_UNITY_ID {
 using namespace zoo_test;
 
 // u: [B, N, d] -> [B, N, d]

@@ -10,7 +10,7 @@
 #include <set>
 
 namespace mixlab {
-namespace {
+namespace MIXLAB_UNITY_ID {
 
 ModelConfig preset(const std::string& name, const json& overrides = json::object()) {
   json model = {{"preset", name}};
