@@ -61,3 +61,16 @@ class Csv:
 
 def out_path(default):
     return sys.argv[1] if len(sys.argv) > 1 else default
+
+
+def write_row(out, row):
+    """Prints a CSV row and appends it to the open file at once: a run cut short keeps its rows."""
+    print(row, flush=True)
+    out.write(row + "\n")
+    out.flush()
+
+
+def forget_compiled():
+    """Drops torch.compile's graphs and the cached GPU memory between two models."""
+    torch._dynamo.reset()
+    torch.cuda.empty_cache()

@@ -23,6 +23,8 @@ import time
 import torch
 import torch.nn.functional as F
 
+import common
+
 PRESETS = os.path.join(os.path.dirname(__file__), "..", "..", "experiments", "presets")
 
 
@@ -139,12 +141,9 @@ def main():
             cache = model.k_cache.numel() * model.k_cache.element_size() * 2
             row = (f"torch.compile:reduce-overhead+static-kv,{args.preset},{args.batch},{n},{1000 * seconds / n:.4f},"
                    f"{args.batch * n / seconds:.1f},{1000 * (weights + cache) / bandwidth:.4f},{bandwidth / 1e9:.0f}")
-            print(row, flush=True)
-            out.write(row + "\n")
-            out.flush()
+            common.write_row(out, row)
             del model, step
-            torch._dynamo.reset()
-            torch.cuda.empty_cache()
+            common.forget_compiled()
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ import time
 import torch
 import torch.nn.functional as F
 
+import common
+
 VOCAB = 8192
 # (seq_len, num_kv_pairs, batch) zipped in experiments/train-step-bench.json, times d_model.
 POINTS = [(64, 4, 512), (512, 64, 128)]
@@ -183,12 +185,9 @@ def main():
                         ms, error = None, str(e).splitlines()[0].replace(",", ";")[:200] if str(e) else type(e).__name__
                     rate = f"{1000 / ms:.1f}" if ms else ""
                     row = f"{name},{point},{d},{seq_len},{batch},{f'{ms:.4f}' if ms else ''},{rate},{error}"
-                    print(row, flush=True)
-                    out.write(row + "\n")
-                    out.flush()
+                    common.write_row(out, row)
                     del model, batches
-                    torch._dynamo.reset()
-                    torch.cuda.empty_cache()
+                    common.forget_compiled()
 
 
 if __name__ == "__main__":
