@@ -144,6 +144,10 @@ inline int64_t cuda_peak_allocated_bytes(int device) {
   const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(static_cast<c10::DeviceIndex>(device));
   return stats.allocated_bytes[0].peak;
 }
+inline int64_t cuda_allocated_bytes(int device) {  // in use now (as torch.cuda.memory_allocated)
+  const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(static_cast<c10::DeviceIndex>(device));
+  return stats.allocated_bytes[0].current;
+}
 #endif
 
 }  // namespace mixlab::compat

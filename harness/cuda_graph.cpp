@@ -12,6 +12,8 @@
 #include <cstdlib>
 #include <exception>
 #include <iostream>
+#include <map>
+#include <mutex>
 
 namespace mixlab {
 
@@ -32,12 +34,27 @@ std::string first_line(const std::exception& error) {
   return end == std::string::npos ? text : text.substr(0, end);
 }
 
+// The one side stream every capture on `device` warms up and captures on (as torch.cuda.graph's
+// default capture stream).  Not a fresh stream from the pool per capture: cuBLAS keeps a
+// workspace (32 MiB on an H200) for every (handle, stream) pair it has run on, allocated from the
+// caching allocator and never freed, so a new stream per capture left up to 32 such workspaces
+// (1 GiB) allocated, and every later peak-memory row counted them (docs/results/scout-paper).
+c10::cuda::CUDAStream capture_stream() {
+  static std::mutex guard;
+  static std::map<c10::DeviceIndex, c10::cuda::CUDAStream> streams;
+  const std::lock_guard<std::mutex> lock(guard);
+  const auto device = c10::cuda::current_device();
+  auto found = streams.find(device);
+  if (found == streams.end()) found = streams.emplace(device, at::cuda::getStreamFromPool(false, device)).first;
+  return found->second;
+}
+
 }  // namespace
 
 CapturedCall::CapturedCall(const std::function<void()>& call, int warmup, const std::function<void()>& before_capture)
     : graph_(std::make_unique<Graph>()) {
   const auto main_stream = at::cuda::getCurrentCUDAStream();
-  const auto side = at::cuda::getStreamFromPool();
+  const auto side = capture_stream();
   try {
     // Eager warm-up on the side stream, ordered after everything already queued on the main one.
     at::cuda::CUDAEvent queued;

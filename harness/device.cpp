@@ -136,11 +136,19 @@ int64_t proc_status_bytes(const std::string& field) {
   return -1;
 }
 
+int64_t memory_in_use_bytes(const Device& device) {
+#ifdef MIXLAB_WITH_CUDA
+  if (device.is_cuda()) return compat::cuda_allocated_bytes(0);
+#endif
+  return proc_status_bytes("VmRSS");
+}
+
 void PeakMemory::reset() {
 #ifdef MIXLAB_WITH_CUDA
   if (device_.is_cuda()) {
     synchronize(device_);
     compat::cuda_reset_peak_memory(0);
+    in_use_at_reset_ = compat::cuda_allocated_bytes(0);
     return;
   }
 #endif
@@ -150,6 +158,7 @@ void PeakMemory::reset() {
   clear.flush();
   hwm_was_reset_ = static_cast<bool>(clear);
   rss_at_reset_ = proc_status_bytes("VmRSS");
+  in_use_at_reset_ = rss_at_reset_;
   hwm_at_reset_ = proc_status_bytes("VmHWM");
 }
 

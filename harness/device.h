@@ -64,13 +64,22 @@ class PeakMemory {
   explicit PeakMemory(const Device& device) : device_(device) {}
   void reset();
   double peak_bytes() const;
+  // What was in use when reset() ran (CUDA: allocated bytes; CPU: the resident set): memory the
+  // measurement did not make but the CUDA peak includes.  A row stores it (extra_json
+  // "memory_in_use_at_start_bytes") so that leftovers of earlier work in the process show.
+  double bytes_at_reset() const { return static_cast<double>(in_use_at_reset_); }
 
  private:
   Device device_;
+  int64_t in_use_at_reset_ = 0;
   int64_t rss_at_reset_ = 0;
   int64_t hwm_at_reset_ = 0;
   bool hwm_was_reset_ = false;
 };
+
+// Memory in use now: CUDA, the caching allocator's allocated bytes (torch.cuda.memory_allocated);
+// CPU, the resident set (VmRSS; -1 when unavailable).
+int64_t memory_in_use_bytes(const Device& device);
 
 // Kilobyte fields of /proc/self/status ("VmRSS", "VmHWM") in bytes; -1 when unavailable.
 int64_t proc_status_bytes(const std::string& field);

@@ -375,6 +375,14 @@ PhaseCall prepare_call(const Context& c, Measurement& m, const std::function<voi
   return {[replayed] { replayed->replay(); }, std::move(graph)};
 }
 
+// The row's peak memory, and on CUDA what was already allocated when its measurement began (the
+// model's weights, and anything earlier work in the process left behind): the CUDA peak is
+// absolute and includes both.
+void record_peak(const Context& c, Measurement& m, const PeakMemory& peak) {
+  m.peak_memory_bytes = peak.peak_bytes();
+  if (c.device.is_cuda()) m.extra["memory_in_use_at_start_bytes"] = peak.bytes_at_reset();
+}
+
 // logits = model(tokens[B, N]) without autograd, timed (as a CUDA graph where the settings allow);
 // the one timed forward of the forward phase and of decoding without step().
 void time_forward(Context& c, Measurement& m, int64_t n, double tokens_per_call) {
@@ -388,7 +396,7 @@ void time_forward(Context& c, Measurement& m, int64_t n, double tokens_per_call)
   const auto forward = [&] { logits = torch::Tensor(); logits = c.model->forward(tokens); };
   const PhaseCall call = prepare_call(c, m, forward, forward);
   auto samples = time_repeats(call.run, c.settings, timer, [&] { return c.over_budget(); });
-  m.peak_memory_bytes = peak.peak_bytes();
+  record_peak(c, m, peak);
   fill_from_timing(m, samples, tokens_per_call);
   m.extra.update(sublayer_statistics(c.model));
   if (!all_finite(logits)) { m.status = "nonfinite"; m.error = "the forward output has NaN or Inf"; }
@@ -421,7 +429,7 @@ void measure_forward_backward(Context& c, Measurement& m) {
   const auto eager = [&] { clear_grads(); forward_backward(); };
   const PhaseCall call = prepare_call(c, m, eager, forward_backward, clear_grads);
   auto samples = time_repeats(call.run, c.settings, timer, [&] { return c.over_budget(); });
-  m.peak_memory_bytes = peak.peak_bytes();
+  record_peak(c, m, peak);
   clear_grads();
   fill_from_timing(m, samples, static_cast<double>(c.settings.batch * m.seq_len));
   if (!all_finite(loss.detach())) { m.status = "nonfinite"; m.error = "the loss is NaN or Inf"; }
@@ -463,7 +471,7 @@ void decode_static(Context& c, Measurement& m, const torch::TensorOptions& optio
   if (!decoder.why_not_captured().empty()) m.extra["graph_not_captured"] = decoder.why_not_captured();
   decoder.reset(first_token);
   time_generation(c, m, m.seq_len, [&] { decoder.step(); });
-  m.peak_memory_bytes = peak.peak_bytes();
+  record_peak(c, m, peak);
   m.measured_state_bytes = static_cast<double>(decoder.state_bytes());
   m.extra["decode_state"] = "static";
   if (!all_finite(decoder.logits())) { m.status = "nonfinite"; m.error = "the decoded logits have NaN or Inf"; }
@@ -489,7 +497,7 @@ void decode_dynamic(Context& c, Measurement& m, const torch::TensorOptions& opti
     logits = c.model->step(token, states);
     token = logits.argmax(-1);
   });
-  m.peak_memory_bytes = peak.peak_bytes();
+  record_peak(c, m, peak);
   int64_t state_bytes = 0;
   for (const auto& state : states) state_bytes += state.bytes();
   m.measured_state_bytes = static_cast<double>(state_bytes);
@@ -522,7 +530,7 @@ void measure_prefill(Context& c, Measurement& m) {
   };
   CallTimer timer(c.device);
   auto samples = time_repeats(generate, c.settings, timer, [&] { return c.over_budget(); });
-  m.peak_memory_bytes = peak.peak_bytes();
+  record_peak(c, m, peak);
   m.measured_state_bytes = static_cast<double>(decoder.state_bytes());
   fill_from_timing(m, samples, static_cast<double>(batch * (m.seq_len + new_tokens)));
   m.extra["new_tokens"] = new_tokens;

@@ -9,6 +9,7 @@
 
 #include "harness/config.h"
 #include "harness/cuda_graph.h"
+#include "harness/device.h"
 #include "harness/measure.h"
 #include "harness/model.h"
 #include "tests/preset_at_test_size.h"
@@ -130,6 +131,36 @@ TEST(CudaGraph, AHostSyncIsNotCapturedAndSaysWhy) {
   EXPECT_FALSE(graph.why_not().empty());
   EXPECT_EQ(read_back, 16.0);  // the eager warm-up ran
   EXPECT_EQ((x * 2).sum().item<double>(), 32.0);  // the failed capture left no error behind
+}
+
+// Captures leave nothing allocated behind once their graphs and outputs are gone.  A capture on
+// a fresh pool stream each time left a cuBLAS workspace (32 MiB on an H200) per stream, up to
+// 32 of them, which every later peak-memory row counted; here the first capture may set up its
+// stream, and forty more must not add a byte.
+TEST(CudaGraph, RepeatedCapturesLeaveNoMemoryBehind) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "skipped: no GPU";
+  Device cuda;
+  cuda.kind = "cuda";
+  const auto a = torch::randn({256, 256}, torch::TensorOptions().device(torch::kCUDA));
+  torch::Tensor product;
+  const auto capture_and_replay = [&] {
+    CapturedCall graph([&] { product = torch::mm(a, a); }, 1);
+    ASSERT_TRUE(graph.captured()) << graph.why_not();
+    graph.replay();
+    torch::cuda::synchronize();
+    EXPECT_NEAR(product.sum().item<double>(), torch::mm(a, a).sum().item<double>(), 1e-2 * 256 * 256);
+  };
+  capture_and_replay();
+  product = torch::Tensor();
+  torch::cuda::synchronize();
+  const int64_t after_first = memory_in_use_bytes(cuda);
+  for (int i = 0; i < 40; ++i) {
+    capture_and_replay();
+    product = torch::Tensor();
+  }
+  torch::cuda::synchronize();
+  EXPECT_EQ(memory_in_use_bytes(cuda), after_first)
+      << "forty captures left " << (memory_in_use_bytes(cuda) - after_first) / 1048576.0 << " MiB allocated";
 }
 
 // measure.execution: validated, absent from the resolved config unless given (point ids stay).
