@@ -21,10 +21,16 @@ plot "scaling_decode_ms.dat" index 0 using 1:2:3:4 with yerrorlines lw 2 pt 11 p
      "scaling_decode_ms_samples.dat" index 0 using 1:2 with points pt 7 ps 0.3 lc rgb '#E69F00' notitle, \
      "scaling_decode_ms.dat" index 1 using 1:2:3:4 with yerrorlines lw 2 pt 7 ps 1.1 dt 2 lc rgb '#009E73' title "qwen2-340m" noenhanced, \
      "scaling_decode_ms_samples.dat" index 1 using 1:2 with points pt 7 ps 0.3 lc rgb '#009E73' notitle, \
-     "scaling_decode_ms.dat" index 2 using 1:2:3:4 with yerrorlines lw 2 pt 7 ps 1.1 dt 3 lc rgb '#E69F00' title "scout-mamba-430m n=16 S=10" noenhanced, \
-     "scaling_decode_ms_samples.dat" index 2 using 1:2 with points pt 7 ps 0.3 lc rgb '#E69F00' notitle, \
-     "scaling_decode_ms.dat" index 3 using 1:2:3:4 with yerrorlines lw 2 pt 9 ps 1.1 dt 4 lc rgb '#009E73' title "scout-swa-470m W=1024 S=10" noenhanced, \
-     "scaling_decode_ms_samples.dat" index 3 using 1:2 with points pt 7 ps 0.3 lc rgb '#009E73' notitle
+     "scaling_decode_ms.dat" index 2 using 1:2:3:4 with yerrorlines lw 2 pt 11 ps 1.1 dt 2 lc rgb '#000000' title "qwen2-alternate-swa-366m W=2048" noenhanced, \
+     "scaling_decode_ms_samples.dat" index 2 using 1:2 with points pt 7 ps 0.3 lc rgb '#000000' notitle, \
+     "scaling_decode_ms.dat" index 3 using 1:2:3:4 with yerrorlines lw 2 pt 9 ps 1.1 dt 3 lc rgb '#0072B2' title "scout-mamba-1.59b n=16 S=10" noenhanced, \
+     "scaling_decode_ms_samples.dat" index 3 using 1:2 with points pt 7 ps 0.3 lc rgb '#0072B2' notitle, \
+     "scaling_decode_ms.dat" index 4 using 1:2:3:4 with yerrorlines lw 2 pt 7 ps 1.1 dt 3 lc rgb '#E69F00' title "scout-mamba-430m n=16 S=10" noenhanced, \
+     "scaling_decode_ms_samples.dat" index 4 using 1:2 with points pt 7 ps 0.3 lc rgb '#E69F00' notitle, \
+     "scaling_decode_ms.dat" index 5 using 1:2:3:4 with yerrorlines lw 2 pt 11 ps 1.1 dt 3 lc rgb '#7F7F7F' title "scout-swa-1.57b W=1024 S=10" noenhanced, \
+     "scaling_decode_ms_samples.dat" index 5 using 1:2 with points pt 7 ps 0.3 lc rgb '#7F7F7F' notitle, \
+     "scaling_decode_ms.dat" index 6 using 1:2:3:4 with yerrorlines lw 2 pt 9 ps 1.1 dt 4 lc rgb '#009E73' title "scout-swa-470m W=1024 S=10" noenhanced, \
+     "scaling_decode_ms_samples.dat" index 6 using 1:2 with points pt 7 ps 0.3 lc rgb '#009E73' notitle
 set output
 set terminal svg size 1000,600 dynamic enhanced font 'DejaVu Sans,11'
 set output "scaling_decode_ms.svg"

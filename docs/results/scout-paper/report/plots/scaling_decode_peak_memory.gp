@@ -15,12 +15,15 @@ set logscale y 10
 set ytics ('2000' 2000, '5000' 5000, '10000' 10000, '20000' 20000, '50000' 50000)
 set xtics ('2k' 2048, '4k' 4096, '8k' 8192, '16k' 16384, '32k' 32768)
 set xrange [1833.011345:36611.26494]
-set yrange [1492.758522:62179.68945]
-y_top = 62179.68945  # failed sizes are drawn here, on the upper edge
+set yrange [1189.097864:62985.33076]
+y_top = 62985.33076  # failed sizes are drawn here, on the upper edge
 plot "scaling_decode_peak_memory.dat" index 0 using 1:2 with linespoints lw 2 pt 11 ps 1.1 dt 1 lc rgb '#E69F00' title "mamba-546m n=16" noenhanced, \
      "scaling_decode_peak_memory.dat" index 1 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 2 lc rgb '#009E73' title "qwen2-340m" noenhanced, \
-     "scaling_decode_peak_memory.dat" index 2 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 3 lc rgb '#E69F00' title "scout-mamba-430m n=16 S=10" noenhanced, \
-     "scaling_decode_peak_memory.dat" index 3 using 1:2 with linespoints lw 2 pt 9 ps 1.1 dt 4 lc rgb '#009E73' title "scout-swa-470m W=1024 S=10" noenhanced
+     "scaling_decode_peak_memory.dat" index 2 using 1:2 with linespoints lw 2 pt 11 ps 1.1 dt 2 lc rgb '#000000' title "qwen2-alternate-swa-366m W=2048" noenhanced, \
+     "scaling_decode_peak_memory.dat" index 3 using 1:2 with linespoints lw 2 pt 9 ps 1.1 dt 3 lc rgb '#0072B2' title "scout-mamba-1.59b n=16 S=10" noenhanced, \
+     "scaling_decode_peak_memory.dat" index 4 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 3 lc rgb '#E69F00' title "scout-mamba-430m n=16 S=10" noenhanced, \
+     "scaling_decode_peak_memory.dat" index 5 using 1:2 with linespoints lw 2 pt 11 ps 1.1 dt 3 lc rgb '#7F7F7F' title "scout-swa-1.57b W=1024 S=10" noenhanced, \
+     "scaling_decode_peak_memory.dat" index 6 using 1:2 with linespoints lw 2 pt 9 ps 1.1 dt 4 lc rgb '#009E73' title "scout-swa-470m W=1024 S=10" noenhanced
 set output
 set terminal svg size 1000,600 dynamic enhanced font 'DejaVu Sans,11'
 set output "scaling_decode_peak_memory.svg"

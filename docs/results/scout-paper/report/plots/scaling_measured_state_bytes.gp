@@ -19,8 +19,11 @@ set yrange [114.8783255:69260.06244]
 y_top = 69260.06244  # failed sizes are drawn here, on the upper edge
 plot "scaling_measured_state_bytes.dat" index 0 using 1:2 with linespoints lw 2 pt 11 ps 1.1 dt 1 lc rgb '#E69F00' title "mamba-546m n=16" noenhanced, \
      "scaling_measured_state_bytes.dat" index 1 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 2 lc rgb '#009E73' title "qwen2-340m" noenhanced, \
-     "scaling_measured_state_bytes.dat" index 2 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 3 lc rgb '#E69F00' title "scout-mamba-430m n=16 S=10" noenhanced, \
-     "scaling_measured_state_bytes.dat" index 3 using 1:2 with linespoints lw 2 pt 9 ps 1.1 dt 4 lc rgb '#009E73' title "scout-swa-470m W=1024 S=10" noenhanced
+     "scaling_measured_state_bytes.dat" index 2 using 1:2 with linespoints lw 2 pt 11 ps 1.1 dt 2 lc rgb '#000000' title "qwen2-alternate-swa-366m W=2048" noenhanced, \
+     "scaling_measured_state_bytes.dat" index 3 using 1:2 with linespoints lw 2 pt 9 ps 1.1 dt 3 lc rgb '#0072B2' title "scout-mamba-1.59b n=16 S=10" noenhanced, \
+     "scaling_measured_state_bytes.dat" index 4 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 3 lc rgb '#E69F00' title "scout-mamba-430m n=16 S=10" noenhanced, \
+     "scaling_measured_state_bytes.dat" index 5 using 1:2 with linespoints lw 2 pt 11 ps 1.1 dt 3 lc rgb '#7F7F7F' title "scout-swa-1.57b W=1024 S=10" noenhanced, \
+     "scaling_measured_state_bytes.dat" index 6 using 1:2 with linespoints lw 2 pt 9 ps 1.1 dt 4 lc rgb '#009E73' title "scout-swa-470m W=1024 S=10" noenhanced
 set output
 set terminal svg size 1000,600 dynamic enhanced font 'DejaVu Sans,11'
 set output "scaling_measured_state_bytes.svg"

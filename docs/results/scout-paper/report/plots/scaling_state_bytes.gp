@@ -25,17 +25,20 @@ plot "scaling_state_bytes.dat" index 0 using 1:2 with linespoints lw 2 pt 11 ps 
      "scaling_state_bytes.dat" index 5 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 2 lc rgb '#CC79A7' title "qwen2-340m batch=1" noenhanced, \
      "scaling_state_bytes.dat" index 6 using 1:2 with linespoints lw 2 pt 9 ps 1.1 dt 2 lc rgb '#E69F00' title "qwen2-340m batch=2" noenhanced, \
      "scaling_state_bytes.dat" index 7 using 1:2 with linespoints lw 2 pt 13 ps 1.1 dt 2 lc rgb '#56B4E9' title "qwen2-340m batch=4" noenhanced, \
-     "scaling_state_bytes.dat" index 8 using 1:2 with linespoints lw 2 pt 15 ps 1.1 dt 2 lc rgb '#8C564B' title "qwen2-alternate-swa-366m W=2048 batch=1" noenhanced, \
-     "scaling_state_bytes.dat" index 9 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 2 lc rgb '#7F7F7F' title "qwen2-alternate-swa-366m W=2048 batch=2" noenhanced, \
-     "scaling_state_bytes.dat" index 10 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 2 lc rgb '#BCBD22' title "qwen2-alternate-swa-366m W=2048 batch=4" noenhanced, \
-     "scaling_state_bytes.dat" index 11 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 3 lc rgb '#E69F00' title "scout-mamba-430m n=16 S=10" noenhanced, \
-     "scaling_state_bytes.dat" index 12 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 3 lc rgb '#56B4E9' title "scout-mamba-430m n=16 S=10 batch=1" noenhanced, \
-     "scaling_state_bytes.dat" index 13 using 1:2 with linespoints lw 2 pt 9 ps 1.1 dt 3 lc rgb '#000000' title "scout-mamba-430m n=16 S=10 batch=2" noenhanced, \
-     "scaling_state_bytes.dat" index 14 using 1:2 with linespoints lw 2 pt 13 ps 1.1 dt 3 lc rgb '#8C564B' title "scout-mamba-430m n=16 S=10 batch=4" noenhanced, \
-     "scaling_state_bytes.dat" index 15 using 1:2 with linespoints lw 2 pt 9 ps 1.1 dt 4 lc rgb '#009E73' title "scout-swa-470m W=1024 S=10" noenhanced, \
-     "scaling_state_bytes.dat" index 16 using 1:2 with linespoints lw 2 pt 13 ps 1.1 dt 4 lc rgb '#CC79A7' title "scout-swa-470m W=1024 S=10 batch=1" noenhanced, \
-     "scaling_state_bytes.dat" index 17 using 1:2 with linespoints lw 2 pt 11 ps 1.1 dt 4 lc rgb '#E69F00' title "scout-swa-470m W=1024 S=10 batch=2" noenhanced, \
-     "scaling_state_bytes.dat" index 18 using 1:2 with linespoints lw 2 pt 15 ps 1.1 dt 4 lc rgb '#56B4E9' title "scout-swa-470m W=1024 S=10 batch=4" noenhanced
+     "scaling_state_bytes.dat" index 8 using 1:2 with linespoints lw 2 pt 11 ps 1.1 dt 2 lc rgb '#000000' title "qwen2-alternate-swa-366m W=2048" noenhanced, \
+     "scaling_state_bytes.dat" index 9 using 1:2 with linespoints lw 2 pt 15 ps 1.1 dt 2 lc rgb '#8C564B' title "qwen2-alternate-swa-366m W=2048 batch=1" noenhanced, \
+     "scaling_state_bytes.dat" index 10 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 2 lc rgb '#7F7F7F' title "qwen2-alternate-swa-366m W=2048 batch=2" noenhanced, \
+     "scaling_state_bytes.dat" index 11 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 2 lc rgb '#BCBD22' title "qwen2-alternate-swa-366m W=2048 batch=4" noenhanced, \
+     "scaling_state_bytes.dat" index 12 using 1:2 with linespoints lw 2 pt 9 ps 1.1 dt 3 lc rgb '#0072B2' title "scout-mamba-1.59b n=16 S=10" noenhanced, \
+     "scaling_state_bytes.dat" index 13 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 3 lc rgb '#E69F00' title "scout-mamba-430m n=16 S=10" noenhanced, \
+     "scaling_state_bytes.dat" index 14 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 3 lc rgb '#56B4E9' title "scout-mamba-430m n=16 S=10 batch=1" noenhanced, \
+     "scaling_state_bytes.dat" index 15 using 1:2 with linespoints lw 2 pt 9 ps 1.1 dt 3 lc rgb '#000000' title "scout-mamba-430m n=16 S=10 batch=2" noenhanced, \
+     "scaling_state_bytes.dat" index 16 using 1:2 with linespoints lw 2 pt 13 ps 1.1 dt 3 lc rgb '#8C564B' title "scout-mamba-430m n=16 S=10 batch=4" noenhanced, \
+     "scaling_state_bytes.dat" index 17 using 1:2 with linespoints lw 2 pt 11 ps 1.1 dt 3 lc rgb '#7F7F7F' title "scout-swa-1.57b W=1024 S=10" noenhanced, \
+     "scaling_state_bytes.dat" index 18 using 1:2 with linespoints lw 2 pt 9 ps 1.1 dt 4 lc rgb '#009E73' title "scout-swa-470m W=1024 S=10" noenhanced, \
+     "scaling_state_bytes.dat" index 19 using 1:2 with linespoints lw 2 pt 13 ps 1.1 dt 4 lc rgb '#CC79A7' title "scout-swa-470m W=1024 S=10 batch=1" noenhanced, \
+     "scaling_state_bytes.dat" index 20 using 1:2 with linespoints lw 2 pt 11 ps 1.1 dt 4 lc rgb '#E69F00' title "scout-swa-470m W=1024 S=10 batch=2" noenhanced, \
+     "scaling_state_bytes.dat" index 21 using 1:2 with linespoints lw 2 pt 15 ps 1.1 dt 4 lc rgb '#56B4E9' title "scout-swa-470m W=1024 S=10 batch=4" noenhanced
 set output
 set terminal svg size 1000,600 dynamic enhanced font 'DejaVu Sans,11'
 set output "scaling_state_bytes.svg"
