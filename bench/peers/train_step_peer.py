@@ -2,7 +2,8 @@
 experiments/train-step-bench.json written the way a researcher would in PyTorch, timed as whole
 training steps (forward, backward, gradient clipping, AdamW), in the two forms a user would pick:
 
-    compile          torch.compile(model) (inductor, default mode), fused AdamW, clip_grad_norm_
+    compile          torch.compile of the model with its loss (inductor, default mode), fused
+                     AdamW, clip_grad_norm_
     compile+graph    the same compiled model and a capturable fused AdamW, the whole step
                      captured once as a CUDA graph and replayed (PyTorch's "whole-network
                      capture", torch.cuda.graphs), as mixlab's train.execution = cuda_graph does
@@ -10,7 +11,9 @@ training steps (forward, backward, gradient clipping, AdamW), in the two forms a
 The model is mixlab's for pattern ["attention"], 2 layers, 1 head (head dim = d_model): token
 embedding, per layer h += o(attention(RoPE q, RoPE k, v of RMSNorm(h))) with causal SDPA, a final
 RMSNorm and the tied embedding as the head; no biases.  The loss is the mean cross-entropy over
-the query positions of MQAR (num_kv_pairs per sequence, the rest ignored), logits in float32.
+the query positions of MQAR (num_kv_pairs per sequence), logits in float32, and the head runs on
+those positions only: their flat indices are found when the batch is made, as mixlab's loss
+inputs are (harness/loss_inputs.h), so the head costs B·pairs rows, not B·N.
 Precision as mixlab's `auto` on CUDA: float32 weights, the forward under bf16 autocast.
 AdamW: betas (0.9, 0.95), weight decay 0.1 on matrices only, lr 1e-3; gradients clipped to norm
 1.  Data: 16 fixed batches of random tokens made on the GPU beforehand (the timing is of the step,
@@ -66,7 +69,7 @@ class AttentionLM(torch.nn.Module):
         self.register_buffer("cos", both.cos().float())  # [N, dh]
         self.register_buffer("sin", both.sin().float())
 
-    def forward(self, tokens):  # tokens: [B, N] -> logits [B, N, V] (float32)
+    def forward(self, tokens):  # tokens: [B, N] -> final hidden states [B, N, d]
         b, n = tokens.shape
         h = self.embed(tokens)
         for i in range(len(self.qkv)):
@@ -74,18 +77,18 @@ class AttentionLM(torch.nn.Module):
             q, k = rope(q, self.cos, self.sin), rope(k, self.cos, self.sin)
             out = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # [B, H, N, dh]
             h = h + self.o[i](out.transpose(1, 2).reshape(b, n, -1))
-        return (self.norms[-1](h) @ self.embed.weight.t()).float()
+        return self.norms[-1](h)
 
 
 def mqar_like_batches(count, batch, seq_len, pairs, device):
-    """Random tokens; targets only at `pairs` random positions of each sequence's second half."""
+    """Random tokens; targets at `pairs` random positions of each sequence's second half:
+    (tokens [B, N], rows [B·pairs] flat positions that have a target, targets [B·pairs])."""
     batches = []
     for _ in range(count):
         tokens = torch.randint(0, VOCAB, (batch, seq_len), device=device)
-        targets = torch.full((batch, seq_len), -100, dtype=torch.long, device=device)
         cols = seq_len // 2 + torch.rand(batch, seq_len // 2, device=device).argsort(-1)[:, :pairs]
-        targets.scatter_(1, cols, torch.randint(0, VOCAB, (batch, pairs), device=device))
-        batches.append((tokens, targets))
+        rows = (torch.arange(batch, device=device)[:, None] * seq_len + cols.sort(-1).values).reshape(-1)
+        batches.append((tokens, rows, torch.randint(0, VOCAB, (batch * pairs,), device=device)))
     return batches
 
 
@@ -96,10 +99,18 @@ def make_optimizer(model, capturable):
     return torch.optim.AdamW(groups, lr=1e-3, betas=(0.9, 0.95), eps=1e-8, fused=True, capturable=capturable)
 
 
-def loss_of(model, tokens, targets):
-    with torch.autocast("cuda", dtype=torch.bfloat16):  # mixlab's precision "auto" on CUDA
-        logits = model(tokens)
-    return F.cross_entropy(logits.view(-1, VOCAB), targets.view(-1), ignore_index=-100)
+class QueryLoss(torch.nn.Module):
+    """The whole loss as one module, so torch.compile sees (and fuses) the head and the loss too."""
+
+    def __init__(self, lm):
+        super().__init__()
+        self.lm = lm
+
+    def forward(self, tokens, rows, targets):
+        with torch.autocast("cuda", dtype=torch.bfloat16):  # mixlab's precision "auto" on CUDA
+            hidden = self.lm(tokens)
+            logits = hidden.reshape(-1, hidden.shape[-1])[rows] @ self.lm.embed.weight.t()  # [B·pairs, V]
+        return F.cross_entropy(logits.float(), targets)
 
 
 def timed(run_step, steps, warmup=10):
@@ -115,12 +126,11 @@ def timed(run_step, steps, warmup=10):
 
 
 def compiled_eager_steps(model, batches, steps):
-    compiled = torch.compile(model)
+    compiled = torch.compile(QueryLoss(model))
     opt = make_optimizer(model, capturable=False)
 
     def run_step(i):
-        tokens, targets = batches[i % len(batches)]
-        loss_of(compiled, tokens, targets).backward()
+        compiled(*batches[i % len(batches)]).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0, foreach=True)
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -129,12 +139,12 @@ def compiled_eager_steps(model, batches, steps):
 
 
 def compiled_graph_steps(model, batches, steps):
-    compiled = torch.compile(model)
+    compiled = torch.compile(QueryLoss(model))
     opt = make_optimizer(model, capturable=True)
-    static_tokens, static_targets = (t.clone() for t in batches[0])
+    static = [t.clone() for t in batches[0]]  # tokens, rows, targets: the graph's inputs
 
     def body():
-        loss = loss_of(compiled, static_tokens, static_targets)
+        loss = compiled(*static)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0, foreach=True)
         opt.step()
@@ -153,9 +163,8 @@ def compiled_graph_steps(model, batches, steps):
         body()
 
     def run_step(i):
-        tokens, targets = batches[i % len(batches)]
-        static_tokens.copy_(tokens, non_blocking=True)
-        static_targets.copy_(targets, non_blocking=True)
+        for buffer, value in zip(static, batches[i % len(batches)]):
+            buffer.copy_(value, non_blocking=True)
         graph.replay()
 
     return timed(run_step, steps)
