@@ -21,6 +21,8 @@
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/cuda/CUDAEvent.h>
 #include <c10/cuda/CUDACachingAllocator.h>
+#include <cuda_profiler_api.h>
+#include <cuda_runtime_api.h>
 #endif
 
 namespace mixlab {
@@ -134,6 +136,33 @@ int64_t proc_status_bytes(const std::string& field) {
     }
   }
   return -1;
+}
+
+bool ProfiledRange::requested() {
+#ifdef MIXLAB_WITH_CUDA
+  static const bool on = std::getenv("MIXLAB_PROFILE_RANGE") != nullptr;
+  return on;
+#else
+  return false;
+#endif
+}
+
+ProfiledRange::ProfiledRange() {
+#ifdef MIXLAB_WITH_CUDA
+  if (requested()) {
+    (void)cudaDeviceSynchronize();
+    (void)cudaProfilerStart();
+  }
+#endif
+}
+
+ProfiledRange::~ProfiledRange() {
+#ifdef MIXLAB_WITH_CUDA
+  if (requested()) {
+    (void)cudaDeviceSynchronize();
+    (void)cudaProfilerStop();
+  }
+#endif
 }
 
 int64_t memory_in_use_bytes(const Device& device) {

@@ -81,6 +81,20 @@ class PeakMemory {
 // CPU, the resident set (VmRSS; -1 when unavailable).
 int64_t memory_in_use_bytes(const Device& device);
 
+// One call alone inside the CUDA profiler's range (cudaProfilerStart ... cudaProfilerStop), for
+// `ncu --profile-from-start off` (bench/kernel_breakdown.sh): the range opens on construction and
+// closes, after the device has finished the call's work, on destruction.  Measurement makes one
+// such extra untimed call per row after its warm-up when $MIXLAB_PROFILE_RANGE is set and the
+// build has CUDA; otherwise nothing happens.
+class ProfiledRange {
+ public:
+  static bool requested();
+  ProfiledRange();
+  ~ProfiledRange();
+  ProfiledRange(const ProfiledRange&) = delete;
+  ProfiledRange& operator=(const ProfiledRange&) = delete;
+};
+
 // Kilobyte fields of /proc/self/status ("VmRSS", "VmHWM") in bytes; -1 when unavailable.
 int64_t proc_status_bytes(const std::string& field);
 

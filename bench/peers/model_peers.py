@@ -132,6 +132,21 @@ class LanguageModel(torch.nn.Module):
         return self.norms[-1](h) @ self.embed.weight.t()
 
 
+def profile_one_step(step, model):
+    """Three steps (compilation, warm-up), then one alone in the CUDA profiler's range."""
+    for _ in range(3):
+        step()
+        for p in model.parameters():
+            p.grad = None
+    torch.cuda.synchronize()
+    torch.cuda.profiler.start()
+    step()
+    torch.cuda.synchronize()
+    torch.cuda.profiler.stop()
+    for p in model.parameters():
+        p.grad = None
+
+
 def main():
     torch._dynamo.config.cache_size_limit = 64  # every (mode, N) of a preset compiles its own graph
     torch._dynamo.config.accumulated_cache_size_limit = 512
@@ -142,6 +157,10 @@ def main():
     parser.add_argument("--d-model", type=int, default=768)
     parser.add_argument("--heads", type=int, default=12)
     parser.add_argument("--eager", action="store_true", help="also time the uncompiled model")
+    parser.add_argument("--profile-range", action="store_true",
+                        help="instead of timing, run each step 3 times and a fourth alone inside "
+                             "torch.cuda.profiler.start()/stop(), for `ncu --profile-from-start off` "
+                             "(bench/kernel_breakdown.sh); no rows are written")
     parser.add_argument("--modes", default="default,reduce-overhead",
                         help="torch.compile modes to time; reduce-overhead replays CUDA graphs, as mixlab's "
                              "measure.execution=cuda_graph does (the peer row of a length is the fastest mode)")
@@ -165,6 +184,9 @@ def main():
                     def step():
                         logits = run(tokens[:, :-1], masks)
                         F.cross_entropy(logits.float().view(-1, model.vocab), tokens[:, 1:].reshape(-1)).backward()
+                    if args.profile_range:
+                        profile_one_step(step, model)
+                        continue
                     try:
                         ms = do_bench(step, warmup=10, rep=50, grad_to_none=list(model.parameters()), return_mode="median")
                         row = f"{peer},{name},{n},{args.d_model},{ms:.4f}"

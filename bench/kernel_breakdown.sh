@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Where a whole-model forward + backward spends the GPU's time, mixlab beside its torch.compile
+# peer (issue 13: a missed target is reported with a measured breakdown of why).  One call of each
+# (preset, N) runs alone inside the CUDA profiler's range and Nsight Compute times every kernel of
+# it (gpu__time_duration, clocks left alone); bench/peers/ncu_table.py groups the kernels into
+# families (matrix products, attention, fused Triton, elementwise, reductions, ...) and lists the
+# largest.  The kernels' durations add up to the GPU's busy time of one call: the time a CUDA
+# graph replay cannot go below.
+#
+# mixlab: `mixlab bench` as bench/model_bench.sh runs it (bf16, d_model 768, 12 heads, batch 1,
+# CUDA graphs), with MIXLAB_PROFILE_RANGE=1 (harness/device.h, ProfiledRange).  The peer:
+# bench/peers/model_peers.py --profile-range (torch.compile, default mode: the same kernels as
+# reduce-overhead, which only replays them as a graph).  One process per (side, preset, N), so
+# each profile holds one call.
+#
+# Usage: bench/kernel_breakdown.sh BUILD_DIR OUT_DIR [lengths, default 4096,16384] [presets,
+#        default transformer,swa,scout-swa]
+#   OUT_DIR/<side>_<preset>_<N>.csv (ncu's rows), OUT_DIR/breakdown.md (the tables).
+set -uo pipefail
+BUILD="${1:?usage: bench/kernel_breakdown.sh BUILD_DIR OUT_DIR [lengths] [presets]}"
+OUT="${2:?usage: bench/kernel_breakdown.sh BUILD_DIR OUT_DIR [lengths] [presets]}"
+LENGTHS="${3:-4096,16384}"
+PRESETS="${4:-transformer,swa,scout-swa}"
+HERE="$(cd "$(dirname "$0")" && pwd)"
+mkdir -p "$OUT"
+command -v ncu >/dev/null || { echo "kernel_breakdown.sh: ncu (Nsight Compute) is not on the PATH" >&2; exit 2; }
+NCU=(ncu --profile-from-start off --clock-control none --metrics gpu__time_duration.sum --csv)
+status=0
+for preset in ${PRESETS//,/ }; do
+  for n in ${LENGTHS//,/ }; do
+    MIXLAB_PROFILE_RANGE=1 "${NCU[@]}" --log-file "$OUT/mixlab_${preset}_${n}.csv" \
+      "$BUILD/mixlab" bench --preset "$preset" --set model.d_model=768 --set model.n_heads=12 --seq "$n" \
+      --phases forward_backward --device cuda --dtype bfloat16 --repeats 1 --warmup 2 \
+      >"$OUT/mixlab_${preset}_${n}.log" 2>&1 || { status=1; tail -n 5 "$OUT/mixlab_${preset}_${n}.log"; }
+    "${NCU[@]}" --log-file "$OUT/peer_${preset}_${n}.csv" \
+      python3 "$HERE/peers/model_peers.py" /dev/null --presets "$preset" --lengths "$n" --modes default \
+      --profile-range >"$OUT/peer_${preset}_${n}.log" 2>&1 || { status=1; tail -n 5 "$OUT/peer_${preset}_${n}.log"; }
+    echo "[$preset N=$n] profiled"
+  done
+done
+python3 "$HERE/peers/ncu_table.py" "$OUT"/mixlab_*.csv "$OUT"/peer_*.csv | tee "$OUT/breakdown.md" || status=1
+exit $status
