@@ -236,21 +236,22 @@ class CheckpointAttention : public TokenMixer {
     heads_.add_static_constants(state, capacity, options);
     return state;
   }
-  // step() on a cache of one slot per segment.  Token t reads slots m < ⌊t/S⌋ (the checkpoints
-  // mS+S-1 < t) and itself, then writes its key and value to slot ⌊t/S⌋: the segment's last token
-  // (t mod S = S-1) writes last, so once a slot becomes visible it holds that segment's checkpoint.
+  // step() on a cache of one slot per segment.  Token t writes its key and value to slot ⌊t/S⌋,
+  // then reads slots m ≤ ⌊t/S⌋: the checkpoints (m < ⌊t/S⌋, so mS+S-1 < t) and, in slot ⌊t/S⌋,
+  // itself.  The segment's last token (t mod S = S-1) writes last, so once a slot becomes visible
+  // to later tokens it holds that segment's checkpoint.  One masked attention, as attention's and
+  // swa's static steps (no separate self term).
   torch::Tensor static_step(const torch::Tensor& x_t, MixerState& state, const StepPosition& at) override {
     TORCH_CHECK(summary_ == SegmentSummary::Token, "checkpoint_attention: static_step needs summary = token");
     auto [q, k, v] = heads_.project_at(x_t, at.position, state);  // [B, H, 1, d_h]
     auto& keys = state.tensors.at("checkpoint_keys");      // [B, H, ⌈capacity/S⌉, d_h]
     auto& values = state.tensors.at("checkpoint_values");
-    const auto segment = at.position.div(segment_size_, "floor");                 // ⌊t/S⌋: [1]
-    const int64_t count = (at.span - 1) / segment_size_;                          // the most any t < span sees
-    auto hidden = torch::arange(count, at.position.options()) >= segment;         // [count]
-    auto attended = attend_to_slots(q, keys, values, count, hidden, k, v);
+    const auto segment = at.position.div(segment_size_, "floor");  // ⌊t/S⌋: [1]
     write_slot(keys, segment, k);
     write_slot(values, segment, v);
-    return heads_.output(attended).squeeze(1);
+    const int64_t count = (at.span - 1) / segment_size_ + 1;       // ⌈span/S⌉ ≤ the slots: the most any t < span reads
+    auto hidden = torch::arange(count, at.position.options()) > segment;  // [count]
+    return heads_.output(attend_to_slots(q, keys, values, count, hidden)).squeeze(1);
   }
   // The forward, with slot m holding the key and value of the segment's last token so far,
   // min(mS+S−1, N−1), for each of the ⌈N/S⌉ segments the prompt began.

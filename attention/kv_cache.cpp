@@ -69,19 +69,9 @@ void write_slot(torch::Tensor& buffer, const torch::Tensor& slot, const torch::T
 }
 
 torch::Tensor attend_to_slots(const torch::Tensor& q, const torch::Tensor& keys, const torch::Tensor& values,
-                              int64_t count, const torch::Tensor& hidden, const torch::Tensor& self_key,
-                              const torch::Tensor& self_value) {
-  TORCH_CHECK(count > 0 || self_key.defined(), "attend_to_slots: nothing to attend to (no slots, no self term)");
-  if (!self_key.defined()) return compat::masked_attention(q, keys.narrow(2, 0, count), values.narrow(2, 0, count), hidden);
-  const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
-  std::vector<torch::Tensor> scores;  // [B, H, 1, count] and [B, H, 1, 1]
-  if (count > 0)
-    scores.push_back(torch::matmul(q, keys.narrow(2, 0, count).transpose(-2, -1))
-                         .masked_fill(hidden, -std::numeric_limits<double>::infinity()));
-  scores.push_back((q * self_key).sum(-1, /*keepdim=*/true));
-  auto weights = torch::softmax((scores.size() == 1 ? scores.front() : torch::cat(scores, -1)) * scale, -1);
-  if (count == 0) return weights * self_value;
-  return torch::matmul(weights.narrow(-1, 0, count), values.narrow(2, 0, count)) + weights.narrow(-1, count, 1) * self_value;
+                              int64_t count, const torch::Tensor& hidden) {
+  TORCH_CHECK(count > 0 && count <= keys.size(2), "attend_to_slots: count must be in [1, ", keys.size(2), "], got ", count);
+  return compat::masked_attention(q, keys.narrow(2, 0, count), values.narrow(2, 0, count), hidden);
 }
 
 }  // namespace mixlab

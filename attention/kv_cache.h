@@ -38,13 +38,11 @@ namespace mixlab {
 void write_slot(torch::Tensor& buffer, const torch::Tensor& slot, const torch::Tensor& x);
 
 // Single-query attention over the first `count` slots of a static cache, slots where `hidden` is
-// true left out, and optionally the current token's own key and value in the same softmax:
-//   o = Σ_j softmax_j(s_j) v_j,  s_j = q·k_j / √d_h over {j < count : ¬hidden_j} ∪ {self}
-// q: [B, H, 1, d_h]; keys, values: [B, H, C, d_h] (C ≥ count); hidden: bool [count];
-// self_key, self_value: [B, H, 1, d_h] or undefined.  Returns [B, H, 1, d_h].  With count = 0 the
-// self term must be given.
+// true left out (a step writes its own key and value into the cache first, so it is one of them):
+//   o = Σ_j softmax_j(s_j) v_j,  s_j = q·k_j / √d_h over {j < count : ¬hidden_j}
+// q: [B, H, 1, d_h]; keys, values: [B, H, C, d_h] (C ≥ count ≥ 1); hidden: bool [count], not all
+// true.  Returns [B, H, 1, d_h].
 torch::Tensor attend_to_slots(const torch::Tensor& q, const torch::Tensor& keys, const torch::Tensor& values,
-                              int64_t count, const torch::Tensor& hidden, const torch::Tensor& self_key = {},
-                              const torch::Tensor& self_value = {});
+                              int64_t count, const torch::Tensor& hidden);
 
 }  // namespace mixlab
