@@ -16,6 +16,9 @@
 # Usage: bench/kernel_breakdown.sh BUILD_DIR OUT_DIR [lengths, default 4096,16384] [presets,
 #        default transformer,swa,scout-swa]
 #   OUT_DIR/<side>_<preset>_<N>.csv (ncu's rows), OUT_DIR/breakdown.md (the tables).
+# MIXLAB_BREAKDOWN_PHASE=decode: one decode step instead (mixlab only; the released presets as
+# they are, bf16, batch 16, the step at position 0 of a static state of N tokens, as a CUDA graph
+# replay): where the fixed per-step cost of docs/results/decode-static-h200 goes.
 set -uo pipefail
 BUILD="${1:?usage: bench/kernel_breakdown.sh BUILD_DIR OUT_DIR [lengths] [presets]}"
 OUT="${2:?usage: bench/kernel_breakdown.sh BUILD_DIR OUT_DIR [lengths] [presets]}"
@@ -26,6 +29,19 @@ mkdir -p "$OUT"
 command -v ncu >/dev/null || { echo "kernel_breakdown.sh: ncu (Nsight Compute) is not on the PATH" >&2; exit 2; }
 NCU=(ncu --profile-from-start off --clock-control none --metrics gpu__time_duration.sum --csv)
 status=0
+if [[ ${MIXLAB_BREAKDOWN_PHASE:-} == decode ]]; then
+  for preset in ${PRESETS//,/ }; do
+    for n in ${LENGTHS//,/ }; do
+      MIXLAB_PROFILE_RANGE=1 "${NCU[@]}" --log-file "$OUT/mixlab-decode_${preset}_${n}.csv" \
+        "$BUILD/mixlab" bench --preset "$preset" --seq "$n" --phases decode --batch 16 --device cuda \
+        --dtype bfloat16 --set measure.time_budget_s=60 >"$OUT/mixlab-decode_${preset}_${n}.log" 2>&1 ||
+        { status=1; tail -n 5 "$OUT/mixlab-decode_${preset}_${n}.log"; }
+      echo "[decode $preset N=$n] profiled"
+    done
+  done
+  python3 "$HERE/peers/ncu_table.py" "$OUT"/mixlab-decode_*.csv | tee "$OUT/breakdown-decode.md" || status=1
+  exit $status
+fi
 for preset in ${PRESETS//,/ }; do
   for n in ${LENGTHS//,/ }; do
     MIXLAB_PROFILE_RANGE=1 "${NCU[@]}" --log-file "$OUT/mixlab_${preset}_${n}.csv" \

@@ -473,6 +473,11 @@ void decode_static(Context& c, Measurement& m, const torch::TensorOptions& optio
                         static_cast<int>(std::max<int64_t>(c.settings.warmup, 1)));
   m.execution = decoder.execution();
   if (!decoder.why_not_captured().empty()) m.extra["graph_not_captured"] = decoder.why_not_captured();
+  if (ProfiledRange::requested()) {  // one step at position 0, alone in the profiler's range
+    decoder.reset(first_token);
+    const ProfiledRange range;
+    decoder.step();
+  }
   decoder.reset(first_token);
   time_generation(c, m, m.seq_len, [&] { decoder.step(); });
   record_peak(c, m, peak);
