@@ -34,7 +34,7 @@ const std::vector<std::string>& measure_keys() {
   static const std::vector<std::string> keys = {
       "seq_lens", "decode_seq_lens", "batch", "phases", "warmup", "repeats", "min_repeats", "target_seconds",
       "time_budget_s", "decode_chunks", "prefill_new_tokens", "skip_after_oom", "dtype", "seed", "threads",
-      "execution"};
+      "execution", "decode_timing"};
   return keys;
 }
 
@@ -191,6 +191,14 @@ json resolve_measure_json(const json& measure_in, const std::string& device_kind
       throw ConfigError(file, path + ".execution", "is " + mode.dump() + "; valid: " + joined(modes));
     out["execution"] = mode;
   }
+  // decode: "generate" (absent = this) or "spans"; only a given value enters the resolved config.
+  if (measure.contains("decode_timing")) {
+    static const std::vector<std::string> timings = {"generate", "spans"};
+    const json& timing = measure["decode_timing"];
+    if (!timing.is_string() || std::find(timings.begin(), timings.end(), timing.get<std::string>()) == timings.end())
+      throw ConfigError(file, path + ".decode_timing", "is " + timing.dump() + "; valid: " + joined(timings));
+    out["decode_timing"] = timing;
+  }
   out["device"] = device_kind;
   out["dtype"] = resolve_dtype(dtype, device_kind);
   return out;
@@ -215,6 +223,7 @@ MeasureSettings MeasureSettings::from_json(const json& m) {
   s.threads = m.value("threads", int64_t{0});
   s.prefill_new_tokens = m.value("prefill_new_tokens", int64_t{10});
   s.execution = m.value("execution", std::string("auto"));
+  s.decode_timing = m.value("decode_timing", std::string("generate"));
   return s;
 }
 
@@ -464,12 +473,52 @@ void time_generation(Context& c, Measurement& m, int64_t n, const std::function<
   m.extra["steps_per_chunk"] = chunk;
 }
 
-// Decoding on a static state (harness/static_decoder.h): every step one CUDA graph replay.  The
-// state is preallocated for the point's N tokens, so the measured state is that of N tokens.
-void decode_static(Context& c, Measurement& m, const torch::TensorOptions& options, const torch::Tensor& first_token) {
+// decode_timing = "spans": the generation time of N tokens from one timed sample per span.  A
+// static step's work depends on its span only (the graph of span s reads slots [0, s) whatever
+// the position; harness/static_decoder.h), so
+//   T(N) = Σ_s n_s · τ_s,   n_s = |{t < N : span(t) = s}|
+// where τ_s is the per-step time of the best of three runs of k = kSpanSampleSteps steps from the
+// span's first position (seek(): the state is not what a generation would hold there, which
+// changes the values read, not the work).  Fills the timing columns from the τ_s.
+void time_generation_by_spans(Context& c, Measurement& m, StaticDecoder& decoder) {
+  CallTimer timer(c.device);
+  const int64_t n = m.seq_len;
+  std::vector<double> per_step_ms;
+  json span_step_ms = json::object();
+  double total_ms = 0;
+  for (int64_t start = 0; start < n;) {
+    const int64_t span = decoder.span_at(start);
+    const int64_t end = span < decoder.capacity() ? std::min(span, n) : n;  // positions [start, end) read `span`
+    const int64_t steps = std::min(MeasureSettings::kSpanSampleSteps, end - start);
+    double best = std::numeric_limits<double>::infinity();
+    for (int run = 0; run < 4; ++run) {  // the first run warms up
+      decoder.seek(start);
+      timer.start();
+      for (int64_t i = 0; i < steps; ++i) decoder.step();
+      const double ms = timer.stop_ms() / static_cast<double>(steps);
+      if (run > 0) best = std::min(best, ms);
+    }
+    per_step_ms.push_back(best);
+    span_step_ms[std::to_string(span)] = best;
+    total_ms += best * static_cast<double>(end - start);
+    throw_if_interrupted();
+    start = end;
+  }
+  const double batch = static_cast<double>(c.settings.batch);
+  fill_from_timing(m, per_step_ms, batch);
+  m.extra["generate_tokens_per_s"] = batch * static_cast<double>(n) / (total_ms / 1000.0);
+  m.extra["generate_total_s"] = total_ms / 1000.0;
+  m.extra["generate_timing"] = "spans";
+  m.extra["span_step_ms"] = span_step_ms;
+}
+
+// Decoding on a static state (harness/static_decoder.h): on CUDA every step one CUDA graph replay.
+// The state is preallocated for the point's N tokens, so the measured state is that of N tokens.
+void decode_static(Context& c, Measurement& m, const torch::TensorOptions& options, const torch::Tensor& first_token,
+                   bool graphs) {
   PeakMemory peak(c.device);
   peak.reset();
-  StaticDecoder decoder(c.model, c.settings.batch, m.seq_len, options, /*use_graphs=*/true,
+  StaticDecoder decoder(c.model, c.settings.batch, m.seq_len, options, graphs,
                         static_cast<int>(std::max<int64_t>(c.settings.warmup, 1)));
   m.execution = decoder.execution();
   if (!decoder.why_not_captured().empty()) m.extra["graph_not_captured"] = decoder.why_not_captured();
@@ -479,7 +528,10 @@ void decode_static(Context& c, Measurement& m, const torch::TensorOptions& optio
     decoder.step();
   }
   decoder.reset(first_token);
-  time_generation(c, m, m.seq_len, [&] { decoder.step(); });
+  if (c.settings.decode_timing == "spans")
+    time_generation_by_spans(c, m, decoder);
+  else
+    time_generation(c, m, m.seq_len, [&] { decoder.step(); });
   record_peak(c, m, peak);
   m.measured_state_bytes = static_cast<double>(decoder.state_bytes());
   m.extra["decode_state"] = "static";
@@ -562,7 +614,11 @@ void measure_decode(Context& c, Measurement& m) {
   const auto options = torch::TensorOptions().dtype(c.device.scalar_type()).device(c.device.torch_device());
   auto first_token = torch::zeros({c.settings.batch}, torch::TensorOptions().dtype(torch::kLong).device(c.device.torch_device()));
   const bool graphs = c.device.is_cuda() && c.settings.execution != "eager";
-  if (graphs && c.model->has_static_step()) return decode_static(c, m, options, first_token);
+  const bool spans = c.settings.decode_timing == "spans";
+  if ((graphs || spans) && c.model->has_static_step()) return decode_static(c, m, options, first_token, graphs);
+  if (spans)
+    throw std::invalid_argument("measure.decode_timing = \"spans\" needs a static decode step in every sublayer "
+                                "(docs/decode.md); this model has a sublayer without one: use \"generate\"");
   if (graphs) m.extra["graph_not_captured"] = "a sublayer has no static_step() (its state grows or is routed)";
   decode_dynamic(c, m, options, first_token);
 }

@@ -48,6 +48,10 @@ struct MeasureSettings {
   int64_t seed = 0;              // weights and tokens
   int64_t threads = 0;           // CPU threads while measuring (0: LibTorch's default)
   std::string execution = "auto";  // phases on CUDA: auto | cuda_graph (harness/cuda_graph.h, static_decoder.h) | eager
+  // decode: "generate" times the whole generation of N tokens; "spans" times a sample of steps
+  // per span of the static decoder and adds them up (docs/decode.md, "Timing by spans")
+  std::string decode_timing = "generate";
+  static constexpr int64_t kSpanSampleSteps = 64;  // steps per timed sample of a span ("spans")
 
   static MeasureSettings from_json(const nlohmann::json& resolved_measure);
 };

@@ -59,6 +59,14 @@ void StaticDecoder::reset(const torch::Tensor& first_tokens) {
   position_ = 0;
 }
 
+void StaticDecoder::seek(int64_t position) {
+  if (position < 0 || position >= capacity_)
+    throw std::out_of_range("static decoding: seek(" + std::to_string(position) + ") outside [0, " +
+                            std::to_string(capacity_) + ")");
+  device_position_.fill_(position);
+  position_ = position;
+}
+
 void StaticDecoder::prefill(const torch::Tensor& prompt) {
   const int64_t n = prompt.size(1);
   if (prompt.dim() != 2 || prompt.size(0) != tokens_.size(0) || n < 1 || n > capacity_)

@@ -46,6 +46,10 @@ class StaticDecoder {
   const torch::Tensor& logits() const { return logits_; }  // [B, vocab] of the last step
   const torch::Tensor& tokens() const { return tokens_; }  // [B]: the next step's input
   int64_t position() const { return position_; }
+  int64_t capacity() const { return capacity_; }
+  // Moves to `position` (0 <= position < capacity) without touching the state: for timing the
+  // steps of a span (measure.decode_timing = "spans"), whose work does not depend on the values.
+  void seek(int64_t position);
   int64_t state_bytes() const;
   // The span read at position t: min(capacity, max(kMinSpan, the power of two above t)).
   int64_t span_at(int64_t position) const;

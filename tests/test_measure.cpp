@@ -191,6 +191,50 @@ TEST(MeasureTest, PrefillTimesThePromptAndTheNewTokens) {
   EXPECT_THROW(resolve_measure_json(bad, "cpu", "spec.json", "base.measure"), ConfigError);
 }
 
+// decode_timing = "spans": one timed sample per span of the static decoder, every position of
+// the generation counted once in the span that reads it (N = 700: 256 positions of span 256,
+// 256 of span 512, 188 of span 700), the total their sum and tokens/s batch·N over it; a model
+// with a sublayer that has no static step is an error row that says why; the setting is
+// validated and enters the config only when given.
+TEST(MeasureTest, DecodeTimingBySpansAddsUpTheSpans) {
+  LanguageModel model(parse_model_config(tiny_model("attention"), "t"));
+  auto settings = tiny_settings({700});
+  settings.phases = {"decode"};
+  settings.decode_timing = "spans";
+  const auto rows = measure_model(model, settings);
+  ASSERT_EQ(rows.size(), 1u);
+  ASSERT_EQ(rows[0].status, "ok") << rows[0].error;
+  const json& extra = rows[0].extra;
+  EXPECT_EQ(extra.value("generate_timing", ""), "spans");
+  const json& spans = extra.at("span_step_ms");
+  ASSERT_EQ(spans.size(), 3u) << spans.dump();
+  const double total_ms = 256 * spans.at("256").get<double>() + 256 * spans.at("512").get<double>() +
+                          188 * spans.at("700").get<double>();
+  EXPECT_NEAR(extra.at("generate_total_s").get<double>(), total_ms / 1000.0, 1e-9 * total_ms);
+  EXPECT_NEAR(extra.at("generate_tokens_per_s").get<double>(), 2.0 * 700 / (total_ms / 1000.0),
+              1e-6 * extra.at("generate_tokens_per_s").get<double>());
+  // two attention layers' caches of 700 slots: 2 (K, V) · B · 700 · d · 8 bytes
+  EXPECT_DOUBLE_EQ(*rows[0].measured_state_bytes, 2.0 * 2 * 2 * 700 * 16 * 8);
+
+  LanguageModel without(parse_model_config(tiny_model("linear_attention"), "t"));
+  ASSERT_TRUE(without->has_step());
+  const auto refused = measure_model(without, settings);
+  ASSERT_EQ(refused.size(), 1u);
+  EXPECT_EQ(refused[0].status, "error");
+  EXPECT_NE(refused[0].error.find("decode_timing"), std::string::npos) << refused[0].error;
+
+  const json base = {{"seq_lens", {16}}};
+  EXPECT_FALSE(resolve_measure_json(base, "cpu", "spec.json", "base.measure").contains("decode_timing"));
+  json bad = base;
+  bad["decode_timing"] = "sampled";
+  try {
+    resolve_measure_json(bad, "cpu", "spec.json", "base.measure");
+    FAIL() << "an unknown decode_timing was accepted";
+  } catch (const ConfigError& error) {
+    EXPECT_NE(std::string(error.what()).find("base.measure.decode_timing"), std::string::npos) << error.what();
+  }
+}
+
 TEST(MeasureTest, OutOfMemoryAndNonFiniteAreStatusesNotFailures) {
   // Logits of 2^22 tokens over a 2^23 vocabulary would need 2^47 bytes: more than any address
   // space, so the allocation fails at once on every machine.
