@@ -1,6 +1,11 @@
 #include "attention/kv_cache.h"
 
 #include "core/compat.h"
+#include "core/implementation.h"
+
+#ifdef MIXLAB_WITH_CUDA
+#include "attention/cuda/kernels.h"
+#endif
 
 #include <algorithm>
 #include <cmath>
@@ -71,6 +76,13 @@ void write_slot(torch::Tensor& buffer, const torch::Tensor& slot, const torch::T
 torch::Tensor attend_to_slots(const torch::Tensor& q, const torch::Tensor& keys, const torch::Tensor& values,
                               int64_t count, const torch::Tensor& hidden) {
   TORCH_CHECK(count > 0 && count <= keys.size(2), "attend_to_slots: count must be in [1, ", keys.size(2), "], got ", count);
+#ifdef MIXLAB_WITH_CUDA
+  if (cuda::slot_attention_supported(q, keys, values, count, hidden)) {
+    record_implementation("attend_to_slots", Implementation::kernel);
+    return cuda::slot_attention(q, keys, values, count, hidden);
+  }
+#endif
+  record_implementation("attend_to_slots", Implementation::reference);
   return compat::masked_attention(q, keys.narrow(2, 0, count), values.narrow(2, 0, count), hidden);
 }
 

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "attention/checkpoint_attention.h"
+#include "attention/kv_cache.h"
 #include "attention/swa.h"
 #include "core/compat.h"
 #include "core/implementation.h"
@@ -197,6 +198,59 @@ TEST(CudaKernels, SelectiveScanMatchesFloat64Reference) {
 }
 
 // The dispatch: which implementation runs for which input, and the dtype rule under autocast.
+// ------------------------------------------------------------------------------ slot attention
+
+// One decode step over a static cache (attend_to_slots, attention/cuda/slot_attention.h) against
+// the float64 softmax over the visible slots written here:
+//   o = Σ_{j < count, ¬hidden_j} softmax_j(q·k_j / √d_h) v_j
+// for bf16, fp16 and float32 caches of 700 slots, head dims 64 and 128, counts from 1 to the
+// whole cache (one split and many), a suffix hidden (a position not yet reached) and a scattered
+// mask; the slots past `count` hold NaN, so reading one shows.  Through the dispatch the log says
+// the kernel ran.
+TEST(CudaKernels, SlotAttentionMatchesFloat64Reference) {
+  MIXLAB_REQUIRE_GPU();
+#ifdef MIXLAB_WITH_CUDA
+  constexpr int64_t kBatch = 3, kHeads = 2, kSlots = 700;
+  for (const auto dtype : {torch::kBFloat16, torch::kHalf, torch::kFloat32}) {
+    for (const int64_t head_dim : {64, 128}) {
+      for (const int64_t count : {1, 5, 300, 700}) {
+        for (const bool scattered : {false, true}) {
+          torch::manual_seed(count + head_dim);
+          const auto cuda = torch::TensorOptions().device(torch::kCUDA).dtype(dtype);
+          auto q = torch::randn({kBatch, kHeads, 1, head_dim}, cuda);
+          auto keys = torch::randn({kBatch, kHeads, kSlots, head_dim}, cuda);
+          auto values = torch::randn({kBatch, kHeads, kSlots, head_dim}, cuda);
+          if (count < kSlots) {  // what a step must not read
+            keys.narrow(2, count, kSlots - count).fill_(NAN);
+            values.narrow(2, count, kSlots - count).fill_(NAN);
+          }
+          auto hidden = scattered ? torch::rand({count}) < 0.5 : torch::arange(count) > (count * 2) / 3;
+          hidden[0] = false;  // at least one visible slot
+          // The float64 reference over the visible slots.
+          const auto visible = hidden.logical_not().nonzero().squeeze(1);
+          const auto k64 = keys.cpu().to(torch::kDouble).index_select(2, visible);
+          const auto v64 = values.cpu().to(torch::kDouble).index_select(2, visible);
+          const auto q64 = q.cpu().to(torch::kDouble);
+          const auto weights = torch::softmax(torch::matmul(q64, k64.transpose(-2, -1)) / std::sqrt(double(head_dim)), -1);
+          const auto want = torch::matmul(weights, v64);  // [B, H, 1, d_h]
+
+          torch::NoGradGuard no_grad;
+          const auto hidden_cuda = hidden.to(torch::kCUDA);
+          ASSERT_TRUE(mixlab::cuda::slot_attention_supported(q, keys, values, count, hidden_cuda));
+          mixlab::ImplementationLog log;
+          poison_allocator();
+          const auto got = mixlab::attend_to_slots(q, keys, values, count, hidden_cuda);
+          EXPECT_EQ(log.summary(), "attend_to_slots=kernel");
+          const double tol = dtype == torch::kFloat32 ? 1e-5 : 1.5e-2;
+          EXPECT_LT(relative_error(got, want), tol) << "dtype " << dtype << " d " << head_dim << " count " << count
+                                                    << (scattered ? " scattered" : " suffix");
+        }
+      }
+    }
+  }
+#endif
+}
+
 // Under CUDA autocast q and k come out of RoPE in float32 while v is bf16 (the bug that stopped
 // every SWA and SCOUT model from training on CUDA): the op casts all three to the autocast dtype,
 // as autocast does for a custom op, and runs the kernel.

@@ -23,4 +23,13 @@ torch::Tensor sliding_window_attention(const torch::Tensor& q, const torch::Tens
 torch::Tensor checkpoint_attention(const torch::Tensor& q, const torch::Tensor& k,
                                    const torch::Tensor& v, int64_t segment_size);
 
+// One decode step's attention over a static cache's slots [0, count), `hidden` ones left out
+// (attend_to_slots, attention/kv_cache.h): q [B, H, 1, d_h]; keys, values [B, H, C, d_h]
+// contiguous, q's dtype (bf16, fp16 or float32), head dim 64 or 128; hidden bool [count].
+// Inference only (no autograd).  Returns [B, H, 1, d_h].
+bool slot_attention_supported(const torch::Tensor& q, const torch::Tensor& keys, const torch::Tensor& values,
+                              int64_t count, const torch::Tensor& hidden);
+torch::Tensor slot_attention(const torch::Tensor& q, const torch::Tensor& keys, const torch::Tensor& values,
+                             int64_t count, const torch::Tensor& hidden);
+
 }  // namespace mixlab::cuda
