@@ -12,6 +12,8 @@
 # back into OUT before the next call: a carried OUT replaces the machine's copy.
 # Each step writes as it goes (the database, the CSVs), so a step cut by its time loses only the
 # point in progress.  MIXLAB_GIT_COMMIT, when set, names the commit on every row.
+# MIXLAB_DECODE_TIMING=spans: the decode sweep runs with measure.decode_timing=spans
+# (docs/decode.md, "Timing by spans"; other points, other ids: use another OUT folder).
 set -uo pipefail
 BUILD="${1:?usage: bench/scout_paper.sh BUILD OUT SECONDS [steps]}"
 OUT="$(mkdir -p "${2:?OUT}" && cd "$2" && pwd)"
@@ -27,8 +29,9 @@ for step in "${STEPS[@]}"; do
   start=$(date +%s)
   case "$step" in
     decode | prefill)
+      timing=(); [[ $step == decode && -n ${MIXLAB_DECODE_TIMING:-} ]] && timing=(--set "measure.decode_timing=$MIXLAB_DECODE_TIMING")
       timeout -k 20 "$SHARE" "$BUILD/mixlab" sweep "experiments/paper/scout-$step.json" --device cuda \
-        --db "$OUT/scout-paper.db" >>"$OUT/$step.log" 2>&1 ;;
+        --db "$OUT/scout-paper.db" "${timing[@]}" >>"$OUT/$step.log" 2>&1 ;;
     hf-decode)
       PYTHONUNBUFFERED=1 timeout -k 10 "$SHARE" python3 bench/peers/hf_generate.py "$OUT/hf_decode.csv" \
         --presets "$HF_PRESETS" --phase decode --batch 16 --lengths 2048,4096,8192,16384,32768 >>"$OUT/$step.log" 2>&1 ;;
