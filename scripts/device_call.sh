@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# One call on a lent GPU machine that copies the working tree per call: several steps in order
+# within a wall-time limit, results under $OUT (the folder that comes back).
+#
+# Usage: scripts/device_call.sh LIMIT_SECONDS STEP...
+#   suite              scripts/gpu.sh $OUT/gpu none: the CUDA build (in $MIXLAB_GPU_BUILD,
+#                      default /tmp/build-gpu, reused while the machine stays warm) + whole suite
+#   build              only rebuild $MIXLAB_GPU_BUILD (after a first `suite` on a warm machine)
+#   trainstep          bench/train_step.sh (training steps, eager / graphs / PyTorch peer)
+#   breakdown          bench/kernel_breakdown.sh (per-kernel times, mixlab and its peer)
+#   scout:SECONDS:WHAT bench/scout_paper.sh on .devicedeps/scout (WHAT: decode,prefill,...), its
+#                      database gzipped to $OUT/scout-paper.db.gz
+#   anything else      run as a bash command
+# Each step gets what is left of LIMIT_SECONDS less a margin.  Needs .devicedeps/ carried: the
+# sqlite3 headers (gpu.sh), `commit` (the short commit, stamped on rows) and for `scout` the
+# database folder.  A carried folder replaces the machine's copy: after every call, copy the
+# returned database back into .devicedeps/scout before the next one.
+set -uo pipefail
+T0=$(date +%s)
+LIMIT="${1:?usage: scripts/device_call.sh LIMIT_SECONDS STEP...}"
+shift
+OUT="${OUT:?device_call.sh: \$OUT (the folder that comes back) is not set}"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+export MIXLAB_GPU_BUILD="${MIXLAB_GPU_BUILD:-/tmp/build-gpu}"
+[[ -f .devicedeps/commit ]] && export MIXLAB_GIT_COMMIT="$(cat .devicedeps/commit)"
+left() { echo $((LIMIT - ($(date +%s) - T0))); }
+for step in "$@"; do
+  echo "== $step at +$(($(date +%s) - T0)) s"
+  case $step in
+    suite) scripts/gpu.sh "$OUT/gpu" none 2>&1 | tail -25 ;;
+    build) cmake --build "$MIXLAB_GPU_BUILD" 2>&1 | tail -2 ;;
+    trainstep) timeout $(($(left) - 30)) bench/train_step.sh "$MIXLAB_GPU_BUILD" "$OUT/ts" 2>&1 | tail -30 ;;
+    breakdown) timeout $(($(left) - 30)) bench/kernel_breakdown.sh "$MIXLAB_GPU_BUILD" "$OUT/breakdown" 2>&1 | tail -40 ;;
+    scout:*)
+      IFS=: read -r _ seconds what <<<"$step"
+      budget=$(($(left) - 25))
+      ((seconds < budget)) && budget=$seconds
+      bench/scout_paper.sh "$MIXLAB_GPU_BUILD" .devicedeps/scout "$budget" ${what//,/ } 2>&1 | tail -5
+      gzip -c .devicedeps/scout/scout-paper.db >"$OUT/scout-paper.db.gz"
+      cp .devicedeps/scout/*.csv .devicedeps/scout/*.log .devicedeps/scout/timeline.txt "$OUT/" 2>/dev/null
+      ;;
+    *) bash -c "$step" 2>&1 | tail -40 ;;
+  esac
+done
+echo "== done at +$(($(date +%s) - T0)) s"
