@@ -62,15 +62,14 @@ class CausalAttention : public TokenMixer {
     return state;
   }
   // step() on a cache of `capacity` slots: the token's key and value go to slot t; the query reads
-  // slots [0, span) with the slots after t (not yet written) hidden.
+  // slots j ≤ t of [0, span) (the later ones are not yet written).
   torch::Tensor static_step(const torch::Tensor& x_t, MixerState& state, const StepPosition& at) override {
     auto [q, k, v] = heads_.project_at(x_t, at.position, state);  // [B, H, 1, d_h]
     auto& keys = state.tensors.at("key_cache");            // [B, H, capacity, d_h]
     auto& values = state.tensors.at("value_cache");
     write_slot(keys, at.position, k);
     write_slot(values, at.position, v);
-    auto hidden = torch::arange(at.span, at.position.options()) > at.position;  // [span]
-    return heads_.output(attend_to_slots(q, keys, values, at.span, hidden)).squeeze(1);
+    return heads_.output(attend_to_prefix(q, keys, values, at.span, at.position)).squeeze(1);
   }
   // The forward, with the prompt's keys and values written to slots 0 .. N−1.
   torch::Tensor static_prefill(const torch::Tensor& x, MixerState& state) override {

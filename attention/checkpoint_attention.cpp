@@ -250,8 +250,7 @@ class CheckpointAttention : public TokenMixer {
     write_slot(keys, segment, k);
     write_slot(values, segment, v);
     const int64_t count = (at.span - 1) / segment_size_ + 1;       // ⌈span/S⌉ ≤ the slots: the most any t < span reads
-    auto hidden = torch::arange(count, at.position.options()) > segment;  // [count]
-    return heads_.output(attend_to_slots(q, keys, values, count, hidden)).squeeze(1);
+    return heads_.output(attend_to_prefix(q, keys, values, count, at.position, segment_size_)).squeeze(1);
   }
   // The forward, with slot m holding the key and value of the segment's last token so far,
   // min(mS+S−1, N−1), for each of the ⌈N/S⌉ segments the prompt began.

@@ -73,16 +73,19 @@ void write_slot(torch::Tensor& buffer, const torch::Tensor& slot, const torch::T
   buffer.index_copy_(2, slot, x.to(buffer.scalar_type()));
 }
 
-torch::Tensor attend_to_slots(const torch::Tensor& q, const torch::Tensor& keys, const torch::Tensor& values,
-                              int64_t count, const torch::Tensor& hidden) {
-  TORCH_CHECK(count > 0 && count <= keys.size(2), "attend_to_slots: count must be in [1, ", keys.size(2), "], got ", count);
+torch::Tensor attend_to_prefix(const torch::Tensor& q, const torch::Tensor& keys, const torch::Tensor& values,
+                               int64_t count, const torch::Tensor& position, int64_t divisor) {
+  TORCH_CHECK(count > 0 && count <= keys.size(2), "attend_to_prefix: count must be in [1, ", keys.size(2), "], got ", count);
+  TORCH_CHECK(divisor >= 1, "attend_to_prefix: divisor must be >= 1, got ", divisor);
 #ifdef MIXLAB_WITH_CUDA
-  if (cuda::slot_attention_supported(q, keys, values, count, hidden)) {
-    record_implementation("attend_to_slots", Implementation::kernel);
-    return cuda::slot_attention(q, keys, values, count, hidden);
+  if (cuda::slot_attention_supported(q, keys, values, count, position)) {
+    record_implementation("attend_to_prefix", Implementation::kernel);
+    return cuda::slot_attention(q, keys, values, count, position, divisor);
   }
 #endif
-  record_implementation("attend_to_slots", Implementation::reference);
+  record_implementation("attend_to_prefix", Implementation::reference);
+  const auto last = divisor == 1 ? position : position.div(divisor, "floor");     // [1]
+  const auto hidden = torch::arange(count, position.options()) > last;           // [count]
   return compat::masked_attention(q, keys.narrow(2, 0, count), values.narrow(2, 0, count), hidden);
 }
 

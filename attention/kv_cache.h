@@ -37,12 +37,15 @@ namespace mixlab {
 // buffer[:, :, slot] ← x.  buffer: [B, H, C, d_h]; slot: int64 [1] on its device; x: [B, H, 1, d_h].
 void write_slot(torch::Tensor& buffer, const torch::Tensor& slot, const torch::Tensor& x);
 
-// Single-query attention over the first `count` slots of a static cache, slots where `hidden` is
-// true left out (a step writes its own key and value into the cache first, so it is one of them):
-//   o = Σ_j softmax_j(s_j) v_j,  s_j = q·k_j / √d_h over {j < count : ¬hidden_j}
-// q: [B, H, 1, d_h]; keys, values: [B, H, C, d_h] (C ≥ count ≥ 1); hidden: bool [count], not all
-// true.  Returns [B, H, 1, d_h].
-torch::Tensor attend_to_slots(const torch::Tensor& q, const torch::Tensor& keys, const torch::Tensor& values,
-                              int64_t count, const torch::Tensor& hidden);
+// Single-query attention over the slots a step at position t attends to: j < count and
+// j ≤ ⌊t / divisor⌋ (a step writes its own key and value into the cache first, so it is one of them):
+//   o = Σ_j softmax_j(s_j) v_j,  s_j = q·k_j / √d_h over {j < count : j ≤ ⌊t/divisor⌋}
+// attention and swa: divisor 1 (slot j holds token j, or a ring slot once every one is written);
+// SCOUT's checkpoints: divisor S (slot m holds segment m).  q: [B, H, 1, d_h]; keys, values:
+// [B, H, C, d_h] (C ≥ count ≥ 1); position: int64 [1] on q's device (t ≥ 0).  Returns [B, H, 1, d_h].
+// On CUDA one kernel that reads t on the device and only the slots attended to
+// (attention/cuda/slot_attention.h); elsewhere the mask written out and a masked softmax.
+torch::Tensor attend_to_prefix(const torch::Tensor& q, const torch::Tensor& keys, const torch::Tensor& values,
+                               int64_t count, const torch::Tensor& position, int64_t divisor = 1);
 
 }  // namespace mixlab

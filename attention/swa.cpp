@@ -162,9 +162,8 @@ class SlidingWindowAttention : public TokenMixer {
     const auto slot = at.position.remainder(window_);
     write_slot(keys, slot, k);
     write_slot(values, slot, v);
-    const int64_t count = std::min(at.span, keys.size(2));
-    auto hidden = torch::arange(count, at.position.options()) > at.position;  // [count]
-    return heads_.output(attend_to_slots(q, keys, values, count, hidden)).squeeze(1);
+    const int64_t count = std::min(at.span, keys.size(2));  // slots j ≤ t: every one once t ≥ W
+    return heads_.output(attend_to_prefix(q, keys, values, count, at.position)).squeeze(1);
   }
   // The forward, with the last min(N, W) keys and values written to their ring slots t mod W.
   torch::Tensor static_prefill(const torch::Tensor& x, MixerState& state) override {

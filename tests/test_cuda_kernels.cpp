@@ -200,13 +200,13 @@ TEST(CudaKernels, SelectiveScanMatchesFloat64Reference) {
 // The dispatch: which implementation runs for which input, and the dtype rule under autocast.
 // ------------------------------------------------------------------------------ slot attention
 
-// One decode step over a static cache (attend_to_slots, attention/cuda/slot_attention.h) against
-// the float64 softmax over the visible slots written here:
-//   o = Σ_{j < count, ¬hidden_j} softmax_j(q·k_j / √d_h) v_j
+// One decode step over a static cache (attend_to_prefix, attention/cuda/slot_attention.h) against
+// the float64 softmax over the slots attended to, written here:
+//   o = Σ_{j < count, j ≤ ⌊t/divisor⌋} softmax_j(q·k_j / √d_h) v_j
 // for bf16, fp16 and float32 caches of 700 slots, head dims 64 and 128, counts from 1 to the
-// whole cache (one split and many), a suffix hidden (a position not yet reached) and a scattered
-// mask; the slots past `count` hold NaN, so reading one shows.  Through the dispatch the log says
-// the kernel ran.
+// whole cache (one split and many), positions that see one slot, half of them and all of them,
+// divisors 1 (attention, swa) and 10 (SCOUT's checkpoints).  Every slot past the last one
+// attended to holds NaN, so reading one shows.  Through the dispatch the log says the kernel ran.
 TEST(CudaKernels, SlotAttentionMatchesFloat64Reference) {
   MIXLAB_REQUIRE_GPU();
 #ifdef MIXLAB_WITH_CUDA
@@ -214,36 +214,36 @@ TEST(CudaKernels, SlotAttentionMatchesFloat64Reference) {
   for (const auto dtype : {torch::kBFloat16, torch::kHalf, torch::kFloat32}) {
     for (const int64_t head_dim : {64, 128}) {
       for (const int64_t count : {1, 5, 300, 700}) {
-        for (const bool scattered : {false, true}) {
-          torch::manual_seed(count + head_dim);
-          const auto cuda = torch::TensorOptions().device(torch::kCUDA).dtype(dtype);
-          auto q = torch::randn({kBatch, kHeads, 1, head_dim}, cuda);
-          auto keys = torch::randn({kBatch, kHeads, kSlots, head_dim}, cuda);
-          auto values = torch::randn({kBatch, kHeads, kSlots, head_dim}, cuda);
-          if (count < kSlots) {  // what a step must not read
-            keys.narrow(2, count, kSlots - count).fill_(NAN);
-            values.narrow(2, count, kSlots - count).fill_(NAN);
+        for (const int64_t divisor : {1, 10}) {
+          for (const int64_t last : {int64_t{0}, count / 2, count + 3}) {  // the last slot attended to, before clamping
+            const int64_t seen = std::min(count, last + 1);
+            const int64_t t = last * divisor + divisor - 1;  // any t with ⌊t/divisor⌋ = last
+            torch::manual_seed(count + head_dim + last);
+            const auto cuda = torch::TensorOptions().device(torch::kCUDA).dtype(dtype);
+            auto q = torch::randn({kBatch, kHeads, 1, head_dim}, cuda);
+            auto keys = torch::randn({kBatch, kHeads, kSlots, head_dim}, cuda);
+            auto values = torch::randn({kBatch, kHeads, kSlots, head_dim}, cuda);
+            const auto k64 = keys.narrow(2, 0, seen).cpu().to(torch::kDouble);
+            const auto v64 = values.narrow(2, 0, seen).cpu().to(torch::kDouble);
+            const auto q64 = q.cpu().to(torch::kDouble);
+            const auto weights =
+                torch::softmax(torch::matmul(q64, k64.transpose(-2, -1)) / std::sqrt(double(head_dim)), -1);
+            const auto want = torch::matmul(weights, v64);  // [B, H, 1, d_h]
+            if (seen < kSlots) {  // what the step must not read
+              keys.narrow(2, seen, kSlots - seen).fill_(NAN);
+              values.narrow(2, seen, kSlots - seen).fill_(NAN);
+            }
+            torch::NoGradGuard no_grad;
+            const auto position = torch::full({1}, t, torch::TensorOptions().dtype(torch::kLong).device(torch::kCUDA));
+            ASSERT_TRUE(mixlab::cuda::slot_attention_supported(q, keys, values, count, position));
+            mixlab::ImplementationLog log;
+            poison_allocator();
+            const auto got = mixlab::attend_to_prefix(q, keys, values, count, position, divisor);
+            EXPECT_EQ(log.summary(), "attend_to_prefix=kernel");
+            const double tol = dtype == torch::kFloat32 ? 1e-5 : 1.5e-2;
+            EXPECT_LT(relative_error(got, want), tol)
+                << "dtype " << dtype << " d " << head_dim << " count " << count << " t " << t << " divisor " << divisor;
           }
-          auto hidden = scattered ? torch::rand({count}) < 0.5 : torch::arange(count) > (count * 2) / 3;
-          hidden[0] = false;  // at least one visible slot
-          // The float64 reference over the visible slots.
-          const auto visible = hidden.logical_not().nonzero().squeeze(1);
-          const auto k64 = keys.cpu().to(torch::kDouble).index_select(2, visible);
-          const auto v64 = values.cpu().to(torch::kDouble).index_select(2, visible);
-          const auto q64 = q.cpu().to(torch::kDouble);
-          const auto weights = torch::softmax(torch::matmul(q64, k64.transpose(-2, -1)) / std::sqrt(double(head_dim)), -1);
-          const auto want = torch::matmul(weights, v64);  // [B, H, 1, d_h]
-
-          torch::NoGradGuard no_grad;
-          const auto hidden_cuda = hidden.to(torch::kCUDA);
-          ASSERT_TRUE(mixlab::cuda::slot_attention_supported(q, keys, values, count, hidden_cuda));
-          mixlab::ImplementationLog log;
-          poison_allocator();
-          const auto got = mixlab::attend_to_slots(q, keys, values, count, hidden_cuda);
-          EXPECT_EQ(log.summary(), "attend_to_slots=kernel");
-          const double tol = dtype == torch::kFloat32 ? 1e-5 : 1.5e-2;
-          EXPECT_LT(relative_error(got, want), tol) << "dtype " << dtype << " d " << head_dim << " count " << count
-                                                    << (scattered ? " scattered" : " suffix");
         }
       }
     }

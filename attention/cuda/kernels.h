@@ -23,13 +23,13 @@ torch::Tensor sliding_window_attention(const torch::Tensor& q, const torch::Tens
 torch::Tensor checkpoint_attention(const torch::Tensor& q, const torch::Tensor& k,
                                    const torch::Tensor& v, int64_t segment_size);
 
-// One decode step's attention over a static cache's slots [0, count), `hidden` ones left out
-// (attend_to_slots, attention/kv_cache.h): q [B, H, 1, d_h]; keys, values [B, H, C, d_h]
-// contiguous, q's dtype (bf16, fp16 or float32), head dim 64 or 128; hidden bool [count].
-// Inference only (no autograd).  Returns [B, H, 1, d_h].
+// One decode step's attention over a static cache's slots j < count with j ≤ ⌊t/divisor⌋
+// (attend_to_prefix, attention/kv_cache.h): q [B, H, 1, d_h]; keys, values [B, H, C, d_h]
+// contiguous, q's dtype (bf16, fp16 or float32), head dim 64 or 128; position: t, int64 [1] on
+// q's device, read there.  Inference only (no autograd).  Returns [B, H, 1, d_h].
 bool slot_attention_supported(const torch::Tensor& q, const torch::Tensor& keys, const torch::Tensor& values,
-                              int64_t count, const torch::Tensor& hidden);
+                              int64_t count, const torch::Tensor& position);
 torch::Tensor slot_attention(const torch::Tensor& q, const torch::Tensor& keys, const torch::Tensor& values,
-                             int64_t count, const torch::Tensor& hidden);
+                             int64_t count, const torch::Tensor& position, int64_t divisor);
 
 }  // namespace mixlab::cuda

@@ -1,6 +1,7 @@
 // Kernels of attention/cuda/slot_attention.h: single-query attention over a static cache's slots.
 //
-// Partial kernel, block (split, bh), 4 warps: warp w takes slots begin + w, begin + w + 4, ...,
+// Partial kernel, block (split, bh), 4 warps, over the slots of its split up to ⌊t/divisor⌋ (t read
+// from the device): warp w takes slots begin + w, begin + w + 4, ...,
 // kUnroll of them per iteration (their key and value rows are loaded before any is used, so each
 // warp keeps several rows in flight).  Lane l holds elements [l·P, l·P + P) of q, of each row and of
 // the accumulator (P = d_h / 32), so a row is one coalesced load per warp and a score one warp
@@ -61,12 +62,14 @@ __device__ __forceinline__ float warp_sum(float x) {
 template <typename T, int D>
 __global__ void __launch_bounds__(kWarps * 32)
     slot_attention_partial(SlotAttentionShape s, const T* __restrict__ q, const T* __restrict__ keys,
-                           const T* __restrict__ values, const uint8_t* __restrict__ hidden,
+                           const T* __restrict__ values, const int64_t* __restrict__ position,
                            float* __restrict__ partial) {
   constexpr int P = D / 32;
   const int split = blockIdx.x, bh = blockIdx.y;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int begin = split * s.chunk, end = min(s.count, begin + s.chunk);
+  const long long last = *position / s.divisor;  // the last slot attended to
+  const int limit = static_cast<int>(min(static_cast<long long>(s.count), last + 1));
+  const int begin = split * s.chunk, end = min(limit, begin + s.chunk);
   const long long row0 = static_cast<long long>(bh) * s.capacity;
 
   float qr[P];
@@ -80,11 +83,11 @@ __global__ void __launch_bounds__(kWarps * 32)
 
   for (int base = begin + warp; base < end; base += kWarps * kUnroll) {
     float kr[kUnroll][P], vr[kUnroll][P];
-    bool use[kUnroll];
+    bool use[kUnroll];  // uniform over the warp: j is the warp's
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {  // the loads first: kUnroll rows in flight per warp
       const int j = base + u * kWarps;
-      use[u] = j < end && !hidden[j];
+      use[u] = j < end;
       if (use[u]) {
         load_row<T, P>(keys + (row0 + j) * D, lane, kr[u]);
         load_row<T, P>(values + (row0 + j) * D, lane, vr[u]);
@@ -92,7 +95,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     }
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
-      if (!use[u]) continue;  // uniform over the warp: j is the warp's
+      if (!use[u]) continue;
       float dot = 0.f;
 #pragma unroll
       for (int e = 0; e < P; ++e) dot += qr[e] * kr[u][e];
@@ -153,20 +156,20 @@ __global__ void __launch_bounds__(D) slot_attention_merge(SlotAttentionShape s, 
 }
 
 template <typename T, int D>
-void launch(const SlotAttentionShape& s, const void* q, const void* keys, const void* values, const uint8_t* hidden,
+void launch(const SlotAttentionShape& s, const void* q, const void* keys, const void* values, const int64_t* position,
             float* partial, void* out, cudaStream_t stream) {
   slot_attention_partial<T, D><<<dim3(s.splits, s.batch_heads), kWarps * 32, 0, stream>>>(
-      s, static_cast<const T*>(q), static_cast<const T*>(keys), static_cast<const T*>(values), hidden, partial);
+      s, static_cast<const T*>(q), static_cast<const T*>(keys), static_cast<const T*>(values), position, partial);
   slot_attention_merge<T, D><<<s.batch_heads, D, 0, stream>>>(s, partial, static_cast<T*>(out));
 }
 
 template <typename T>
 void launch_for_dim(const SlotAttentionShape& s, const void* q, const void* keys, const void* values,
-                    const uint8_t* hidden, float* partial, void* out, cudaStream_t stream) {
+                    const int64_t* position, float* partial, void* out, cudaStream_t stream) {
   if (s.head_dim == 64)
-    launch<T, 64>(s, q, keys, values, hidden, partial, out, stream);
+    launch<T, 64>(s, q, keys, values, position, partial, out, stream);
   else
-    launch<T, 128>(s, q, keys, values, hidden, partial, out, stream);
+    launch<T, 128>(s, q, keys, values, position, partial, out, stream);
 }
 
 }  // namespace
@@ -180,17 +183,17 @@ void slot_attention_splits(SlotAttentionShape& shape) {
 }
 
 void slot_attention(const SlotAttentionShape& shape, const void* q, const void* keys, const void* values,
-                    const uint8_t* hidden, float* partial, void* out, void* stream) {
-  if (!slot_attention_supported(shape.head_dim) || shape.count < 1 || shape.count > shape.capacity ||
+                    const int64_t* position, float* partial, void* out, void* stream) {
+  if (!slot_attention_supported(shape.head_dim) || shape.count < 1 || shape.count > shape.capacity || shape.divisor < 1 ||
       shape.splits < 1 || shape.chunk * shape.splits < shape.count)
     throw std::invalid_argument("slot_attention: unsupported shape (head_dim " + std::to_string(shape.head_dim) +
                                 ", count " + std::to_string(shape.count) + ", capacity " +
                                 std::to_string(shape.capacity) + ")");
   const auto s = static_cast<cudaStream_t>(stream);
   switch (shape.element) {
-    case SlotElement::bf16: launch_for_dim<__nv_bfloat16>(shape, q, keys, values, hidden, partial, out, s); break;
-    case SlotElement::fp16: launch_for_dim<__half>(shape, q, keys, values, hidden, partial, out, s); break;
-    case SlotElement::fp32: launch_for_dim<float>(shape, q, keys, values, hidden, partial, out, s); break;
+    case SlotElement::bf16: launch_for_dim<__nv_bfloat16>(shape, q, keys, values, position, partial, out, s); break;
+    case SlotElement::fp16: launch_for_dim<__half>(shape, q, keys, values, position, partial, out, s); break;
+    case SlotElement::fp32: launch_for_dim<float>(shape, q, keys, values, position, partial, out, s); break;
   }
   const cudaError_t status = cudaGetLastError();
   if (status != cudaSuccess) throw std::runtime_error(std::string("slot_attention: ") + cudaGetErrorString(status));

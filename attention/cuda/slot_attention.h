@@ -1,18 +1,19 @@
 #pragma once
 // Single-query attention over the slots of a static decode cache (attention/kv_cache.h,
-// attend_to_slots), one step of one token per sequence:
+// attend_to_prefix), one step of one token per sequence at position t:
 //
-//   o[b,h] = Σ_{j < count, ¬hidden[j]} softmax_j(q[b,h]·k[b,h,j] / √d_h) v[b,h,j]
+//   o[b,h] = Σ_{j < count, j ≤ ⌊t/divisor⌋} softmax_j(q[b,h]·k[b,h,j] / √d_h) v[b,h,j]
 //
 // Plain C++ launcher (no LibTorch), so the .cu compiles with nvcc alone; slot_attention_binding.cpp
-// checks shapes and dtypes and calls it.  The reference is attend_to_slots' own composed path
-// (compat::masked_attention on the CPU); tests/test_cuda_kernels.cpp compares the two.
+// checks shapes and dtypes and calls it.  The reference is attend_to_prefix's own composed path
+// (the mask written out, compat::masked_attention); tests/test_cuda_kernels.cpp compares the two.
 //
 // Split over the slots (flash-decoding): block (split, bh) reduces slots
 // [split·chunk, (split+1)·chunk) to a partial (m, l, acc[d_h]) in float32 (m the running maximum
 // of the log2-domain scores, l = Σ 2^(s−m), acc = Σ 2^(s−m) v), and a second kernel merges the
-// splits of each (b, h).  Hidden slots are not read, so a step reads only the slots it attends to
-// (a static cache's span holds up to twice as many).
+// splits of each (b, h).  t is read on the device (a CUDA graph replays one step at every position)
+// and slots past ⌊t/divisor⌋ are not read, so a step reads only the slots it attends to (a static
+// cache's span holds up to twice as many).
 
 #include <cstdint>
 
@@ -25,6 +26,7 @@ struct SlotAttentionShape {
   int batch_heads = 0;   // B·H
   int capacity = 0;      // C: slots per (b, h) row of the cache
   int count = 0;         // slots [0, count) are candidates
+  long long divisor = 1; // slots j ≤ ⌊t / divisor⌋ are attended to
   int head_dim = 0;      // 64 or 128
   int splits = 0;        // from slot_attention_splits()
   int chunk = 0;         // slots per split
@@ -35,9 +37,9 @@ bool slot_attention_supported(int head_dim);
 // Fills splits and chunk for shape.count.
 void slot_attention_splits(SlotAttentionShape& shape);
 
-// q [BH, d_h]; keys, values [BH, C, d_h] (contiguous); hidden [count] (bool as uint8);
+// q [BH, d_h]; keys, values [BH, C, d_h] (contiguous); position: t, one int64 on the device;
 // partial: scratch [BH, splits, d_h + 2] float32; out [BH, d_h] in the element type.
 void slot_attention(const SlotAttentionShape& shape, const void* q, const void* keys, const void* values,
-                    const uint8_t* hidden, float* partial, void* out, void* stream);
+                    const int64_t* position, float* partial, void* out, void* stream);
 
 }  // namespace mixlab::cuda::detail
