@@ -6,6 +6,7 @@
 #include <c10/cuda/CUDAGuard.h>
 
 #include <cmath>
+#include <cstdint>
 
 #include "attention/cuda/kernels.h"
 #include "attention/cuda/slot_attention.h"
