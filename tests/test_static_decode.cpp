@@ -163,6 +163,26 @@ TEST(StaticDecode, SpansDoubleAndTheCapacityIsEnforced) {
   EXPECT_THROW(tiny.step(), std::out_of_range);
 }
 
+// seek() (timing by spans) moves the position and nothing else: the next step decodes there, the
+// capacity still holds, and a position outside [0, capacity) is refused.
+TEST(StaticDecode, SeekMovesThePosition) {
+  torch::manual_seed(8);
+  LanguageModel model(testing::preset_at_test_size("transformer"));
+  StaticDecoder decoder(model, 1, 600, torch::TensorOptions().dtype(torch::kFloat32), false);
+  decoder.reset(torch::zeros({1}, torch::kLong));
+  decoder.seek(512);
+  EXPECT_EQ(decoder.position(), 512);
+  EXPECT_EQ(decoder.span_at(decoder.position()), 600);
+  decoder.step();
+  EXPECT_EQ(decoder.position(), 513);
+  decoder.seek(599);
+  decoder.step();  // the last slot
+  EXPECT_THROW(decoder.step(), std::out_of_range);
+  EXPECT_THROW(decoder.seek(600), std::out_of_range);
+  EXPECT_THROW(decoder.seek(-1), std::out_of_range);
+  EXPECT_TRUE(torch::isfinite(decoder.logits()).all().item<bool>());
+}
+
 // A model with a sublayer whose state grows (no static step) is refused with the reason.
 TEST(StaticDecode, AModelWithoutStaticStepsIsRefused) {
   ModelConfig config = testing::preset_at_test_size("transformer");
