@@ -14,6 +14,8 @@
 # point in progress.  MIXLAB_GIT_COMMIT, when set, names the commit on every row.
 # MIXLAB_DECODE_TIMING=spans: the decode sweep runs with measure.decode_timing=spans
 # (docs/decode.md, "Timing by spans"; other points, other ids: use another OUT folder).
+# MIXLAB_HF_PRESETS, MIXLAB_HF_LENGTHS, MIXLAB_HF_TIMINGS narrow the HF peers' rows (defaults: the
+# five HF baselines, 2k..32k (prefill: 2k..16k), cold and warm) when a call cannot hold them all.
 set -uo pipefail
 BUILD="${1:?usage: bench/scout_paper.sh BUILD OUT SECONDS [steps]}"
 OUT="$(mkdir -p "${2:?OUT}" && cd "$2" && pwd)"
@@ -24,7 +26,8 @@ STEPS=("$@")
 SHARE=$(( SECONDS_TOTAL / ${#STEPS[@]} ))
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-HF_PRESETS=qwen2-340m,qwen2-alternate-swa-366m,mamba-546m,qwen2-1.36b,mamba-1.3b
+HF_PRESETS="${MIXLAB_HF_PRESETS:-qwen2-340m,qwen2-alternate-swa-366m,mamba-546m,qwen2-1.36b,mamba-1.3b}"
+HF_TIMINGS="${MIXLAB_HF_TIMINGS:-cold,warm}"
 for step in "${STEPS[@]}"; do
   start=$(date +%s)
   case "$step" in
@@ -34,10 +37,12 @@ for step in "${STEPS[@]}"; do
         --db "$OUT/scout-paper.db" "${timing[@]}" >>"$OUT/$step.log" 2>&1 ;;
     hf-decode)
       PYTHONUNBUFFERED=1 timeout -k 10 "$SHARE" python3 bench/peers/hf_generate.py "$OUT/hf_decode.csv" \
-        --presets "$HF_PRESETS" --phase decode --batch 16 --lengths 2048,4096,8192,16384,32768 >>"$OUT/$step.log" 2>&1 ;;
+        --presets "$HF_PRESETS" --phase decode --batch 16 --timings "$HF_TIMINGS" \
+        --lengths "${MIXLAB_HF_LENGTHS:-2048,4096,8192,16384,32768}" >>"$OUT/$step.log" 2>&1 ;;
     hf-prefill)
       PYTHONUNBUFFERED=1 timeout -k 10 "$SHARE" python3 bench/peers/hf_generate.py "$OUT/hf_prefill.csv" \
-        --presets "$HF_PRESETS" --phase prefill --batch 1,2,4 --lengths 2048,4096,8192,16384 >>"$OUT/$step.log" 2>&1 ;;
+        --presets "$HF_PRESETS" --phase prefill --batch 1,2,4 \
+        --lengths "${MIXLAB_HF_LENGTHS:-2048,4096,8192,16384}" >>"$OUT/$step.log" 2>&1 ;;
     *) echo "scout_paper.sh: unknown step '$step' (decode, prefill, hf-decode, hf-prefill)" >&2; exit 2 ;;
   esac
   echo "[$step] exit $? after $(( $(date +%s) - start )) s" | tee -a "$OUT/timeline.txt"

@@ -473,34 +473,50 @@ void time_generation(Context& c, Measurement& m, int64_t n, const std::function<
   m.extra["steps_per_chunk"] = chunk;
 }
 
-// decode_timing = "spans": the generation time of N tokens from one timed sample per span.  A
-// static step's work depends on its span only (the graph of span s reads slots [0, s) whatever
-// the position; harness/static_decoder.h), so
-//   T(N) = Σ_s n_s · τ_s,   n_s = |{t < N : span(t) = s}|
-// where τ_s is the per-step time of the best of three runs of k = kSpanSampleSteps steps from the
-// span's first position (seek(): the state is not what a generation would hold there, which
-// changes the values read, not the work).  Fills the timing columns from the τ_s.
+// decode_timing = "spans": the generation time of N tokens from timed samples of each span of
+// the static decoder.  The graph of span s serves positions [s/2, s) (harness/static_decoder.h);
+// inside it a step's work grows with t (attend_to_prefix reads the slots up to t, about linearly),
+// so the span's time is Simpson's rule over three sampled positions,
+//   T(N) = Σ_s n_s · (τ_s(a) + 4 τ_s(m) + τ_s(b)) / 6,   n_s = |{t < N : span(t) = s}|
+// where a, m, b are the first, middle and last window of k = kSpanSampleSteps steps of the
+// span's positions and τ_s(x) the per-step time of the best of three runs of that window (exact
+// for a cost quadratic in t; seek(): the state is not what a generation would hold there, which
+// changes the values read, not the work).  A span of at most 3k positions is timed whole.
+double time_span_window(StaticDecoder& decoder, CallTimer& timer, int64_t first, int64_t steps) {
+  double best = std::numeric_limits<double>::infinity();
+  for (int run = 0; run < 4; ++run) {  // the first run warms up
+    decoder.seek(first);
+    timer.start();
+    for (int64_t i = 0; i < steps; ++i) decoder.step();
+    const double ms = timer.stop_ms() / static_cast<double>(steps);
+    if (run > 0) best = std::min(best, ms);
+  }
+  return best;
+}
+
 void time_generation_by_spans(Context& c, Measurement& m, StaticDecoder& decoder) {
   CallTimer timer(c.device);
   const int64_t n = m.seq_len;
+  const int64_t k = MeasureSettings::kSpanSampleSteps;
   std::vector<double> per_step_ms;
   json span_step_ms = json::object();
   double total_ms = 0;
   for (int64_t start = 0; start < n;) {
     const int64_t span = decoder.span_at(start);
     const int64_t end = span < decoder.capacity() ? std::min(span, n) : n;  // positions [start, end) read `span`
-    const int64_t steps = std::min(MeasureSettings::kSpanSampleSteps, end - start);
-    double best = std::numeric_limits<double>::infinity();
-    for (int run = 0; run < 4; ++run) {  // the first run warms up
-      decoder.seek(start);
-      timer.start();
-      for (int64_t i = 0; i < steps; ++i) decoder.step();
-      const double ms = timer.stop_ms() / static_cast<double>(steps);
-      if (run > 0) best = std::min(best, ms);
+    const int64_t length = end - start;
+    double mean_ms;  // per step over [start, end)
+    if (length <= 3 * k) {
+      mean_ms = time_span_window(decoder, timer, start, length);
+    } else {
+      const double a = time_span_window(decoder, timer, start, k);
+      const double mid = time_span_window(decoder, timer, start + (length - k) / 2, k);
+      const double b = time_span_window(decoder, timer, end - k, k);
+      mean_ms = (a + 4 * mid + b) / 6;
     }
-    per_step_ms.push_back(best);
-    span_step_ms[std::to_string(span)] = best;
-    total_ms += best * static_cast<double>(end - start);
+    per_step_ms.push_back(mean_ms);
+    span_step_ms[std::to_string(span)] = mean_ms;
+    total_ms += mean_ms * static_cast<double>(length);
     throw_if_interrupted();
     start = end;
   }

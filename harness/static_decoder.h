@@ -48,7 +48,7 @@ class StaticDecoder {
   int64_t position() const { return position_; }
   int64_t capacity() const { return capacity_; }
   // Moves to `position` (0 <= position < capacity) without touching the state: for timing the
-  // steps of a span (measure.decode_timing = "spans"), whose work does not depend on the values.
+  // steps at a position (measure.decode_timing = "spans"), whose work does not depend on the values.
   void seek(int64_t position);
   int64_t state_bytes() const;
   // The span read at position t: min(capacity, max(kMinSpan, the power of two above t)).

@@ -6,10 +6,12 @@
 #   suite              scripts/gpu.sh $OUT/gpu none: the CUDA build (in $MIXLAB_GPU_BUILD,
 #                      default /tmp/build-gpu, reused while the machine stays warm) + whole suite
 #   build              only rebuild $MIXLAB_GPU_BUILD (after a first `suite` on a warm machine)
+#   bin                configure if needed and build only the `mixlab` binary (no suite): for a
+#                      call that measures with a commit whose suite already passed on the device
 #   trainstep          bench/train_step.sh (training steps, eager / graphs / PyTorch peer)
 #   breakdown          bench/kernel_breakdown.sh (per-kernel times, mixlab and its peer)
-#   scout:SECONDS:WHAT bench/scout_paper.sh on .devicedeps/scout (WHAT: decode,prefill,...), its
-#                      database gzipped to $OUT/scout-paper.db.gz
+#   scout:SECONDS:WHAT bench/scout_paper.sh on $MIXLAB_SCOUT_DIR (default .devicedeps/scout; WHAT:
+#                      decode,prefill,...), its database gzipped to $OUT/scout-paper.db.gz
 #   anything else      run as a bash command
 # Each step gets what is left of LIMIT_SECONDS less a margin.  Needs .devicedeps/ carried: the
 # sqlite3 headers (gpu.sh), `commit` (the short commit, stamped on rows) and for `scout` the
@@ -30,15 +32,17 @@ for step in "$@"; do
   case $step in
     suite) scripts/gpu.sh "$OUT/gpu" none 2>&1 | tail -25 ;;
     build) cmake --build "$MIXLAB_GPU_BUILD" 2>&1 | tail -2 ;;
+    bin) MIXLAB_GPU_TARGET=mixlab scripts/gpu.sh "$OUT/gpu" none 2>&1 | tail -5 ;;
     trainstep) timeout $(($(left) - 30)) bench/train_step.sh "$MIXLAB_GPU_BUILD" "$OUT/ts" 2>&1 | tail -30 ;;
     breakdown) timeout $(($(left) - 30)) bench/kernel_breakdown.sh "$MIXLAB_GPU_BUILD" "$OUT/breakdown" 2>&1 | tail -40 ;;
     scout:*)
       IFS=: read -r _ seconds what <<<"$step"
       budget=$(($(left) - 25))
       ((seconds < budget)) && budget=$seconds
-      bench/scout_paper.sh "$MIXLAB_GPU_BUILD" .devicedeps/scout "$budget" ${what//,/ } 2>&1 | tail -5
-      gzip -c .devicedeps/scout/scout-paper.db >"$OUT/scout-paper.db.gz"
-      cp .devicedeps/scout/*.csv .devicedeps/scout/*.log .devicedeps/scout/timeline.txt "$OUT/" 2>/dev/null
+      scout_dir="${MIXLAB_SCOUT_DIR:-.devicedeps/scout}"
+      bench/scout_paper.sh "$MIXLAB_GPU_BUILD" "$scout_dir" "$budget" ${what//,/ } 2>&1 | tail -5
+      gzip -c "$scout_dir/scout-paper.db" >"$OUT/scout-paper.db.gz"
+      tar -C "$scout_dir" -czf "$OUT/scout-logs.tgz" --exclude scout-paper.db . 2>/dev/null
       ;;
     *) bash -c "$step" 2>&1 | tail -40 ;;
   esac

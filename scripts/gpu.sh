@@ -7,6 +7,8 @@
 #   benchmark: none | cli | quick | kernels (default: kernels; the full table of docs/PERF.md);
 #   cli: every command with --device cuda over every registry entry (scripts/gpu_cli.sh)
 #   Extra arguments after the benchmark go to `mixlab kernel_bench` (e.g. --ops=scan).
+# MIXLAB_GPU_TARGET=mixlab: build only that target and stop (no suite, no benchmark), for device
+# calls that only measure with an already tested commit.
 # Needs: nvcc, the PyTorch wheel (its LibTorch), CMake, ninja; sqlite3.h may be carried in
 # .devicedeps/ (the GPU image has libsqlite3.so.0 but no header).
 set -uo pipefail
@@ -35,9 +37,13 @@ export PATH="/usr/local/cuda/bin:$PATH"
 {
   cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$TORCH_PREFIX" \
     -DTORCH_CUDA_ARCH_LIST=9.0a -DCMAKE_CUDA_ARCHITECTURES=90a -DMIXLAB_WITH_CUDA=ON "${extra[@]}" &&
-  cmake --build "$BUILD" -j "$(nproc)"
+  cmake --build "$BUILD" -j "$(nproc)" ${MIXLAB_GPU_TARGET:+--target "$MIXLAB_GPU_TARGET"}
 } 2>&1 | tee "$OUT/build.log" | grep -E 'error|warning: .*(spill|stack)|FAILED|mixlab:' | head -50
 status=${PIPESTATUS[0]}
+if [[ -n ${MIXLAB_GPU_TARGET:-} ]]; then
+  [[ $status -eq 0 ]] || { echo "gpu.sh: build of $MIXLAB_GPU_TARGET failed"; tail -40 "$OUT/build.log"; }
+  exit "$status"
+fi
 if [[ $status -ne 0 || ! -x "$BUILD/mixlab_tests" ]]; then
   echo "gpu.sh: build failed (see $OUT/build.log)"; tail -40 "$OUT/build.log"; exit 1
 fi
