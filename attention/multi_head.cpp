@@ -1,5 +1,6 @@
 #include "attention/multi_head.h"
 
+#include "attention/rope_cache.h"
 #include "core/init.h"
 
 namespace mixlab {
@@ -24,10 +25,11 @@ void MultiHeadProjections::create(torch::nn::Module& owner, const MixerContext& 
 
 MultiHeadProjections::Heads MultiHeadProjections::project(const torch::Tensor& x,
                                                           const torch::Tensor& positions) {
-  auto pos = positions.defined()
-                 ? positions
-                 : torch::arange(x.size(1), torch::TensorOptions().dtype(torch::kLong).device(x.device()));
-  auto [cos, sin] = rope_tables(pos, head_dim, rope_theta, x.options());
+  if (!positions.defined()) {  // positions 0 .. N-1: the tables every layer and call share
+    auto [cos, sin] = rope_tables_cached(x.size(1), head_dim, rope_theta, x.options());
+    return project_with(x, cos, sin);
+  }
+  auto [cos, sin] = rope_tables(positions, head_dim, rope_theta, x.options());
   return project_with(x, cos, sin);
 }
 

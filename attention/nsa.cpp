@@ -28,6 +28,7 @@
 
 #include "attention/kv_cache.h"
 #include "attention/multi_head.h"
+#include "attention/rope_cache.h"
 #include "core/init.h"
 #include "attention/swa.h"
 #include "core/register_mixer.h"
@@ -80,13 +81,16 @@ class NativeSparseAttention : public TokenMixer {
   }
 
   torch::Tensor forward(const torch::Tensor& x) override {
-    const int64_t n = x.size(1);
-    auto positions = torch::arange(n, torch::TensorOptions().dtype(torch::kLong).device(x.device()));
-    auto q = rotate(split(heads_.q_proj->forward(x)), positions);
-    auto k_cmp = rotate(split(k_cmp_->forward(x)), positions), v_cmp = split(v_cmp_->forward(x));
+    // RoPE at positions 0 .. N-1, with the tables every rotation and every call share.
+    auto rotated = [&](const torch::Tensor& t) {
+      const auto tables = rope_tables_cached(t.size(2), heads_.head_dim, heads_.rope_theta, t.options());
+      return apply_rope(t, tables.first, tables.second);
+    };
+    auto q = rotated(split(heads_.q_proj->forward(x)));
+    auto k_cmp = rotated(split(k_cmp_->forward(x))), v_cmp = split(v_cmp_->forward(x));
     auto [o_cmp, p_cmp] = compressed_branch(q, compress(k_cmp, phi_k_, pe_k_), compress(v_cmp, phi_v_, pe_v_), 0);
-    auto o_slc = selected_branch(q, p_cmp, rotate(split(k_slc_->forward(x)), positions), split(v_slc_->forward(x)), 0);
-    auto o_win = sliding_window_attention(q, rotate(split(heads_.k_proj->forward(x)), positions),
+    auto o_slc = selected_branch(q, p_cmp, rotated(split(k_slc_->forward(x))), split(v_slc_->forward(x)), 0);
+    auto o_win = sliding_window_attention(q, rotated(split(heads_.k_proj->forward(x))),
                                           split(heads_.v_proj->forward(x)), s_.window);
     return combine(x, o_cmp, o_slc, o_win);
   }
