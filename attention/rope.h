@@ -14,7 +14,12 @@ namespace mixlab {
 std::pair<torch::Tensor, torch::Tensor> rope_tables(const torch::Tensor& positions, int64_t head_dim,
                                                     double theta, const torch::TensorOptions& options);
 
-// x: [..., N, head_dim] with cos/sin: [N, head_dim] (broadcast over the leading dims).
+// x: [..., N, head_dim] with cos/sin: [N, head_dim] (broadcast over the leading dims); the result
+// has the dtype of x·cos (x's, or float32 for bf16 x beside float32 tables under autocast).  On
+// CUDA it runs one fused kernel where cuda::rope_supported takes the inputs (attention/cuda/
+// kernels.h: x [B, H, N, d_h], strided, last dim unit stride; bf16 / fp16 / float32), and records
+// "apply_rope=kernel"; otherwise the composed reference ("apply_rope=reference").
+// For positions 0 .. N-1 take the tables from rope_tables_cached (attention/rope_cache.h).
 torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin);
 
 }  // namespace mixlab

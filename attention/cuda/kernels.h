@@ -3,8 +3,8 @@
 // The CPU code calls these only under `#ifdef MIXLAB_WITH_CUDA` and only for CUDA tensors; each
 // is differentiable (a torch::autograd::Function with a hand-written backward kernel).
 //
-// Shapes: q, k, v: [B, H, N, d_h], returns [B, H, N, d_h] in the op's dtype (under CUDA autocast
-// the autocast dtype, as for a custom op; otherwise the inputs' common dtype).
+// Attention shapes: q, k, v: [B, H, N, d_h], returns [B, H, N, d_h] in the op's dtype (under CUDA
+// autocast the autocast dtype, as for a custom op; otherwise the inputs' common dtype).
 
 #include <torch/torch.h>
 
@@ -31,5 +31,16 @@ bool slot_attention_supported(const torch::Tensor& q, const torch::Tensor& keys,
                               int64_t count, const torch::Tensor& position);
 torch::Tensor slot_attention(const torch::Tensor& q, const torch::Tensor& keys, const torch::Tensor& values,
                              int64_t count, const torch::Tensor& position, int64_t divisor);
+
+// RoPE, rotate-half (attention/rope.h), fused (rope.cu), differentiable (the backward is the same
+// kernel with the rotation transposed, R(θ)ᵀ = R(−θ)):
+//   y = x·cos + rotate_half(x)·sin,   rotate_half([a, b]) = [−b, a]
+// x: [B, H, N, d_h], any strides (the heads of a projection, transposed; a unit stride in d_h is
+// read in place); cos, sin: [N, d_h].  Returns [B, H, N, d_h] in x's layout and in the dtype of x·cos,
+// as the reference: not the autocast dtype, since RoPE is no autocast op.
+// Whether the kernel takes these: CUDA, even d_h, x bf16 / fp16 / float32, tables of x's dtype or
+// float32 (bf16 / fp16 x beside float32 tables, under autocast), the tables asking no gradient.
+bool rope_supported(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin);
+torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin);
 
 }  // namespace mixlab::cuda
