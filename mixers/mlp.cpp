@@ -9,6 +9,7 @@
 #include "core/init.h"
 #include "core/register_mixer.h"
 #include "core/registry.h"
+#include "mixers/swiglu.h"
 
 #include <cmath>
 
@@ -76,10 +77,10 @@ class GatedMlp : public TokenMixer {
   torch::Tensor static_prefill(const torch::Tensor& x, MixerState&) override { return forward(x); }
 
  private:
-  // act(gate) ⊙ up
+  // act(gate) ⊙ up; SwiGLU through its dispatch (one kernel on CUDA, mixers/swiglu.h).
   torch::Tensor gated(const torch::Tensor& gate, const torch::Tensor& up) const {
-    const auto activated = star_relu_ ? star_scale_ * torch::relu(gate).square() + star_bias_ : torch::silu(gate);
-    return activated * up;
+    if (!star_relu_) return swiglu(gate, up);
+    return (star_scale_ * torch::relu(gate).square() + star_bias_) * up;
   }
 
   int64_t d_model_, hidden_;

@@ -14,10 +14,13 @@
 
 #include "attention/checkpoint_attention.h"
 #include "attention/kv_cache.h"
+#include "attention/rope.h"
+#include "attention/rope_cache.h"
 #include "attention/swa.h"
 #include "core/compat.h"
 #include "core/implementation.h"
 #include "mixers/selective_scan.h"
+#include "mixers/swiglu.h"
 #include "tests/masked_schemes.h"
 
 #ifdef MIXLAB_WITH_CUDA
@@ -195,6 +198,213 @@ TEST(CudaKernels, SelectiveScanMatchesFloat64Reference) {
   check_scan(1, 64, 64, torch::kFloat, false, 1e-4);
   check_scan(2, 33, 257, torch::kBFloat16, true, 1e-2);
   check_scan(1, 96, 31, torch::kHalf, true, 5e-3);
+}
+
+// ------------------------------------------------------------------------------ RoPE
+
+// x [B, H, N, d_h] as a layout of `leaf` (a tensor of its own, so that its gradient is kept):
+// "transposed" [B, N, H, d_h] viewed as [B, H, N, d_h] (as multi-head attention splits its heads),
+// "sliced" the same with the rows d_h + 16 wide (not dense), "contiguous" [B, H, N, d_h].
+torch::Tensor rope_layout(const torch::Tensor& leaf, const std::string& layout, int64_t head_dim) {
+  if (layout == "contiguous") return leaf;
+  if (layout == "sliced") return leaf.narrow(-1, 0, head_dim).transpose(1, 2);
+  return leaf.transpose(1, 2);
+}
+
+struct RopeCase {
+  torch::ScalarType x_dtype, table_dtype;
+  int64_t head_dim;
+  std::string layout;
+  bool random_tables = false;  // cos, sin not RoPE's: the backward must be the general transpose
+  bool autocast = false;       // under CUDA autocast (bf16): y in bf16
+};
+
+// y = apply_rope(x, cos, sin) through the dispatch on CUDA against the same equation in float64 on
+// the CPU (apply_rope's reference, fed the same tables), forward and dL/dx.
+void check_rope(const RopeCase& c) {
+#ifdef MIXLAB_WITH_CUDA
+  constexpr int64_t kBatch = 2, kHeads = 3, kN = 77;
+  torch::manual_seed(11 + c.head_dim);
+  const auto cuda = torch::TensorOptions().device(torch::kCUDA);
+  const int64_t width = c.layout == "sliced" ? c.head_dim + 16 : c.head_dim;
+  auto leaf = (c.layout == "contiguous" ? torch::randn({kBatch, kHeads, kN, width}, cuda)
+                                        : torch::randn({kBatch, kN, kHeads, width}, cuda))
+                  .to(c.x_dtype).requires_grad_(true);
+  const auto x = rope_layout(leaf, c.layout, c.head_dim);
+  auto [cos, sin] = mixlab::rope_tables_cached(kN, c.head_dim, 1e4, cuda.dtype(c.table_dtype));
+  if (c.random_tables) {
+    cos = torch::randn({kN, c.head_dim}, cuda.dtype(c.table_dtype));
+    sin = torch::randn({kN, c.head_dim}, cuda.dtype(c.table_dtype));
+  }
+  ASSERT_TRUE(mixlab::cuda::rope_supported(x, cos, sin));
+  mixlab::ImplementationLog log;
+  poison_allocator();
+  torch::Tensor y;
+  {
+    mixlab::compat::CudaAutocast autocast(c.autocast);
+    ASSERT_TRUE(mixlab::cuda::rope_supported(x, cos, sin));
+    y = mixlab::apply_rope(x, cos, sin);
+  }
+  EXPECT_EQ(log.summary(), "apply_rope=kernel");
+  EXPECT_EQ(y.scalar_type(), c.autocast ? torch::kBFloat16 : at::promote_types(c.x_dtype, c.table_dtype));
+  if (c.layout != "sliced") {
+    EXPECT_EQ(y.strides(), x.strides()) << "y keeps x's layout";
+  }
+  const auto dy = torch::randn(y.sizes(), cuda.dtype(y.scalar_type()));
+  y.backward(dy);
+
+  auto leaf64 = leaf.detach().cpu().to(torch::kDouble).requires_grad_(true);
+  const auto want = mixlab::apply_rope(rope_layout(leaf64, c.layout, c.head_dim), cos.cpu().to(torch::kDouble),
+                                       sin.cpu().to(torch::kDouble));
+  want.backward(dy.cpu().to(torch::kDouble));
+  const auto out_dtype = y.scalar_type();
+  const double tol = out_dtype == torch::kFloat32 ? 1e-6 : out_dtype == torch::kHalf ? 2e-3 : 1e-2;
+  const double grad_tol = c.x_dtype == torch::kFloat32 ? 1e-6 : c.x_dtype == torch::kHalf ? 2e-3 : 1e-2;
+  SCOPED_TRACE(std::string(c10::toString(c.x_dtype)) + " x, " + c10::toString(c.table_dtype) + " tables, d_h " +
+               std::to_string(c.head_dim) + ", " + c.layout + (c.random_tables ? ", random tables" : ""));
+  EXPECT_LT(relative_error(y, want), tol) << "y";
+  EXPECT_LT(relative_error(leaf.grad(), leaf64.grad()), grad_tol) << "dx";
+  if (out_dtype == torch::kFloat32 || c.autocast) {
+    // float32 arithmetic in the composed form's order: bit for bit, and under autocast that float32
+    // result rounded once to bf16 (what the attention after RoPE would cast it to)
+    const int64_t half = c.head_dim / 2;
+    const auto xd = x.detach();
+    const auto composed = (xd * cos + torch::cat({-xd.narrow(-1, half, half), xd.narrow(-1, 0, half)}, -1) * sin)
+                              .to(out_dtype);
+    EXPECT_TRUE(torch::equal(y.detach(), composed))
+        << "differs from LibTorch's float32 result by "
+        << (y.detach().to(torch::kFloat32) - composed.to(torch::kFloat32)).abs().max().item<double>();
+  }
+#endif
+}
+
+// The fused RoPE kernel (attention/cuda/rope.cu) through apply_rope: bf16, fp16 and float32 with
+// tables of x's dtype, bf16 / fp16 x beside float32 tables (a float32 result, a bf16 / fp16 dx; under
+// autocast a bf16 result equal to the float32 one rounded once), head dims 64 and 128, x transposed from the projection layout, sliced (not dense) and
+// contiguous, and random tables (the backward as the general transpose, not only R(−θ)).
+TEST(CudaKernels, RopeMatchesFloat64Reference) {
+  MIXLAB_REQUIRE_GPU();
+  for (const auto dtype : {torch::kBFloat16, torch::kHalf, torch::kFloat32})
+    for (const int64_t head_dim : {64, 128})
+      for (const std::string layout : {"transposed", "sliced", "contiguous"})
+        check_rope({dtype, dtype, head_dim, layout});
+  check_rope({torch::kBFloat16, torch::kFloat32, 64, "transposed"});
+  check_rope({torch::kHalf, torch::kFloat32, 128, "transposed"});
+  check_rope({torch::kBFloat16, torch::kFloat32, 64, "transposed", false, true});   // training: autocast
+  check_rope({torch::kBFloat16, torch::kFloat32, 128, "transposed", false, true});
+  check_rope({torch::kFloat32, torch::kFloat32, 64, "transposed", true});
+  check_rope({torch::kBFloat16, torch::kBFloat16, 128, "sliced", true});
+  check_rope({torch::kFloat32, torch::kFloat32, 6, "contiguous"});  // d_h/2 = 3: one pair per thread
+}
+
+// What the kernel does not take runs the reference (float64, tables asking for a gradient, tables
+// of another shape), and the binding refuses it, naming the dispatch.
+TEST(CudaKernels, RopeDispatchRunsTheReferenceForWhatTheKernelDoesNotTake) {
+  MIXLAB_REQUIRE_GPU();
+#ifdef MIXLAB_WITH_CUDA
+  const auto cuda = torch::TensorOptions().device(torch::kCUDA);
+  const auto x64 = torch::randn({1, 2, 9, 8}, cuda.dtype(torch::kDouble));
+  const auto [cos64, sin64] = mixlab::rope_tables_cached(9, 8, 1e4, x64.options());
+  const auto x = x64.to(torch::kFloat32);
+  const auto cos = cos64.to(torch::kFloat32).requires_grad_(true), sin = sin64.to(torch::kFloat32);
+  EXPECT_FALSE(mixlab::cuda::rope_supported(x64, cos64, sin64));
+  EXPECT_FALSE(mixlab::cuda::rope_supported(x, cos, sin));
+  EXPECT_FALSE(mixlab::cuda::rope_supported(x, sin.narrow(0, 0, 5), sin.narrow(0, 0, 5)));
+  mixlab::ImplementationLog log;
+  mixlab::apply_rope(x64, cos64, sin64);
+  mixlab::apply_rope(x, cos, sin);
+  EXPECT_EQ(log.summary(), "apply_rope=reference");
+  try {
+    mixlab::cuda::apply_rope(x64, cos64, sin64);
+    ADD_FAILURE() << "float64 reached the kernel";
+  } catch (const c10::Error& error) {
+    EXPECT_NE(std::string(error.what()).find("runs the reference"), std::string::npos) << error.what();
+  }
+#endif
+}
+
+// ------------------------------------------------------------------------------ SwiGLU
+
+// out = SiLU(a)·b through mixlab::swiglu on CUDA against float64 on the CPU, forward and both input
+// gradients; a spread wide (|a| up to ~12) so that σ saturates.  `rows_of_wider` takes a and b as the
+// two halves of one [rows, 2·hidden] product (the static decode step's layout).
+void check_swiglu(const std::vector<int64_t>& shape, torch::ScalarType dtype, bool rows_of_wider) {
+#ifdef MIXLAB_WITH_CUDA
+  torch::manual_seed(21 + shape.back());
+  const auto cuda = torch::TensorOptions().device(torch::kCUDA);
+  torch::Tensor a_leaf, b_leaf, a, b;
+  if (rows_of_wider) {
+    auto wide_shape = shape;
+    wide_shape.back() *= 2;
+    a_leaf = (torch::randn(wide_shape, cuda) * 4).to(dtype).requires_grad_(true);
+    b_leaf = a_leaf;
+    a = a_leaf.narrow(-1, 0, shape.back());
+    b = a_leaf.narrow(-1, shape.back(), shape.back());
+  } else {
+    a_leaf = a = (torch::randn(shape, cuda) * 4).to(dtype).requires_grad_(true);
+    b_leaf = b = torch::randn(shape, cuda).to(dtype).requires_grad_(true);
+  }
+  ASSERT_TRUE(mixlab::cuda::swiglu_supported(a, b));
+  mixlab::ImplementationLog log;
+  poison_allocator();
+  const auto out = mixlab::swiglu(a, b);
+  EXPECT_EQ(log.summary(), "swiglu=kernel");
+  EXPECT_EQ(out.scalar_type(), dtype);
+  const auto g = torch::randn(out.sizes(), cuda.dtype(dtype));
+  out.backward(g);
+
+  const auto a64 = a.detach().cpu().to(torch::kDouble).requires_grad_(true);
+  const auto b64 = b.detach().cpu().to(torch::kDouble).requires_grad_(true);
+  const auto want = torch::silu(a64) * b64;
+  want.backward(g.cpu().to(torch::kDouble));
+  const double tol = dtype == torch::kFloat32 ? 1e-5 : dtype == torch::kHalf ? 2e-3 : 1e-2;
+  SCOPED_TRACE(std::string(c10::toString(dtype)) + " hidden " + std::to_string(shape.back()) +
+               (rows_of_wider ? ", halves of one product" : ""));
+  EXPECT_LT(relative_error(out, want), tol) << "out";
+  if (rows_of_wider) {
+    const auto grad = a_leaf.grad();
+    EXPECT_LT(relative_error(grad.narrow(-1, 0, shape.back()), a64.grad()), tol) << "da";
+    EXPECT_LT(relative_error(grad.narrow(-1, shape.back(), shape.back()), b64.grad()), tol) << "db";
+  } else {
+    EXPECT_LT(relative_error(a_leaf.grad(), a64.grad()), tol) << "da";
+    EXPECT_LT(relative_error(b_leaf.grad(), b64.grad()), tol) << "db";
+  }
+#endif
+}
+
+// The fused SwiGLU kernels (mixers/cuda/swiglu.cu): bf16, fp16, float32; a hidden width of 16-byte
+// vectors (344) and one that is not (100: bf16 / fp16 one column per thread), a ragged row count,
+// and a and b as the halves of one [B, 2·hidden] product (rows strided).
+TEST(CudaKernels, SwigluMatchesFloat64Reference) {
+  MIXLAB_REQUIRE_GPU();
+  for (const auto dtype : {torch::kBFloat16, torch::kHalf, torch::kFloat32}) {
+    check_swiglu({2, 37, 344}, dtype, false);
+    check_swiglu({3, 5, 100}, dtype, false);
+    check_swiglu({7, 344}, dtype, true);
+    check_swiglu({1, 1, 52}, dtype, true);
+  }
+}
+
+// Mixed dtypes and float64 run the reference; the binding refuses them.
+TEST(CudaKernels, SwigluDispatchRunsTheReferenceForWhatTheKernelDoesNotTake) {
+  MIXLAB_REQUIRE_GPU();
+#ifdef MIXLAB_WITH_CUDA
+  const auto cuda = torch::TensorOptions().device(torch::kCUDA);
+  const auto a = torch::randn({4, 24}, cuda), b = torch::randn({4, 24}, cuda.dtype(torch::kBFloat16));
+  EXPECT_FALSE(mixlab::cuda::swiglu_supported(a, b));
+  EXPECT_FALSE(mixlab::cuda::swiglu_supported(a.to(torch::kDouble), a.to(torch::kDouble)));
+  EXPECT_FALSE(mixlab::cuda::swiglu_supported(a.t(), a.t()));  // columns not of unit stride
+  mixlab::ImplementationLog log;
+  const auto out = mixlab::swiglu(a, b);
+  EXPECT_EQ(out.scalar_type(), torch::kFloat32);
+  EXPECT_EQ(log.summary(), "swiglu=reference");
+  try {
+    mixlab::cuda::swiglu(a, b);
+    ADD_FAILURE() << "mixed dtypes reached the kernel";
+  } catch (const c10::Error& error) {
+    EXPECT_NE(std::string(error.what()).find("runs the reference"), std::string::npos) << error.what();
+  }
+#endif
 }
 
 // The dispatch: which implementation runs for which input, and the dtype rule under autocast.

@@ -59,12 +59,19 @@ TEST(Implementation, MeasurementRowsSayWhatRan) {
   settings.warmup = 0;
   const auto rows = measure_model(model, settings);
   ASSERT_EQ(rows.size(), 2u);
-  for (const auto& row : rows) EXPECT_EQ(row.implementation, "sliding_window_attention=reference") << row.phase;
+  for (const auto& row : rows)
+    EXPECT_EQ(row.implementation, "apply_rope=reference, sliding_window_attention=reference, swiglu=reference")
+        << row.phase;
 
   ModelConfig mlp_only = config;
   mlp_only.pattern = {SublayerConfig{"mlp", {}}};
-  LanguageModel plain(mlp_only);
+  LanguageModel swiglu_only(mlp_only);
   settings.phases = {"forward"};
+  EXPECT_EQ(measure_model(swiglu_only, settings).at(0).implementation, "swiglu=reference");
+
+  ModelConfig no_kernel_op = config;  // no op that has a CUDA kernel: LibTorch's operators only
+  no_kernel_op.pattern = {SublayerConfig{"identity", {}}};
+  LanguageModel plain(no_kernel_op);
   EXPECT_EQ(measure_model(plain, settings).at(0).implementation, "library");
 }
 

@@ -42,5 +42,14 @@ torch::Tensor selective_state_update(torch::Tensor& state, const torch::Tensor& 
                                      const torch::Tensor& A, const torch::Tensor& B_t, const torch::Tensor& C_t,
                                      const torch::Tensor& D, const torch::Tensor& z_t, const torch::Tensor& delta_bias);
 
+// SwiGLU's gate, fused (swiglu.cu), differentiable (one backward kernel writes da and db):
+//   swiglu(a, b) = SiLU(a)·b;   da = g·b·σ(a)·(1 + a·(1 − σ(a))),   db = g·SiLU(a)
+// a, b: [..., hidden] of one shape and dtype, each viewable as rows of unit column stride (e.g. the
+// gate half of a [B, 2·hidden] product); returns [..., hidden] contiguous in that dtype.  Taken by
+// mixlab::swiglu (mixers/swiglu.h) where swiglu_supported passes: CUDA, bf16 / fp16 / float32, fewer
+// than 2^31 elements.
+bool swiglu_supported(const torch::Tensor& a, const torch::Tensor& b);
+torch::Tensor swiglu(const torch::Tensor& a, const torch::Tensor& b);
+
 }  // namespace mixlab::cuda
 

@@ -1,7 +1,8 @@
 #pragma once
-// Plain C++ launchers of the selective-scan kernels (no LibTorch here; see scan_binding.cpp).
+// Plain C++ launchers of the mixers' kernels (no LibTorch here; see scan_binding.cpp,
+// decode_step_binding.cpp, swiglu_binding.cpp).
 //
-// Shapes (contiguous): u, delta, z, out, du, ddelta, dz: [B, E, N] in `element`;
+// Selective scan (contiguous): u, delta, z, out, du, ddelta, dz: [B, E, N] in `element`;
 // B_in, C_in: [B, n, N] in `element`; A: [E, n], D, delta_bias: [E] float32.
 // states: [B, E, ceil(N / kScanStateStride), n] float32, the state h after every kScanStateStride
 // steps, written by the forward and read by the backward (which recomputes the states in between).
@@ -56,5 +57,19 @@ struct StateUpdateShape {
 void selective_state_update(const StateUpdateShape& shape, float* state, const void* u, const void* delta,
                             const float* A, const void* B, const void* C, const float* D, const void* z,
                             const float* delta_bias, void* out, void* stream);
+
+// SwiGLU's gate (mixers/cuda/swiglu.cu), arithmetic in float32, σ(a) = 1 / (1 + e^(−a)):
+//   forward   out = SiLU(a)·b = a·σ(a)·b
+//   backward  da = g·b·σ(a)·(1 + a·(1 − σ(a))),   db = g·SiLU(a)
+// a, b: [rows, cols] at element row strides a_row_stride, b_row_stride (unit column stride);
+// out, g, da, db: [rows, cols] contiguous; all of `element`.
+struct SwigluShape {
+  ScanElement element = ScanElement::f32;
+  long long rows = 0, cols = 0;
+  long long a_row_stride = 0, b_row_stride = 0;
+};
+void swiglu_forward(const SwigluShape& shape, const void* a, const void* b, void* out, void* stream);
+void swiglu_backward(const SwigluShape& shape, const void* a, const void* b, const void* g, void* da, void* db,
+                     void* stream);
 
 }  // namespace mixlab::cuda::detail
