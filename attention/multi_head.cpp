@@ -57,17 +57,21 @@ MultiHeadProjections::Heads MultiHeadProjections::project_at(const torch::Tensor
   return {rotated.select(1, 0), rotated.select(1, 1), qkv.select(1, 2)};
 }
 
-// q, k, v of x: [B, N, d] with RoPE rows cos, sin: [N, d_h].
+// q, k, v of x: [B, N, d] with RoPE rows cos, sin: [N, d_h].  The three projections are one
+// product with the stacked weight [W_q; W_k; W_v] ([3d, d], as the static decode step does):
+//   [q | k | v] = x [W_q; W_k; W_v]ᵀ
+// one matrix product forward and two backward where three and six ran (and autograd's two sums of
+// the three dL/dx); q, k, v are views of its [B, N, 3, H, d_h] output.
 MultiHeadProjections::Heads MultiHeadProjections::project_with(const torch::Tensor& x, const torch::Tensor& cos,
                                                                const torch::Tensor& sin) {
   const int64_t batch = x.size(0), n = x.size(1);
-  auto split = [&](const torch::Tensor& t) {  // [B, N, d] -> [B, H, N, d_h]
-    return t.view({batch, n, n_heads, head_dim}).transpose(1, 2);
-  };
+  const auto weight = torch::cat({q_proj->weight, k_proj->weight, v_proj->weight}, 0);  // [3d, d]
+  const auto qkv = torch::linear(x, weight).view({batch, n, 3, n_heads, head_dim});
+  auto heads_of = [&](int64_t which) { return qkv.select(2, which).transpose(1, 2); };  // [B, H, N, d_h]
   Heads heads;
-  heads.q = apply_rope(split(q_proj->forward(x)), cos, sin);
-  heads.k = apply_rope(split(k_proj->forward(x)), cos, sin);
-  heads.v = split(v_proj->forward(x));
+  heads.q = apply_rope(heads_of(0), cos, sin);
+  heads.k = apply_rope(heads_of(1), cos, sin);
+  heads.v = heads_of(2);
   return heads;
 }
 

@@ -84,14 +84,15 @@ struct CheckpointScheme {
   static inline const std::vector<int64_t> kMatmulSizes{1, 4, 10, 50};
 
   // N = 4096, S = 10: the largest buffer is one block's logits, H·b·(1 + ⌊(N-1)/S⌋) entries
-  // (batch 1), or an [1, N, d] activation; one head's N×N would be 32× the former.
+  // (batch 1), or the [1, N, 3d] product q | k | v (attention/multi_head.cpp); one head's N×N
+  // would be 32× the former.
   static constexpr int64_t kLongSize = 10;
   static constexpr int64_t kNxNFraction = 8;
   static size_t largest_buffer_bound(int64_t n, int64_t s, const MixerContext& context) {
     const auto plan = plan_checkpoint_attention(n, s);
     const size_t block_logits = static_cast<size_t>(context.n_heads * plan.query_block * (1 + (n - 1) / s));
-    const size_t activation = static_cast<size_t>(n * context.d_model);
-    return std::max(block_logits, activation) * sizeof(double);
+    const size_t qkv = static_cast<size_t>(n * 3 * context.d_model);
+    return std::max(block_logits, qkv) * sizeof(double);
   }
 };
 
