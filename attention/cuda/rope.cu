@@ -21,44 +21,12 @@
 #include <string>
 
 #include "attention/cuda/rope_launch.h"
+#include "core/cuda/elements.cuh"
 
 namespace mixlab::cuda::detail {
 namespace {
 
 constexpr int kThreads = 256;
-
-__device__ __forceinline__ float to_float(float x) { return x; }
-__device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
-__device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
-template <typename T>
-__device__ __forceinline__ T from_float(float x);
-template <>
-__device__ __forceinline__ float from_float<float>(float x) { return x; }
-template <>
-__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
-template <>
-__device__ __forceinline__ __half from_float<__half>(float x) { return __float2half_rn(x); }
-
-// V consecutive elements, loaded or stored as vectors of at most 16 bytes.
-template <typename T, int V>
-struct alignas(sizeof(T) * V > 16 ? 16 : sizeof(T) * V) Pack {
-  T v[V];
-};
-
-template <typename T, int V>
-__device__ __forceinline__ void load(const T* p, float (&out)[V]) {
-  const Pack<T, V> pack = *reinterpret_cast<const Pack<T, V>*>(p);
-#pragma unroll
-  for (int e = 0; e < V; ++e) out[e] = to_float(pack.v[e]);
-}
-
-template <typename T, int V>
-__device__ __forceinline__ void store(T* p, const float (&in)[V]) {
-  Pack<T, V> pack;
-#pragma unroll
-  for (int e = 0; e < V; ++e) pack.v[e] = from_float<T>(in[e]);
-  *reinterpret_cast<Pack<T, V>*>(p) = pack;
-}
 
 // Thread t: pairs [i, i + V) of row (b, h, p), i = V·(t mod G), G = d_h / (2V), row = t div G with
 // p fastest, then h, then b.
@@ -78,12 +46,12 @@ __global__ void __launch_bounds__(kThreads)
   TO* yr = y + b * s.out_stride[0] + h * s.out_stride[1] + p * s.out_stride[2] + i;
   const long long table_row = static_cast<long long>(p) * s.head_dim + i;
   float x1[V], x2[V], c1[V], c2[V], s1[V], s2[V], y1[V], y2[V];
-  load<TI, V>(xr, x1);
-  load<TI, V>(xr + half, x2);
-  load<TT, V>(cos + table_row, c1);
-  load<TT, V>(cos + table_row + half, c2);
-  load<TT, V>(sin + table_row, s1);
-  load<TT, V>(sin + table_row + half, s2);
+  load_pack<TI, V>(xr, x1);
+  load_pack<TI, V>(xr + half, x2);
+  load_pack<TT, V>(cos + table_row, c1);
+  load_pack<TT, V>(cos + table_row + half, c2);
+  load_pack<TT, V>(sin + table_row, s1);
+  load_pack<TT, V>(sin + table_row + half, s2);
 #pragma unroll
   for (int e = 0; e < V; ++e) {
     if (!s.transpose) {
@@ -94,8 +62,8 @@ __global__ void __launch_bounds__(kThreads)
       y2[e] = __fsub_rn(__fmul_rn(x2[e], c2[e]), __fmul_rn(x1[e], s1[e]));
     }
   }
-  store<TO, V>(yr, y1);
-  store<TO, V>(yr + half, y2);
+  store_pack<TO, V>(yr, y1);
+  store_pack<TO, V>(yr + half, y2);
 }
 
 template <typename T>

@@ -27,7 +27,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "mixers/cuda/elementwise.cuh"
+#include "core/cuda/elements.cuh"
 #include "mixers/cuda/launch.h"
 
 namespace mixlab::cuda::detail {

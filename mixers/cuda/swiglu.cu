@@ -17,33 +17,13 @@
 #include <stdexcept>
 #include <string>
 
-#include "mixers/cuda/elementwise.cuh"
+#include "core/cuda/elements.cuh"
 #include "mixers/cuda/launch.h"
 
 namespace mixlab::cuda::detail {
 namespace {
 
 constexpr int kThreads = 256;
-
-template <typename T, int V>
-struct alignas(sizeof(T) * V) Pack {
-  T v[V];
-};
-
-template <typename T, int V>
-__device__ __forceinline__ void load_pack(const T* p, float (&out)[V]) {
-  const Pack<T, V> pack = *reinterpret_cast<const Pack<T, V>*>(p);
-#pragma unroll
-  for (int e = 0; e < V; ++e) out[e] = to_f(pack.v[e]);
-}
-
-template <typename T, int V>
-__device__ __forceinline__ void store_pack(T* p, const float (&in)[V]) {
-  Pack<T, V> pack;
-#pragma unroll
-  for (int e = 0; e < V; ++e) store_f(&pack.v[e], in[e]);
-  *reinterpret_cast<Pack<T, V>*>(p) = pack;
-}
 
 // Thread t: columns [c, c + V) of row r; r = t div (cols/V), c = V·(t mod (cols/V)).
 // a, b: [rows, cols] strided rows -> out: [rows, cols] contiguous, out = a·σ(a)·b.
