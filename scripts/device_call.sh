@@ -5,7 +5,8 @@
 # Usage: scripts/device_call.sh LIMIT_SECONDS STEP...
 #   suite              scripts/gpu.sh $OUT/gpu none: the CUDA build (in $MIXLAB_GPU_BUILD,
 #                      default /tmp/build-gpu, reused while the machine stays warm) + whole suite
-#   build              only rebuild $MIXLAB_GPU_BUILD (after a first `suite` on a warm machine)
+#   build              only rebuild $MIXLAB_GPU_BUILD on a warm machine: everything after a `suite`,
+#                      only the `mixlab` binary after a `bin`
 #   bin                configure if needed and build only the `mixlab` binary (no suite): for a
 #                      call that measures with a commit whose suite already passed on the device
 #   trainstep          bench/train_step.sh (training steps, eager / graphs / PyTorch peer)
@@ -31,7 +32,9 @@ for step in "$@"; do
   echo "== $step at +$(($(date +%s) - T0)) s"
   case $step in
     suite) scripts/gpu.sh "$OUT/gpu" none 2>&1 | tail -25 ;;
-    build) cmake --build "$MIXLAB_GPU_BUILD" 2>&1 | tail -2 ;;
+    build)  # what the warm machine has built before: everything after `suite`, the binary after `bin`
+      target=(); [[ -x $MIXLAB_GPU_BUILD/mixlab_tests ]] || target=(--target mixlab)
+      cmake --build "$MIXLAB_GPU_BUILD" "${target[@]}" 2>&1 | tail -2 ;;
     bin) MIXLAB_GPU_TARGET=mixlab scripts/gpu.sh "$OUT/gpu" none 2>&1 | tail -5 ;;
     trainstep) timeout $(($(left) - 30)) bench/train_step.sh "$MIXLAB_GPU_BUILD" "$OUT/ts" 2>&1 | tail -30 ;;
     breakdown) timeout $(($(left) - 30)) bench/kernel_breakdown.sh "$MIXLAB_GPU_BUILD" "$OUT/breakdown" 2>&1 | tail -40 ;;
