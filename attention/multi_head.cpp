@@ -25,11 +25,9 @@ void MultiHeadProjections::create(torch::nn::Module& owner, const MixerContext& 
 
 MultiHeadProjections::Heads MultiHeadProjections::project(const torch::Tensor& x,
                                                           const torch::Tensor& positions) {
-  if (!positions.defined()) {  // positions 0 .. N-1: the tables every layer and call share
-    auto [cos, sin] = rope_tables_cached(x.size(1), head_dim, rope_theta, x.options());
-    return project_with(x, cos, sin);
-  }
-  auto [cos, sin] = rope_tables(positions, head_dim, rope_theta, x.options());
+  // positions 0 .. N-1 (undefined): the tables every layer and call share
+  const auto [cos, sin] = positions.defined() ? rope_tables(positions, head_dim, rope_theta, x.options())
+                                              : rope_tables_cached(x.size(1), head_dim, rope_theta, x.options());
   return project_with(x, cos, sin);
 }
 

@@ -15,7 +15,8 @@ std::pair<torch::Tensor, torch::Tensor> rope_tables(const torch::Tensor& positio
                                                     double theta, const torch::TensorOptions& options);
 
 // x: [..., N, head_dim] with cos/sin: [N, head_dim] (broadcast over the leading dims); the result
-// has the dtype of x·cos (x's, or float32 for bf16 x beside float32 tables under autocast).  On
+// has the dtype of x·cos (x's, or float32 for bf16 x beside float32 tables), except on the
+// kernel's path under CUDA autocast, which writes the autocast dtype (docs/gpu.md).  On
 // CUDA it runs one fused kernel where cuda::rope_supported takes the inputs (attention/cuda/
 // kernels.h: x [B, H, N, d_h], strided, last dim unit stride; bf16 / fp16 / float32), and records
 // "apply_rope=kernel"; otherwise the composed reference ("apply_rope=reference").
