@@ -12,19 +12,23 @@ kernels of each file.
 import argparse
 import collections
 import csv
+import gzip
 import os
 import re
 import sys
 
 UNIT_MS = {"ns": 1e-6, "nsecond": 1e-6, "us": 1e-3, "usecond": 1e-3, "ms": 1.0, "msecond": 1.0,
            "s": 1e3, "second": 1e3}
-FAMILIES = [  # (family, pattern on the lower-cased kernel name), first match wins
-    ("attention", r"flash|fmha|attention|attn|cudnn|flex|sdpa|checkpoint"),
+FAMILIES = [  # (family, pattern on the lower-cased full kernel name, template arguments included), first match wins
+    ("attention", r"flash|fmha|attention|attn|cudnn|flex|sdpa|checkpoint|slidingwindow|row_dot_kernel"),
     ("matmul", r"gemm|nvjet|cutlass|xmma|sm90_|sm80_|matmul|cublas"),
     ("scan", r"scan"),
-    ("triton", r"^triton_|triton"),
-    ("reduction", r"reduce|norm|softmax|sum_|cross_entropy|logsumexp"),
-    ("copy", r"copy|cat_|index|gather|scatter|fill"),
+    ("fused", r"^triton_|triton|rope_kernel|swiglu_"),  # torch.compile's Triton kernels, mixlab's fused elementwise kernels
+    ("norm", r"gammabeta|layer_norm|layernorm|rms_norm|rmsnorm"),
+    ("reduction", r"reduce|softmax|sum_|cross_entropy|logsumexp"),
+    ("copy", r"copy|cat_|index|gather|scatter"),
+    ("fill", r"fillfunctor|fill_"),
+    ("add", r"functor_add|addfunctor"),
     ("elementwise", r"elementwise|vectorized|unrolled|pointwise"),
 ]
 
@@ -53,7 +57,8 @@ def family(name):
 
 def read_kernels(path):
     """[(kernel name, ms)] of one ncu CSV (lines before the header, e.g. ==PROF==, skipped)."""
-    with open(path, newline="") as f:
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rt", newline="") as f:
         lines = [line for line in f if line.startswith('"')]
     kernels = []
     for row in csv.DictReader(lines):
@@ -75,7 +80,7 @@ def main():
         if not os.path.exists(path):
             continue
         kernels = read_kernels(path)
-        runs.append((os.path.basename(path)[:-4], kernels))
+        runs.append((re.sub(r"\.csv(\.gz)?$", "", os.path.basename(path)), kernels))
     if not runs:
         sys.exit("ncu_table.py: no kernels in the files given")
     print("| call | kernels | GPU ms | " + " | ".join(families) + " |")
@@ -83,20 +88,20 @@ def main():
     for run, kernels in runs:
         by_family = collections.Counter()
         for name, ms in kernels:
-            by_family[family(short_name(name))] += ms
+            by_family[family(name)] += ms
         cells = " | ".join(f"{by_family[fam]:.3f}" for fam in families)
         print(f"| {run} | {len(kernels)} | {sum(ms for _, ms in kernels):.3f} | {cells} |")
     for run, kernels in runs:
         total = collections.Counter()
         count = collections.Counter()
-        for name, ms in kernels:
-            total[short_name(name)] += ms
-            count[short_name(name)] += 1
+        for name, ms in kernels:  # grouped by short name and family (a copy and an add share a short name)
+            total[(short_name(name), family(name))] += ms
+            count[(short_name(name), family(name))] += 1
         print(f"\n### {run}: the {args.top} largest kernels (ms summed over launches)\n")
         print("| kernel | family | launches | ms |")
         print("|---|---|---|---|")
-        for name, ms in total.most_common(args.top):
-            print(f"| `{name}` | {family(name)} | {count[name]} | {ms:.3f} |")
+        for (name, fam), ms in total.most_common(args.top):
+            print(f"| `{name}` | {fam} | {count[(name, fam)]} | {ms:.3f} |")
 
 
 if __name__ == "__main__":
