@@ -59,17 +59,18 @@ MultiHeadProjections::Heads MultiHeadProjections::project_at(const torch::Tensor
 // product with the stacked weight [W_q; W_k; W_v] ([3d, d], as the static decode step does):
 //   [q | k | v] = x [W_q; W_k; W_v]ᵀ
 // one matrix product forward and two backward where three and six ran (and autograd's two sums of
-// the three dL/dx); q, k, v are views of its [B, N, 3, H, d_h] output.
+// the three dL/dx); q, k, v are views of its [B, N, 3, H, d_h] output.  They are taken by one
+// unbind, whose backward stacks dq, dk, dv into dL/d[q|k|v] in one pass; three selects would
+// each build a zero gradient of the whole product and autograd would add the three.
 MultiHeadProjections::Heads MultiHeadProjections::project_with(const torch::Tensor& x, const torch::Tensor& cos,
                                                                const torch::Tensor& sin) {
   const int64_t batch = x.size(0), n = x.size(1);
   const auto weight = torch::cat({q_proj->weight, k_proj->weight, v_proj->weight}, 0);  // [3d, d]
-  const auto qkv = torch::linear(x, weight).view({batch, n, 3, n_heads, head_dim});
-  auto heads_of = [&](int64_t which) { return qkv.select(2, which).transpose(1, 2); };  // [B, H, N, d_h]
+  const auto qkv = torch::linear(x, weight).view({batch, n, 3, n_heads, head_dim}).unbind(2);  // 3 x [B, N, H, d_h]
   Heads heads;
-  heads.q = apply_rope(heads_of(0), cos, sin);
-  heads.k = apply_rope(heads_of(1), cos, sin);
-  heads.v = heads_of(2);
+  heads.q = apply_rope(qkv[0].transpose(1, 2), cos, sin);  // [B, H, N, d_h]
+  heads.k = apply_rope(qkv[1].transpose(1, 2), cos, sin);
+  heads.v = qkv[2].transpose(1, 2);
   return heads;
 }
 
