@@ -70,21 +70,46 @@ torch::Tensor checkpoint_mask(int64_t n, int64_t segment) {
 struct AttentionCase {
   int64_t batch, heads, n, head_dim, param;  // param: window or segment size
   torch::ScalarType dtype;
+  // "contiguous": q, k, v, dO [B, H, N, d_h]; "projection": the transposed heads of one
+  // [B, N, 3, H, d_h] q/k/v product and dO [B, N, H, d_h] transposed, as multi-head attention passes
+  // them (the kernels read them in place); "unaligned": rows d_h + 4 wide, strides no multiple of
+  // 16 bytes (the binding copies them to contiguous first).
+  std::string layout = "contiguous";
 };
+
+// q, k, v [B, H, N, d_h] of the case's layout as views of one leaf tensor (also used to view the
+// leaf's gradient the same way).
+std::vector<torch::Tensor> attention_views(const AttentionCase& c, const torch::Tensor& leaf) {
+  if (c.layout == "projection")  // leaf [B, N, 3, H, d_h]
+    return {leaf.select(2, 0).transpose(1, 2), leaf.select(2, 1).transpose(1, 2), leaf.select(2, 2).transpose(1, 2)};
+  if (c.layout == "unaligned")  // leaf [3, B, N, H, d_h + 4]
+    return {leaf[0].narrow(-1, 0, c.head_dim).transpose(1, 2), leaf[1].narrow(-1, 0, c.head_dim).transpose(1, 2),
+            leaf[2].narrow(-1, 0, c.head_dim).transpose(1, 2)};
+  return {leaf[0], leaf[1], leaf[2]};  // leaf [3, B, H, N, d_h]
+}
+
+torch::Tensor attention_leaf(const AttentionCase& c, const torch::TensorOptions& options) {
+  const int64_t b = c.batch, h = c.heads, n = c.n, d = c.head_dim;
+  if (c.layout == "projection") return torch::randn({b, n, 3, h, d}, options);
+  if (c.layout == "unaligned") return torch::randn({3, b, n, h, d + 4}, options);
+  return torch::randn({3, b, h, n, d}, options);
+}
 
 template <class Kernel>
 void check_attention(const AttentionCase& c, const torch::Tensor& allowed, Kernel kernel) {
 #ifdef MIXLAB_WITH_CUDA
   torch::manual_seed(1000 + c.n + c.head_dim + c.param);
   auto cuda = torch::TensorOptions().device(torch::kCUDA).dtype(c.dtype);
-  auto q = torch::randn({c.batch, c.heads, c.n, c.head_dim}, cuda).requires_grad_(true);
-  auto k = torch::randn({c.batch, c.heads, c.n, c.head_dim}, cuda).requires_grad_(true);
-  auto v = torch::randn({c.batch, c.heads, c.n, c.head_dim}, cuda).requires_grad_(true);
-  auto dout = torch::randn({c.batch, c.heads, c.n, c.head_dim}, cuda);
+  auto leaf = attention_leaf(c, cuda).requires_grad_(true);
+  const auto qkv = attention_views(c, leaf);
+  const auto &q = qkv[0], &k = qkv[1], &v = qkv[2];
+  auto dout = c.layout == "projection" ? torch::randn({c.batch, c.n, c.heads, c.head_dim}, cuda).transpose(1, 2)
+                                       : torch::randn({c.batch, c.heads, c.n, c.head_dim}, cuda);
 
   poison_allocator();
   auto out = kernel(q, k, v, c.param);
   out.backward(dout);
+  const auto grads = attention_views(c, leaf.grad());
 
   auto q64 = q.detach().cpu().to(torch::kDouble).requires_grad_(true);
   auto k64 = k.detach().cpu().to(torch::kDouble).requires_grad_(true);
@@ -93,11 +118,14 @@ void check_attention(const AttentionCase& c, const torch::Tensor& allowed, Kerne
   ref.backward(dout.cpu().to(torch::kDouble));
 
   const double tol = 1.5e-2;  // bf16 operands and outputs
-  SCOPED_TRACE("N=" + std::to_string(c.n) + " d=" + std::to_string(c.head_dim) + " param=" + std::to_string(c.param));
+  SCOPED_TRACE("N=" + std::to_string(c.n) + " d=" + std::to_string(c.head_dim) + " param=" + std::to_string(c.param) +
+               " layout=" + c.layout);
   EXPECT_LT(relative_error(out, ref), tol) << "output";
-  EXPECT_LT(relative_error(q.grad(), q64.grad(), v64.grad()), 2 * tol) << "dq";
-  EXPECT_LT(relative_error(k.grad(), k64.grad(), v64.grad()), 2 * tol) << "dk";
-  EXPECT_LT(relative_error(v.grad(), v64.grad()), 2 * tol) << "dv";
+  if (c.dtype != torch::kFloat && (c.head_dim == 64 || c.head_dim == 128))  // the kernels' output: token-major
+    EXPECT_TRUE(out.transpose(1, 2).is_contiguous()) << "the heads' merge after the kernel is not a view";
+  EXPECT_LT(relative_error(grads[0], q64.grad(), v64.grad()), 2 * tol) << "dq";
+  EXPECT_LT(relative_error(grads[1], k64.grad(), v64.grad()), 2 * tol) << "dk";
+  EXPECT_LT(relative_error(grads[2], v64.grad()), 2 * tol) << "dv";
 #endif
 }
 
@@ -109,6 +137,8 @@ TEST(CudaKernels, SlidingWindowMatchesFloat64Reference) {
       {1, 2, 130, 64, 1000, torch::kBFloat16}, {1, 1, 77, 128, 1, torch::kBFloat16},
       {1, 2, 300, 64, 129, torch::kHalf},      {2, 1, 257, 128, 200, torch::kHalf},
       {1, 2, 700, 64, 100, torch::kFloat},     {1, 1, 150, 96, 40, torch::kBFloat16},  // the reference
+      {2, 3, 200, 64, 37, torch::kBFloat16, "projection"}, {1, 2, 333, 128, 64, torch::kHalf, "projection"},
+      {2, 3, 200, 64, 37, torch::kBFloat16, "unaligned"},
   };
   for (const auto& c : cases)
     check_attention(c, window_mask(c.n, c.param), [](auto& q, auto& k, auto& v, int64_t w) {
@@ -125,6 +155,8 @@ TEST(CudaKernels, CheckpointAttentionMatchesFloat64Reference) {
       {1, 1, 9, 64, 10, torch::kBFloat16},   {1, 2, 150, 64, 1, torch::kBFloat16},
       {1, 2, 700, 64, 3, torch::kHalf},      {2, 1, 129, 128, 10, torch::kHalf},
       {1, 2, 1100, 64, 10, torch::kFloat},   {1, 1, 150, 96, 7, torch::kBFloat16},  // the reference
+      {2, 2, 203, 64, 10, torch::kBFloat16, "projection"}, {1, 2, 1030, 128, 7, torch::kHalf, "projection"},
+      {2, 2, 203, 64, 10, torch::kBFloat16, "unaligned"},
   };
   for (const auto& c : cases)
     check_attention(c, checkpoint_mask(c.n, c.param), [](auto& q, auto& k, auto& v, int64_t s) {

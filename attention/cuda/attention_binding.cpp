@@ -41,6 +41,7 @@ detail::AttentionShape make_shape(const torch::Tensor& q, detail::Mask mask, int
   sh.element = q.scalar_type() == torch::kBFloat16 ? detail::Element::bf16 : detail::Element::fp16;
   sh.mask = mask;
   sh.batch_heads = static_cast<int>(q.size(0) * q.size(1));
+  sh.layout.heads = static_cast<int>(q.size(1));
   sh.n = static_cast<int>(q.size(2));
   sh.n_keys = static_cast<int>(n_keys);
   sh.head_dim = static_cast<int>(q.size(3));
@@ -50,6 +51,39 @@ detail::AttentionShape make_shape(const torch::Tensor& q, detail::Mask mask, int
 
 void* current_stream() { return at::cuda::getCurrentCUDAStream().stream(); }
 
+// x [B, H, rows, d_h] as the kernels read it in place (launch.h, RowStrides): a unit stride in d_h,
+// the other strides and the address multiples of 16 bytes, rows · row stride < 2^31.  The heads of
+// the q/k/v product ([B, N, 3, H, d_h] memory, transposed) qualify; anything else is copied to
+// contiguous here.
+torch::Tensor kernel_readable(const torch::Tensor& x) {
+  const int64_t align = 16 / static_cast<int64_t>(x.element_size());
+  const bool in_place = x.stride(3) == 1 && x.stride(0) % align == 0 && x.stride(1) % align == 0 &&
+                        x.stride(2) % align == 0 && reinterpret_cast<uintptr_t>(x.data_ptr()) % 16 == 0 &&
+                        x.size(2) * x.stride(2) < (int64_t{1} << 31);
+  return in_place ? x : x.contiguous();
+}
+
+detail::RowStrides rows_of(const torch::Tensor& x) {  // x [B, H, rows, d_h], kernel_readable
+  return {x.stride(0), x.stride(1), static_cast<int>(x.stride(2))};
+}
+
+// The output [B, H, N, d_h] laid out as [B, N, H, d_h] in memory: merging its heads afterwards
+// (multi_head.h, output: transpose(1, 2).reshape) is then a view, not a copy.
+torch::Tensor empty_heads_token_major(const torch::Tensor& q) {
+  return torch::empty({q.size(0), q.size(2), q.size(1), q.size(3)}, q.options()).transpose(1, 2);
+}
+
+// Every operand's strides (the kernels' k, v: the keys the mask walks; k_self, v_self: the full ones).
+void set_layout(detail::AttentionLayout& layout, const torch::Tensor& q, const torch::Tensor& k,
+                const torch::Tensor& v, const torch::Tensor& k_self, const torch::Tensor& v_self,
+                const torch::Tensor& out, const torch::Tensor& dout, const torch::Tensor& dq,
+                const torch::Tensor& dk, const torch::Tensor& dv) {
+  layout.q = rows_of(q), layout.k = rows_of(k), layout.v = rows_of(v);
+  layout.k_self = rows_of(k_self), layout.v_self = rows_of(v_self);
+  layout.out = rows_of(out), layout.dout = rows_of(dout);
+  layout.dq = rows_of(dq), layout.dk = rows_of(dk), layout.dv = rows_of(dv);
+}
+
 // ------------------------------------------------------------------------------ sliding window
 
 class SlidingWindowFunction : public torch::autograd::Function<SlidingWindowFunction> {
@@ -57,10 +91,12 @@ class SlidingWindowFunction : public torch::autograd::Function<SlidingWindowFunc
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& q_in, const torch::Tensor& k_in,
                                const torch::Tensor& v_in, int64_t window) {
     const c10::cuda::CUDAGuard guard(q_in.device());
-    auto q = q_in.contiguous(), k = k_in.contiguous(), v = v_in.contiguous();
+    auto q = kernel_readable(q_in), k = kernel_readable(k_in), v = kernel_readable(v_in);
     auto sh = make_shape(q, detail::Mask::sliding_window, q.size(2));
     sh.window = static_cast<int>(std::min<int64_t>(window, q.size(2) + 1));
-    auto out = torch::empty_like(q);
+    auto out = empty_heads_token_major(q);
+    sh.layout.q = rows_of(q), sh.layout.k = sh.layout.k_self = rows_of(k), sh.layout.v = sh.layout.v_self = rows_of(v);
+    sh.layout.out = rows_of(out);
     auto lse = torch::empty({q.size(0), q.size(1), q.size(2)}, q.options().dtype(torch::kFloat));
     detail::attention_forward(sh, q.data_ptr(), k.data_ptr(), v.data_ptr(), nullptr, nullptr, out.data_ptr(),
                               lse.data_ptr<float>(), current_stream());
@@ -73,11 +109,14 @@ class SlidingWindowFunction : public torch::autograd::Function<SlidingWindowFunc
     auto saved = ctx->get_saved_variables();
     auto &q = saved[0], &k = saved[1], &v = saved[2], &out = saved[3], &lse = saved[4];
     const c10::cuda::CUDAGuard guard(q.device());
-    auto dout = grads[0].to(q.scalar_type()).contiguous();
+    auto dout = kernel_readable(grads[0].to(q.scalar_type()));
     auto sh = make_shape(q, detail::Mask::sliding_window, q.size(2));
     sh.window = static_cast<int>(ctx->saved_data["window"].toInt());
     auto delta = torch::empty_like(lse);
-    auto dq = torch::empty_like(q), dk = torch::empty_like(k), dv = torch::empty_like(v);
+    // Gradients in their inputs' layout (empty_like keeps the order of the strides).
+    auto dq = kernel_readable(torch::empty_like(q)), dk = kernel_readable(torch::empty_like(k)),
+         dv = kernel_readable(torch::empty_like(v));
+    set_layout(sh.layout, q, k, v, k, v, out, dout, dq, dk, dv);
     detail::attention_backward(sh, q.data_ptr(), k.data_ptr(), v.data_ptr(), nullptr, nullptr, out.data_ptr(),
                                dout.data_ptr(), lse.data_ptr<float>(), delta.data_ptr<float>(), dq.data_ptr(),
                                dk.data_ptr(), dv.data_ptr(), nullptr, nullptr, current_stream());
@@ -92,14 +131,16 @@ class CheckpointFunction : public torch::autograd::Function<CheckpointFunction> 
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& q_in, const torch::Tensor& k_in,
                                const torch::Tensor& v_in, int64_t segment) {
     const c10::cuda::CUDAGuard guard(q_in.device());
-    auto q = q_in.contiguous(), k = k_in.contiguous(), v = v_in.contiguous();
+    auto q = kernel_readable(q_in), k = kernel_readable(k_in), v = kernel_readable(v_in);
     const int64_t n = q.size(2), n_ckpt = n / segment;
     // Compressed keys and values: rows S-1, 2S-1, ..., n_ckpt·S-1.  [B, H, n_ckpt, d_h]
     auto kc = k.slice(2, segment - 1, n_ckpt * segment, segment).contiguous();
     auto vc = v.slice(2, segment - 1, n_ckpt * segment, segment).contiguous();
     auto sh = make_shape(q, detail::Mask::checkpoint, n_ckpt);
     sh.segment = static_cast<int>(segment);
-    auto out = torch::empty_like(q);
+    auto out = empty_heads_token_major(q);
+    sh.layout.q = rows_of(q), sh.layout.k = rows_of(kc), sh.layout.v = rows_of(vc);
+    sh.layout.k_self = rows_of(k), sh.layout.v_self = rows_of(v), sh.layout.out = rows_of(out);
     auto lse = torch::empty({q.size(0), q.size(1), n}, q.options().dtype(torch::kFloat));
     detail::attention_forward(sh, q.data_ptr(), kc.data_ptr(), vc.data_ptr(), k.data_ptr(), v.data_ptr(),
                               out.data_ptr(), lse.data_ptr<float>(), current_stream());
@@ -114,13 +155,15 @@ class CheckpointFunction : public torch::autograd::Function<CheckpointFunction> 
          &lse = saved[6];
     const c10::cuda::CUDAGuard guard(q.device());
     const int64_t segment = ctx->saved_data["segment"].toInt();
-    auto dout = grads[0].to(q.scalar_type()).contiguous();
+    auto dout = kernel_readable(grads[0].to(q.scalar_type()));
     auto sh = make_shape(q, detail::Mask::checkpoint, kc.size(2));
     sh.segment = static_cast<int>(segment);
     auto delta = torch::empty_like(lse);
     auto dkc = torch::empty(kc.sizes(), kc.options().dtype(torch::kFloat));
     auto dvc = torch::empty(vc.sizes(), vc.options().dtype(torch::kFloat));
-    auto dq = torch::empty_like(q), dk = torch::empty_like(k), dv = torch::empty_like(v);
+    auto dq = kernel_readable(torch::empty_like(q)), dk = kernel_readable(torch::empty_like(k)),
+         dv = kernel_readable(torch::empty_like(v));
+    set_layout(sh.layout, q, kc, vc, k, v, out, dout, dq, dk, dv);
     detail::attention_backward(sh, q.data_ptr(), kc.data_ptr(), vc.data_ptr(), k.data_ptr(), v.data_ptr(),
                                out.data_ptr(), dout.data_ptr(), lse.data_ptr<float>(), delta.data_ptr<float>(),
                                dq.data_ptr(), dk.data_ptr(), dv.data_ptr(), dkc.data_ptr<float>(),

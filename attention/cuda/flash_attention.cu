@@ -86,13 +86,18 @@ __device__ __forceinline__ void store2(T* p, float a, float b) {
   *reinterpret_cast<uint32_t*>(p) = pack2<T>(a, b);
 }
 
+// Where (batch, head) bh = b·H + h of an operand starts (launch.h, RowStrides).
+__device__ __forceinline__ int64_t head_base(RowStrides s, int bh, int heads) {
+  return (bh / heads) * s.batch + (bh % heads) * s.head;
+}
+
 // ------------------------------------------------------------------------------------ forward
 
 template <class T, int HD, int NW, int BN, class M, int MIN_BLOCKS = 1>
 __global__ void __launch_bounds__(NW * 32, MIN_BLOCKS)
     forward_kernel(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
                    const T* __restrict__ k_self, const T* __restrict__ v_self, T* __restrict__ out,
-                   float* __restrict__ lse, int n, int n_keys, float scale_log2, M mask) {
+                   float* __restrict__ lse, int n, int n_keys, float scale_log2, M mask, AttentionLayout lay) {
   constexpr int BM = 16 * NW, NT = NW * 32;
   extern __shared__ __align__(128) unsigned char smem_raw[];
   T* qs = reinterpret_cast<T*>(smem_raw);  // [BM, HD]
@@ -102,21 +107,18 @@ __global__ void __launch_bounds__(NW * 32, MIN_BLOCKS)
   const int bh = blockIdx.y;
   const int q0 = (gridDim.x - 1 - blockIdx.x) * BM;  // heaviest tiles (checkpoints) first
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
-  const size_t row_base = static_cast<size_t>(bh) * n, key_base = static_cast<size_t>(bh) * n_keys;
-  q += row_base * HD;
-  out += row_base * HD;
-  k += key_base * HD;
-  v += key_base * HD;
-  lse += row_base;
+  q += head_base(lay.q, bh, lay.heads);
+  k += head_base(lay.k, bh, lay.heads);
+  v += head_base(lay.v, bh, lay.heads);
 
   int kfirst, klast;
   mask.keys_for(q0, min(n, q0 + BM), n_keys, kfirst, klast);
   const int kt0 = kfirst / BN, kt1 = klast > kfirst ? (klast + BN - 1) / BN : kt0;
 
-  load_tile<HD, BM, NT>(qs, q, q0, n);
+  load_tile<HD, BM, NT>(qs, q, q0, n, lay.q.row);
   if (kt0 < kt1) {
-    load_tile<HD, BN, NT>(ks, k, kt0 * BN, n_keys);
-    load_tile<HD, BN, NT>(vs, v, kt0 * BN, n_keys);
+    load_tile<HD, BN, NT>(ks, k, kt0 * BN, n_keys, lay.k.row);
+    load_tile<HD, BN, NT>(vs, v, kt0 * BN, n_keys, lay.v.row);
   }
   cp_async_commit();
 
@@ -132,23 +134,23 @@ __global__ void __launch_bounds__(NW * 32, MIN_BLOCKS)
 #pragma unroll
   for (int kk = 0; kk < HD / 16; ++kk) load_a<HD>(qf[kk], qs, warp * 16, kk * 16);
   if constexpr (kHasSelf<M>) {  // seed the online softmax with the self item (q from shared memory)
-    const T* kf = k_self + row_base * HD;
-    const T* vf = v_self + row_base * HD;
+    const T* kf = k_self + head_base(lay.k_self, bh, lay.heads);
+    const T* vf = v_self + head_base(lay.v_self, bh, lay.heads);
     const int r_lo = warp * 16 + g, r_hi = r_lo + 8;
     float dot_lo = 0.f, dot_hi = 0.f;
 #pragma unroll
     for (int dt = 0; dt < HD / 8; ++dt) {
       const int col = dt * 8 + 2 * c;
       if (row_lo < n) {
-        const float2 a = load2(qs + swz<HD>(r_lo, col)), b = load2(kf + static_cast<size_t>(row_lo) * HD + col);
-        const float2 w = load2(vf + static_cast<size_t>(row_lo) * HD + col);
+        const float2 a = load2(qs + swz<HD>(r_lo, col)), b = load2(kf + row_lo * lay.k_self.row + col);
+        const float2 w = load2(vf + row_lo * lay.v_self.row + col);
         dot_lo += a.x * b.x + a.y * b.y;
         acc[dt][0] = w.x;
         acc[dt][1] = w.y;
       }
       if (row_hi < n) {
-        const float2 a = load2(qs + swz<HD>(r_hi, col)), b = load2(kf + static_cast<size_t>(row_hi) * HD + col);
-        const float2 w = load2(vf + static_cast<size_t>(row_hi) * HD + col);
+        const float2 a = load2(qs + swz<HD>(r_hi, col)), b = load2(kf + row_hi * lay.k_self.row + col);
+        const float2 w = load2(vf + row_hi * lay.v_self.row + col);
         dot_hi += a.x * b.x + a.y * b.y;
         acc[dt][2] = w.x;
         acc[dt][3] = w.y;
@@ -166,8 +168,8 @@ __global__ void __launch_bounds__(NW * 32, MIN_BLOCKS)
     cp_async_wait_all();
     __syncthreads();
     if (kt + 1 < kt1) {
-      load_tile<HD, BN, NT>(ks + (buf ^ 1) * BN * HD, k, (kt + 1) * BN, n_keys);
-      load_tile<HD, BN, NT>(vs + (buf ^ 1) * BN * HD, v, (kt + 1) * BN, n_keys);
+      load_tile<HD, BN, NT>(ks + (buf ^ 1) * BN * HD, k, (kt + 1) * BN, n_keys, lay.k.row);
+      load_tile<HD, BN, NT>(vs + (buf ^ 1) * BN * HD, v, (kt + 1) * BN, n_keys, lay.v.row);
     }
     cp_async_commit();
     const T* kb = ks + buf * BN * HD;
@@ -247,11 +249,13 @@ __global__ void __launch_bounds__(NW * 32, MIN_BLOCKS)
   l_lo = quad_sum(l_lo);
   l_hi = quad_sum(l_hi);
   const float inv_lo = l_lo > 0.f ? 1.f / l_lo : 0.f, inv_hi = l_hi > 0.f ? 1.f / l_hi : 0.f;
+  out += head_base(lay.out, bh, lay.heads);  // (here, not above: fewer registers live in the loop)
+  lse += static_cast<size_t>(bh) * n;
 #pragma unroll
   for (int dt = 0; dt < HD / 8; ++dt) {
     const int col = dt * 8 + 2 * c;
-    if (row_lo < n) store2(out + static_cast<size_t>(row_lo) * HD + col, acc[dt][0] * inv_lo, acc[dt][1] * inv_lo);
-    if (row_hi < n) store2(out + static_cast<size_t>(row_hi) * HD + col, acc[dt][2] * inv_hi, acc[dt][3] * inv_hi);
+    if (row_lo < n) store2(out + row_lo * lay.out.row + col, acc[dt][0] * inv_lo, acc[dt][1] * inv_lo);
+    if (row_hi < n) store2(out + row_hi * lay.out.row + col, acc[dt][2] * inv_hi, acc[dt][3] * inv_hi);
   }
   if (c == 0) {
     if (row_lo < n) lse[row_lo] = m_lo + log2f(l_lo);
@@ -261,18 +265,21 @@ __global__ void __launch_bounds__(NW * 32, MIN_BLOCKS)
 
 // ------------------------------------------------------------------------------------ backward
 
-// D_t = Σ_d dO_td O_td, one warp per row.
+// D_t = Σ_d dO_td O_td, one warp per row (row = bh·n + t; delta contiguous [B·H, N]).
 template <class T, int HD>
 __global__ void row_dot_kernel(const T* __restrict__ dout, const T* __restrict__ out, float* __restrict__ delta,
-                               long rows) {
+                               long rows, int n, AttentionLayout lay) {
   const long row = static_cast<long>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
   const int lane = threadIdx.x & 31;
   if (row >= rows) return;
+  const int bh = static_cast<int>(row / n), t = static_cast<int>(row % n);
+  dout += head_base(lay.dout, bh, lay.heads) + t * lay.dout.row;
+  out += head_base(lay.out, bh, lay.heads) + t * lay.out.row;
   float sum = 0.f;
 #pragma unroll
   for (int i = 0; i < HD / 64; ++i) {
     const int col = (i * 32 + lane) * 2;
-    const float2 a = load2(dout + row * HD + col), b = load2(out + row * HD + col);
+    const float2 a = load2(dout + col), b = load2(out + col);
     sum += a.x * b.x + a.y * b.y;
   }
 #pragma unroll
@@ -287,7 +294,7 @@ __global__ void __launch_bounds__(NW * 32)
                        const T* __restrict__ dout, const float* __restrict__ lse,
                        const float* __restrict__ delta, T* __restrict__ dk, T* __restrict__ dv,
                        float* __restrict__ dk_f32, float* __restrict__ dv_f32, int n, int n_keys,
-                       float scale_log2, float scale, M mask) {
+                       float scale_log2, float scale, M mask, AttentionLayout lay) {
   constexpr int BK = 16 * NW, NT = NW * 32;
   extern __shared__ __align__(128) unsigned char smem_raw[];
   T* ks = reinterpret_cast<T*>(smem_raw);  // [BK, HD]
@@ -300,28 +307,30 @@ __global__ void __launch_bounds__(NW * 32)
   const int bh = blockIdx.y, s0 = blockIdx.x * BK;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
   const size_t row_base = static_cast<size_t>(bh) * n, key_base = static_cast<size_t>(bh) * n_keys;
-  q += row_base * HD;
-  dout += row_base * HD;
+  q += head_base(lay.q, bh, lay.heads);
+  dout += head_base(lay.dout, bh, lay.heads);
   lse += row_base;
   delta += row_base;
-  k += key_base * HD;
-  v += key_base * HD;
+  k += head_base(lay.k, bh, lay.heads);
+  v += head_base(lay.v, bh, lay.heads);
+  dk += head_base(lay.dk, bh, lay.heads);  // sliding window: dk, dv rows are the key rows
+  dv += head_base(lay.dv, bh, lay.heads);
 
   int tfirst, tlast;
   mask.queries_for(s0, min(n_keys, s0 + BK), n, tfirst, tlast);
   const int qt0 = tfirst / BQ, qt1 = tlast > tfirst ? (tlast + BQ - 1) / BQ : qt0;
 
   auto load_queries = [&](int qt, int buf) {
-    load_tile<HD, BQ, NT>(qs + buf * BQ * HD, q, qt * BQ, n);
-    load_tile<HD, BQ, NT>(dos + buf * BQ * HD, dout, qt * BQ, n);
+    load_tile<HD, BQ, NT>(qs + buf * BQ * HD, q, qt * BQ, n, lay.q.row);
+    load_tile<HD, BQ, NT>(dos + buf * BQ * HD, dout, qt * BQ, n, lay.dout.row);
     for (int i = threadIdx.x; i < BQ; i += NT) {
       const int t = qt * BQ + i;
       lse_s[buf * BQ + i] = t < n ? lse[t] : 0.f;
       delta_s[buf * BQ + i] = t < n ? delta[t] : 0.f;
     }
   };
-  load_tile<HD, BK, NT>(ks, k, s0, n_keys);
-  load_tile<HD, BK, NT>(vs, v, s0, n_keys);
+  load_tile<HD, BK, NT>(ks, k, s0, n_keys, lay.k.row);
+  load_tile<HD, BK, NT>(vs, v, s0, n_keys, lay.v.row);
   if (qt0 < qt1) load_queries(qt0, 0);
   cp_async_commit();
 
@@ -416,12 +425,12 @@ __global__ void __launch_bounds__(NW * 32)
       }
     } else {
       if (key_lo < n_keys) {
-        store2(dk + (key_base + key_lo) * HD + col, dk_acc[dt][0] * scale, dk_acc[dt][1] * scale);
-        store2(dv + (key_base + key_lo) * HD + col, dv_acc[dt][0], dv_acc[dt][1]);
+        store2(dk + key_lo * lay.dk.row + col, dk_acc[dt][0] * scale, dk_acc[dt][1] * scale);
+        store2(dv + key_lo * lay.dv.row + col, dv_acc[dt][0], dv_acc[dt][1]);
       }
       if (key_hi < n_keys) {
-        store2(dk + (key_base + key_hi) * HD + col, dk_acc[dt][2] * scale, dk_acc[dt][3] * scale);
-        store2(dv + (key_base + key_hi) * HD + col, dv_acc[dt][2], dv_acc[dt][3]);
+        store2(dk + key_hi * lay.dk.row + col, dk_acc[dt][2] * scale, dk_acc[dt][3] * scale);
+        store2(dv + key_hi * lay.dv.row + col, dv_acc[dt][2], dv_acc[dt][3]);
       }
     }
   }
@@ -435,7 +444,7 @@ __global__ void __launch_bounds__(NW * 32)
                       const T* __restrict__ dout, const float* __restrict__ lse,
                       const float* __restrict__ delta, T* __restrict__ dq, T* __restrict__ dk,
                       T* __restrict__ dv, const float* __restrict__ dk_f32, const float* __restrict__ dv_f32,
-                      int n, int n_keys, float scale_log2, float scale, M mask) {
+                      int n, int n_keys, float scale_log2, float scale, M mask, AttentionLayout lay) {
   constexpr int BM = 16 * NW, NT = NW * 32;
   extern __shared__ __align__(128) unsigned char smem_raw[];
   T* qs = reinterpret_cast<T*>(smem_raw);  // [BM, HD]
@@ -447,23 +456,23 @@ __global__ void __launch_bounds__(NW * 32)
   const int q0 = (gridDim.x - 1 - blockIdx.x) * BM;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
   const size_t row_base = static_cast<size_t>(bh) * n, key_base = static_cast<size_t>(bh) * n_keys;
-  q += row_base * HD;
-  dout += row_base * HD;
-  dq += row_base * HD;
+  q += head_base(lay.q, bh, lay.heads);
+  dout += head_base(lay.dout, bh, lay.heads);
+  dq += head_base(lay.dq, bh, lay.heads);
   lse += row_base;
   delta += row_base;
-  k += key_base * HD;
-  v += key_base * HD;
+  k += head_base(lay.k, bh, lay.heads);
+  v += head_base(lay.v, bh, lay.heads);
 
   int kfirst, klast;
   mask.keys_for(q0, min(n, q0 + BM), n_keys, kfirst, klast);
   const int kt0 = kfirst / BN, kt1 = klast > kfirst ? (klast + BN - 1) / BN : kt0;
 
-  load_tile<HD, BM, NT>(qs, q, q0, n);
-  load_tile<HD, BM, NT>(dos, dout, q0, n);
+  load_tile<HD, BM, NT>(qs, q, q0, n, lay.q.row);
+  load_tile<HD, BM, NT>(dos, dout, q0, n, lay.dout.row);
   if (kt0 < kt1) {
-    load_tile<HD, BN, NT>(ks, k, kt0 * BN, n_keys);
-    load_tile<HD, BN, NT>(vs, v, kt0 * BN, n_keys);
+    load_tile<HD, BN, NT>(ks, k, kt0 * BN, n_keys, lay.k.row);
+    load_tile<HD, BN, NT>(vs, v, kt0 * BN, n_keys, lay.v.row);
   }
   cp_async_commit();
 
@@ -488,8 +497,8 @@ __global__ void __launch_bounds__(NW * 32)
     cp_async_wait_all();
     __syncthreads();
     if (kt + 1 < kt1) {
-      load_tile<HD, BN, NT>(ks + (buf ^ 1) * BN * HD, k, (kt + 1) * BN, n_keys);
-      load_tile<HD, BN, NT>(vs + (buf ^ 1) * BN * HD, v, (kt + 1) * BN, n_keys);
+      load_tile<HD, BN, NT>(ks + (buf ^ 1) * BN * HD, k, (kt + 1) * BN, n_keys, lay.k.row);
+      load_tile<HD, BN, NT>(vs + (buf ^ 1) * BN * HD, v, (kt + 1) * BN, n_keys, lay.v.row);
     }
     cp_async_commit();
     const T* kb = ks + buf * BN * HD;
@@ -547,23 +556,25 @@ __global__ void __launch_bounds__(NW * 32)
     // Self item of rows t: dS_tt = P_tt (dO_t·v_t - D_t);  dq_t += dS_tt k_t,  and the complete
     // dk_t = dS_tt q_t scale (+ dK_c on checkpoint rows t = cS+S-1),  dv_t = P_tt dO_t (+ dV_c).
     // q_t and dO_t come from shared memory; dK_c, dV_c from the dK/dV kernel (run before this one).
-    const T* kf = k_self + row_base * HD;
-    const T* vf = v_self + row_base * HD;
+    const T* kf = k_self + head_base(lay.k_self, bh, lay.heads);
+    const T* vf = v_self + head_base(lay.v_self, bh, lay.heads);
+    T* dk_rows = dk + head_base(lay.dk, bh, lay.heads);
+    T* dv_rows = dv + head_base(lay.dv, bh, lay.heads);
     const int r_lo = warp * 16 + g, r_hi = r_lo + 8;
     float s_lo = 0.f, s_hi = 0.f, dp_lo = 0.f, dp_hi = 0.f;
 #pragma unroll
     for (int dt = 0; dt < HD / 8; ++dt) {
       const int col = dt * 8 + 2 * c;
       if (row_lo < n) {
-        const size_t o = static_cast<size_t>(row_lo) * HD + col;
-        const float2 a = load2(qs + swz<HD>(r_lo, col)), b = load2(kf + o), w = load2(vf + o),
+        const float2 a = load2(qs + swz<HD>(r_lo, col)), b = load2(kf + row_lo * lay.k_self.row + col),
+                     w = load2(vf + row_lo * lay.v_self.row + col),
                      d = load2(dos + swz<HD>(r_lo, col));
         s_lo += a.x * b.x + a.y * b.y;
         dp_lo += d.x * w.x + d.y * w.y;
       }
       if (row_hi < n) {
-        const size_t o = static_cast<size_t>(row_hi) * HD + col;
-        const float2 a = load2(qs + swz<HD>(r_hi, col)), b = load2(kf + o), w = load2(vf + o),
+        const float2 a = load2(qs + swz<HD>(r_hi, col)), b = load2(kf + row_hi * lay.k_self.row + col),
+                     w = load2(vf + row_hi * lay.v_self.row + col),
                      d = load2(dos + swz<HD>(r_hi, col));
         s_hi += a.x * b.x + a.y * b.y;
         dp_hi += d.x * w.x + d.y * w.y;
@@ -582,8 +593,8 @@ __global__ void __launch_bounds__(NW * 32)
     for (int dt = 0; dt < HD / 8; ++dt) {
       const int col = dt * 8 + 2 * c;
       if (row_lo < n) {
-        const size_t o = static_cast<size_t>(row_lo) * HD + col;
-        const float2 b = load2(kf + o), a = load2(qs + swz<HD>(r_lo, col)), d = load2(dos + swz<HD>(r_lo, col));
+        const float2 b = load2(kf + row_lo * lay.k_self.row + col), a = load2(qs + swz<HD>(r_lo, col)),
+                     d = load2(dos + swz<HD>(r_lo, col));
         acc[dt][0] += ds_lo * b.x;
         acc[dt][1] += ds_lo * b.y;
         float2 gk = make_float2(ds_lo * scale * a.x, ds_lo * scale * a.y), gv = make_float2(p_lo * d.x, p_lo * d.y);
@@ -592,12 +603,12 @@ __global__ void __launch_bounds__(NW * 32)
           const float2 x = *reinterpret_cast<const float2*>(dk_f32 + oc), y = *reinterpret_cast<const float2*>(dv_f32 + oc);
           gk.x += x.x; gk.y += x.y; gv.x += y.x; gv.y += y.y;
         }
-        store2(dk + (row_base + row_lo) * HD + col, gk.x, gk.y);
-        store2(dv + (row_base + row_lo) * HD + col, gv.x, gv.y);
+        store2(dk_rows + row_lo * lay.dk.row + col, gk.x, gk.y);
+        store2(dv_rows + row_lo * lay.dv.row + col, gv.x, gv.y);
       }
       if (row_hi < n) {
-        const size_t o = static_cast<size_t>(row_hi) * HD + col;
-        const float2 b = load2(kf + o), a = load2(qs + swz<HD>(r_hi, col)), d = load2(dos + swz<HD>(r_hi, col));
+        const float2 b = load2(kf + row_hi * lay.k_self.row + col), a = load2(qs + swz<HD>(r_hi, col)),
+                     d = load2(dos + swz<HD>(r_hi, col));
         acc[dt][2] += ds_hi * b.x;
         acc[dt][3] += ds_hi * b.y;
         float2 gk = make_float2(ds_hi * scale * a.x, ds_hi * scale * a.y), gv = make_float2(p_hi * d.x, p_hi * d.y);
@@ -606,16 +617,16 @@ __global__ void __launch_bounds__(NW * 32)
           const float2 x = *reinterpret_cast<const float2*>(dk_f32 + oc), y = *reinterpret_cast<const float2*>(dv_f32 + oc);
           gk.x += x.x; gk.y += x.y; gv.x += y.x; gv.y += y.y;
         }
-        store2(dk + (row_base + row_hi) * HD + col, gk.x, gk.y);
-        store2(dv + (row_base + row_hi) * HD + col, gv.x, gv.y);
+        store2(dk_rows + row_hi * lay.dk.row + col, gk.x, gk.y);
+        store2(dv_rows + row_hi * lay.dv.row + col, gv.x, gv.y);
       }
     }
   }
 #pragma unroll
   for (int dt = 0; dt < HD / 8; ++dt) {
     const int col = dt * 8 + 2 * c;
-    if (row_lo < n) store2(dq + static_cast<size_t>(row_lo) * HD + col, acc[dt][0] * scale, acc[dt][1] * scale);
-    if (row_hi < n) store2(dq + static_cast<size_t>(row_hi) * HD + col, acc[dt][2] * scale, acc[dt][3] * scale);
+    if (row_lo < n) store2(dq + row_lo * lay.dq.row + col, acc[dt][0] * scale, acc[dt][1] * scale);
+    if (row_hi < n) store2(dq + row_hi * lay.dq.row + col, acc[dt][2] * scale, acc[dt][3] * scale);
   }
 }
 
@@ -660,7 +671,7 @@ void forward_typed(const AttentionShape& sh, M mask, const void* q, const void* 
   const dim3 grid((sh.n + BM - 1) / BM, sh.batch_heads);
   kernel<<<grid, TL::fwd_warps * 32, smem, stream>>>(
       static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v), static_cast<const T*>(ks),
-      static_cast<const T*>(vs), static_cast<T*>(out), lse, sh.n, sh.n_keys, sh.scale * kLog2e, mask);
+      static_cast<const T*>(vs), static_cast<T*>(out), lse, sh.n, sh.n_keys, sh.scale * kLog2e, mask, sh.layout);
   check_launch("forward");
 }
 
@@ -671,7 +682,8 @@ void backward_typed(const AttentionShape& sh, M mask, const void* q, const void*
   using TL = Tiles<HD>;
   const long rows = static_cast<long>(sh.batch_heads) * sh.n;
   const float scale_log2 = sh.scale * kLog2e;
-  row_dot_kernel<T, HD><<<(rows + 7) / 8, 256, 0, stream>>>(static_cast<const T*>(dout), static_cast<const T*>(out), delta, rows);
+  row_dot_kernel<T, HD><<<(rows + 7) / 8, 256, 0, stream>>>(static_cast<const T*>(dout), static_cast<const T*>(out), delta,
+                                                             rows, sh.n, sh.layout);
   check_launch("backward row dot");
 
   constexpr int BK = 16 * TL::kv_warps;
@@ -682,7 +694,8 @@ void backward_typed(const AttentionShape& sh, M mask, const void* q, const void*
     const dim3 grid_kv((sh.n_keys + BK - 1) / BK, sh.batch_heads);
     kv<<<grid_kv, TL::kv_warps * 32, smem_kv, stream>>>(
         static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v), static_cast<const T*>(dout), lse,
-        delta, static_cast<T*>(dk), static_cast<T*>(dv), dkc, dvc, sh.n, sh.n_keys, scale_log2, sh.scale, mask);
+        delta, static_cast<T*>(dk), static_cast<T*>(dv), dkc, dvc, sh.n, sh.n_keys, scale_log2, sh.scale, mask,
+        sh.layout);
     check_launch("backward dk dv");
   }
 
@@ -694,7 +707,7 @@ void backward_typed(const AttentionShape& sh, M mask, const void* q, const void*
   qk<<<grid_q, TL::q_warps * 32, smem_q, stream>>>(
       static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v), static_cast<const T*>(ks),
       static_cast<const T*>(vs), static_cast<const T*>(dout), lse, delta, static_cast<T*>(dq), static_cast<T*>(dk),
-      static_cast<T*>(dv), dkc, dvc, sh.n, sh.n_keys, scale_log2, sh.scale, mask);
+      static_cast<T*>(dv), dkc, dvc, sh.n, sh.n_keys, scale_log2, sh.scale, mask, sh.layout);
   check_launch("backward dq");
 
 }

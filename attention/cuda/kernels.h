@@ -4,7 +4,10 @@
 // is differentiable (a torch::autograd::Function with a hand-written backward kernel).
 //
 // Attention shapes: q, k, v: [B, H, N, d_h], returns [B, H, N, d_h] in the op's dtype (under CUDA
-// autocast the autocast dtype, as for a custom op; otherwise the inputs' common dtype).
+// autocast the autocast dtype, as for a custom op; otherwise the inputs' common dtype).  q, k, v (and
+// the output's gradient) are read in place in any layout with a unit stride in d_h and the other
+// strides multiples of 16 bytes, e.g. the transposed heads of the q/k/v product; others are copied
+// first.  The output is token-major ([B, N, H, d_h] in memory), so merging its heads is a view.
 
 #include <torch/torch.h>
 

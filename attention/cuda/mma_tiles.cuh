@@ -85,16 +85,17 @@ __device__ __forceinline__ int swz(int row, int col) {
   return row * HD + ((((col >> 3) ^ (row & 7))) << 3) + (col & 7);
 }
 
-// Copy rows [row0, row0 + ROWS) of a contiguous [n_rows, HD] matrix into a swizzled tile;
-// rows outside [0, n_rows) become zeros.
+// Copy rows [row0, row0 + ROWS) of an [n_rows, HD] matrix whose rows start row_stride elements
+// apart (a multiple of 8, so each 16-byte chunk is aligned) into a swizzled tile; rows outside
+// [0, n_rows) become zeros.
 template <int HD, int ROWS, int NTHREADS, class T>
-__device__ __forceinline__ void load_tile(T* tile, const T* matrix, int row0, int n_rows) {
+__device__ __forceinline__ void load_tile(T* tile, const T* matrix, int row0, int n_rows, int row_stride) {
   constexpr int CHUNKS = HD / 8;
   for (int i = threadIdx.x; i < ROWS * CHUNKS; i += NTHREADS) {
     const int r = i / CHUNKS, ch = i % CHUNKS;
     const int gr = row0 + r;
     const bool valid = gr >= 0 && gr < n_rows;
-    cp_async16(tile + swz<HD>(r, ch * 8), matrix + static_cast<size_t>(valid ? gr : 0) * HD + ch * 8, valid);
+    cp_async16(tile + swz<HD>(r, ch * 8), matrix + (valid ? gr : 0) * row_stride + ch * 8, valid);
   }
 }
 
