@@ -37,10 +37,8 @@ void MultiHeadProjections::add_static_constants(MixerState& state, int64_t capac
   state.constants["qkv_weight"] = torch::cat({q_proj->weight, k_proj->weight, v_proj->weight}, 0).to(options);
   auto positions = torch::arange(capacity, torch::TensorOptions().dtype(torch::kLong).device(options.device()));
   auto [cos, sin] = rope_tables(positions, head_dim, rope_theta, options);  // [capacity, d_h]
-  auto sign = torch::ones({head_dim}, options);
-  sign.narrow(0, 0, head_dim / 2).fill_(-1);
   state.constants["rope_cos"] = cos;
-  state.constants["rope_sin_signed"] = sin * sign;
+  state.constants["rope_sin"] = sin;
 }
 
 MultiHeadProjections::Heads MultiHeadProjections::project_at(const torch::Tensor& x_t, const torch::Tensor& position,
@@ -49,9 +47,9 @@ MultiHeadProjections::Heads MultiHeadProjections::project_at(const torch::Tensor
   const int64_t batch = x_t.size(0);
   auto qkv = at::linear(x_t, constants.at("qkv_weight")).view({batch, 3, n_heads, 1, head_dim});  // [B, 3, H, 1, d_h]
   auto cos = constants.at("rope_cos").index_select(0, position);  // [1, d_h]
-  auto sin = constants.at("rope_sin_signed").index_select(0, position);
-  auto qk = qkv.narrow(1, 0, 2);  // [B, 2, H, 1, d_h]
-  auto rotated = torch::addcmul(qk * cos, qk.roll(head_dim / 2, -1), sin);
+  auto sin = constants.at("rope_sin").index_select(0, position);
+  auto qk = qkv.narrow(1, 0, 2).view({batch, 2 * n_heads, 1, head_dim});  // q and k as 2H heads
+  auto rotated = apply_rope(qk, cos, sin).reshape({batch, 2, n_heads, 1, head_dim});
   return {rotated.select(1, 0), rotated.select(1, 1), qkv.select(1, 2)};
 }
 

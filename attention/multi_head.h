@@ -28,11 +28,11 @@ class MultiHeadProjections {
   Heads project_one(const torch::Tensor& x_t, int64_t position);
   // Static decoding: adds to `state` the constants of one decoding session, derived once from the
   // weights (MixerState::constants): "qkv_weight" [3d, d] = [W_q; W_k; W_v], and the RoPE rows of
-  // positions 0 .. capacity−1, "rope_cos" and "rope_sin_signed" [capacity, d_h] (the sine with
-  // its first half negated: rope(x) = x·cos + roll(x, d_h/2)·sin_signed, as rotate_half would give).
+  // positions 0 .. capacity−1, "rope_cos" and "rope_sin" [capacity, d_h].
   void add_static_constants(MixerState& state, int64_t capacity, const torch::TensorOptions& options) const;
   // One token at the position held in a device tensor (int64 [1]), from those constants: one
-  // product for q, k and v, and RoPE on q and k together (three ops).  x_t: [B, d] -> [B, H, 1, d_h].
+  // product for q, k and v, the position's two table rows, and one apply_rope on q and k together
+  // (on CUDA one kernel).  x_t: [B, d] -> [B, H, 1, d_h].
   Heads project_at(const torch::Tensor& x_t, const torch::Tensor& position, const MixerState& state) const;
   // A decode state with empty "key_cache" and "value_cache": [B, H, 0, d_h] each.
   MixerState empty_kv_cache(int64_t batch, const torch::TensorOptions& options) const;
