@@ -90,12 +90,15 @@ __device__ __forceinline__ int swz(int row, int col) {
 // [0, n_rows) become zeros.
 template <int HD, int ROWS, int NTHREADS, class T>
 __device__ __forceinline__ void load_tile(T* tile, const T* matrix, int row0, int n_rows, int row_stride) {
-  constexpr int CHUNKS = HD / 8;
-  for (int i = threadIdx.x; i < ROWS * CHUNKS; i += NTHREADS) {
-    const int r = i / CHUNKS, ch = i % CHUNKS;
+  constexpr int CHUNKS = HD / 8, STEP = NTHREADS / CHUNKS;  // a thread's chunks lie STEP rows apart
+  static_assert(NTHREADS % CHUNKS == 0, "load_tile: the threads must cover whole rows");
+  const int ch = threadIdx.x % CHUNKS;
+  const T* p = matrix + static_cast<int64_t>(row0 + static_cast<int>(threadIdx.x) / CHUNKS) * row_stride + ch * 8;
+#pragma unroll
+  for (int r = threadIdx.x / CHUNKS; r < ROWS; r += STEP, p += static_cast<int64_t>(STEP) * row_stride) {
     const int gr = row0 + r;
     const bool valid = gr >= 0 && gr < n_rows;
-    cp_async16(tile + swz<HD>(r, ch * 8), matrix + (valid ? gr : 0) * row_stride + ch * 8, valid);
+    cp_async16(tile + swz<HD>(r, ch * 8), valid ? p : matrix, valid);
   }
 }
 
