@@ -134,6 +134,17 @@ inline at::ScalarType custom_op_dtype(std::initializer_list<torch::Tensor> input
   return common;
 }
 
+// The dtype rms_norm(x, weight, eps) returns: x·weight's promoted dtype, except under CUDA
+// autocast with LibTorch >= 2.8, whose autocast runs at::rms_norm in float32 (float64 stays).  The
+// fused residual add + RMSNorm kernel (harness/cuda/add_rms_norm_binding.cpp) writes this dtype.
+inline at::ScalarType rms_norm_dtype(const torch::Tensor& x, const torch::Tensor& weight) {
+  const auto promoted = at::promote_types(x.scalar_type(), weight.scalar_type());
+#if MIXLAB_TORCH_AT_LEAST(2, 8)
+  if (x.is_cuda() && cuda_autocast_dtype()) return at::promote_types(promoted, at::kFloat);
+#endif
+  return promoted;
+}
+
 #ifdef MIXLAB_WITH_CUDA
 // Peak-memory statistics of the CUDA caching allocator.  allocated_bytes[0] is the AGGREGATE
 // stat in every version; DeviceStats moved namespace in 2.x, hence `auto`.

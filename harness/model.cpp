@@ -2,10 +2,12 @@
 
 #include "core/compat.h"
 
+#include "harness/add_rms_norm.h"
 #include "harness/scone.h"
 
 #include <cmath>
 #include <stdexcept>
+#include <tuple>
 
 namespace mixlab {
 
@@ -59,23 +61,40 @@ LanguageModelImpl::LanguageModelImpl(const ModelConfig& config) : config_(config
   }
 }
 
+// On the plain path the residual add of sublayer i and the norm that reads its result (sublayer
+// i + 1's, or the final one) run as one add_rms_norm: `normed` carries RMSNorm_{i+1}(h) to the next
+// iteration.  A routed layer and layer averaging keep the add and the norm apart.
 torch::Tensor LanguageModelImpl::hidden_states(const torch::Tensor& tokens) {
   auto h = scone_ ? scone_->forward(tokens) : embed_tokens_(tokens);  // [B, N, d]
   std::vector<torch::Tensor> history{h};                              // x_0 .. x_ℓ for layer averaging
   const size_t per_layer = config_.pattern.size();
+  torch::Tensor normed;  // RMSNorm_i(h) when the previous add made it, else undefined
   for (size_t i = 0; i < sublayers_.size(); ++i) {
     if (auto& router = routers_[i / per_layer]) {
       h = routed_layer(i, per_layer, router, h);
       i += per_layer - 1;
       continue;
     }
-    h = h + sublayers_[i]->forward_with_residual(norms_[i](h), h);
+    const auto branch = sublayers_[i]->forward_with_residual(normed.defined() ? normed : norms_[i](h), h);
+    normed = torch::Tensor();
     if (averaging_) {
+      h = h + branch;
       history.push_back(h);
       h = averaging_(history);
+    } else if (const RMSNormImpl* next = norm_after(i)) {
+      std::tie(h, normed) = add_rms_norm(h, branch, next->weight, next->eps);
+    } else {
+      h = h + branch;
     }
   }
-  return final_norm_(h);
+  return normed.defined() ? normed : final_norm_(h);
+}
+
+// The norm that reads h after plain sublayer i: sublayer i + 1's, or the final norm after the last
+// sublayer; nullptr where sublayer i + 1 opens a routed layer (its norms read the routed tokens).
+const RMSNormImpl* LanguageModelImpl::norm_after(size_t i) const {
+  if (i + 1 == sublayers_.size()) return final_norm_.get();
+  return routers_[(i + 1) / config_.pattern.size()] ? nullptr : norms_[i + 1].get();
 }
 
 // Per sequence: pack the selected tokens in order, run the layer's sublayers on them (pre-norm

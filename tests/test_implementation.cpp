@@ -60,19 +60,25 @@ TEST(Implementation, MeasurementRowsSayWhatRan) {
   const auto rows = measure_model(model, settings);
   ASSERT_EQ(rows.size(), 2u);
   for (const auto& row : rows)
-    EXPECT_EQ(row.implementation, "apply_rope=reference, sliding_window_attention=reference, swiglu=reference")
+    EXPECT_EQ(row.implementation,
+              "add_rms_norm=reference, apply_rope=reference, sliding_window_attention=reference, swiglu=reference")
         << row.phase;
 
   ModelConfig mlp_only = config;
   mlp_only.pattern = {SublayerConfig{"mlp", {}}};
   LanguageModel swiglu_only(mlp_only);
   settings.phases = {"forward"};
-  EXPECT_EQ(measure_model(swiglu_only, settings).at(0).implementation, "swiglu=reference");
+  EXPECT_EQ(measure_model(swiglu_only, settings).at(0).implementation, "add_rms_norm=reference, swiglu=reference");
 
-  ModelConfig no_kernel_op = config;  // no op that has a CUDA kernel: LibTorch's operators only
-  no_kernel_op.pattern = {SublayerConfig{"identity", {}}};
-  LanguageModel plain(no_kernel_op);
-  EXPECT_EQ(measure_model(plain, settings).at(0).implementation, "library");
+  ModelConfig identity = config;  // the residual add fused with the next norm is the only op with a kernel
+  identity.pattern = {SublayerConfig{"identity", {}}};
+  LanguageModel plain(identity);
+  EXPECT_EQ(measure_model(plain, settings).at(0).implementation, "add_rms_norm=reference");
+
+  ModelConfig no_kernel_op = identity;  // layer averaging keeps add and norm apart: LibTorch's operators only
+  no_kernel_op.layer_averaging = true;
+  LanguageModel averaged(no_kernel_op);
+  EXPECT_EQ(measure_model(averaged, settings).at(0).implementation, "library");
 }
 
 TEST(Implementation, AnOlderDatabaseGainsTheColumnsAndRowsCarryThem) {
