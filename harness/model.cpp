@@ -76,18 +76,26 @@ torch::Tensor LanguageModelImpl::hidden_states(const torch::Tensor& tokens) {
       continue;
     }
     const auto branch = sublayers_[i]->forward_with_residual(normed.defined() ? normed : norms_[i](h), h);
-    normed = torch::Tensor();
-    if (averaging_) {
-      h = h + branch;
-      history.push_back(h);
-      h = averaging_(history);
-    } else if (const RMSNormImpl* next = norm_after(i)) {
-      std::tie(h, normed) = add_rms_norm(h, branch, next->weight, next->eps);
-    } else {
-      h = h + branch;
-    }
+    add_residual(i, branch, h, normed, history);
   }
   return normed.defined() ? normed : final_norm_(h);
+}
+
+// h ← h + branch after plain sublayer i (then layer averaging over `history` where the model has
+// it).  Where the norm that reads h next can run with the add (norm_after), h and normed =
+// RMSNorm_{i+1}(h) come from one add_rms_norm; otherwise normed is left undefined.
+void LanguageModelImpl::add_residual(size_t i, const torch::Tensor& branch, torch::Tensor& h, torch::Tensor& normed,
+                                     std::vector<torch::Tensor>& history) {
+  normed = torch::Tensor();
+  if (averaging_) {
+    h = h + branch;
+    history.push_back(h);
+    h = averaging_(history);
+  } else if (const RMSNormImpl* next = norm_after(i)) {
+    std::tie(h, normed) = add_rms_norm(h, branch, next->weight, next->eps);
+  } else {
+    h = h + branch;
+  }
 }
 
 // The norm that reads h after plain sublayer i: sublayer i + 1's, or the final norm after the last
@@ -235,14 +243,12 @@ torch::Tensor LanguageModelImpl::static_step(const torch::Tensor& tokens_t, std:
                                              const StepPosition& at) {
   auto h = embed_tokens_(tokens_t);  // [B, d]
   std::vector<torch::Tensor> history{h};
+  torch::Tensor normed;
   for (size_t i = 0; i < sublayers_.size(); ++i) {
-    h = h + sublayers_[i]->static_step(norms_[i](h), states[i], at);
-    if (averaging_) {
-      history.push_back(h);
-      h = averaging_(history);
-    }
+    const auto branch = sublayers_[i]->static_step(normed.defined() ? normed : norms_[i](h), states[i], at);
+    add_residual(i, branch, h, normed, history);
   }
-  return logits(final_norm_(h));
+  return logits(normed.defined() ? normed : final_norm_(h));
 }
 
 torch::Tensor LanguageModelImpl::static_prefill(const torch::Tensor& tokens, std::vector<MixerState>& states) {

@@ -109,6 +109,8 @@ class LanguageModelImpl : public torch::nn::Module {
   torch::Tensor routed_layer(size_t first, size_t count, BlockRouter& router, const torch::Tensor& h);
   // The RMSNorm fused with plain sublayer i's residual add (hidden_states), or nullptr for none.
   const RMSNormImpl* norm_after(size_t i) const;
+  void add_residual(size_t i, const torch::Tensor& branch, torch::Tensor& h, torch::Tensor& normed,
+                    std::vector<torch::Tensor>& history);
 };
 TORCH_MODULE(LanguageModel);
 

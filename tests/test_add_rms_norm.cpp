@@ -11,6 +11,7 @@
 #include "core/implementation.h"
 #include "harness/add_rms_norm.h"
 #include "harness/model.h"
+#include "tests/gpu_test.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -28,13 +29,6 @@ namespace MIXLAB_UNITY_ID {
 
 constexpr double kEps = 1e-6;
 
-bool gpu_ready() {
-#ifdef MIXLAB_WITH_CUDA
-  return torch::cuda::is_available();
-#else
-  return false;
-#endif
-}
 
 // ------------------------------------------------------------------------------ CPU
 
@@ -149,7 +143,7 @@ void check_add_rms_norm(const AddNormCase& c) {
 // absent), 2048 (8 vectors a lane).  Rows: ragged against the block's 8 warps, and enough to loop
 // over the grid (16000 rows of 64, 4000 of 768).
 TEST(AddRmsNormKernel, MatchesFloat64Reference) {
-  if (!gpu_ready()) GTEST_SKIP() << "skipped: no GPU";
+  MIXLAB_REQUIRE_GPU();
   const std::vector<std::vector<int64_t>> shapes = {{3, 37, 768}, {5, 64}, {4, 1000, 768}, {2, 8000, 64},
                                                     {7, 200},     {3, 1000}, {2, 3, 2048}};
   for (const auto dtype : {torch::kBFloat16, torch::kHalf, torch::kFloat32})
@@ -161,7 +155,7 @@ TEST(AddRmsNormKernel, MatchesFloat64Reference) {
 // The autocast stream (float32 residual, bf16 / fp16 branch, float32 weight; dr in the branch's
 // dtype) and a bf16 stream beside a float32 weight (y in float32).
 TEST(AddRmsNormKernel, MixedDtypesMatchFloat64Reference) {
-  if (!gpu_ready()) GTEST_SKIP() << "skipped: no GPU";
+  MIXLAB_REQUIRE_GPU();
   for (const auto& shape : std::vector<std::vector<int64_t>>{{3, 37, 768}, {9, 64}})
     for (const bool residual_gradient : {false, true}) {
       check_add_rms_norm({shape, torch::kFloat32, torch::kBFloat16, torch::kFloat32, residual_gradient});
@@ -172,7 +166,7 @@ TEST(AddRmsNormKernel, MixedDtypesMatchFloat64Reference) {
 
 // dw is a two-pass sum in a fixed order: the same bits every run.
 TEST(AddRmsNormKernel, WeightGradientIsDeterministic) {
-  if (!gpu_ready()) GTEST_SKIP() << "skipped: no GPU";
+  MIXLAB_REQUIRE_GPU();
 #ifdef MIXLAB_WITH_CUDA
   const auto cuda = torch::TensorOptions().device(torch::kCUDA);
   const auto x = torch::randn({8, 2048, 768}, cuda), r = torch::randn({8, 2048, 768}, cuda.dtype(torch::kBFloat16));
@@ -190,7 +184,7 @@ TEST(AddRmsNormKernel, WeightGradientIsDeterministic) {
 // Under CUDA autocast the kernel writes the dtype the reference path gives (at::rms_norm runs in
 // float32 there from LibTorch 2.8), and the same values.
 TEST(AddRmsNormKernel, DtypeUnderAutocastIsTheReferences) {
-  if (!gpu_ready()) GTEST_SKIP() << "skipped: no GPU";
+  MIXLAB_REQUIRE_GPU();
 #ifdef MIXLAB_WITH_CUDA
   const auto cuda = torch::TensorOptions().device(torch::kCUDA);
   for (const auto x_dtype : {torch::kFloat32, torch::kBFloat16}) {
@@ -210,7 +204,7 @@ TEST(AddRmsNormKernel, DtypeUnderAutocastIsTheReferences) {
 
 // What the kernels do not take runs the reference; the binding refuses it.
 TEST(AddRmsNormKernel, DispatchRunsTheReferenceForWhatTheKernelDoesNotTake) {
-  if (!gpu_ready()) GTEST_SKIP() << "skipped: no GPU";
+  MIXLAB_REQUIRE_GPU();
 #ifdef MIXLAB_WITH_CUDA
   const auto cuda = torch::TensorOptions().device(torch::kCUDA);
   const auto x = torch::randn({4, 64}, cuda), w = torch::ones({64}, cuda);

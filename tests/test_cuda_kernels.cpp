@@ -22,6 +22,7 @@
 #include "mixers/selective_scan.h"
 #include "mixers/swiglu.h"
 #include "tests/masked_schemes.h"
+#include "tests/gpu_test.h"
 
 #ifdef MIXLAB_WITH_CUDA
 #include "attention/cuda/kernels.h"
@@ -30,15 +31,6 @@
 
 namespace MIXLAB_UNITY_ID {
 
-bool gpu_ready() {
-#ifdef MIXLAB_WITH_CUDA
-  return torch::cuda::is_available();
-#else
-  return false;
-#endif
-}
-#define MIXLAB_REQUIRE_GPU() \
-  if (!gpu_ready()) GTEST_SKIP() << "skipped: no GPU"
 
 // ‖got − want‖ / ‖want‖; where the reference is (close to) zero, e.g. dq when every row sees only
 // itself, the error is taken relative to `scale`, a tensor of the magnitude the gradient would have.
