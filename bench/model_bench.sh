@@ -21,5 +21,20 @@ SIDE=${MIXLAB_MODEL_BENCH:-both}
       --db "$OUT/model_bench.db" 2>&1 | tail -n 6 || status=1
   done
 done
-[[ $SIDE == mixlab ]] || PYTHONUNBUFFERED=1 python3 "$(dirname "$0")/peers/model_peers.py" "$OUT/model_peers.csv" --lengths "$LENGTHS" || status=1
+# The peers' lengths below 64k first, every preset, then 64k (one compiled graph per length; the
+# longest take minutes): a call cut by its time limit still has every preset's peer up to 16k.
+peers() {  # peers LENGTHS CSV
+  [[ -n $1 ]] || return 0
+  PYTHONUNBUFFERED=1 python3 "$(dirname "$0")/peers/model_peers.py" "$2" --lengths "$1" || status=1
+}
+if [[ $SIDE != mixlab ]]; then
+  short=$(tr , '\n' <<<"$LENGTHS" | awk '$1 < 65536' | paste -sd, -)
+  long=$(tr , '\n' <<<"$LENGTHS" | awk '$1 >= 65536' | paste -sd, -)
+  peers "$short" "$OUT/model_peers.csv"
+  if [[ -n $long ]]; then
+    peers "$long" "$OUT/model_peers_long.csv"
+    if [[ -f $OUT/model_peers.csv ]]; then tail -n +2 "$OUT/model_peers_long.csv" >>"$OUT/model_peers.csv"
+    else mv "$OUT/model_peers_long.csv" "$OUT/model_peers.csv"; fi
+  fi
+fi
 exit $status

@@ -1,6 +1,6 @@
 """The whole-model table of docs/PERF.md from one run of bench/model_bench.sh.
 
-    python3 bench/peers/model_table.py OUT/model_bench.db OUT/model_peers.csv
+    python3 bench/peers/model_table.py OUT/model_bench.db OUT/model_peers.csv [OUT/model_peers_long.csv]
 Prints, per preset and N, forward + backward ms of mixlab as CUDA graphs, mixlab eager, the
 torch.compile peer (the fastest of its modes: default, reduce-overhead), and mixlab's speed-up
 over it (peer ms / mixlab ms; > 1: mixlab faster).
@@ -27,9 +27,10 @@ def mixlab_rows(path):
 def main():
     mixlab = mixlab_rows(sys.argv[1])
     peers = {}
-    with open(sys.argv[2]) as f:
-        for row in csv.DictReader(f):
-            peers[(row["preset"], row["peer"], int(row["N"]))] = float(row["fwd_bwd_ms"]) if row["fwd_bwd_ms"] else None
+    for path in sys.argv[2:]:  # model_peers.csv, and model_peers_long.csv where a call was cut before joining them
+        with open(path) as f:
+            for row in csv.DictReader(f):
+                peers[(row["preset"], row["peer"], int(row["N"]))] = float(row["fwd_bwd_ms"]) if row["fwd_bwd_ms"] else None
     fmt = lambda x: "OOM" if x is None else f"{x:.2f}"
     print("| preset | N | mixlab, CUDA graph | mixlab, eager | torch.compile peer (mode) | peer / mixlab graph |")
     print("|---|---|---|---|---|---|")
