@@ -107,7 +107,8 @@ class LanguageModelImpl : public torch::nn::Module {
 
   // One routed layer (sublayers first .. first + count − 1) on the tokens its router selects.
   torch::Tensor routed_layer(size_t first, size_t count, BlockRouter& router, const torch::Tensor& h);
-  // The RMSNorm fused with plain sublayer i's residual add (hidden_states), or nullptr for none.
+  // The RMSNorm fused with plain sublayer i's residual add (hidden_states, static_step), or nullptr for
+  // none; add_residual applies it.
   const RMSNormImpl* norm_after(size_t i) const;
   void add_residual(size_t i, const torch::Tensor& branch, torch::Tensor& h, torch::Tensor& normed,
                     std::vector<torch::Tensor>& history);
