@@ -134,15 +134,12 @@ inline at::ScalarType custom_op_dtype(std::initializer_list<torch::Tensor> input
   return common;
 }
 
-// The dtype rms_norm(x, weight, eps) returns: x·weight's promoted dtype, except under CUDA
-// autocast with LibTorch >= 2.8, whose autocast runs at::rms_norm in float32 (float64 stays).  The
-// fused residual add + RMSNorm kernel (harness/cuda/add_rms_norm_binding.cpp) writes this dtype.
+// The dtype rms_norm(x, weight, eps) returns: x·weight's promoted dtype, under CUDA autocast too
+// (measured with LibTorch 2.11: at::rms_norm of bf16 x and w gives bf16 under autocast, of
+// float32 x float32).  The fused residual add + RMSNorm kernel
+// (harness/cuda/add_rms_norm_binding.cpp) writes this dtype.
 inline at::ScalarType rms_norm_dtype(const torch::Tensor& x, const torch::Tensor& weight) {
-  const auto promoted = at::promote_types(x.scalar_type(), weight.scalar_type());
-#if MIXLAB_TORCH_AT_LEAST(2, 8)
-  if (x.is_cuda() && cuda_autocast_dtype()) return at::promote_types(promoted, at::kFloat);
-#endif
-  return promoted;
+  return at::promote_types(x.scalar_type(), weight.scalar_type());
 }
 
 #ifdef MIXLAB_WITH_CUDA

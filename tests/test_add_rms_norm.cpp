@@ -181,8 +181,8 @@ TEST(AddRmsNormKernel, WeightGradientIsDeterministic) {
 #endif
 }
 
-// Under CUDA autocast the kernel writes the dtype the reference path gives (at::rms_norm runs in
-// float32 there from LibTorch 2.8), and the same values.
+// Under CUDA autocast the kernel writes the dtype the reference path gives (at::rms_norm's, from
+// LibTorch 2.8) and the same values.
 TEST(AddRmsNormKernel, DtypeUnderAutocastIsTheReferences) {
   MIXLAB_REQUIRE_GPU();
 #ifdef MIXLAB_WITH_CUDA
