@@ -123,14 +123,14 @@ class Mamba : public TokenMixer {
   }
 
   // The forward, and the state after it: the last K−1 conv inputs and the scan's final state
-  // (selective_scan_final_state, its closed form).
+  // (selective_scan_with_final_state: the kernel's last saved state on CUDA, else the closed form).
   torch::Tensor static_prefill(const torch::Tensor& x, MixerState& state) override {
     const int64_t K = shape_.d_conv, n = x.size(1);
     const auto in = scan_inputs(x);
     const auto A = -torch::exp(A_log_);
     state.tensors.at("conv_state").copy_(torch::constant_pad_nd(in.x_inner, {K - 1, 0}).narrow(-1, n, K - 1));
-    state.tensors.at("ssm_state").copy_(selective_scan_final_state(in.u, in.delta, A, in.B, dt_proj_->bias));
-    auto y = selective_scan(in.u, in.delta, A, in.B, in.C, D_, in.gate, dt_proj_->bias);
+    auto [y, final_state] = selective_scan_with_final_state(in.u, in.delta, A, in.B, in.C, D_, in.gate, dt_proj_->bias);
+    state.tensors.at("ssm_state").copy_(final_state);
     return out_proj_(y.transpose(1, 2));
   }
 

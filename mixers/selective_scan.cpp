@@ -127,6 +127,23 @@ torch::Tensor selective_scan_final_state(const torch::Tensor& u, const torch::Te
   return state;
 }
 
+std::pair<torch::Tensor, torch::Tensor> selective_scan_with_final_state(
+    const torch::Tensor& u, const torch::Tensor& delta, const torch::Tensor& A, const torch::Tensor& B,
+    const torch::Tensor& C, const torch::Tensor& D, const torch::Tensor& z, const torch::Tensor& delta_bias) {
+#ifdef MIXLAB_WITH_CUDA
+  const bool wants_grad = torch::GradMode::is_enabled() &&
+                          (u.requires_grad() || delta.requires_grad() || A.requires_grad() || B.requires_grad() ||
+                           C.requires_grad() || (D.defined() && D.requires_grad()) ||
+                           (z.defined() && z.requires_grad()) || (delta_bias.defined() && delta_bias.requires_grad()));
+  if (!wants_grad && cuda::selective_scan_supported(u, delta, A, B, C, D, z, delta_bias)) {
+    record_implementation("selective_scan", Implementation::kernel);
+    return cuda::selective_scan_with_final_state(u, delta, A, B, C, D, z, delta_bias);
+  }
+#endif
+  auto out = selective_scan(u, delta, A, B, C, D, z, delta_bias);
+  return {out, selective_scan_final_state(u, delta, A, B, delta_bias)};
+}
+
 torch::Tensor inverse_softplus(const torch::Tensor& y) { return y + torch::log(-torch::expm1(-y)); }
 
 torch::Tensor sample_dt_bias(int64_t count, double dt_min, double dt_max, double floor) {

@@ -49,6 +49,14 @@ torch::Tensor selective_scan_final_state(const torch::Tensor& u, const torch::Te
                                          const torch::Tensor& B, const torch::Tensor& delta_bias,
                                          int64_t chunk_elements = int64_t{1} << 26);
 
+// selective_scan's output and the state after its last step, {out, h_{N−1}} (h as
+// selective_scan_final_state returns it), for a prefill.  Without gradients on CUDA, where the
+// kernels take the inputs, one kernel gives both; otherwise selective_scan and
+// selective_scan_final_state (differentiable).
+std::pair<torch::Tensor, torch::Tensor> selective_scan_with_final_state(
+    const torch::Tensor& u, const torch::Tensor& delta, const torch::Tensor& A, const torch::Tensor& B,
+    const torch::Tensor& C, const torch::Tensor& D, const torch::Tensor& z, const torch::Tensor& delta_bias);
+
 // softplus⁻¹(y) = y + log(−expm1(−y)), the inverse of log(1 + e^x); used to initialise Δ biases.
 torch::Tensor inverse_softplus(const torch::Tensor& y);
 

@@ -161,9 +161,11 @@ TEST(CudaKernels, CheckpointAttentionMatchesFloat64Reference) {
 
 // Δ = softplus(δ + b);  h_t = exp(Δ_t A) h_{t-1} + Δ_t u_t B_t;  y_t = <h_t, C_t> + D u_t;
 // out = y ⊙ SiLU(z).  Loop over time in float64, each step vectorised over [batch, E, n].
+// `final_state`, when given, receives h after the last step: [batch, E, n].
 torch::Tensor scan_reference(const torch::Tensor& u, const torch::Tensor& delta, const torch::Tensor& A,
                              const torch::Tensor& B, const torch::Tensor& C, const torch::Tensor& D,
-                             const torch::Tensor& z, const torch::Tensor& bias) {
+                             const torch::Tensor& z, const torch::Tensor& bias,
+                             torch::Tensor* final_state = nullptr) {
   auto dt = torch::softplus(delta + (bias.defined() ? bias.view({1, -1, 1}) : torch::zeros_like(delta)));
   auto h = torch::zeros({u.size(0), u.size(1), A.size(1)}, u.options());
   std::vector<torch::Tensor> ys;
@@ -172,6 +174,7 @@ torch::Tensor scan_reference(const torch::Tensor& u, const torch::Tensor& delta,
     h = torch::exp(dt_t * A) * h + dt_t * u.select(2, t).unsqueeze(-1) * B.select(2, t).unsqueeze(1);
     ys.push_back((h * C.select(2, t).unsqueeze(1)).sum(-1) + D.view({1, -1}) * u.select(2, t));
   }
+  if (final_state) *final_state = h;
   auto y = torch::stack(ys, 2);
   return y * z * torch::sigmoid(z);
 }
@@ -222,6 +225,58 @@ TEST(CudaKernels, SelectiveScanMatchesFloat64Reference) {
   check_scan(1, 64, 64, torch::kFloat, false, 1e-4);
   check_scan(2, 33, 257, torch::kBFloat16, true, 1e-2);
   check_scan(1, 96, 31, torch::kHalf, true, 5e-3);
+}
+
+// A prefill's pair without gradients: the kernel's output and the state after the last step (its
+// last saved state) against the float64 loop, at lengths inside, at and past the 16-step save
+// stride and the 64-step chunk.
+TEST(CudaKernels, SelectiveScanFinalStateIsTheStateAfterTheLastStep) {
+  MIXLAB_REQUIRE_GPU();
+#ifdef MIXLAB_WITH_CUDA
+  const auto cuda = torch::TensorOptions().device(torch::kCUDA);
+  const int64_t batch = 2, channels = 40, states = 16;
+  for (const auto dtype : {torch::kFloat, torch::kBFloat16})
+    for (const int64_t n : {1, 15, 16, 17, 64, 100, 1000}) {
+      torch::manual_seed(3 + n);
+      const auto u = torch::randn({batch, channels, n}, cuda.dtype(dtype));
+      const auto delta = (torch::randn({batch, channels, n}, cuda) * 0.5 - 1.0).to(dtype);
+      const auto A = -torch::exp(torch::randn({channels, states}, cuda) * 0.5);
+      const auto B = torch::randn({batch, states, n}, cuda.dtype(dtype));
+      const auto C = torch::randn({batch, states, n}, cuda.dtype(dtype));
+      const auto D = torch::randn({channels}, cuda), bias = torch::randn({channels}, cuda) * 0.3;
+      const auto z = torch::randn({batch, channels, n}, cuda.dtype(dtype));
+      torch::NoGradGuard no_grad;
+      mixlab::ImplementationLog log;
+      const auto [out, h] = mixlab::selective_scan_with_final_state(u, delta, A, B, C, D, z, bias);
+      EXPECT_EQ(log.summary(), "selective_scan=kernel");
+      auto d64 = [](const torch::Tensor& t) { return t.cpu().to(torch::kDouble); };
+      torch::Tensor h_ref;
+      const auto ref = scan_reference(d64(u), d64(delta), d64(A), d64(B), d64(C), d64(D), d64(z), d64(bias), &h_ref);
+      SCOPED_TRACE("N=" + std::to_string(n) + " " + std::string(c10::toString(dtype)));
+      const double tol = dtype == torch::kFloat ? 1e-4 : 1e-2;
+      EXPECT_EQ(h.sizes(), torch::IntArrayRef({batch, channels, states}));
+      EXPECT_EQ(h.scalar_type(), torch::kFloat);
+      EXPECT_LT(relative_error(out, ref), tol) << "out";
+      EXPECT_LT(relative_error(h, h_ref), tol) << "final state";
+    }
+#endif
+}
+
+// With gradients wanted the pair is the differentiable composition (selective_scan and the closed
+// form): the final state carries a gradient back to u.
+TEST(CudaKernels, SelectiveScanFinalStateWithGradientsIsDifferentiable) {
+  MIXLAB_REQUIRE_GPU();
+#ifdef MIXLAB_WITH_CUDA
+  const auto cuda = torch::TensorOptions().device(torch::kCUDA);
+  const auto u = torch::randn({1, 8, 20}, cuda).requires_grad_(true);
+  const auto delta = torch::randn({1, 8, 20}, cuda) * 0.5 - 1.0, z = torch::randn({1, 8, 20}, cuda);
+  const auto A = -torch::exp(torch::randn({8, 16}, cuda)), B = torch::randn({1, 16, 20}, cuda);
+  const auto [out, h] = mixlab::selective_scan_with_final_state(u, delta, A, B, torch::randn({1, 16, 20}, cuda),
+                                                                torch::randn({8}, cuda), z, torch::Tensor());
+  h.sum().backward();
+  ASSERT_TRUE(u.grad().defined());
+  EXPECT_GT(u.grad().abs().sum().item<double>(), 0.0);
+#endif
 }
 
 // ------------------------------------------------------------------------------ RoPE

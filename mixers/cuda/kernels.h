@@ -20,6 +20,13 @@ bool selective_scan_supported(const torch::Tensor& u, const torch::Tensor& delta
 torch::Tensor selective_scan(const torch::Tensor& u, const torch::Tensor& delta, const torch::Tensor& A,
                              const torch::Tensor& B, const torch::Tensor& C, const torch::Tensor& D,
                              const torch::Tensor& z, const torch::Tensor& delta_bias);
+// The same forward without gradients, and the state after its last step: {out, h_{N-1}} with
+// h_{N-1}: [B, E, n] float32, the kernel's last saved state (it holds h still past the end).  For
+// a prefill; = mixlab::selective_scan_with_final_state (mixers/selective_scan.h).  Refuses inputs
+// that require gradients while grad mode is on.
+std::pair<torch::Tensor, torch::Tensor> selective_scan_with_final_state(
+    const torch::Tensor& u, const torch::Tensor& delta, const torch::Tensor& A, const torch::Tensor& B,
+    const torch::Tensor& C, const torch::Tensor& D, const torch::Tensor& z, const torch::Tensor& delta_bias);
 
 // One decoding step, not differentiable (decode_step.cu); taken only where the *_supported
 // check passes, by the references that own these ops:

@@ -31,25 +31,46 @@ detail::ScanShape make_shape(const torch::Tensor& u, const torch::Tensor& B) {
 
 const float* ptr_or_null(const torch::Tensor& t) { return t.defined() ? t.data_ptr<float>() : nullptr; }
 
+// The operands as the kernels read them: contiguous, B and C in u's dtype; bias undefined for none.
+struct ScanOperands {
+  torch::Tensor u, delta, A, B, C, D, z, bias;
+};
+ScanOperands contiguous_operands(const torch::Tensor& u, const torch::Tensor& delta, const torch::Tensor& A,
+                                 const torch::Tensor& B, const torch::Tensor& C, const torch::Tensor& D,
+                                 const torch::Tensor& z, const torch::Tensor& bias) {
+  return {u.contiguous(),
+          delta.contiguous(),
+          A.contiguous(),
+          B.to(u.scalar_type()).contiguous(),
+          C.to(u.scalar_type()).contiguous(),
+          D.contiguous(),
+          z.contiguous(),
+          bias.numel() > 0 ? bias.contiguous() : torch::Tensor()};
+}
+
+// The forward kernel: out [B, E, N] and the saved states [B, E, ceil(N / 16), n] float32, the
+// last of which is the state after step N - 1 (the kernel holds h still past the end).
+std::pair<torch::Tensor, torch::Tensor> run_forward(const ScanOperands& op) {
+  const c10::cuda::CUDAGuard guard(op.u.device());
+  const auto sh = make_shape(op.u, op.B);
+  const int64_t chunks = (sh.n + detail::kScanStateStride - 1) / detail::kScanStateStride;
+  auto states = torch::empty({sh.batch, sh.channels, chunks, sh.states}, op.u.options().dtype(torch::kFloat));
+  auto out = torch::empty_like(op.u);
+  detail::selective_scan_forward(sh, op.u.data_ptr(), op.delta.data_ptr(), op.A.data_ptr<float>(), op.B.data_ptr(),
+                                 op.C.data_ptr(), op.D.data_ptr<float>(), op.z.data_ptr(), ptr_or_null(op.bias),
+                                 out.data_ptr(), states.data_ptr<float>(), at::cuda::getCurrentCUDAStream().stream());
+  return {out, states};
+}
+
 class SelectiveScanFunction : public torch::autograd::Function<SelectiveScanFunction> {
  public:
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& u_in, const torch::Tensor& delta_in,
                                const torch::Tensor& A_in, const torch::Tensor& B_in, const torch::Tensor& C_in,
                                const torch::Tensor& D_in, const torch::Tensor& z_in,
                                const torch::Tensor& bias_in) {
-    const c10::cuda::CUDAGuard guard(u_in.device());
-    auto u = u_in.contiguous(), delta = delta_in.contiguous(), z = z_in.contiguous();
-    auto B = B_in.to(u.scalar_type()).contiguous(), C = C_in.to(u.scalar_type()).contiguous();
-    auto A = A_in.contiguous(), D = D_in.contiguous();
-    auto bias = bias_in.numel() > 0 ? bias_in.contiguous() : torch::Tensor();
-    const auto sh = make_shape(u, B);
-    const int64_t chunks = (sh.n + detail::kScanStateStride - 1) / detail::kScanStateStride;
-    auto states = torch::empty({sh.batch, sh.channels, chunks, sh.states}, u.options().dtype(torch::kFloat));
-    auto out = torch::empty_like(u);
-    detail::selective_scan_forward(sh, u.data_ptr(), delta.data_ptr(), A.data_ptr<float>(), B.data_ptr(),
-                                   C.data_ptr(), D.data_ptr<float>(), z.data_ptr(), ptr_or_null(bias),
-                                   out.data_ptr(), states.data_ptr<float>(), at::cuda::getCurrentCUDAStream().stream());
-    ctx->save_for_backward({u, delta, A, B, C, D, z, bias_in, states});
+    const ScanOperands op = contiguous_operands(u_in, delta_in, A_in, B_in, C_in, D_in, z_in, bias_in);
+    auto [out, states] = run_forward(op);
+    ctx->save_for_backward({op.u, op.delta, op.A, op.B, op.C, op.D, op.z, bias_in, states});
     ctx->saved_data["B_dtype"] = static_cast<int64_t>(B_in.scalar_type());
     return out;
   }
@@ -88,19 +109,21 @@ bool selective_scan_supported(const torch::Tensor& u, const torch::Tensor& delta
   return dtype == torch::kBFloat16 || dtype == torch::kHalf || dtype == torch::kFloat;
 }
 
-torch::Tensor selective_scan(const torch::Tensor& u_in, const torch::Tensor& delta_in, const torch::Tensor& A_in,
-                             const torch::Tensor& B_in, const torch::Tensor& C_in, const torch::Tensor& D_in,
-                             const torch::Tensor& z_in, const torch::Tensor& bias_in) {
-  const char* where = "mixers/cuda/scan_binding.cpp: selective_scan: ";
+namespace {
+
+// The op's dtype for the sequence operands (A, D and delta_bias are float32 parameters of the
+// state), checked shapes; "no bias" as an empty tensor (autograd::Function takes no undefined ones).
+ScanOperands checked_operands(const char* where, const torch::Tensor& u_in, const torch::Tensor& delta_in,
+                              const torch::Tensor& A_in, const torch::Tensor& B_in, const torch::Tensor& C_in,
+                              const torch::Tensor& D_in, const torch::Tensor& z_in, const torch::Tensor& bias_in) {
   TORCH_CHECK(selective_scan_supported(u_in, delta_in, A_in, B_in, C_in, D_in, z_in, bias_in), where,
               "the kernels take CUDA inputs with d_state 16, D and z given, in bf16/fp16/float32; "
               "call mixlab::selective_scan (mixers/selective_scan.h), which runs the reference for others");
-  // The op's dtype for the sequence operands; A, D and delta_bias are float32 parameters of the state.
   const auto dtype = compat::custom_op_dtype({u_in, delta_in, z_in, B_in, C_in});
-  const auto u = u_in.to(dtype), delta = delta_in.to(dtype), z = z_in.to(dtype), B = B_in.to(dtype), C = C_in.to(dtype);
-  const auto A = A_in.to(torch::kFloat), D = D_in.to(torch::kFloat);
-  // autograd::Function takes no undefined tensors: "no bias" travels as an empty one.
-  const auto delta_bias = bias_in.defined() ? bias_in.to(torch::kFloat) : torch::empty({0}, A.options());
+  ScanOperands op{u_in.to(dtype),           delta_in.to(dtype), A_in.to(torch::kFloat), B_in.to(dtype),
+                  C_in.to(dtype),           D_in.to(torch::kFloat), z_in.to(dtype),
+                  bias_in.defined() ? bias_in.to(torch::kFloat) : torch::empty({0}, A_in.options().dtype(torch::kFloat))};
+  const auto &u = op.u, &delta = op.delta, &z = op.z, &A = op.A, &B = op.B, &C = op.C, &D = op.D;
   TORCH_CHECK(delta.sizes() == u.sizes() && z.sizes() == u.sizes(), where,
               "u, delta, z must be [B, E, N] of one shape, got ", u.sizes(), ", ", delta.sizes(), ", ", z.sizes());
   TORCH_CHECK(A.size(0) == u.size(1), where, "A must be [E, n], got ", A.sizes());
@@ -108,9 +131,34 @@ torch::Tensor selective_scan(const torch::Tensor& u_in, const torch::Tensor& del
                   C.sizes() == B.sizes(),
               where, "B, C must be [B, n, N], got ", B.sizes(), ", ", C.sizes());
   TORCH_CHECK(D.dim() == 1 && D.size(0) == u.size(1), where, "D must be [E], got ", D.sizes());
-  TORCH_CHECK(delta_bias.numel() == 0 || (delta_bias.dim() == 1 && delta_bias.size(0) == u.size(1)), where,
-              "delta_bias must be [E] or undefined, got ", delta_bias.sizes());
-  return SelectiveScanFunction::apply(u, delta, A, B, C, D, z, delta_bias);
+  TORCH_CHECK(op.bias.numel() == 0 || (op.bias.dim() == 1 && op.bias.size(0) == u.size(1)), where,
+              "delta_bias must be [E] or undefined, got ", op.bias.sizes());
+  return op;
+}
+
+}  // namespace
+
+torch::Tensor selective_scan(const torch::Tensor& u_in, const torch::Tensor& delta_in, const torch::Tensor& A_in,
+                             const torch::Tensor& B_in, const torch::Tensor& C_in, const torch::Tensor& D_in,
+                             const torch::Tensor& z_in, const torch::Tensor& bias_in) {
+  const auto op = checked_operands("mixers/cuda/scan_binding.cpp: selective_scan: ", u_in, delta_in, A_in, B_in,
+                                   C_in, D_in, z_in, bias_in);
+  return SelectiveScanFunction::apply(op.u, op.delta, op.A, op.B, op.C, op.D, op.z, op.bias);
+}
+
+std::pair<torch::Tensor, torch::Tensor> selective_scan_with_final_state(
+    const torch::Tensor& u_in, const torch::Tensor& delta_in, const torch::Tensor& A_in, const torch::Tensor& B_in,
+    const torch::Tensor& C_in, const torch::Tensor& D_in, const torch::Tensor& z_in, const torch::Tensor& bias_in) {
+  const char* where = "mixers/cuda/scan_binding.cpp: selective_scan_with_final_state: ";
+  TORCH_CHECK(!torch::GradMode::is_enabled() ||
+                  !(u_in.requires_grad() || delta_in.requires_grad() || A_in.requires_grad() || B_in.requires_grad() ||
+                    C_in.requires_grad() || D_in.requires_grad() || z_in.requires_grad() ||
+                    (bias_in.defined() && bias_in.requires_grad())),
+              where, "not differentiable: call it without gradients (a prefill), or selective_scan");
+  const auto checked = checked_operands(where, u_in, delta_in, A_in, B_in, C_in, D_in, z_in, bias_in);
+  auto [out, states] = run_forward(contiguous_operands(checked.u, checked.delta, checked.A, checked.B, checked.C,
+                                                       checked.D, checked.z, checked.bias));
+  return {out, states.select(2, states.size(2) - 1)};  // [B, E, n]
 }
 
 }  // namespace mixlab::cuda
