@@ -7,6 +7,10 @@ know for each scheme:
     scout-swa     swa as above; checkpoint attention as FlexAttention over the checkpoints
                   gathered in front of the tokens: keys = [K[S-1::S] ; K], checkpoint j visible
                   when jS + S - 1 < t, token j only when j = t (SCOUT, arXiv 2509.00935, §3)
+    mamba         Mamba-1 blocks (arXiv 2312.00752, §3.4) with the selective scan as torch's
+                  associative_scan (one Triton scan kernel under torch.compile), or, where that
+                  cannot run, as a log-depth doubling scan of pointwise ops (--mamba-scans)
+    scout-mamba   mamba and checkpoint attention as above
 
 Same architecture as mixlab's presets (experiments/presets/*.json): pre-norm RMSNorm (eps 1e-6),
 RoPE (theta 1e4, rotate-half) on q and k, SwiGLU MLP of hidden 8/3 d rounded up to 8, tied
@@ -24,6 +28,7 @@ import os
 
 import torch
 import torch.nn.functional as F
+from torch._higher_order_ops.associative_scan import associative_scan
 from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 from triton.testing import do_bench
 
@@ -80,8 +85,77 @@ class Mlp(torch.nn.Module):
         return self.down(F.silu(gate) * up)
 
 
+def compose(earlier, later):
+    """Two steps of h -> a h + b, `earlier` first: h -> a2 (a1 h + b1) + b2."""
+    a1, b1 = earlier
+    a2, b2 = later
+    return a1 * a2, a2 * b1 + b2
+
+
+def scan_associative(decay, drive):
+    """h_t = decay_t h_{t-1} + drive_t from h_{-1} = 0, over dim 1; all [B, N, E, n] float32."""
+    return associative_scan(compose, (decay, drive), dim=1, combine_mode="pointwise")[1]
+
+
+def scan_doubling(decay, drive):
+    """The same recurrence by recursive doubling (Hillis-Steele): after the round of span s, (a_t, b_t)
+    composes the steps max(0, t-2s+1)..t; log2(N) rounds of pointwise ops, autograd for free."""
+    a, b, span = decay, drive, 1
+    while span < a.shape[1]:
+        shifted = lambda x, fill: F.pad(x[:, :-span], (0, 0, 0, 0, span, 0), value=fill)
+        a, b = a * shifted(a, 1.0), b + a * shifted(b, 0.0)
+        span *= 2
+    return b
+
+
+SCANS = {"associative": scan_associative, "doubling": scan_doubling}
+
+
+def check_scan(scan):
+    """The scan against a loop over time, on a small input (a peer must compute the same thing)."""
+    decay = torch.rand(2, 37, 3, 4, device="cuda")
+    drive = torch.randn(2, 37, 3, 4, device="cuda")
+    h, states = torch.zeros_like(drive[:, 0]), []
+    for t in range(decay.shape[1]):
+        h = decay[:, t] * h + drive[:, t]
+        states.append(h)
+    error = (scan(decay, drive) - torch.stack(states, 1)).abs().max().item()
+    assert error < 1e-4, f"model_peers.py: the {scan.__name__} scan is off the loop by {error}"
+
+
+class Mamba(torch.nn.Module):
+    """Mamba-1 as mixers/mamba.cpp (d_state 16, conv 4, expand 2, dt_rank ceil(d/16)):
+        [x, z] = in_proj(u);  x = SiLU(causal depthwise conv(x) + b);  [δ, B, C] = x_proj(x)
+        Δ = softplus(dt_proj(δ));  h_t = exp(Δ_t A) h_{t-1} + Δ_t B_t x_t;  y_t = C_t·h_t + D x_t
+        out = out_proj(y ⊙ SiLU(z)),  A = -exp(A_log)"""
+
+    def __init__(self, d, scan, n=16, conv=4, expand=2):
+        super().__init__()
+        inner, self.rank, self.n, self.scan = expand * d, (d + 15) // 16, n, scan
+        self.in_proj = torch.nn.Linear(d, 2 * inner, bias=False)
+        self.conv = torch.nn.Conv1d(inner, inner, conv, groups=inner, padding=conv - 1)
+        self.x_proj = torch.nn.Linear(inner, self.rank + 2 * n, bias=False)
+        self.dt_proj = torch.nn.Linear(self.rank, inner, bias=True)
+        self.A_log = torch.nn.Parameter(torch.log(torch.arange(1, n + 1, dtype=torch.float32)).repeat(inner, 1))
+        self.D = torch.nn.Parameter(torch.ones(inner))
+        self.out_proj = torch.nn.Linear(inner, d, bias=False)
+
+    def forward(self, u, cos=None, sin=None, masks=None):
+        length = u.shape[1]
+        x, z = self.in_proj(u).chunk(2, -1)                                      # [B, N, E] each
+        x = F.silu(self.conv(x.transpose(1, 2))[..., :length]).transpose(1, 2)  # [B, N, E]
+        delta, B, C = self.x_proj(x).split([self.rank, self.n, self.n], -1)
+        dt = F.softplus(self.dt_proj(delta).float())                             # [B, N, E]
+        A = -torch.exp(self.A_log.float())                                       # [E, n]
+        decay = torch.exp(dt[..., None] * A)                                     # [B, N, E, n]
+        drive = (dt * x.float())[..., None] * B.float()[:, :, None, :]            # [B, N, E, n]
+        h = self.scan(decay, drive)                                              # [B, N, E, n]
+        y = (h @ C.float()[..., None]).squeeze(-1) + self.D * x.float()          # [B, N, E]
+        return self.out_proj((y * F.silu(z.float())).to(u.dtype))
+
+
 class LanguageModel(torch.nn.Module):
-    def __init__(self, preset, d, heads):
+    def __init__(self, preset, d, heads, scan=scan_associative):
         super().__init__()
         self.vocab, self.heads = preset["vocab_size"], heads
         blocks, self.windows, self.segments = [], set(), set()
@@ -98,6 +172,8 @@ class LanguageModel(torch.nn.Module):
                 elif mixer == "checkpoint_attention":
                     self.segments.add(sub.get("segment_size", 10))
                     blocks.append(Attention(d, heads, make_checkpoints(sub.get("segment_size", 10))))
+                elif mixer == "mamba":
+                    blocks.append(Mamba(d, scan))
                 else:
                     raise SystemExit(f"model_peers.py: no peer for mixer '{mixer}'")
         assert len(self.windows) <= 1, "one window per model"
@@ -152,7 +228,7 @@ def main():
     torch._dynamo.config.accumulated_cache_size_limit = 512
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out")
-    parser.add_argument("--presets", default="transformer,swa,scout-swa")
+    parser.add_argument("--presets", default="transformer,swa,scout-swa,mamba,scout-mamba")
     parser.add_argument("--lengths", default="1024,4096,16384,65536")
     parser.add_argument("--d-model", type=int, default=768)
     parser.add_argument("--heads", type=int, default=12)
@@ -164,40 +240,60 @@ def main():
     parser.add_argument("--modes", default="default,reduce-overhead",
                         help="torch.compile modes to time; reduce-overhead replays CUDA graphs, as mixlab's "
                              "measure.execution=cuda_graph does (the peer row of a length is the fastest mode)")
+    parser.add_argument("--mamba-scans", default="associative,doubling",
+                        help="scan formulations timed for presets with mamba (the peer row is the fastest)")
     args = parser.parse_args()
     with open(args.out, "w") as out:
         out.write("peer,preset,N,d_model,fwd_bwd_ms\n")
         for name in args.presets.split(","):
             preset = json.load(open(os.path.join(PRESETS, name + ".json")))
-            torch.manual_seed(0)
-            model = LanguageModel(preset, args.d_model, args.heads).cuda().to(torch.bfloat16)
-            # One compiled graph per (mode, N), static shapes: with the default recompile limit (8)
-            # the second mode's shapes sent FlexAttention to its unfused eager fallback (100x slower).
-            torch._dynamo.reset()
-            variants = [("torch.compile" if mode == "default" else f"torch.compile:{mode}",
-                         torch.compile(model, mode=mode, dynamic=False))
-                        for mode in args.modes.split(",")] + ([("eager", model)] if args.eager else [])
-            for n in [int(x) for x in args.lengths.split(",")]:
-                tokens = torch.randint(0, model.vocab, (1, n + 1), device="cuda")
-                masks = model.masks(n, "cuda")
-                for peer, run in variants:
-                    def step():
-                        logits = run(tokens[:, :-1], masks)
-                        F.cross_entropy(logits.float().view(-1, model.vocab), tokens[:, 1:].reshape(-1)).backward()
-                    if args.profile_range:
-                        profile_one_step(step, model)
-                        continue
-                    try:
-                        ms = do_bench(step, warmup=10, rep=50, grad_to_none=list(model.parameters()), return_mode="median")
-                        row = f"{peer},{name},{n},{args.d_model},{ms:.4f}"
-                    except torch.OutOfMemoryError:
-                        torch._dynamo.reset()
-                        torch.cuda.empty_cache()
-                        row = f"{peer},{name},{n},{args.d_model},"
-                    print(row, flush=True)
-                    out.write(row + "\n")
-                    out.flush()
+            has_mamba = any(sub["mixer"] == "mamba" for sub in preset["pattern"])
+            for scan in args.mamba_scans.split(",") if has_mamba else ["associative"]:
+                time_preset(name, preset, scan if has_mamba else None, args, out)
 
+
+def time_preset(name, preset, scan, args, out):
+    """Rows of one preset (and one scan formulation where it has Mamba blocks) at every length and mode."""
+    if scan is not None:
+        try:
+            check_scan(SCANS[scan])
+        except Exception as error:  # e.g. associative_scan unavailable in this PyTorch
+            print(f"model_peers.py: {name}: the {scan} scan cannot run here: {error}", flush=True)
+            return
+    torch.manual_seed(0)
+    model = LanguageModel(preset, args.d_model, args.heads, SCANS.get(scan, scan_associative)).cuda().to(torch.bfloat16)
+    # One compiled graph per (mode, N), static shapes: with the default recompile limit (8)
+    # the second mode's shapes sent FlexAttention to its unfused eager fallback (100x slower).
+    torch._dynamo.reset()
+    suffix = f"/{scan}" if scan else ""
+    variants = [("torch.compile" + (f":default{suffix}" if suffix else "") if mode == "default"
+                 else f"torch.compile:{mode}{suffix}", torch.compile(model, mode=mode, dynamic=False))
+                for mode in args.modes.split(",")] + ([("eager" + suffix, model)] if args.eager else [])
+    for n in [int(x) for x in args.lengths.split(",")]:
+        tokens = torch.randint(0, model.vocab, (1, n + 1), device="cuda")
+        masks = model.masks(n, "cuda")
+        for peer, run in variants:
+            def step():
+                logits = run(tokens[:, :-1], masks)
+                F.cross_entropy(logits.float().view(-1, model.vocab), tokens[:, 1:].reshape(-1)).backward()
+            if args.profile_range:
+                profile_one_step(step, model)
+                continue
+            try:
+                ms = do_bench(step, warmup=10, rep=50, grad_to_none=list(model.parameters()), return_mode="median")
+                row = f"{peer},{name},{n},{args.d_model},{ms:.4f}"
+            except torch.OutOfMemoryError:
+                torch._dynamo.reset()
+                torch.cuda.empty_cache()
+                row = f"{peer},{name},{n},{args.d_model},"
+            except Exception as error:  # a formulation torch.compile cannot lower: said, not a row
+                print(f"model_peers.py: {peer} {name} N={n} failed: {type(error).__name__}: {str(error)[:300]}", flush=True)
+                torch._dynamo.reset()
+                torch.cuda.empty_cache()
+                continue
+            print(row, flush=True)
+            out.write(row + "\n")
+            out.flush()
 
 if __name__ == "__main__":
     main()
