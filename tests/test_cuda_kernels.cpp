@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <array>
 #include <cmath>
 #include <vector>
 
@@ -27,6 +28,7 @@
 #ifdef MIXLAB_WITH_CUDA
 #include "attention/cuda/kernels.h"
 #include "mixers/cuda/kernels.h"
+#include "mixers/cuda/launch.h"
 #endif
 
 namespace MIXLAB_UNITY_ID {
@@ -225,6 +227,25 @@ TEST(CudaKernels, SelectiveScanMatchesFloat64Reference) {
   check_scan(1, 64, 64, torch::kFloat, false, 1e-4);
   check_scan(2, 33, 257, torch::kBFloat16, true, 1e-2);
   check_scan(1, 96, 31, torch::kHalf, true, 5e-3);
+}
+
+// Few sequences x channels: the kernels cut time into slices scanned by separate blocks and carry
+// the state (forward) and its adjoint (backward) across them (mixers/cuda/selective_scan.cu).  The
+// shapes are chosen so that they do (asserted), with a last slice shorter than the others.
+TEST(CudaKernels, SelectiveScanTimeSlicesMatchFloat64Reference) {
+  MIXLAB_REQUIRE_GPU();
+#ifdef MIXLAB_WITH_CUDA
+  for (const auto& [batch, channels, n] : std::vector<std::array<int, 3>>{{1, 32, 2100}, {2, 40, 1500}}) {
+    mixlab::cuda::detail::ScanShape shape;
+    shape.batch = batch, shape.channels = channels, shape.n = n, shape.states = 16;
+    const int splits = mixlab::cuda::detail::selective_scan_time_splits(shape);
+    EXPECT_GT(splits, 1) << "batch " << batch << " E " << channels << " N " << n;
+    EXPECT_NE(n % 64, 0) << "N a multiple of the 64-step chunk: the last slice would be a full one";
+  }
+  check_scan(1, 32, 2100, torch::kFloat, true, 1e-4);
+  check_scan(2, 40, 1500, torch::kBFloat16, true, 1e-2);
+  check_scan(1, 48, 1024, torch::kHalf, false, 5e-3);
+#endif
 }
 
 // A prefill's pair without gradients: the kernel's output and the state after the last step (its

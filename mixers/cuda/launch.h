@@ -16,14 +16,25 @@ constexpr int kScanChunk = 64;        // time steps staged in shared memory at o
 constexpr int kScanStateStride = 16;  // steps between saved states
 constexpr int kScanStates = 16;  // n supported by the kernels
 
+// time_splits: G slices of time scanned by separate blocks (state passing, selective_scan.cu);
+// 1 walks the whole sequence in one block per 32 channels.  Set it with selective_scan_time_splits.
 struct ScanShape {
   ScanElement element = ScanElement::f32;
   int batch = 0, channels = 0, n = 0, states = 0;
+  int time_splits = 1;
 };
+
+// The G that fills the current device: 1 when the blocks over batch x channels already hold half
+// its resident-block slots, else enough slices of at least kScanMinSlice steps to fill them.
+constexpr int kScanMinSlice = 256;
+int selective_scan_time_splits(const ScanShape& shape);
+// Floats of scratch the forward and the backward need for shape.time_splits: B·E·G·(n + 1) when
+// G > 1 (each slice's local state and its Σ Δ), else 0 (the workspace pointer may be null).
+long long selective_scan_workspace_floats(const ScanShape& shape);
 
 void selective_scan_forward(const ScanShape& shape, const void* u, const void* delta, const float* A,
                             const void* B_in, const void* C_in, const float* D, const void* z,
-                            const float* delta_bias, void* out, float* states, void* stream);
+                            const float* delta_bias, void* out, float* states, float* workspace, void* stream);
 
 // dB, dC: [B, n, N] float32, dA: [E, n], dD, ddelta_bias: [E] float32; all zeroed by the caller
 // (the kernel accumulates into them with atomics).
@@ -31,7 +42,7 @@ void selective_scan_backward(const ScanShape& shape, const void* u, const void* 
                              const void* B_in, const void* C_in, const float* D, const void* z,
                              const float* delta_bias, const float* states, const void* dout, void* du,
                              void* ddelta, float* dA, float* dB, float* dC, float* dD, void* dz,
-                             float* ddelta_bias, void* stream);
+                             float* ddelta_bias, float* workspace, void* stream);
 
 // One decoding step (mixers/cuda/decode_step.cu).  Row strides in elements; every other
 // dimension contiguous.

@@ -26,8 +26,16 @@ detail::ScanShape make_shape(const torch::Tensor& u, const torch::Tensor& B) {
   sh.channels = static_cast<int>(u.size(1));
   sh.n = static_cast<int>(u.size(2));
   sh.states = static_cast<int>(B.size(1));
+  sh.time_splits = detail::selective_scan_time_splits(sh);
   return sh;
 }
+
+// The kernels' scratch for time slices ([B, E, G, n + 1] float32), null when they need none.
+torch::Tensor slice_workspace(const detail::ScanShape& sh, const torch::Tensor& like) {
+  const auto floats = detail::selective_scan_workspace_floats(sh);
+  return floats > 0 ? torch::empty({floats}, like.options().dtype(torch::kFloat)) : torch::Tensor();
+}
+float* data_or_null(const torch::Tensor& t) { return t.defined() ? t.data_ptr<float>() : nullptr; }
 
 const float* ptr_or_null(const torch::Tensor& t) { return t.defined() ? t.data_ptr<float>() : nullptr; }
 
@@ -56,9 +64,11 @@ std::pair<torch::Tensor, torch::Tensor> run_forward(const ScanOperands& op) {
   const int64_t chunks = (sh.n + detail::kScanStateStride - 1) / detail::kScanStateStride;
   auto states = torch::empty({sh.batch, sh.channels, chunks, sh.states}, op.u.options().dtype(torch::kFloat));
   auto out = torch::empty_like(op.u);
+  auto workspace = slice_workspace(sh, op.u);
   detail::selective_scan_forward(sh, op.u.data_ptr(), op.delta.data_ptr(), op.A.data_ptr<float>(), op.B.data_ptr(),
                                  op.C.data_ptr(), op.D.data_ptr<float>(), op.z.data_ptr(), ptr_or_null(op.bias),
-                                 out.data_ptr(), states.data_ptr<float>(), at::cuda::getCurrentCUDAStream().stream());
+                                 out.data_ptr(), states.data_ptr<float>(), data_or_null(workspace),
+                                 at::cuda::getCurrentCUDAStream().stream());
   return {out, states};
 }
 
@@ -87,12 +97,13 @@ class SelectiveScanFunction : public torch::autograd::Function<SelectiveScanFunc
     auto dA = torch::zeros(A.sizes(), f32), dD = torch::zeros(D.sizes(), f32);
     auto dB = torch::zeros(B.sizes(), f32), dC = torch::zeros(C.sizes(), f32);
     auto dbias = bias.defined() ? torch::zeros(bias.sizes(), f32) : torch::Tensor();
+    auto workspace = slice_workspace(sh, u);
     detail::selective_scan_backward(sh, u.data_ptr(), delta.data_ptr(), A.data_ptr<float>(), B.data_ptr(),
                                     C.data_ptr(), D.data_ptr<float>(), z.data_ptr(), ptr_or_null(bias),
                                     states.data_ptr<float>(), dout.data_ptr(), du.data_ptr(), ddelta.data_ptr(),
                                     dA.data_ptr<float>(), dB.data_ptr<float>(), dC.data_ptr<float>(),
                                     dD.data_ptr<float>(), dz.data_ptr(), bias.defined() ? dbias.data_ptr<float>() : nullptr,
-                                    at::cuda::getCurrentCUDAStream().stream());
+                                    data_or_null(workspace), at::cuda::getCurrentCUDAStream().stream());
     const auto b_dtype = static_cast<c10::ScalarType>(ctx->saved_data["B_dtype"].toInt());
     return {du, ddelta, dA, dB.to(b_dtype), dC.to(b_dtype), dD, dz, dbias};  // dbias undefined without a bias
   }

@@ -19,11 +19,26 @@
 //   dδ = dΔ σ(δ + b_δ) = dΔ (1 - e^{-Δ});  db_δ += dδ;  dh_{t-1} = dh_t e^{ΔA}
 // dB, dC are sums over channels: a warp sums its 8 channels with shuffles, the block in shared
 // memory, the grid with float atomics.
+//
+// Time slices (state passing).  With few sequences x channels, one block per 32 channels leaves
+// most of the GPU idle, so time is cut into G slices of L steps (a multiple of the 64-step chunk)
+// scanned by separate blocks.  The recurrence is linear in h, so over slice g
+//   h_end = P_g ⊙ h_begin + ĥ_g,   P_g[j] = exp(A[j] Σ_{t in g} Δ_t),
+// with ĥ_g the slice's state scanned from h = 0.  Forward: (1) a summary pass writes ĥ_g and ΣΔ
+// per slice (reads u, δ, B); (2) a carry pass walks the G slices per (sequence, channel, state):
+// h_in[0] = 0, h_in[g+1] = P_g h_in[g] + ĥ_g; (3) the scan above runs every slice from h_in[g].
+// Backward, the same for the adjoint from the end: the reverse recurrence
+//   dh_{t-1} = (dh_t + dy_t C_t) exp(Δ_t A)
+// is linear in dh too, so a summary pass (reads δ, z, dout, C) gives each slice's local adjoint,
+// the carry walks the slices backwards, and the backward above runs every slice from its
+// incoming adjoint.  The saved states are global (every 16 steps), so the backward's recompute
+// is unchanged.  Cost: one more read of u, δ, B (forward) and δ, z, dout, C (backward).
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <stdexcept>
 #include <string>
 
@@ -171,6 +186,156 @@ __device__ __forceinline__ void unstage(const float* tile, T* m, int e0, int cha
   }
 }
 
+// Row of the per-slice scratch ([B, E, G] rows of n states, then [B, E, G] sums of Δ).
+__device__ __forceinline__ size_t slice_index(int b, int e, int slice, int channels) {
+  return (static_cast<size_t>(b) * channels + e) * gridDim.z + slice;
+}
+
+// ---------------------------------------------------------------- time slices: summaries, carry
+
+template <class T>
+struct SummarySmem {  // per buffer: up to three [32 x 64] channel tiles and one [16 x 64] state tile
+  alignas(16) T rows[2][3][kChannels * row_len<T>()];
+  alignas(16) T states[2][kScanStates * row_len<T>()];
+  float dts[kChannels * kPad];
+};
+
+// Forward summary of slice g from h = 0:  ĥ[j] = Σ_t exp(A[j] Σ_{s>t} Δ_s) Δ_t u_t B_t[j]  and
+// ΣΔ over the slice.  local: [B, E, G, n];  delta_sum: [B, E, G].  Reads u, δ, B only.
+template <class T>
+__global__ void __launch_bounds__(kThreads)
+    scan_forward_summary_kernel(const T* __restrict__ u, const T* __restrict__ delta, const float* __restrict__ A,
+                                const T* __restrict__ Bm, const float* __restrict__ delta_bias,
+                                float* __restrict__ local, float* __restrict__ delta_sum, int channels, int n,
+                                int slice_chunks, bool aligned) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  auto& sm = *reinterpret_cast<SummarySmem<T>*>(smem_raw);
+  constexpr int RL = row_len<T>();
+  const int b = blockIdx.y, e0 = blockIdx.x * kChannels, slice = blockIdx.z;
+  const int ch = threadIdx.x / 4, quarter = threadIdx.x % 4, e = e0 + ch;
+  const bool valid = e < channels;
+  const size_t seq = static_cast<size_t>(b) * channels * n;
+  u += seq; delta += seq;
+  Bm += static_cast<size_t>(b) * kScanStates * n;
+  const int n_chunks = (n + kL - 1) / kL, first = slice * slice_chunks, last = min(n_chunks, first + slice_chunks);
+  auto stage = [&](int chunk) {  // rows: u, δ; states: B
+    const int buf = chunk & 1;
+    stage_raw(sm.rows[buf][0], u, e0, kChannels, channels, chunk * kL, n, aligned);
+    stage_raw(sm.rows[buf][1], delta, e0, kChannels, channels, chunk * kL, n, aligned);
+    stage_raw(sm.states[buf], Bm, 0, kScanStates, kScanStates, chunk * kL, n, aligned);
+    cp_async_commit();
+  };
+  float a2[kPer], h[kPer], dt_sum = 0.f;
+#pragma unroll
+  for (int j = 0; j < kPer; ++j) {
+    a2[j] = valid ? A[e * kScanStates + quarter * kPer + j] * kLog2e : 0.f;
+    h[j] = 0.f;
+  }
+  stage(first);
+  for (int chunk = first; chunk < last; ++chunk) {
+    const int buf = chunk & 1;
+    cp_async_wait_all();
+    __syncthreads();
+    softplus_tile(sm.dts, sm.rows[buf][1], delta_bias, e0, channels, chunk * kL, n);
+    __syncthreads();
+    if (chunk + 1 < last) stage(chunk + 1);
+#pragma unroll 4
+    for (int t = 0; t < kL; ++t) {
+      const float dt = sm.dts[ch * kPad + t], dtx = dt * to_f(sm.rows[buf][0][ch * RL + t]);
+      dt_sum += dt;
+#pragma unroll
+      for (int j = 0; j < kPer; ++j)
+        h[j] = exp2f(dt * a2[j]) * h[j] + dtx * to_f(sm.states[buf][(quarter * kPer + j) * RL + t]);
+    }
+  }
+  if (valid) {
+    const size_t row = slice_index(b, e, slice, channels);
+    *reinterpret_cast<float4*>(local + row * kScanStates + quarter * kPer) = make_float4(h[0], h[1], h[2], h[3]);
+    if (quarter == 0) delta_sum[row] = dt_sum;
+  }
+}
+
+// Backward summary of slice g from dh = 0, walking its steps backwards:
+//   dh <- (dh + dy_t C_t) exp(Δ_t A),  dy_t = dout_t z_t σ(z_t),
+// which leaves the slice's share of the adjoint of the state before it; and ΣΔ over the slice.
+// Reads δ, z, dout, C only.
+template <class T>
+__global__ void __launch_bounds__(kThreads)
+    scan_backward_summary_kernel(const T* __restrict__ delta, const float* __restrict__ A, const T* __restrict__ Cm,
+                                 const T* __restrict__ z, const float* __restrict__ delta_bias,
+                                 const T* __restrict__ dout, float* __restrict__ local,
+                                 float* __restrict__ delta_sum, int channels, int n, int slice_chunks, bool aligned) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  auto& sm = *reinterpret_cast<SummarySmem<T>*>(smem_raw);
+  constexpr int RL = row_len<T>();
+  const int b = blockIdx.y, e0 = blockIdx.x * kChannels, slice = blockIdx.z;
+  const int ch = threadIdx.x / 4, quarter = threadIdx.x % 4, e = e0 + ch;
+  const bool valid = e < channels;
+  const size_t seq = static_cast<size_t>(b) * channels * n;
+  delta += seq; z += seq; dout += seq;
+  Cm += static_cast<size_t>(b) * kScanStates * n;
+  const int n_chunks = (n + kL - 1) / kL, first = slice * slice_chunks, last = min(n_chunks, first + slice_chunks);
+  auto stage = [&](int chunk) {  // rows: z, δ, dout; states: C
+    const int buf = chunk & 1;
+    stage_raw(sm.rows[buf][0], z, e0, kChannels, channels, chunk * kL, n, aligned);
+    stage_raw(sm.rows[buf][1], delta, e0, kChannels, channels, chunk * kL, n, aligned);
+    stage_raw(sm.rows[buf][2], dout, e0, kChannels, channels, chunk * kL, n, aligned);
+    stage_raw(sm.states[buf], Cm, 0, kScanStates, kScanStates, chunk * kL, n, aligned);
+    cp_async_commit();
+  };
+  float a2[kPer], dh[kPer], dt_sum = 0.f;
+#pragma unroll
+  for (int j = 0; j < kPer; ++j) {
+    a2[j] = valid ? A[e * kScanStates + quarter * kPer + j] * kLog2e : 0.f;
+    dh[j] = 0.f;
+  }
+  stage(last - 1);
+  for (int chunk = last - 1; chunk >= first; --chunk) {
+    const int buf = chunk & 1;
+    cp_async_wait_all();
+    __syncthreads();
+    softplus_tile(sm.dts, sm.rows[buf][1], delta_bias, e0, channels, chunk * kL, n);
+    __syncthreads();
+    if (chunk > first) stage(chunk - 1);
+#pragma unroll 4
+    for (int t = kL - 1; t >= 0; --t) {
+      const float dt = sm.dts[ch * kPad + t], zz = to_f(sm.rows[buf][0][ch * RL + t]);
+      const float dy = to_f(sm.rows[buf][2][ch * RL + t]) * zz * sigmoid(zz);
+      dt_sum += dt;
+#pragma unroll
+      for (int j = 0; j < kPer; ++j)
+        dh[j] = (dh[j] + dy * to_f(sm.states[buf][(quarter * kPer + j) * RL + t])) * exp2f(dt * a2[j]);
+    }
+  }
+  if (valid) {
+    const size_t row = slice_index(b, e, slice, channels);
+    *reinterpret_cast<float4*>(local + row * kScanStates + quarter * kPer) = make_float4(dh[0], dh[1], dh[2], dh[3]);
+    if (quarter == 0) delta_sum[row] = dt_sum;
+  }
+}
+
+// The carry over slices, in place, one thread per (sequence, channel, state j):
+//   forward  (from the first slice): slot g <- h entering g;   h <- exp(A[j] ΣΔ_g) h + ĥ_g
+//   backward (from the last slice):  slot g <- dh entering g;  dh <- exp(A[j] ΣΔ_g) dh + dĥ_g
+// local: [B, E, G, n] (summaries in, incoming states out); delta_sum: [B, E, G].
+__global__ void scan_carry_kernel(float* __restrict__ local, const float* __restrict__ delta_sum,
+                                  const float* __restrict__ A, int batch, int channels, int slices, bool backward) {
+  const long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= static_cast<long long>(batch) * channels * kScanStates) return;
+  const int j = static_cast<int>(i % kScanStates);
+  const long long seq_channel = i / kScanStates;  // b·E + e
+  const int e = static_cast<int>(seq_channel % channels);
+  const float a = A[e * kScanStates + j];
+  float carried = 0.f;
+  for (int k = 0; k < slices; ++k) {
+    const int g = backward ? slices - 1 - k : k;
+    const long long row = seq_channel * slices + g;
+    const float summary = local[row * kScanStates + j];
+    local[row * kScanStates + j] = carried;
+    carried = __expf(a * delta_sum[row]) * carried + summary;
+  }
+}
+
 template <class T>
 struct ForwardSmem {
   RawChunk<T, false> raw[2];
@@ -183,11 +348,12 @@ __global__ void __launch_bounds__(kThreads)
     scan_forward_kernel(const T* __restrict__ u, const T* __restrict__ delta, const float* __restrict__ A,
                         const T* __restrict__ Bm, const T* __restrict__ Cm, const float* __restrict__ D,
                         const T* __restrict__ z, const float* __restrict__ delta_bias, T* __restrict__ out,
-                        float* __restrict__ states, int channels, int n, bool aligned) {
+                        float* __restrict__ states, const float* __restrict__ h_in, int channels, int n,
+                        int slice_chunks, bool aligned) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   auto& sm = *reinterpret_cast<ForwardSmem<T>*>(smem_raw);
   constexpr int RL = row_len<T>();
-  const int b = blockIdx.y, e0 = blockIdx.x * kChannels;
+  const int b = blockIdx.y, e0 = blockIdx.x * kChannels, slice = blockIdx.z;
   const int ch = threadIdx.x / 4, quarter = threadIdx.x % 4, e = e0 + ch;
   const bool valid = e < channels;
   const size_t seq = static_cast<size_t>(b) * channels * n;
@@ -197,23 +363,24 @@ __global__ void __launch_bounds__(kThreads)
   const int n_chunks = (n + kL - 1) / kL, n_saved = (n + kSub - 1) / kSub;
   float* my_states = states ? states + (static_cast<size_t>(b) * channels + e) * n_saved * kScanStates + quarter * kPer : nullptr;
 
+  const int first = slice * slice_chunks, last = min(n_chunks, first + slice_chunks);  // this block's chunks
   float a2[kPer], h[kPer];
 #pragma unroll
   for (int j = 0; j < kPer; ++j) {
     a2[j] = valid ? A[e * kScanStates + quarter * kPer + j] * kLog2e : 0.f;
-    h[j] = 0.f;
+    h[j] = (h_in && valid) ? h_in[slice_index(b, e, slice, channels) * kScanStates + quarter * kPer + j] : 0.f;
   }
   const float d_skip = valid ? D[e] : 0.f;
 
-  stage_chunk<T, false>(sm.raw[0], u, delta, z, nullptr, Bm, Cm, e0, channels, 0, n, aligned);
-  for (int chunk = 0; chunk < n_chunks; ++chunk) {
+  stage_chunk<T, false>(sm.raw[first & 1], u, delta, z, nullptr, Bm, Cm, e0, channels, first * kL, n, aligned);
+  for (int chunk = first; chunk < last; ++chunk) {
     const int t0 = chunk * kL;
     const auto& raw = sm.raw[chunk & 1];
     cp_async_wait_all();
     __syncthreads();
     softplus_tile(sm.dts, raw.delta, delta_bias, e0, channels, t0, n);
     __syncthreads();
-    if (chunk + 1 < n_chunks)
+    if (chunk + 1 < last)
       stage_chunk<T, false>(sm.raw[(chunk + 1) & 1], u, delta, z, nullptr, Bm, Cm, e0, channels, t0 + kL, n, aligned);
 #pragma unroll 1
     for (int sub = 0; sub < kL / kSub; ++sub) {
@@ -264,11 +431,12 @@ __global__ void __launch_bounds__(kThreads)
                          const float* __restrict__ states, const T* __restrict__ dout, T* __restrict__ du,
                          T* __restrict__ ddelta, float* __restrict__ dA, float* __restrict__ dB,
                          float* __restrict__ dC, float* __restrict__ dD, T* __restrict__ dz,
-                         float* __restrict__ ddelta_bias, int channels, int n, bool aligned) {
+                         float* __restrict__ ddelta_bias, const float* __restrict__ dh_in, int channels, int n,
+                         int slice_chunks, bool aligned) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   auto& sm = *reinterpret_cast<BackwardSmem<T>*>(smem_raw);
   constexpr int RL = row_len<T>();
-  const int b = blockIdx.y, e0 = blockIdx.x * kChannels;
+  const int b = blockIdx.y, e0 = blockIdx.x * kChannels, slice = blockIdx.z;
   const int ch = threadIdx.x / 4, quarter = threadIdx.x % 4, e = e0 + ch;
   const int lane = threadIdx.x & 31, warp = threadIdx.x / 32;
   const bool valid = e < channels;
@@ -279,26 +447,27 @@ __global__ void __launch_bounds__(kThreads)
   const int n_chunks = (n + kL - 1) / kL, n_saved = (n + kSub - 1) / kSub;
   const float* my_states = states + (static_cast<size_t>(b) * channels + (valid ? e : 0)) * n_saved * kScanStates + quarter * kPer;
 
+  const int first = slice * slice_chunks, last = min(n_chunks, first + slice_chunks);  // this block's chunks
   float a[kPer], a2[kPer], dh[kPer], da_acc[kPer];
 #pragma unroll
   for (int j = 0; j < kPer; ++j) {
     a[j] = valid ? A[e * kScanStates + quarter * kPer + j] : 0.f;
     a2[j] = a[j] * kLog2e;
-    dh[j] = 0.f;
+    dh[j] = (dh_in && valid) ? dh_in[slice_index(b, e, slice, channels) * kScanStates + quarter * kPer + j] : 0.f;
     da_acc[j] = 0.f;
   }
   const float d_skip = valid ? D[e] : 0.f;
   float dd_acc = 0.f, dbias_acc = 0.f;
 
-  stage_chunk<T, true>(sm.raw[(n_chunks - 1) & 1], u, delta, z, dout, Bm, Cm, e0, channels, (n_chunks - 1) * kL, n, aligned);
-  for (int chunk = n_chunks - 1; chunk >= 0; --chunk) {
+  stage_chunk<T, true>(sm.raw[(last - 1) & 1], u, delta, z, dout, Bm, Cm, e0, channels, (last - 1) * kL, n, aligned);
+  for (int chunk = last - 1; chunk >= first; --chunk) {
     const int t0 = chunk * kL;
     const auto& raw = sm.raw[chunk & 1];
     cp_async_wait_all();
     __syncthreads();
     softplus_tile(sm.dts, raw.delta, delta_bias, e0, channels, t0, n);
     __syncthreads();
-    if (chunk > 0)
+    if (chunk > first)
       stage_chunk<T, true>(sm.raw[(chunk - 1) & 1], u, delta, z, dout, Bm, Cm, e0, channels, t0 - kL, n, aligned);
 
 #pragma unroll 1
@@ -414,18 +583,49 @@ void check_shape(const ScanShape& sh) {
 template <class T>
 bool rows_aligned(int n) { return (static_cast<size_t>(n) * sizeof(T)) % 4 == 0; }
 
+// Chunks per slice: the G slices cover N in whole 64-step chunks.
+int slice_chunks(const ScanShape& sh) {
+  const int n_chunks = (sh.n + kL - 1) / kL;
+  return (n_chunks + sh.time_splits - 1) / sh.time_splits;
+}
+
+template <class Kernel>
+void set_smem(Kernel kernel, size_t smem) {
+  check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
+             "raising the dynamic shared-memory limit");
+}
+
+// The carry pass over the slices' summaries (workspace: [B, E, G, n] states, then [B, E, G] ΣΔ).
+void carry(const ScanShape& sh, const float* A, float* workspace, bool backward, cudaStream_t stream) {
+  const long long threads = static_cast<long long>(sh.batch) * sh.channels * kScanStates;
+  float* delta_sum = workspace + static_cast<size_t>(threads) * sh.time_splits;
+  scan_carry_kernel<<<static_cast<unsigned>((threads + 255) / 256), 256, 0, stream>>>(
+      workspace, delta_sum, A, sh.batch, sh.channels, sh.time_splits, backward);
+  check_launch("carry over time slices");
+}
+
 template <class T>
 void forward_typed(const ScanShape& sh, const void* u, const void* delta, const float* A, const void* B,
                    const void* C, const float* D, const void* z, const float* bias, void* out, float* states,
-                   cudaStream_t stream) {
-  const dim3 grid((sh.channels + kChannels - 1) / kChannels, sh.batch);
-  const size_t smem = sizeof(ForwardSmem<T>);
-  auto kernel = scan_forward_kernel<T>;
-  check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
-             "raising the dynamic shared-memory limit");
-  kernel<<<grid, kThreads, smem, stream>>>(
+                   float* workspace, cudaStream_t stream) {
+  const dim3 grid((sh.channels + kChannels - 1) / kChannels, sh.batch, sh.time_splits);
+  const int chunks = slice_chunks(sh);
+  const bool aligned = rows_aligned<T>(sh.n);
+  const float* h_in = nullptr;
+  if (sh.time_splits > 1) {
+    float* delta_sum = workspace + static_cast<size_t>(sh.batch) * sh.channels * sh.time_splits * kScanStates;
+    set_smem(scan_forward_summary_kernel<T>, sizeof(SummarySmem<T>));
+    scan_forward_summary_kernel<T><<<grid, kThreads, sizeof(SummarySmem<T>), stream>>>(
+        static_cast<const T*>(u), static_cast<const T*>(delta), A, static_cast<const T*>(B), bias, workspace,
+        delta_sum, sh.channels, sh.n, chunks, aligned);
+    check_launch("forward summary of time slices");
+    carry(sh, A, workspace, false, stream);
+    h_in = workspace;
+  }
+  set_smem(scan_forward_kernel<T>, sizeof(ForwardSmem<T>));
+  scan_forward_kernel<T><<<grid, kThreads, sizeof(ForwardSmem<T>), stream>>>(
       static_cast<const T*>(u), static_cast<const T*>(delta), A, static_cast<const T*>(B), static_cast<const T*>(C),
-      D, static_cast<const T*>(z), bias, static_cast<T*>(out), states, sh.channels, sh.n, rows_aligned<T>(sh.n));
+      D, static_cast<const T*>(z), bias, static_cast<T*>(out), states, h_in, sh.channels, sh.n, chunks, aligned);
   check_launch("forward");
 }
 
@@ -433,43 +633,89 @@ template <class T>
 void backward_typed(const ScanShape& sh, const void* u, const void* delta, const float* A, const void* B,
                     const void* C, const float* D, const void* z, const float* bias, const float* states,
                     const void* dout, void* du, void* ddelta, float* dA, float* dB, float* dC, float* dD, void* dz,
-                    float* dbias, cudaStream_t stream) {
-  const dim3 grid((sh.channels + kChannels - 1) / kChannels, sh.batch);
-  const size_t smem = sizeof(BackwardSmem<T>);
-  auto kernel = scan_backward_kernel<T>;
-  check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
-             "raising the dynamic shared-memory limit");
-  kernel<<<grid, kThreads, smem, stream>>>(
+                    float* dbias, float* workspace, cudaStream_t stream) {
+  const dim3 grid((sh.channels + kChannels - 1) / kChannels, sh.batch, sh.time_splits);
+  const int chunks = slice_chunks(sh);
+  const bool aligned = rows_aligned<T>(sh.n);
+  const float* dh_in = nullptr;
+  if (sh.time_splits > 1) {
+    float* delta_sum = workspace + static_cast<size_t>(sh.batch) * sh.channels * sh.time_splits * kScanStates;
+    set_smem(scan_backward_summary_kernel<T>, sizeof(SummarySmem<T>));
+    scan_backward_summary_kernel<T><<<grid, kThreads, sizeof(SummarySmem<T>), stream>>>(
+        static_cast<const T*>(delta), A, static_cast<const T*>(C), static_cast<const T*>(z), bias,
+        static_cast<const T*>(dout), workspace, delta_sum, sh.channels, sh.n, chunks, aligned);
+    check_launch("backward summary of time slices");
+    carry(sh, A, workspace, true, stream);
+    dh_in = workspace;
+  }
+  set_smem(scan_backward_kernel<T>, sizeof(BackwardSmem<T>));
+  scan_backward_kernel<T><<<grid, kThreads, sizeof(BackwardSmem<T>), stream>>>(
       static_cast<const T*>(u), static_cast<const T*>(delta), A, static_cast<const T*>(B), static_cast<const T*>(C),
       D, static_cast<const T*>(z), bias, states, static_cast<const T*>(dout), static_cast<T*>(du),
-      static_cast<T*>(ddelta), dA, dB, dC, dD, static_cast<T*>(dz), dbias, sh.channels, sh.n, rows_aligned<T>(sh.n));
+      static_cast<T*>(ddelta), dA, dB, dC, dD, static_cast<T*>(dz), dbias, dh_in, sh.channels, sh.n, chunks, aligned);
   check_launch("backward");
+}
+
+void check_splits(const ScanShape& sh, const float* workspace) {
+  const int n_chunks = (sh.n + kL - 1) / kL;
+  if (sh.time_splits < 1 || sh.time_splits > n_chunks || (sh.time_splits - 1) * slice_chunks(sh) >= n_chunks)
+    throw std::invalid_argument("mixers/cuda/selective_scan: time_splits " + std::to_string(sh.time_splits) +
+                                " for N = " + std::to_string(sh.n) +
+                                " (use selective_scan_time_splits: every slice must hold a chunk)");
+  if (sh.time_splits > 1 && !workspace)
+    throw std::invalid_argument("mixers/cuda/selective_scan: time_splits > 1 needs a workspace of "
+                                "selective_scan_workspace_floats(shape) floats");
 }
 
 }  // namespace
 
+int selective_scan_time_splits(const ScanShape& sh) {
+  static const int slots = [] {  // resident 128-thread scan blocks the device holds (4 per SM by shared memory)
+    int device = 0, sms = 0;
+    check_cuda(cudaGetDevice(&device), "cudaGetDevice");
+    check_cuda(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), "reading the SM count");
+    return 4 * sms;
+  }();
+  const long long blocks = static_cast<long long>((sh.channels + kChannels - 1) / kChannels) * sh.batch;
+  if (blocks == 0 || 2 * blocks >= slots) return 1;
+  const int wanted = static_cast<int>(std::min<long long>((slots + blocks - 1) / blocks, sh.n / kScanMinSlice));
+  if (wanted <= 1) return 1;
+  const int n_chunks = (sh.n + kL - 1) / kL, per_slice = (n_chunks + wanted - 1) / wanted;
+  return (n_chunks + per_slice - 1) / per_slice;  // every slice non-empty
+}
+
+long long selective_scan_workspace_floats(const ScanShape& sh) {
+  if (sh.time_splits <= 1) return 0;
+  return static_cast<long long>(sh.batch) * sh.channels * sh.time_splits * (kScanStates + 1);
+}
+
 void selective_scan_forward(const ScanShape& sh, const void* u, const void* delta, const float* A, const void* B,
                             const void* C, const float* D, const void* z, const float* bias, void* out,
-                            float* states, void* stream_ptr) {
+                            float* states, float* workspace, void* stream_ptr) {
   check_shape(sh);
   if (sh.batch == 0 || sh.channels == 0 || sh.n == 0) return;
+  check_splits(sh, workspace);
   auto stream = static_cast<cudaStream_t>(stream_ptr);
   switch (sh.element) {
-    case ScanElement::f32: forward_typed<float>(sh, u, delta, A, B, C, D, z, bias, out, states, stream); break;
-    case ScanElement::bf16: forward_typed<__nv_bfloat16>(sh, u, delta, A, B, C, D, z, bias, out, states, stream); break;
-    case ScanElement::fp16: forward_typed<__half>(sh, u, delta, A, B, C, D, z, bias, out, states, stream); break;
+    case ScanElement::f32: forward_typed<float>(sh, u, delta, A, B, C, D, z, bias, out, states, workspace, stream); break;
+    case ScanElement::bf16:
+      forward_typed<__nv_bfloat16>(sh, u, delta, A, B, C, D, z, bias, out, states, workspace, stream);
+      break;
+    case ScanElement::fp16: forward_typed<__half>(sh, u, delta, A, B, C, D, z, bias, out, states, workspace, stream); break;
   }
 }
 
 void selective_scan_backward(const ScanShape& sh, const void* u, const void* delta, const float* A, const void* B,
                              const void* C, const float* D, const void* z, const float* bias, const float* states,
                              const void* dout, void* du, void* ddelta, float* dA, float* dB, float* dC, float* dD,
-                             void* dz, float* dbias, void* stream_ptr) {
+                             void* dz, float* dbias, float* workspace, void* stream_ptr) {
   check_shape(sh);
   if (sh.batch == 0 || sh.channels == 0 || sh.n == 0) return;
+  check_splits(sh, workspace);
   auto stream = static_cast<cudaStream_t>(stream_ptr);
-#define MIXLAB_SCAN_BACKWARD(T) \
-  backward_typed<T>(sh, u, delta, A, B, C, D, z, bias, states, dout, du, ddelta, dA, dB, dC, dD, dz, dbias, stream)
+#define MIXLAB_SCAN_BACKWARD(T)                                                                               \
+  backward_typed<T>(sh, u, delta, A, B, C, D, z, bias, states, dout, du, ddelta, dA, dB, dC, dD, dz, dbias, \
+                    workspace, stream)
   switch (sh.element) {
     case ScanElement::f32: MIXLAB_SCAN_BACKWARD(float); break;
     case ScanElement::bf16: MIXLAB_SCAN_BACKWARD(__nv_bfloat16); break;
