@@ -21,7 +21,8 @@
 #                       their small kernels can share the SMs (docs/results/zoology-mqar/README.md
 #                       measured ~100 steps/s for 12 workers together without it); skipped, with a
 #                       line in summary.txt, where nvidia-cuda-mps-control is missing
-# OUT receives zoology-mqar.db, worker logs, gpu.csv (utilisation every 5 s) and summary.txt.
+# OUT receives zoology-mqar.db, summary.txt and logs.tgz (the worker logs and gpu.csv, the
+# utilisation every 5 s: one archive, so that a device call's few returned files hold the database).
 # Draw the report on the CPU: mixlab report --db OUT/zoology-mqar.db --best-over train.lr --out R
 set -euo pipefail
 BUILD=${1:?usage: tests/device/zoology_mqar.sh BUILD OUT [K]}
@@ -91,5 +92,7 @@ elapsed=$(( $(date +%s) - start ))
   fi
 } >>"$OUT/summary.txt"
 cat "$OUT/summary.txt"
+# A device call returns at most 8 files: the database and the summary alone, the rest in one archive.
+tar -C "$OUT" -czf "$OUT/logs.tgz" gpu.csv $(cd "$OUT" && ls worker*.log 2>/dev/null) && rm -f "$OUT"/worker*.log "$OUT/gpu.csv"
 rm -rf "$WORK"
 exit $failed
