@@ -30,6 +30,8 @@ def main():
     for path in sys.argv[2:]:  # model_peers.csv, and model_peers_long.csv where a call was cut before joining them
         with open(path) as f:
             for row in csv.DictReader(f):
+                if row["fwd_bwd_ms"] == "fwd_bwd_ms":  # a header repeated where two CSVs were joined
+                    continue
                 peers[(row["preset"], row["peer"], int(row["N"]))] = float(row["fwd_bwd_ms"]) if row["fwd_bwd_ms"] else None
     fmt = lambda x: "OOM" if x is None else f"{x:.2f}"
     print("| preset | N | mixlab, CUDA graph | mixlab, eager | torch.compile peer (mode) | peer / mixlab graph |")
