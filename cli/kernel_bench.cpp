@@ -35,7 +35,7 @@ struct KernelBenchOptions {
   std::string path = "mixlab_kernels.csv";
   bool quick = false;
   bool list_ops = false;
-  std::vector<std::string> ops = {"swa", "scout", "scan"};
+  std::vector<std::string> ops = {"swa", "scout", "scan", "scan_narrow"};
 };
 
 #ifdef MIXLAB_WITH_CUDA
@@ -118,7 +118,7 @@ int time_kernels(const std::vector<KernelShape>& shapes, const std::string& path
   }
   for (const auto& s : shapes) {
     if (s.op == "causal") continue;  // no mixlab kernel: full attention is SDPA's, timed by the peers
-    const auto [forward, both] = s.op == "scan" ? time_scan(s) : time_attention(s);
+    const auto [forward, both] = s.op.rfind("scan", 0) == 0 ? time_scan(s) : time_attention(s);
     emit("mixlab," + s.op + "," + std::to_string(s.n) + "," + std::to_string(s.head_dim) + "," +
          std::to_string(s.batch_heads) + "," + std::to_string(forward) + "," + std::to_string(both) + "," +
          std::to_string(s.fwd_flops) + "," + std::to_string(s.fwdbwd_flops));

@@ -30,12 +30,15 @@ KernelShape attention_shape(const std::string& op, int64_t n, int64_t head_dim) 
   return s;
 }
 
-KernelShape scan_shape(int64_t n) {
+// scan: batch 8, E = 2048 (fills the GPU with blocks of 32 channels); scan_narrow: batch 1, E = 1536,
+// a d_model 768 Mamba at batch 1 (the whole-model benchmark's shape: 48 such blocks, so the
+// kernels cut time into slices, mixers/cuda/selective_scan.cu).
+KernelShape scan_shape(const std::string& op, int64_t n) {
   KernelShape s;
-  s.op = "scan";
+  s.op = op;
   s.n = n;
-  s.batch = 8;
-  s.channels = 2048;
+  s.batch = op == "scan" ? 8 : 1;
+  s.channels = op == "scan" ? 2048 : 1536;
   s.states = 16;
   s.head_dim = s.states;
   s.batch_heads = s.batch * s.channels;
@@ -49,10 +52,10 @@ KernelShape scan_shape(int64_t n) {
 }  // namespace
 
 std::vector<KernelShape> kernel_shapes(const std::vector<std::string>& ops, bool quick) {
-  static const std::vector<std::string> valid = {"causal", "swa", "scout", "scan"};
+  static const std::vector<std::string> valid = {"causal", "swa", "scout", "scan", "scan_narrow"};
   for (const auto& op : ops)
     if (std::find(valid.begin(), valid.end(), op) == valid.end())
-      throw std::invalid_argument("unknown op '" + op + "'; valid: causal, swa, scout, scan");
+      throw std::invalid_argument("unknown op '" + op + "'; valid: causal, swa, scout, scan, scan_narrow");
   auto wanted = [&](const std::string& op) { return std::find(ops.begin(), ops.end(), op) != ops.end(); };
   const std::vector<int64_t> lengths = quick ? std::vector<int64_t>{1024, 16384}
                                              : std::vector<int64_t>{1024, 4096, 16384, 65536};
@@ -61,8 +64,9 @@ std::vector<KernelShape> kernel_shapes(const std::vector<std::string>& ops, bool
     for (int64_t n : lengths)
       for (const std::string op : {"causal", "swa", "scout"})
         if (wanted(op)) shapes.push_back(attention_shape(op, n, head_dim));
-  if (wanted("scan"))
-    for (int64_t n : lengths) shapes.push_back(scan_shape(n));
+  for (const std::string op : {"scan", "scan_narrow"})
+    if (wanted(op))
+      for (int64_t n : lengths) shapes.push_back(scan_shape(op, n));
   return shapes;
 }
 

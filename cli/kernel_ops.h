@@ -12,6 +12,7 @@
 //   scan                 the selective scan, batch 8, E = 2048 channels, n = 16 states, bf16
 //                        activations; the bandwidth floor's bytes: forward reads u, Δ, z, B, C and
 //                        writes y; backward reads u, Δ, z, B, C, dy and writes du, dΔ, dz, dB, dC
+//   scan_narrow          the same at batch 1, E = 1536 (a d_model 768 Mamba at batch 1)
 
 #include <nlohmann/json.hpp>
 
@@ -34,7 +35,7 @@ struct KernelShape {
 constexpr int64_t kAttentionTokens = int64_t{1} << 20;  // batch_heads · N of every attention shape
 constexpr int64_t kWindow = 1024, kSegment = 10;
 
-// The ops named (a subset of causal, swa, scout, scan; an unknown name throws
+// The ops named (a subset of causal, swa, scout, scan, scan_narrow; an unknown name throws
 // std::invalid_argument naming the valid ones) at N = 1k, 4k, 16k, 64k (quick: 1k, 16k).
 std::vector<KernelShape> kernel_shapes(const std::vector<std::string>& ops, bool quick);
 

@@ -9,6 +9,8 @@
 #include <nlohmann/json.hpp>
 
 #include <set>
+#include <string>
+#include <utility>
 
 using mixlab::testing::run_mixlab;
 using mixlab::testing::TempDir;
@@ -58,9 +60,11 @@ TEST(KernelOps, AttentionShapesKeepTheMasksPairsAndFillTheGpu) {
 
 TEST(KernelOps, ScanFloorBytesReadEachInputAndWriteEachOutputOnce) {
   const TempDir dir("kernel_ops_scan");
-  const auto table = list_ops(dir, "--ops scan --quick");
-  ASSERT_EQ(table.size(), 2u);  // quick: N = 1k, 16k
+  const auto table = list_ops(dir, "--ops scan,scan_narrow --quick");
+  ASSERT_EQ(table.size(), 4u);  // quick: N = 1k, 16k, for each op
+  std::set<std::pair<std::string, double>> shapes;
   for (const auto& row : table) {
+    shapes.insert({row["op"].get<std::string>(), row["batch"].get<double>() * row["channels"].get<double>()});
     const double n = row["N"], b = row["batch"], e = row["channels"], states = row["states"];
     const double activation = 2 * b * e * n, projection = 2 * b * states * n;  // bf16 [B, E, N], [B, n, N]
     // forward: u, Δ, z read, y written; B, C read.
@@ -68,13 +72,15 @@ TEST(KernelOps, ScanFloorBytesReadEachInputAndWriteEachOutputOnce) {
     // backward: u, Δ, z, dy read, du, dΔ, dz written; B, C read, dB, dC written.
     EXPECT_DOUBLE_EQ(row["fwdbwd_bytes"].get<double>(), row["fwd_bytes"].get<double>() + (4 + 3) * activation + (2 + 2) * projection);
   }
+  // batch x channels: 8 x 2048 (fills the GPU), 1 x 1536 (a d_model 768 Mamba at batch 1)
+  EXPECT_EQ(shapes, (std::set<std::pair<std::string, double>>{{"scan", 8.0 * 2048}, {"scan_narrow", 1536.0}}));
 }
 
 TEST(KernelOps, AnUnknownOpIsAUsageError) {
   const TempDir dir("kernel_ops_bad");
   const auto outcome = run_mixlab(dir.path.string(), "kernel_bench --list-ops --ops swa,flash");
   EXPECT_EQ(outcome.status, 2);
-  EXPECT_NE(outcome.output.find("unknown op 'flash'; valid: causal, swa, scout, scan"), std::string::npos) << outcome.output;
+  EXPECT_NE(outcome.output.find("unknown op 'flash'; valid: causal, swa, scout, scan, scan_narrow"), std::string::npos) << outcome.output;
 }
 
 }  // namespace

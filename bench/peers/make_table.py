@@ -64,19 +64,22 @@ def main():
             print(line)
         print()
 
-    print("### Mamba-1 selective scan (bf16 activations, batch 8, E = 2048, n = 16; ms)\n")
-    print("| N | mixlab fwd | mixlab fwd+bwd | eager fwd+bwd | vs eager | floor fwd+bwd | mixlab / floor |")
-    print("|---|---|---|---|---|---|---|")
-    for r in rows:
-        if r["impl"] != "mixlab" or r["op"] != "scan":
+    titles = {"scan": "batch 8, E = 2048", "scan_narrow": "batch 1, E = 1536: the kernels cut time into slices"}
+    for op, title in titles.items():
+        scan_rows = [r for r in rows if r["impl"] == "mixlab" and r["op"] == op]
+        if not scan_rows:
             continue
-        n = r["N"]
-        m_f, m_b = num(r["fwd_ms"]), num(r["fwdbwd_ms"])
-        eb = num(get.get(("eager", "scan", n, "16"), {}).get("fwdbwd_ms"))
-        fl = num(get.get(("floor", "scan", n, "16"), {}).get("fwdbwd_ms"))
-        ratio = "–" if fl is None else f"{m_b / fl:.2f}"
-        print(f"| {n} | {ms_fmt(m_f)} | {ms_fmt(m_b)} | {ms_fmt(eb)} | {x_fmt(m_b, eb)} | {ms_fmt(fl)} | {ratio} |")
-
+        print(f"### Mamba-1 selective scan (bf16 activations, {title}, n = 16; ms)\n")
+        print("| N | mixlab fwd | mixlab fwd+bwd | eager fwd+bwd | vs eager | floor fwd+bwd | mixlab / floor |")
+        print("|---|---|---|---|---|---|---|")
+        for r in scan_rows:
+            n = r["N"]
+            m_f, m_b = num(r["fwd_ms"]), num(r["fwdbwd_ms"])
+            eb = num(get.get(("eager", op, n, "16"), {}).get("fwdbwd_ms"))
+            fl = num(get.get(("floor", op, n, "16"), {}).get("fwdbwd_ms"))
+            ratio = "–" if fl is None else f"{m_b / fl:.2f}"
+            print(f"| {n} | {ms_fmt(m_f)} | {ms_fmt(m_b)} | {ms_fmt(eb)} | {x_fmt(m_b, eb)} | {ms_fmt(fl)} | {ratio} |")
+        print()
 
 if __name__ == "__main__":
     main()

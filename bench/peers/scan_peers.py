@@ -1,5 +1,6 @@
 """Selective-scan peers and ceilings, on the shapes of mixlab's op table (cli/kernel_ops.h, read with
-`mixlab kernel_bench --list-ops`: batch 8, E = 2048, n = 16, bf16 activations):
+`mixlab kernel_bench --list-ops`: scan = batch 8, E = 2048; scan_narrow = batch 1, E = 1536; n = 16,
+bf16 activations):
 
 - eager:   a selective_scan_ref-style scan (arXiv 2312.00752, §3.2), written here: float32, a Python loop
            over time with each step vectorised over [batch, E, n], autograd for the backward.
@@ -49,9 +50,9 @@ def main():
     csv.write(f"ceiling,copy_bandwidth,0,0,0,{bandwidth / 1e9:.3f},,0,0")
     del a, b
 
-    for shape in common.op_table(["scan"], quick):
-        n, batch, channels, states = shape["N"], shape["batch"], shape["channels"], shape["states"]
-        csv.row("floor", "scan", n, states, batch * channels, shape["fwd_bytes"] / bandwidth * 1e3,
+    for shape in common.op_table(["scan", "scan_narrow"], quick):
+        op, n, batch, channels, states = shape["op"], shape["N"], shape["batch"], shape["channels"], shape["states"]
+        csv.row("floor", op, n, states, batch * channels, shape["fwd_bytes"] / bandwidth * 1e3,
                 shape["fwdbwd_bytes"] / bandwidth * 1e3, 0)
         if n > 4096:
             continue
@@ -68,7 +69,7 @@ def main():
         with torch.no_grad():
             f = common.median_ms(run)
         b = common.median_ms(lambda: run().backward(dout), leaves)
-        csv.row("eager", "scan", n, states, batch * channels, f, b, 0)
+        csv.row("eager", op, n, states, batch * channels, f, b, 0)
 
 
 if __name__ == "__main__":
