@@ -193,6 +193,26 @@ __device__ __forceinline__ size_t slice_index(int b, int e, int slice, int chann
 
 // ---------------------------------------------------------------- time slices: summaries, carry
 
+// This block's slice of chunks [first, last) and A[e, this lane's states] · log2(e).
+struct SliceChunks {
+  int first, last;
+};
+__device__ __forceinline__ SliceChunks slice_chunk_range(int n, int slice, int slice_chunks) {
+  const int n_chunks = (n + kL - 1) / kL, first = slice * slice_chunks;
+  return {first, min(n_chunks, first + slice_chunks)};
+}
+__device__ __forceinline__ void load_scaled_A(float (&a2)[kPer], const float* A, int e, int quarter, bool valid) {
+#pragma unroll
+  for (int j = 0; j < kPer; ++j) a2[j] = valid ? A[e * kScanStates + quarter * kPer + j] * kLog2e : 0.f;
+}
+// A summary's result: this lane's 4 states of the slice's row, and (lane 0 of the quad) its ΣΔ.
+__device__ __forceinline__ void store_summary(float* local, float* delta_sum, const float (&v)[kPer], float dt_sum,
+                                              int b, int e, int slice, int channels, int quarter) {
+  const size_t row = slice_index(b, e, slice, channels);
+  *reinterpret_cast<float4*>(local + row * kScanStates + quarter * kPer) = make_float4(v[0], v[1], v[2], v[3]);
+  if (quarter == 0) delta_sum[row] = dt_sum;
+}
+
 template <class T>
 struct SummarySmem {  // per buffer: up to three [32 x 64] channel tiles and one [16 x 64] state tile
   alignas(16) T rows[2][3][kChannels * row_len<T>()];
@@ -217,7 +237,7 @@ __global__ void __launch_bounds__(kThreads)
   const size_t seq = static_cast<size_t>(b) * channels * n;
   u += seq; delta += seq;
   Bm += static_cast<size_t>(b) * kScanStates * n;
-  const int n_chunks = (n + kL - 1) / kL, first = slice * slice_chunks, last = min(n_chunks, first + slice_chunks);
+  const auto [first, last] = slice_chunk_range(n, slice, slice_chunks);
   auto stage = [&](int chunk) {  // rows: u, δ; states: B
     const int buf = chunk & 1;
     stage_raw(sm.rows[buf][0], u, e0, kChannels, channels, chunk * kL, n, aligned);
@@ -225,12 +245,8 @@ __global__ void __launch_bounds__(kThreads)
     stage_raw(sm.states[buf], Bm, 0, kScanStates, kScanStates, chunk * kL, n, aligned);
     cp_async_commit();
   };
-  float a2[kPer], h[kPer], dt_sum = 0.f;
-#pragma unroll
-  for (int j = 0; j < kPer; ++j) {
-    a2[j] = valid ? A[e * kScanStates + quarter * kPer + j] * kLog2e : 0.f;
-    h[j] = 0.f;
-  }
+  float a2[kPer], h[kPer] = {}, dt_sum = 0.f;
+  load_scaled_A(a2, A, e, quarter, valid);
   stage(first);
   for (int chunk = first; chunk < last; ++chunk) {
     const int buf = chunk & 1;
@@ -248,11 +264,7 @@ __global__ void __launch_bounds__(kThreads)
         h[j] = exp2f(dt * a2[j]) * h[j] + dtx * to_f(sm.states[buf][(quarter * kPer + j) * RL + t]);
     }
   }
-  if (valid) {
-    const size_t row = slice_index(b, e, slice, channels);
-    *reinterpret_cast<float4*>(local + row * kScanStates + quarter * kPer) = make_float4(h[0], h[1], h[2], h[3]);
-    if (quarter == 0) delta_sum[row] = dt_sum;
-  }
+  if (valid) store_summary(local, delta_sum, h, dt_sum, b, e, slice, channels, quarter);
 }
 
 // Backward summary of slice g from dh = 0, walking its steps backwards:
@@ -274,7 +286,7 @@ __global__ void __launch_bounds__(kThreads)
   const size_t seq = static_cast<size_t>(b) * channels * n;
   delta += seq; z += seq; dout += seq;
   Cm += static_cast<size_t>(b) * kScanStates * n;
-  const int n_chunks = (n + kL - 1) / kL, first = slice * slice_chunks, last = min(n_chunks, first + slice_chunks);
+  const auto [first, last] = slice_chunk_range(n, slice, slice_chunks);
   auto stage = [&](int chunk) {  // rows: z, δ, dout; states: C
     const int buf = chunk & 1;
     stage_raw(sm.rows[buf][0], z, e0, kChannels, channels, chunk * kL, n, aligned);
@@ -283,12 +295,8 @@ __global__ void __launch_bounds__(kThreads)
     stage_raw(sm.states[buf], Cm, 0, kScanStates, kScanStates, chunk * kL, n, aligned);
     cp_async_commit();
   };
-  float a2[kPer], dh[kPer], dt_sum = 0.f;
-#pragma unroll
-  for (int j = 0; j < kPer; ++j) {
-    a2[j] = valid ? A[e * kScanStates + quarter * kPer + j] * kLog2e : 0.f;
-    dh[j] = 0.f;
-  }
+  float a2[kPer], dh[kPer] = {}, dt_sum = 0.f;
+  load_scaled_A(a2, A, e, quarter, valid);
   stage(last - 1);
   for (int chunk = last - 1; chunk >= first; --chunk) {
     const int buf = chunk & 1;
@@ -307,11 +315,7 @@ __global__ void __launch_bounds__(kThreads)
         dh[j] = (dh[j] + dy * to_f(sm.states[buf][(quarter * kPer + j) * RL + t])) * exp2f(dt * a2[j]);
     }
   }
-  if (valid) {
-    const size_t row = slice_index(b, e, slice, channels);
-    *reinterpret_cast<float4*>(local + row * kScanStates + quarter * kPer) = make_float4(dh[0], dh[1], dh[2], dh[3]);
-    if (quarter == 0) delta_sum[row] = dt_sum;
-  }
+  if (valid) store_summary(local, delta_sum, dh, dt_sum, b, e, slice, channels, quarter);
 }
 
 // The carry over slices, in place, one thread per (sequence, channel, state j):
