@@ -10,6 +10,7 @@
 #   bin                configure if needed and build only the `mixlab` binary (no suite): for a
 #                      call that measures with a commit whose suite already passed on the device
 #   trainstep          bench/train_step.sh (training steps, eager / graphs / PyTorch peer)
+#   trainmfu           bench/train_mfu.sh (training tokens/s and MFU of the d_model 768 presets)
 #   breakdown          bench/kernel_breakdown.sh (per-kernel times, mixlab and its peer)
 #   scout:SECONDS:WHAT bench/scout_paper.sh on $MIXLAB_SCOUT_DIR (default .devicedeps/scout; WHAT:
 #                      decode,prefill,...), its database gzipped to $OUT/scout-paper.db.gz
@@ -37,6 +38,7 @@ for step in "$@"; do
       cmake --build "$MIXLAB_GPU_BUILD" "${target[@]}" 2>&1 | tail -2 ;;
     bin) MIXLAB_GPU_TARGET=mixlab scripts/gpu.sh "$OUT/gpu" none 2>&1 | tail -5 ;;
     trainstep) timeout $(($(left) - 30)) bench/train_step.sh "$MIXLAB_GPU_BUILD" "$OUT/ts" 2>&1 | tail -30 ;;
+    trainmfu) timeout $(($(left) - 30)) bench/train_mfu.sh "$MIXLAB_GPU_BUILD" "$OUT/mfu" 2>&1 | tail -12 ;;
     breakdown) timeout $(($(left) - 30)) bench/kernel_breakdown.sh "$MIXLAB_GPU_BUILD" "$OUT/breakdown" 2>&1 | tail -40 ;;
     scout:*)
       IFS=: read -r _ seconds what <<<"$step"
