@@ -1,6 +1,7 @@
 // experiments/paper/zoology-mqar*.json (Zoology's Figure 2, arXiv 2312.04927): the full grid, the
-// cut one-GPU variant and the FLOP-count spec pass `mixlab sweep SPEC --dry-run`, and the cut
-// spec keeps the paper's protocol (it cuts only epochs, examples, widths and learning rates).
+// cut one-GPU variant, the core variant and the FLOP-count spec pass `mixlab sweep SPEC --dry-run`;
+// the cut spec keeps the paper's protocol (it cuts only epochs, examples, widths and learning
+// rates), and every point of the core spec is a point of the full grid but for its epochs.
 
 #include "harness/spec.h"
 #include "tests/run_mixlab.h"
@@ -19,7 +20,7 @@ std::string spec_path(const std::string& name) { return std::string(MIXLAB_SOURC
 
 TEST(ZoologySpecs, EverySpecPassesTheDryRun) {
   const TempDir dir("zoology_specs");
-  for (const char* name : {"zoology-mqar.json", "zoology-mqar-cut.json", "zoology-mqar-flops.json"}) {
+  for (const char* name : {"zoology-mqar.json", "zoology-mqar-cut.json", "zoology-mqar-core.json", "zoology-mqar-flops.json"}) {
     const auto outcome = testing::run_mixlab(dir.path.string(), "sweep " + spec_path(name) + " --dry-run");
     EXPECT_EQ(outcome.status, 0) << name << ":\n" << outcome.output;
   }
@@ -59,6 +60,20 @@ TEST(ZoologySpecs, TheFullGridIsThePapersAndTheCutKeepsItsProtocol) {
     EXPECT_EQ(point.config["model"]["vocab_size"], 8192);
   }
   EXPECT_EQ(cut_models, full_models) << "every mixer stays on the chart";
+}
+
+TEST(ZoologySpecs, TheCoreIsASubsetOfTheFullGridButForItsEpochs) {
+  const SweepSpec full = load_spec(spec_path("zoology-mqar.json"), "cuda");
+  const SweepSpec core = load_spec(spec_path("zoology-mqar-core.json"), "cuda");
+  EXPECT_EQ(core.points.size(), 6u * 2 * 2 * 2);
+  std::set<std::string> full_configs;
+  for (const auto& point : full.points) full_configs.insert(point.config.dump());
+  for (const auto& point : core.points) {
+    EXPECT_EQ(point.config["train"]["epochs"], 8);
+    auto as_full = point.config;
+    as_full["train"]["epochs"] = 64;
+    EXPECT_EQ(full_configs.count(as_full.dump()), 1u) << "not a point of the full grid: " << point.label;
+  }
 }
 
 }  // namespace
