@@ -19,6 +19,11 @@
 # MIXLAB_BREAKDOWN_PHASE=decode: one decode step instead (mixlab only; the released presets as
 # they are, bf16, batch 16, the step at position 0 of a static state of N tokens, as a CUDA graph
 # replay): where the fixed per-step cost of docs/results/decode-static-h200 goes.
+# MIXLAB_BREAKDOWN_PHASE=train: one training step instead (mixlab only; the Zoology-sized MQAR
+# models of experiments/train-step-bench.json, 2 layers, vocab 8,192, the 20th step of `mixlab
+# train`, a CUDA graph replay where the model allows it); PRESETS name mixers (default
+# attention,mamba,mamba2) and LENGTHS the settings (64: 4 pairs, batch 512; 256: 16, 256; 512:
+# 64, 128), at d_model $MIXLAB_BREAKDOWN_D (default 64): where a tiny step's time goes.
 set -uo pipefail
 BUILD="${1:?usage: bench/kernel_breakdown.sh BUILD_DIR OUT_DIR [lengths] [presets]}"
 OUT="${2:?usage: bench/kernel_breakdown.sh BUILD_DIR OUT_DIR [lengths] [presets]}"
@@ -29,6 +34,30 @@ mkdir -p "$OUT"
 command -v ncu >/dev/null || { echo "kernel_breakdown.sh: ncu (Nsight Compute) is not on the PATH" >&2; exit 2; }
 NCU=(ncu --profile-from-start off --clock-control none --metrics gpu__time_duration.sum --csv)
 status=0
+if [[ ${MIXLAB_BREAKDOWN_PHASE:-} == train ]]; then
+  [[ $# -ge 4 ]] || PRESETS=attention,mamba,mamba2
+  [[ $# -ge 3 ]] || LENGTHS=64,512
+  d=${MIXLAB_BREAKDOWN_D:-64}
+  for mixer in ${PRESETS//,/ }; do
+    for n in ${LENGTHS//,/ }; do
+      case $n in 64) pairs=4 batch=512 ;; 128) pairs=8 batch=512 ;; 256) pairs=16 batch=256 ;; *) pairs=64 batch=128 ;; esac
+      name="mixlab-train_${mixer}_d${d}_${n}"
+      cat >"$OUT/$name.json" <<JSON
+{"model": {"name": "$mixer", "vocab_size": 8192, "d_model": $d, "n_heads": 1, "n_layers": 2, "pattern": ["$mixer"]},
+ "train": {"data": {"source": "mqar", "num_kv_pairs": $pairs, "power_a": 0.01, "random_non_queries": false, "examples": 4096},
+           "seq_len": $n, "batch_size": $batch, "steps": 24, "lr": 1e-3, "weight_decay": 0.1, "grad_clip": 1.0,
+           "eval": {"examples": 64}, "progress": false, "checkpoint_every": 1000000000}}
+JSON
+      MIXLAB_PROFILE_RANGE=1 "${NCU[@]}" --log-file "$OUT/$name.csv" "$BUILD/mixlab" train --config "$OUT/$name.json" \
+        --device cuda --db "$OUT/$name.db" --run-root "$OUT/runs" >"$OUT/$name.log" 2>&1 ||
+        { status=1; tail -n 5 "$OUT/$name.log"; }
+      echo "[train $mixer d=$d N=$n] profiled"
+    done
+  done
+  rm -rf "$OUT/runs"
+  python3 "$HERE/peers/ncu_table.py" "$OUT"/mixlab-train_*.csv | tee "$OUT/breakdown-train.md" || status=1
+  exit $status
+fi
 if [[ ${MIXLAB_BREAKDOWN_PHASE:-} == decode ]]; then
   for preset in ${PRESETS//,/ }; do
     for n in ${LENGTHS//,/ }; do

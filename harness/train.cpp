@@ -97,7 +97,12 @@ class TrainingRun {
     const int64_t checkpoint_every = config_.checkpoint_every > 0 ? config_.checkpoint_every : config_.eval_every;
     for (int64_t step = state_.step + 1; step <= last_step_; ++step) {
       throw_if_interrupted();  // a sweep's Ctrl-C: the last checkpoint is where a rerun resumes
-      optimiser_step(step);
+      if (ProfiledRange::requested() && step == state_.step + kProfiledStep) {
+        const ProfiledRange range;  // this step alone in the profiler's range (bench/kernel_breakdown.sh)
+        optimiser_step(step);
+      } else {
+        optimiser_step(step);
+      }
       const bool evaluate = (config_.eval_every > 0 && step % config_.eval_every == 0) || step == total_steps_;
       const bool checkpoint = (checkpoint_every > 0 && step % checkpoint_every == 0) || step == total_steps_;
       if (evaluate || checkpoint || step == last_step_) record_queued_step();  // rows up to `step` first
@@ -123,6 +128,9 @@ class TrainingRun {
 
  private:
   using clock = std::chrono::steady_clock;
+  // With $MIXLAB_PROFILE_RANGE, the session's step this far in (past a CUDA graph's capture and
+  // warm-up) runs alone inside the CUDA profiler's range.
+  static constexpr int64_t kProfiledStep = 20;
 
   int64_t step_tokens() const { return config_.grad_accum * config_.batch_size * config_.seq_len; }
   TrainingRecords& folder() { return job_.is_main() ? static_cast<TrainingRecords&>(folder_on_main_) : discarded_; }
