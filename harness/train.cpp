@@ -95,9 +95,10 @@ class TrainingRun {
   TrainSummary run() {
     resume();
     const int64_t checkpoint_every = config_.checkpoint_every > 0 ? config_.checkpoint_every : config_.eval_every;
+    const int64_t profiled_step = state_.step + kProfiledStep;  // state_.step moves with every step
     for (int64_t step = state_.step + 1; step <= last_step_; ++step) {
       throw_if_interrupted();  // a sweep's Ctrl-C: the last checkpoint is where a rerun resumes
-      if (ProfiledRange::requested() && step == state_.step + kProfiledStep) {
+      if (ProfiledRange::requested() && step == profiled_step) {
         const ProfiledRange range;  // this step alone in the profiler's range (bench/kernel_breakdown.sh)
         optimiser_step(step);
       } else {

@@ -11,7 +11,8 @@
 #                       6 mixers x 2 settings x 2 widths x 2 learning rates at the paper's example
 #                       set, 8 epochs: the ordering in one call)
 #     MIXLAB_DEADLINE_S seconds before the workers are interrupted (default 510)
-#     MIXLAB_DB         resume this database instead of a fresh one (e.g. a copy brought back)
+#     MIXLAB_DB         resume this database instead of a fresh one (e.g. a copy brought back;
+#                       gzipped when it ends in .gz)
 #     MIXLAB_GPUS       GPUs the workers are spread over, round robin (e.g. 0,1); unset: the
 #                       workers inherit the caller's CUDA_VISIBLE_DEVICES
 #     MIXLAB_DEVICE     cuda (default); cpu to try the script itself on a tiny spec
@@ -23,9 +24,10 @@
 #                       their small kernels can share the SMs (docs/results/zoology-mqar/README.md
 #                       measured ~100 steps/s for 12 workers together without it); skipped, with a
 #                       line in summary.txt, where nvidia-cuda-mps-control is missing
-# OUT receives zoology-mqar.db, summary.txt and logs.tgz (the worker logs and gpu.csv, the
+# OUT receives zoology-mqar.db.gz, summary.txt and logs.tgz (the worker logs and gpu.csv, the
 # utilisation every 5 s: one archive, so that a device call's few returned files hold the database).
-# Draw the report on the CPU: mixlab report --db OUT/zoology-mqar.db --best-over train.lr --out R
+# Draw the report on the CPU: gunzip -k OUT/zoology-mqar.db.gz, then
+# mixlab report --db OUT/zoology-mqar.db --best-over train.lr --out R
 set -euo pipefail
 BUILD=${1:?usage: tests/device/zoology_mqar.sh BUILD OUT [K]}
 OUT=${2:?usage: tests/device/zoology_mqar.sh BUILD OUT [K]}
@@ -39,7 +41,8 @@ EXTRA=()
 mkdir -p "$OUT"
 WORK=$(mktemp -d)
 DB=$WORK/zoology-mqar.db
-[[ -n "${MIXLAB_DB:-}" ]] && cp "$MIXLAB_DB" "$DB"
+if [[ "${MIXLAB_DB:-}" == *.gz ]]; then gunzip -c "$MIXLAB_DB" >"$DB"
+elif [[ -n "${MIXLAB_DB:-}" ]]; then cp "$MIXLAB_DB" "$DB"; fi
 
 "$MIXLAB" sweep "$SPEC" --dry-run | tail -1 >"$OUT/summary.txt"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader >>"$OUT/summary.txt" 2>/dev/null || true
@@ -86,8 +89,13 @@ elapsed=$(( $(date +%s) - start ))
 {
   echo "workers: $K, wall: ${elapsed} s, deadline: ${DEADLINE} s"
   if [[ -f "$DB" ]]; then
-    "$MIXLAB" merge "$DB" --out "$OUT/zoology-mqar.db" >/dev/null
-    "$MIXLAB" show --db "$DB" --summary 2>&1 | head -40  # the work copy: OUT keeps one file
+    # Gzipped: a device call returns files of at most 16 MiB, and 480 s of 12 workers' train_log
+    # rows made a 20 MB database (session 15's first run of the core spec did not come back).
+    "$MIXLAB" merge "$DB" --out "$WORK/merged.db" >/dev/null && gzip -c "$WORK/merged.db" >"$OUT/zoology-mqar.db.gz"
+    # The work copy: OUT keeps one file.  Not `| head`: under pipefail its early exit (SIGPIPE)
+    # would end the script before the logs are archived.
+    "$MIXLAB" show --db "$DB" --summary >"$WORK/show.txt" 2>&1 || true
+    sed -n 1,40p "$WORK/show.txt"
   else
     echo "no database was written (every worker stopped before its first point)"
     failed=1
