@@ -24,6 +24,17 @@ def num(x):
         return None
 
 
+FLEX_FORMS = {"flex": {"swa": "band", "scout": "gathered"}, "flex_dense": {"scout": "dense"}}
+
+
+def best_flex(get, op, n, hd):
+    """(fwd+bwd ms, mask name) of the fastest Flex formulation timed for (op, N, d), or (None, "–")."""
+    timed = [(num(get.get((impl, op, n, hd), {}).get("fwdbwd_ms")), forms[op])
+             for impl, forms in FLEX_FORMS.items() if op in forms]
+    timed = [t for t in timed if t[0] is not None]
+    return min(timed) if timed else (None, "–")
+
+
 def main():
     rows = load(sys.argv[1:])
     get = {}
@@ -42,22 +53,25 @@ def main():
     x_fmt = lambda a, b: "–" if a is None or b is None else f"{b / a:.2f}×"
     for op, title in [("swa", f"Sliding-window attention, W = 1024"), ("scout", "SCOUT checkpoint attention, S = 10")]:
         print(f"### {title} (bf16, batch×heads×N = 2^20 tokens; fwd+bwd ms)\n")
-        print("| d | N | mixlab fwd | mixlab fwd+bwd | TFLOP/s (kept) | % peak | flex fwd+bwd | vs flex | "
+        print("| d | N | mixlab fwd | mixlab fwd+bwd | TFLOP/s (kept) | % peak | flex fwd+bwd | "
+              + ("flex mask | " if op == "scout" else "") + "vs flex | "
               + ("eager fwd+bwd | vs eager | " if op == "scout" else "") + "SDPA full causal fwd+bwd |")
-        print("|---|---|---|---|---|---|---|---|" + ("---|---|" if op == "scout" else "") + "---|")
+        print("|---|---|---|---|---|---|---|---|" + ("---|---|---|" if op == "scout" else "") + "---|")
         for r in rows:
             if r["impl"] != "mixlab" or r["op"] != op:
                 continue
             n, hd = r["N"], r["head_dim"]
             m_f, m_b = num(r["fwd_ms"]), num(r["fwdbwd_ms"])
             tf = num(r["fwdbwd_flops"]) / (m_b * 1e-3) if m_b else None
-            flex = get.get(("flex", op, n, hd), {})
+            # The peer is the faster Flex formulation at this shape: SCOUT's gathered checkpoints
+            # win from 4k up, its dense mask at 1k (attention_peers.py times both).
+            fb, mask = best_flex(get, op, n, hd)
             eager = get.get(("eager", op, n, hd), {})
             sdpa = get.get(("sdpa_full", "causal", n, hd), {})
-            fb, eb, sb = num(flex.get("fwdbwd_ms")), num(eager.get("fwdbwd_ms")), num(sdpa.get("fwdbwd_ms"))
-            line = (f"| {hd} | {n} | {ms_fmt(m_f)} | {ms_fmt(m_b)} | {tf / 1e12:.0f} | "
-                    f"{100 * tf / peak:.0f}% | {ms_fmt(fb)} | {x_fmt(m_b, fb)} | " if tf and peak else
-                    f"| {hd} | {n} | {ms_fmt(m_f)} | {ms_fmt(m_b)} | – | – | {ms_fmt(fb)} | {x_fmt(m_b, fb)} | ")
+            eb, sb = num(eager.get("fwdbwd_ms")), num(sdpa.get("fwdbwd_ms"))
+            flex_cells = f"{ms_fmt(fb)} | " + (f"{mask} | " if op == "scout" else "") + f"{x_fmt(m_b, fb)} | "
+            line = (f"| {hd} | {n} | {ms_fmt(m_f)} | {ms_fmt(m_b)} | {tf / 1e12:.0f} | {100 * tf / peak:.0f}% | "
+                    if tf and peak else f"| {hd} | {n} | {ms_fmt(m_f)} | {ms_fmt(m_b)} | – | – | ") + flex_cells
             if op == "scout":
                 line += f"{ms_fmt(eb) if eb else 'OOM/–'} | {x_fmt(m_b, eb)} | "
             line += f"{ms_fmt(sb)} |"
