@@ -92,6 +92,24 @@ TEST(GraphedTrainStep, LossInputsKeepOnlyThePositionsWithATarget) {
   EXPECT_EQ(all.shape(), (std::vector<int64_t>{4, 24, -1}));
 }
 
+// The host's one-pass search (harness/loss_inputs.cpp) against its definition by tensor ops, on
+// random masks from all-asked to none asked.
+TEST(GraphedTrainStep, LossInputsOnTheHostEqualTheTensorDefinition) {
+  torch::manual_seed(3);
+  for (double keep : {0.0, 0.05, 0.5, 0.97}) {
+    const auto tokens = torch::randint(0, 50, {6, 40}, torch::kInt64);
+    const auto targets = torch::where(torch::rand({6, 40}) < keep, tokens, torch::full_like(tokens, data::kIgnore));
+    const data::Batch batch{tokens, targets, targets.ne(data::kIgnore)};
+    const auto found = loss_inputs(batch);
+    const auto flat = targets.reshape({-1});
+    const auto expected_rows = flat.ne(data::kIgnore).nonzero().squeeze(1);
+    ASSERT_TRUE(found.rows.defined()) << keep;
+    EXPECT_TRUE(torch::equal(found.rows, expected_rows)) << keep;
+    EXPECT_TRUE(torch::equal(found.targets, flat.index_select(0, expected_rows))) << keep;
+    EXPECT_TRUE(torch::equal(found.inputs, tokens));
+  }
+}
+
 TEST(GraphedTrainStep, ReplaysEqualTheEagerStepsOnCuda) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "skipped: no GPU";
   const int64_t steps = 6;
