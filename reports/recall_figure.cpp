@@ -174,11 +174,12 @@ Table recall_table(const std::vector<RecallRow>& rows, const std::string& axis) 
   table.csv_columns = {"seq_len_pairs", "d_model", "accuracy", "best_" + axis, "state_bytes", "points"};
   for (const auto& row : rows) {
     table.rows.push_back(row.line);
-    table.cells.push_back({TableCell::words(setting(row.seq_len, row.pairs)), TableCell::value(static_cast<double>(row.d_model)),
+    // d_model and the count of points are integers: words, not 3-significant-digit numbers ("64.0").
+    table.cells.push_back({TableCell::words(setting(row.seq_len, row.pairs)), TableCell::words(std::to_string(row.d_model)),
                            std::isfinite(row.accuracy) ? TableCell::value(row.accuracy) : TableCell::words("no result"),
                            TableCell::words(row.best_axis_value.empty() ? "-" : row.best_axis_value),
                            std::isfinite(row.state_bytes) ? TableCell::value(row.state_bytes) : TableCell{},
-                           TableCell::value(static_cast<double>(row.candidates))});
+                           TableCell::words(std::to_string(row.candidates))});
   }
   return table;
 }

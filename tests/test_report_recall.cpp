@@ -158,6 +158,10 @@ TEST_F(ReportRecall, ReportWithBestOverDrawsTheFigureAndWritesTheTables) {
   EXPECT_TRUE(std::filesystem::exists(dir.path("out/plots/recall_accuracy_vs_state_L64_K4.png")));
   const std::string csv = fixture::slurp(dir.path("out/tables/recall_published.csv"));
   EXPECT_NE(csv.find("above by 0.02"), std::string::npos) << csv;
+  // Integers stay integers in the best-over table (d_model 64 once printed as "64.0").
+  const std::string best = fixture::slurp(dir.path("out/tables/recall_best_over.md"));
+  EXPECT_NE(best.find("| 64 |"), std::string::npos) << best;
+  EXPECT_EQ(best.find("| 64.0 |"), std::string::npos) << best;
 }
 
 }  // namespace mixlab::reports
