@@ -36,6 +36,10 @@ SPEC=${MIXLAB_SPEC:-experiments/paper/zoology-mqar-cut.json}
 DEADLINE=${MIXLAB_DEADLINE_S:-510}
 DEVICE=${MIXLAB_DEVICE:-cuda}
 MIXLAB=$BUILD/mixlab
+# The commit stamped on the rows: a device's copy of the tree carries a git that lags it, so the
+# commit written beside the tree (.devicedeps/commit, as scripts/device_call.sh reads it) wins.
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+[[ -z "${MIXLAB_GIT_COMMIT:-}" && -f "$ROOT/.devicedeps/commit" ]] && export MIXLAB_GIT_COMMIT="$(cat "$ROOT/.devicedeps/commit")"
 EXTRA=()
 [[ -n "${MIXLAB_TRAIN_EXECUTION:-}" ]] && EXTRA=(--set "train.execution=$MIXLAB_TRAIN_EXECUTION")
 mkdir -p "$OUT"
