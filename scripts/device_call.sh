@@ -15,7 +15,8 @@
 #   scout:SECONDS:WHAT bench/scout_paper.sh on $MIXLAB_SCOUT_DIR (default .devicedeps/scout; WHAT:
 #                      decode,prefill,...), its database gzipped to $OUT/scout-paper.db.gz
 #   anything else      run as a bash command
-# Each step gets what is left of LIMIT_SECONDS less a margin.  Needs .devicedeps/ carried: the
+# Each step gets what is left of LIMIT_SECONDS less a margin.  More than 8 files under $OUT at
+# the end are archived into $OUT/results.tgz (tables *.md and tests.log kept beside it).  Needs .devicedeps/ carried: the
 # sqlite3 headers (gpu.sh), `commit` (the short commit, stamped on rows) and for `scout` the
 # database folder.  A carried folder replaces the machine's copy: after every call, copy the
 # returned database back into .devicedeps/scout before the next one.
@@ -52,4 +53,12 @@ for step in "$@"; do
     *) bash -c "$step" 2>&1 | tail -40 ;;
   esac
 done
+# A call returns at most 8 files (16 MiB each): when the steps left more, everything goes into
+# one archive, and only the tables (*.md) and the suite's log stay beside it.
+if (( $(find "$OUT" -type f | wc -l) > 8 )); then
+  archive="$(mktemp --suffix=.tgz)"
+  tar -C "$OUT" -czf "$archive" . && find "$OUT" -type f ! -name '*.md' ! -name tests.log -delete &&
+    mv "$archive" "$OUT/results.tgz"
+  echo "== $(tar -tzf "$OUT/results.tgz" | grep -vc '/$') files archived in results.tgz; kept: $(cd "$OUT" && find . -type f | tr '\n' ' ')"
+fi
 echo "== done at +$(($(date +%s) - T0)) s"
