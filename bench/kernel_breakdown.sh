@@ -23,7 +23,8 @@
 # models of experiments/train-step-bench.json, 2 layers, vocab 8,192, the 20th step of `mixlab
 # train`, a CUDA graph replay where the model allows it); PRESETS name mixers (default
 # attention,mamba,mamba2) and LENGTHS the settings (64: 4 pairs, batch 512; 256: 16, 256; 512:
-# 64, 128), at d_model $MIXLAB_BREAKDOWN_D (default 64): where a tiny step's time goes.
+# 64, 128), at d_model $MIXLAB_BREAKDOWN_D (default 64): where a tiny step's time goes; for
+# attention also its PyTorch peer's step (bench/peers/train_step_peer.py, compile + whole-step graph).
 set -uo pipefail
 BUILD="${1:?usage: bench/kernel_breakdown.sh BUILD_DIR OUT_DIR [lengths] [presets]}"
 OUT="${2:?usage: bench/kernel_breakdown.sh BUILD_DIR OUT_DIR [lengths] [presets]}"
@@ -51,11 +52,16 @@ JSON
       MIXLAB_PROFILE_RANGE=1 "${NCU[@]}" --log-file "$OUT/$name.csv" "$BUILD/mixlab" train --config "$OUT/$name.json" \
         --device cuda --db "$OUT/$name.db" --run-root "$OUT/runs" >"$OUT/$name.log" 2>&1 ||
         { status=1; tail -n 5 "$OUT/$name.log"; }
+      if [[ $mixer == attention ]]; then  # its peer: the same model in PyTorch, the whole step one graph
+        "${NCU[@]}" --log-file "$OUT/peer-train_${mixer}_d${d}_${n}.csv" python3 "$HERE/peers/train_step_peer.py" \
+          /dev/null --peers compile+graph --points "$d:$n" --steps 20 --profile-range \
+          >"$OUT/peer-train_${mixer}_d${d}_${n}.log" 2>&1 || { status=1; tail -n 5 "$OUT/peer-train_${mixer}_d${d}_${n}.log"; }
+      fi
       echo "[train $mixer d=$d N=$n] profiled"
     done
   done
   rm -rf "$OUT/runs"
-  python3 "$HERE/peers/ncu_table.py" "$OUT"/mixlab-train_*.csv | tee "$OUT/breakdown-train.md" || status=1
+  python3 "$HERE/peers/ncu_table.py" "$OUT"/mixlab-train_*.csv "$OUT"/peer-train_*.csv | tee "$OUT/breakdown-train.md" || status=1
   exit $status
 fi
 if [[ ${MIXLAB_BREAKDOWN_PHASE:-} == decode ]]; then

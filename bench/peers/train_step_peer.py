@@ -19,7 +19,11 @@ AdamW: betas (0.9, 0.95), weight decay 0.1 on matrices only, lr 1e-3; gradients 
 1.  Data: 16 fixed batches of random tokens made on the GPU beforehand (the timing is of the step,
 not of a data generator); losses are therefore not comparable with mixlab's MQAR losses.
 
-    python3 bench/peers/train_step_peer.py OUT.csv [--steps 150]
+    python3 bench/peers/train_step_peer.py OUT.csv [--steps 150] [--points 64:64,...] [--profile-range]
+
+--points keeps the (d_model:seq_len) points named; --profile-range runs one more step after the
+timed ones alone inside torch.cuda.profiler.start()/stop(), for `ncu --profile-from-start off`
+(bench/kernel_breakdown.sh, MIXLAB_BREAKDOWN_PHASE=train).
 Rows: peer,point,d_model,seq_len,batch,ms_per_step,steps_per_s,error
 A row whose peer failed (e.g. a capture error) has the first line of the error and no rate.
 """
@@ -113,8 +117,12 @@ class QueryLoss(torch.nn.Module):
         return F.cross_entropy(logits.float(), targets)
 
 
+PROFILE_RANGE = False  # --profile-range
+
+
 def timed(run_step, steps, warmup=10):
-    """ms per step: `warmup` steps untimed, then `steps` timed between two synchronisations."""
+    """ms per step: `warmup` steps untimed, then `steps` timed between two synchronisations
+    (then, with --profile-range, one more step alone in the profiler's range)."""
     for i in range(warmup):
         run_step(i)
     torch.cuda.synchronize()
@@ -122,7 +130,13 @@ def timed(run_step, steps, warmup=10):
     for i in range(steps):
         run_step(warmup + i)
     torch.cuda.synchronize()
-    return 1000 * (time.perf_counter() - start) / steps
+    ms = 1000 * (time.perf_counter() - start) / steps
+    if PROFILE_RANGE:
+        torch.cuda.profiler.start()
+        run_step(warmup + steps)
+        torch.cuda.synchronize()
+        torch.cuda.profiler.stop()
+    return ms
 
 
 def compiled_eager_steps(model, batches, steps):
@@ -178,11 +192,18 @@ def main():
     parser.add_argument("out")
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--peers", default=",".join(PEERS))
+    parser.add_argument("--points", default="", help="d_model:seq_len pairs to keep, e.g. 64:64,64:512 (default: all)")
+    parser.add_argument("--profile-range", action="store_true", help="one more step inside the CUDA profiler's range")
     args = parser.parse_args()
+    global PROFILE_RANGE
+    PROFILE_RANGE = args.profile_range
+    keep = {tuple(int(x) for x in item.split(":")) for item in args.points.split(",") if item}
     with open(args.out, "w") as out:
         out.write("peer,point,d_model,seq_len,batch,ms_per_step,steps_per_s,error\n")
         for seq_len, pairs, batch in POINTS:
             for d in WIDTHS:
+                if keep and (d, seq_len) not in keep:
+                    continue
                 point = f"attention · mqar d={d} batch_size={batch} data.num_kv_pairs={pairs} seq_len={seq_len}"
                 for name in args.peers.split(","):
                     torch.manual_seed(0)
