@@ -65,15 +65,26 @@ TEST(ZoologySpecs, TheFullGridIsThePapersAndTheCutKeepsItsProtocol) {
 TEST(ZoologySpecs, TheCoreIsASubsetOfTheFullGridButForItsEpochs) {
   const SweepSpec full = load_spec(spec_path("zoology-mqar.json"), "cuda");
   const SweepSpec core = load_spec(spec_path("zoology-mqar-core.json"), "cuda");
-  EXPECT_EQ(core.points.size(), 6u * 2 * 2 * 2);
-  std::set<std::string> full_configs;
-  for (const auto& point : full.points) full_configs.insert(point.config.dump());
+  EXPECT_EQ(core.points.size(), 13u * 2 * 2 * 2);
+  // Models compared without their width (the grid's axis).
+  const auto model_of = [](const SweepPoint& point) {
+    auto model = point.config["model"];
+    model.erase("d_model");
+    return model.dump();
+  };
+  std::set<std::string> full_configs, full_models, core_models;
+  for (const auto& point : full.points) {
+    full_configs.insert(point.config.dump());
+    full_models.insert(model_of(point));
+  }
   for (const auto& point : core.points) {
+    core_models.insert(model_of(point));
     EXPECT_EQ(point.config["train"]["epochs"], 8);
     auto as_full = point.config;
     as_full["train"]["epochs"] = 64;
     EXPECT_EQ(full_configs.count(as_full.dump()), 1u) << "not a point of the full grid: " << point.label;
   }
+  EXPECT_EQ(core_models, full_models) << "every mixer of the full grid is on the core chart";
 }
 
 }  // namespace
