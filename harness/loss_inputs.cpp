@@ -19,7 +19,7 @@ LossInputs by_tensor_ops(const torch::Tensor& inputs, const torch::Tensor& targe
 }  // namespace
 
 // On the host, where the training loop makes every batch, one pass over the targets: the tensor
-// ops above (ne, all, nonzero, index_select) cost 4-5x this on a 32k-token batch
+// ops above (ne, all, nonzero, index_select) cost 2.4-3.6x this on the Zoology batches
 // (bench/train_host_cost.cpp), and the loop makes a batch per optimiser step.
 LossInputs loss_inputs(const data::Batch& batch) {
   const auto targets = batch.targets.reshape({-1});  // [B·L]

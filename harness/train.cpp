@@ -98,10 +98,9 @@ class TrainingRun {
     const int64_t profiled_step = state_.step + kProfiledStep;  // state_.step moves with every step
     for (int64_t step = state_.step + 1; step <= last_step_; ++step) {
       throw_if_interrupted();  // a sweep's Ctrl-C: the last checkpoint is where a rerun resumes
-      if (ProfiledRange::requested() && step == profiled_step) {
-        const ProfiledRange range;  // this step alone in the profiler's range (bench/kernel_breakdown.sh)
-        optimiser_step(step);
-      } else {
+      {
+        std::optional<ProfiledRange> range;  // this step alone in the profiler's range (bench/kernel_breakdown.sh)
+        if (ProfiledRange::requested() && step == profiled_step) range.emplace();
         optimiser_step(step);
       }
       const bool evaluate = (config_.eval_every > 0 && step % config_.eval_every == 0) || step == total_steps_;

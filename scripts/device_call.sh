@@ -16,8 +16,8 @@
 #                      decode,prefill,...), its database gzipped to $OUT/scout-paper.db.gz
 #   anything else      run as a bash command
 # Each step gets what is left of LIMIT_SECONDS less a margin.  More than 8 files under $OUT at
-# the end are archived into $OUT/results.tgz (tables *.md and tests.log kept beside it).  Needs .devicedeps/ carried: the
-# sqlite3 headers (gpu.sh), `commit` (the short commit, stamped on rows) and for `scout` the
+# the end are archived into $OUT/results.tgz (tables *.md and tests.log kept beside it).
+# Needs .devicedeps/ carried: the sqlite3 headers (gpu.sh), `commit` (the short commit, stamped on rows) and for `scout` the
 # database folder.  A carried folder replaces the machine's copy: after every call, copy the
 # returned database back into .devicedeps/scout before the next one.
 set -uo pipefail

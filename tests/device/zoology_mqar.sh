@@ -8,8 +8,8 @@
 #     K                 workers on the GPU (default 12: the models are tiny, one process alone
 #                       leaves the GPU waiting on kernel launches)
 #     MIXLAB_SPEC       the spec (default experiments/paper/zoology-mqar-cut.json; zoology-mqar-core.json:
-#                       6 mixers x 2 settings x 2 widths x 2 learning rates at the paper's example
-#                       set, 8 epochs: the ordering in one call)
+#                       13 mixers x 2 settings x 2 widths x 2 learning rates at the paper's example
+#                       set, up to 8 epochs: the ordering at the paper's budget per point)
 #     MIXLAB_DEADLINE_S seconds before the workers are interrupted (default 510)
 #     MIXLAB_DB         resume this database instead of a fresh one (e.g. a copy brought back;
 #                       gzipped when it ends in .gz)
