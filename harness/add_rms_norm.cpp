@@ -24,4 +24,16 @@ std::pair<torch::Tensor, torch::Tensor> add_rms_norm(const torch::Tensor& x, con
   return {h, y};
 }
 
+// y = RMSNorm(x)·w  (the kernel with no residual where it takes the inputs, else compat::rms_norm).
+torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
+#ifdef MIXLAB_WITH_CUDA
+  if (cuda::add_rms_norm_supported(x, x, weight)) {
+    record_implementation("rms_norm", Implementation::kernel);
+    return cuda::rms_norm(x, weight, eps);
+  }
+#endif
+  record_implementation("rms_norm", Implementation::reference);
+  return compat::rms_norm(x, weight, eps);
+}
+
 }  // namespace mixlab

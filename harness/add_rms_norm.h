@@ -21,4 +21,9 @@ namespace mixlab {
 std::pair<torch::Tensor, torch::Tensor> add_rms_norm(const torch::Tensor& x, const torch::Tensor& r,
                                                      const torch::Tensor& weight, double eps);
 
+// y = RMSNorm(x)·w over the last dimension, the norm that no residual add precedes (the first
+// sublayer's, routed layers', decoding's): on CUDA the same kernels with no residual ("rms_norm=kernel"),
+// otherwise compat::rms_norm ("rms_norm=reference").  x: [..., d]; weight: [d].
+torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps);
+
 }  // namespace mixlab

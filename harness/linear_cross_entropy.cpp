@@ -1,6 +1,9 @@
 #include "harness/linear_cross_entropy.h"
 
 #include <algorithm>
+#include <vector>
+
+#include "harness/cross_entropy_rows.h"
 
 namespace mixlab {
 
@@ -9,28 +12,22 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-// Float32 for the reductions, unless the inputs are float64.
-torch::ScalarType reduction_type(const torch::Tensor& t) {
-  return t.scalar_type() == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
-}
-
 class LinearCrossEntropy : public torch::autograd::Function<LinearCrossEntropy> {
  public:
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& hidden, const torch::Tensor& weight,
                                const torch::Tensor& targets, int64_t chunk_rows) {
     const int64_t rows = hidden.size(0);
-    const auto reduce = reduction_type(hidden);
-    auto log_normaliser = torch::empty({rows}, hidden.options().dtype(reduce));  // [M] log Σᵥ exp(hᵢ·wᵥ)
-    auto target_logit = torch::empty({rows}, hidden.options().dtype(reduce));    // [M] hᵢ·w_{yᵢ}
+    std::vector<torch::Tensor> log_normalisers, target_logits;  // per chunk: [n] log Σᵥ exp(hᵢ·wᵥ), [n] hᵢ·w_{yᵢ}
     torch::ScalarType product = hidden.scalar_type();
     for (int64_t start = 0; start < rows; start += chunk_rows) {
       const int64_t n = std::min(chunk_rows, rows - start);
       const auto logits = torch::matmul(hidden.narrow(0, start, n), weight.t());  // [n, V] (autocast's dtype)
       product = logits.scalar_type();
-      const auto wide = logits.to(reduce);
-      log_normaliser.narrow(0, start, n).copy_(torch::logsumexp(wide, 1));
-      target_logit.narrow(0, start, n).copy_(wide.gather(1, targets.narrow(0, start, n).unsqueeze(1)).squeeze(1));
+      auto [lse, picked] = cross_entropy_rows_forward(logits, targets.narrow(0, start, n));
+      log_normalisers.push_back(std::move(lse));
+      target_logits.push_back(std::move(picked));
     }
+    const auto log_normaliser = joined(log_normalisers), target_logit = joined(target_logits);  // [M] each
     ctx->save_for_backward({hidden, weight, targets, log_normaliser});
     ctx->saved_data["chunk_rows"] = chunk_rows;
     ctx->saved_data["product"] = static_cast<int64_t>(product);
@@ -50,17 +47,19 @@ class LinearCrossEntropy : public torch::autograd::Function<LinearCrossEntropy> 
     auto grad_weight = torch::zeros(weight.sizes(), weight.options().dtype(reduce));
     for (int64_t start = 0; start < rows; start += chunk_rows) {
       const int64_t n = std::min(chunk_rows, rows - start);
-      const auto h = hidden.narrow(0, start, n).to(product);                          // [n, d]
-      auto p = torch::matmul(h, weight_p.t()).to(reduce);                              // [n, V] logits
-      p.sub_(log_normaliser.narrow(0, start, n).unsqueeze(1)).exp_();                  // softmax
-      p.scatter_add_(1, targets.narrow(0, start, n).unsqueeze(1),
-                     -torch::ones({n, 1}, p.options()));                                // − onehot(y)
-      p.mul_(scale);
-      const auto p_product = p.to(product);
-      grad_hidden.narrow(0, start, n).copy_(torch::matmul(p_product, weight_p));        // [n, d]
-      grad_weight.add_(torch::matmul(p_product.t(), h));                                // [V, d]
+      const auto h = hidden.narrow(0, start, n).to(product);                                    // [n, d]
+      const auto p = cross_entropy_rows_backward(torch::matmul(h, weight_p.t()), targets.narrow(0, start, n),
+                                                 log_normaliser.narrow(0, start, n), scale);    // [n, V] dlogits
+      grad_hidden.narrow(0, start, n).copy_(torch::matmul(p, weight_p));                        // [n, d]
+      grad_weight.add_(torch::matmul(p.t(), h));                                                // [V, d]
     }
     return {grad_hidden, grad_weight.to(weight.scalar_type()), torch::Tensor(), torch::Tensor()};
+  }
+
+ private:
+  // The chunks' [n] pieces as one [M] (the piece itself where there is one chunk).
+  static torch::Tensor joined(const std::vector<torch::Tensor>& pieces) {
+    return pieces.size() == 1 ? pieces.front() : torch::cat(pieces);
   }
 };
 

@@ -3,6 +3,7 @@
 #include "core/compat.h"
 
 #include "harness/add_rms_norm.h"
+#include "harness/token_embedding.h"
 #include "harness/scone.h"
 
 #include <cmath>
@@ -15,7 +16,7 @@ RMSNormImpl::RMSNormImpl(int64_t dim, double eps_) : eps(eps_) {
   weight = register_parameter("weight", torch::ones({dim}));
 }
 
-torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) { return compat::rms_norm(x, weight, eps); }
+torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) { return mixlab::rms_norm(x, weight, eps); }
 
 LanguageModelImpl::LanguageModelImpl(const ModelConfig& config) : config_(config) {
   if (config.pattern.empty()) throw RegistryError("model.pattern is empty: give at least one sublayer");
@@ -65,7 +66,7 @@ LanguageModelImpl::LanguageModelImpl(const ModelConfig& config) : config_(config
 // i + 1's, or the final one) run as one add_rms_norm: `normed` carries RMSNorm_{i+1}(h) to the next
 // iteration.  A routed layer and layer averaging keep the add and the norm apart.
 torch::Tensor LanguageModelImpl::hidden_states(const torch::Tensor& tokens) {
-  auto h = scone_ ? scone_->forward(tokens) : embed_tokens_(tokens);  // [B, N, d]
+  auto h = scone_ ? scone_->forward(tokens) : token_embedding(embed_tokens_->weight, tokens);  // [B, N, d]
   std::vector<torch::Tensor> history{h};                              // x_0 .. x_ℓ for layer averaging
   const size_t per_layer = config_.pattern.size();
   torch::Tensor normed;  // RMSNorm_i(h) when the previous add made it, else undefined

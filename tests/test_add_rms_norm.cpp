@@ -5,7 +5,8 @@
 // GPU): h, y and the gradients dx, dr, dw against float64 on the CPU from the same inputs, for
 // bf16 / fp16 / float32, mixed residual and branch dtypes, ragged row counts, widths that fill a
 // lane's vectors and ones that do not, with and without a gradient reaching h along the residual
-// path; dw bit-identical run to run; the dtype rule under autocast; and the dispatch.
+// path; dw bit-identical run to run; the dtype rule under autocast; and the dispatch.  The RMSNorm
+// alone (harness/add_rms_norm.h rms_norm: the same kernels without the residual) likewise.
 
 #include "core/compat.h"
 #include "core/implementation.h"
@@ -42,6 +43,18 @@ TEST(AddRmsNorm, CpuRunsTheComposedFormBitForBit) {
     EXPECT_EQ(log.summary(), "add_rms_norm=reference");
     EXPECT_TRUE(torch::equal(h, x + r)) << dtype;
     EXPECT_TRUE(torch::equal(y, compat::rms_norm(x + r, w, kEps))) << dtype;
+  }
+}
+
+// The RMSNorm alone runs compat::rms_norm on the CPU, bit for bit.
+TEST(RmsNorm, CpuRunsCompatRmsNormBitForBit) {
+  torch::manual_seed(6);
+  for (const auto dtype : {torch::kFloat32, torch::kBFloat16, torch::kFloat64}) {
+    const auto x = torch::randn({3, 4, 40}).to(dtype), w = torch::randn({40});
+    ImplementationLog log;
+    const auto y = rms_norm(x, w, kEps);
+    EXPECT_EQ(log.summary(), "rms_norm=reference");
+    EXPECT_TRUE(torch::equal(y, compat::rms_norm(x, w, kEps))) << dtype;
   }
 }
 
@@ -162,6 +175,42 @@ TEST(AddRmsNormKernel, MixedDtypesMatchFloat64Reference) {
       check_add_rms_norm({shape, torch::kFloat32, torch::kHalf, torch::kFloat32, residual_gradient});
       check_add_rms_norm({shape, torch::kBFloat16, torch::kBFloat16, torch::kFloat32, residual_gradient});
     }
+}
+
+// The RMSNorm alone (no residual: the same kernels with r null) against float64 on the CPU:
+// y, dx, dw for each dtype, a float32 x beside a bf16 weight's promotion, and the widths above.
+void check_rms_norm(const std::vector<int64_t>& shape, torch::ScalarType x_dtype, torch::ScalarType w_dtype) {
+#ifdef MIXLAB_WITH_CUDA
+  torch::manual_seed(41 + shape.front() + shape.back());
+  const auto cuda = torch::TensorOptions().device(torch::kCUDA);
+  const auto x = (torch::randn(shape, cuda) * 2).to(x_dtype).requires_grad_(true);
+  const auto w = (1 + 0.5 * torch::randn({shape.back()}, cuda)).to(w_dtype).requires_grad_(true);
+  ImplementationLog log;
+  poison_allocator();
+  const auto y = rms_norm(x, w, kEps);
+  EXPECT_EQ(log.summary(), "rms_norm=kernel");
+  EXPECT_EQ(y.scalar_type(), at::promote_types(x_dtype, w_dtype));
+  const auto gy = torch::randn(y.sizes(), cuda.dtype(y.scalar_type()));
+  y.backward(gy);
+  const auto x64 = x.detach().cpu().to(torch::kDouble).requires_grad_(true);
+  const auto w64 = w.detach().cpu().to(torch::kDouble).requires_grad_(true);
+  const auto y64 = x64 * torch::rsqrt(x64.square().mean(-1, true) + kEps) * w64;
+  y64.backward(gy.cpu().to(torch::kDouble));
+  SCOPED_TRACE(std::string("x ") + c10::toString(x_dtype) + ", w " + c10::toString(w_dtype) + ", shape " +
+               c10::str(c10::IntArrayRef(shape)));
+  EXPECT_LT(relative_error(y, y64), tolerance(y.scalar_type())) << "y";
+  EXPECT_LT(relative_error(x.grad(), x64.grad()), tolerance(x_dtype)) << "dx";
+  EXPECT_LT(relative_error(w.grad(), w64.grad()), tolerance(w_dtype)) << "dw";
+#endif
+}
+
+TEST(RmsNormKernel, MatchesFloat64Reference) {
+  MIXLAB_REQUIRE_GPU();
+  for (const auto dtype : {torch::kBFloat16, torch::kHalf, torch::kFloat32})
+    for (const auto& shape : std::vector<std::vector<int64_t>>{{3, 37, 768}, {2, 8000, 64}, {7, 200}, {2, 3, 2048}})
+      check_rms_norm(shape, dtype, dtype);
+  check_rms_norm({5, 64}, torch::kBFloat16, torch::kFloat32);
+  check_rms_norm({5, 64}, torch::kFloat32, torch::kBFloat16);
 }
 
 // dw is a two-pass sum in a fixed order: the same bits every run.

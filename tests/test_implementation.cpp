@@ -61,24 +61,27 @@ TEST(Implementation, MeasurementRowsSayWhatRan) {
   ASSERT_EQ(rows.size(), 2u);
   for (const auto& row : rows)
     EXPECT_EQ(row.implementation,
-              "add_rms_norm=reference, apply_rope=reference, sliding_window_attention=reference, swiglu=reference")
+              "add_rms_norm=reference, apply_rope=reference, rms_norm=reference, sliding_window_attention=reference, "
+              "swiglu=reference, token_embedding=reference")
         << row.phase;
 
   ModelConfig mlp_only = config;
   mlp_only.pattern = {SublayerConfig{"mlp", {}}};
   LanguageModel swiglu_only(mlp_only);
   settings.phases = {"forward"};
-  EXPECT_EQ(measure_model(swiglu_only, settings).at(0).implementation, "add_rms_norm=reference, swiglu=reference");
+  EXPECT_EQ(measure_model(swiglu_only, settings).at(0).implementation,
+            "add_rms_norm=reference, rms_norm=reference, swiglu=reference, token_embedding=reference");
 
-  ModelConfig identity = config;  // the residual add fused with the next norm is the only op with a kernel
+  ModelConfig identity = config;  // the embedding and the norms (the first alone, the next fused with the add)
   identity.pattern = {SublayerConfig{"identity", {}}};
   LanguageModel plain(identity);
-  EXPECT_EQ(measure_model(plain, settings).at(0).implementation, "add_rms_norm=reference");
+  EXPECT_EQ(measure_model(plain, settings).at(0).implementation,
+            "add_rms_norm=reference, rms_norm=reference, token_embedding=reference");
 
-  ModelConfig no_kernel_op = identity;  // layer averaging keeps add and norm apart: LibTorch's operators only
+  ModelConfig no_kernel_op = identity;  // layer averaging keeps add and norm apart: every norm runs alone
   no_kernel_op.layer_averaging = true;
   LanguageModel averaged(no_kernel_op);
-  EXPECT_EQ(measure_model(averaged, settings).at(0).implementation, "library");
+  EXPECT_EQ(measure_model(averaged, settings).at(0).implementation, "rms_norm=reference, token_embedding=reference");
 }
 
 TEST(Implementation, AnOlderDatabaseGainsTheColumnsAndRowsCarryThem) {

@@ -134,7 +134,7 @@ __device__ __forceinline__ float warp_sum(float v) {
 // ------------------------------------------------------------------ the kernels
 
 // x, r: [rows, cols]; w: [cols] -> h, y: [rows, cols]; s: [rows].  h = x + r, s = rsqrt(mean(h²) + eps),
-// y = (h·s)·w.
+// y = (h·s)·w.  r null: h = x (the RMSNorm alone), and h null: not written.
 template <int P>
 __global__ void __launch_bounds__(kThreads)
     add_rms_norm_forward_kernel(AddNormShape s, const void* __restrict__ x, const void* __restrict__ r,
@@ -147,21 +147,24 @@ __global__ void __launch_bounds__(kThreads)
   for (long long row = static_cast<long long>(blockIdx.x) * kWarps + threadIdx.x / 32; row < s.rows;
        row += static_cast<long long>(gridDim.x) * kWarps) {
     const long long at = row * s.cols;
-    float hv[P][kV], rv[P][kV];
+    float hv[P][kV];
     load_row<P>(s.h, x, at, lane, vectors, hv);
-    load_row<P>(s.r, r, at, lane, vectors, rv);
+    if (r != nullptr) {
+      float rv[P][kV];
+      load_row<P>(s.r, r, at, lane, vectors, rv);
 #pragma unroll
-    for (int p = 0; p < P; ++p)
+      for (int p = 0; p < P; ++p)
 #pragma unroll
-      for (int e = 0; e < kV; ++e) hv[p][e] += rv[p][e];
-    round_row<P>(s.h, hv);
+        for (int e = 0; e < kV; ++e) hv[p][e] += rv[p][e];
+      round_row<P>(s.h, hv);
+    }
     float squares = 0.f;
 #pragma unroll
     for (int p = 0; p < P; ++p)
 #pragma unroll
       for (int e = 0; e < kV; ++e) squares += hv[p][e] * hv[p][e];
     const float inv = rsqrtf(warp_sum(squares) * inv_cols + s.eps);
-    store_row<P>(s.h, h, at, lane, vectors, hv);
+    if (h != nullptr) store_row<P>(s.h, h, at, lane, vectors, hv);
     if (lane == 0) inv_rms[row] = inv;
 #pragma unroll
     for (int p = 0; p < P; ++p)

@@ -107,6 +107,47 @@ class AddRmsNormFunction : public torch::autograd::Function<AddRmsNormFunction> 
   }
 };
 
+// The RMSNorm alone, y = RMSNorm(x)·w: the same kernels with no residual (r null, h not written
+// forward; h = x, dh_out null, dr null backward).
+class RmsNormFunction : public torch::autograd::Function<RmsNormFunction> {
+ public:
+  // x: [..., d]; weight: [d] -> y: [..., d] contiguous
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& weight, double eps) {
+    const c10::cuda::CUDAGuard guard(x.device());
+    const auto y_dtype = compat::rms_norm_dtype(x, weight);
+    const auto s = add_norm_shape(x, x.scalar_type(), weight.scalar_type(), y_dtype, eps);
+    auto y = torch::empty(x.sizes(), x.options().dtype(y_dtype));
+    auto inv_rms = torch::empty({s.rows}, x.options().dtype(torch::kFloat));  // s per row
+    detail::add_rms_norm_forward(s, x.data_ptr(), nullptr, weight.data_ptr(), nullptr, y.data_ptr(),
+                                 inv_rms.data_ptr<float>(), current_stream());
+    ctx->save_for_backward({x, inv_rms, weight});
+    ctx->saved_data["y_dtype"] = y_dtype;
+    ctx->saved_data["eps"] = eps;
+    return y;
+  }
+
+  // dy -> dx: [..., d]; dw: [d]
+  static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto &x = saved[0], &inv_rms = saved[1], &weight = saved[2];
+    const auto y_dtype = ctx->saved_data["y_dtype"].toScalarType();
+    const c10::cuda::CUDAGuard guard(x.device());
+    const auto dy = kernel_operand(grads[0], y_dtype);
+    const auto s = add_norm_shape(x, x.scalar_type(), weight.scalar_type(), y_dtype, ctx->saved_data["eps"].toDouble());
+    auto dx = torch::empty(x.sizes(), x.options());
+    torch::Tensor dw, partial;
+    if (ctx->needs_input_grad(1)) {
+      dw = torch::empty_like(weight);
+      partial = torch::empty({detail::add_rms_norm_backward_blocks(s), s.cols}, x.options().dtype(torch::kFloat));
+    }
+    detail::add_rms_norm_backward(s, x.data_ptr(), inv_rms.data_ptr<float>(), weight.data_ptr(), dy.data_ptr(),
+                                  nullptr, dx.data_ptr(), nullptr,
+                                  partial.defined() ? partial.data_ptr<float>() : nullptr,
+                                  dw.defined() ? dw.data_ptr() : nullptr, current_stream());
+    return {dx, dw, torch::Tensor()};
+  }
+};
+
 }  // namespace
 
 bool add_rms_norm_supported(const torch::Tensor& x, const torch::Tensor& r, const torch::Tensor& weight) {
@@ -135,6 +176,15 @@ std::pair<torch::Tensor, torch::Tensor> add_rms_norm(const torch::Tensor& x, con
               "reference for these");
   const auto out = AddRmsNormFunction::apply(x, r, weight, eps);
   return {out[0], out[1]};
+}
+
+torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
+  TORCH_CHECK(add_rms_norm_supported(x, x, weight),
+              "harness/cuda/add_rms_norm_binding.cpp: rms_norm: the kernels take CUDA x [..., d] and weight [d], "
+              "contiguous and 16-byte aligned, d a multiple of 8 up to 2048, bf16 / fp16 / float32; got x ",
+              x.sizes(), " ", x.scalar_type(), ", weight ", weight.sizes(), " ", weight.scalar_type(),
+              "; call mixlab::rms_norm (harness/add_rms_norm.h), which runs the reference for these");
+  return RmsNormFunction::apply(x, weight, eps);
 }
 
 }  // namespace mixlab::cuda

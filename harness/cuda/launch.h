@@ -25,7 +25,8 @@ struct AddNormShape {
   float eps = 1e-6f;
 };
 
-// x, r -> h, y: [rows, cols];  w: [cols];  s: [rows] float32.
+// x, r -> h, y: [rows, cols];  w: [cols];  s: [rows] float32.  r null: h = x (RMSNorm alone; h may
+// then be null, not written).
 void add_rms_norm_forward(const AddNormShape& shape, const void* x, const void* r, const void* w, void* h, void* y,
                           float* s, void* stream);
 
@@ -39,5 +40,22 @@ long long add_rms_norm_backward_blocks(const AddNormShape& shape);
 // partial: [add_rms_norm_backward_blocks(shape), cols] float32 scratch.
 void add_rms_norm_backward(const AddNormShape& shape, const void* h, const float* s, const void* w, const void* dy,
                            const void* dh_out, void* dh, void* dr, float* partial, void* dw, void* stream);
+
+// The softmax statistics of a cross entropy per row of logits [rows, vocab], contiguous
+// (harness/cuda/cross_entropy_rows.cu), arithmetic in float32:
+//   forward   lse_i = log Σ_v exp(l_iv),   picked_i = l_{i, y_i}  (NaN where y_i is outside [0, vocab))
+//   backward  l_iv ← scale · (exp(l_iv − lse_i) − [v = y_i])   in place; scale: one float32 on the device
+// targets: [rows] int64; lse, picked: [rows] float32.
+enum class LogitElement { f32, bf16, fp16 };
+void cross_entropy_rows_forward(LogitElement element, const void* logits, long long rows, long long vocab,
+                                const long long* targets, float* lse, float* picked, void* stream);
+void cross_entropy_rows_backward(LogitElement element, void* logits, long long rows, long long vocab,
+                                 const long long* targets, const float* lse, const float* scale, void* stream);
+
+// The weight gradient of a token embedding (harness/cuda/token_embedding_grad.cu):
+//   grad_weight[y_t] += grad[t]   for t < count;   grad: [count, dim], grad_weight: [vocab, dim],
+// both float32 and contiguous, grad_weight zeroed by the caller; tokens: [count] int64.
+void token_embedding_grad(const float* grad, const long long* tokens, long long count, long long vocab, long long dim,
+                          float* grad_weight, void* stream);
 
 }  // namespace mixlab::cuda::detail
