@@ -48,18 +48,21 @@ __device__ __forceinline__ RunningSum merge(RunningSum a, RunningSum b) {
 
 // The block's pair, valid in every thread.
 __device__ __forceinline__ RunningSum block_merge(RunningSum r) {
-  __shared__ RunningSum warps[kWarps];
+  __shared__ float warp_m[kWarps], warp_s[kWarps];
 #pragma unroll
   for (int offset = 16; offset > 0; offset /= 2) {
     const RunningSum other{__shfl_xor_sync(0xffffffffu, r.m, offset), __shfl_xor_sync(0xffffffffu, r.s, offset)};
     r = merge(r, other);
   }
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  if (lane == 0) warps[warp] = r;
+  if (lane == 0) {
+    warp_m[warp] = r.m;
+    warp_s[warp] = r.s;
+  }
   __syncthreads();
   RunningSum total;
 #pragma unroll
-  for (int w = 0; w < kWarps; ++w) total = merge(total, warps[w]);
+  for (int w = 0; w < kWarps; ++w) total = merge(total, RunningSum{warp_m[w], warp_s[w]});
   return total;
 }
 
