@@ -1,0 +1,34 @@
+# Written by `mixlab report`.  Run: gnuplot recall_accuracy_vs_state_L256_K16.gp
+# Data: recall_accuracy_vs_state_L256_K16.dat (one block per configuration)
+set encoding utf8
+set terminal pngcairo size 1000,600 enhanced font 'DejaVu Sans,11'
+set output "recall_accuracy_vs_state_L256_K16.png"
+set title "MQAR, sequence length 256, 16 pairs: accuracy vs inference state (best over train.lr)" noenhanced
+set xlabel "inference state of one sequence (bytes)" noenhanced
+set ylabel "accuracy" noenhanced
+set key outside right top box opaque spacing 1.2
+set grid xtics ytics lc rgb '#dddddd'
+set border 3 lw 1.2
+set tics nomirror
+set logscale x 10
+set xtics ('10^{4}' 10000, '2×10^{4}' 20000, '5×10^{4}' 50000, '10^{5}' 100000, '2×10^{5}' 200000, '5×10^{5}' 500000)
+set xrange [8969.727878:624284.0429]
+set yrange [-0.03529875:1.0747525]
+y_top = 1.0747525  # failed sizes are drawn here, on the upper edge
+plot "recall_accuracy_vs_state_L256_K16.dat" index 0 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 1 lc rgb '#0072B2' title "attention" noenhanced, \
+     "recall_accuracy_vs_state_L256_K16.dat" index 1 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 1 lc rgb '#D55E00' title "checkpoint_attention S=10" noenhanced, \
+     "recall_accuracy_vs_state_L256_K16.dat" index 2 using 1:2 with linespoints lw 2 pt 13 ps 1.1 dt 1 lc rgb '#CC79A7' title "fft_conv" noenhanced, \
+     "recall_accuracy_vs_state_L256_K16.dat" index 3 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 1 lc rgb '#000000' title "linear_attention" noenhanced, \
+     "recall_accuracy_vs_state_L256_K16.dat" index 4 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 1 lc rgb '#8C564B' title "mamba n=16" noenhanced, \
+     "recall_accuracy_vs_state_L256_K16.dat" index 5 using 1:2 with linespoints lw 2 pt 9 ps 1.1 dt 1 lc rgb '#7F7F7F' title "mamba2 n=128" noenhanced, \
+     "recall_accuracy_vs_state_L256_K16.dat" index 6 using 1:2 with linespoints lw 2 pt 13 ps 1.1 dt 1 lc rgb '#BCBD22' title "scout-swa W=16 S=10" noenhanced, \
+     "recall_accuracy_vs_state_L256_K16.dat" index 7 using 1:2 with linespoints lw 2 pt 15 ps 1.1 dt 2 lc rgb '#D55E00' title "swa W=32" noenhanced
+set output
+set terminal svg size 1000,600 dynamic enhanced font 'DejaVu Sans,11'
+set output "recall_accuracy_vs_state_L256_K16.svg"
+replot
+set output
+set terminal pdfcairo size 6.5in,3.9in enhanced font 'DejaVu Sans,9'
+set output "recall_accuracy_vs_state_L256_K16.pdf"
+replot
+set output
