@@ -48,10 +48,11 @@ std::vector<AxisBest> best_over_axis(const std::vector<AxisCandidate>& candidate
     auto found = group_of.find(key);
     if (found == group_of.end()) {
       found = group_of.emplace(key, groups.size()).first;
-      groups.push_back({std::move(rest), "", nullptr, std::nan(""), 0});
+      groups.push_back({std::move(rest), "", nullptr, std::nan(""), 0, 0});
     }
     AxisBest& group = groups[found->second];
     ++group.candidates;
+    if (candidate.finished) ++group.finished;
     if (std::isfinite(candidate.value) && !(candidate.value <= group.value)) {  // NaN group value: take it
       group.value = candidate.value;
       group.point_id = candidate.point_id;

@@ -21,6 +21,7 @@ struct AxisCandidate {
   std::string point_id;
   nlohmann::json config;  // the point's resolved configuration (points.config_json)
   double value;           // e.g. final accuracy; NaN: none
+  bool finished = true;   // the point ran to its end (points.status 'done'): its value is final
 };
 
 struct AxisBest {
@@ -29,6 +30,7 @@ struct AxisBest {
   nlohmann::json axis_value;  // the best point's value of the axis (null when none)
   double value;               // NaN when no point has a value
   int64_t candidates = 0;     // points in the group
+  int64_t finished = 0;       // of them, the points that ran to their end
 };
 
 // `axis` is a dotted path into the configuration ("train.lr", "model.mixer_params.swa.window"

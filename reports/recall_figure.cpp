@@ -76,8 +76,9 @@ std::vector<RecallRow> recall_rows(Database& database, const Filter& filter, con
   // Every trained point's configuration, then its last evaluated accuracies.
   std::vector<AxisCandidate> candidates;
   {
-    Statement points(database, "SELECT p.point_id, COALESCE(p.config_json, '{}') FROM points p WHERE 1 = 1" + where +
-                                   " ORDER BY p.point_id");
+    const std::string status = has_column(database, "points", "status") ? "COALESCE(p.status, '')" : "'done'";
+    Statement points(database, "SELECT p.point_id, COALESCE(p.config_json, '{}'), " + status +
+                                   " FROM points p WHERE 1 = 1" + where + " ORDER BY p.point_id");
     points.bind_all(bound);
     while (points.step()) {
       auto config = nlohmann::json::parse(points.text(1), nullptr, false);
@@ -86,7 +87,7 @@ std::vector<RecallRow> recall_rows(Database& database, const Filter& filter, con
                                      ? dotted_value(config, "train.data.source").get<std::string>()
                                      : "corpus";
       if (source == "corpus") continue;
-      candidates.push_back({points.text(0), std::move(config), std::nan("")});
+      candidates.push_back({points.text(0), std::move(config), std::nan(""), points.text(2) == "done"});
     }
   }
   std::map<std::string, double> state_of;
@@ -121,6 +122,7 @@ std::vector<RecallRow> recall_rows(Database& database, const Filter& filter, con
     row.state_bytes = state == state_of.end() ? std::nan("") : state->second;
     row.best_axis_value = axis_text(best.axis_value);
     row.candidates = best.candidates;
+    row.finished = best.finished;
     rows.push_back(row);
   }
   std::sort(rows.begin(), rows.end(), row_order);
@@ -168,10 +170,13 @@ std::vector<PlotSpec> recall_plots(const std::vector<RecallRow>& rows, const std
 
 Table recall_table(const std::vector<RecallRow>& rows, const std::string& axis) {
   Table table;
-  table.caption = "MQAR accuracy, best over " + axis + " (last evaluation of each point)";
+  table.caption = "MQAR accuracy, best over " + axis +
+                  " (last evaluation of each point; where fewer points are done than tried, the row may hold an "
+                  "unfinished point's last evaluation, not a final result)";
   table.corner = "configuration";
-  table.columns = {"sequence length / pairs", "d_model", "accuracy", "best " + axis, "state (bytes)", "points"};
-  table.csv_columns = {"seq_len_pairs", "d_model", "accuracy", "best_" + axis, "state_bytes", "points"};
+  table.columns = {"sequence length / pairs", "d_model", "accuracy", "best " + axis, "state (bytes)", "points",
+                   "done"};
+  table.csv_columns = {"seq_len_pairs", "d_model", "accuracy", "best_" + axis, "state_bytes", "points", "done"};
   for (const auto& row : rows) {
     table.rows.push_back(row.line);
     // d_model and the count of points are integers: words, not 3-significant-digit numbers ("64.0").
@@ -179,7 +184,8 @@ Table recall_table(const std::vector<RecallRow>& rows, const std::string& axis) 
                            std::isfinite(row.accuracy) ? TableCell::value(row.accuracy) : TableCell::words("no result"),
                            TableCell::words(row.best_axis_value.empty() ? "-" : row.best_axis_value),
                            std::isfinite(row.state_bytes) ? TableCell::value(row.state_bytes) : TableCell{},
-                           TableCell::words(std::to_string(row.candidates))});
+                           TableCell::words(std::to_string(row.candidates)),
+                           TableCell::words(std::to_string(row.finished))});
   }
   return table;
 }

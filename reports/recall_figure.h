@@ -33,6 +33,9 @@ struct RecallRow {
   double state_bytes = 0;         // NaN when unknown
   std::string best_axis_value;    // the axis value of the best point ("" when none)
   int64_t candidates = 0;         // points tried (the axis' values)
+  int64_t finished = 0;           // of them, the points that ran to their end (status 'done'):
+                                  // fewer than candidates, the row may hold an unfinished point's
+                                  // last evaluation (interrupted or still running), not a final one
 };
 
 // The best-over-`axis` rows of every trained synthetic-task point passing the filter, sorted by
@@ -46,7 +49,7 @@ std::string recall_line(const nlohmann::json& model);
 // per (seq_len, pairs).
 std::vector<PlotSpec> recall_plots(const std::vector<RecallRow>& rows, const std::string& axis);
 
-// Every row: line, setting, d_model, accuracy, best axis value, state bytes, points tried.
+// Every row: line, setting, d_model, accuracy, best axis value, state bytes, points tried, points done.
 Table recall_table(const std::vector<RecallRow>& rows, const std::string& axis);
 
 // The published values (Zoology, Figure 2) beside mixlab's rows for the architectures both

@@ -29,18 +29,21 @@ TEST(ReportBestOver, TakesTheMaximumOverTheAxisWithinEachConfiguration) {
       {"c", point_config("swa", swa, 64, 1e-2, 64, 4), 0.75},  // a tie: the first stays
       {"d", point_config("swa", swa, 128, 1e-4, 64, 4), std::nan("")},
       {"e", point_config("swa", swa, 128, 1e-3, 64, 4), 0.9},
-      {"f", point_config("swa", swa, 256, 1e-3, 64, 4), std::nan("")},  // never trained
+      {"f", point_config("swa", swa, 256, 1e-3, 64, 4), std::nan(""), false},  // never trained
   };
+  candidates[1].finished = false;  // b interrupted: its value is still the group's best
   const auto best = best_over_axis(candidates, "train.lr");
   ASSERT_EQ(best.size(), 3u);
   EXPECT_EQ(best[0].point_id, "b");
   EXPECT_DOUBLE_EQ(best[0].value, 0.75);
   EXPECT_DOUBLE_EQ(best[0].axis_value.get<double>(), 1e-3);
   EXPECT_EQ(best[0].candidates, 3);
+  EXPECT_EQ(best[0].finished, 2);
   EXPECT_FALSE(best[0].config["train"].contains("lr")) << "the group's configuration has the axis removed";
   EXPECT_EQ(best[1].point_id, "e");
   EXPECT_EQ(best[1].candidates, 2);
   EXPECT_TRUE(std::isnan(best[2].value));
+  EXPECT_EQ(best[2].finished, 0);
   EXPECT_EQ(best[2].point_id, "");
   // Over another axis the groups are others: d_model varies inside them.
   const auto by_width = best_over_axis(candidates, "model.d_model");
@@ -57,7 +60,7 @@ class ReportRecall : public ::testing::Test {
     add("att64a", point_config("attention", attention, 64, 1e-4, 64, 4), {{0.99, 1}, {0.50, 2}}, 2 * 64 * 64 * 2 * 4);
     add("att64b", point_config("attention", attention, 64, 1e-3, 64, 4), {{0.98, 3}}, 2 * 64 * 64 * 2 * 4);
     add("att128a", point_config("attention", attention, 128, 1e-4, 64, 4), {{0.99, 2}}, 2 * 64 * 128 * 2 * 4);
-    add("att128b", point_config("attention", attention, 128, 1e-3, 64, 4), {}, 0);
+    add("att128b", point_config("attention", attention, 128, 1e-3, 64, 4), {}, 0, "pending");
     // fft_conv at 512 / 64 pairs: best 0.20 at d=64 (above Hyena's 0.18), 0.15 at d=128
     const json conv = json::array({json{{"mixer", "fft_conv"}, {"max_len", 512}}});
     add("conv64a", point_config("fft_conv", conv, 64, 1e-4, 512, 64), {{0.10, 5}}, 2 * 512 * 64 * 4);
@@ -72,8 +75,8 @@ class ReportRecall : public ::testing::Test {
 
   // A point with its accuracy evaluations (value, step) at its own task and length.
   void add(const std::string& id, const json& config, const std::vector<std::pair<double, int64_t>>& evaluations,
-           double state_bytes) {
-    fixture.add_point(id, id, config["model"]["pattern"].dump());
+           double state_bytes, const std::string& status = "done") {
+    fixture.add_point(id, id, config["model"]["pattern"].dump(), 0, status);
     sqlite3_stmt* update = nullptr;
     sqlite3_prepare_v2(fixture.db(), "UPDATE points SET config_json = ? WHERE point_id = ?", -1, &update, nullptr);
     const std::string text = config.dump();
@@ -105,6 +108,14 @@ TEST_F(ReportRecall, RowsAreTheBestLastAccuracyOfEachConfiguration) {
   EXPECT_EQ(rows[1].d_model, 128);
   EXPECT_DOUBLE_EQ(rows[1].accuracy, 0.99);
   EXPECT_EQ(rows[1].candidates, 2);
+  EXPECT_EQ(rows[1].finished, 1) << "att128b is pending";
+  EXPECT_EQ(rows[0].finished, 2);
+  // The table says how many of the tried points are done, beside how many were tried.
+  const Table table = recall_table(rows, "train.lr");
+  ASSERT_EQ(table.columns.back(), "done");
+  EXPECT_EQ(table.cells[1][table.columns.size() - 2].text, "2");
+  EXPECT_EQ(table.cells[1][table.columns.size() - 1].text, "1");
+  EXPECT_EQ(table.cells[0][table.columns.size() - 1].text, "2");
   EXPECT_EQ(rows[2].line, "fft_conv");
   EXPECT_DOUBLE_EQ(rows[2].accuracy, 0.20);
   EXPECT_EQ(rows[2].seq_len, 512);
