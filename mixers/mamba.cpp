@@ -179,18 +179,27 @@ class Mamba : public TokenMixer {
   struct ScanInputs {
     torch::Tensor x_inner, gate, u, delta, B, C;  // x, z, u, W_dt δ: [B, E, N]; B̃, C̃: [B, n, N]
   };
+  //
+  // The products after the convolution are written in the scan's layout, channels before time
+  // ([B, ·, N]), as W · u per sequence (a batched product with W broadcast), so that u, Δ and the
+  // scan's B̃, C̃ need no transposed copies; the convolution pads inside (K−1 zeros each side, the
+  // first N outputs kept: the causal ones) instead of a padded copy of its input.
   ScanInputs scan_inputs(const torch::Tensor& x) {
-    const int64_t E = shape_.inner, n = shape_.d_state, R = shape_.dt_rank;
+    const int64_t batch = x.size(0), N = x.size(1), E = shape_.inner, n = shape_.d_state, R = shape_.dt_rank;
+    const int64_t K = shape_.d_conv;
     ScanInputs in;
     auto xz = in_proj_(x);                                                 // [B, N, 2E]
     in.x_inner = xz.narrow(-1, 0, E).transpose(1, 2);                      // [B, E, N]
     in.gate = xz.narrow(-1, E, E).transpose(1, 2);                         // z: [B, E, N]
-    in.u = torch::silu(conv1d_(torch::constant_pad_nd(in.x_inner, {shape_.d_conv - 1, 0})));  // [B, E, N]
-    auto projected = x_proj_(in.u.transpose(1, 2));                        // [B, N, R + 2n]
-    in.B = projected.narrow(-1, R, n).transpose(1, 2);                     // B̃: [B, n, N]
-    in.C = projected.narrow(-1, R + n, n).transpose(1, 2);                 // C̃: [B, n, N]
+    auto conv = torch::conv1d(in.x_inner, conv1d_->weight, conv1d_->bias, /*stride=*/1, /*padding=*/K - 1,
+                              /*dilation=*/1, /*groups=*/E);               // [B, E, N + K − 1]
+    in.u = torch::silu(conv.narrow(-1, 0, N));                             // [B, E, N]
+    auto per_sequence = [batch](const torch::Tensor& w) { return w.unsqueeze(0).expand({batch, w.size(0), w.size(1)}); };
+    auto projected = torch::bmm(per_sequence(x_proj_->weight), in.u);      // [B, R + 2n, N]
+    in.B = projected.narrow(1, R, n);                                      // B̃: [B, n, N]
+    in.C = projected.narrow(1, R + n, n);                                  // C̃: [B, n, N]
     // W_dt δ without the bias: the scan adds it before the softplus.
-    in.delta = torch::matmul(projected.narrow(-1, 0, R), dt_proj_->weight.t()).transpose(1, 2);  // [B, E, N]
+    in.delta = torch::bmm(per_sequence(dt_proj_->weight), projected.narrow(1, 0, R));  // [B, E, N]
     return in;
   }
 
