@@ -54,11 +54,17 @@ for step in "$@"; do
   esac
 done
 # A call returns at most 8 files (16 MiB each): when the steps left more, everything goes into
-# one archive, and only the tables (*.md) and the suite's log stay beside it.
+# one archive, and only the tables (*.md) and the suite's log stay beside it.  The archive leaves
+# out the training runs' folders (checkpoints); over 15 MiB it leaves out the databases too
+# (session 16 lost a breakdown's CSVs to an archive of 20 MiB).
 if (( $(find "$OUT" -type f | wc -l) > 8 )); then
   archive="$(mktemp --suffix=.tgz)"
-  tar -C "$OUT" -czf "$archive" . && find "$OUT" -type f ! -name '*.md' ! -name tests.log -delete &&
-    mv "$archive" "$OUT/results.tgz"
+  tar -C "$OUT" --exclude='*.runs' --exclude='./*/runs' -czf "$archive" .
+  if (( $(stat -c %s "$archive") > 15 * 1024 * 1024 )); then
+    echo "== results.tgz over 15 MiB: archived again without the databases (*.db)"
+    tar -C "$OUT" --exclude='*.runs' --exclude='./*/runs' --exclude='*.db' -czf "$archive" .
+  fi
+  find "$OUT" -type f ! -name '*.md' ! -name tests.log -delete && mv "$archive" "$OUT/results.tgz"
   echo "== $(tar -tzf "$OUT/results.tgz" | grep -vc '/$') files archived in results.tgz; kept: $(cd "$OUT" && find . -type f | tr '\n' ' ')"
 fi
 echo "== done at +$(($(date +%s) - T0)) s"
