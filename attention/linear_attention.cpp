@@ -16,16 +16,12 @@
 // Both sums are kept in one augmented state S'_t = Σ φ(k_s) [v_s, 1]ᵀ : [d_k, d_v + 1]; the last
 // column is z_t.  Training/prefill uses the chunked form (chunk C): inside a chunk
 //   O' = [(φQ φKᵀ) ∘ M_causal] V' + φQ S'_prev,   S'_next = S'_prev + φKᵀ V'
-// computed for all whole chunks at once (the states S'_prev as a prefix sum over chunks), and
-// decoding the recurrence above.  Time O(N·C·d + N·d·d_h), state H·d_h·(d_h + 1).
+// and decoding the recurrence above.  Time O(N·C·d + N·d·d_h), state H·d_h·(d_h + 1).
 // No RoPE (position enters only through causality), as in the original.
 
 #include "attention/multi_head.h"
 #include "core/init.h"
 #include "core/register_mixer.h"
-
-#include <utility>
-#include <vector>
 
 namespace mixlab {
 namespace {
@@ -50,26 +46,21 @@ class LinearAttention : public TokenMixer {
     auto v_aug = torch::cat({v, torch::ones_like(v.narrow(-1, 0, 1))}, -1);  // [B, H, N, d_h + 1]
     auto state = torch::zeros({batch, heads_.n_heads, heads_.head_dim, heads_.head_dim + 1}, x.options());
     std::vector<torch::Tensor> outputs;
-    const int64_t full = n / chunk_size_ * chunk_size_;  // positions in whole chunks
-    if (full > 0) {
-      auto [out, total] = whole_chunks(q.narrow(2, 0, full), k.narrow(2, 0, full), v_aug.narrow(2, 0, full));
-      outputs.push_back(out);
-      state = total;
+    for (int64_t start = 0; start < n; start += chunk_size_) {
+      const int64_t len = std::min(chunk_size_, n - start);
+      auto qc = q.narrow(2, start, len), kc = k.narrow(2, start, len), vc = v_aug.narrow(2, start, len);
+      auto mask = torch::ones({len, len}, x.options()).tril();                 // [C, C], s <= t
+      auto scores = torch::matmul(qc, kc.transpose(-2, -1)) * mask;           // [B, H, C, C]
+      auto out = torch::matmul(scores, vc) + torch::matmul(qc, state);        // [B, H, C, d_h + 1]
+      state = state + torch::matmul(kc.transpose(-2, -1), vc);
+      outputs.push_back(normalise(out, start));
     }
-    if (full < n) {  // the last, shorter chunk after them
-      const int64_t len = n - full;
-      auto qc = q.narrow(2, full, len), kc = k.narrow(2, full, len), vc = v_aug.narrow(2, full, len);
-      auto mask = torch::ones({len, len}, x.options()).tril();                 // [L, L], s <= t
-      auto scores = torch::matmul(qc, kc.transpose(-2, -1)) * mask;           // [B, H, L, L]
-      outputs.push_back(torch::matmul(scores, vc) + torch::matmul(qc, state));
-    }
-    return heads_.output(normalise(outputs.size() == 1 ? outputs[0] : torch::cat(outputs, 2), 0));
+    return heads_.output(torch::cat(outputs, 2));
   }
 
   // matmul_flops: the products the chunked forward issues — 4 projections (8·N·d²), LinFusion's
   // two MLPs (8·N·d·d_m), and per chunk of length L and head: φQφKᵀ (2·L²·d_h), scores·V'
-  // (2·L²·(d_h+1)), φQ·S' (2·L·d_h·(d_h+1)), and φKᵀV' (2·L·d_h·(d_h+1)) for whole chunks only
-  // (a last, shorter chunk adds nothing to a state read later); the masked upper half of
+  // (2·L²·(d_h+1)), φQ·S' (2·L·d_h·(d_h+1)), φKᵀV' (2·L·d_h·(d_h+1)); the masked upper half of
   // each L×L block is computed.  flops: the same with only the L(L+1)/2 kept pairs per chunk,
   // plus feature maps, mask and normalisation (~5 FLOPs per q/k/v element).
   Cost cost(const CostShape& shape) const override {
@@ -83,8 +74,7 @@ class LinearAttention : public TokenMixer {
     }
     const double linear = heads_.projection_flops(shape.batch, shape.seq_len) +
                           (linfusion_ ? 8.0 * b * n * d * d_mlp_ : 0.0);
-    const double whole = static_cast<double>(shape.seq_len / chunk_size_ * chunk_size_);  // positions in whole chunks
-    const double state_products = b * h * 2.0 * (n + whole) * dh * (dh + 1);  // φQ·S' everywhere, φKᵀV' per whole chunk
+    const double state_products = b * h * 4.0 * n * dh * (dh + 1);
     Cost cost;
     cost.matmul_flops = linear + state_products + b * h * dense_pairs * 2.0 * (2 * dh + 1);
     cost.flops = linear + state_products + b * h * kept_pairs * 2.0 * (2 * dh + 1) + 5.0 * b * n * 3 * d;
@@ -135,24 +125,6 @@ class LinearAttention : public TokenMixer {
     auto k_in = linfusion_ ? x + k_mlp_->forward(x) : x;
     return {feature_map(split(heads_.q_proj->forward(q_in))),
             feature_map(split(heads_.k_proj->forward(k_in))), split(heads_.v_proj->forward(x))};
-  }
-
-  // The chunked form over G whole chunks of C at once: q, k: [B, H, G·C, d_h]; v: [B, H, G·C, d_h + 1]
-  // -> (O' [B, H, G·C, d_h + 1], S' after the last chunk [B, H, d_h, d_h + 1]).  Per chunk g
-  //   O'_g = [(φQ_g φK_gᵀ) ∘ M_causal] V'_g + φQ_g S'_{<g},   S'_{<g} = Σ_{j<g} φK_jᵀ V'_j
-  // with the prefix sums taken over all chunks at once (cumsum along g) instead of a loop.
-  std::pair<torch::Tensor, torch::Tensor> whole_chunks(const torch::Tensor& q, const torch::Tensor& k,
-                                                       const torch::Tensor& v) const {
-    const int64_t batch = q.size(0), heads = q.size(1), chunks = q.size(2) / chunk_size_, dh = q.size(3);
-    auto q4 = q.reshape({batch, heads, chunks, chunk_size_, dh});             // [B, H, G, C, d_h]
-    auto k4 = k.reshape({batch, heads, chunks, chunk_size_, dh});
-    auto v4 = v.reshape({batch, heads, chunks, chunk_size_, dh + 1});         // [B, H, G, C, d_h + 1]
-    auto mask = torch::ones({chunk_size_, chunk_size_}, q.options()).tril();  // [C, C], s <= t
-    auto within = torch::matmul(torch::matmul(q4, k4.transpose(-2, -1)) * mask, v4);
-    auto inclusive = torch::matmul(k4.transpose(-2, -1), v4).cumsum(2);      // [B, H, G, d_h, d_h + 1]
-    auto before = torch::cat({torch::zeros_like(inclusive.narrow(2, 0, 1)), inclusive.narrow(2, 0, chunks - 1)}, 2);
-    auto out = within + torch::matmul(q4, before);                            // [B, H, G, C, d_h + 1]
-    return {out.reshape({batch, heads, chunks * chunk_size_, dh + 1}), inclusive.select(2, chunks - 1)};
   }
 
   // out: [B, H, L, d_h + 1] for positions first..first+L-1 -> numerator / (denominator + ε_t)

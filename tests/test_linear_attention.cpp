@@ -85,7 +85,7 @@ TEST(LinearAttention, MatmulFlopsCountTheIssuedProducts) {
       const double per_head = 2.0 * len * dh * len          // φQ φKᵀ
                               + 2.0 * len * len * (dh + 1)  // scores · V'
                               + 2.0 * len * dh * (dh + 1)   // φQ · S'
-                              + (len == chunk ? 2.0 * dh * len * (dh + 1) : 0.0);  // φKᵀ · V', whole chunks only
+                              + 2.0 * dh * len * (dh + 1);  // φKᵀ · V'
       counted += batch * heads * per_head;
     }
     auto cost = m->cost({batch, n, 8});
