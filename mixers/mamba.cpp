@@ -194,12 +194,16 @@ class Mamba : public TokenMixer {
     auto conv = torch::conv1d(in.x_inner, conv1d_->weight, conv1d_->bias, /*stride=*/1, /*padding=*/K - 1,
                               /*dilation=*/1, /*groups=*/E);               // [B, E, N + K − 1]
     in.u = torch::silu(conv.narrow(-1, 0, N));                             // [B, E, N]
-    auto per_sequence = [batch](const torch::Tensor& w) { return w.unsqueeze(0).expand({batch, w.size(0), w.size(1)}); };
-    auto projected = torch::bmm(per_sequence(x_proj_->weight), in.u);      // [B, R + 2n, N]
+    // W as the batch's operand: cast to the activations' dtype first (autocast would otherwise cast
+    // the expanded [B, ·, ·] view, materialising it), then broadcast over the batch as a view.
+    auto per_sequence = [batch](const torch::Tensor& w, const torch::Tensor& like) {
+      return w.to(like.scalar_type()).unsqueeze(0).expand({batch, w.size(0), w.size(1)});
+    };
+    auto projected = torch::bmm(per_sequence(x_proj_->weight, in.u), in.u);  // [B, R + 2n, N]
     in.B = projected.narrow(1, R, n);                                      // B̃: [B, n, N]
     in.C = projected.narrow(1, R + n, n);                                  // C̃: [B, n, N]
     // W_dt δ without the bias: the scan adds it before the softplus.
-    in.delta = torch::bmm(per_sequence(dt_proj_->weight), projected.narrow(1, 0, R));  // [B, E, N]
+    in.delta = torch::bmm(per_sequence(dt_proj_->weight, projected), projected.narrow(1, 0, R));  // [B, E, N]
     return in;
   }
 
