@@ -26,7 +26,7 @@ FAMILIES = [  # (family, pattern on the lower-cased full kernel name, template a
     ("fused", r"^triton_|triton|rope_kernel|swiglu_"),  # torch.compile's Triton kernels, mixlab's fused elementwise kernels
     ("norm", r"gammabeta|layer_norm|layernorm|rms_norm|rmsnorm"),
     ("reduction", r"reduce|softmax|sum_|cross_entropy|logsumexp"),
-    ("copy", r"copy|cat_|index|gather|scatter"),
+    ("copy", r"copy|cat_|index|gather|scatter|embedding"),
     ("fill", r"fillfunctor|fill_"),
     ("add", r"functor_add|addfunctor"),
     ("elementwise", r"elementwise|vectorized|unrolled|pointwise"),
