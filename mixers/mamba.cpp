@@ -179,7 +179,6 @@ class Mamba : public TokenMixer {
   struct ScanInputs {
     torch::Tensor x_inner, gate, u, delta, B, C;  // x, z, u, W_dt δ: [B, E, N]; B̃, C̃: [B, n, N]
   };
-  //
   // The products after the convolution are written in the scan's layout, channels before time
   // ([B, ·, N]), as W · u per sequence (a batched product with W broadcast), so that u, Δ and the
   // scan's B̃, C̃ need no transposed copies; the convolution pads inside (K−1 zeros each side, the
