@@ -35,6 +35,8 @@ mkdir -p "$OUT"
 command -v ncu >/dev/null || { echo "kernel_breakdown.sh: ncu (Nsight Compute) is not on the PATH" >&2; exit 2; }
 NCU=(ncu --profile-from-start off --clock-control none --metrics gpu__time_duration.sum --csv)
 status=0
+SCRATCH="$(mktemp -d)"  # the training runs' databases and folders: not results, kept out of OUT
+trap 'rm -rf "$SCRATCH"' EXIT
 if [[ ${MIXLAB_BREAKDOWN_PHASE:-} == train ]]; then
   [[ $# -ge 4 ]] || PRESETS=attention,mamba,mamba2
   [[ $# -ge 3 ]] || LENGTHS=64,512
@@ -50,7 +52,7 @@ if [[ ${MIXLAB_BREAKDOWN_PHASE:-} == train ]]; then
            "eval": {"examples": 64}, "progress": false, "checkpoint_every": 1000000000}}
 JSON
       MIXLAB_PROFILE_RANGE=1 "${NCU[@]}" --log-file "$OUT/$name.csv" "$BUILD/mixlab" train --config "$OUT/$name.json" \
-        --device cuda --db "$OUT/$name.db" --run-root "$OUT/runs" >"$OUT/$name.log" 2>&1 ||
+        --device cuda --db "$SCRATCH/$name.db" --run-root "$SCRATCH/runs" >"$OUT/$name.log" 2>&1 ||
         { status=1; tail -n 5 "$OUT/$name.log"; }
       if [[ $mixer == attention ]]; then  # its peer: the same model in PyTorch, the whole step one graph
         "${NCU[@]}" --log-file "$OUT/peer-train_${mixer}_d${d}_${n}.csv" python3 "$HERE/peers/train_step_peer.py" \
@@ -60,7 +62,6 @@ JSON
       echo "[train $mixer d=$d N=$n] profiled"
     done
   done
-  rm -rf "$OUT/runs"
   python3 "$HERE/peers/ncu_table.py" "$OUT"/mixlab-train_*.csv "$OUT"/peer-train_*.csv | tee "$OUT/breakdown-train.md" || status=1
   exit $status
 fi
