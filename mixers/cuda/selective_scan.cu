@@ -477,7 +477,7 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll 1
     for (int sub = kL / kSub - 1; sub >= 0; --sub) {
       const int saved = chunk * (kL / kSub) + sub;  // this sub-chunk starts from state saved - 1
-      float h0[kPer], hist[kSub][kPer];
+      float h0[kPer], hist[kSub][kPer], decays[kSub][kPer];  // h_t and exp(Δ_t A) of the sub-chunk
       if (saved > 0 && valid) {
         const float4 s4 = *reinterpret_cast<const float4*>(my_states + static_cast<size_t>(saved - 1) * kScanStates);
         h0[0] = s4.x; h0[1] = s4.y; h0[2] = s4.z; h0[3] = s4.w;
@@ -492,7 +492,8 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
         for (int j = 0; j < kPer; ++j) {
           const float prev = i == 0 ? h0[j] : hist[i - 1][j];
-          hist[i][j] = exp2f(dt * a2[j]) * prev + dt * x * to_f(raw.B[(quarter * kPer + j) * RL + t]);
+          decays[i][j] = exp2f(dt * a2[j]);
+          hist[i][j] = decays[i][j] * prev + dt * x * to_f(raw.B[(quarter * kPer + j) * RL + t]);
         }
       }
 #pragma unroll
@@ -511,7 +512,7 @@ __global__ void __launch_bounds__(kThreads)
             const float bj = to_f(raw.B[js * RL + t]), cj = to_f(raw.C[js * RL + t]);
             y += hist[i][j] * cj;
             dh[j] += dy * cj;
-            const float decay = exp2f(dt * a2[j]);
+            const float decay = decays[i][j];
             const float prev = i == 0 ? h0[j] : hist[i - 1][j];
             const float g_decay = dh[j] * prev * decay;  // ∂L/∂(ΔA) through the decay
             ddt += g_decay * a[j] + dh[j] * x * bj;
