@@ -20,11 +20,14 @@
 //
 // Cost with k routed tokens per sequence: router 2N·d·r + 4N·r; routed q,k 4·k·d²; v,o for all
 // tokens 4·N·d²; attention 2·d·k(k+1) ideal causal; state 2·k·d elements.  Time O(N·d² + k²·d).
+// The forward packs every row to the batch's largest k (one batched attention, no loop over
+// sequences), so its products run over that K: cost().matmul_flops counts them.
 // k is data-dependent: cost() uses the routing of the last forward (mean k and mean k² per
 // sequence, scaled to the requested length as ρN and (ρN)²), or expected_routed_fraction·N before
 // any forward.  At the shape of the last forward the figures are exact.
 
 #include "attention/multi_head.h"
+#include "attention/rope_cache.h"
 #include "core/init.h"
 #include "core/compat.h"
 #include "core/register_mixer.h"
@@ -50,38 +53,40 @@ class DtrNetLayer : public TokenMixer {
 
   torch::Tensor forward(const torch::Tensor& x) override { return forward_with_residual(x, x); }
 
-  // u, h: [B, N, d] -> [B, N, d]
+  // u, h: [B, N, d] -> [B, N, d].  All sequences at once: each row's routed tokens are packed in
+  // front, in order (rows padded to the batch's largest routed count K with bypassed tokens), so
+  // causal attention over the K packed tokens is causal among the routed ones; the padding rows'
+  // outputs are never read.  One host read per call (K); no per-sequence loop.
   torch::Tensor forward_with_residual(const torch::Tensor& u, const torch::Tensor& h) override {
     const int64_t batch = u.size(0), n = u.size(1);
     auto p = route(h);                                       // [B, N, 2]
     auto p_attention = p.select(-1, 0);                      // [B, N]
     auto routed = p_attention > threshold_;                  // [B, N] bool
     auto values = split(heads_.v_proj->forward(u));          // [B, H, N, d_h]: bypass output and routed values
-    std::vector<torch::Tensor> rows;
-    double routed_total = 0, routed_squares = 0;
-    for (int64_t b = 0; b < batch; ++b) {
-      auto index = routed[b].nonzero().squeeze(1);           // [k] original positions, ascending
-      const int64_t k = index.size(0);
-      routed_total += k;
-      routed_squares += static_cast<double>(k) * k;
-      if (k == 0) {
-        rows.push_back(values[b]);
-        continue;
-      }
-      auto u_routed = u[b].index_select(0, index).unsqueeze(0);  // [1, k, d]
-      auto [cos, sin] = rope_tables(index, heads_.head_dim, heads_.rope_theta, u.options());
-      auto q = apply_rope(split(heads_.q_proj->forward(u_routed)), cos, sin);  // [1, H, k, d_h]
+    auto counts = routed.sum(1);                             // [B] routed tokens per sequence
+    auto count_stats = torch::stack({counts.max(), counts.sum(), counts.pow(2).sum()}).to(torch::kDouble).cpu();
+    const auto stat = count_stats.accessor<double, 1>();
+    const auto k_max = static_cast<int64_t>(stat[0]);
+    auto heads = values;                                     // [B, H, N, d_h]: v_t, attention where routed
+    if (k_max > 0) {
+      auto index = packed_order(routed, counts).narrow(1, 0, k_max);  // [B, K] original positions
+      auto u_routed = u.gather(1, index.unsqueeze(-1).expand({batch, k_max, u.size(2)}));  // [B, K, d]
+      auto [cos_all, sin_all] = rope_tables_cached(n, heads_.head_dim, heads_.rope_theta, u.options());
+      auto rows = index.reshape({-1});                       // RoPE at the original positions
+      auto cos = cos_all.index_select(0, rows).view({batch, 1, k_max, heads_.head_dim});
+      auto sin = sin_all.index_select(0, rows).view({batch, 1, k_max, heads_.head_dim});
+      auto q = apply_rope(split(heads_.q_proj->forward(u_routed)), cos, sin);  // [B, H, K, d_h]
       auto key = apply_rope(split(heads_.k_proj->forward(u_routed)), cos, sin);
-      auto value = values[b].index_select(1, index).unsqueeze(0);
-      // The packed routed tokens keep their order, so causal among them = causal in the original.
-      auto attended = compat::causal_attention(q, key, value).squeeze(0);       // [H, k, d_h]
-      rows.push_back(values[b].index_copy(1, index, attended));
+      auto head_index = index.view({batch, 1, k_max, 1}).expand({batch, heads_.n_heads, k_max, heads_.head_dim});
+      auto value = values.gather(2, head_index);
+      auto attended = compat::causal_attention(q, key, value);                 // [B, H, K, d_h]
+      heads = torch::where(routed.view({batch, 1, n, 1}), values.scatter(2, head_index, attended), values);
     }
-    auto mixed = heads_.output(torch::stack(rows, 0));                         // [B, N, d]
+    auto mixed = heads_.output(heads);                                         // [B, N, d]
     auto scale = torch::where(routed, p_attention, p.select(-1, 1)).unsqueeze(-1);
     last_aux_loss_ = aux_coef_ * p_attention.mean();
-    last_routing_ = Routing{static_cast<double>(n), routed_total / static_cast<double>(batch),
-                            routed_squares / static_cast<double>(batch)};
+    last_routing_ = Routing{static_cast<double>(n), stat[1] / static_cast<double>(batch),
+                            stat[2] / static_cast<double>(batch), static_cast<double>(k_max)};
     return scale * mixed;
   }
 
@@ -92,22 +97,25 @@ class DtrNetLayer : public TokenMixer {
   }
 
   // flops: as in the header, ideal causal among the k routed tokens.  matmul_flops: the products
-  // the forward issues — router (2N·d·r + 4N·r), q,k of the routed tokens (4·k·d²), v and o of
-  // all tokens (4·N·d²), and without SDPA the dense k×k score block and its product with V (4·k²·d).
+  // the forward issues, which run over the batch's largest routed count K (rows padded to it):
+  // router (2N·d·r + 4N·r), q,k of the K packed tokens (4·K·d²), v and o of all tokens (4·N·d²),
+  // and without SDPA the dense K×K score block and its product with V (4·K²·d).
   Cost cost(const CostShape& shape) const override {
     const double b = shape.batch, n = shape.seq_len, d = heads_.d_model, r = router_hidden_;
-    // k and k² per sequence at length n.
-    double k = expected_fraction_ * n, k_squared = k * k;
+    // k and k² per sequence and the packed length K at length n.
+    double k = expected_fraction_ * n, k_squared = k * k, k_packed = k;
     if (last_routing_) {
       const double stretch = n / last_routing_->seq_len;
       k = last_routing_->mean_routed * stretch;
       k_squared = last_routing_->mean_routed_squared * stretch * stretch;
+      k_packed = last_routing_->max_routed * stretch;
     }
     const double router = 2.0 * n * d * r + 4.0 * n * r;
-    const double projections = 4.0 * k * d * d + 4.0 * n * d * d;
+    const double value_output = 4.0 * n * d * d;
     Cost cost;
-    cost.matmul_flops = b * (router + projections + (compat::sdpa_available() ? 0.0 : 4.0 * k_squared * d));
-    cost.flops = b * (router + projections + 2.0 * d * (k_squared + k) + n * (2.0 * r + 12.0));
+    cost.matmul_flops = b * (router + 4.0 * k_packed * d * d + value_output +
+                             (compat::sdpa_available() ? 0.0 : 4.0 * k_packed * k_packed * d));
+    cost.flops = b * (router + 4.0 * k * d * d + value_output + 2.0 * d * (k_squared + k) + n * (2.0 * r + 12.0));
     cost.state_bytes = b * 2.0 * k * d * shape.bytes_per_element;
     return cost;
   }
@@ -156,6 +164,18 @@ class DtrNetLayer : public TokenMixer {
   torch::Tensor route(const torch::Tensor& h) {
     return torch::softmax(router_out_->forward(torch::silu(router_in_->forward(h))), -1);
   }
+  // The permutation that puts each row's routed tokens first, both groups in their original order:
+  //   slot_t = #routed before t            (t routed)
+  //          = k + #bypassed before t      (t bypassed; k = the row's routed count)
+  //   order[slot_t] = t.    routed: [B, N] bool, counts: [B] -> order: [B, N] int64
+  static torch::Tensor packed_order(const torch::Tensor& routed, const torch::Tensor& counts) {
+    auto is_routed = routed.to(torch::kLong);
+    auto routed_before = is_routed.cumsum(1) - is_routed;
+    auto bypassed_before = (1 - is_routed).cumsum(1) - (1 - is_routed);
+    auto slot = torch::where(routed, routed_before, counts.unsqueeze(1) + bypassed_before);
+    auto positions = torch::arange(routed.size(1), slot.options()).expand_as(slot);
+    return torch::empty_like(slot).scatter_(1, slot, positions);
+  }
   torch::Tensor split(const torch::Tensor& t) const {  // [B, N, d] -> [B, H, N, d_h]
     return t.view({t.size(0), t.size(1), heads_.n_heads, heads_.head_dim}).transpose(1, 2);
   }
@@ -165,8 +185,9 @@ class DtrNetLayer : public TokenMixer {
   double threshold_, aux_coef_, expected_fraction_;
   torch::nn::Linear router_in_{nullptr}, router_out_{nullptr};
   torch::Tensor last_aux_loss_;
-  // Routing of the last forward: its length, and the mean over sequences of k and k².
-  struct Routing { double seq_len, mean_routed, mean_routed_squared; };
+  // Routing of the last forward: its length, the mean over sequences of k and k², and the largest
+  // k (the packed length the products run over).
+  struct Routing { double seq_len, mean_routed, mean_routed_squared, max_routed; };
   std::optional<Routing> last_routing_;
 };
 

@@ -30,27 +30,29 @@ torch::Tensor reference(const TokenMixerPtr& m, const torch::Tensor& u, const to
     return rotate ? apply_rope(t, cos, sin) : t;
   };
   auto q = heads_of("q_proj.weight", true), k = heads_of("k_proj.weight", true), v = heads_of("v_proj.weight", false);
-  auto o = torch::zeros_like(v);
-  for (int64_t b = 0; b < batch; ++b)
-    for (int64_t t = 0; t < n; ++t) {
-      const bool routed_t = p[b][t][0].item<double>() > threshold;
-      for (int64_t hh = 0; hh < heads; ++hh) {
-        if (!routed_t) {
-          o[b][hh][t].copy_(v[b][hh][t]);
+  // o_t per (sequence, head, position), differentiable in u (through q, k, v) for the gradient test.
+  std::vector<torch::Tensor> sequences;
+  for (int64_t b = 0; b < batch; ++b) {
+    std::vector<torch::Tensor> head_rows;
+    for (int64_t hh = 0; hh < heads; ++hh) {
+      std::vector<torch::Tensor> rows;
+      for (int64_t t = 0; t < n; ++t) {
+        if (p[b][t][0].item<double>() <= threshold) {
+          rows.push_back(v[b][hh][t]);
           continue;
         }
-        std::vector<double> logits;
         std::vector<int64_t> keys;
         for (int64_t s = 0; s <= t; ++s)
-          if (p[b][s][0].item<double>() > threshold) {
-            keys.push_back(s);
-            logits.push_back(torch::dot(q[b][hh][t], k[b][hh][s]).item<double>() / std::sqrt(double(dh)));
-          }
-        double top = *std::max_element(logits.begin(), logits.end()), total = 0;
-        for (double& l : logits) total += (l = std::exp(l - top));
-        for (size_t j = 0; j < keys.size(); ++j) o[b][hh][t] += logits[j] / total * v[b][hh][keys[j]];
+          if (p[b][s][0].item<double>() > threshold) keys.push_back(s);
+        auto index = torch::tensor(keys, torch::kLong);
+        auto logits = torch::mv(k[b][hh].index_select(0, index), q[b][hh][t]) / std::sqrt(double(dh));
+        rows.push_back(torch::mv(v[b][hh].index_select(0, index).t(), torch::softmax(logits, 0)));
       }
+      head_rows.push_back(torch::stack(rows, 0));
     }
+    sequences.push_back(torch::stack(head_rows, 0));
+  }
+  auto o = torch::stack(sequences, 0);  // [B, H, N, d_h]
   auto mixed = torch::matmul(o.transpose(1, 2).reshape({batch, n, d}), weight(m, "o_proj.weight").t());
   auto routed = p.select(-1, 0) > threshold;
   return torch::where(routed, p.select(-1, 0), p.select(-1, 1)).unsqueeze(-1) * mixed;
@@ -76,6 +78,26 @@ TEST(DtrNet, MixedRoutingMatchesReferenceAndStep) {
   for (int64_t t = 0; t < 14; ++t) outputs.push_back(m->step_with_residual(u.select(1, t), h.select(1, t), state));
   EXPECT_LT(max_abs_diff(torch::stack(outputs, 1), y), 1e-12);
   EXPECT_EQ(state.bytes(), static_cast<int64_t>(routed) * 2 * 16 * 8);
+}
+
+// The packed forward's backward (gather, scatter, where) against autograd through the loop reference.
+TEST(DtrNet, InputGradientsMatchTheReference) {
+  auto m = make_f64("dtrnet", tiny_context(16, 2));
+  auto u = random_input(3, 11, 16, 21).requires_grad_(true);
+  auto h = (random_input(3, 11, 16, 22) * 3).requires_grad_(true);
+  auto w = random_input(3, 11, 16, 23);
+  auto k = (router_probabilities(m, h.detach()).select(-1, 0) > 0.5).sum(1);
+  ASSERT_GT(k.max().item<int64_t>(), k.min().item<int64_t>());  // rows pad to the largest count
+  auto [du, dh] = [&](const torch::Tensor& y) {
+    auto g = torch::autograd::grad({(y * w).sum()}, {u, h});
+    return std::make_pair(g[0], g[1]);
+  }(m->forward_with_residual(u, h));
+  auto [ref_du, ref_dh] = [&](const torch::Tensor& y) {
+    auto g = torch::autograd::grad({(y * w).sum()}, {u, h});
+    return std::make_pair(g[0], g[1]);
+  }(reference(m, u, h, 2, 0.5));
+  EXPECT_LT(max_abs_diff(du, ref_du), 1e-12);
+  EXPECT_LT(max_abs_diff(dh, ref_dh), 1e-12);
 }
 
 TEST(DtrNet, AllRoutedEqualsAttentionScaledByRouter) {
@@ -104,17 +126,22 @@ TEST(DtrNet, NoneRoutedIsValueOutputBypass) {
 }
 
 TEST(DtrNet, MatmulFlopsCountTheIssuedProducts) {
+  // Two sequences that route different numbers of tokens: the products run over the larger count.
   auto m = make_f64("dtrnet", tiny_context(16, 2));
-  auto u = random_input(1, 20, 16, 6);
+  auto u = random_input(2, 20, 16, 6) * 3;
+  auto routed = (router_probabilities(m, u).select(-1, 0) > 0.5).sum(1);  // [2]
+  const double k0 = routed[0].item<double>(), k1 = routed[1].item<double>();
+  ASSERT_NE(k0, k1);
   m->forward(u);
-  const double k = m->statistics().at("routed_fraction") * 20, n = 20, d = 16, r = 8;
-  double counted = 2 * n * d * r + 2 * n * r * 2   // router layers
-                   + 2 * 2 * k * d * d             // q, k of routed tokens
-                   + 2 * 2 * n * d * d;            // v, o of all tokens
-  if (!compat::sdpa_available()) counted += 4 * k * k * d;  // dense k×k scores and their product with V
-  auto cost = m->cost({1, 20, 8});
-  EXPECT_DOUBLE_EQ(cost.matmul_flops, counted);
-  EXPECT_DOUBLE_EQ(cost.state_bytes, 2 * k * d * 8);
+  const double k_max = std::max(k0, k1), n = 20, d = 16, r = 8;
+  double per_sequence = 2 * n * d * r + 2 * n * r * 2   // router layers
+                        + 2 * 2 * k_max * d * d         // q, k of the packed tokens
+                        + 2 * 2 * n * d * d;            // v, o of all tokens
+  if (!compat::sdpa_available()) per_sequence += 4 * k_max * k_max * d;  // dense K×K scores and their product with V
+  auto cost = m->cost({2, 20, 8});
+  EXPECT_DOUBLE_EQ(cost.matmul_flops, 2 * per_sequence);
+  EXPECT_DOUBLE_EQ(cost.state_bytes, 2 * 2 * (k0 + k1) / 2 * d * 8);
+  EXPECT_NEAR(m->statistics().at("routed_fraction"), (k0 + k1) / 40, 1e-15);
 }
 
 }  // namespace
