@@ -4,7 +4,8 @@
 // table (cli/kernel_ops.h), which bench/peers reads too (`--list-ops` prints it as JSON, no GPU
 // needed).  Prints CSV rows
 //   impl,op,N,head_dim,batch_heads,fwd_ms,fwdbwd_ms,fwd_flops,fwdbwd_flops
-// and a matmul-peak row, to stdout and to the file named by the first argument.
+// and a matmul-peak row, to stdout and to the file named by the first argument; on a Hopper also
+// `mixlab_sm90` rows (swa, head dim 64): the wgmma forward (attention/cuda/sm90), forward only.
 //
 // Timing as the peers' (triton.testing.do_bench): CUDA events around each call, the L2 flushed
 // (a 256 MiB write) before each, the median of the repeats after a warm-up.
@@ -76,6 +77,15 @@ std::pair<double, double> time_attention(const KernelShape& s) {
   return {forward, both};
 }
 
+// The forward of the sm90 (wgmma) sliding-window kernel on one shape, where it runs (head dim 64,
+// a compute-capability 9.x GPU; not yet dispatched: it has no backward), else a negative time.
+double time_sm90_window_forward(const KernelShape& s) {
+  if (s.op != "swa" || s.head_dim != 64 || !mixlab::cuda::sm90_kernels_available()) return -1;
+  auto bf16 = torch::TensorOptions().device(torch::kCUDA).dtype(torch::kBFloat16);
+  auto q = torch::randn({1, s.batch_heads, s.n, s.head_dim}, bf16), k = torch::randn_like(q), v = torch::randn_like(q);
+  return median_ms([&] { (void)mixlab::cuda::sm90_window_forward(q, k, v, s.window); });
+}
+
 // Forward and forward + backward of the selective scan on one shape.
 std::pair<double, double> time_scan(const KernelShape& s) {
   auto bf16 = torch::TensorOptions().device(torch::kCUDA).dtype(torch::kBFloat16);
@@ -122,6 +132,9 @@ int time_kernels(const std::vector<KernelShape>& shapes, const std::string& path
     emit("mixlab," + s.op + "," + std::to_string(s.n) + "," + std::to_string(s.head_dim) + "," +
          std::to_string(s.batch_heads) + "," + std::to_string(forward) + "," + std::to_string(both) + "," +
          std::to_string(s.fwd_flops) + "," + std::to_string(s.fwdbwd_flops));
+    if (const double sm90 = time_sm90_window_forward(s); sm90 >= 0)
+      emit("mixlab_sm90," + s.op + "," + std::to_string(s.n) + "," + std::to_string(s.head_dim) + "," +
+           std::to_string(s.batch_heads) + "," + std::to_string(sm90) + ",0," + std::to_string(s.fwd_flops) + ",0");
   }
   return 0;
 }

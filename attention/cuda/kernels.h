@@ -35,6 +35,21 @@ bool slot_attention_supported(const torch::Tensor& q, const torch::Tensor& keys,
 torch::Tensor slot_attention(const torch::Tensor& q, const torch::Tensor& keys, const torch::Tensor& values,
                              int64_t count, const torch::Tensor& position, int64_t divisor);
 
+// Whether the sm90 kernels below run here (a compute-capability 9.x GPU, a build for sm_90a).
+bool sm90_kernels_available();
+// Hopper (sm_90a) building block: one 64 x 64 tile of attention's two products on wgmma
+// (attention/cuda/sm90/tile_products.h): q, k, v [64, 64] bf16 on a compute-capability 9.x GPU ->
+// S = q kᵀ and O = bf16(S) v, both [64, 64] float32.  A test entry (no autograd).
+std::pair<torch::Tensor, torch::Tensor> sm90_tile_products(const torch::Tensor& q, const torch::Tensor& k,
+                                                           const torch::Tensor& v);
+
+// Hopper (sm_90a) sliding-window forward (attention/cuda/sm90/window_forward.h): q, k, v
+// [B, H, N, 64] bf16 on a compute-capability 9.x GPU, window W ≥ 1 (≥ N: causal) -> o [B, H, N, 64]
+// bf16 and lse [B, H, N] float32.  Not yet dispatched (no backward): its test and the kernel
+// benchmark call it.
+std::pair<torch::Tensor, torch::Tensor> sm90_window_forward(const torch::Tensor& q, const torch::Tensor& k,
+                                                            const torch::Tensor& v, int64_t window);
+
 // RoPE, rotate-half (attention/rope.h), fused (rope.cu), differentiable (the backward is the same
 // kernel with the rotation transposed, R(θ)ᵀ = R(−θ)):
 //   y = x·cos + rotate_half(x)·sin,   rotate_half([a, b]) = [−b, a]

@@ -78,6 +78,21 @@ def main():
             print(line)
         print()
 
+    sm90 = [r for r in rows if r["impl"] == "mixlab_sm90" and r["op"] == "swa"]
+    if sm90:
+        print("### Sliding-window forward on Hopper's wgmma (attention/cuda/sm90), W = 1024, d = 64 (fwd ms)\n")
+        print("| N | sm_80 kernel fwd | sm90 kernel fwd | TFLOP/s (kept) | % peak | flex fwd | sm90 vs flex | sm90 vs sm_80 |")
+        print("|---|---|---|---|---|---|---|---|")
+        for r in sm90:
+            n, hd = r["N"], r["head_dim"]
+            f90 = num(r["fwd_ms"])
+            f80 = num(get.get(("mixlab", "swa", n, hd), {}).get("fwd_ms"))
+            ff = num(get.get(("flex", "swa", n, hd), {}).get("fwd_ms"))
+            tf = num(r["fwd_flops"]) / (f90 * 1e-3) if f90 else None
+            rate = f"{tf / 1e12:.0f} | {100 * tf / peak:.0f}%" if tf and peak else "– | –"
+            print(f"| {n} | {ms_fmt(f80)} | {ms_fmt(f90)} | {rate} | {ms_fmt(ff)} | {x_fmt(f90, ff)} | {x_fmt(f90, f80)} |")
+        print()
+
     titles = {"scan": "batch 8, E = 2048", "scan_narrow": "batch 1, E = 1536: the kernels cut time into slices"}
     for op, title in titles.items():
         scan_rows = [r for r in rows if r["impl"] == "mixlab" and r["op"] == op]
