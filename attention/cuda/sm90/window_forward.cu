@@ -12,6 +12,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "attention/cuda/mma_tiles.cuh"
 #include "attention/cuda/sm90/available.h"
 #include "attention/cuda/sm90/wgmma.cuh"
 #include "attention/cuda/sm90/window_forward.h"
@@ -33,28 +34,22 @@ struct alignas(1024) Smem {
 };
 
 #if MIXLAB_SM90A
+using tiles::cp_async_commit;
+using tiles::quad_max;
+using tiles::quad_sum;
+
 // rows [0, rows) of a [rows x 64] bf16 matrix into a swizzled tile by 16-byte cp.async; rows at or
 // past `valid` are zero-filled.
 __device__ __forceinline__ void load_tile(unsigned char* tile, const __nv_bfloat16* rows_start, int rows, int valid) {
   for (int i = threadIdx.x; i < rows * 8; i += kThreads) {
     const int r = i / 8, c = i % 8;
-    const auto dst = static_cast<uint32_t>(__cvta_generic_to_shared(tile + swizzled_offset(r, 8 * c)));
     const bool inside = r < valid;
-    const __nv_bfloat16* src = rows_start + (inside ? static_cast<size_t>(r) * kD + 8 * c : 0);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(inside ? 16 : 0));
+    tiles::cp_async16(tile + swizzled_offset(r, 8 * c), rows_start + (inside ? static_cast<size_t>(r) * kD + 8 * c : 0),
+                      inside);
   }
 }
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+// With a memory clobber: the proxy fence and the barrier after it must see the tile in place.
 __device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
-
-__device__ __forceinline__ float quad_max(float x) {
-  x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
-  return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
-}
-__device__ __forceinline__ float quad_sum(float x) {
-  x += __shfl_xor_sync(0xffffffffu, x, 1);
-  return x + __shfl_xor_sync(0xffffffffu, x, 2);
-}
 #endif
 
 // grid (⌈N / 128⌉, B·H), 256 threads, sizeof(Smem) + 1,024 bytes of dynamic shared memory.
