@@ -3,7 +3,8 @@
 //   S = Q Kᵀ       tests the swizzled K-major tiles, their descriptors, the k16 steps along a row
 //                  and the accumulator layout;
 //   O = bf16(S) V  tests the accumulator turned into the A register operand and the MN-major
-//                  (transposed) V tile with its k16 steps across rows.
+//                  (transposed) V tile with its k16 steps across rows;
+//   R = Qᵀ K       tests both shared-memory operands read MN-major (A transposed too).
 // Skipped without a GPU, on a GPU that is not a Hopper, and in a build not for sm_90a.
 
 #include <gtest/gtest.h>
@@ -33,7 +34,7 @@ TEST(Sm90TileProducts, BothProductsMatchFloat64) {
   // Distinct rows and columns everywhere, so a transposed, swapped or mis-swizzled tile shows.
   auto q = torch::randn({64, 64}).to(torch::kBFloat16), k = torch::randn({64, 64}).to(torch::kBFloat16);
   auto v = torch::randn({64, 64}).to(torch::kBFloat16);
-  auto [s, o] = mixlab::cuda::sm90_tile_products(q.cuda(), k.cuda(), v.cuda());
+  auto [s, o, r] = mixlab::cuda::sm90_tile_products(q.cuda(), k.cuda(), v.cuda());
   // The products of bf16 inputs are exact in float64; the kernel sums them in float32.
   auto s_want = torch::matmul(q.to(torch::kDouble), k.to(torch::kDouble).t());
   EXPECT_LT(relative_max_error(s, s_want), 1e-5) << "S = Q Kᵀ (SS product, K-major tiles)";
@@ -41,6 +42,8 @@ TEST(Sm90TileProducts, BothProductsMatchFloat64) {
   auto s_bf16 = s.to(torch::kCPU).to(torch::kBFloat16).to(torch::kDouble);
   auto o_want = torch::matmul(s_bf16, v.to(torch::kDouble));
   EXPECT_LT(relative_max_error(o, o_want), 1e-5) << "O = bf16(S) V (RS product, MN-major V)";
+  auto r_want = torch::matmul(q.to(torch::kDouble).t(), k.to(torch::kDouble));
+  EXPECT_LT(relative_max_error(r, r_want), 1e-5) << "R = Qᵀ K (SS product, A and B MN-major)";
 #endif
 }
 

@@ -39,8 +39,8 @@ torch::Tensor slot_attention(const torch::Tensor& q, const torch::Tensor& keys, 
 bool sm90_kernels_available();
 // Hopper (sm_90a) building block: one 64 x 64 tile of attention's two products on wgmma
 // (attention/cuda/sm90/tile_products.h): q, k, v [64, 64] bf16 on a compute-capability 9.x GPU ->
-// S = q kᵀ and O = bf16(S) v, both [64, 64] float32.  A test entry (no autograd).
-std::pair<torch::Tensor, torch::Tensor> sm90_tile_products(const torch::Tensor& q, const torch::Tensor& k,
+// S = q kᵀ, O = bf16(S) v and R = qᵀ k, each [64, 64] float32.  A test entry (no autograd).
+std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> sm90_tile_products(const torch::Tensor& q, const torch::Tensor& k,
                                                            const torch::Tensor& v);
 
 // Hopper (sm_90a) sliding-window forward (attention/cuda/sm90/window_forward.h): q, k, v

@@ -1,6 +1,7 @@
 // The tile of tile_products.h: stage Q, K, V into swizzled shared-memory tiles, S = Q Kᵀ by four
 // k16 products from shared memory, then O = bf16(S) V by four products whose A operand is S's
-// accumulator registers.  Layouts and descriptors: wgmma.cuh.
+// accumulator registers, and R = Qᵀ K with both tiles read MN-major.  Layouts and descriptors:
+// wgmma.cuh.
 
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -37,7 +38,7 @@ __device__ void store_accumulator(const float (&d)[32], float* out) {
 __global__ void __launch_bounds__(128) tile_products_kernel(const __nv_bfloat16* __restrict__ q,
                                                             const __nv_bfloat16* __restrict__ k,
                                                             const __nv_bfloat16* __restrict__ v, float* __restrict__ s,
-                                                            float* __restrict__ o) {
+                                                            float* __restrict__ o, float* __restrict__ r) {
 #if MIXLAB_SM90A
   __shared__ __align__(1024) unsigned char tiles[3 * kTileBytes];  // Q, K (K-major), V (MN-major)
   for (int i = threadIdx.x; i < kRows * kTileCols; i += blockDim.x) {
@@ -55,7 +56,7 @@ __global__ void __launch_bounds__(128) tile_products_kernel(const __nv_bfloat16*
   const uint64_t q_desc = descriptor_k_major(tiles), k_desc = descriptor_k_major(tiles + kTileBytes);
   fence();
 #pragma unroll
-  for (int kk = 0; kk < 4; ++kk) mma_ss<0>(scores, advance(q_desc, 32 * kk), advance(k_desc, 32 * kk), kk > 0);
+  for (int kk = 0; kk < 4; ++kk) mma_ss<0, 0>(scores, advance(q_desc, 32 * kk), advance(k_desc, 32 * kk), kk > 0);
   commit();
   wait<0>();
   fence_registers(scores);
@@ -74,6 +75,17 @@ __global__ void __launch_bounds__(128) tile_products_kernel(const __nv_bfloat16*
   wait<0>();
   fence_registers(out);
   store_accumulator(out, o);
+
+  // R = Qᵀ K: m = Q's columns, n = K's columns, k = the 64 rows, 16 rows (2,048 bytes) per step.
+  float cross[32];
+  const uint64_t q_t = descriptor_mn_major(tiles), k_t = descriptor_mn_major(tiles + kTileBytes);
+  fence();
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk) mma_ss<1, 1>(cross, advance(q_t, 16 * 128 * kk), advance(k_t, 16 * 128 * kk), kk > 0);
+  commit();
+  wait<0>();
+  fence_registers(cross);
+  store_accumulator(cross, r);
 #else
   __trap();  // built without sm_90a: tile_products() refuses to launch
 #endif
@@ -81,13 +93,13 @@ __global__ void __launch_bounds__(128) tile_products_kernel(const __nv_bfloat16*
 
 }  // namespace
 
-void tile_products(const void* q, const void* k, const void* v, float* s, float* o, void* stream) {
+void tile_products(const void* q, const void* k, const void* v, float* s, float* o, float* r, void* stream) {
   if (!available())
     throw std::invalid_argument("attention/cuda/sm90/tile_products: needs a compute-capability 9.x GPU (Hopper) and a "
                                 "build for sm_90a (CMAKE_CUDA_ARCHITECTURES=90a)");
   tile_products_kernel<<<1, 128, 0, static_cast<cudaStream_t>(stream)>>>(
       static_cast<const __nv_bfloat16*>(q), static_cast<const __nv_bfloat16*>(k),
-      static_cast<const __nv_bfloat16*>(v), s, o);
+      static_cast<const __nv_bfloat16*>(v), s, o, r);
   const cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess)
     throw std::runtime_error(std::string("attention/cuda/sm90/tile_products: launch: ") + cudaGetErrorString(err));

@@ -1,4 +1,4 @@
-// LibTorch entry of the wgmma tile (tile_products.h): checks the tensors, allocates S and O.
+// LibTorch entry of the wgmma tile (tile_products.h): checks the tensors, allocates S, O and R.
 
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -11,7 +11,7 @@ namespace mixlab::cuda {
 
 bool sm90_kernels_available() { return sm90::available(); }
 
-std::pair<torch::Tensor, torch::Tensor> sm90_tile_products(const torch::Tensor& q, const torch::Tensor& k,
+std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> sm90_tile_products(const torch::Tensor& q, const torch::Tensor& k,
                                                            const torch::Tensor& v) {
   for (const auto* t : {&q, &k, &v})
     TORCH_CHECK(t->is_cuda() && t->scalar_type() == torch::kBFloat16 && t->dim() == 2 && t->size(0) == 64 &&
@@ -21,10 +21,10 @@ std::pair<torch::Tensor, torch::Tensor> sm90_tile_products(const torch::Tensor& 
   const c10::cuda::CUDAGuard guard(q.device());
   auto q_c = q.contiguous(), k_c = k.contiguous(), v_c = v.contiguous();
   auto s = torch::empty({64, 64}, q.options().dtype(torch::kFloat32));
-  auto o = torch::empty_like(s);
+  auto o = torch::empty_like(s), r = torch::empty_like(s);
   sm90::tile_products(q_c.data_ptr(), k_c.data_ptr(), v_c.data_ptr(), s.data_ptr<float>(), o.data_ptr<float>(),
-                      at::cuda::getCurrentCUDAStream().stream());
-  return {s, o};
+                      r.data_ptr<float>(), at::cuda::getCurrentCUDAStream().stream());
+  return {s, o, r};
 }
 
 }  // namespace mixlab::cuda

@@ -99,16 +99,17 @@ __device__ __forceinline__ void fence_registers(float (&d)[32]) {
       "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]),    \
       "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
 
-// d[64 x 64] (+)= A[64 x 16] · B[16 x 64], A K-major in shared memory, B K-major (TransposeB = 0:
-// the tile holds Bᵀ, rows n) or MN-major (1: rows k).  accumulate = 0 overwrites d.
-template <int TransposeB>
+// d[64 x 64] (+)= A[64 x 16] · B[16 x 64] from shared memory.  A K-major (TransposeA = 0: rows m)
+// or MN-major (1: rows k); B K-major (TransposeB = 0: the tile holds Bᵀ, rows n) or MN-major (1:
+// rows k).  accumulate = 0 overwrites d.
+template <int TransposeA, int TransposeB>
 __device__ __forceinline__ void mma_ss(float (&d)[32], uint64_t a, uint64_t b, int accumulate) {
 #if MIXLAB_SM90A
   asm volatile(
       "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " MIXLAB_WGMMA_D32 ", %32, %33, p, 1, 1, 0, %35;\n}\n"
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " MIXLAB_WGMMA_D32 ", %32, %33, p, 1, 1, %35, %36;\n}\n"
       : MIXLAB_WGMMA_D32_OPERANDS(d)
-      : "l"(a), "l"(b), "r"(accumulate), "n"(TransposeB));
+      : "l"(a), "l"(b), "r"(accumulate), "n"(TransposeA), "n"(TransposeB));
 #endif
 }
 // The same with A from registers: a[4] is this thread's m64k16 fragment (bf16 pairs).

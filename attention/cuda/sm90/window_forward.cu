@@ -102,7 +102,7 @@ __global__ void __launch_bounds__(kThreads) window_forward_kernel(WindowForwardS
     const uint64_t k_desc = descriptor_k_major(sm.k[stage]);
     fence();
 #pragma unroll
-    for (int kk = 0; kk < kD / 16; ++kk) mma_ss<0>(s, advance(q_desc, 32 * kk), advance(k_desc, 32 * kk), kk > 0);
+    for (int kk = 0; kk < kD / 16; ++kk) mma_ss<0, 0>(s, advance(q_desc, 32 * kk), advance(k_desc, 32 * kk), kk > 0);
     commit();
     wait<0>();
     fence_registers(s);
