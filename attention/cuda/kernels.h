@@ -45,10 +45,16 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> sm90_tile_products(const
 
 // Hopper (sm_90a) sliding-window forward (attention/cuda/sm90/window_forward.h): q, k, v
 // [B, H, N, 64] bf16 on a compute-capability 9.x GPU, window W ≥ 1 (≥ N: causal) -> o [B, H, N, 64]
-// bf16 and lse [B, H, N] float32.  Not yet dispatched (no backward): its test and the kernel
-// benchmark call it.
+// bf16 and lse [B, H, N] float32.  Not yet dispatched (until both run on a GPU): their test and
+// the kernel benchmark call them.
 std::pair<torch::Tensor, torch::Tensor> sm90_window_forward(const torch::Tensor& q, const torch::Tensor& k,
                                                             const torch::Tensor& v, int64_t window);
+
+// Its backward (attention/cuda/sm90/window_backward.h): q, k, v, o, dout [B, H, N, 64] bf16 and the
+// forward's lse [B, H, N] float32 -> dq, dk, dv [B, H, N, 64] bf16.
+std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> sm90_window_backward(
+    const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& o,
+    const torch::Tensor& dout, const torch::Tensor& lse, int64_t window);
 
 // RoPE, rotate-half (attention/rope.h), fused (rope.cu), differentiable (the backward is the same
 // kernel with the rotation transposed, R(θ)ᵀ = R(−θ)):

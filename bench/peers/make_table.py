@@ -80,17 +80,20 @@ def main():
 
     sm90 = [r for r in rows if r["impl"] == "mixlab_sm90" and r["op"] == "swa"]
     if sm90:
-        print("### Sliding-window forward on Hopper's wgmma (attention/cuda/sm90), W = 1024, d = 64 (fwd ms)\n")
-        print("| N | sm_80 kernel fwd | sm90 kernel fwd | TFLOP/s (kept) | % peak | flex fwd | sm90 vs flex | sm90 vs sm_80 |")
-        print("|---|---|---|---|---|---|---|---|")
+        print("### Sliding-window attention on Hopper's wgmma (attention/cuda/sm90), W = 1024, d = 64 (ms)\n")
+        print("| N | sm_80 fwd | sm90 fwd | flex fwd | sm90 fwd vs flex | sm_80 fwd+bwd | sm90 fwd+bwd | "
+              "TFLOP/s (kept) | % peak | flex fwd+bwd | sm90 vs flex | sm90 vs sm_80 |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in sm90:
             n, hd = r["N"], r["head_dim"]
-            f90 = num(r["fwd_ms"])
-            f80 = num(get.get(("mixlab", "swa", n, hd), {}).get("fwd_ms"))
-            ff = num(get.get(("flex", "swa", n, hd), {}).get("fwd_ms"))
-            tf = num(r["fwd_flops"]) / (f90 * 1e-3) if f90 else None
+            f90, b90 = num(r["fwd_ms"]), num(r["fwdbwd_ms"])
+            m80 = get.get(("mixlab", "swa", n, hd), {})
+            flex = get.get(("flex", "swa", n, hd), {})
+            f80, b80, ff, fb = num(m80.get("fwd_ms")), num(m80.get("fwdbwd_ms")), num(flex.get("fwd_ms")), num(flex.get("fwdbwd_ms"))
+            tf = num(r["fwdbwd_flops"]) / (b90 * 1e-3) if b90 else None
             rate = f"{tf / 1e12:.0f} | {100 * tf / peak:.0f}%" if tf and peak else "– | –"
-            print(f"| {n} | {ms_fmt(f80)} | {ms_fmt(f90)} | {rate} | {ms_fmt(ff)} | {x_fmt(f90, ff)} | {x_fmt(f90, f80)} |")
+            print(f"| {n} | {ms_fmt(f80)} | {ms_fmt(f90)} | {ms_fmt(ff)} | {x_fmt(f90, ff)} | {ms_fmt(b80)} | "
+                  f"{ms_fmt(b90)} | {rate} | {ms_fmt(fb)} | {x_fmt(b90, fb)} | {x_fmt(b90, b80)} |")
         print()
 
     titles = {"scan": "batch 8, E = 2048", "scan_narrow": "batch 1, E = 1536: the kernels cut time into slices"}

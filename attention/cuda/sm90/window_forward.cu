@@ -12,8 +12,8 @@
 #include <stdexcept>
 #include <string>
 
-#include "attention/cuda/mma_tiles.cuh"
 #include "attention/cuda/sm90/available.h"
+#include "attention/cuda/sm90/tile_loads.cuh"
 #include "attention/cuda/sm90/wgmma.cuh"
 #include "attention/cuda/sm90/window_forward.h"
 
@@ -34,22 +34,8 @@ struct alignas(1024) Smem {
 };
 
 #if MIXLAB_SM90A
-using tiles::cp_async_commit;
 using tiles::quad_max;
 using tiles::quad_sum;
-
-// rows [0, rows) of a [rows x 64] bf16 matrix into a swizzled tile by 16-byte cp.async; rows at or
-// past `valid` are zero-filled.
-__device__ __forceinline__ void load_tile(unsigned char* tile, const __nv_bfloat16* rows_start, int rows, int valid) {
-  for (int i = threadIdx.x; i < rows * 8; i += kThreads) {
-    const int r = i / 8, c = i % 8;
-    const bool inside = r < valid;
-    tiles::cp_async16(tile + swizzled_offset(r, 8 * c), rows_start + (inside ? static_cast<size_t>(r) * kD + 8 * c : 0),
-                      inside);
-  }
-}
-// With a memory clobber: the proxy fence and the barrier after it must see the tile in place.
-__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
 #endif
 
 // grid (⌈N / 128⌉, B·H), 256 threads, sizeof(Smem) + 1,024 bytes of dynamic shared memory.
@@ -73,9 +59,9 @@ __global__ void __launch_bounds__(kThreads) window_forward_kernel(WindowForwardS
   // Key tiles any row of the block sees: keys [max(0, m0 − W + 1), min(N, m0 + 128)).
   const int first = max(0, m0 - window + 1) / kBlockN, last = (min(n, m0 + kBlockM) - 1) / kBlockN;
 
-  load_tile(sm.q, q + static_cast<size_t>(m0) * kD, kBlockM, n - m0);
-  load_tile(sm.k[first & 1], k + static_cast<size_t>(first) * kBlockN * kD, kBlockN, n - first * kBlockN);
-  load_tile(sm.v[first & 1], v + static_cast<size_t>(first) * kBlockN * kD, kBlockN, n - first * kBlockN);
+  load_tile<kThreads>(sm.q, q + static_cast<size_t>(m0) * kD, kBlockM, n - m0);
+  load_tile<kThreads>(sm.k[first & 1], k + static_cast<size_t>(first) * kBlockN * kD, kBlockN, n - first * kBlockN);
+  load_tile<kThreads>(sm.v[first & 1], v + static_cast<size_t>(first) * kBlockN * kD, kBlockN, n - first * kBlockN);
   cp_async_commit();
 
   const float scale_log2 = shape.scale * 1.4426950408889634f;
@@ -91,8 +77,8 @@ __global__ void __launch_bounds__(kThreads) window_forward_kernel(WindowForwardS
     __syncthreads();  // tile j is in place, and every warp is done with the buffer refilled next
     if (j < last) {
       const int next = n0 + kBlockN;
-      load_tile(sm.k[stage ^ 1], k + static_cast<size_t>(next) * kD, kBlockN, n - next);
-      load_tile(sm.v[stage ^ 1], v + static_cast<size_t>(next) * kD, kBlockN, n - next);
+      load_tile<kThreads>(sm.k[stage ^ 1], k + static_cast<size_t>(next) * kD, kBlockN, n - next);
+      load_tile<kThreads>(sm.v[stage ^ 1], v + static_cast<size_t>(next) * kD, kBlockN, n - next);
       cp_async_commit();
     }
     // Keys [n0, n0 + 64) reach this warpgroup's band (t − W < key ≤ t for some of its rows)?

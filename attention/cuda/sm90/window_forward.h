@@ -8,9 +8,9 @@
 // tiles of 64 rows stream through double-buffered swizzled shared memory by cp.async while the
 // previous tile is multiplied; S = Q Kᵀ from shared memory, the online softmax in registers, and
 // O += P V with P straight from S's accumulator registers.  Only the tiles inside a warpgroup's
-// band are multiplied, and only the band's edge tiles are masked.  Not yet: TMA, producer /
-// consumer warp specialisation, the backward, head dim 128 (the sm_80 kernels serve those).
-// The reference is float64 masked attention (tests/test_sm90_window_forward.cpp).
+// band are multiplied, and only the band's edge tiles are masked.  The backward: window_backward.h.
+// Not yet: TMA, producer / consumer warp specialisation, head dim 128 (the sm_80 kernels serve
+// those).  The reference is float64 masked attention (tests/test_sm90_window.cpp).
 
 namespace mixlab::cuda::sm90 {
 

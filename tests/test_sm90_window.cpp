@@ -1,5 +1,5 @@
-// The sm90 sliding-window forward (attention/cuda/sm90/window_forward.h) against float64 masked
-// attention written here from its equation:
+// The sm90 sliding-window kernels (attention/cuda/sm90/window_forward.h, window_backward.h) against
+// float64 masked attention written here from its equation, and its float64 autograd:
 //   o_t = Σ_{t−W < j ≤ t} softmax_j(q_t·k_j / 8) v_j,   lse_t = log Σ_{t−W < j ≤ t} exp(q_t·k_j / 8)
 // over shapes that cover N not a multiple of the 64-row tiles, a window that does not divide
 // them, W = 1 (each token alone), W ≥ N (causal), and several sequences and heads.
@@ -9,6 +9,7 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <string>
 #include <tuple>
 #include <vector>
 
@@ -30,15 +31,20 @@ std::pair<torch::Tensor, torch::Tensor> window_reference(const torch::Tensor& q,
   return {torch::matmul(torch::softmax(scores, -1), v), torch::logsumexp(scores, -1)};
 }
 
+// (B, H, N, W): N not a multiple of 64, W not dividing it, W = 1, W ≥ N (causal), several heads.
+const std::vector<std::tuple<int64_t, int64_t, int64_t, int64_t>> kShapes{
+    {1, 2, 64, 64}, {1, 2, 200, 37}, {2, 1, 300, 128}, {1, 1, 1000, 256},
+    {1, 1, 130, 1}, {1, 2, 257, 5000}, {1, 1, 7, 3}, {1, 1, 1024, 1024}};
+
+double relative_error(const torch::Tensor& got, const torch::Tensor& want) {
+  return (got.cpu().to(torch::kDouble) - want).norm().item<double>() / want.norm().item<double>();
+}
+
 TEST(Sm90WindowForward, MatchesFloat64MaskedAttention) {
   MIXLAB_REQUIRE_GPU();
 #ifdef MIXLAB_WITH_CUDA
   if (!mixlab::cuda::sm90_kernels_available()) GTEST_SKIP() << "skipped: not a Hopper, or not built for sm_90a";
-  // (B, H, N, W)
-  const std::vector<std::tuple<int64_t, int64_t, int64_t, int64_t>> shapes{
-      {1, 2, 64, 64}, {1, 2, 200, 37}, {2, 1, 300, 128}, {1, 1, 1000, 256},
-      {1, 1, 130, 1}, {1, 2, 257, 5000}, {1, 1, 7, 3}, {1, 1, 1024, 1024}};
-  for (const auto& [b, h, n, w] : shapes) {
+  for (const auto& [b, h, n, w] : kShapes) {
     torch::manual_seed(b * 1000 + n + w);
     auto make = [&] { return torch::randn({b, h, n, 64}).to(torch::kBFloat16); };
     auto q = make(), k = make(), v = make();
@@ -51,6 +57,30 @@ TEST(Sm90WindowForward, MatchesFloat64MaskedAttention) {
     // bf16 output and bf16 P in P·V: about 2^-8 relative per element.
     EXPECT_LT(o_error, 1e-2) << "o at B " << b << " H " << h << " N " << n << " W " << w;
     EXPECT_LT(lse_error, 1e-3) << "lse at B " << b << " H " << h << " N " << n << " W " << w;
+  }
+#endif
+}
+
+TEST(Sm90WindowBackward, MatchesFloat64Autograd) {
+  MIXLAB_REQUIRE_GPU();
+#ifdef MIXLAB_WITH_CUDA
+  if (!mixlab::cuda::sm90_kernels_available()) GTEST_SKIP() << "skipped: not a Hopper, or not built for sm_90a";
+  for (const auto& [b, h, n, w] : kShapes) {
+    torch::manual_seed(b * 1000 + n + w + 1);
+    auto make = [&] { return torch::randn({b, h, n, 64}).to(torch::kBFloat16); };
+    auto q = make(), k = make(), v = make(), dout = make();
+    auto [o, lse] = mixlab::cuda::sm90_window_forward(q.cuda(), k.cuda(), v.cuda(), w);
+    auto [dq, dk, dv] = mixlab::cuda::sm90_window_backward(q.cuda(), k.cuda(), v.cuda(), o, dout.cuda(), lse, w);
+    std::vector<torch::Tensor> leaves;
+    for (const auto& t : {q, k, v}) leaves.push_back(t.to(torch::kDouble).requires_grad_(true));
+    auto grads = torch::autograd::grad({window_reference(leaves[0], leaves[1], leaves[2], w).first},
+                                       {leaves[0], leaves[1], leaves[2]}, {dout.to(torch::kDouble)});
+    const std::string where = " at B " + std::to_string(b) + " H " + std::to_string(h) + " N " + std::to_string(n) +
+                              " W " + std::to_string(w);
+    // bf16 P and dS in the products, bf16 outputs: a few 2^-8 relative.
+    EXPECT_LT(relative_error(dq, grads[0]), 2e-2) << "dq" << where;
+    EXPECT_LT(relative_error(dk, grads[1]), 2e-2) << "dk" << where;
+    EXPECT_LT(relative_error(dv, grads[2]), 2e-2) << "dv" << where;
   }
 #endif
 }

@@ -1,0 +1,54 @@
+#pragma once
+// Staging global rows into the swizzled shared-memory tiles of wgmma.cuh with cp.async (the sm_80
+// tree's copies, attention/cuda/mma_tiles.cuh), and the waits and bulk reductions the sm90
+// kernels share.
+
+#include <cuda_bf16.h>
+#include <cstdint>
+
+#include "attention/cuda/mma_tiles.cuh"
+#include "attention/cuda/sm90/wgmma.cuh"
+
+namespace mixlab::cuda::sm90 {
+
+#if MIXLAB_SM90A
+// Rows [0, rows) of a row-major [rows x 64] bf16 matrix into a swizzled tile, 16 bytes per copy,
+// by `Threads` threads; rows at or past `valid` are zero-filled.
+template <int Threads>
+__device__ __forceinline__ void load_tile(unsigned char* tile, const __nv_bfloat16* rows_start, int rows, int valid) {
+  for (int i = threadIdx.x; i < rows * 8; i += Threads) {
+    const int r = i / 8, c = i % 8;
+    const bool inside = r < valid;
+    tiles::cp_async16(tile + swizzled_offset(r, 8 * c),
+                      rows_start + (inside ? static_cast<size_t>(r) * kTileCols + 8 * c : 0), inside);
+  }
+}
+// values [0, count) of a float vector into shared memory, 4 bytes per copy; past `valid` zeros.
+__device__ __forceinline__ void load_floats(float* dst, const float* src, int count, int valid) {
+  for (int i = threadIdx.x; i < count; i += blockDim.x) {
+    const auto addr = static_cast<uint32_t>(__cvta_generic_to_shared(dst + i));
+    const bool inside = i < valid;
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(addr), "l"(src + (inside ? i : 0)),
+                 "r"(inside ? 4 : 0));
+  }
+}
+using tiles::cp_async_commit;
+// With a memory clobber: the proxy fence and the barrier after it must see the tile in place.
+__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
+
+// global[0, bytes/4) += shared[0, bytes/4) (float32) by the bulk-copy engine, asynchronously; the
+// caller fences the shared writes first (fence_shared_to_async) and waits before reusing them.
+__device__ __forceinline__ void bulk_add_f32(float* global, const float* shared, uint32_t bytes) {
+  const auto addr = static_cast<uint32_t>(__cvta_generic_to_shared(shared));
+  asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n" ::"l"(global),
+               "r"(addr), "r"(bytes)
+               : "memory");
+  asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
+}
+// Until the bulk operations issued by this thread have read their shared-memory source.
+__device__ __forceinline__ void bulk_wait_read() { asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory"); }
+// Until they are complete.
+__device__ __forceinline__ void bulk_wait() { asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory"); }
+#endif
+
+}  // namespace mixlab::cuda::sm90
