@@ -6,7 +6,8 @@
 # Usage: scripts/gpu.sh OUTDIR [benchmark]
 #   benchmark: none | cli | quick | kernels (default: kernels; the full table of docs/PERF.md);
 #   cli: every command with --device cuda over every registry entry (scripts/gpu_cli.sh)
-#   Extra arguments after the benchmark go to `mixlab kernel_bench` (e.g. --ops=scan).
+#   Extra arguments after the benchmark go to `mixlab kernel_bench` (e.g. --ops=scan); the peers
+#   take the same subset from MIXLAB_PEER_OPS (e.g. MIXLAB_PEER_OPS=causal,swa ... kernels --ops=swa).
 # MIXLAB_GPU_TARGET=mixlab: build only that target and stop (no suite, no benchmark), for device
 # calls that only measure with an already tested commit.
 # MIXLAB_GPU_SUITE=0: build everything and run the benchmark without the suite (a later call on a

@@ -16,7 +16,8 @@ with `mixlab kernel_bench --list-ops`; bench/peers/common.py):
               checkpoint columns, a per-row self logit, one fp32 softmax over [self, checkpoints],
               split back into the two outputs.  Memory O(B H N N/S).
 
-Usage: python3 attention_peers.py OUT.csv [--quick]      ($MIXLAB_BIN: the mixlab binary)
+Usage: python3 attention_peers.py OUT.csv [--quick]      ($MIXLAB_BIN: the mixlab binary;
+       $MIXLAB_PEER_OPS, e.g. causal,swa: only those ops)
 """
 import sys
 

@@ -19,7 +19,13 @@ HEADER = "impl,op,N,head_dim,batch_heads,fwd_ms,fwdbwd_ms,fwd_flops,fwdbwd_flops
 
 def op_table(ops, quick=False):
     """The rows of `mixlab kernel_bench --list-ops --ops OPS` (the binary: $MIXLAB_BIN, else
-    build-gpu/mixlab at the repository root)."""
+    build-gpu/mixlab at the repository root); $MIXLAB_PEER_OPS (comma-separated) keeps only the ops
+    it names, as `kernel_bench --ops` does on the mixlab side."""
+    wanted = os.environ.get("MIXLAB_PEER_OPS")
+    if wanted:
+        ops = [op for op in ops if op in wanted.split(",")]
+    if not ops:
+        return []
     root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
     binary = os.environ.get("MIXLAB_BIN", os.path.join(root, "build-gpu", "mixlab"))
     command = [binary, "kernel_bench", "--list-ops", "--ops", ",".join(ops)] + (["--quick"] if quick else [])
