@@ -5,7 +5,7 @@
 // needed).  Prints CSV rows
 //   impl,op,N,head_dim,batch_heads,fwd_ms,fwdbwd_ms,fwd_flops,fwdbwd_flops
 // and a matmul-peak row, to stdout and to the file named by the first argument; on a Hopper also
-// `mixlab_sm90` rows (swa, head dim 64): the wgmma kernels (attention/cuda/sm90).
+// `mixlab_sm90` rows (swa and scout, head dim 64): the wgmma kernels (attention/cuda/sm90).
 //
 // Timing as the peers' (triton.testing.do_bench): CUDA events around each call, the L2 flushed
 // (a 256 MiB write) before each, the median of the repeats after a warm-up.
@@ -77,15 +77,18 @@ std::pair<double, double> time_attention(const KernelShape& s) {
   return {forward, both};
 }
 
-// Forward and forward + backward of the sm90 (wgmma) sliding-window kernels on one shape, where they
-// run (head dim 64, a Hopper, a build for sm_90a; not yet dispatched), else {-1, -1}.  The
-// backward's time includes what its binding adds around the kernel (D = Σ dO·O, the zeroed
-// float32 dQ accumulator, its scaling to bf16), as the sm_80 path's autograd includes its own.
-std::pair<double, double> time_sm90_window(const KernelShape& s) {
-  if (s.op != "swa" || s.head_dim != 64 || !mixlab::cuda::sm90_kernels_available()) return {-1, -1};
+// The sm90 (wgmma) kernels on one shape, where they run (head dim 64, a Hopper, a build for sm_90a;
+// not yet dispatched), else {-1, -1}: the sliding window's forward and forward + backward, SCOUT's
+// forward (its forward + backward -1: no sm90 backward yet).  The backward's time includes what
+// its binding adds around the kernel (D = Σ dO·O, the zeroed float32 dQ accumulator, its scaling
+// to bf16), as the sm_80 path's autograd includes its own.
+std::pair<double, double> time_sm90(const KernelShape& s) {
+  if ((s.op != "swa" && s.op != "scout") || s.head_dim != 64 || !mixlab::cuda::sm90_kernels_available()) return {-1, -1};
   auto bf16 = torch::TensorOptions().device(torch::kCUDA).dtype(torch::kBFloat16);
   auto q = torch::randn({1, s.batch_heads, s.n, s.head_dim}, bf16), k = torch::randn_like(q), v = torch::randn_like(q),
        dout = torch::randn_like(q);
+  if (s.op == "scout")
+    return {median_ms([&] { (void)mixlab::cuda::sm90_checkpoint_forward(q, k, v, s.segment); }), -1};
   const double forward = median_ms([&] { (void)mixlab::cuda::sm90_window_forward(q, k, v, s.window); });
   const double both = median_ms([&] {
     auto [o, lse] = mixlab::cuda::sm90_window_forward(q, k, v, s.window);
@@ -140,10 +143,10 @@ int time_kernels(const std::vector<KernelShape>& shapes, const std::string& path
     emit("mixlab," + s.op + "," + std::to_string(s.n) + "," + std::to_string(s.head_dim) + "," +
          std::to_string(s.batch_heads) + "," + std::to_string(forward) + "," + std::to_string(both) + "," +
          std::to_string(s.fwd_flops) + "," + std::to_string(s.fwdbwd_flops));
-    if (const auto [f90, b90] = time_sm90_window(s); f90 >= 0)
+    if (const auto [f90, b90] = time_sm90(s); f90 >= 0)  // an empty fwdbwd_ms: no sm90 backward
       emit("mixlab_sm90," + s.op + "," + std::to_string(s.n) + "," + std::to_string(s.head_dim) + "," +
-           std::to_string(s.batch_heads) + "," + std::to_string(f90) + "," + std::to_string(b90) + "," +
-           std::to_string(s.fwd_flops) + "," + std::to_string(s.fwdbwd_flops));
+           std::to_string(s.batch_heads) + "," + std::to_string(f90) + "," + (b90 >= 0 ? std::to_string(b90) : "") +
+           "," + std::to_string(s.fwd_flops) + "," + std::to_string(s.fwdbwd_flops));
   }
   return 0;
 }

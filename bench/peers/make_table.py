@@ -78,18 +78,22 @@ def main():
             print(line)
         print()
 
-    sm90 = [r for r in rows if r["impl"] == "mixlab_sm90" and r["op"] == "swa"]
-    if sm90:
-        print("### Sliding-window attention on Hopper's wgmma (attention/cuda/sm90), W = 1024, d = 64 (ms)\n")
+    for op, title in [("swa", "Sliding-window attention, W = 1024"), ("scout", "SCOUT checkpoint attention, S = 10")]:
+        sm90 = [r for r in rows if r["impl"] == "mixlab_sm90" and r["op"] == op]
+        if not sm90:
+            continue
+        print(f"### {title}, on Hopper's wgmma (attention/cuda/sm90), d = 64 (ms; the best Flex mask)\n")
         print("| N | sm_80 fwd | sm90 fwd | flex fwd | sm90 fwd vs flex | sm_80 fwd+bwd | sm90 fwd+bwd | "
               "TFLOP/s (kept) | % peak | flex fwd+bwd | sm90 vs flex | sm90 vs sm_80 |")
         print("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in sm90:
             n, hd = r["N"], r["head_dim"]
             f90, b90 = num(r["fwd_ms"]), num(r["fwdbwd_ms"])
-            m80 = get.get(("mixlab", "swa", n, hd), {})
-            flex = get.get(("flex", "swa", n, hd), {})
-            f80, b80, ff, fb = num(m80.get("fwd_ms")), num(m80.get("fwdbwd_ms")), num(flex.get("fwd_ms")), num(flex.get("fwdbwd_ms"))
+            m80 = get.get(("mixlab", op, n, hd), {})
+            f80, b80 = num(m80.get("fwd_ms")), num(m80.get("fwdbwd_ms"))
+            fb, mask = best_flex(get, op, n, hd)
+            impl = {"band": "flex", "gathered": "flex", "dense": "flex_dense"}.get(mask)
+            ff = num(get.get((impl, op, n, hd), {}).get("fwd_ms")) if impl else None
             tf = num(r["fwdbwd_flops"]) / (b90 * 1e-3) if b90 else None
             rate = f"{tf / 1e12:.0f} | {100 * tf / peak:.0f}%" if tf and peak else "– | –"
             print(f"| {n} | {ms_fmt(f80)} | {ms_fmt(f90)} | {ms_fmt(ff)} | {x_fmt(f90, ff)} | {ms_fmt(b80)} | "

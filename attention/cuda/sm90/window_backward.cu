@@ -14,7 +14,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "attention/cuda/sm90/available.h"
+#include "attention/cuda/sm90/launch.cuh"
 #include "attention/cuda/sm90/tile_loads.cuh"
 #include "attention/cuda/sm90/wgmma.cuh"
 #include "attention/cuda/sm90/window_backward.h"
@@ -194,19 +194,12 @@ void window_backward(const WindowBackwardShape& shape, const void* q, const void
                                 "rows N rounded up to 64 (got " + std::to_string(shape.batch_heads) + ", " +
                                 std::to_string(shape.n) + ", " + std::to_string(shape.window) + ", " +
                                 std::to_string(shape.n_padded) + ")");
-  if (!available())
-    throw std::invalid_argument("attention/cuda/sm90/window_backward: needs a compute-capability 9.x GPU (Hopper) and a "
-                                "build for sm_90a (CMAKE_CUDA_ARCHITECTURES=90a)");
-  const size_t smem = sizeof(Smem) + 1024;  // + room to align the tiles to 1,024 bytes
-  cudaFuncSetAttribute(window_backward_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
   const dim3 grid((shape.n + kBlock - 1) / kBlock, shape.batch_heads);
-  window_backward_kernel<<<grid, kThreads, smem, static_cast<cudaStream_t>(stream)>>>(
-      shape, static_cast<const __nv_bfloat16*>(q), static_cast<const __nv_bfloat16*>(k),
-      static_cast<const __nv_bfloat16*>(v), static_cast<const __nv_bfloat16*>(dout), lse, delta, dq_accumulator,
-      static_cast<__nv_bfloat16*>(dk), static_cast<__nv_bfloat16*>(dv));
-  const cudaError_t err = cudaGetLastError();
-  if (err != cudaSuccess)
-    throw std::runtime_error(std::string("attention/cuda/sm90/window_backward: launch: ") + cudaGetErrorString(err));
+  const size_t shared_bytes = sizeof(Smem) + 1024;  // + room to align the tiles to 1,024 bytes
+  launch("window_backward", window_backward_kernel, grid, kThreads, shared_bytes, stream,
+         shape, static_cast<const __nv_bfloat16*>(q), static_cast<const __nv_bfloat16*>(k),
+         static_cast<const __nv_bfloat16*>(v), static_cast<const __nv_bfloat16*>(dout), lse, delta,
+         dq_accumulator, static_cast<__nv_bfloat16*>(dk), static_cast<__nv_bfloat16*>(dv));
 }
 
 }  // namespace mixlab::cuda::sm90

@@ -12,7 +12,8 @@
 #include <stdexcept>
 #include <string>
 
-#include "attention/cuda/sm90/available.h"
+#include "attention/cuda/sm90/launch.cuh"
+#include "attention/cuda/sm90/online_softmax.cuh"
 #include "attention/cuda/sm90/tile_loads.cuh"
 #include "attention/cuda/sm90/wgmma.cuh"
 #include "attention/cuda/sm90/window_forward.h"
@@ -33,10 +34,6 @@ struct alignas(1024) Smem {
   unsigned char v[2][kBlockN * kRowBytes];     // MN-major for O += P V (rows = keys = the k dimension)
 };
 
-#if MIXLAB_SM90A
-using tiles::quad_max;
-using tiles::quad_sum;
-#endif
 
 // grid (⌈N / 128⌉, B·H), 256 threads, sizeof(Smem) + 1,024 bytes of dynamic shared memory.
 __global__ void __launch_bounds__(kThreads) window_forward_kernel(WindowForwardShape shape,
@@ -65,9 +62,8 @@ __global__ void __launch_bounds__(kThreads) window_forward_kernel(WindowForwardS
   cp_async_commit();
 
   const float scale_log2 = shape.scale * 1.4426950408889634f;
-  float acc[32], m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.f, 0.f};
-#pragma unroll
-  for (int i = 0; i < 32; ++i) acc[i] = 0.f;
+  OnlineSoftmax softmax;
+  softmax.clear();
   const uint64_t q_desc = descriptor_k_major(sm.q + 64 * wg * kRowBytes);
 
   for (int j = first; j <= last; ++j) {
@@ -84,74 +80,14 @@ __global__ void __launch_bounds__(kThreads) window_forward_kernel(WindowForwardS
     // Keys [n0, n0 + 64) reach this warpgroup's band (t − W < key ≤ t for some of its rows)?
     if (n0 > wg_hi || n0 + kBlockN - 1 <= wg_lo - window) continue;  // uniform per warpgroup
 
-    float s[32];
-    const uint64_t k_desc = descriptor_k_major(sm.k[stage]);
-    fence();
-#pragma unroll
-    for (int kk = 0; kk < kD / 16; ++kk) mma_ss<0, 0>(s, advance(q_desc, 32 * kk), advance(k_desc, 32 * kk), kk > 0);
-    commit();
-    wait<0>();
-    fence_registers(s);
-
-    // Scale, and mask where the tile crosses the diagonal, the window's far edge or N.
+    // Masked only where the tile crosses the diagonal, the window's far edge or N.
     const bool edge = n0 + kBlockN - 1 > wg_lo || n0 <= wg_hi - window || n0 + kBlockN > n;
-#pragma unroll
-    for (int i = 0; i < 32; ++i) {
-      const int col = n0 + 8 * (i / 4) + 2 * (lane % 4) + (i & 1), row = row0 + ((i & 2) ? 8 : 0);
-      const bool visible = !edge || (col <= row && col > row - window && col < n);
-      s[i] = visible ? s[i] * scale_log2 : -INFINITY;
-    }
-    // Online softmax for the thread's two rows (the quad of lanes sharing them reduces together).
-    float alpha[2], base[2];
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      float mx = -INFINITY;
-#pragma unroll
-      for (int jj = 0; jj < 8; ++jj) mx = fmaxf(mx, fmaxf(s[4 * jj + 2 * h], s[4 * jj + 2 * h + 1]));
-      const float m_new = fmaxf(m_run[h], quad_max(mx));
-      base[h] = m_new == -INFINITY ? 0.f : m_new;  // a row with nothing visible yet
-      alpha[h] = exp2f(m_run[h] - base[h]);
-      m_run[h] = m_new;
-    }
-    float row_sum[2] = {0.f, 0.f};
-#pragma unroll
-    for (int i = 0; i < 32; ++i) {
-      const int h = (i >> 1) & 1;
-      s[i] = exp2f(s[i] - base[h]);
-      row_sum[h] += s[i];
-      acc[i] *= alpha[h];  // acc has the same row mapping (n = d here)
-    }
-#pragma unroll
-    for (int h = 0; h < 2; ++h) l_run[h] = l_run[h] * alpha[h] + row_sum[h];  // per-thread partial sums
-
-    // O += P V: P's k16 step kk = keys n0 + 16kk .. + 15 = 16 rows of V further in.
-    uint32_t a[4][4];
-#pragma unroll
-    for (int kk = 0; kk < 4; ++kk) accumulator_to_a(s, kk, a[kk]);
-    const uint64_t v_desc = descriptor_mn_major(sm.v[stage]);
-    fence();
-#pragma unroll
-    for (int kk = 0; kk < 4; ++kk) mma_rs<1>(acc, a[kk], advance(v_desc, 16 * kRowBytes * kk), 1);
-    commit();
-    wait<0>();
-    fence_registers(acc);
+    softmax.attend(q_desc, sm.k[stage], sm.v[stage], scale_log2, [&](int column, int h) {
+      const int key = n0 + column, row = row0 + 8 * h;
+      return !edge || (key <= row && key > row - window && key < n);
+    });
   }
-
-  // o = O / l;  lse = (m + log2 l) ln 2.
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    const int row = row0 + 8 * h;
-    const float l = quad_sum(l_run[h]);
-    if (row >= n) continue;
-    const float inv = 1.f / l;
-#pragma unroll
-    for (int jj = 0; jj < 8; ++jj) {
-      const int col = 8 * jj + 2 * (lane % 4);
-      *reinterpret_cast<__nv_bfloat162*>(o + static_cast<size_t>(row) * kD + col) =
-          __floats2bfloat162_rn(acc[4 * jj + 2 * h] * inv, acc[4 * jj + 2 * h + 1] * inv);
-    }
-    if (lane % 4 == 0) lse[row] = (m_run[h] + log2f(l)) * 0.6931471805599453f;
-  }
+  softmax.store(row0, n, o, lse);
 #else
   __trap();  // built without sm_90a: window_forward() refuses to launch
 #endif
@@ -165,18 +101,11 @@ void window_forward(const WindowForwardShape& shape, const void* q, const void* 
     throw std::invalid_argument("attention/cuda/sm90/window_forward: needs B·H, N, W ≥ 1 (got " +
                                 std::to_string(shape.batch_heads) + ", " + std::to_string(shape.n) + ", " +
                                 std::to_string(shape.window) + ")");
-  if (!available())
-    throw std::invalid_argument("attention/cuda/sm90/window_forward: needs a compute-capability 9.x GPU (Hopper) and a "
-                                "build for sm_90a (CMAKE_CUDA_ARCHITECTURES=90a)");
-  const size_t smem = sizeof(Smem) + 1024;  // + room to align the tiles to 1,024 bytes
-  cudaFuncSetAttribute(window_forward_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
   const dim3 grid((shape.n + kBlockM - 1) / kBlockM, shape.batch_heads);
-  window_forward_kernel<<<grid, kThreads, smem, static_cast<cudaStream_t>(stream)>>>(
-      shape, static_cast<const __nv_bfloat16*>(q), static_cast<const __nv_bfloat16*>(k),
-      static_cast<const __nv_bfloat16*>(v), static_cast<__nv_bfloat16*>(o), lse);
-  const cudaError_t err = cudaGetLastError();
-  if (err != cudaSuccess)
-    throw std::runtime_error(std::string("attention/cuda/sm90/window_forward: launch: ") + cudaGetErrorString(err));
+  const size_t shared_bytes = sizeof(Smem) + 1024;  // + room to align the tiles to 1,024 bytes
+  launch("window_forward", window_forward_kernel, grid, kThreads, shared_bytes, stream,
+         shape, static_cast<const __nv_bfloat16*>(q), static_cast<const __nv_bfloat16*>(k),
+         static_cast<const __nv_bfloat16*>(v), static_cast<__nv_bfloat16*>(o), lse);
 }
 
 }  // namespace mixlab::cuda::sm90

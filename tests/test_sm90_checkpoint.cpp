@@ -1,0 +1,59 @@
+// The sm90 SCOUT checkpoint forward (attention/cuda/sm90/checkpoint_forward.h) against float64
+// masked attention written here from the rule (attention/checkpoint_attention.h):
+//   query t sees itself and the checkpoints j = cS + S − 1 < t,
+//   o_t = Σ_j softmax_j(q_t·k_j / 8) v_j,   lse_t = log Σ_j exp(q_t·k_j / 8),
+// over N not a multiple of the 128-row blocks, S not dividing N, S = 1 (every earlier token: causal),
+// S > N (the token alone), and a block's checkpoints spanning several 64-row tiles.
+// Skipped without a GPU, on a GPU that is not a Hopper, and in a build not for sm_90a.
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <tuple>
+#include <vector>
+
+#include "tests/gpu_test.h"
+#ifdef MIXLAB_WITH_CUDA
+#include "attention/cuda/kernels.h"
+#endif
+
+namespace MIXLAB_UNITY_ID {
+
+// q, k, v: [B, H, N, d] float64 -> o [B, H, N, d], lse [B, H, N].
+std::pair<torch::Tensor, torch::Tensor> checkpoint_reference(const torch::Tensor& q, const torch::Tensor& k,
+                                                             const torch::Tensor& v, int64_t segment) {
+  const int64_t n = q.size(2);
+  auto t = torch::arange(n, torch::kLong).unsqueeze(1), j = torch::arange(n, torch::kLong).unsqueeze(0);
+  auto visible = (j == t) | ((j % segment == segment - 1) & (j < t));  // [N, N]
+  auto scores = torch::matmul(q, k.transpose(-2, -1)) / std::sqrt(static_cast<double>(q.size(3)));
+  scores = scores.masked_fill(visible.logical_not(), -INFINITY);
+  return {torch::matmul(torch::softmax(scores, -1), v), torch::logsumexp(scores, -1)};
+}
+
+TEST(Sm90CheckpointForward, MatchesFloat64MaskedAttention) {
+  MIXLAB_REQUIRE_GPU();
+#ifdef MIXLAB_WITH_CUDA
+  if (!mixlab::cuda::sm90_kernels_available()) GTEST_SKIP() << "skipped: not a Hopper, or not built for sm_90a";
+  // (B, H, N, S)
+  const std::vector<std::tuple<int64_t, int64_t, int64_t, int64_t>> shapes{
+      {1, 2, 64, 10}, {1, 2, 200, 3}, {2, 1, 300, 10}, {1, 1, 1000, 10}, {1, 1, 130, 1},
+      {1, 2, 257, 64}, {1, 1, 7, 10}, {1, 1, 2000, 7}, {1, 1, 1030, 100}};
+  for (const auto& [b, h, n, segment] : shapes) {
+    torch::manual_seed(b * 1000 + n + segment);
+    auto make = [&] { return torch::randn({b, h, n, 64}).to(torch::kBFloat16); };
+    auto q = make(), k = make(), v = make();
+    auto [o, lse] = mixlab::cuda::sm90_checkpoint_forward(q.cuda(), k.cuda(), v.cuda(), segment);
+    auto [o_want, lse_want] =
+        checkpoint_reference(q.to(torch::kDouble), k.to(torch::kDouble), v.to(torch::kDouble), segment);
+    auto o_got = o.cpu().to(torch::kDouble), lse_got = lse.cpu().to(torch::kDouble);
+    ASSERT_TRUE(torch::isfinite(o_got).all().item<bool>()) << "N " << n << " S " << segment;
+    const double o_error = (o_got - o_want).norm().item<double>() / o_want.norm().item<double>();
+    const double lse_error = (lse_got - lse_want).abs().max().item<double>();
+    EXPECT_LT(o_error, 1e-2) << "o at B " << b << " H " << h << " N " << n << " S " << segment;
+    EXPECT_LT(lse_error, 1e-3) << "lse at B " << b << " H " << h << " N " << n << " S " << segment;
+  }
+#endif
+}
+
+}  // namespace MIXLAB_UNITY_ID
