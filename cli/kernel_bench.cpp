@@ -78,17 +78,22 @@ std::pair<double, double> time_attention(const KernelShape& s) {
 }
 
 // The sm90 (wgmma) kernels on one shape, where they run (head dim 64, a Hopper, a build for sm_90a;
-// not yet dispatched), else {-1, -1}: the sliding window's forward and forward + backward, SCOUT's
-// forward (its forward + backward -1: no sm90 backward yet).  The backward's time includes what
-// its binding adds around the kernel (D = Σ dO·O, the zeroed float32 dQ accumulator, its scaling
-// to bf16), as the sm_80 path's autograd includes its own.
+// not yet dispatched), else {-1, -1}: forward, and forward + backward of the sliding window and of
+// SCOUT.  The backward's time includes what its binding adds around the kernels (D = Σ dO·O, the
+// zeroed float32 dQ accumulator, its scaling to bf16), as the sm_80 path's autograd includes its own.
 std::pair<double, double> time_sm90(const KernelShape& s) {
   if ((s.op != "swa" && s.op != "scout") || s.head_dim != 64 || !mixlab::cuda::sm90_kernels_available()) return {-1, -1};
   auto bf16 = torch::TensorOptions().device(torch::kCUDA).dtype(torch::kBFloat16);
   auto q = torch::randn({1, s.batch_heads, s.n, s.head_dim}, bf16), k = torch::randn_like(q), v = torch::randn_like(q),
        dout = torch::randn_like(q);
-  if (s.op == "scout")
-    return {median_ms([&] { (void)mixlab::cuda::sm90_checkpoint_forward(q, k, v, s.segment); }), -1};
+  if (s.op == "scout") {
+    const double forward = median_ms([&] { (void)mixlab::cuda::sm90_checkpoint_forward(q, k, v, s.segment); });
+    const double both = median_ms([&] {
+      auto [o, lse] = mixlab::cuda::sm90_checkpoint_forward(q, k, v, s.segment);
+      (void)mixlab::cuda::sm90_checkpoint_backward(q, k, v, o, dout, lse, s.segment);
+    });
+    return {forward, both};
+  }
   const double forward = median_ms([&] { (void)mixlab::cuda::sm90_window_forward(q, k, v, s.window); });
   const double both = median_ms([&] {
     auto [o, lse] = mixlab::cuda::sm90_window_forward(q, k, v, s.window);

@@ -1,5 +1,6 @@
-// The sm90 SCOUT checkpoint forward (attention/cuda/sm90/checkpoint_forward.h) against float64
-// masked attention written here from the rule (attention/checkpoint_attention.h):
+// The sm90 SCOUT checkpoint kernels (attention/cuda/sm90/checkpoint_forward.h, checkpoint_backward.h)
+// against float64 masked attention written here from the rule (attention/checkpoint_attention.h)
+// and its float64 autograd:
 //   query t sees itself and the checkpoints j = cS + S − 1 < t,
 //   o_t = Σ_j softmax_j(q_t·k_j / 8) v_j,   lse_t = log Σ_j exp(q_t·k_j / 8),
 // over N not a multiple of the 128-row blocks, S not dividing N, S = 1 (every earlier token: causal),
@@ -31,15 +32,16 @@ std::pair<torch::Tensor, torch::Tensor> checkpoint_reference(const torch::Tensor
   return {torch::matmul(torch::softmax(scores, -1), v), torch::logsumexp(scores, -1)};
 }
 
+// (B, H, N, S)
+const std::vector<std::tuple<int64_t, int64_t, int64_t, int64_t>> kShapes{
+    {1, 2, 64, 10}, {1, 2, 200, 3}, {2, 1, 300, 10}, {1, 1, 1000, 10}, {1, 1, 130, 1},
+    {1, 2, 257, 64}, {1, 1, 7, 10}, {1, 1, 2000, 7}, {1, 1, 1030, 100}, {1, 1, 640, 10}};
+
 TEST(Sm90CheckpointForward, MatchesFloat64MaskedAttention) {
   MIXLAB_REQUIRE_GPU();
 #ifdef MIXLAB_WITH_CUDA
   if (!mixlab::cuda::sm90_kernels_available()) GTEST_SKIP() << "skipped: not a Hopper, or not built for sm_90a";
-  // (B, H, N, S)
-  const std::vector<std::tuple<int64_t, int64_t, int64_t, int64_t>> shapes{
-      {1, 2, 64, 10}, {1, 2, 200, 3}, {2, 1, 300, 10}, {1, 1, 1000, 10}, {1, 1, 130, 1},
-      {1, 2, 257, 64}, {1, 1, 7, 10}, {1, 1, 2000, 7}, {1, 1, 1030, 100}};
-  for (const auto& [b, h, n, segment] : shapes) {
+  for (const auto& [b, h, n, segment] : kShapes) {
     torch::manual_seed(b * 1000 + n + segment);
     auto make = [&] { return torch::randn({b, h, n, 64}).to(torch::kBFloat16); };
     auto q = make(), k = make(), v = make();
@@ -52,6 +54,31 @@ TEST(Sm90CheckpointForward, MatchesFloat64MaskedAttention) {
     const double lse_error = (lse_got - lse_want).abs().max().item<double>();
     EXPECT_LT(o_error, 1e-2) << "o at B " << b << " H " << h << " N " << n << " S " << segment;
     EXPECT_LT(lse_error, 1e-3) << "lse at B " << b << " H " << h << " N " << n << " S " << segment;
+  }
+#endif
+}
+
+TEST(Sm90CheckpointBackward, MatchesFloat64Autograd) {
+  MIXLAB_REQUIRE_GPU();
+#ifdef MIXLAB_WITH_CUDA
+  if (!mixlab::cuda::sm90_kernels_available()) GTEST_SKIP() << "skipped: not a Hopper, or not built for sm_90a";
+  for (const auto& [b, h, n, segment] : kShapes) {
+    torch::manual_seed(b * 1000 + n + segment + 1);
+    auto make = [&] { return torch::randn({b, h, n, 64}).to(torch::kBFloat16); };
+    auto q = make(), k = make(), v = make(), dout = make();
+    auto [o, lse] = mixlab::cuda::sm90_checkpoint_forward(q.cuda(), k.cuda(), v.cuda(), segment);
+    auto [dq, dk, dv] = mixlab::cuda::sm90_checkpoint_backward(q.cuda(), k.cuda(), v.cuda(), o, dout.cuda(), lse, segment);
+    std::vector<torch::Tensor> leaves;
+    for (const auto& t : {q, k, v}) leaves.push_back(t.to(torch::kDouble).requires_grad_(true));
+    auto grads = torch::autograd::grad({checkpoint_reference(leaves[0], leaves[1], leaves[2], segment).first},
+                                       {leaves[0], leaves[1], leaves[2]}, {dout.to(torch::kDouble)});
+    const char* names[] = {"dq", "dk", "dv"};
+    const torch::Tensor got[] = {dq, dk, dv};
+    for (int i = 0; i < 3; ++i) {
+      const double error = (got[i].cpu().to(torch::kDouble) - grads[i]).norm().item<double>() / grads[i].norm().item<double>();
+      // bf16 P and dS in the products, bf16 outputs: a few 2^-8 relative.
+      EXPECT_LT(error, 2e-2) << names[i] << " at B " << b << " H " << h << " N " << n << " S " << segment;
+    }
   }
 #endif
 }

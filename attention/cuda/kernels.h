@@ -54,6 +54,11 @@ std::pair<torch::Tensor, torch::Tensor> sm90_window_forward(const torch::Tensor&
 // [B, H, N, 64] bf16, segment size S ≥ 1 -> o [B, H, N, 64] bf16 and lse [B, H, N] float32.
 std::pair<torch::Tensor, torch::Tensor> sm90_checkpoint_forward(const torch::Tensor& q, const torch::Tensor& k,
                                                                 const torch::Tensor& v, int64_t segment);
+// Its backward (attention/cuda/sm90/checkpoint_backward.h): q, k, v, o, dout [B, H, N, 64] bf16 and
+// the forward's lse [B, H, N] float32 -> dq, dk, dv [B, H, N, 64] bf16.
+std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> sm90_checkpoint_backward(
+    const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& o,
+    const torch::Tensor& dout, const torch::Tensor& lse, int64_t segment);
 // The sliding window's backward (attention/cuda/sm90/window_backward.h): q, k, v, o, dout [B, H, N, 64] bf16 and the
 // forward's lse [B, H, N] float32 -> dq, dk, dv [B, H, N, 64] bf16.
 std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> sm90_window_backward(

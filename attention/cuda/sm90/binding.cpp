@@ -1,6 +1,6 @@
 // LibTorch entries of the sm90 kernels (attention/cuda/sm90/): check the tensors, allocate the
-// outputs; around the sliding-window backward, its D = Σ_d dO·O and its float32 dQ accumulator
-// (scaled and cast here).  Declared in attention/cuda/kernels.h.
+// outputs and the backwards' scratch (D = Σ_d dO·O, the float32 dQ accumulator, SCOUT's compact
+// checkpoint gradients).  Declared in attention/cuda/kernels.h.
 
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -11,6 +11,7 @@
 
 #include "attention/cuda/kernels.h"
 #include "attention/cuda/sm90/available.h"
+#include "attention/cuda/sm90/checkpoint_backward.h"
 #include "attention/cuda/sm90/checkpoint_forward.h"
 #include "attention/cuda/sm90/tile_products.h"
 #include "attention/cuda/sm90/window_backward.h"
@@ -87,32 +88,77 @@ std::pair<torch::Tensor, torch::Tensor> sm90_checkpoint_forward(const torch::Ten
   return {o, lse};
 }
 
-std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> sm90_window_backward(
-    const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& o,
-    const torch::Tensor& dout, const torch::Tensor& lse, int64_t window) {
-  check_heads({&q, &k, &v, &o, &dout}, q, window);
+namespace {
+
+// The backwards' common checks and scratch: D_t = Σ_d dO_td O_td [B·H, N] and a zeroed float32 dQ
+// accumulator [B·H, N rounded up to 64, 64].
+struct BackwardScratch {
+  torch::Tensor q, k, v, dout, lse, delta, dq_accumulator;
+  int64_t batch_heads = 0, n = 0, n_padded = 0;
+};
+BackwardScratch backward_scratch(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                 const torch::Tensor& o, const torch::Tensor& dout, const torch::Tensor& lse,
+                                 int64_t window_or_segment) {
+  check_heads({&q, &k, &v, &o, &dout}, q, window_or_segment);
   TORCH_CHECK(lse.is_cuda() && lse.scalar_type() == torch::kFloat32 && lse.dim() == 3 && lse.size(0) == q.size(0) &&
                   lse.size(1) == q.size(1) && lse.size(2) == q.size(2),
               "attention/cuda/sm90/binding.cpp: lse must be [B, H, N] float32, got ", lse.sizes(), " ",
               lse.scalar_type());
+  BackwardScratch s;
+  s.q = q.contiguous(); s.k = k.contiguous(); s.v = v.contiguous(); s.dout = dout.contiguous();
+  s.lse = lse.contiguous();
+  s.batch_heads = q.size(0) * q.size(1);
+  s.n = q.size(2);
+  s.n_padded = (s.n + 63) / 64 * 64;
+  s.delta = (s.dout.to(torch::kFloat32) * o.to(torch::kFloat32)).sum(-1).contiguous();
+  s.dq_accumulator = torch::zeros({s.batch_heads, s.n_padded, 64}, q.options().dtype(torch::kFloat32));
+  return s;
+}
+
+}  // namespace
+
+std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> sm90_checkpoint_backward(
+    const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& o,
+    const torch::Tensor& dout, const torch::Tensor& lse, int64_t segment) {
   const c10::cuda::CUDAGuard guard(q.device());
-  auto q_c = q.contiguous(), k_c = k.contiguous(), v_c = v.contiguous(), dout_c = dout.contiguous();
-  auto lse_c = lse.contiguous();
-  auto dk = torch::empty_like(k_c), dv = torch::empty_like(v_c);
-  if (q.numel() == 0) return {torch::empty_like(q_c), dk, dv};
-  const int64_t bh = q.size(0) * q.size(1), n = q.size(2), n_padded = (n + 63) / 64 * 64;
-  auto delta = (dout_c.to(torch::kFloat32) * o.to(torch::kFloat32)).sum(-1).contiguous();  // D_t = Σ_d dO·O
-  auto dq_accumulator = torch::zeros({bh, n_padded, 64}, q.options().dtype(torch::kFloat32));
-  sm90::WindowBackwardShape shape;
-  shape.batch_heads = static_cast<int>(bh);
-  shape.n = static_cast<int>(n);
-  shape.n_padded = static_cast<int>(n_padded);
-  shape.window = static_cast<int>(std::min<int64_t>(window, n));
+  auto s = backward_scratch(q, k, v, o, dout, lse, segment);
+  auto dq = torch::empty_like(s.q), dk = torch::empty_like(s.k), dv = torch::empty_like(s.v);
+  if (q.numel() == 0) return {dq, dk, dv};
+  sm90::CheckpointBackwardShape shape;
+  shape.batch_heads = static_cast<int>(s.batch_heads);
+  shape.n = static_cast<int>(s.n);
+  shape.n_padded = static_cast<int>(s.n_padded);
+  shape.segment = static_cast<int>(std::min<int64_t>(segment, s.n + 1));  // S > N: no checkpoint either way
+  shape.checkpoints = shape.n / shape.segment;
+  shape.c_padded = (shape.checkpoints + 63) / 64 * 64;
   shape.scale = static_cast<float>(1.0 / std::sqrt(64.0));
-  sm90::window_backward(shape, q_c.data_ptr(), k_c.data_ptr(), v_c.data_ptr(), dout_c.data_ptr(),
-                        lse_c.data_ptr<float>(), delta.data_ptr<float>(), dq_accumulator.data_ptr<float>(),
+  auto compact = q.options().dtype(torch::kFloat32);
+  auto checkpoint_dk = torch::empty({s.batch_heads, std::max(shape.c_padded, 64), 64}, compact);
+  auto checkpoint_dv = torch::empty_like(checkpoint_dk);
+  sm90::checkpoint_backward(shape, s.q.data_ptr(), s.k.data_ptr(), s.v.data_ptr(), s.dout.data_ptr(),
+                            s.lse.data_ptr<float>(), s.delta.data_ptr<float>(), s.dq_accumulator.data_ptr<float>(),
+                            checkpoint_dk.data_ptr<float>(), checkpoint_dv.data_ptr<float>(), dq.data_ptr(),
+                            dk.data_ptr(), dv.data_ptr(), at::cuda::getCurrentCUDAStream().stream());
+  return {dq, dk, dv};
+}
+
+std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> sm90_window_backward(
+    const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& o,
+    const torch::Tensor& dout, const torch::Tensor& lse, int64_t window) {
+  const c10::cuda::CUDAGuard guard(q.device());
+  auto s = backward_scratch(q, k, v, o, dout, lse, window);
+  auto dk = torch::empty_like(s.k), dv = torch::empty_like(s.v);
+  if (q.numel() == 0) return {torch::empty_like(s.q), dk, dv};
+  sm90::WindowBackwardShape shape;
+  shape.batch_heads = static_cast<int>(s.batch_heads);
+  shape.n = static_cast<int>(s.n);
+  shape.n_padded = static_cast<int>(s.n_padded);
+  shape.window = static_cast<int>(std::min<int64_t>(window, s.n));
+  shape.scale = static_cast<float>(1.0 / std::sqrt(64.0));
+  sm90::window_backward(shape, s.q.data_ptr(), s.k.data_ptr(), s.v.data_ptr(), s.dout.data_ptr(),
+                        s.lse.data_ptr<float>(), s.delta.data_ptr<float>(), s.dq_accumulator.data_ptr<float>(),
                         dk.data_ptr(), dv.data_ptr(), at::cuda::getCurrentCUDAStream().stream());
-  auto dq = (dq_accumulator.narrow(1, 0, n) * shape.scale).to(torch::kBFloat16).view(q.sizes());
+  auto dq = (s.dq_accumulator.narrow(1, 0, s.n) * shape.scale).to(torch::kBFloat16).view(q.sizes());
   return {dq, dk, dv};
 }
 

@@ -7,7 +7,7 @@
 // a block's keys is checkpoints 64j .. 64j + 63, gathered from every S-th token row by cp.async,
 // so the products cost the kept pairs (Σ_t ⌊t/S⌋), not N²; a row's own token starts its online
 // softmax (m = q_t·k_t, l = 1, O = v_t) before the first tile.  Block, warpgroups and tiles as in
-// window_forward.h.  Not yet: the backward (the sm_80 kernel serves it), head dim 128.
+// window_forward.h; the backward: checkpoint_backward.h.  Not yet: head dim 128.
 // The reference is float64 masked attention (tests/test_sm90_checkpoint.cpp).
 
 namespace mixlab::cuda::sm90 {

@@ -1,0 +1,112 @@
+// The kernels of checkpoint_backward.h.
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "attention/cuda/mma_tiles.cuh"
+#include "attention/cuda/sm90/checkpoint_backward.h"
+#include "attention/cuda/sm90/key_block_backward.cuh"
+#include "attention/cuda/sm90/launch.cuh"
+
+namespace mixlab::cuda::sm90 {
+namespace {
+
+// grid (⌈C / 64⌉, B·H), 128 threads, sizeof(KeyBlockSmem) + 1,024 bytes of dynamic shared memory.
+// Block: checkpoints [c0, c0 + 64), the key rows (c0 + i)·S + S − 1.
+__global__ void __launch_bounds__(kBackwardThreads) checkpoint_keys_backward_kernel(
+    CheckpointBackwardShape shape, const __nv_bfloat16* __restrict__ q, const __nv_bfloat16* __restrict__ k,
+    const __nv_bfloat16* __restrict__ v, const __nv_bfloat16* __restrict__ dout, const float* __restrict__ lse,
+    const float* __restrict__ delta, float* __restrict__ dq_accumulator, float* __restrict__ checkpoint_dk,
+    float* __restrict__ checkpoint_dv) {
+#if MIXLAB_SM90A
+  extern __shared__ unsigned char smem_raw[];
+  auto& sm = *reinterpret_cast<KeyBlockSmem*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
+  const int n = shape.n, segment = shape.segment, count = shape.checkpoints, c0 = blockIdx.x * kBackwardBlock;
+  const size_t head = static_cast<size_t>(blockIdx.y) * n * 64, rows = static_cast<size_t>(blockIdx.y) * n;
+  const QuerySide side{q + head, dout + head, lse + rows, delta + rows,
+                       dq_accumulator + static_cast<size_t>(blockIdx.y) * shape.n_padded * 64, n};
+  const size_t first_row = (static_cast<size_t>(c0) * segment + segment - 1) * 64, stride = static_cast<size_t>(segment) * 64;
+  load_tile<kBackwardThreads>(sm.k, k + head + first_row, kBackwardBlock, count - c0, stride);
+  load_tile<kBackwardThreads>(sm.v, v + head + first_row, kBackwardBlock, count - c0, stride);
+  // Checkpoint c is visible to t when c < ⌊t / S⌋: the first query that sees c0 is (c0 + 1)·S.
+  const int first = (c0 + 1) * segment / kBackwardBlock, last = (n - 1) / kBackwardBlock;
+  float dv_acc[32], dk_acc[32];
+  key_block_backward(
+      sm, side, first, last, shape.scale,
+      [&](int key, int t) { return c0 + key < count && t < n && c0 + key < t / segment; },
+      [&](int q0) { return c0 + kBackwardBlock <= count && q0 + kBackwardBlock <= n && c0 + kBackwardBlock - 1 < q0 / segment; },
+      dv_acc, dk_acc);
+  const size_t compact = (static_cast<size_t>(blockIdx.y) * shape.c_padded + c0) * 64;
+  store_key_gradients(dv_acc, dk_acc, shape.scale, count - c0, checkpoint_dv + compact, checkpoint_dk + compact);
+#else
+  __trap();  // built without sm_90a: checkpoint_backward() refuses to launch
+#endif
+}
+
+// grid (⌈N / 8⌉, B·H), 256 threads: a warp per token t, two of the 64 dimensions per lane.
+__global__ void __launch_bounds__(256) checkpoint_self_backward_kernel(
+    CheckpointBackwardShape shape, const __nv_bfloat16* __restrict__ q, const __nv_bfloat16* __restrict__ k,
+    const __nv_bfloat16* __restrict__ v, const __nv_bfloat16* __restrict__ dout, const float* __restrict__ lse,
+    const float* __restrict__ delta, const float* __restrict__ dq_accumulator, const float* __restrict__ checkpoint_dk,
+    const float* __restrict__ checkpoint_dv, __nv_bfloat16* __restrict__ dq, __nv_bfloat16* __restrict__ dk,
+    __nv_bfloat16* __restrict__ dv) {
+  const int t = blockIdx.x * 8 + threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (t >= shape.n) return;
+  const size_t at = (static_cast<size_t>(blockIdx.y) * shape.n + t) * 64 + 2 * lane;
+  auto pair = [&](const __nv_bfloat16* m) { return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(m + at)); };
+  const float2 qq = pair(q), kk = pair(k), vv = pair(v), go = pair(dout);
+  auto warp_sum = [](float x) {
+#pragma unroll
+    for (int offset = 16; offset > 0; offset /= 2) x += __shfl_xor_sync(0xffffffffu, x, offset);
+    return x;
+  };
+  const size_t row = static_cast<size_t>(blockIdx.y) * shape.n + t;
+  const float p = __expf(warp_sum(qq.x * kk.x + qq.y * kk.y) * shape.scale - lse[row]);  // P_tt
+  const float ds = p * (warp_sum(go.x * vv.x + go.y * vv.y) - delta[row]);            // dS_tt
+  float2 dk2 = make_float2(shape.scale * ds * qq.x, shape.scale * ds * qq.y), dv2 = make_float2(p * go.x, p * go.y);
+  if (t % shape.segment == shape.segment - 1) {  // a checkpoint: add its compact rows
+    const size_t c = (static_cast<size_t>(blockIdx.y) * shape.c_padded + t / shape.segment) * 64 + 2 * lane;
+    dk2.x += checkpoint_dk[c]; dk2.y += checkpoint_dk[c + 1];
+    dv2.x += checkpoint_dv[c]; dv2.y += checkpoint_dv[c + 1];
+  }
+  const size_t acc = (static_cast<size_t>(blockIdx.y) * shape.n_padded + t) * 64 + 2 * lane;
+  const float2 dq2 = make_float2(shape.scale * (dq_accumulator[acc] + ds * kk.x),
+                                 shape.scale * (dq_accumulator[acc + 1] + ds * kk.y));
+  *reinterpret_cast<__nv_bfloat162*>(dq + at) = __float22bfloat162_rn(dq2);
+  *reinterpret_cast<__nv_bfloat162*>(dk + at) = __float22bfloat162_rn(dk2);
+  *reinterpret_cast<__nv_bfloat162*>(dv + at) = __float22bfloat162_rn(dv2);
+}
+
+}  // namespace
+
+void checkpoint_backward(const CheckpointBackwardShape& shape, const void* q, const void* k, const void* v,
+                         const void* dout, const float* lse, const float* delta, float* dq_accumulator,
+                         float* checkpoint_dk, float* checkpoint_dv, void* dq, void* dk, void* dv, void* stream) {
+  if (shape.batch_heads < 1 || shape.n < 1 || shape.segment < 1 || shape.checkpoints != shape.n / shape.segment ||
+      shape.n_padded < (shape.n + 63) / 64 * 64 || shape.c_padded < (shape.checkpoints + 63) / 64 * 64)
+    throw std::invalid_argument("attention/cuda/sm90/checkpoint_backward: needs B·H, N, S ≥ 1, C = ⌊N / S⌋ and the "
+                                "scratch rows rounded up to 64 (got " + std::to_string(shape.batch_heads) + ", " +
+                                std::to_string(shape.n) + ", " + std::to_string(shape.segment) + ", " +
+                                std::to_string(shape.checkpoints) + ")");
+  const auto* q_ = static_cast<const __nv_bfloat16*>(q);
+  const auto* k_ = static_cast<const __nv_bfloat16*>(k);
+  const auto* v_ = static_cast<const __nv_bfloat16*>(v);
+  const auto* dout_ = static_cast<const __nv_bfloat16*>(dout);
+  if (shape.checkpoints > 0) {
+    const dim3 grid((shape.checkpoints + kBackwardBlock - 1) / kBackwardBlock, shape.batch_heads);
+    const size_t shared_bytes = sizeof(KeyBlockSmem) + 1024;  // + room to align the tiles to 1,024 bytes
+    launch("checkpoint_backward", checkpoint_keys_backward_kernel, grid, kBackwardThreads, shared_bytes, stream, shape,
+           q_, k_, v_, dout_, lse, delta, dq_accumulator, checkpoint_dk, checkpoint_dv);
+  }
+  const dim3 grid((shape.n + 7) / 8, shape.batch_heads);
+  launch("checkpoint_backward (self pairs)", checkpoint_self_backward_kernel, grid, 256, 0, stream, shape, q_, k_, v_,
+         dout_, lse, delta, static_cast<const float*>(dq_accumulator), static_cast<const float*>(checkpoint_dk),
+         static_cast<const float*>(checkpoint_dv), static_cast<__nv_bfloat16*>(dq), static_cast<__nv_bfloat16*>(dk),
+         static_cast<__nv_bfloat16*>(dv));
+}
+
+}  // namespace mixlab::cuda::sm90
