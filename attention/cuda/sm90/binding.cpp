@@ -52,40 +52,50 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> sm90_tile_products(const
   return {s, o, r};
 }
 
-std::pair<torch::Tensor, torch::Tensor> sm90_window_forward(const torch::Tensor& q, const torch::Tensor& k,
-                                                            const torch::Tensor& v, int64_t window) {
-  check_heads({&q, &k, &v}, q, window);
+namespace {
+
+// The forwards' common part: checks, contiguous inputs, o [B, H, N, 64] and lse [B, H, N], and the
+// kernel through run(batch_heads, n, q, k, v, o, lse, stream).
+template <class Run>
+std::pair<torch::Tensor, torch::Tensor> forward_entry(const torch::Tensor& q, const torch::Tensor& k,
+                                                      const torch::Tensor& v, int64_t window_or_segment, Run run) {
+  check_heads({&q, &k, &v}, q, window_or_segment);
   const c10::cuda::CUDAGuard guard(q.device());
   auto q_c = q.contiguous(), k_c = k.contiguous(), v_c = v.contiguous();
   auto o = torch::empty_like(q_c);
   auto lse = torch::empty({q.size(0), q.size(1), q.size(2)}, q.options().dtype(torch::kFloat32));
   if (q.numel() == 0) return {o, lse};
-  sm90::WindowForwardShape shape;
-  shape.batch_heads = static_cast<int>(q.size(0) * q.size(1));
-  shape.n = static_cast<int>(q.size(2));
-  shape.window = static_cast<int>(std::min<int64_t>(window, q.size(2)));
-  shape.scale = static_cast<float>(1.0 / std::sqrt(64.0));
-  sm90::window_forward(shape, q_c.data_ptr(), k_c.data_ptr(), v_c.data_ptr(), o.data_ptr(), lse.data_ptr<float>(),
-                       at::cuda::getCurrentCUDAStream().stream());
+  run(static_cast<int>(q.size(0) * q.size(1)), static_cast<int>(q.size(2)), q_c.data_ptr(), k_c.data_ptr(),
+      v_c.data_ptr(), o.data_ptr(), lse.data_ptr<float>(), at::cuda::getCurrentCUDAStream().stream());
   return {o, lse};
+}
+
+const float kScale = static_cast<float>(1.0 / std::sqrt(64.0));
+
+}  // namespace
+
+std::pair<torch::Tensor, torch::Tensor> sm90_window_forward(const torch::Tensor& q, const torch::Tensor& k,
+                                                            const torch::Tensor& v, int64_t window) {
+  return forward_entry(q, k, v, window, [&](int batch_heads, int n, auto... pointers) {
+    sm90::WindowForwardShape shape;
+    shape.batch_heads = batch_heads;
+    shape.n = n;
+    shape.window = static_cast<int>(std::min<int64_t>(window, n));
+    shape.scale = kScale;
+    sm90::window_forward(shape, pointers...);
+  });
 }
 
 std::pair<torch::Tensor, torch::Tensor> sm90_checkpoint_forward(const torch::Tensor& q, const torch::Tensor& k,
                                                                 const torch::Tensor& v, int64_t segment) {
-  check_heads({&q, &k, &v}, q, segment);
-  const c10::cuda::CUDAGuard guard(q.device());
-  auto q_c = q.contiguous(), k_c = k.contiguous(), v_c = v.contiguous();
-  auto o = torch::empty_like(q_c);
-  auto lse = torch::empty({q.size(0), q.size(1), q.size(2)}, q.options().dtype(torch::kFloat32));
-  if (q.numel() == 0) return {o, lse};
-  sm90::CheckpointForwardShape shape;
-  shape.batch_heads = static_cast<int>(q.size(0) * q.size(1));
-  shape.n = static_cast<int>(q.size(2));
-  shape.segment = static_cast<int>(std::min<int64_t>(segment, q.size(2) + 1));  // S > N: no checkpoint either way
-  shape.scale = static_cast<float>(1.0 / std::sqrt(64.0));
-  sm90::checkpoint_forward(shape, q_c.data_ptr(), k_c.data_ptr(), v_c.data_ptr(), o.data_ptr(), lse.data_ptr<float>(),
-                           at::cuda::getCurrentCUDAStream().stream());
-  return {o, lse};
+  return forward_entry(q, k, v, segment, [&](int batch_heads, int n, auto... pointers) {
+    sm90::CheckpointForwardShape shape;
+    shape.batch_heads = batch_heads;
+    shape.n = n;
+    shape.segment = static_cast<int>(std::min<int64_t>(segment, n + 1));  // S > N: no checkpoint either way
+    shape.scale = kScale;
+    sm90::checkpoint_forward(shape, pointers...);
+  });
 }
 
 namespace {
@@ -131,7 +141,7 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> sm90_checkpoint_backward
   shape.segment = static_cast<int>(std::min<int64_t>(segment, s.n + 1));  // S > N: no checkpoint either way
   shape.checkpoints = shape.n / shape.segment;
   shape.c_padded = (shape.checkpoints + 63) / 64 * 64;
-  shape.scale = static_cast<float>(1.0 / std::sqrt(64.0));
+  shape.scale = kScale;
   auto compact = q.options().dtype(torch::kFloat32);
   auto checkpoint_dk = torch::empty({s.batch_heads, std::max(shape.c_padded, 64), 64}, compact);
   auto checkpoint_dv = torch::empty_like(checkpoint_dk);
@@ -154,7 +164,7 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> sm90_window_backward(
   shape.n = static_cast<int>(s.n);
   shape.n_padded = static_cast<int>(s.n_padded);
   shape.window = static_cast<int>(std::min<int64_t>(window, s.n));
-  shape.scale = static_cast<float>(1.0 / std::sqrt(64.0));
+  shape.scale = kScale;
   sm90::window_backward(shape, s.q.data_ptr(), s.k.data_ptr(), s.v.data_ptr(), s.dout.data_ptr(),
                         s.lse.data_ptr<float>(), s.delta.data_ptr<float>(), s.dq_accumulator.data_ptr<float>(),
                         dk.data_ptr(), dv.data_ptr(), at::cuda::getCurrentCUDAStream().stream());
