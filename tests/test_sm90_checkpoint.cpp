@@ -75,7 +75,11 @@ TEST(Sm90CheckpointBackward, MatchesFloat64Autograd) {
     const char* names[] = {"dq", "dk", "dv"};
     const torch::Tensor got[] = {dq, dk, dv};
     for (int i = 0; i < 3; ++i) {
-      const double error = (got[i].cpu().to(torch::kDouble) - grads[i]).norm().item<double>() / grads[i].norm().item<double>();
+      // With S > N no token has a checkpoint: each sees only itself, its softmax is the constant 1
+      // and dq = dk = 0 exactly; then the error is measured against the size of dv.
+      const double want_norm = grads[i].norm().item<double>();
+      const double error = (got[i].cpu().to(torch::kDouble) - grads[i]).norm().item<double>() /
+                           (want_norm > 0 ? want_norm : grads[2].norm().item<double>());
       // bf16 P and dS in the products, bf16 outputs: a few 2^-8 relative.
       EXPECT_LT(error, 2e-2) << names[i] << " at B " << b << " H " << h << " N " << n << " S " << segment;
     }
