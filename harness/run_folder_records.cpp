@@ -110,6 +110,7 @@ int64_t RunFolderRecords::restore_to(int64_t step) {
                          number_or_nan(row, "lr"), number_or_nan(row, "tokens_per_s"), number_or_nan(row, "elapsed_s"));
     }
   }
+  database_.flush();
   return static_cast<int64_t>(kept.size());
 }
 

@@ -4,7 +4,7 @@
 // folder").
 //
 //   RUN_DIR/records.jsonl   one JSON object per train_log or evaluation row, appended (and
-//                           flushed) as the row is written to the database:
+//                           flushed) as the row is logged, before the database has it:
 //                             {"step": s, "tokens": t, "flops": f, "loss": l, "lr": r,
 //                              "tokens_per_s": v, "elapsed_s": e, "implementation": i,
 //                              "execution": x, "peak_flops": p}  (train_log)
@@ -40,6 +40,8 @@ class RunFolderRecords : public TrainingRecords {
   // rows to the database again.  Returns the number of rows written.
   int64_t restore_to(int64_t step);
   void discard_after(int64_t step) override { restore_to(step); }
+  // The file is written as rows come; the database's kept-back rows are written now.
+  void flush() override { database_.flush(); }
   // Passed on to the database, and kept in the file's train_log rows as "implementation".
   void set_implementation(const std::string& implementation) override;
   void set_execution(const std::string& execution) override;

@@ -110,7 +110,10 @@ class TrainingRun {
       bool stop = config_.stop_at_accuracy > 0 && step < total_steps_ && accuracy >= config_.stop_at_accuracy;
       if (evaluate && config_.stop_at_accuracy > 0 && job_.world_size() > 1)
         stop = job_.value_of_main(stop ? 1 : 0, device_) != 0;
-      if (job_.is_main() && (checkpoint || stop)) save_checkpoint(run_dir_, trainer_, state_, fingerprint_, model_json_);
+      if (job_.is_main() && (checkpoint || stop)) {
+        folder().flush();
+        save_checkpoint(run_dir_, trainer_, state_, fingerprint_, model_json_);
+      }
       if (stop) {
         if (job_.is_main()) stopped_early(step, accuracy);
         break;
@@ -122,6 +125,7 @@ class TrainingRun {
       for (const auto& e : evaluator_.run(trainer_.model()))
         if (!e.bucket) summary_.final[e.task + "/" + e.metric] = e.value;
     }
+    folder().flush();  // every row in the database before the caller marks the point done
     summary_.steps = summary_.stopped_at_step > 0 ? summary_.stopped_at_step : total_steps_;
     return summary_;
   }

@@ -29,6 +29,10 @@ class TrainingRecords {
   virtual void set_peak_flops(double peak_flops) {}
   // A resumed run restarts after `step`: forget curve rows and evaluations recorded after it.
   virtual void discard_after(int64_t step) = 0;
+  // Every row logged so far is where it is read from.  A store may keep curve rows back for a
+  // moment and write them together (harness/store_training_records.cpp); the run calls this
+  // before a checkpoint and at its end, so that a point marked done has all its rows.
+  virtual void flush() {}
 };
 
 }  // namespace mixlab

@@ -115,6 +115,7 @@ TEST(Implementation, AnOlderDatabaseGainsTheColumnsAndRowsCarryThem) {
   auto records = store.training_records("p");
   records->set_implementation("sliding_window_attention=kernel");
   records->log_step(1, 10, 1.0, 2.0, 1e-3, 100.0, 0.1);
+  records->flush();
 
   auto text = [&](const std::string& sql) {
     Statement q(store.handle(), sql);

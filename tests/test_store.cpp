@@ -108,6 +108,7 @@ TEST(StoreTest, TrainingRecordsAndDiscardAfter) {
   }
   records->log_evaluation(5, "text", "loss_bucket", 2.0, std::nullopt, 128, "");
   records->log_step(5, 500, 5e6, 0.5, 1e-3, 1e4, 0.5);  // a repeated step replaces
+  records->flush();
   EXPECT_EQ(count(store, "SELECT COUNT(*) FROM train_log"), 5);
   EXPECT_EQ(count(store, "SELECT COUNT(*) FROM evaluations WHERE bucket = -1 AND seq_len = 64"), 5);
   records->discard_after(3);
@@ -124,12 +125,44 @@ TEST(StoreTest, TrainLogRowsCarryMfuOnceThePeakIsKnown) {
   records->log_step(1, 1000, 6e9, 3.0, 1e-3, 500, 2.0);
   records->set_peak_flops(1e10);
   records->log_step(2, 2000, 1.2e10, 2.5, 1e-3, 500, 4.0);  // 6e9 FLOPs per 2 s step: 3e9 FLOP/s
+  records->flush();
   Statement q(store.handle(), "SELECT step, mfu, peak_flops FROM train_log ORDER BY step");
   ASSERT_TRUE(q.step());
   EXPECT_TRUE(q.is_null(1));
   ASSERT_TRUE(q.step());
   EXPECT_NEAR(q.real(1), 0.3, 1e-12);
   EXPECT_EQ(q.real(2), 1e10);
+}
+
+// Curve rows are written behind (one transaction for many steps, harness/store_training_records.cpp):
+// not in the database right after log_step, all of them, in order and with the implementation in
+// force at their step, after flush(); an evaluation writes the curve before it; and rows still
+// kept back are written when the records object goes away.
+TEST(StoreTest, StepRowsAreWrittenBehindAndNoneIsLost) {
+  TempDir dir("store_behind");
+  Store store(dir.file("r.db"));
+  {
+    auto records = store.training_records("p");
+    records->set_implementation("a=kernel");
+    for (int64_t step = 1; step <= 3; ++step) records->log_step(step, step * 10, 1.0, 1.0 / step, 1e-3, 100, 0.1);
+    EXPECT_EQ(count(store, "SELECT COUNT(*) FROM train_log"), 0);  // kept back
+    records->set_implementation("a=reference");
+    records->log_step(4, 40, 1.0, 0.25, 1e-3, 100, 0.4);
+    records->flush();
+    EXPECT_EQ(count(store, "SELECT COUNT(*) FROM train_log"), 4);
+    EXPECT_EQ(count(store, "SELECT COUNT(*) FROM train_log WHERE implementation = 'a=kernel' AND step <= 3"), 3);
+    EXPECT_EQ(count(store, "SELECT COUNT(*) FROM train_log WHERE implementation = 'a=reference' AND step = 4"), 1);
+    records->log_step(5, 50, 1.0, 0.2, 1e-3, 100, 0.5);
+    records->log_evaluation(5, "mqar", "accuracy", 0.5, 64, std::nullopt, "{}");
+    EXPECT_EQ(count(store, "SELECT MAX(step) FROM train_log"), 5);  // the curve before its evaluation
+    records->log_step(6, 60, 1.0, 0.1, 1e-3, 100, 0.6);
+    records->discard_after(5);  // a kept-back row after the step is discarded too
+    EXPECT_EQ(count(store, "SELECT MAX(step) FROM train_log"), 5);
+    records->log_step(6, 60, 1.0, 0.1, 1e-3, 100, 0.6);
+    records->log_step(7, 70, 1.0, 0.1, 1e-3, 100, 0.7);
+  }
+  EXPECT_EQ(count(store, "SELECT COUNT(*) FROM train_log"), 7);  // written by the destructor
+  EXPECT_EQ(count(store, "SELECT SUM(tokens) FROM train_log"), 280);
 }
 
 TEST(StoreTest, MergeTakesBetterPointsAndIsIdempotent) {
