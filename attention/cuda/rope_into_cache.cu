@@ -1,6 +1,6 @@
 // The decode step's fused RoPE and cache write (attention/cuda/rope_into_cache_launch.h): one
-// kernel where the composed step ran six (two index_select of the table rows, RoPE on q and k, and
-// an index_copy_ each for k and v).
+// kernel where the composed step runs five (two index_select of the table rows, RoPE on q and k,
+// and an index_copy_ each for k and v).
 //
 // One thread per V consecutive pairs (x1[i..i+V), x2[i..i+V)) of one (b, h): it loads those 2V
 // elements of q, k and v and of the table row at t, writes 2V elements of q_out, of key slot m and
