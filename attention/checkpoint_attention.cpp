@@ -243,12 +243,10 @@ class CheckpointAttention : public TokenMixer {
   // swa's static steps (no separate self term).
   torch::Tensor static_step(const torch::Tensor& x_t, MixerState& state, const StepPosition& at) override {
     TORCH_CHECK(summary_ == SegmentSummary::Token, "checkpoint_attention: static_step needs summary = token");
-    auto [q, k, v] = heads_.project_at(x_t, at.position, state);  // [B, H, 1, d_h]
     auto& keys = state.tensors.at("checkpoint_keys");      // [B, H, ⌈capacity/S⌉, d_h]
     auto& values = state.tensors.at("checkpoint_values");
     const auto segment = at.position.div(segment_size_, "floor");  // ⌊t/S⌋: [1]
-    write_slot(keys, segment, k);
-    write_slot(values, segment, v);
+    const auto q = heads_.project_into_cache(x_t, at.position, segment, state, keys, values);  // [B, H, 1, d_h]
     const int64_t count = (at.span - 1) / segment_size_ + 1;       // ⌈span/S⌉ ≤ the slots: the most any t < span reads
     return heads_.output(attend_to_prefix(q, keys, values, count, at.position, segment_size_)).squeeze(1);
   }

@@ -1,5 +1,6 @@
 #include "attention/kv_cache.h"
 
+#include "attention/rope.h"
 #include "core/compat.h"
 #include "core/implementation.h"
 
@@ -71,6 +72,27 @@ namespace mixlab {
 
 void write_slot(torch::Tensor& buffer, const torch::Tensor& slot, const torch::Tensor& x) {
   buffer.index_copy_(2, slot, x.to(buffer.scalar_type()));
+}
+
+torch::Tensor rope_into_cache(const torch::Tensor& qkv, const torch::Tensor& position, const torch::Tensor& cos,
+                              const torch::Tensor& sin, const torch::Tensor& slot, torch::Tensor& keys,
+                              torch::Tensor& values) {
+  TORCH_CHECK(qkv.dim() == 5 && qkv.size(1) == 3 && qkv.size(3) == 1,
+              "rope_into_cache: qkv must be [B, 3, H, 1, d_h], got ", qkv.sizes());
+#ifdef MIXLAB_WITH_CUDA
+  if (cuda::rope_into_cache_supported(qkv, position, cos, sin, slot, keys, values)) {
+    record_implementation("rope_into_cache", Implementation::kernel);
+    return cuda::rope_into_cache(qkv, position, cos, sin, slot, keys, values);
+  }
+#endif
+  record_implementation("rope_into_cache", Implementation::reference);
+  const int64_t batch = qkv.size(0), heads = qkv.size(2), head_dim = qkv.size(4);
+  const auto qk = qkv.narrow(1, 0, 2).reshape({batch, 2 * heads, 1, head_dim});  // q and k as 2H heads
+  const auto rotated = apply_rope(qk, cos.index_select(0, position), sin.index_select(0, position))
+                           .reshape({batch, 2, heads, 1, head_dim});
+  write_slot(keys, slot, rotated.select(1, 1));
+  write_slot(values, slot, qkv.select(1, 2));
+  return rotated.select(1, 0);  // [B, H, 1, d_h]
 }
 
 torch::Tensor attend_to_prefix(const torch::Tensor& q, const torch::Tensor& keys, const torch::Tensor& values,

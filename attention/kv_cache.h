@@ -37,6 +37,19 @@ namespace mixlab {
 // buffer[:, :, slot] ← x.  buffer: [B, H, C, d_h]; slot: int64 [1] on its device; x: [B, H, 1, d_h].
 void write_slot(torch::Tensor& buffer, const torch::Tensor& slot, const torch::Tensor& x);
 
+// One decode step's RoPE and cache write at the position t and slot m held on the device (no host
+// sync: a CUDA graph replays the step at every position):
+//   q' = RoPE(q, t) (returned);   keys[:, :, m] ← RoPE(k, t);   values[:, :, m] ← v
+// RoPE rotate-half with the table rows at t (attention/rope.h).  qkv: [B, 3, H, 1, d_h], the
+// stacked projection's q, k, v of one token; position, slot: int64 [1] on qkv's device; cos, sin:
+// [capacity, d_h], the rows of positions 0 .. capacity−1; keys, values: [B, H, slots, d_h].
+// Returns [B, H, 1, d_h].  On CUDA one kernel where cuda::rope_into_cache_supported takes the inputs
+// (attention/cuda/kernels.h; "rope_into_cache=kernel"); otherwise the composed reference: the two
+// table rows, apply_rope on q and k, write_slot of k and v ("rope_into_cache=reference").
+torch::Tensor rope_into_cache(const torch::Tensor& qkv, const torch::Tensor& position, const torch::Tensor& cos,
+                              const torch::Tensor& sin, const torch::Tensor& slot, torch::Tensor& keys,
+                              torch::Tensor& values);
+
 // Single-query attention over the slots a step at position t attends to: j < count and
 // j ≤ ⌊t / divisor⌋ (a step writes its own key and value into the cache first, so it is one of them):
 //   o = Σ_j softmax_j(s_j) v_j,  s_j = q·k_j / √d_h over {j < count : j ≤ ⌊t/divisor⌋}

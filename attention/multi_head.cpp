@@ -1,5 +1,6 @@
 #include "attention/multi_head.h"
 
+#include "attention/kv_cache.h"
 #include "attention/rope_cache.h"
 #include "core/init.h"
 
@@ -41,16 +42,13 @@ void MultiHeadProjections::add_static_constants(MixerState& state, int64_t capac
   state.constants["rope_sin"] = sin;
 }
 
-MultiHeadProjections::Heads MultiHeadProjections::project_at(const torch::Tensor& x_t, const torch::Tensor& position,
-                                                             const MixerState& state) const {
+torch::Tensor MultiHeadProjections::project_into_cache(const torch::Tensor& x_t, const torch::Tensor& position,
+                                                       const torch::Tensor& slot, const MixerState& state,
+                                                       torch::Tensor& keys, torch::Tensor& values) const {
   const auto& constants = state.constants;
   const int64_t batch = x_t.size(0);
-  auto qkv = at::linear(x_t, constants.at("qkv_weight")).view({batch, 3, n_heads, 1, head_dim});  // [B, 3, H, 1, d_h]
-  auto cos = constants.at("rope_cos").index_select(0, position);  // [1, d_h]
-  auto sin = constants.at("rope_sin").index_select(0, position);
-  auto qk = qkv.narrow(1, 0, 2).view({batch, 2 * n_heads, 1, head_dim});  // q and k as 2H heads
-  auto rotated = apply_rope(qk, cos, sin).reshape({batch, 2, n_heads, 1, head_dim});
-  return {rotated.select(1, 0), rotated.select(1, 1), qkv.select(1, 2)};
+  const auto qkv = at::linear(x_t, constants.at("qkv_weight")).view({batch, 3, n_heads, 1, head_dim});  // [B, 3, H, 1, d_h]
+  return rope_into_cache(qkv, position, constants.at("rope_cos"), constants.at("rope_sin"), slot, keys, values);
 }
 
 // q, k, v of x: [B, N, d] with RoPE rows cos, sin: [N, d_h].  The three projections are one

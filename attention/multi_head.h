@@ -30,10 +30,14 @@ class MultiHeadProjections {
   // weights (MixerState::constants): "qkv_weight" [3d, d] = [W_q; W_k; W_v], and the RoPE rows of
   // positions 0 .. capacity−1, "rope_cos" and "rope_sin" [capacity, d_h].
   void add_static_constants(MixerState& state, int64_t capacity, const torch::TensorOptions& options) const;
-  // One token at the position held in a device tensor (int64 [1]), from those constants: one
-  // product for q, k and v, the position's two table rows, and one apply_rope on q and k together
-  // (on CUDA one kernel).  x_t: [B, d] -> [B, H, 1, d_h].
-  Heads project_at(const torch::Tensor& x_t, const torch::Tensor& position, const MixerState& state) const;
+  // One token at the position t held in a device tensor (int64 [1]), from those constants, into a
+  // static cache at the slot m held in another (int64 [1]):
+  //   [q | k | v] = x_t [W_q; W_k; W_v]ᵀ   (one product)
+  //   keys[:, :, m] ← RoPE(k, t),  values[:, :, m] ← v,  returns RoPE(q, t)
+  // (rope_into_cache, attention/kv_cache.h: on CUDA one kernel).  x_t: [B, d]; keys, values:
+  // [B, H, slots, d_h] -> q: [B, H, 1, d_h].
+  torch::Tensor project_into_cache(const torch::Tensor& x_t, const torch::Tensor& position, const torch::Tensor& slot,
+                                   const MixerState& state, torch::Tensor& keys, torch::Tensor& values) const;
   // A decode state with empty "key_cache" and "value_cache": [B, H, 0, d_h] each.
   MixerState empty_kv_cache(int64_t batch, const torch::TensorOptions& options) const;
   // A static decode state: "key_cache" and "value_cache" of `slots` zeroed slots, [B, H, slots, d_h].

@@ -156,12 +156,10 @@ class SlidingWindowAttention : public TokenMixer {
   // step() on a ring of min(capacity, W) slots: the token goes to slot t mod W; while the ring is
   // filling (t < W) the slots after t are hidden, afterwards every slot holds one of the last W keys.
   torch::Tensor static_step(const torch::Tensor& x_t, MixerState& state, const StepPosition& at) override {
-    auto [q, k, v] = heads_.project_at(x_t, at.position, state);  // [B, H, 1, d_h]
     auto& keys = state.tensors.at("key_cache");            // [B, H, min(capacity, W), d_h]
     auto& values = state.tensors.at("value_cache");
-    const auto slot = at.position.remainder(window_);
-    write_slot(keys, slot, k);
-    write_slot(values, slot, v);
+    const auto slot = at.position.remainder(window_);      // t mod W: [1]
+    const auto q = heads_.project_into_cache(x_t, at.position, slot, state, keys, values);  // [B, H, 1, d_h]
     const int64_t count = std::min(at.span, keys.size(2));  // slots j ≤ t: every one once t ≥ W
     return heads_.output(attend_to_prefix(q, keys, values, count, at.position)).squeeze(1);
   }

@@ -76,4 +76,18 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> sm90_window_backward(
 bool rope_supported(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin);
 torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin);
 
+// One decode step's RoPE and cache write, fused (rope_into_cache.cu; the reference is
+// mixlab::rope_into_cache, attention/kv_cache.h), at the position t and cache slot m held on the device:
+//   returns q' = RoPE(q, t): [B, H, 1, d_h];  keys[:, :, m] ← RoPE(k, t);  values[:, :, m] ← v
+// qkv: [B, 3, H, 1, d_h] (q, k, v: the stacked projection's output, unit stride in d_h); position,
+// slot: int64 [1] on qkv's device; cos, sin: [capacity, d_h] contiguous (rows of positions
+// 0 .. capacity−1); keys, values: [B, H, slots, d_h], unit stride in d_h.  Every tensor of one dtype,
+// bf16, fp16 or float32; even d_h; no gradient asked (the caches are written in place).
+bool rope_into_cache_supported(const torch::Tensor& qkv, const torch::Tensor& position, const torch::Tensor& cos,
+                               const torch::Tensor& sin, const torch::Tensor& slot, const torch::Tensor& keys,
+                               const torch::Tensor& values);
+torch::Tensor rope_into_cache(const torch::Tensor& qkv, const torch::Tensor& position, const torch::Tensor& cos,
+                              const torch::Tensor& sin, const torch::Tensor& slot, torch::Tensor& keys,
+                              torch::Tensor& values);
+
 }  // namespace mixlab::cuda
