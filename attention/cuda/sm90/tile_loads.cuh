@@ -15,14 +15,20 @@ namespace mixlab::cuda::sm90 {
 // Rows [0, rows) of a [rows x 64] bf16 matrix whose rows are `row_stride` elements apart (64: a
 // contiguous matrix; S·64: every S-th token) into a swizzled tile, 16 bytes per copy, by `Threads`
 // threads; rows at or past `valid` are zero-filled.
+// `thread` is the caller's index among those Threads (threadIdx.x when the whole block copies).
 template <int Threads>
-__device__ __forceinline__ void load_tile(unsigned char* tile, const __nv_bfloat16* rows_start, int rows, int valid,
-                                          size_t row_stride = kTileCols) {
-  for (int i = threadIdx.x; i < rows * 8; i += Threads) {
+__device__ __forceinline__ void load_tile_by(int thread, unsigned char* tile, const __nv_bfloat16* rows_start, int rows,
+                                             int valid, size_t row_stride = kTileCols) {
+  for (int i = thread; i < rows * 8; i += Threads) {
     const int r = i / 8, c = i % 8;
     const bool inside = r < valid;
     tiles::cp_async16(tile + swizzled_offset(r, 8 * c), rows_start + (inside ? r * row_stride + 8 * c : 0), inside);
   }
+}
+template <int Threads>
+__device__ __forceinline__ void load_tile(unsigned char* tile, const __nv_bfloat16* rows_start, int rows, int valid,
+                                          size_t row_stride = kTileCols) {
+  load_tile_by<Threads>(threadIdx.x, tile, rows_start, rows, valid, row_stride);
 }
 // values [0, count) of a float vector into shared memory, 4 bytes per copy; past `valid` zeros.
 __device__ __forceinline__ void load_floats(float* dst, const float* src, int count, int valid) {
