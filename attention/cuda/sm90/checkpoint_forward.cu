@@ -41,7 +41,11 @@ struct CheckpointMask {
   int segment, row0, first_row_sees;  // first_row_sees: checkpoints the warpgroup's first row sees
   // Some row does not see the whole tile (every row sees at least its first row's checkpoints).
   __device__ bool edge(int i) const { return (i + 1) * kKeys > first_row_sees; }
-  __device__ bool visible(int i, int column, int h) const { return i * kKeys + column < (row0 + 8 * h) / segment; }
+  // Checkpoints 0 .. ⌊t / S⌋ − 1 of row t = row0 + 8h, as columns of tile i.
+  __device__ void columns(int i, int h, int& lo, int& hi) const {
+    lo = 0;
+    hi = (row0 + 8 * h) / segment - i * kKeys;
+  }
 };
 
 __device__ __forceinline__ float2 bf16_pair(const __nv_bfloat16* p) {
@@ -106,8 +110,8 @@ __global__ void __launch_bounds__(kForwardThreads, 1) checkpoint_forward_kernel(
     produce(sm.kv, tiles, [&](int i, unsigned char* k_tile, unsigned char* v_tile, int lane) {
       const size_t first_row = (static_cast<size_t>(i) * kKeys * segment + segment - 1) * kD;
       const size_t stride = static_cast<size_t>(segment) * kD;
-      load_tile_by<32>(lane, k_tile, k + first_row, kKeys, checkpoints - i * kKeys, stride);
-      load_tile_by<32>(lane, v_tile, v + first_row, kKeys, checkpoints - i * kKeys, stride);
+      load_tile_warp<kKeys>(lane, k_tile, k + first_row, checkpoints - i * kKeys, stride);
+      load_tile_warp<kKeys>(lane, v_tile, v + first_row, checkpoints - i * kKeys, stride);
     });
     return;
   }
@@ -120,7 +124,7 @@ __global__ void __launch_bounds__(kForwardThreads, 1) checkpoint_forward_kernel(
   cp_async_commit();
   cp_async_wait_all();
   fence_shared_to_async();
-  asm volatile("bar.sync %0, 128;\n" ::"r"(1 + wg) : "memory");  // the warpgroup's Q tile is in place
+  warpgroup_sync(wg);  // the warpgroup's Q tile is in place
 
   const float scale_log2 = shape.scale * 1.4426950408889634f;
   OnlineSoftmax<kKeys> softmax;

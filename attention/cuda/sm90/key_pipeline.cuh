@@ -93,6 +93,14 @@ __device__ void produce(KeyValueStages<Stages, Keys>& st, int tiles, Load load) 
   cp_async_wait_all();
 }
 
+// Named barrier 1 + wg over the 128 threads of consumer warpgroup wg (0 is __syncthreads'); an
+// immediate id, so that ptxas counts two barriers, not all sixteen.
+__device__ __forceinline__ void warpgroup_sync(int wg) {
+  if (wg == 0)
+    asm volatile("bar.sync 1, 128;\n" ::: "memory");
+  else
+    asm volatile("bar.sync 2, 128;\n" ::: "memory");
+}
 // Consumer side.  After the wait, a proxy fence: the copies are generic-proxy writes and wgmma
 // reads through the async proxy.  __syncwarp: the warp converged again before .aligned wgmma.
 template <int Stages, int Keys>

@@ -111,9 +111,9 @@ __device__ __forceinline__ void to_fragments(const float (&s)[Keys / 2], uint32_
 #pragma unroll
   for (int kk = 0; kk < Keys / 16; ++kk) accumulator_to_a(s, kk, p[kk]);
 }
-// Raw scores of sequence tile i -> the log2 domain, −inf where mask.visible(i, column, h) is false
-// (column: the key's index in the tile; h: the thread's row r or r + 8); per element only where
-// mask.edge(i) (uniform per warpgroup).
+// Raw scores of sequence tile i -> the log2 domain, −inf outside the columns [lo, hi) the thread's
+// row h (r or r + 8) sees, mask.columns(i, h, lo, hi) (both rules keep an interval of keys); per
+// element only where mask.edge(i) (uniform per warpgroup).
 template <int Keys, class Mask>
 __device__ __forceinline__ void scale_and_mask(float (&s)[Keys / 2], const Mask& mask, int i, float scale_log2) {
   if (!mask.edge(i)) {
@@ -121,10 +121,18 @@ __device__ __forceinline__ void scale_and_mask(float (&s)[Keys / 2], const Mask&
     for (int e = 0; e < Keys / 2; ++e) s[e] *= scale_log2;
     return;
   }
-  const int quad = threadIdx.x % 4;
+  int lo[2], hi[2];
 #pragma unroll
-  for (int e = 0; e < Keys / 2; ++e)
-    s[e] = mask.visible(i, 8 * (e / 4) + 2 * quad + (e & 1), (e >> 1) & 1) ? s[e] * scale_log2 : -INFINITY;
+  for (int h = 0; h < 2; ++h) {
+    mask.columns(i, h, lo[h], hi[h]);
+    lo[h] -= 2 * (threadIdx.x % 4);  // compared with the column less the thread's offset 2·quad
+    hi[h] -= 2 * (threadIdx.x % 4);
+  }
+#pragma unroll
+  for (int e = 0; e < Keys / 2; ++e) {
+    const int column = 8 * (e / 4) + (e & 1), h = (e >> 1) & 1;
+    s[e] = column >= lo[h] && column < hi[h] ? s[e] * scale_log2 : -INFINITY;
+  }
 }
 
 // A warpgroup's walk over the block's key tiles 0 .. tiles − 1 (the ring `st`, filled in that

@@ -39,7 +39,7 @@ struct alignas(1024) Smem {
 
 #if MIXLAB_SM90A
 // Tile i of the block's sequence is keys [key0, key0 + 128), key0 = (first + i) · 128.  Row t sees
-// key j when t − W < j ≤ t and j < N.
+// key j when t − W < j ≤ t and j < N: an interval.
 struct WindowMask {
   int n, window, first, row0, wg_lo, wg_hi;  // wg_lo, wg_hi: the warpgroup's first and last row
   // Some row of the warpgroup does not see the whole tile: it crosses the diagonal, the window's
@@ -48,9 +48,11 @@ struct WindowMask {
     const int key0 = (first + i) * kKeys;
     return key0 + kKeys - 1 > wg_lo || key0 <= wg_hi - window || key0 + kKeys > n;
   }
-  __device__ bool visible(int i, int column, int h) const {
-    const int key = (first + i) * kKeys + column, row = row0 + 8 * h;
-    return key <= row && key > row - window && key < n;
+  // Keys max(0, t − W + 1) .. min(t, N − 1) of row t = row0 + 8h, as columns of tile i.
+  __device__ void columns(int i, int h, int& lo, int& hi) const {
+    const int key0 = (first + i) * kKeys, row = row0 + 8 * h;
+    lo = max(row - window + 1, key0) - key0;
+    hi = min(row, n - 1) + 1 - key0;
   }
 };
 #endif
@@ -80,8 +82,8 @@ __global__ void __launch_bounds__(kForwardThreads, 1) window_forward_kernel(Wind
   if (threadIdx.x >= kProducerThread0) {
     produce(sm.kv, tiles, [&](int i, unsigned char* k_tile, unsigned char* v_tile, int lane) {
       const int key0 = (first + i) * kKeys;
-      load_tile_by<32>(lane, k_tile, k + static_cast<size_t>(key0) * kD, kKeys, n - key0);
-      load_tile_by<32>(lane, v_tile, v + static_cast<size_t>(key0) * kD, kKeys, n - key0);
+      load_tile_warp<kKeys>(lane, k_tile, k + static_cast<size_t>(key0) * kD, n - key0);
+      load_tile_warp<kKeys>(lane, v_tile, v + static_cast<size_t>(key0) * kD, n - key0);
     });
     return;
   }
@@ -94,7 +96,7 @@ __global__ void __launch_bounds__(kForwardThreads, 1) window_forward_kernel(Wind
   cp_async_commit();
   cp_async_wait_all();
   fence_shared_to_async();
-  asm volatile("bar.sync %0, 128;\n" ::"r"(1 + wg) : "memory");  // the warpgroup's Q tile is in place
+  warpgroup_sync(wg);  // the warpgroup's Q tile is in place
 
   // The warpgroup's band: the tiles holding keys (wg_lo − W, min(wg_hi, N − 1)]; none when its
   // rows all lie at or past N (nothing of theirs is stored).
