@@ -1,5 +1,5 @@
 // The kernel of checkpoint_forward.h.  Per block: 128 query rows [m0, m0 + 128) of one (b, h), two
-// consumer warpgroups of 64 and one producer warp that gathers the checkpoint key/value tiles (128
+// consumer warpgroups of 64 and one producer warpgroup that gathers the checkpoint key/value tiles (128
 // checkpoints each) into a ring of shared-memory stages (key_pipeline.cuh); per thread two rows
 // (r, r + 8).  Checkpoint c (the token cS + S − 1) is visible to row t when c < ⌊t / S⌋.  The loop:
 // attend_band (online_softmax.cuh).
@@ -84,7 +84,7 @@ __device__ void start_with_self(OnlineSoftmax<kKeys>& softmax, const unsigned ch
 }
 #endif
 
-// grid (⌈N / 128⌉, B·H), kForwardThreads (288), sizeof(Smem) + 1,024 bytes of dynamic shared memory.
+// grid (⌈N / 128⌉, B·H), kForwardThreads (384), sizeof(Smem) + 1,024 bytes of dynamic shared memory.
 __global__ void __launch_bounds__(kForwardThreads, 1) checkpoint_forward_kernel(CheckpointForwardShape shape,
                                                                                 const __nv_bfloat16* __restrict__ q,
                                                                                 const __nv_bfloat16* __restrict__ k,
@@ -107,11 +107,11 @@ __global__ void __launch_bounds__(kForwardThreads, 1) checkpoint_forward_kernel(
 
   if (threadIdx.x >= kProducerThread0) {
     // Tile i's rows: token c·S + S − 1 for checkpoints c = 128i .. 128i + 127 (below `checkpoints`).
-    produce(sm.kv, tiles, [&](int i, unsigned char* k_tile, unsigned char* v_tile, int lane) {
+    produce(sm.kv, tiles, [&](int i, unsigned char* k_tile, unsigned char* v_tile, int thread) {
       const size_t first_row = (static_cast<size_t>(i) * kKeys * segment + segment - 1) * kD;
       const size_t stride = static_cast<size_t>(segment) * kD;
-      load_tile_warp<kKeys>(lane, k_tile, k + first_row, checkpoints - i * kKeys, stride);
-      load_tile_warp<kKeys>(lane, v_tile, v + first_row, checkpoints - i * kKeys, stride);
+      load_tile_warpgroup<kKeys>(thread, k_tile, k + first_row, checkpoints - i * kKeys, stride);
+      load_tile_warpgroup<kKeys>(thread, v_tile, v + first_row, checkpoints - i * kKeys, stride);
     });
     return;
   }

@@ -1,11 +1,11 @@
 #pragma once
 // The key/value stages of the sm90 forward kernels: a ring of `Stages` shared-memory slots, each
 // one key tile and its value tile ([Keys x 64] bf16, swizzled as in wgmma.cuh), filled by one
-// producer warp with cp.async and read by the consumer warpgroups' wgmma products.  Two mbarriers
-// per slot replace the block-wide __syncthreads of a double buffer:
+// producer warpgroup with cp.async and read by the consumer warpgroups' wgmma products.  Two
+// mbarriers per slot replace the block-wide __syncthreads of a double buffer:
 //
-//   full[s]   the tile is in place.  Count 32: each producer lane arrives once per fill through
-//             cp.async.mbarrier.arrive.noinc, which fires when that lane's copies have landed.
+//   full[s]   the tile is in place.  Count kProducerThreads: each producer thread arrives once per
+//             fill through cp.async.mbarrier.arrive.noinc, which fires when its copies landed.
 //   empty[s]  every consumer warp is done with the slot.  Count kConsumerWarps: lane 0 of each
 //             consumer warp arrives once per tile, after the wgmma.wait_group that completes the
 //             last product reading it (or at once, after waiting for `full`, for a tile the warp's
@@ -26,9 +26,13 @@
 
 namespace mixlab::cuda::sm90 {
 
+// A producer warpgroup rather than a warp: its copies are spread over the SM's four sub-partitions
+// (one warp each), and 384 threads cap the registers at 168, as 288 do (three warps on one
+// sub-partition either way).
 constexpr int kConsumerWarps = 8;                        // two warpgroups of 64 query rows
-constexpr int kProducerThread0 = 32 * kConsumerWarps;    // the producer warp comes after them
-constexpr int kForwardThreads = kProducerThread0 + 32;
+constexpr int kProducerThread0 = 32 * kConsumerWarps;    // the producer warpgroup comes after them
+constexpr int kProducerThreads = 128;
+constexpr int kForwardThreads = kProducerThread0 + kProducerThreads;
 
 template <int Stages, int Keys>
 struct alignas(1024) KeyValueStages {
@@ -72,22 +76,22 @@ template <int Stages, int Keys>
 __device__ void init_stages(KeyValueStages<Stages, Keys>& st) {
 #pragma unroll
   for (int s = 0; s < Stages; ++s) {
-    mbarrier_init(&st.full[s], 32);
+    mbarrier_init(&st.full[s], kProducerThreads);
     mbarrier_init(&st.empty[s], kConsumerWarps);
   }
   asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
 }
 
-// The producer warp: tiles 0 .. tiles − 1 into the ring, `load(i, k_tile, v_tile, lane)` issuing
-// the cp.async copies of tile i (by the warp's 32 lanes).  Waits for its copies before returning
-// (no copy outlives the warp).
+// The producer warpgroup: tiles 0 .. tiles − 1 into the ring, `load(i, k_tile, v_tile, thread)`
+// issuing the cp.async copies of tile i (thread: 0 .. 127).  Waits for its copies before returning
+// (no copy outlives its thread).
 template <int Stages, int Keys, class Load>
 __device__ void produce(KeyValueStages<Stages, Keys>& st, int tiles, Load load) {
-  const int lane = threadIdx.x % 32;
+  const int thread = threadIdx.x - kProducerThread0;
   for (int i = 0; i < tiles; ++i) {
     const int s = i % Stages;
     if (i >= Stages) mbarrier_wait(&st.empty[s], (i / Stages - 1) & 1);  // tile i − Stages released
-    load(i, st.k[s], st.v[s], lane);
+    load(i, st.k[s], st.v[s], thread);
     mbarrier_arrive_on_copies(&st.full[s]);
   }
   cp_async_wait_all();

@@ -136,7 +136,7 @@ __device__ __forceinline__ void scale_and_mask(float (&s)[Keys / 2], const Mask&
 }
 
 // A warpgroup's walk over the block's key tiles 0 .. tiles − 1 (the ring `st`, filled in that
-// order by the producer warp): it multiplies tiles [begin, end) (its band; empty when begin ≥ end)
+// order by the producer warpgroup): it multiplies tiles [begin, end) (its band; empty when begin ≥ end)
 // and only waits for and releases the others, so that every consumer warp releases every tile once
 // and in order (key_pipeline.cuh).
 //

@@ -30,21 +30,21 @@ __device__ __forceinline__ void load_tile(unsigned char* tile, const __nv_bfloat
                                           size_t row_stride = kTileCols) {
   load_tile_by<Threads>(threadIdx.x, tile, rows_start, rows, valid, row_stride);
 }
-// The same by one warp, Rows a multiple of 4, unrolled: lane l copies chunk c = l mod 8 of rows
-// r0 + 4·it (r0 = l / 8); row r0 + 4·it has (r mod 8) = r0 ^ 4·(it mod 2), so its chunk lands at
-// (c ^ r0 ^ 4·(it mod 2)) · 16: two destinations per lane, 512 bytes apart per step.
+// The same by the 128 threads of a warpgroup, unrolled: thread t copies chunk c = t mod 8 of rows
+// r0 + 16·it (r0 = t / 8), which all share (r mod 8) = r0 mod 8, so the chunk lands at the same
+// swizzled column in each: one destination per thread, 2,048 bytes apart per step.
 template <int Rows>
-__device__ __forceinline__ void load_tile_warp(int lane, unsigned char* tile, const __nv_bfloat16* rows_start,
-                                               int valid, size_t row_stride = kTileCols) {
-  static_assert(Rows % 4 == 0, "four rows per warp-wide copy");
-  const int c = lane % 8, r0 = lane / 8, x = c ^ r0;
+__device__ __forceinline__ void load_tile_warpgroup(int thread, unsigned char* tile, const __nv_bfloat16* rows_start,
+                                                    int valid, size_t row_stride = kTileCols) {
+  static_assert(Rows % 16 == 0, "sixteen rows per warpgroup-wide copy");
+  const int c = thread % 8, r0 = thread / 8;
   const __nv_bfloat16* src = rows_start + r0 * row_stride + 8 * c;
-  unsigned char* dst[2] = {tile + r0 * 128 + (x << 4), tile + r0 * 128 + ((x ^ 4) << 4)};
-  const size_t step = 4 * row_stride;
+  unsigned char* dst = tile + swizzled_offset(r0, 8 * c);
+  const size_t step = 16 * row_stride;
 #pragma unroll
-  for (int it = 0; it < Rows / 4; ++it, src += step) {
-    const bool inside = r0 + 4 * it < valid;
-    tiles::cp_async16(dst[it & 1] + 512 * it, inside ? src : rows_start, inside);
+  for (int it = 0; it < Rows / 16; ++it, src += step) {
+    const bool inside = r0 + 16 * it < valid;
+    tiles::cp_async16(dst + 2048 * it, inside ? src : rows_start, inside);
   }
 }
 // values [0, count) of a float vector into shared memory, 4 bytes per copy; past `valid` zeros.

@@ -1,5 +1,5 @@
 // The kernel of window_forward.h.  Per block: 128 query rows [m0, m0 + 128) of one (b, h), two
-// consumer warpgroups of 64 rows and one producer warp that streams the block's key/value tiles
+// consumer warpgroups of 64 rows and one producer warpgroup that streams the block's key/value tiles
 // (128 keys each) through a ring of shared-memory stages (key_pipeline.cuh); per thread two rows
 // (r, r + 8) and, in each accumulator, a quarter of the columns (wgmma.cuh, "Accumulator layout").
 // Scores live in the log2 domain:
@@ -57,7 +57,7 @@ struct WindowMask {
 };
 #endif
 
-// grid (⌈N / 128⌉, B·H), kForwardThreads (288), sizeof(Smem) + 1,024 bytes of dynamic shared memory.
+// grid (⌈N / 128⌉, B·H), kForwardThreads (384), sizeof(Smem) + 1,024 bytes of dynamic shared memory.
 __global__ void __launch_bounds__(kForwardThreads, 1) window_forward_kernel(WindowForwardShape shape,
                                                                             const __nv_bfloat16* __restrict__ q,
                                                                             const __nv_bfloat16* __restrict__ k,
@@ -80,10 +80,10 @@ __global__ void __launch_bounds__(kForwardThreads, 1) window_forward_kernel(Wind
   __syncthreads();  // the barriers are initialised (the last block-wide barrier: the roles part here)
 
   if (threadIdx.x >= kProducerThread0) {
-    produce(sm.kv, tiles, [&](int i, unsigned char* k_tile, unsigned char* v_tile, int lane) {
+    produce(sm.kv, tiles, [&](int i, unsigned char* k_tile, unsigned char* v_tile, int thread) {
       const int key0 = (first + i) * kKeys;
-      load_tile_warp<kKeys>(lane, k_tile, k + static_cast<size_t>(key0) * kD, n - key0);
-      load_tile_warp<kKeys>(lane, v_tile, v + static_cast<size_t>(key0) * kD, n - key0);
+      load_tile_warpgroup<kKeys>(thread, k_tile, k + static_cast<size_t>(key0) * kD, n - key0);
+      load_tile_warpgroup<kKeys>(thread, v_tile, v + static_cast<size_t>(key0) * kD, n - key0);
     });
     return;
   }
