@@ -38,13 +38,14 @@ struct alignas(1024) Smem {
 #if MIXLAB_SM90A
 // Tile i is checkpoints [128i, 128i + 128).
 struct CheckpointMask {
-  int segment, row0, first_row_sees;  // first_row_sees: checkpoints the warpgroup's first row sees
+  int first_row_sees;  // checkpoints the warpgroup's first row sees
+  int sees[2];         // ... and the thread's rows row0, row0 + 8: ⌊t / S⌋
   // Some row does not see the whole tile (every row sees at least its first row's checkpoints).
   __device__ bool edge(int i) const { return (i + 1) * kKeys > first_row_sees; }
   // Checkpoints 0 .. ⌊t / S⌋ − 1 of row t = row0 + 8h, as columns of tile i.
   __device__ void columns(int i, int h, int& lo, int& hi) const {
     lo = 0;
-    hi = (row0 + 8 * h) / segment - i * kKeys;
+    hi = sees[h] - i * kKeys;
   }
 };
 
@@ -132,7 +133,7 @@ __global__ void __launch_bounds__(kForwardThreads, 1) checkpoint_forward_kernel(
   // The warpgroup's band: the tiles holding the checkpoints its last row sees (none for rows past N).
   const int wg_sees = wg_lo < n ? wg_hi / segment : 0;
   attend_band(softmax, sm.kv, descriptor_k_major(q_tile), 0, (wg_sees + kKeys - 1) / kKeys, tiles, scale_log2,
-              CheckpointMask{segment, row0, wg_lo / segment});
+              CheckpointMask{wg_lo / segment, {row0 / segment, (row0 + 8) / segment}});
   softmax.store(row0, n, o, lse);
 #else
   __trap();  // built without sm_90a: checkpoint_forward() refuses to launch

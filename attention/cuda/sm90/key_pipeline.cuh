@@ -27,8 +27,9 @@
 namespace mixlab::cuda::sm90 {
 
 // A producer warpgroup rather than a warp: its copies are spread over the SM's four sub-partitions
-// (one warp each), and 384 threads cap the registers at 168, as 288 do (three warps on one
-// sub-partition either way).
+// (one warp each).  384 threads cap the registers at 168 (a sub-partition's 16,384 over its three
+// warps), as 288 would; the consumers need 165 (window) and 156 (checkpoint) without spilling, so
+// no setmaxnreg hand-over (the producer could give back 128 per thread if they ever need more).
 constexpr int kConsumerWarps = 8;                        // two warpgroups of 64 query rows
 constexpr int kProducerThread0 = 32 * kConsumerWarps;    // the producer warpgroup comes after them
 constexpr int kProducerThreads = 128;
@@ -42,6 +43,7 @@ struct alignas(1024) KeyValueStages {
   unsigned char v[Stages][kTileBytes];           // MN-major (rows = keys = k of P V) for O += P V
   uint64_t full[Stages];
   uint64_t empty[Stages];
+  float never_written[2];  // the target of hold_wait_below (online_softmax.cuh)
 };
 
 #if MIXLAB_SM90A

@@ -135,6 +135,20 @@ __device__ __forceinline__ void scale_and_mask(float (&s)[Keys / 2], const Mask&
   }
 }
 
+// Keeps ptxas from hoisting the next wgmma.wait_group above the computation of (a, b).  ptxas
+// moves a wait up to the start of its basic block (a wait has no register inputs), which put
+// "wait<0>" (P V done) before the exponentials and serialised them with P V.  It does not move a
+// wait above a shared-memory store, so: a store of (a, b), predicated on `count < 0`, which never
+// holds (count is a tile count; the asm hides that from the compiler, so the store stays).  Cost:
+// a compare and a predicated-off store per tile.
+__device__ __forceinline__ void hold_wait_below(float a, float b, int count, float* never_written) {
+  int opaque;
+  asm volatile("mov.b32 %0, %1;\n" : "=r"(opaque) : "r"(count));
+  if (opaque < 0)
+    asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(shared_address(never_written)), "f"(a), "f"(b)
+                 : "memory");
+}
+
 // A warpgroup's walk over the block's key tiles 0 .. tiles − 1 (the ring `st`, filled in that
 // order by the producer warpgroup): it multiplies tiles [begin, end) (its band; empty when begin ≥ end)
 // and only waits for and releases the others, so that every consumer warp releases every tile once
@@ -154,7 +168,8 @@ __device__ __forceinline__ void scale_and_mask(float (&s)[Keys / 2], const Mask&
 //
 // wgmma.fence before each issue (registers of S, P and O were written by the threads since the
 // last products); fence_registers after each wait pins the compiler's reads of those registers
-// below it.
+// below it; hold_wait_below keeps ptxas from hoisting wait<0> above the exponentials (check with
+// cuobjdump -sass: WARPGROUP.DEPBAR.LE gsb0, 0x1, the MUFU.EX2 of the tile, then ..., 0x0).
 template <int Stages, int Keys, class Mask>
 __device__ void attend_band(OnlineSoftmax<Keys>& softmax, KeyValueStages<Stages, Keys>& st, uint64_t q_desc,
                             int begin, int end, int tiles, float scale_log2, const Mask& mask) {
@@ -186,6 +201,7 @@ __device__ void attend_band(OnlineSoftmax<Keys>& softmax, KeyValueStages<Stages,
       fence_registers(s);
       scale_and_mask<Keys>(s, mask, i, scale_log2);
       softmax.absorb(s, alpha);
+      hold_wait_below(softmax.l[0], softmax.l[1], tiles, st.never_written);  // l: after every exp2
       wait<0>();
       fence_registers(softmax.acc);
       fence_registers(p);
