@@ -156,9 +156,11 @@ __device__ __forceinline__ void hold_wait_below(float a, float b, int count, flo
 //
 //   O = Σ_i P_i V_i,  P_i = 2^(S_i − m_i) (rows rescaled as m grows),  S_i = Q K_iᵀ · scale · log2 e.
 //
-// Pipeline (FlashAttention-3's intra-warpgroup overlap): the tensor cores run S_{i+1} and then
-// P_i V_i while the warpgroup's threads run the softmax of S_{i+1}.  Registers: S (fp32, Keys/2)
-// for the tile being scored, P (bf16 pairs, Keys/4) for the tile being accumulated, O (32).
+// Pipeline (FlashAttention-3's intra-warpgroup overlap): step i queues S_i and then P_{i−1} V_{i−1}
+// on the tensor cores and runs the softmax of S_i while P_{i−1} V_{i−1} is still in flight (the
+// other consumer warpgroup's products fill the tensor cores while this one masks and reduces).
+// Registers: S (fp32, Keys/2) for the tile being scored, P (bf16 pairs, Keys/4) for the tile being
+// accumulated, O (32).
 //
 //   prologue  wait K/V_b;  issue S_b;                            wait<0>;  softmax S_b -> P_b
 //   step i    wait K/V_i;  issue S_i;  issue O += P_{i−1} V_{i−1};
