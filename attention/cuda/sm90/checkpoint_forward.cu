@@ -1,6 +1,8 @@
 // The kernel of checkpoint_forward.h.  Per block: 128 query rows [m0, m0 + 128) of one (b, h), two
-// warpgroups of 64; per thread two rows (r, r + 8).  Checkpoint c (the token cS + S − 1) is
-// visible to row t when c < ⌊t / S⌋.
+// consumer warpgroups of 64 and one producer warpgroup that gathers the checkpoint key/value tiles (128
+// checkpoints each) into a ring of shared-memory stages (key_pipeline.cuh); per thread two rows
+// (r, r + 8).  Checkpoint c (the token cS + S − 1) is visible to row t when c < ⌊t / S⌋.  The loop:
+// attend_band (online_softmax.cuh).
 
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -11,6 +13,7 @@
 #include <string>
 
 #include "attention/cuda/sm90/checkpoint_forward.h"
+#include "attention/cuda/sm90/key_pipeline.cuh"
 #include "attention/cuda/sm90/launch.cuh"
 #include "attention/cuda/sm90/online_softmax.cuh"
 #include "attention/cuda/sm90/tile_loads.cuh"
@@ -20,33 +23,75 @@ namespace mixlab::cuda::sm90 {
 namespace {
 
 constexpr int kD = 64;          // head dim: one 128-byte swizzled row
-constexpr int kBlockM = 128;    // query rows per block
-constexpr int kBlockN = 64;     // checkpoints per tile
-constexpr int kThreads = 256;   // two warpgroups
+constexpr int kBlockM = 128;    // query rows per block: two warpgroups
+constexpr int kKeys = 128;      // checkpoints per tile
+constexpr int kStages = 4;      // key/value tiles in flight
 constexpr int kRowBytes = 128;
 static_assert(kD == kTileCols, "one swizzled row per token");
+static_assert(kBlockM == 16 * kConsumerWarps, "a consumer warpgroup per 64 query rows");
 
 struct alignas(1024) Smem {
-  unsigned char q[kBlockM * kRowBytes];        // the block's queries (two K-major tiles)
-  unsigned char self_k[kBlockM * kRowBytes];   // the same rows' keys and values: the self term
-  unsigned char self_v[kBlockM * kRowBytes];
-  unsigned char k[2][kBlockN * kRowBytes];     // checkpoint keys, K-major
-  unsigned char v[2][kBlockN * kRowBytes];     // checkpoint values, MN-major for O += P V
+  KeyValueStages<kStages, kKeys> kv;     // checkpoint keys and values
+  unsigned char q[kBlockM * kRowBytes];  // the block's queries (two K-major tiles)
 };
 
 #if MIXLAB_SM90A
-__device__ __forceinline__ float2 bf16_pair(const unsigned char* tile, int row, int col) {
-  return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(tile + swizzled_offset(row, col)));
+// Tile i is checkpoints [128i, 128i + 128).
+struct CheckpointMask {
+  int first_row_sees;  // checkpoints the warpgroup's first row sees
+  int sees[2];         // ... and the thread's rows row0, row0 + 8: ⌊t / S⌋
+  // Some row does not see the whole tile (every row sees at least its first row's checkpoints).
+  __device__ bool edge(int i) const { return (i + 1) * kKeys > first_row_sees; }
+  // Checkpoints 0 .. ⌊t / S⌋ − 1 of row t = row0 + 8h, as columns of tile i.
+  __device__ void columns(int i, int h, int& lo, int& hi) const {
+    lo = 0;
+    hi = sees[h] - i * kKeys;
+  }
+};
+
+__device__ __forceinline__ float2 bf16_pair(const __nv_bfloat16* p) {
+  return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(p));
+}
+
+// The self term starts each row's softmax: m = q_t·k_t (log2 domain), l = 1, O = v_t, for the
+// thread's rows row0, row0 + 8 (q from the warpgroup's swizzled tile at local rows local0, + 8; k, v
+// from global memory, zero past N).  The quad sharing a row splits the 64 dimensions in four.
+__device__ void start_with_self(OnlineSoftmax<kKeys>& softmax, const unsigned char* q_tile, int local0, int row0,
+                                int n, const __nv_bfloat16* k, const __nv_bfloat16* v, float scale_log2) {
+  const int quad = threadIdx.x % 4;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int local = local0 + 8 * h, row = row0 + 8 * h;
+    const bool inside = row < n;
+    const __nv_bfloat16* k_row = k + static_cast<size_t>(inside ? row : 0) * kD;
+    const __nv_bfloat16* v_row = v + static_cast<size_t>(inside ? row : 0) * kD;
+    float dot = 0.f;
+#pragma unroll
+    for (int d = 16 * quad; d < 16 * quad + 16; d += 2) {
+      const float2 qq = __bfloat1622float2(
+          *reinterpret_cast<const __nv_bfloat162*>(q_tile + swizzled_offset(local, d)));
+      const float2 kk = inside ? bf16_pair(k_row + d) : make_float2(0.f, 0.f);
+      dot += qq.x * kk.x + qq.y * kk.y;
+    }
+    softmax.m[h] = tiles::quad_sum(dot) * scale_log2;
+    softmax.l[h] = quad == 0 ? 1.f : 0.f;  // l is summed over the quad at the end
+#pragma unroll
+    for (int jj = 0; jj < 8; ++jj) {
+      const float2 vv = inside ? bf16_pair(v_row + 8 * jj + 2 * quad) : make_float2(0.f, 0.f);
+      softmax.acc[4 * jj + 2 * h] = vv.x;
+      softmax.acc[4 * jj + 2 * h + 1] = vv.y;
+    }
+  }
 }
 #endif
 
-// grid (⌈N / 128⌉, B·H), 256 threads, sizeof(Smem) + 1,024 bytes of dynamic shared memory.
-__global__ void __launch_bounds__(kThreads) checkpoint_forward_kernel(CheckpointForwardShape shape,
-                                                                      const __nv_bfloat16* __restrict__ q,
-                                                                      const __nv_bfloat16* __restrict__ k,
-                                                                      const __nv_bfloat16* __restrict__ v,
-                                                                      __nv_bfloat16* __restrict__ o,
-                                                                      float* __restrict__ lse) {
+// grid (⌈N / 128⌉, B·H), kForwardThreads (384), sizeof(Smem) + 1,024 bytes of dynamic shared memory.
+__global__ void __launch_bounds__(kForwardThreads, 1) checkpoint_forward_kernel(CheckpointForwardShape shape,
+                                                                                const __nv_bfloat16* __restrict__ q,
+                                                                                const __nv_bfloat16* __restrict__ k,
+                                                                                const __nv_bfloat16* __restrict__ v,
+                                                                                __nv_bfloat16* __restrict__ o,
+                                                                                float* __restrict__ lse) {
 #if MIXLAB_SM90A
   extern __shared__ unsigned char smem_raw[];
   auto& sm = *reinterpret_cast<Smem*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
@@ -55,73 +100,40 @@ __global__ void __launch_bounds__(kThreads) checkpoint_forward_kernel(Checkpoint
   const size_t head = static_cast<size_t>(blockIdx.y) * n * kD;
   q += head; k += head; v += head; o += head;
   lse += static_cast<size_t>(blockIdx.y) * n;
+  // Checkpoints the block's last row sees; they come in tiles of 128.
+  const int checkpoints = (min(n, m0 + kBlockM) - 1) / segment, tiles = (checkpoints + kKeys - 1) / kKeys;
 
-  const int wg = threadIdx.x / 128, lane = threadIdx.x % 32, warp = (threadIdx.x % 128) / 32, quad = lane % 4;
+  if (threadIdx.x == 0) init_stages(sm.kv);
+  __syncthreads();  // the barriers are initialised (the last block-wide barrier: the roles part here)
+
+  if (threadIdx.x >= kProducerThread0) {
+    // Tile i's rows: token c·S + S − 1 for checkpoints c = 128i .. 128i + 127 (below `checkpoints`).
+    produce(sm.kv, tiles, [&](int i, unsigned char* k_tile, unsigned char* v_tile, int thread) {
+      const size_t first_row = (static_cast<size_t>(i) * kKeys * segment + segment - 1) * kD;
+      const size_t stride = static_cast<size_t>(segment) * kD;
+      load_tile_warpgroup<kKeys>(thread, k_tile, k + first_row, checkpoints - i * kKeys, stride);
+      load_tile_warpgroup<kKeys>(thread, v_tile, v + first_row, checkpoints - i * kKeys, stride);
+    });
+    return;
+  }
+
+  const int wg = threadIdx.x / 128, lane = threadIdx.x % 32, warp = (threadIdx.x % 128) / 32;
   const int wg_lo = m0 + 64 * wg, wg_hi = min(wg_lo + 63, n - 1);  // this warpgroup's rows (below N)
-  const int local0 = 64 * wg + 16 * warp + lane / 4, row0 = m0 + local0;  // rows row0, row0 + 8
-  // Checkpoints the block's last row sees; they come in tiles of 64.
-  const int checkpoints = (min(n, m0 + kBlockM) - 1) / segment, tiles_total = (checkpoints + kBlockN - 1) / kBlockN;
-  // A checkpoint tile's rows: token c·S + S − 1 for checkpoints c = 64j .. 64j + 63 (below `checkpoints`).
-  auto load_checkpoints = [&](int j, int stage) {
-    const size_t first_row = (static_cast<size_t>(j) * kBlockN * segment + segment - 1) * kD;
-    const size_t stride = static_cast<size_t>(segment) * kD;
-    load_tile<kThreads>(sm.k[stage], k + first_row, kBlockN, checkpoints - j * kBlockN, stride);
-    load_tile<kThreads>(sm.v[stage], v + first_row, kBlockN, checkpoints - j * kBlockN, stride);
-  };
-
-  load_tile<kThreads>(sm.q, q + static_cast<size_t>(m0) * kD, kBlockM, n - m0);
-  load_tile<kThreads>(sm.self_k, k + static_cast<size_t>(m0) * kD, kBlockM, n - m0);
-  load_tile<kThreads>(sm.self_v, v + static_cast<size_t>(m0) * kD, kBlockM, n - m0);
-  if (tiles_total > 0) load_checkpoints(0, 0);
+  const int local0 = 16 * warp + lane / 4, row0 = wg_lo + local0;  // rows row0, row0 + 8
+  unsigned char* q_tile = sm.q + 64 * wg * kRowBytes;
+  if (wg_lo < n) load_tile_by<128>(threadIdx.x % 128, q_tile, q + static_cast<size_t>(wg_lo) * kD, 64, n - wg_lo);
   cp_async_commit();
   cp_async_wait_all();
   fence_shared_to_async();
-  __syncthreads();
+  warpgroup_sync(wg);  // the warpgroup's Q tile is in place
 
-  // The self term starts each row's softmax: m = q_t·k_t (log2 domain), l = 1, O = v_t.  The quad
-  // sharing a row splits the 64 dimensions in four.
   const float scale_log2 = shape.scale * 1.4426950408889634f;
-  OnlineSoftmax softmax;
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    const int local = local0 + 8 * h;
-    float dot = 0.f;
-#pragma unroll
-    for (int d = 16 * quad; d < 16 * quad + 16; d += 2) {
-      const float2 qq = bf16_pair(sm.q, local, d), kk = bf16_pair(sm.self_k, local, d);
-      dot += qq.x * kk.x + qq.y * kk.y;
-    }
-    softmax.m[h] = tiles::quad_sum(dot) * scale_log2;
-    softmax.l[h] = quad == 0 ? 1.f : 0.f;  // l is summed over the quad at the end
-#pragma unroll
-    for (int jj = 0; jj < 8; ++jj) {
-      const float2 vv = bf16_pair(sm.self_v, local, 8 * jj + 2 * quad);
-      softmax.acc[4 * jj + 2 * h] = vv.x;
-      softmax.acc[4 * jj + 2 * h + 1] = vv.y;
-    }
-  }
-  // Checkpoints this warpgroup's rows see at most, and what its first row sees (tiles past that
-  // are masked per element).
-  const int wg_sees = wg_lo < n ? wg_hi / segment : 0, first_row_sees = wg_lo / segment;
-  const uint64_t q_desc = descriptor_k_major(sm.q + 64 * wg * kRowBytes);
-
-  for (int j = 0; j < tiles_total; ++j) {
-    const int stage = j & 1, c0 = j * kBlockN;
-    cp_async_wait_all();
-    fence_shared_to_async();
-    __syncthreads();  // tile j is in place, and every warp is done with the buffer refilled next
-    if (j + 1 < tiles_total) {
-      load_checkpoints(j + 1, stage ^ 1);
-      cp_async_commit();
-    }
-    if (c0 >= wg_sees) continue;  // uniform per warpgroup
-
-    // Masked only where some row does not see the whole tile: checkpoint c is visible to row t when
-    // c < ⌊t / S⌋.
-    const bool edge = c0 + kBlockN > first_row_sees;
-    softmax.attend(q_desc, sm.k[stage], sm.v[stage], scale_log2,
-                   [&](int column, int h) { return !edge || c0 + column < (row0 + 8 * h) / segment; });
-  }
+  OnlineSoftmax<kKeys> softmax;
+  start_with_self(softmax, q_tile, local0, row0, n, k, v, scale_log2);
+  // The warpgroup's band: the tiles holding the checkpoints its last row sees (none for rows past N).
+  const int wg_sees = wg_lo < n ? wg_hi / segment : 0;
+  attend_band(softmax, sm.kv, descriptor_k_major(q_tile), 0, (wg_sees + kKeys - 1) / kKeys, tiles, scale_log2,
+              CheckpointMask{wg_lo / segment, {row0 / segment, (row0 + 8) / segment}});
   softmax.store(row0, n, o, lse);
 #else
   __trap();  // built without sm_90a: checkpoint_forward() refuses to launch
@@ -138,7 +150,7 @@ void checkpoint_forward(const CheckpointForwardShape& shape, const void* q, cons
                                 std::to_string(shape.segment) + ")");
   const dim3 grid((shape.n + kBlockM - 1) / kBlockM, shape.batch_heads);
   const size_t shared_bytes = sizeof(Smem) + 1024;  // + room to align the tiles to 1,024 bytes
-  launch("checkpoint_forward", checkpoint_forward_kernel, grid, kThreads, shared_bytes, stream,
+  launch("checkpoint_forward", checkpoint_forward_kernel, grid, kForwardThreads, shared_bytes, stream,
          shape, static_cast<const __nv_bfloat16*>(q), static_cast<const __nv_bfloat16*>(k),
          static_cast<const __nv_bfloat16*>(v), static_cast<__nv_bfloat16*>(o), lse);
 }

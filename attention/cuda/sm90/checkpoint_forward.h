@@ -4,10 +4,11 @@
 //   o_t = Σ_{j ∈ J(t)} softmax_j(q_t·k_j · scale) v_j,   J(t) = {t} ∪ {cS + S − 1 < t}  (c ≥ 0)
 //
 // (attention/checkpoint_attention.h).  The checkpoints are read as a compact key block: tile j of
-// a block's keys is checkpoints 64j .. 64j + 63, gathered from every S-th token row by cp.async,
+// a block's keys is checkpoints 128j .. 128j + 127, gathered from every S-th token row by cp.async,
 // so the products cost the kept pairs (Σ_t ⌊t/S⌋), not N²; a row's own token starts its online
-// softmax (m = q_t·k_t, l = 1, O = v_t) before the first tile.  Block, warpgroups and tiles as in
-// window_forward.h; the backward: checkpoint_backward.h.  Not yet: head dim 128.
+// softmax (m = q_t·k_t, l = 1, O = v_t) before the first tile.  Block, warpgroups, the producer's
+// ring of stages and the pipelined loop as in window_forward.h; the backward: checkpoint_backward.h.
+// Not yet: head dim 128.
 // The reference is float64 masked attention (tests/test_sm90_checkpoint.cpp).
 
 namespace mixlab::cuda::sm90 {

@@ -3,19 +3,25 @@
 // forward kernels, head dim 64, in the log2 domain: with s = q·k · scale · log2 e,
 //   m = running max,  l = Σ 2^(s − m),  O = Σ 2^(s − m) v,   and at the end
 //   o = O / l,  lse = (m + log2 l) · ln 2.
-// Per thread: the two accumulator rows r, r + 8 of wgmma.cuh's layout (16 of their columns); l is
-// a per-thread partial sum, added over the quad of lanes sharing the rows at the end.
+// Per thread: the two accumulator rows r, r + 8 of wgmma.cuh's layout (16 of O's 64 columns, Keys/4
+// of a score tile's); l is a per-thread partial sum, added over the quad of lanes sharing the rows
+// at the end.  attend_band (below) is the pipelined key loop both forwards share.
 
 #include <cuda_bf16.h>
 #include <cstdint>
 
 #include "attention/cuda/mma_tiles.cuh"
+#include "attention/cuda/sm90/key_pipeline.cuh"
 #include "attention/cuda/sm90/wgmma.cuh"
 
 namespace mixlab::cuda::sm90 {
 
 #if MIXLAB_SM90A
+// Keys: the key tile's width, 64 or 128 (S is m64n64 or m64n128).
+template <int Keys>
 struct OnlineSoftmax {
+  static_assert(Keys == 64 || Keys == 128, "m64n64 or m64n128 score tiles");
+  static constexpr int kScores = Keys / 2;  // a thread's score registers per tile
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
   float acc[32];  // O: m64 (queries) x n64 (head dim)
 
@@ -25,14 +31,15 @@ struct OnlineSoftmax {
   }
 
   // s: a tile's scores, masked (−inf where hidden), in the log2 domain -> its probabilities
-  // 2^(s − m_new) in place; O and l rescaled by 2^(m_old − m_new).
-  __device__ void absorb(float (&s)[32]) {
-    float alpha[2], base[2];
+  // 2^(s − m_new) in place; m and l move to m_new.  alpha = 2^(m_old − m_new) per row h: O must
+  // be rescaled by it (rescale) before the tile's P V is added, once no product writes O.
+  __device__ void absorb(float (&s)[kScores], float (&alpha)[2]) {
+    float base[2];
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       float mx = -INFINITY;
 #pragma unroll
-      for (int jj = 0; jj < 8; ++jj) mx = fmaxf(mx, fmaxf(s[4 * jj + 2 * h], s[4 * jj + 2 * h + 1]));
+      for (int jj = 0; jj < Keys / 8; ++jj) mx = fmaxf(mx, fmaxf(s[4 * jj + 2 * h], s[4 * jj + 2 * h + 1]));
       const float m_new = fmaxf(m[h], tiles::quad_max(mx));
       base[h] = m_new == -INFINITY ? 0.f : m_new;  // a row with nothing visible yet
       alpha[h] = exp2f(m[h] - base[h]);
@@ -40,51 +47,18 @@ struct OnlineSoftmax {
     }
     float row_sum[2] = {0.f, 0.f};
 #pragma unroll
-    for (int i = 0; i < 32; ++i) {
+    for (int i = 0; i < kScores; ++i) {
       const int h = (i >> 1) & 1;
       s[i] = exp2f(s[i] - base[h]);
       row_sum[h] += s[i];
-      acc[i] *= alpha[h];  // acc has the same rows (its columns are the head dim)
     }
 #pragma unroll
     for (int h = 0; h < 2; ++h) l[h] = l[h] * alpha[h] + row_sum[h];
   }
 
-  // O += P V: P from the probabilities' registers, V a [64 keys x 64] MN-major tile (k16 step kk =
-  // keys 16kk .. 16kk + 15, 16 rows further in).
-  __device__ void accumulate(const float (&p)[32], const unsigned char* v_tile) {
-    uint32_t a[4][4];
+  __device__ void rescale(const float (&alpha)[2]) {
 #pragma unroll
-    for (int kk = 0; kk < 4; ++kk) accumulator_to_a(p, kk, a[kk]);
-    const uint64_t v_desc = descriptor_mn_major(v_tile);
-    fence();
-#pragma unroll
-    for (int kk = 0; kk < 4; ++kk) mma_rs<1>(acc, a[kk], advance(v_desc, 16 * 128 * kk), 1);
-    commit();
-    wait<0>();
-    fence_registers(acc);
-  }
-
-  // One key tile: S = Q Kᵀ (q_desc: the warpgroup's 64 query rows, K-major; k_tile: 64 keys,
-  // K-major), scaled into the log2 domain, hidden where !visible(column, h) (column: the key's
-  // index in the tile, h: the thread's row r or r + 8), then absorbed, and O += P V.
-  template <class Visible>
-  __device__ void attend(uint64_t q_desc, const unsigned char* k_tile, const unsigned char* v_tile, float scale_log2,
-                         Visible visible) {
-    float s[32];
-    const uint64_t k_desc = descriptor_k_major(k_tile);
-    fence();
-#pragma unroll
-    for (int kk = 0; kk < 4; ++kk) mma_ss<0, 0>(s, advance(q_desc, 32 * kk), advance(k_desc, 32 * kk), kk > 0);
-    commit();
-    wait<0>();
-    fence_registers(s);
-    const int quad = threadIdx.x % 4;
-#pragma unroll
-    for (int i = 0; i < 32; ++i)
-      s[i] = visible(8 * (i / 4) + 2 * quad + (i & 1), (i >> 1) & 1) ? s[i] * scale_log2 : -INFINITY;
-    absorb(s);
-    accumulate(s, v_tile);
+    for (int i = 0; i < 32; ++i) acc[i] *= alpha[(i >> 1) & 1];  // acc has the same rows as s
   }
 
   // o = O / l and lse for the thread's rows row0, row0 + 8 below n (o: [N, 64] bf16, lse: [N]).
@@ -106,6 +80,149 @@ struct OnlineSoftmax {
     }
   }
 };
+
+// Issues S = Q Kᵀ ([64 x Keys]: q_desc the warpgroup's 64 query rows, K-major; k_tile Keys keys,
+// K-major) as four k16 products, committed as one group; no wait.
+template <int Keys>
+__device__ __forceinline__ void issue_scores(float (&s)[Keys / 2], uint64_t q_desc, const unsigned char* k_tile) {
+  const uint64_t k_desc = descriptor_k_major(k_tile);
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk) {
+    if constexpr (Keys == 128)
+      mma_ss_n128(s, advance(q_desc, 32 * kk), advance(k_desc, 32 * kk), kk > 0);
+    else
+      mma_ss<0, 0>(s, advance(q_desc, 32 * kk), advance(k_desc, 32 * kk), kk > 0);
+  }
+  commit();
+}
+// Issues O += P V (P: [64 x Keys] bf16 fragments in registers, k16 step kk = keys 16kk ..;
+// v_tile: [Keys x 64] MN-major, step kk 16 rows further in), committed as one group; no wait.
+template <int Keys>
+__device__ __forceinline__ void issue_values(float (&acc)[32], const uint32_t (&p)[Keys / 16][4],
+                                             const unsigned char* v_tile) {
+  const uint64_t v_desc = descriptor_mn_major(v_tile);
+#pragma unroll
+  for (int kk = 0; kk < Keys / 16; ++kk) mma_rs<1>(acc, p[kk], advance(v_desc, 16 * 128 * kk), 1);
+  commit();
+}
+// The probabilities as P V's A fragments (bf16), in place of the layout (wgmma.cuh's header).
+template <int Keys>
+__device__ __forceinline__ void to_fragments(const float (&s)[Keys / 2], uint32_t (&p)[Keys / 16][4]) {
+#pragma unroll
+  for (int kk = 0; kk < Keys / 16; ++kk) accumulator_to_a(s, kk, p[kk]);
+}
+// Raw scores of sequence tile i -> the log2 domain, −inf outside the columns [lo, hi) the thread's
+// row h (r or r + 8) sees, mask.columns(i, h, lo, hi) (both rules keep an interval of keys); per
+// element only where mask.edge(i) (uniform per warpgroup).
+template <int Keys, class Mask>
+__device__ __forceinline__ void scale_and_mask(float (&s)[Keys / 2], const Mask& mask, int i, float scale_log2) {
+  if (!mask.edge(i)) {
+#pragma unroll
+    for (int e = 0; e < Keys / 2; ++e) s[e] *= scale_log2;
+    return;
+  }
+  int lo[2], hi[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    mask.columns(i, h, lo[h], hi[h]);
+    lo[h] -= 2 * (threadIdx.x % 4);  // compared with the column less the thread's offset 2·quad
+    hi[h] -= 2 * (threadIdx.x % 4);
+  }
+#pragma unroll
+  for (int e = 0; e < Keys / 2; ++e) {
+    const int column = 8 * (e / 4) + (e & 1), h = (e >> 1) & 1;
+    s[e] = column >= lo[h] && column < hi[h] ? s[e] * scale_log2 : -INFINITY;
+  }
+}
+
+// Keeps ptxas from hoisting the next wgmma.wait_group above the computation of (a, b).  ptxas
+// moves a wait up to the start of its basic block (a wait has no register inputs), which put
+// "wait<0>" (P V done) before the exponentials and serialised them with P V.  It does not move a
+// wait above a shared-memory store, so: a store of (a, b), predicated on `count < 0`, which never
+// holds (count is a tile count; the asm hides that from the compiler, so the store stays).  Cost:
+// a compare and a predicated-off store per tile.
+__device__ __forceinline__ void hold_wait_below(float a, float b, int count, float* never_written) {
+  int opaque;
+  asm volatile("mov.b32 %0, %1;\n" : "=r"(opaque) : "r"(count));
+  if (opaque < 0)
+    asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(shared_address(never_written)), "f"(a), "f"(b)
+                 : "memory");
+}
+
+// A warpgroup's walk over the block's key tiles 0 .. tiles − 1 (the ring `st`, filled in that
+// order by the producer warpgroup): it multiplies tiles [begin, end) (its band; empty when begin ≥ end)
+// and only waits for and releases the others, so that every consumer warp releases every tile once
+// and in order (key_pipeline.cuh).
+//
+//   O = Σ_i P_i V_i,  P_i = 2^(S_i − m_i) (rows rescaled as m grows),  S_i = Q K_iᵀ · scale · log2 e.
+//
+// Pipeline (FlashAttention-3's intra-warpgroup overlap): step i queues S_i and then P_{i−1} V_{i−1}
+// on the tensor cores and runs the softmax of S_i while P_{i−1} V_{i−1} is still in flight (the
+// other consumer warpgroup's products fill the tensor cores while this one masks and reduces).
+// Registers: S (fp32, Keys/2) for the tile being scored, P (bf16 pairs, Keys/4) for the tile being
+// accumulated, O (32).
+//
+//   prologue  wait K/V_b;  issue S_b;                            wait<0>;  softmax S_b -> P_b
+//   step i    wait K/V_i;  issue S_i;  issue O += P_{i−1} V_{i−1};
+//             wait<1>  (S_i done; P V may run)   mask, max, exp2 of S_i      [overlaps P V]
+//             wait<0>  (P V done: O and P free)  release tile i − 1; O *= alpha_i; P_i = bf16(S_i)
+//   epilogue  issue O += P_{e−1} V_{e−1};  wait<0>;  release tile e − 1
+//
+// wgmma.fence before each issue (registers of S, P and O were written by the threads since the
+// last products); fence_registers after each wait pins the compiler's reads of those registers
+// below it; hold_wait_below keeps ptxas from hoisting wait<0> above the exponentials (check with
+// cuobjdump -sass: WARPGROUP.DEPBAR.LE gsb0, 0x1, the MUFU.EX2 of the tile, then ..., 0x0).
+template <int Stages, int Keys, class Mask>
+__device__ void attend_band(OnlineSoftmax<Keys>& softmax, KeyValueStages<Stages, Keys>& st, uint64_t q_desc,
+                            int begin, int end, int tiles, float scale_log2, const Mask& mask) {
+  begin = max(0, min(begin, tiles));
+  end = max(begin, min(end, tiles));
+  for (int i = 0; i < begin; ++i) {
+    wait_tile(st, i);
+    release_tile(st, i);
+  }
+  if (begin < end) {
+    float s[Keys / 2];
+    uint32_t p[Keys / 16][4];
+    float alpha[2];
+    wait_tile(st, begin);
+    fence();
+    issue_scores<Keys>(s, q_desc, st.k[begin % Stages]);
+    wait<0>();
+    fence_registers(s);
+    scale_and_mask<Keys>(s, mask, begin, scale_log2);
+    softmax.absorb(s, alpha);
+    softmax.rescale(alpha);
+    to_fragments<Keys>(s, p);
+    for (int i = begin + 1; i < end; ++i) {
+      wait_tile(st, i);
+      fence();
+      issue_scores<Keys>(s, q_desc, st.k[i % Stages]);
+      issue_values<Keys>(softmax.acc, p, st.v[(i - 1) % Stages]);
+      wait<1>();
+      fence_registers(s);
+      scale_and_mask<Keys>(s, mask, i, scale_log2);
+      softmax.absorb(s, alpha);
+      hold_wait_below(softmax.l[0], softmax.l[1], tiles, st.never_written);  // l: after every exp2
+      wait<0>();
+      fence_registers(softmax.acc);
+      fence_registers(p);
+      release_tile(st, i - 1);
+      softmax.rescale(alpha);
+      to_fragments<Keys>(s, p);
+    }
+    fence();
+    issue_values<Keys>(softmax.acc, p, st.v[(end - 1) % Stages]);
+    wait<0>();
+    fence_registers(softmax.acc);
+    fence_registers(p);
+    release_tile(st, end - 1);
+  }
+  for (int i = end; i < tiles; ++i) {
+    wait_tile(st, i);
+    release_tile(st, i);
+  }
+}
 #endif
 
 }  // namespace mixlab::cuda::sm90

@@ -15,13 +15,36 @@ namespace mixlab::cuda::sm90 {
 // Rows [0, rows) of a [rows x 64] bf16 matrix whose rows are `row_stride` elements apart (64: a
 // contiguous matrix; S·64: every S-th token) into a swizzled tile, 16 bytes per copy, by `Threads`
 // threads; rows at or past `valid` are zero-filled.
+// `thread` is the caller's index among those Threads (threadIdx.x when the whole block copies).
 template <int Threads>
-__device__ __forceinline__ void load_tile(unsigned char* tile, const __nv_bfloat16* rows_start, int rows, int valid,
-                                          size_t row_stride = kTileCols) {
-  for (int i = threadIdx.x; i < rows * 8; i += Threads) {
+__device__ __forceinline__ void load_tile_by(int thread, unsigned char* tile, const __nv_bfloat16* rows_start, int rows,
+                                             int valid, size_t row_stride = kTileCols) {
+  for (int i = thread; i < rows * 8; i += Threads) {
     const int r = i / 8, c = i % 8;
     const bool inside = r < valid;
     tiles::cp_async16(tile + swizzled_offset(r, 8 * c), rows_start + (inside ? r * row_stride + 8 * c : 0), inside);
+  }
+}
+template <int Threads>
+__device__ __forceinline__ void load_tile(unsigned char* tile, const __nv_bfloat16* rows_start, int rows, int valid,
+                                          size_t row_stride = kTileCols) {
+  load_tile_by<Threads>(threadIdx.x, tile, rows_start, rows, valid, row_stride);
+}
+// The same by the 128 threads of a warpgroup, unrolled: thread t copies chunk c = t mod 8 of rows
+// r0 + 16·it (r0 = t / 8), which all share (r mod 8) = r0 mod 8, so the chunk lands at the same
+// swizzled column in each: one destination per thread, 2,048 bytes apart per step.
+template <int Rows>
+__device__ __forceinline__ void load_tile_warpgroup(int thread, unsigned char* tile, const __nv_bfloat16* rows_start,
+                                                    int valid, size_t row_stride = kTileCols) {
+  static_assert(Rows % 16 == 0, "sixteen rows per warpgroup-wide copy");
+  const int c = thread % 8, r0 = thread / 8;
+  const __nv_bfloat16* src = rows_start + r0 * row_stride + 8 * c;
+  unsigned char* dst = tile + swizzled_offset(r0, 8 * c);
+  const size_t step = 16 * row_stride;
+#pragma unroll
+  for (int it = 0; it < Rows / 16; ++it, src += step) {
+    const bool inside = r0 + 16 * it < valid;
+    tiles::cp_async16(dst + 2048 * it, inside ? src : rows_start, inside);
   }
 }
 // values [0, count) of a float vector into shared memory, 4 bytes per copy; past `valid` zeros.

@@ -84,10 +84,20 @@ __device__ __forceinline__ void wait() {
   asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(Pending) : "memory");
 #endif
 }
-// Keeps the compiler from moving accumulator reads or writes across an asynchronous product.
-__device__ __forceinline__ void fence_registers(float (&d)[32]) {
+// Keeps the compiler from moving register reads or writes across an asynchronous product: an
+// accumulator (float) or an A fragment (bf16 pairs) counts as used here.  Place it after the
+// wait_group that completes the product, so nothing touches the registers while it is in flight.
+template <int R>
+__device__ __forceinline__ void fence_registers(float (&d)[R]) {
 #pragma unroll
-  for (int i = 0; i < 32; ++i) asm volatile("" : "+f"(d[i])::"memory");
+  for (int i = 0; i < R; ++i) asm volatile("" : "+f"(d[i])::"memory");
+}
+template <int R, int C>
+__device__ __forceinline__ void fence_registers(uint32_t (&a)[R][C]) {
+#pragma unroll
+  for (int i = 0; i < R; ++i)
+#pragma unroll
+    for (int j = 0; j < C; ++j) asm volatile("" : "+r"(a[i][j])::"memory");
 }
 
 #define MIXLAB_WGMMA_D32                                                                                           \
@@ -98,6 +108,21 @@ __device__ __forceinline__ void fence_registers(float (&d)[32]) {
       "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]),     \
       "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]),    \
       "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+
+#define MIXLAB_WGMMA_D64 \
+  "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "  \
+  "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "  \
+  "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "  \
+  "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}"
+#define MIXLAB_WGMMA_D64_OPERANDS(d) \
+  "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
+  "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), \
+  "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), \
+  "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), \
+  "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), \
+  "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), \
+  "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), \
+  "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
 
 // d[64 x 64] (+)= A[64 x 16] · B[16 x 64] from shared memory.  A K-major (TransposeA = 0: rows m)
 // or MN-major (1: rows k); B K-major (TransposeB = 0: the tile holds Bᵀ, rows n) or MN-major (1:
@@ -110,6 +135,18 @@ __device__ __forceinline__ void mma_ss(float (&d)[32], uint64_t a, uint64_t b, i
       "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " MIXLAB_WGMMA_D32 ", %32, %33, p, 1, 1, %35, %36;\n}\n"
       : MIXLAB_WGMMA_D32_OPERANDS(d)
       : "l"(a), "l"(b), "r"(accumulate), "n"(TransposeA), "n"(TransposeB));
+#endif
+}
+// d[64 x 128] (+)= A[64 x 16] · B[16 x 128] from shared memory, both K-major (A: rows m; B: the
+// tile holds Bᵀ, 128 rows n, whose 8-row groups are 1,024 bytes apart as for n64): the scores of
+// a 128-key tile.  Accumulator layout as for n64, n8 blocks j = 0 .. 15 (64 registers).
+__device__ __forceinline__ void mma_ss_n128(float (&d)[64], uint64_t a, uint64_t b, int accumulate) {
+#if MIXLAB_SM90A
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " MIXLAB_WGMMA_D64 ", %64, %65, p, 1, 1, 0, 0;\n}\n"
+      : MIXLAB_WGMMA_D64_OPERANDS(d)
+      : "l"(a), "l"(b), "r"(accumulate));
 #endif
 }
 // The same with A from registers: a[4] is this thread's m64k16 fragment (bf16 pairs).
@@ -130,8 +167,10 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
   const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
   return *reinterpret_cast<const uint32_t*>(&v);
 }
-// The A fragment of k-step kk (k = 16kk .. 16kk+15) from an m64n64 accumulator (see the header).
-__device__ __forceinline__ void accumulator_to_a(const float (&d)[32], int kk, uint32_t (&a)[4]) {
+// The A fragment of k-step kk (k = 16kk .. 16kk+15) from an m64n64 or m64n128 accumulator (see
+// the header).
+template <int R>
+__device__ __forceinline__ void accumulator_to_a(const float (&d)[R], int kk, uint32_t (&a)[4]) {
   a[0] = pack_bf16(d[8 * kk + 0], d[8 * kk + 1]);
   a[1] = pack_bf16(d[8 * kk + 2], d[8 * kk + 3]);
   a[2] = pack_bf16(d[8 * kk + 4], d[8 * kk + 5]);

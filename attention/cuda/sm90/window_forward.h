@@ -4,13 +4,14 @@
 //
 //   o_t = Σ_{t−W < j ≤ t} softmax_j(q_t·k_j · scale) v_j,      lse_t = log Σ_j exp(q_t·k_j · scale)
 //
-// (W ≥ N is full causal attention.)  A block owns 128 query rows, two warpgroups of 64; key/value
-// tiles of 64 rows stream through double-buffered swizzled shared memory by cp.async while the
-// previous tile is multiplied; S = Q Kᵀ from shared memory, the online softmax in registers, and
-// O += P V with P straight from S's accumulator registers.  Only the tiles inside a warpgroup's
-// band are multiplied, and only the band's edge tiles are masked.  The backward: window_backward.h.
-// Not yet: TMA, producer / consumer warp specialisation, head dim 128 (the sm_80 kernels serve
-// those).  The reference is float64 masked attention (tests/test_sm90_window.cpp).
+// (W ≥ N is full causal attention.)  A block owns 128 query rows, two consumer warpgroups of 64,
+// and a producer warpgroup that streams key/value tiles of 128 rows by cp.async through a ring of
+// four swizzled shared-memory stages with full/empty mbarriers (key_pipeline.cuh); S = Q Kᵀ from
+// shared memory (m64n128), the online softmax in registers, O += P V with P from S's registers, and
+// S of the next tile in flight with P V while the softmax runs (attend_band, online_softmax.cuh).
+// Only the tiles inside a warpgroup's band are multiplied, and only the band's edge tiles are
+// masked.  The backward: window_backward.h.  Not yet: TMA, a persistent grid, head dim 128 (the
+// sm_80 kernels serve those).  The reference is float64 masked attention (tests/test_sm90_window.cpp).
 
 namespace mixlab::cuda::sm90 {
 

@@ -1,0 +1,125 @@
+#pragma once
+// The key/value stages of the sm90 forward kernels: a ring of `Stages` shared-memory slots, each
+// one key tile and its value tile ([Keys x 64] bf16, swizzled as in wgmma.cuh), filled by one
+// producer warpgroup with cp.async and read by the consumer warpgroups' wgmma products.  Two
+// mbarriers per slot replace the block-wide __syncthreads of a double buffer:
+//
+//   full[s]   the tile is in place.  Count kProducerThreads: each producer thread arrives once per
+//             fill through cp.async.mbarrier.arrive.noinc, which fires when its copies landed.
+//   empty[s]  every consumer warp is done with the slot.  Count kConsumerWarps: lane 0 of each
+//             consumer warp arrives once per tile, after the wgmma.wait_group that completes the
+//             last product reading it (or at once, after waiting for `full`, for a tile the warp's
+//             warpgroup does not need: see attend_band in online_softmax.cuh).
+//
+// Tile i of the block's sequence lives in slot i mod Stages, on its fill r = i / Stages; phase r of
+// full[s] completes when that fill lands (parity r & 1), phase r of empty[s] when tile i is
+// released.  The producer refills slot s for tile i ≥ Stages after phase r − 1 of empty[s].  Why a
+// parity (one bit) cannot alias: a consumer warp waits for full of tile i before it releases tile
+// i, and the producer fills tile i + Stages only after every warp released tile i, so neither
+// barrier can run a phase ahead of its waiter.
+
+#include <cuda_bf16.h>
+#include <cstdint>
+
+#include "attention/cuda/sm90/tile_loads.cuh"
+#include "attention/cuda/sm90/wgmma.cuh"
+
+namespace mixlab::cuda::sm90 {
+
+// A producer warpgroup rather than a warp: its copies are spread over the SM's four sub-partitions
+// (one warp each).  384 threads cap the registers at 168 (a sub-partition's 16,384 over its three
+// warps), as 288 would; the consumers need 165 (window) and 156 (checkpoint) without spilling, so
+// no setmaxnreg hand-over (the producer could give back 128 per thread if they ever need more).
+constexpr int kConsumerWarps = 8;                        // two warpgroups of 64 query rows
+constexpr int kProducerThread0 = 32 * kConsumerWarps;    // the producer warpgroup comes after them
+constexpr int kProducerThreads = 128;
+constexpr int kForwardThreads = kProducerThread0 + kProducerThreads;
+
+template <int Stages, int Keys>
+struct alignas(1024) KeyValueStages {
+  static_assert(Stages >= 2, "a consumer releases tile i − 1 only after waiting for tile i");
+  static constexpr int kTileBytes = Keys * 128;  // Keys rows of 64 bf16
+  unsigned char k[Stages][kTileBytes];           // K-major (rows = keys) for S = Q Kᵀ
+  unsigned char v[Stages][kTileBytes];           // MN-major (rows = keys = k of P V) for O += P V
+  uint64_t full[Stages];
+  uint64_t empty[Stages];
+  float never_written[2];  // the target of hold_wait_below (online_softmax.cuh)
+};
+
+#if MIXLAB_SM90A
+__device__ __forceinline__ uint32_t shared_address(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+__device__ __forceinline__ void mbarrier_init(uint64_t* bar, int count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(shared_address(bar)), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbarrier_arrive(uint64_t* bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(shared_address(bar)) : "memory");
+}
+// Arrives (without raising the expected count) once this thread's earlier cp.async copies landed.
+__device__ __forceinline__ void mbarrier_arrive_on_copies(uint64_t* bar) {
+  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(shared_address(bar)) : "memory");
+}
+// Until the phase of parity `parity` has completed (acquire: its writes are visible afterwards).
+__device__ __forceinline__ void mbarrier_wait(uint64_t* bar, int parity) {
+  const uint32_t address = shared_address(bar);
+  uint32_t done = 0;
+  do {
+    asm volatile(
+        "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+        : "=r"(done)
+        : "r"(address), "r"(parity)
+        : "memory");
+  } while (!done);
+}
+
+// By one thread, before a __syncthreads and any use.
+template <int Stages, int Keys>
+__device__ void init_stages(KeyValueStages<Stages, Keys>& st) {
+#pragma unroll
+  for (int s = 0; s < Stages; ++s) {
+    mbarrier_init(&st.full[s], kProducerThreads);
+    mbarrier_init(&st.empty[s], kConsumerWarps);
+  }
+  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+}
+
+// The producer warpgroup: tiles 0 .. tiles − 1 into the ring, `load(i, k_tile, v_tile, thread)`
+// issuing the cp.async copies of tile i (thread: 0 .. 127).  Waits for its copies before returning
+// (no copy outlives its thread).
+template <int Stages, int Keys, class Load>
+__device__ void produce(KeyValueStages<Stages, Keys>& st, int tiles, Load load) {
+  const int thread = threadIdx.x - kProducerThread0;
+  for (int i = 0; i < tiles; ++i) {
+    const int s = i % Stages;
+    if (i >= Stages) mbarrier_wait(&st.empty[s], (i / Stages - 1) & 1);  // tile i − Stages released
+    load(i, st.k[s], st.v[s], thread);
+    mbarrier_arrive_on_copies(&st.full[s]);
+  }
+  cp_async_wait_all();
+}
+
+// Named barrier 1 + wg over the 128 threads of consumer warpgroup wg (0 is __syncthreads'); an
+// immediate id, so that ptxas counts two barriers, not all sixteen.
+__device__ __forceinline__ void warpgroup_sync(int wg) {
+  if (wg == 0)
+    asm volatile("bar.sync 1, 128;\n" ::: "memory");
+  else
+    asm volatile("bar.sync 2, 128;\n" ::: "memory");
+}
+// Consumer side.  After the wait, a proxy fence: the copies are generic-proxy writes and wgmma
+// reads through the async proxy.  __syncwarp: the warp converged again before .aligned wgmma.
+template <int Stages, int Keys>
+__device__ __forceinline__ void wait_tile(KeyValueStages<Stages, Keys>& st, int i) {
+  mbarrier_wait(&st.full[i % Stages], (i / Stages) & 1);
+  fence_shared_to_async();
+  __syncwarp();
+}
+// After the wait_group that completed the warpgroup's last product reading tile i.
+template <int Stages, int Keys>
+__device__ __forceinline__ void release_tile(KeyValueStages<Stages, Keys>& st, int i) {
+  if (threadIdx.x % 32 == 0) mbarrier_arrive(&st.empty[i % Stages]);
+}
+#endif
+
+}  // namespace mixlab::cuda::sm90
