@@ -108,11 +108,11 @@ __global__ void __launch_bounds__(kForwardThreads, 1) checkpoint_forward_kernel(
 
   if (threadIdx.x >= kProducerThread0) {
     // Tile i's rows: token c·S + S − 1 for checkpoints c = 128i .. 128i + 127 (below `checkpoints`).
-    produce(sm.kv, tiles, [&](int i, unsigned char* k_tile, unsigned char* v_tile, int thread) {
+    produce(sm.kv, tiles, [&](int i, KeyValueSlot<kKeys>& slot, int thread) {
       const size_t first_row = (static_cast<size_t>(i) * kKeys * segment + segment - 1) * kD;
       const size_t stride = static_cast<size_t>(segment) * kD;
-      load_tile_warpgroup<kKeys>(thread, k_tile, k + first_row, checkpoints - i * kKeys, stride);
-      load_tile_warpgroup<kKeys>(thread, v_tile, v + first_row, checkpoints - i * kKeys, stride);
+      load_tile_warpgroup<kKeys>(thread, slot.k, k + first_row, checkpoints - i * kKeys, stride);
+      load_tile_warpgroup<kKeys>(thread, slot.v, v + first_row, checkpoints - i * kKeys, stride);
     });
     return;
   }

@@ -1,15 +1,17 @@
 #pragma once
-// The key/value stages of the sm90 forward kernels: a ring of `Stages` shared-memory slots, each
-// one key tile and its value tile ([Keys x 64] bf16, swizzled as in wgmma.cuh), filled by one
-// producer warpgroup with cp.async and read by the consumer warpgroups' wgmma products.  Two
-// mbarriers per slot replace the block-wide __syncthreads of a double buffer:
+// The ring of shared-memory stages of the sm90 kernels: `Stages` slots, each one tile's worth of
+// operands (a Slot: the forwards' key and value tiles, KeyValueSlot below; the backwards' query-side
+// tiles, QuerySlot in key_block_backward.cuh), filled by one producer warpgroup with cp.async and
+// read by the consumer warpgroups' wgmma products.  Two mbarriers per slot replace the block-wide
+// __syncthreads of a double buffer:
 //
 //   full[s]   the tile is in place.  Count kProducerThreads: each producer thread arrives once per
 //             fill through cp.async.mbarrier.arrive.noinc, which fires when its copies landed.
 //   empty[s]  every consumer warp is done with the slot.  Count kConsumerWarps: lane 0 of each
 //             consumer warp arrives once per tile, after the wgmma.wait_group that completes the
 //             last product reading it (or at once, after waiting for `full`, for a tile the warp's
-//             warpgroup does not need: see attend_band in online_softmax.cuh).
+//             warpgroup does not need: see attend_band in online_softmax.cuh and
+//             key_block_backward.cuh).
 //
 // Tile i of the block's sequence lives in slot i mod Stages, on its fill r = i / Stages; phase r of
 // full[s] completes when that fill lands (parity r & 1), phase r of empty[s] when tile i is
@@ -35,16 +37,25 @@ constexpr int kProducerThread0 = 32 * kConsumerWarps;    // the producer warpgro
 constexpr int kProducerThreads = 128;
 constexpr int kForwardThreads = kProducerThread0 + kProducerThreads;
 
-template <int Stages, int Keys>
-struct alignas(1024) KeyValueStages {
+// Slot: a struct of 1,024-byte aligned tiles (the swizzle's atom), so that every slot is.
+template <int Stages, class Slot>
+struct alignas(1024) TileRing {
   static_assert(Stages >= 2, "a consumer releases tile i − 1 only after waiting for tile i");
-  static constexpr int kTileBytes = Keys * 128;  // Keys rows of 64 bf16
-  unsigned char k[Stages][kTileBytes];           // K-major (rows = keys) for S = Q Kᵀ
-  unsigned char v[Stages][kTileBytes];           // MN-major (rows = keys = k of P V) for O += P V
+  static_assert(sizeof(Slot) % 1024 == 0, "every slot 1,024-byte aligned");
+  Slot slot[Stages];
   uint64_t full[Stages];
   uint64_t empty[Stages];
   float never_written[2];  // the target of hold_wait_below (online_softmax.cuh)
 };
+
+// The forwards' slot: Keys rows of K and of V (64 bf16 each, swizzled).
+template <int Keys>
+struct alignas(1024) KeyValueSlot {
+  unsigned char k[Keys * 128];  // K-major (rows = keys) for S = Q Kᵀ
+  unsigned char v[Keys * 128];  // MN-major (rows = keys = k of P V) for O += P V
+};
+template <int Stages, int Keys>
+using KeyValueStages = TileRing<Stages, KeyValueSlot<Keys>>;
 
 #if MIXLAB_SM90A
 __device__ __forceinline__ uint32_t shared_address(const void* p) {
@@ -74,8 +85,8 @@ __device__ __forceinline__ void mbarrier_wait(uint64_t* bar, int parity) {
 }
 
 // By one thread, before a __syncthreads and any use.
-template <int Stages, int Keys>
-__device__ void init_stages(KeyValueStages<Stages, Keys>& st) {
+template <int Stages, class Slot>
+__device__ void init_stages(TileRing<Stages, Slot>& st) {
 #pragma unroll
   for (int s = 0; s < Stages; ++s) {
     mbarrier_init(&st.full[s], kProducerThreads);
@@ -84,16 +95,16 @@ __device__ void init_stages(KeyValueStages<Stages, Keys>& st) {
   asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
 }
 
-// The producer warpgroup: tiles 0 .. tiles − 1 into the ring, `load(i, k_tile, v_tile, thread)`
-// issuing the cp.async copies of tile i (thread: 0 .. 127).  Waits for its copies before returning
+// The producer warpgroup: tiles 0 .. tiles − 1 into the ring, `load(i, slot, thread)` issuing the
+// cp.async copies of tile i into `slot` (thread: 0 .. 127).  Waits for its copies before returning
 // (no copy outlives its thread).
-template <int Stages, int Keys, class Load>
-__device__ void produce(KeyValueStages<Stages, Keys>& st, int tiles, Load load) {
+template <int Stages, class Slot, class Load>
+__device__ void produce(TileRing<Stages, Slot>& st, int tiles, Load load) {
   const int thread = threadIdx.x - kProducerThread0;
   for (int i = 0; i < tiles; ++i) {
     const int s = i % Stages;
     if (i >= Stages) mbarrier_wait(&st.empty[s], (i / Stages - 1) & 1);  // tile i − Stages released
-    load(i, st.k[s], st.v[s], thread);
+    load(i, st.slot[s], thread);
     mbarrier_arrive_on_copies(&st.full[s]);
   }
   cp_async_wait_all();
@@ -109,15 +120,15 @@ __device__ __forceinline__ void warpgroup_sync(int wg) {
 }
 // Consumer side.  After the wait, a proxy fence: the copies are generic-proxy writes and wgmma
 // reads through the async proxy.  __syncwarp: the warp converged again before .aligned wgmma.
-template <int Stages, int Keys>
-__device__ __forceinline__ void wait_tile(KeyValueStages<Stages, Keys>& st, int i) {
+template <int Stages, class Slot>
+__device__ __forceinline__ void wait_tile(TileRing<Stages, Slot>& st, int i) {
   mbarrier_wait(&st.full[i % Stages], (i / Stages) & 1);
   fence_shared_to_async();
   __syncwarp();
 }
 // After the wait_group that completed the warpgroup's last product reading tile i.
-template <int Stages, int Keys>
-__device__ __forceinline__ void release_tile(KeyValueStages<Stages, Keys>& st, int i) {
+template <int Stages, class Slot>
+__device__ __forceinline__ void release_tile(TileRing<Stages, Slot>& st, int i) {
   if (threadIdx.x % 32 == 0) mbarrier_arrive(&st.empty[i % Stages]);
 }
 #endif

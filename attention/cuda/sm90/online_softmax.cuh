@@ -187,7 +187,7 @@ __device__ void attend_band(OnlineSoftmax<Keys>& softmax, KeyValueStages<Stages,
     float alpha[2];
     wait_tile(st, begin);
     fence();
-    issue_scores<Keys>(s, q_desc, st.k[begin % Stages]);
+    issue_scores<Keys>(s, q_desc, st.slot[begin % Stages].k);
     wait<0>();
     fence_registers(s);
     scale_and_mask<Keys>(s, mask, begin, scale_log2);
@@ -197,8 +197,8 @@ __device__ void attend_band(OnlineSoftmax<Keys>& softmax, KeyValueStages<Stages,
     for (int i = begin + 1; i < end; ++i) {
       wait_tile(st, i);
       fence();
-      issue_scores<Keys>(s, q_desc, st.k[i % Stages]);
-      issue_values<Keys>(softmax.acc, p, st.v[(i - 1) % Stages]);
+      issue_scores<Keys>(s, q_desc, st.slot[i % Stages].k);
+      issue_values<Keys>(softmax.acc, p, st.slot[(i - 1) % Stages].v);
       wait<1>();
       fence_registers(s);
       scale_and_mask<Keys>(s, mask, i, scale_log2);
@@ -212,7 +212,7 @@ __device__ void attend_band(OnlineSoftmax<Keys>& softmax, KeyValueStages<Stages,
       to_fragments<Keys>(s, p);
     }
     fence();
-    issue_values<Keys>(softmax.acc, p, st.v[(end - 1) % Stages]);
+    issue_values<Keys>(softmax.acc, p, st.slot[(end - 1) % Stages].v);
     wait<0>();
     fence_registers(softmax.acc);
     fence_registers(p);

@@ -80,10 +80,10 @@ __global__ void __launch_bounds__(kForwardThreads, 1) window_forward_kernel(Wind
   __syncthreads();  // the barriers are initialised (the last block-wide barrier: the roles part here)
 
   if (threadIdx.x >= kProducerThread0) {
-    produce(sm.kv, tiles, [&](int i, unsigned char* k_tile, unsigned char* v_tile, int thread) {
+    produce(sm.kv, tiles, [&](int i, KeyValueSlot<kKeys>& slot, int thread) {
       const int key0 = (first + i) * kKeys;
-      load_tile_warpgroup<kKeys>(thread, k_tile, k + static_cast<size_t>(key0) * kD, n - key0);
-      load_tile_warpgroup<kKeys>(thread, v_tile, v + static_cast<size_t>(key0) * kD, n - key0);
+      load_tile_warpgroup<kKeys>(thread, slot.k, k + static_cast<size_t>(key0) * kD, n - key0);
+      load_tile_warpgroup<kKeys>(thread, slot.v, v + static_cast<size_t>(key0) * kD, n - key0);
     });
     return;
   }
