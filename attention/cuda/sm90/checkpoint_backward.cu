@@ -15,9 +15,29 @@
 namespace mixlab::cuda::sm90 {
 namespace {
 
-// grid (⌈C / 64⌉, B·H), 128 threads, sizeof(KeyBlockSmem) + 1,024 bytes of dynamic shared memory.
-// Block: checkpoints [c0, c0 + 64), the key rows (c0 + i)·S + S − 1.
-__global__ void __launch_bounds__(kBackwardThreads) checkpoint_keys_backward_kernel(
+#if MIXLAB_SM90A
+// The visible queries of a consumer warpgroup's checkpoints c = key0 + row (row: 0 .. 63): t with
+// c < ⌊t / S⌋, i.e. (c + 1)·S ≤ t < N, none for c ≥ C; per tile at q0, columns [lo, hi).
+struct CheckpointKeyMask {
+  int n, segment, count, key0, row0;  // row0: the thread's first key row (r; the other is r + 8)
+  // Some pair of the tile is hidden: the warpgroup's last checkpoint or N cuts it (the product
+  // (key0 + 64)·S only where key0 + 64 ≤ C, so at most N).
+  __device__ bool edge(int q0) const {
+    return key0 + kBackwardTile > count || (key0 + kBackwardTile) * segment > q0 || q0 + kBackwardTile > n;
+  }
+  __device__ void columns(int q0, int h, int& lo, int& hi) const {
+    const int c = key0 + row0 + 8 * h;
+    lo = (min(c, count) + 1) * segment - q0;  // ≤ N + S: no overflow
+    hi = c < count ? n - q0 : lo;
+  }
+};
+#endif
+
+// grid (⌈C / 128⌉, B·H), kBackwardThreads (384), sizeof(KeyBlockSmem) + 1,024 bytes of dynamic
+// shared memory.  Block: checkpoints [c0, c0 + 128), the key rows c·S + S − 1; the query tiles from
+// the first query that sees c0, (c0 + 1)·S, to N (none when that is N); consumer warpgroup wg:
+// checkpoints [cw, cw + 64), cw = c0 + 64 wg, and the tiles from (cw + 1)·S (none when cw ≥ C).
+__global__ void __launch_bounds__(kBackwardThreads, 1) checkpoint_keys_backward_kernel(
     CheckpointBackwardShape shape, const __nv_bfloat16* __restrict__ q, const __nv_bfloat16* __restrict__ k,
     const __nv_bfloat16* __restrict__ v, const __nv_bfloat16* __restrict__ dout, const float* __restrict__ lse,
     const float* __restrict__ delta, float* __restrict__ dq_accumulator, float* __restrict__ checkpoint_dk,
@@ -29,19 +49,31 @@ __global__ void __launch_bounds__(kBackwardThreads) checkpoint_keys_backward_ker
   const size_t head = static_cast<size_t>(blockIdx.y) * n * 64, rows = static_cast<size_t>(blockIdx.y) * n;
   const QuerySide side{q + head, dout + head, lse + rows, delta + rows,
                        dq_accumulator + static_cast<size_t>(blockIdx.y) * shape.n_padded * 64, n};
-  const size_t first_row = (static_cast<size_t>(c0) * segment + segment - 1) * 64, stride = static_cast<size_t>(segment) * 64;
-  load_tile<kBackwardThreads>(sm.k, k + head + first_row, kBackwardBlock, count - c0, stride);
-  load_tile<kBackwardThreads>(sm.v, v + head + first_row, kBackwardBlock, count - c0, stride);
-  // Checkpoint c is visible to t when c < ⌊t / S⌋: the first query that sees c0 is (c0 + 1)·S.
-  const int first = (c0 + 1) * segment / kBackwardBlock, last = (n - 1) / kBackwardBlock;
+  // c0 < C, so (c0 + 1)·S ≤ C·S ≤ N.
+  const int first = (c0 + 1) * segment / kBackwardTile, tiles = max(0, (n - 1) / kBackwardTile - first + 1);
+
+  if (threadIdx.x == 0) init_stages(sm.ring);
+  __syncthreads();  // the barriers are initialised (the last block-wide barrier: the roles part here)
+  if (threadIdx.x >= kProducerThread0) {
+    producer_gives_registers();
+    produce_queries(sm, side, first, tiles);
+    return;
+  }
+  consumer_takes_registers();
+  const int wg = threadIdx.x / 128, cw = c0 + kBackwardTile * wg;
+  const size_t first_row = (static_cast<size_t>(cw) * segment + segment - 1) * 64;
+  const size_t stride = static_cast<size_t>(segment) * 64;
+  const bool rows_inside = cw < count;  // else nothing is read: the tiles are zero-filled
+  load_key_tiles(sm, wg, k + head + (rows_inside ? first_row : 0), v + head + (rows_inside ? first_row : 0),
+                 count - cw, stride);
+  const int begin = rows_inside ? (cw + 1) * segment / kBackwardTile - first : 0;
+  const int end = rows_inside ? tiles : 0;
+  const int row0 = 16 * ((threadIdx.x % 128) / 32) + threadIdx.x % 32 / 4;
   float dv_acc[32], dk_acc[32];
-  key_block_backward(
-      sm, side, first, last, shape.scale,
-      [&](int key, int t) { return c0 + key < count && t < n && c0 + key < t / segment; },
-      [&](int q0) { return c0 + kBackwardBlock <= count && q0 + kBackwardBlock <= n && c0 + kBackwardBlock - 1 < q0 / segment; },
-      dv_acc, dk_acc);
-  const size_t compact = (static_cast<size_t>(blockIdx.y) * shape.c_padded + c0) * 64;
-  store_key_gradients(dv_acc, dk_acc, shape.scale, count - c0, checkpoint_dv + compact, checkpoint_dk + compact);
+  key_block_backward(sm, side, wg, first, begin, end, tiles, shape.scale,
+                     CheckpointKeyMask{n, segment, count, cw, row0}, dv_acc, dk_acc);
+  const size_t compact = (static_cast<size_t>(blockIdx.y) * shape.c_padded + cw) * 64;
+  store_key_gradients(dv_acc, dk_acc, shape.scale, count - cw, checkpoint_dv + compact, checkpoint_dk + compact);
 #else
   __trap();  // built without sm_90a: checkpoint_backward() refuses to launch
 #endif

@@ -1,36 +1,58 @@
 #pragma once
-// The attention backward of one block of 64 keys on wgmma, shared by the sm90 backward kernels
-// (window_backward.cu, checkpoint_backward.cu), which differ only in which keys a block holds
-// and which (key, query) pairs are visible.  With P_tj = exp(q_t·k_j · scale − lse_t) on the
-// visible pairs and D_t = Σ_d dO_td O_td, per query tile of 64 rows that sees the block:
+// The attention backward of one block of 128 keys on wgmma, shared by the sm90 backward kernels
+// (window_backward.cu, checkpoint_backward.cu), which differ only in which keys a block holds and
+// which (key, query) pairs are visible (a Mask, below).  With P_tj = exp(q_t·k_j · scale − lse_t)
+// on the visible pairs and D_t = Σ_d dO_td O_td, per query tile of 64 rows that sees the block:
 //   Sᵀ = K Qᵀ, dPᵀ = V dOᵀ                       (shared memory, both K-major)
-//   Pᵀ, dSᵀ = Pᵀ ⊙ (dPᵀ − D)                     (masked to the visible pairs)
+//   Pᵀ = 2^(Sᵀ · scale · log2 e − lse · log2 e),  dSᵀ = Pᵀ ⊙ (dPᵀ − D)   (masked to visible pairs)
 //   dV += Pᵀ dO,  dK += dSᵀ Q                     (Pᵀ, dSᵀ from registers; dO, Q read MN-major)
 //   dQ_tile = dS K                                (dSᵀ stored [keys][queries]: A read MN-major)
-// and dQ's 64 x 64 float32 partial goes into a float32 accumulator by one bulk reduction
-// (cp.reduce.async.bulk): every key block adds to the rows it sees.  One warpgroup; per thread the
-// accumulator rows r, r + 8 of wgmma.cuh's layout (keys for dV, dK; queries for dQ).
+// and dQ's float32 partial goes into a float32 accumulator by bulk reductions (cp.reduce.async.bulk
+// add.f32): every key block adds to the rows it sees.
+//
+// Roles (FlashAttention-3's warp specialisation, as the forwards, key_pipeline.cuh): 384 threads.
+// Consumer warpgroups 0 and 1 own keys [k0 + 64 wg, k0 + 64 wg + 64) of the block: their K and V
+// tiles stay in shared memory, dV and dK in registers (m64n64: rows = keys).  The producer
+// warpgroup streams the block's query tiles (Q, dO [64 x 64] bf16, lse, D [64] float32: a
+// QuerySlot) through a ring of kBackwardStages slots, so both consumers share each tile's loads.
+// Each consumer multiplies the tiles of its band (the tiles with a query that sees one of its keys)
+// and waits for / releases the others.  setmaxnreg moves registers from the producer to the
+// consumers (key_pipeline.cuh): a consumer thread holds dV, dK, Sᵀ, dPᵀ, dQ (32 each) and the A
+// fragments of Pᵀ, dSᵀ (16 each).
+//
+// dQ: each warp owns 16 rows of the m64 dQ product, stages them (float32, [16 x 64]) in its own
+// slice of shared memory and lane 0 issues one 4,096-byte bulk reduction; the slice is rewritten
+// one tile later, after lane 0's cp.async.bulk.wait_group.read and a __syncwarp (no wider sync).
 
 #include <cuda_bf16.h>
 #include <cstdint>
 
+#include "attention/cuda/sm90/key_pipeline.cuh"
 #include "attention/cuda/sm90/tile_loads.cuh"
 #include "attention/cuda/sm90/wgmma.cuh"
 
 namespace mixlab::cuda::sm90 {
 
-constexpr int kBackwardBlock = 64;     // keys per block, queries per tile
-constexpr int kBackwardThreads = 128;  // one warpgroup
+constexpr int kBackwardTile = 64;                                // queries per tile, keys per warpgroup
+constexpr int kBackwardBlock = 128;                              // keys per block: two warpgroups
+constexpr int kBackwardStages = 4;                               // query tiles in flight
+constexpr int kBackwardThreads = kProducerThread0 + kProducerThreads;  // 384
+static_assert(kBackwardBlock == 16 * kConsumerWarps, "a consumer warpgroup per 64 keys");
+
+// One query tile of the ring.
+struct alignas(1024) QuerySlot {
+  unsigned char q[kBackwardTile * 128];     // K-major for Sᵀ = K Qᵀ, MN-major for dK += dSᵀ Q
+  unsigned char dout[kBackwardTile * 128];  // K-major for dPᵀ = V dOᵀ, MN-major for dV += Pᵀ dO
+  float lse[kBackwardTile];
+  float delta[kBackwardTile];
+};
 
 struct alignas(1024) KeyBlockSmem {
-  unsigned char k[kBackwardBlock * 128];        // K-major for Sᵀ = K Qᵀ, MN-major for dQ = dS K
-  unsigned char v[kBackwardBlock * 128];        // K-major for dPᵀ = V dOᵀ
-  unsigned char q[2][kBackwardBlock * 128];     // K-major for Sᵀ, MN-major for dK += dSᵀ Q
-  unsigned char dout[2][kBackwardBlock * 128];  // K-major for dPᵀ, MN-major for dV += Pᵀ dO
-  unsigned char ds[kBackwardBlock * 128];       // dSᵀ in bf16, [keys][queries]
-  alignas(16) float dq[kBackwardBlock * 64];    // dQ's partial, row-major: the bulk reduction's source
-  alignas(16) float lse[2][kBackwardBlock];
-  alignas(16) float delta[2][kBackwardBlock];
+  TileRing<kBackwardStages, QuerySlot> ring;
+  unsigned char k[2][kBackwardTile * 128];      // [warpgroup]: K-major for Sᵀ, MN-major for dQ = dS K
+  unsigned char v[2][kBackwardTile * 128];      // [warpgroup]: K-major for dPᵀ = V dOᵀ
+  unsigned char ds[2][2][kBackwardTile * 128];  // [warpgroup][tile parity]: dSᵀ bf16 [keys][queries]
+  alignas(16) float dq[kConsumerWarps][16 * 64];  // [warp]: its 16 rows of dQ's partial, row-major
 };
 
 // One head's query-side inputs: q, dout [N, 64] bf16; lse, delta [N]; dq_accumulator [≥ N rounded
@@ -45,124 +67,230 @@ struct QuerySide {
 };
 
 #if MIXLAB_SM90A
-// dV and dK (unscaled: Σ dSᵀ Q) of the block whose K and V tiles the caller has issued to sm.k and
-// sm.v by cp.async (not yet committed), over query tiles first .. last.  visible(key, t): whether
-// the block's key `key` (0 .. 63) and query t form a visible pair; whole(q0): whether every pair
-// of the tile at q0 is (then no mask is applied).
-template <class Visible, class Whole>
-__device__ void key_block_backward(KeyBlockSmem& sm, const QuerySide& side, int first, int last, float scale,
-                                   Visible visible, Whole whole, float (&dv_acc)[32], float (&dk_acc)[32]) {
+// The producer warpgroup: query tiles first .. first + tiles − 1 (rows q0 = 64 (first + i) ..) into
+// the ring; rows at or past N zero-filled.  Every producer thread copies (and arrives) per fill.
+__device__ __forceinline__ void produce_queries(KeyBlockSmem& sm, const QuerySide& side, int first, int tiles) {
+  produce(sm.ring, tiles, [&](int i, QuerySlot& slot, int thread) {
+    const int q0 = (first + i) * kBackwardTile, valid = side.n - q0;
+    load_tile_warpgroup<kBackwardTile>(thread, slot.q, side.q + static_cast<size_t>(q0) * 64, valid);
+    load_tile_warpgroup<kBackwardTile>(thread, slot.dout, side.dout + static_cast<size_t>(q0) * 64, valid);
+    const int r = thread % kBackwardTile;  // threads 0 .. 63: lse, 64 .. 127: D
+    const float* src = (thread < kBackwardTile ? side.lse : side.delta) + (r < valid ? q0 + r : 0);
+    load_float((thread < kBackwardTile ? slot.lse : slot.delta) + r, src, r < valid);
+  });
+}
+
+// Sᵀ = K Qᵀ and dPᵀ = V dOᵀ ([64 keys x 64 queries] each) as one committed group; no wait.
+__device__ __forceinline__ void issue_transposed_scores(float (&s)[32], float (&dp)[32], const unsigned char* k_tile,
+                                                        const unsigned char* v_tile, const QuerySlot& slot) {
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk)
+    mma_ss<0, 0>(s, advance(descriptor_k_major(k_tile), 32 * kk), advance(descriptor_k_major(slot.q), 32 * kk),
+                 kk > 0);
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk)
+    mma_ss<0, 0>(dp, advance(descriptor_k_major(v_tile), 32 * kk), advance(descriptor_k_major(slot.dout), 32 * kk),
+                 kk > 0);
+  commit();
+}
+
+// dV += Pᵀ dO, dK += dSᵀ Q (k: the tile's queries, 16 rows of dO / Q per step) and dQ = dS K
+// (rows: queries; k: the warpgroup's keys, 16 rows of dSᵀ and K per step) as one committed group.
+__device__ __forceinline__ void issue_gradients(float (&dv)[32], float (&dk)[32], float (&dq)[32],
+                                                const uint32_t (&a_p)[4][4], const uint32_t (&a_ds)[4][4],
+                                                const QuerySlot& slot, const unsigned char* ds_tile,
+                                                const unsigned char* k_tile) {
   constexpr int kStep = 16 * 128;  // a k16 step across the rows of an MN-major tile
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk) mma_rs<1>(dv, a_p[kk], advance(descriptor_mn_major(slot.dout), kStep * kk), 1);
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk) mma_rs<1>(dk, a_ds[kk], advance(descriptor_mn_major(slot.q), kStep * kk), 1);
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk)
+    mma_ss<1, 1>(dq, advance(descriptor_mn_major(ds_tile), kStep * kk), advance(descriptor_mn_major(k_tile), kStep * kk),
+                 kk > 0);
+  commit();
+}
+
+// Sᵀ, dPᵀ of the tile at query q0 -> Pᵀ, dSᵀ in place (per thread: key rows r, r + 8 of the
+// warpgroup, query columns 8j + 2·quad + {0, 1}).  mask.columns(q0, h, lo, hi): the queries of the
+// tile that the thread's key row h sees, as the columns [lo, hi); only where mask.edge(q0)
+// (uniform per warpgroup).  A hidden pair gets P = dS = 0 by a select (its exponent may overflow).
+template <class Mask>
+__device__ __forceinline__ void score_gradients(float (&s)[32], float (&dp)[32], const QuerySlot& slot,
+                                                const Mask& mask, int q0, float scale_log2) {
   constexpr float kLog2e = 1.4426950408889634f;
-  const int lane = threadIdx.x % 32, row = 16 * (threadIdx.x / 32) + lane / 4, n = side.n;
-  auto load_queries = [&](int tile, int stage) {
-    const int q0 = tile * kBackwardBlock;
-    load_tile<kBackwardThreads>(sm.q[stage], side.q + static_cast<size_t>(q0) * 64, kBackwardBlock, n - q0);
-    load_tile<kBackwardThreads>(sm.dout[stage], side.dout + static_cast<size_t>(q0) * 64, kBackwardBlock, n - q0);
-    load_floats(sm.lse[stage], side.lse + q0, kBackwardBlock, n - q0);
-    load_floats(sm.delta[stage], side.delta + q0, kBackwardBlock, n - q0);
-  };
-  load_queries(first, first & 1);
-  cp_async_commit();
+  const int quad = threadIdx.x % 4;
+  int lo[2] = {0, 0}, hi[2] = {kBackwardTile, kBackwardTile};
+  if (mask.edge(q0)) {
 #pragma unroll
-  for (int i = 0; i < 32; ++i) dv_acc[i] = dk_acc[i] = 0.f;
-  const float scale_log2 = scale * kLog2e;
-
-  for (int tile = first; tile <= last; ++tile) {
-    const int stage = tile & 1, q0 = tile * kBackwardBlock;
-    cp_async_wait_all();
-    if (threadIdx.x == 0) bulk_wait_read();  // the last tile's dQ partial has left shared memory
-    fence_shared_to_async();
-    __syncthreads();
-    if (tile < last) {
-      load_queries(tile + 1, stage ^ 1);
-      cp_async_commit();
+    for (int h = 0; h < 2; ++h) mask.columns(q0, h, lo[h], hi[h]);
+  }
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    lo[h] -= 2 * quad;  // compared with the column less the thread's offset 2·quad
+    hi[h] -= 2 * quad;
+  }
+#pragma unroll
+  for (int jj = 0; jj < 8; ++jj) {
+    const float2 lse = *reinterpret_cast<const float2*>(slot.lse + 8 * jj + 2 * quad);
+    const float2 delta = *reinterpret_cast<const float2*>(slot.delta + 8 * jj + 2 * quad);
+    const float base[2] = {lse.x * kLog2e, lse.y * kLog2e}, d[2] = {delta.x, delta.y};
+#pragma unroll
+    for (int e = 4 * jj; e < 4 * jj + 4; ++e) {
+      const int column = 8 * jj + (e & 1), h = (e >> 1) & 1;
+      const float p = exp2f(s[e] * scale_log2 - base[e & 1]);
+      const float shown = column >= lo[h] && column < hi[h] ? p : 0.f;
+      dp[e] = shown * (dp[e] - d[e & 1]);
+      s[e] = shown;
     }
+  }
+}
 
-    // Sᵀ = K Qᵀ and dPᵀ = V dOᵀ (rows: keys, columns: queries).
-    float s[32], dp[32];
+// dSᵀ (the thread's accumulator rows) into ds_tile as bf16 [keys][queries], swizzled, then the proxy
+// fence that lets the warpgroup's dQ product read it after a warpgroup_sync.
+__device__ __forceinline__ void store_ds(const float (&ds)[32], unsigned char* ds_tile) {
+  const int lane = threadIdx.x % 32, row = 16 * ((threadIdx.x % 128) / 32) + lane / 4;
+#pragma unroll
+  for (int jj = 0; jj < 8; ++jj)
+#pragma unroll
+    for (int h = 0; h < 2; ++h)
+      *reinterpret_cast<uint32_t*>(ds_tile + swizzled_offset(row + 8 * h, 8 * jj + 2 * (lane % 4))) =
+          pack_bf16(ds[4 * jj + 2 * h], ds[4 * jj + 2 * h + 1]);
+  fence_shared_to_async();
+}
+
+// The warp's 16 rows of dQ's partial (queries q0 + 16w ..) through its staging slice into the
+// accumulator.  Lane 0's wait: the previous tile's reduction has read the slice (issued a whole
+// tile earlier, so it rarely waits); the __syncwarps order it against the lanes' stores.
+__device__ __forceinline__ void reduce_dq(const float (&dq)[32], float* staging, float* accumulator_rows) {
+  const int lane = threadIdx.x % 32;
+  if (lane == 0) bulk_wait_read();
+  __syncwarp();
+#pragma unroll
+  for (int jj = 0; jj < 8; ++jj)
+#pragma unroll
+    for (int h = 0; h < 2; ++h)
+      *reinterpret_cast<float2*>(staging + (lane / 4 + 8 * h) * 64 + 8 * jj + 2 * (lane % 4)) =
+          make_float2(dq[4 * jj + 2 * h], dq[4 * jj + 2 * h + 1]);
+  fence_shared_to_async();
+  __syncwarp();
+  if (lane == 0) bulk_add_f32(accumulator_rows, staging, 16 * 64 * sizeof(float));
+}
+
+template <int R>
+__device__ __forceinline__ void to_fragments(const float (&d)[32], uint32_t (&a)[R][4]) {
+#pragma unroll
+  for (int kk = 0; kk < R; ++kk) accumulator_to_a(d, kk, a[kk]);
+}
+
+// Consumer warpgroup wg's walk over the block's query tiles 0 .. tiles − 1 (ring order; tile i is
+// queries q0 = 64 (first + i) ..): it multiplies tiles [begin, end) into dv, dk (dk unscaled:
+// Σ dSᵀ Q) and the dQ accumulator, and only waits for and releases the others.  Its K, V tiles are
+// in sm.k[wg], sm.v[wg].  Registers: Sᵀ, dPᵀ of tile i; Pᵀ, dSᵀ fragments and dQ of tile i − 1.
+//
+//   prologue  wait tile b;  issue A_b = {Sᵀ_b, dPᵀ_b};  wait<0>;  Pᵀ_b, dSᵀ_b;  dSᵀ_b -> ds[b & 1]
+//   step i    wait tile i;  warpgroup_sync (dSᵀ_{i−1} of all four warps in ds[(i − 1) & 1]);
+//             issue A_i;  issue B_{i−1} = {dV += Pᵀ dO, dK += dSᵀ Q, dQ = dS K} of tile i − 1;
+//             wait<1>  (A_i done; B_{i−1} may run)   Pᵀ_i, dSᵀ_i (exp2); dSᵀ_i -> ds[i & 1]
+//             wait<0>  (B_{i−1} done)   release tile i − 1;  dQ_{i−1} -> reduction;  fragments of i
+//   epilogue  warpgroup_sync;  issue B_{e−1};  wait<0>;  release tile e − 1;  dQ_{e−1} -> reduction
+//
+// ds[i & 1] is rewritten at step i + 2, after every warp passed step i + 2's warpgroup_sync, which
+// each reached after its wait<0> of step i + 1 (B_i, the product reading it, complete).  wgmma.fence
+// before each issue: S, dP, dV, dK, dQ and the fragments were written by the threads since.
+template <class Mask>
+__device__ void key_block_backward(KeyBlockSmem& sm, const QuerySide& side, int wg, int first, int begin, int end,
+                                   int tiles, float scale, const Mask& mask, float (&dv)[32], float (&dk)[32]) {
+#pragma unroll
+  for (int i = 0; i < 32; ++i) dv[i] = dk[i] = 0.f;
+  begin = max(0, min(begin, tiles));
+  end = max(begin, min(end, tiles));
+  for (int i = 0; i < begin; ++i) {
+    wait_tile(sm.ring, i);
+    release_tile(sm.ring, i);
+  }
+  if (begin < end) {
+    const float scale_log2 = scale * 1.4426950408889634f;
+    const unsigned char* k_tile = sm.k[wg];
+    const int warp = (threadIdx.x % 128) / 32;
+    float* staging = sm.dq[threadIdx.x / 32];
+    auto q0 = [&](int i) { return (first + i) * kBackwardTile; };
+    auto dq_rows = [&](int i) { return side.dq_accumulator + static_cast<size_t>(q0(i) + 16 * warp) * 64; };
+    float s[32], dp[32], dq[32];
+    uint32_t a_p[4][4], a_ds[4][4];
+    wait_tile(sm.ring, begin);
     fence();
-#pragma unroll
-    for (int kk = 0; kk < 4; ++kk)
-      mma_ss<0, 0>(s, advance(descriptor_k_major(sm.k), 32 * kk), advance(descriptor_k_major(sm.q[stage]), 32 * kk),
-                   kk > 0);
-#pragma unroll
-    for (int kk = 0; kk < 4; ++kk)
-      mma_ss<0, 0>(dp, advance(descriptor_k_major(sm.v), 32 * kk),
-                   advance(descriptor_k_major(sm.dout[stage]), 32 * kk), kk > 0);
-    commit();
+    issue_transposed_scores(s, dp, k_tile, sm.v[wg], sm.ring.slot[begin % kBackwardStages]);
     wait<0>();
     fence_registers(s);
     fence_registers(dp);
-
-    // Pᵀ and dSᵀ in place, masked unless every pair of the tile is visible.
-    const bool all_visible = whole(q0);
-#pragma unroll
-    for (int e = 0; e < 32; ++e) {
-      const int key = row + ((e & 2) ? 8 : 0), col = 8 * (e / 4) + 2 * (lane % 4) + (e & 1);
-      const bool shown = all_visible || visible(key, q0 + col);
-      const float p = shown ? exp2f(s[e] * scale_log2 - sm.lse[stage][col] * kLog2e) : 0.f;
-      dp[e] = p * (dp[e] - sm.delta[stage][col]);
-      s[e] = p;
+    score_gradients(s, dp, sm.ring.slot[begin % kBackwardStages], mask, q0(begin), scale_log2);
+    store_ds(dp, sm.ds[wg][begin & 1]);
+    to_fragments(s, a_p);
+    to_fragments(dp, a_ds);
+    for (int i = begin + 1; i < end; ++i) {
+      const QuerySlot& slot = sm.ring.slot[i % kBackwardStages];
+      wait_tile(sm.ring, i);
+      warpgroup_sync(wg);
+      fence();
+      issue_transposed_scores(s, dp, k_tile, sm.v[wg], slot);
+      issue_gradients(dv, dk, dq, a_p, a_ds, sm.ring.slot[(i - 1) % kBackwardStages], sm.ds[wg][(i - 1) & 1], k_tile);
+      wait<1>();
+      fence_registers(s);
+      fence_registers(dp);
+      score_gradients(s, dp, slot, mask, q0(i), scale_log2);
+      store_ds(dp, sm.ds[wg][i & 1]);  // also keeps ptxas from hoisting wait<0> above the exp2s
+      wait<0>();
+      fence_registers(dv);
+      fence_registers(dk);
+      fence_registers(dq);
+      fence_registers(a_p);
+      fence_registers(a_ds);
+      release_tile(sm.ring, i - 1);
+      reduce_dq(dq, staging, dq_rows(i - 1));
+      to_fragments(s, a_p);
+      to_fragments(dp, a_ds);
     }
-    uint32_t a_p[4][4], a_ds[4][4];
-#pragma unroll
-    for (int kk = 0; kk < 4; ++kk) {
-      accumulator_to_a(s, kk, a_p[kk]);
-      accumulator_to_a(dp, kk, a_ds[kk]);
-    }
-    // dSᵀ to shared memory as bf16 [keys][queries], for dQ = dS K.
-#pragma unroll
-    for (int jj = 0; jj < 8; ++jj)
-#pragma unroll
-      for (int h = 0; h < 2; ++h)
-        *reinterpret_cast<uint32_t*>(sm.ds + swizzled_offset(row + 8 * h, 8 * jj + 2 * (lane % 4))) =
-            pack_bf16(dp[4 * jj + 2 * h], dp[4 * jj + 2 * h + 1]);
-
-    // dV += Pᵀ dO and dK += dSᵀ Q (k: the tile's queries, 16 rows of dO / Q per step).
+    warpgroup_sync(wg);
     fence();
-#pragma unroll
-    for (int kk = 0; kk < 4; ++kk) mma_rs<1>(dv_acc, a_p[kk], advance(descriptor_mn_major(sm.dout[stage]), kStep * kk), 1);
-#pragma unroll
-    for (int kk = 0; kk < 4; ++kk) mma_rs<1>(dk_acc, a_ds[kk], advance(descriptor_mn_major(sm.q[stage]), kStep * kk), 1);
-    commit();
-
-    // dQ = dS K (rows: queries; k: the block's keys, 16 rows of dSᵀ and K per step).
-    fence_shared_to_async();
-    __syncthreads();  // dSᵀ in place
-    float dq[32];
-    fence();
-#pragma unroll
-    for (int kk = 0; kk < 4; ++kk)
-      mma_ss<1, 1>(dq, advance(descriptor_mn_major(sm.ds), kStep * kk), advance(descriptor_mn_major(sm.k), kStep * kk),
-                   kk > 0);
-    commit();
+    issue_gradients(dv, dk, dq, a_p, a_ds, sm.ring.slot[(end - 1) % kBackwardStages], sm.ds[wg][(end - 1) & 1],
+                    k_tile);
     wait<0>();
+    fence_registers(dv);
+    fence_registers(dk);
     fence_registers(dq);
-    fence_registers(dv_acc);
-    fence_registers(dk_acc);
-
-    // dQ's partial through shared memory into the accumulator's rows q0 .. q0 + 63.
-#pragma unroll
-    for (int jj = 0; jj < 8; ++jj)
-#pragma unroll
-      for (int h = 0; h < 2; ++h)
-        *reinterpret_cast<float2*>(sm.dq + (row + 8 * h) * 64 + 8 * jj + 2 * (lane % 4)) =
-            make_float2(dq[4 * jj + 2 * h], dq[4 * jj + 2 * h + 1]);
-    fence_shared_to_async();
-    __syncthreads();
-    if (threadIdx.x == 0)
-      bulk_add_f32(side.dq_accumulator + static_cast<size_t>(q0) * 64, sm.dq, kBackwardBlock * 64 * sizeof(float));
+    fence_registers(a_p);
+    fence_registers(a_ds);
+    release_tile(sm.ring, end - 1);
+    reduce_dq(dq, staging, dq_rows(end - 1));
+    if (threadIdx.x % 32 == 0) bulk_wait();  // the staging slice stays until the kernel ends
   }
-  if (threadIdx.x == 0) bulk_wait();
+  for (int i = end; i < tiles; ++i) {
+    wait_tile(sm.ring, i);
+    release_tile(sm.ring, i);
+  }
 }
 
-// The block's rows of dV and dK · scale (dk_acc holds Σ dSᵀ Q) into [rows, 64] matrices of T
+// Consumer warpgroup wg's K and V rows (64, from `rows_start` `row_stride` elements apart, rows at or
+// past `valid` zero) into sm.k[wg], sm.v[wg], in place for its products on return.
+__device__ __forceinline__ void load_key_tiles(KeyBlockSmem& sm, int wg, const __nv_bfloat16* k,
+                                               const __nv_bfloat16* v, int valid, size_t row_stride) {
+  const int thread = threadIdx.x % 128;
+  load_tile_warpgroup<kBackwardTile>(thread, sm.k[wg], k, valid, row_stride);
+  load_tile_warpgroup<kBackwardTile>(thread, sm.v[wg], v, valid, row_stride);
+  cp_async_commit();
+  cp_async_wait_all();
+  fence_shared_to_async();
+  warpgroup_sync(wg);
+}
+
+// The warpgroup's rows of dV and dK · scale (dk_acc holds Σ dSᵀ Q) into [rows, 64] matrices of T
 // (bf16 or float32): rows r, r + 8 of this thread, those below `valid`.
 template <class T>
 __device__ void store_key_gradients(const float (&dv_acc)[32], const float (&dk_acc)[32], float scale, int valid,
                                     T* dv, T* dk) {
-  const int lane = threadIdx.x % 32, row = 16 * (threadIdx.x / 32) + lane / 4;
+  const int lane = threadIdx.x % 32, row = 16 * ((threadIdx.x % 128) / 32) + lane / 4;
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     if (row + 8 * h >= valid) continue;

@@ -110,6 +110,19 @@ __device__ void produce(TileRing<Stages, Slot>& st, int tiles, Load load) {
   cp_async_wait_all();
 }
 
+// Hands registers from the producer warpgroup to the consumers (PTX setmaxnreg, sm_90a): every warp
+// of a warpgroup executes it.  At 384 threads the launch gives each 168 (65,536 / 384, rounded down
+// to 8); 128 · kProducerRegisters + 256 · kConsumerRegisters ≤ 65,536.
+constexpr int kProducerRegisters = 40;
+constexpr int kConsumerRegisters = 232;
+static_assert(128 * kProducerRegisters + 256 * kConsumerRegisters <= 65536, "one SM's register file");
+__device__ __forceinline__ void producer_gives_registers() {
+  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kProducerRegisters));
+}
+__device__ __forceinline__ void consumer_takes_registers() {
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kConsumerRegisters));
+}
+
 // Named barrier 1 + wg over the 128 threads of consumer warpgroup wg (0 is __syncthreads'); an
 // immediate id, so that ptxas counts two barriers, not all sixteen.
 __device__ __forceinline__ void warpgroup_sync(int wg) {

@@ -47,14 +47,14 @@ __device__ __forceinline__ void load_tile_warpgroup(int thread, unsigned char* t
     tiles::cp_async16(dst + 2048 * it, inside ? src : rows_start, inside);
   }
 }
+// One float into shared memory by cp.async (4 bytes); a zero where !inside (src is not read).
+__device__ __forceinline__ void load_float(float* dst, const float* src, bool inside) {
+  const auto addr = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(addr), "l"(src), "r"(inside ? 4 : 0));
+}
 // values [0, count) of a float vector into shared memory, 4 bytes per copy; past `valid` zeros.
 __device__ __forceinline__ void load_floats(float* dst, const float* src, int count, int valid) {
-  for (int i = threadIdx.x; i < count; i += blockDim.x) {
-    const auto addr = static_cast<uint32_t>(__cvta_generic_to_shared(dst + i));
-    const bool inside = i < valid;
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(addr), "l"(src + (inside ? i : 0)),
-                 "r"(inside ? 4 : 0));
-  }
+  for (int i = threadIdx.x; i < count; i += blockDim.x) load_float(dst + i, src + (i < valid ? i : 0), i < valid);
 }
 using tiles::cp_async_commit;
 // With a memory clobber: the proxy fence and the barrier after it must see the tile in place.

@@ -1,5 +1,6 @@
-// The kernel of window_backward.h: a block per 64 keys runs key_block_backward.cuh over the query
-// tiles that see them, with the sliding window's visibility (t − W < key ≤ t, both below N).
+// The kernel of window_backward.h: a block per 128 keys runs key_block_backward.cuh (a producer
+// warpgroup streaming the query tiles that see them, two consumer warpgroups of 64 keys) with the
+// sliding window's visibility (t − W < key ≤ t, both below N).
 
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -15,10 +16,29 @@
 namespace mixlab::cuda::sm90 {
 namespace {
 
-// grid (⌈N / 64⌉, B·H), 128 threads, sizeof(KeyBlockSmem) + 1,024 bytes of dynamic shared memory.
-// Block: keys [k0, k0 + 64); the query tiles whose rows see one of them: queries
-// [k0, min(N, k0 + 64 + W − 1)).
-__global__ void __launch_bounds__(kBackwardThreads) window_backward_kernel(
+#if MIXLAB_SM90A
+// The visible queries of a consumer warpgroup's keys j = key0 + row (row: 0 .. 63): t with
+// j ≤ t ≤ j + W − 1 and t < N, none for j ≥ N; per tile at q0, columns [lo, hi).
+struct WindowKeyMask {
+  int n, window, key0, row0;  // row0: the thread's first key row (r; the other is r + 8)
+  // Some pair of the tile is hidden: the diagonal, the window's far edge or N cuts it.
+  __device__ bool edge(int q0) const {
+    return key0 + kBackwardTile - 1 > q0 || q0 + kBackwardTile - 1 > key0 + window - 1 || q0 + kBackwardTile > n ||
+           key0 + kBackwardTile > n;
+  }
+  __device__ void columns(int q0, int h, int& lo, int& hi) const {
+    const int j = key0 + row0 + 8 * h;
+    lo = j - q0;
+    hi = j < n ? min(j + window - 1, n - 1) + 1 - q0 : lo;
+  }
+};
+#endif
+
+// grid (⌈N / 128⌉, B·H), kBackwardThreads (384), sizeof(KeyBlockSmem) + 1,024 bytes of dynamic
+// shared memory.  Block: keys [k0, k0 + 128); the query tiles whose rows see one of them: queries
+// [k0, min(N, k0 + 128 + W − 1)); consumer warpgroup wg: keys [kw, kw + 64), kw = k0 + 64 wg, and
+// the tiles of queries [kw, min(N, kw + 64 + W − 1)) (none when kw ≥ N).
+__global__ void __launch_bounds__(kBackwardThreads, 1) window_backward_kernel(
     WindowBackwardShape shape, const __nv_bfloat16* __restrict__ q, const __nv_bfloat16* __restrict__ k,
     const __nv_bfloat16* __restrict__ v, const __nv_bfloat16* __restrict__ dout, const float* __restrict__ lse,
     const float* __restrict__ delta, float* __restrict__ dq_accumulator, __nv_bfloat16* __restrict__ dk,
@@ -30,20 +50,28 @@ __global__ void __launch_bounds__(kBackwardThreads) window_backward_kernel(
   const size_t head = static_cast<size_t>(blockIdx.y) * n * 64, rows = static_cast<size_t>(blockIdx.y) * n;
   const QuerySide side{q + head, dout + head, lse + rows, delta + rows,
                        dq_accumulator + static_cast<size_t>(blockIdx.y) * shape.n_padded * 64, n};
-  load_tile<kBackwardThreads>(sm.k, k + head + static_cast<size_t>(k0) * 64, kBackwardBlock, n - k0);
-  load_tile<kBackwardThreads>(sm.v, v + head + static_cast<size_t>(k0) * 64, kBackwardBlock, n - k0);
-  const int first = k0 / kBackwardBlock, last = (min(n, k0 + kBackwardBlock + window - 1) - 1) / kBackwardBlock;
+  const int first = k0 / kBackwardTile, last = (min(n, k0 + kBackwardBlock + window - 1) - 1) / kBackwardTile;
+  const int tiles = last - first + 1;
+
+  if (threadIdx.x == 0) init_stages(sm.ring);
+  __syncthreads();  // the barriers are initialised (the last block-wide barrier: the roles part here)
+  if (threadIdx.x >= kProducerThread0) {
+    producer_gives_registers();
+    produce_queries(sm, side, first, tiles);
+    return;
+  }
+  consumer_takes_registers();
+  const int wg = threadIdx.x / 128, kw = k0 + kBackwardTile * wg;
+  const size_t key_rows = head + (kw < n ? static_cast<size_t>(kw) * 64 : 0);  // past N: zero-filled, nothing read
+  load_key_tiles(sm, wg, k + key_rows, v + key_rows, n - kw, 64);
+  const int begin = kw / kBackwardTile - first;
+  const int end = kw < n ? (min(n, kw + kBackwardTile + window - 1) - 1) / kBackwardTile - first + 1 : 0;
+  const int row0 = 16 * ((threadIdx.x % 128) / 32) + threadIdx.x % 32 / 4;
   float dv_acc[32], dk_acc[32];
-  key_block_backward(
-      sm, side, first, last, shape.scale,
-      [&](int key, int t) { return k0 + key <= t && k0 + key > t - window && t < n && k0 + key < n; },
-      [&](int q0) {
-        return k0 + kBackwardBlock - 1 <= q0 && q0 + kBackwardBlock - 1 - window < k0 && q0 + kBackwardBlock <= n &&
-               k0 + kBackwardBlock <= n;
-      },
-      dv_acc, dk_acc);
-  store_key_gradients(dv_acc, dk_acc, shape.scale, n - k0, dv + head + static_cast<size_t>(k0) * 64,
-                      dk + head + static_cast<size_t>(k0) * 64);
+  key_block_backward(sm, side, wg, first, begin, end, tiles, shape.scale, WindowKeyMask{n, window, kw, row0}, dv_acc,
+                     dk_acc);
+  store_key_gradients(dv_acc, dk_acc, shape.scale, n - kw, dv + head + static_cast<size_t>(kw) * 64,
+                      dk + head + static_cast<size_t>(kw) * 64);
 #else
   __trap();  // built without sm_90a: window_backward() refuses to launch
 #endif
