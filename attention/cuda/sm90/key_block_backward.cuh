@@ -160,19 +160,46 @@ __device__ __forceinline__ void store_ds(const float (&ds)[32], unsigned char* d
   fence_shared_to_async();
 }
 
-// The warp's 16 rows of dQ's partial (queries q0 + 16w ..) through its staging slice into the
-// accumulator.  Lane 0's wait: the previous tile's reduction has read the slice (issued a whole
-// tile earlier, so it rarely waits); the __syncwarps order it against the lanes' stores.
+// blocks[u] <- blocks[(u + By) mod 8] where `on` (selects: the index stays static).
+template <int By>
+__device__ __forceinline__ void rotate_blocks(float2 (&blocks)[8][2], bool on) {
+  float2 rotated[8][2];
+#pragma unroll
+  for (int u = 0; u < 8; ++u)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const float2 other = blocks[(u + By) % 8][h];
+      rotated[u][h] = make_float2(on ? other.x : blocks[u][h].x, on ? other.y : blocks[u][h].y);
+    }
+#pragma unroll
+  for (int u = 0; u < 8; ++u)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) blocks[u][h] = rotated[u][h];
+}
+
+// The warp's 16 rows of dQ's partial (queries q0 + 16w ..) through its staging slice ([16 x 64]
+// float32, the rows' order in the accumulator) into the accumulator by one bulk reduction.
+// Banks: the slice's rows are 256 bytes apart, so the 8 rows of one store instruction would hit
+// the same 8 banks; store u of row r writes column block (u + r mod 4) mod 8 instead (its blocks
+// rotated by selects first): 2 wavefronts per float2 store, not 8.  Lane 0's wait: the previous
+// tile's reduction has read the slice (issued a whole tile earlier, so it rarely waits); the
+// __syncwarps order it against the lanes' stores, and the stores against the issue.
 __device__ __forceinline__ void reduce_dq(const float (&dq)[32], float* staging, float* accumulator_rows) {
-  const int lane = threadIdx.x % 32;
-  if (lane == 0) bulk_wait_read();
-  __syncwarp();
+  const int lane = threadIdx.x % 32, row = lane / 4, shift = row % 4;
+  float2 blocks[8][2];  // [column block jj][h]: columns 8jj + 2·quad, + 1 of rows row, row + 8
 #pragma unroll
   for (int jj = 0; jj < 8; ++jj)
 #pragma unroll
+    for (int h = 0; h < 2; ++h) blocks[jj][h] = make_float2(dq[4 * jj + 2 * h], dq[4 * jj + 2 * h + 1]);
+  rotate_blocks<1>(blocks, shift & 1);
+  rotate_blocks<2>(blocks, shift & 2);
+  if (lane == 0) bulk_wait_read();
+  __syncwarp();
+#pragma unroll
+  for (int u = 0; u < 8; ++u)
+#pragma unroll
     for (int h = 0; h < 2; ++h)
-      *reinterpret_cast<float2*>(staging + (lane / 4 + 8 * h) * 64 + 8 * jj + 2 * (lane % 4)) =
-          make_float2(dq[4 * jj + 2 * h], dq[4 * jj + 2 * h + 1]);
+      *reinterpret_cast<float2*>(staging + (row + 8 * h) * 64 + 8 * ((u + shift) % 8) + 2 * (lane % 4)) = blocks[u][h];
   fence_shared_to_async();
   __syncwarp();
   if (lane == 0) bulk_add_f32(accumulator_rows, staging, 16 * 64 * sizeof(float));
