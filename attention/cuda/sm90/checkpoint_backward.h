@@ -2,9 +2,10 @@
 // SCOUT checkpoint attention, backward, on Hopper's wgmma, head dim 64, bf16: the gradients of
 // checkpoint_forward.h's o given dO, from its lse.  Visible pairs: (t, t) and (t, cS + S − 1) for
 // c < ⌊t / S⌋.  Two kernels:
-//   1. a block per 64 checkpoints (every S-th key row, gathered) runs key_block_backward.cuh over
-//      the query tiles that see them (queries t ≥ (c0 + 1)·S to N): the checkpoints' dK, dV into
-//      compact float32 [C, 64] arrays, and Σ dS K into the float32 dQ accumulator;
+//   1. a block per 128 checkpoints (every S-th key row, gathered; two consumer warpgroups of 64
+//      and a producer warpgroup) runs key_block_backward.cuh over the query tiles that see them
+//      (queries t ≥ (c0 + 1)·S to N): the checkpoints' dK, dV into compact float32 [C, 64]
+//      arrays, and Σ dS K into the float32 dQ accumulator;
 //   2. a warp per token adds the self pair (P_tt = exp(q_t·k_t · scale − lse_t),
 //      dS_tt = P_tt (dO_t·v_t − D_t)) and a checkpoint's compact rows to its own, and writes
 //      dq = scale (accumulator + dS_tt k_t), dk, dv in bf16.

@@ -30,9 +30,10 @@ namespace mixlab::cuda::sm90 {
 
 // A producer warpgroup rather than a warp: its copies are spread over the SM's four sub-partitions
 // (one warp each).  384 threads cap the registers at 168 (a sub-partition's 16,384 over its three
-// warps), as 288 would; the consumers need 165 (window) and 156 (checkpoint) without spilling, so
-// no setmaxnreg hand-over (the producer could give back 128 per thread if they ever need more).
-constexpr int kConsumerWarps = 8;                        // two warpgroups of 64 query rows
+// warps), as 288 would; the forwards' consumers need 165 (window) and 156 (checkpoint) without
+// spilling, so no setmaxnreg hand-over there; the backwards' consumers take the producer's spare
+// registers (producer_gives_registers / consumer_takes_registers below).
+constexpr int kConsumerWarps = 8;  // two warpgroups: of 64 query rows (forwards), of 64 keys (backwards)
 constexpr int kProducerThread0 = 32 * kConsumerWarps;    // the producer warpgroup comes after them
 constexpr int kProducerThreads = 128;
 constexpr int kForwardThreads = kProducerThread0 + kProducerThreads;

@@ -4,12 +4,16 @@
 //   P_ts = exp(q_t·k_s · scale − lse_t) on the window (t − W < s ≤ t), D_t = Σ_d dO_td O_td:
 //   dV_s = Σ_t P_ts dO_t,   dS_ts = P_ts (dO_t·v_s − D_t),
 //   dK_s = scale Σ_t dS_ts q_t,   dQ_t = scale Σ_s dS_ts k_s.
-// A block owns 64 keys (one warpgroup) and walks the query tiles of 64 rows that see them; per
-// tile five products: Sᵀ = K Qᵀ and dPᵀ = V dOᵀ from shared memory, dV += Pᵀ dO and dK += dSᵀ Q
-// with Pᵀ, dSᵀ from registers, and dQ = dS K with dSᵀ through shared memory, whose 64 x 64 float32
-// partial is added to a float32 dQ accumulator by one bulk reduction (cp.reduce.async.bulk).
-// Not yet: TMA loads, warp specialisation, head dim 128.  The reference is float64 autograd of
-// masked attention (tests/test_sm90_window.cpp).
+// A block owns 128 keys (key_block_backward.cuh): two consumer warpgroups of 64 keys, their K, V
+// in shared memory and dK, dV in registers, and a producer warpgroup that streams the query tiles
+// (64 rows of Q, dO, lse, D) that see them through a ring of mbarrier-guarded stages
+// (key_pipeline.cuh), shared by both consumers.  Per tile five products: Sᵀ = K Qᵀ and dPᵀ = V dOᵀ
+// from shared memory, dV += Pᵀ dO and dK += dSᵀ Q with Pᵀ, dSᵀ from registers, and dQ = dS K with
+// dSᵀ through shared memory; the next tile's Sᵀ, dPᵀ run while this tile's exponentials do, the
+// three gradient products of the tile before while the next tile's do.  Each warp's 16 rows of
+// dQ's float32 partial are added to a float32 dQ accumulator by one bulk reduction
+// (cp.reduce.async.bulk).  Not yet: TMA loads, head dim 128.  The reference is float64 autograd
+// of masked attention (tests/test_sm90_window.cpp).
 
 namespace mixlab::cuda::sm90 {
 
