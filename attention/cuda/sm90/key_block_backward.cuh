@@ -112,25 +112,15 @@ __device__ __forceinline__ void issue_gradients(float (&dv)[32], float (&dk)[32]
   commit();
 }
 
-// Sᵀ, dPᵀ of the tile at query q0 -> Pᵀ, dSᵀ in place (per thread: key rows r, r + 8 of the
-// warpgroup, query columns 8j + 2·quad + {0, 1}).  mask.columns(q0, h, lo, hi): the queries of the
-// tile that the thread's key row h sees, as the columns [lo, hi); only where mask.edge(q0)
-// (uniform per warpgroup).  A hidden pair gets P = dS = 0 by a select (its exponent may overflow).
-template <class Mask>
-__device__ __forceinline__ void score_gradients(float (&s)[32], float (&dp)[32], const QuerySlot& slot,
-                                                const Mask& mask, int q0, float scale_log2) {
+// Sᵀ, dPᵀ of the tile (lse, D from its slot) -> Pᵀ, dSᵀ in place (per thread: key rows r, r + 8 of
+// the warpgroup, query columns 8j + 2·quad + {0, 1}); where Masked, only the columns [lo[h], hi[h])
+// (less 2·quad) of row h are kept.  A hidden pair gets P = dS = 0 by a select (its exponent may
+// overflow: rows past N are zero-filled, lse too).
+template <bool Masked>
+__device__ __forceinline__ void score_gradients_in(float (&s)[32], float (&dp)[32], const QuerySlot& slot,
+                                                   const int (&lo)[2], const int (&hi)[2], float scale_log2) {
   constexpr float kLog2e = 1.4426950408889634f;
   const int quad = threadIdx.x % 4;
-  int lo[2] = {0, 0}, hi[2] = {kBackwardTile, kBackwardTile};
-  if (mask.edge(q0)) {
-#pragma unroll
-    for (int h = 0; h < 2; ++h) mask.columns(q0, h, lo[h], hi[h]);
-  }
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    lo[h] -= 2 * quad;  // compared with the column less the thread's offset 2·quad
-    hi[h] -= 2 * quad;
-  }
 #pragma unroll
   for (int jj = 0; jj < 8; ++jj) {
     const float2 lse = *reinterpret_cast<const float2*>(slot.lse + 8 * jj + 2 * quad);
@@ -139,12 +129,28 @@ __device__ __forceinline__ void score_gradients(float (&s)[32], float (&dp)[32],
 #pragma unroll
     for (int e = 4 * jj; e < 4 * jj + 4; ++e) {
       const int column = 8 * jj + (e & 1), h = (e >> 1) & 1;
-      const float p = exp2f(s[e] * scale_log2 - base[e & 1]);
-      const float shown = column >= lo[h] && column < hi[h] ? p : 0.f;
-      dp[e] = shown * (dp[e] - d[e & 1]);
-      s[e] = shown;
+      float p = exp2f(s[e] * scale_log2 - base[e & 1]);
+      if constexpr (Masked) p = column >= lo[h] && column < hi[h] ? p : 0.f;
+      dp[e] = p * (dp[e] - d[e & 1]);
+      s[e] = p;
     }
   }
+}
+// The same for the tile at query q0: mask.columns(q0, h, lo, hi) gives the queries of the tile that
+// the thread's key row h sees, as columns [lo, hi); applied only where mask.edge(q0) (uniform per
+// warpgroup: some pair of the tile is hidden).
+template <class Mask>
+__device__ __forceinline__ void score_gradients(float (&s)[32], float (&dp)[32], const QuerySlot& slot,
+                                                const Mask& mask, int q0, float scale_log2) {
+  int lo[2] = {0, 0}, hi[2] = {kBackwardTile, kBackwardTile};
+  if (!mask.edge(q0)) return score_gradients_in<false>(s, dp, slot, lo, hi, scale_log2);
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    mask.columns(q0, h, lo[h], hi[h]);
+    lo[h] -= 2 * (threadIdx.x % 4);  // compared with the column less the thread's offset 2·quad
+    hi[h] -= 2 * (threadIdx.x % 4);
+  }
+  score_gradients_in<true>(s, dp, slot, lo, hi, scale_log2);
 }
 
 // dSᵀ (the thread's accumulator rows) into ds_tile as bf16 [keys][queries], swizzled, then the proxy
