@@ -32,10 +32,13 @@ std::pair<torch::Tensor, torch::Tensor> checkpoint_reference(const torch::Tensor
   return {torch::matmul(torch::softmax(scores, -1), v), torch::logsumexp(scores, -1)};
 }
 
-// (B, H, N, S)
+// (B, H, N, S); for the backward's blocks of 128 checkpoints: C = 130 and 285 (a last block
+// whose second warpgroup holds none), C = 700 with S = 1 (six blocks, more query tiles than ring
+// stages, both warpgroups' bands starting mid-ring), S > N (no checkpoint).
 const std::vector<std::tuple<int64_t, int64_t, int64_t, int64_t>> kShapes{
     {1, 2, 64, 10}, {1, 2, 200, 3}, {2, 1, 300, 10}, {1, 1, 1000, 10}, {1, 1, 130, 1},
-    {1, 2, 257, 64}, {1, 1, 7, 10}, {1, 1, 2000, 7}, {1, 1, 1030, 100}, {1, 1, 640, 10}};
+    {1, 2, 257, 64}, {1, 1, 7, 10}, {1, 1, 2000, 7}, {1, 1, 1030, 100}, {1, 1, 640, 10},
+    {2, 1, 700, 1}};
 
 TEST(Sm90CheckpointForward, MatchesFloat64MaskedAttention) {
   MIXLAB_REQUIRE_GPU();
