@@ -49,14 +49,15 @@ struct alignas(1024) TileRing {
   float never_written[2];  // the target of hold_wait_below (online_softmax.cuh)
 };
 
-// The forwards' slot: Keys rows of K and of V (64 bf16 each, swizzled).
-template <int Keys>
+// The forwards' slot: Keys rows of K and of V, D bf16 each, as D / 64 swizzled [Keys x 64] column
+// blocks, Keys · 128 bytes apart (wgmma.cuh; tile_loads.cuh's load_wide_tile_warpgroup).
+template <int Keys, int D = 64>
 struct alignas(1024) KeyValueSlot {
-  unsigned char k[Keys * 128];  // K-major (rows = keys) for S = Q Kᵀ
-  unsigned char v[Keys * 128];  // MN-major (rows = keys = k of P V) for O += P V
+  unsigned char k[Keys * D * 2];  // K-major (rows = keys) for S = Q Kᵀ
+  unsigned char v[Keys * D * 2];  // MN-major (rows = keys = k of P V) for O += P V
 };
-template <int Stages, int Keys>
-using KeyValueStages = TileRing<Stages, KeyValueSlot<Keys>>;
+template <int Stages, int Keys, int D = 64>
+using KeyValueStages = TileRing<Stages, KeyValueSlot<Keys, D>>;
 
 #if MIXLAB_SM90A
 __device__ __forceinline__ uint32_t shared_address(const void* p) {

@@ -17,17 +17,19 @@
 namespace mixlab::cuda::sm90 {
 
 #if MIXLAB_SM90A
-// Keys: the key tile's width, 64 or 128 (S is m64n64 or m64n128).
-template <int Keys>
+// Keys: the key tile's width, 64 or 128 (S is m64n64 or m64n128); D: the head dim, 64 or 128 (O
+// is m64n64 or m64n128).
+template <int Keys, int D = 64>
 struct OnlineSoftmax {
   static_assert(Keys == 64 || Keys == 128, "m64n64 or m64n128 score tiles");
+  static_assert(D == 64 || D == 128, "m64n64 or m64n128 output tiles");
   static constexpr int kScores = Keys / 2;  // a thread's score registers per tile
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
-  float acc[32];  // O: m64 (queries) x n64 (head dim)
+  float acc[D / 2];  // O: m64 (queries) x nD (head dim)
 
   __device__ void clear() {
 #pragma unroll
-    for (int i = 0; i < 32; ++i) acc[i] = 0.f;
+    for (int i = 0; i < D / 2; ++i) acc[i] = 0.f;
   }
 
   // s: a tile's scores, masked (−inf where hidden), in the log2 domain -> its probabilities
@@ -58,10 +60,10 @@ struct OnlineSoftmax {
 
   __device__ void rescale(const float (&alpha)[2]) {
 #pragma unroll
-    for (int i = 0; i < 32; ++i) acc[i] *= alpha[(i >> 1) & 1];  // acc has the same rows as s
+    for (int i = 0; i < D / 2; ++i) acc[i] *= alpha[(i >> 1) & 1];  // acc has the same rows as s
   }
 
-  // o = O / l and lse for the thread's rows row0, row0 + 8 below n (o: [N, 64] bf16, lse: [N]).
+  // o = O / l and lse for the thread's rows row0, row0 + 8 below n (o: [N, D] bf16, lse: [N]).
   __device__ void store(int row0, int n, __nv_bfloat16* o, float* lse) {
     const int lane = threadIdx.x % 32;
 #pragma unroll
@@ -71,9 +73,9 @@ struct OnlineSoftmax {
       if (row >= n) continue;
       const float inv = 1.f / total;
 #pragma unroll
-      for (int jj = 0; jj < 8; ++jj) {
+      for (int jj = 0; jj < D / 8; ++jj) {
         const int col = 8 * jj + 2 * (lane % 4);
-        *reinterpret_cast<__nv_bfloat162*>(o + static_cast<size_t>(row) * 64 + col) =
+        *reinterpret_cast<__nv_bfloat162*>(o + static_cast<size_t>(row) * D + col) =
             __floats2bfloat162_rn(acc[4 * jj + 2 * h] * inv, acc[4 * jj + 2 * h + 1] * inv);
       }
       if (lane % 4 == 0) lse[row] = (m[h] + log2f(total)) * 0.6931471805599453f;
@@ -82,27 +84,36 @@ struct OnlineSoftmax {
 };
 
 // Issues S = Q Kᵀ ([64 x Keys]: q_desc the warpgroup's 64 query rows, K-major; k_tile Keys keys,
-// K-major) as four k16 products, committed as one group; no wait.
-template <int Keys>
+// K-major; both D / 64 column blocks of 64 dims, 64 · 128 and Keys · 128 bytes apart) as D / 16
+// k16 products, committed as one group; no wait.
+template <int Keys, int D = 64>
 __device__ __forceinline__ void issue_scores(float (&s)[Keys / 2], uint64_t q_desc, const unsigned char* k_tile) {
   const uint64_t k_desc = descriptor_k_major(k_tile);
 #pragma unroll
-  for (int kk = 0; kk < 4; ++kk) {
+  for (int kk = 0; kk < D / 16; ++kk) {
+    const uint64_t q_step = advance(q_desc, 64 * 128 * (kk / 4) + 32 * (kk % 4));
+    const uint64_t k_step = advance(k_desc, Keys * 128 * (kk / 4) + 32 * (kk % 4));
     if constexpr (Keys == 128)
-      mma_ss_n128(s, advance(q_desc, 32 * kk), advance(k_desc, 32 * kk), kk > 0);
+      mma_ss_n128(s, q_step, k_step, kk > 0);
     else
-      mma_ss<0, 0>(s, advance(q_desc, 32 * kk), advance(k_desc, 32 * kk), kk > 0);
+      mma_ss<0, 0>(s, q_step, k_step, kk > 0);
   }
   commit();
 }
 // Issues O += P V (P: [64 x Keys] bf16 fragments in registers, k16 step kk = keys 16kk ..;
-// v_tile: [Keys x 64] MN-major, step kk 16 rows further in), committed as one group; no wait.
-template <int Keys>
-__device__ __forceinline__ void issue_values(float (&acc)[32], const uint32_t (&p)[Keys / 16][4],
+// v_tile: [Keys x D] MN-major, D / 64 column blocks Keys · 128 bytes apart, step kk 16 rows further
+// in), committed as one group; no wait.
+template <int Keys, int D = 64>
+__device__ __forceinline__ void issue_values(float (&acc)[D / 2], const uint32_t (&p)[Keys / 16][4],
                                              const unsigned char* v_tile) {
-  const uint64_t v_desc = descriptor_mn_major(v_tile);
+  const uint64_t v_desc = D == 64 ? descriptor_mn_major(v_tile) : descriptor_mn_major(v_tile, Keys * 128);
 #pragma unroll
-  for (int kk = 0; kk < Keys / 16; ++kk) mma_rs<1>(acc, p[kk], advance(v_desc, 16 * 128 * kk), 1);
+  for (int kk = 0; kk < Keys / 16; ++kk) {
+    if constexpr (D == 128)
+      mma_rs_n128<1>(acc, p[kk], advance(v_desc, 16 * 128 * kk), 1);
+    else
+      mma_rs<1>(acc, p[kk], advance(v_desc, 16 * 128 * kk), 1);
+  }
   commit();
 }
 // The probabilities as P V's A fragments (bf16), in place of the layout (wgmma.cuh's header).
@@ -160,7 +171,7 @@ __device__ __forceinline__ void hold_wait_below(float a, float b, int count, flo
 // on the tensor cores and runs the softmax of S_i while P_{i−1} V_{i−1} is still in flight (the
 // other consumer warpgroup's products fill the tensor cores while this one masks and reduces).
 // Registers: S (fp32, Keys/2) for the tile being scored, P (bf16 pairs, Keys/4) for the tile being
-// accumulated, O (32).
+// accumulated, O (fp32, D/2).
 //
 //   prologue  wait K/V_b;  issue S_b;                            wait<0>;  softmax S_b -> P_b
 //   step i    wait K/V_i;  issue S_i;  issue O += P_{i−1} V_{i−1};
@@ -172,8 +183,8 @@ __device__ __forceinline__ void hold_wait_below(float a, float b, int count, flo
 // last products); fence_registers after each wait pins the compiler's reads of those registers
 // below it; hold_wait_below keeps ptxas from hoisting wait<0> above the exponentials (check with
 // cuobjdump -sass: WARPGROUP.DEPBAR.LE gsb0, 0x1, the MUFU.EX2 of the tile, then ..., 0x0).
-template <int Stages, int Keys, class Mask>
-__device__ void attend_band(OnlineSoftmax<Keys>& softmax, KeyValueStages<Stages, Keys>& st, uint64_t q_desc,
+template <int Stages, int Keys, int D, class Mask>
+__device__ void attend_band(OnlineSoftmax<Keys, D>& softmax, KeyValueStages<Stages, Keys, D>& st, uint64_t q_desc,
                             int begin, int end, int tiles, float scale_log2, const Mask& mask) {
   begin = max(0, min(begin, tiles));
   end = max(begin, min(end, tiles));
@@ -187,7 +198,7 @@ __device__ void attend_band(OnlineSoftmax<Keys>& softmax, KeyValueStages<Stages,
     float alpha[2];
     wait_tile(st, begin);
     fence();
-    issue_scores<Keys>(s, q_desc, st.slot[begin % Stages].k);
+    issue_scores<Keys, D>(s, q_desc, st.slot[begin % Stages].k);
     wait<0>();
     fence_registers(s);
     scale_and_mask<Keys>(s, mask, begin, scale_log2);
@@ -197,8 +208,8 @@ __device__ void attend_band(OnlineSoftmax<Keys>& softmax, KeyValueStages<Stages,
     for (int i = begin + 1; i < end; ++i) {
       wait_tile(st, i);
       fence();
-      issue_scores<Keys>(s, q_desc, st.slot[i % Stages].k);
-      issue_values<Keys>(softmax.acc, p, st.slot[(i - 1) % Stages].v);
+      issue_scores<Keys, D>(s, q_desc, st.slot[i % Stages].k);
+      issue_values<Keys, D>(softmax.acc, p, st.slot[(i - 1) % Stages].v);
       wait<1>();
       fence_registers(s);
       scale_and_mask<Keys>(s, mask, i, scale_log2);
@@ -212,7 +223,7 @@ __device__ void attend_band(OnlineSoftmax<Keys>& softmax, KeyValueStages<Stages,
       to_fragments<Keys>(s, p);
     }
     fence();
-    issue_values<Keys>(softmax.acc, p, st.slot[(end - 1) % Stages].v);
+    issue_values<Keys, D>(softmax.acc, p, st.slot[(end - 1) % Stages].v);
     wait<0>();
     fence_registers(softmax.acc);
     fence_registers(p);

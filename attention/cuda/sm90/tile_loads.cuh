@@ -52,6 +52,17 @@ __device__ __forceinline__ void load_float(float* dst, const float* src, bool in
   const auto addr = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(addr), "l"(src), "r"(inside ? 4 : 0));
 }
+// A [Rows x D] bf16 tile (D a multiple of 64; source rows `row_stride` elements apart) as D / 64
+// swizzled [Rows x 64] column blocks, Rows · 128 bytes apart, by the 128 threads of a warpgroup.
+template <int Rows, int D>
+__device__ __forceinline__ void load_wide_tile_warpgroup(int thread, unsigned char* tile,
+                                                         const __nv_bfloat16* rows_start, int valid,
+                                                         size_t row_stride) {
+  static_assert(D % kTileCols == 0, "whole 64-column blocks");
+#pragma unroll
+  for (int b = 0; b < D / kTileCols; ++b)
+    load_tile_warpgroup<Rows>(thread, tile + b * Rows * 128, rows_start + b * kTileCols, valid, row_stride);
+}
 // values [0, count) of a float vector into shared memory, 4 bytes per copy; past `valid` zeros.
 __device__ __forceinline__ void load_floats(float* dst, const float* src, int count, int valid) {
   for (int i = threadIdx.x; i < count; i += blockDim.x) load_float(dst + i, src + (i < valid ? i : 0), i < valid);

@@ -58,6 +58,11 @@ __device__ __forceinline__ uint64_t descriptor_sw128(const void* smem, uint32_t 
 __device__ __forceinline__ uint64_t descriptor_k_major(const void* tile) { return descriptor_sw128(tile, 16, kSwizzleAtom); }
 // MN-major tile: rows are k, each row 64 consecutive n.
 __device__ __forceinline__ uint64_t descriptor_mn_major(const void* tile) { return descriptor_sw128(tile, 16, kSwizzleAtom); }
+// MN-major operand wider than 64 (n128: the head dim of V in O += P V at d 128): 64-wide column
+// blocks, each a swizzled [rows x 64] tile, `block_bytes` apart (the leading offset).
+__device__ __forceinline__ uint64_t descriptor_mn_major(const void* tile, uint32_t block_bytes) {
+  return descriptor_sw128(tile, block_bytes, kSwizzleAtom);
+}
 // The descriptor moved by `bytes` (a multiple of 16) along its tile.
 __device__ __forceinline__ uint64_t advance(uint64_t descriptor, uint32_t bytes) { return descriptor + (bytes >> 4); }
 
@@ -158,6 +163,20 @@ __device__ __forceinline__ void mma_rs(float (&d)[32], const uint32_t (&a)[4], u
       "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " MIXLAB_WGMMA_D32
       ", {%32, %33, %34, %35}, %36, p, 1, 1, %38;\n}\n"
       : MIXLAB_WGMMA_D32_OPERANDS(d)
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate), "n"(TransposeB));
+#endif
+}
+
+// d[64 x 128] (+)= A[64 x 16] · B[16 x 128], A from registers, B MN-major (TransposeB = 1: rows
+// k, two 64-wide column blocks; descriptor_mn_major(tile, block_bytes)) or K-major (0).
+template <int TransposeB>
+__device__ __forceinline__ void mma_rs_n128(float (&d)[64], const uint32_t (&a)[4], uint64_t b, int accumulate) {
+#if MIXLAB_SM90A
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " MIXLAB_WGMMA_D64
+      ", {%64, %65, %66, %67}, %68, p, 1, 1, %70;\n}\n"
+      : MIXLAB_WGMMA_D64_OPERANDS(d)
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate), "n"(TransposeB));
 #endif
 }
