@@ -1,9 +1,9 @@
 #pragma once
 // A warpgroup's running softmax over key tiles (FlashAttention's online softmax) for the sm90
-// forward kernels, head dim 64, in the log2 domain: with s = q·k · scale · log2 e,
+// forward kernels, head dim D = 64 or 128, in the log2 domain: with s = q·k · scale · log2 e,
 //   m = running max,  l = Σ 2^(s − m),  O = Σ 2^(s − m) v,   and at the end
 //   o = O / l,  lse = (m + log2 l) · ln 2.
-// Per thread: the two accumulator rows r, r + 8 of wgmma.cuh's layout (16 of O's 64 columns, Keys/4
+// Per thread: the two accumulator rows r, r + 8 of wgmma.cuh's layout (D/4 of O's D columns, Keys/4
 // of a score tile's); l is a per-thread partial sum, added over the quad of lanes sharing the rows
 // at the end.  attend_band (below) is the pipelined key loop both forwards share.
 
@@ -12,9 +12,15 @@
 
 #include "attention/cuda/mma_tiles.cuh"
 #include "attention/cuda/sm90/key_pipeline.cuh"
+#include "attention/cuda/sm90/tile_loads.cuh"
 #include "attention/cuda/sm90/wgmma.cuh"
 
 namespace mixlab::cuda::sm90 {
+
+// The forwards' ring depth per head dim D: 4 stages of 128-key K and V tiles at d 64, 2 at d 128
+// (128 KiB either way).
+template <int D>
+constexpr int kForwardStages = D == 64 ? 4 : 2;
 
 #if MIXLAB_SM90A
 // Keys: the key tile's width, 64 or 128 (S is m64n64 or m64n128); D: the head dim, 64 or 128 (O
@@ -144,6 +150,34 @@ __device__ __forceinline__ void scale_and_mask(float (&s)[Keys / 2], const Mask&
     const int column = 8 * (e / 4) + (e & 1), h = (e >> 1) & 1;
     s[e] = column >= lo[h] && column < hi[h] ? s[e] * scale_log2 : -INFINITY;
   }
+}
+
+// At d 128 a consumer thread holds S (64 registers), P (32) and O (64), more than the 168 that 384
+// threads get: the producer warpgroup hands registers over (setmaxnreg, key_pipeline.cuh); at d 64
+// they fit, and nothing changes hands.
+template <int D>
+__device__ __forceinline__ void forward_producer_registers() {
+  if constexpr (D > 64) producer_gives_registers();
+}
+template <int D>
+__device__ __forceinline__ void forward_consumer_registers() {
+  if constexpr (D > 64) consumer_takes_registers();
+}
+// The warpgroup's 64 query rows [row0, row0 + 64) of q ([N, D] bf16) into q_tile (D / 64 swizzled
+// column blocks of [64 x 64], 8,192 bytes apart), rows past N zero-filled; nothing when row0 ≥ N.
+// Then in place for the warpgroup's products.
+template <int D>
+__device__ __forceinline__ void load_query_tile(int wg, unsigned char* q_tile, const __nv_bfloat16* q, int row0, int n) {
+  if (row0 < n) {
+#pragma unroll
+    for (int b = 0; b < D / 64; ++b)
+      load_tile_by<128>(threadIdx.x % 128, q_tile + b * 64 * 128, q + static_cast<size_t>(row0) * D + 64 * b, 64,
+                        n - row0, D);
+  }
+  cp_async_commit();
+  cp_async_wait_all();
+  fence_shared_to_async();
+  warpgroup_sync(wg);
 }
 
 // Keeps ptxas from hoisting the next wgmma.wait_group above the computation of (a, b).  ptxas

@@ -24,17 +24,15 @@
 namespace mixlab::cuda::sm90 {
 namespace {
 
-constexpr int kD = 64;          // head dim: one 128-byte swizzled row
 constexpr int kBlockM = 128;    // query rows per block: two warpgroups
 constexpr int kKeys = 128;      // key rows per tile
-constexpr int kStages = 4;      // key/value tiles in flight
-constexpr int kRowBytes = 128;
-static_assert(kD == kTileCols, "one swizzled row per key");
 static_assert(kBlockM == 16 * kConsumerWarps, "a consumer warpgroup per 64 query rows");
 
+// D: the head dim, 64 or 128 (D / 64 swizzled column blocks per tile row).
+template <int D>
 struct alignas(1024) Smem {
-  KeyValueStages<kStages, kKeys> kv;
-  unsigned char q[kBlockM * kRowBytes];  // two K-major [64 x 64] tiles, one per warpgroup
+  KeyValueStages<kForwardStages<D>, kKeys, D> kv;
+  unsigned char q[kBlockM * D * 2];  // two K-major [64 x D] tiles, one per warpgroup
 };
 
 #if MIXLAB_SM90A
@@ -57,7 +55,8 @@ struct WindowMask {
 };
 #endif
 
-// grid (⌈N / 128⌉, B·H), kForwardThreads (384), sizeof(Smem) + 1,024 bytes of dynamic shared memory.
+// grid (⌈N / 128⌉, B·H), kForwardThreads (384), sizeof(Smem<D>) + 1,024 bytes of dynamic shared memory.
+template <int D>
 __global__ void __launch_bounds__(kForwardThreads, 1) window_forward_kernel(WindowForwardShape shape,
                                                                             const __nv_bfloat16* __restrict__ q,
                                                                             const __nv_bfloat16* __restrict__ k,
@@ -66,10 +65,10 @@ __global__ void __launch_bounds__(kForwardThreads, 1) window_forward_kernel(Wind
                                                                             float* __restrict__ lse) {
 #if MIXLAB_SM90A
   extern __shared__ unsigned char smem_raw[];
-  auto& sm = *reinterpret_cast<Smem*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
+  auto& sm = *reinterpret_cast<Smem<D>*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
   const int n = shape.n, window = shape.window;
   const int m0 = blockIdx.x * kBlockM;
-  const size_t head = static_cast<size_t>(blockIdx.y) * n * kD;
+  const size_t head = static_cast<size_t>(blockIdx.y) * n * D;
   q += head; k += head; v += head; o += head;
   lse += static_cast<size_t>(blockIdx.y) * n;
   // Key tiles any row of the block sees: keys [max(0, m0 − W + 1), min(N, m0 + 128)).
@@ -80,29 +79,27 @@ __global__ void __launch_bounds__(kForwardThreads, 1) window_forward_kernel(Wind
   __syncthreads();  // the barriers are initialised (the last block-wide barrier: the roles part here)
 
   if (threadIdx.x >= kProducerThread0) {
-    produce(sm.kv, tiles, [&](int i, KeyValueSlot<kKeys>& slot, int thread) {
+    forward_producer_registers<D>();
+    produce(sm.kv, tiles, [&](int i, KeyValueSlot<kKeys, D>& slot, int thread) {
       const int key0 = (first + i) * kKeys;
-      load_tile_warpgroup<kKeys>(thread, slot.k, k + static_cast<size_t>(key0) * kD, n - key0);
-      load_tile_warpgroup<kKeys>(thread, slot.v, v + static_cast<size_t>(key0) * kD, n - key0);
+      load_wide_tile_warpgroup<kKeys, D>(thread, slot.k, k + static_cast<size_t>(key0) * D, n - key0, D);
+      load_wide_tile_warpgroup<kKeys, D>(thread, slot.v, v + static_cast<size_t>(key0) * D, n - key0, D);
     });
     return;
   }
+  forward_consumer_registers<D>();
 
   const int wg = threadIdx.x / 128, lane = threadIdx.x % 32, warp = (threadIdx.x % 128) / 32;
   const int wg_lo = m0 + 64 * wg, wg_hi = wg_lo + 63;  // this warpgroup's rows
   const int row0 = wg_lo + 16 * warp + lane / 4;       // this thread's rows: row0, row0 + 8
-  unsigned char* q_tile = sm.q + 64 * wg * kRowBytes;
-  if (wg_lo < n) load_tile_by<128>(threadIdx.x % 128, q_tile, q + static_cast<size_t>(wg_lo) * kD, 64, n - wg_lo);
-  cp_async_commit();
-  cp_async_wait_all();
-  fence_shared_to_async();
-  warpgroup_sync(wg);  // the warpgroup's Q tile is in place
+  unsigned char* q_tile = sm.q + 64 * wg * D * 2;
+  load_query_tile<D>(wg, q_tile, q, wg_lo, n);
 
   // The warpgroup's band: the tiles holding keys (wg_lo − W, min(wg_hi, N − 1)]; none when its
   // rows all lie at or past N (nothing of theirs is stored).
   const int begin = max(0, wg_lo - window + 1) / kKeys - first;
   const int end = wg_lo < n ? min(wg_hi, n - 1) / kKeys - first + 1 : 0;
-  OnlineSoftmax<kKeys> softmax;
+  OnlineSoftmax<kKeys, D> softmax;
   softmax.clear();
   attend_band(softmax, sm.kv, descriptor_k_major(q_tile), begin, end, tiles, shape.scale * 1.4426950408889634f,
               WindowMask{n, window, first, row0, wg_lo, wg_hi});
@@ -116,15 +113,20 @@ __global__ void __launch_bounds__(kForwardThreads, 1) window_forward_kernel(Wind
 
 void window_forward(const WindowForwardShape& shape, const void* q, const void* k, const void* v, void* o, float* lse,
                     void* stream) {
-  if (shape.batch_heads < 1 || shape.n < 1 || shape.window < 1)
-    throw std::invalid_argument("attention/cuda/sm90/window_forward: needs B·H, N, W ≥ 1 (got " +
+  if (shape.batch_heads < 1 || shape.n < 1 || shape.window < 1 || (shape.head_dim != 64 && shape.head_dim != 128))
+    throw std::invalid_argument("attention/cuda/sm90/window_forward: needs B·H, N, W ≥ 1 and head dim 64 or 128 (got " +
                                 std::to_string(shape.batch_heads) + ", " + std::to_string(shape.n) + ", " +
-                                std::to_string(shape.window) + ")");
+                                std::to_string(shape.window) + ", " + std::to_string(shape.head_dim) + ")");
   const dim3 grid((shape.n + kBlockM - 1) / kBlockM, shape.batch_heads);
-  const size_t shared_bytes = sizeof(Smem) + 1024;  // + room to align the tiles to 1,024 bytes
-  launch("window_forward", window_forward_kernel, grid, kForwardThreads, shared_bytes, stream,
-         shape, static_cast<const __nv_bfloat16*>(q), static_cast<const __nv_bfloat16*>(k),
-         static_cast<const __nv_bfloat16*>(v), static_cast<__nv_bfloat16*>(o), lse);
+  auto run = [&](auto kernel, size_t smem_bytes) {
+    launch("window_forward", kernel, grid, kForwardThreads, smem_bytes + 1024, stream,  // + room to align to 1,024
+           shape, static_cast<const __nv_bfloat16*>(q), static_cast<const __nv_bfloat16*>(k),
+           static_cast<const __nv_bfloat16*>(v), static_cast<__nv_bfloat16*>(o), lse);
+  };
+  if (shape.head_dim == 64)
+    run(window_forward_kernel<64>, sizeof(Smem<64>));
+  else
+    run(window_forward_kernel<128>, sizeof(Smem<128>));
 }
 
 }  // namespace mixlab::cuda::sm90
