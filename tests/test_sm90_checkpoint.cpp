@@ -2,9 +2,10 @@
 // against float64 masked attention written here from the rule (attention/checkpoint_attention.h)
 // and its float64 autograd:
 //   query t sees itself and the checkpoints j = cS + S − 1 < t,
-//   o_t = Σ_j softmax_j(q_t·k_j / 8) v_j,   lse_t = log Σ_j exp(q_t·k_j / 8),
+//   o_t = Σ_j softmax_j(q_t·k_j / √d) v_j,   lse_t = log Σ_j exp(q_t·k_j / √d),
 // over N not a multiple of the 128-row blocks, S not dividing N, S = 1 (every earlier token: causal),
-// S > N (the token alone), and a block's checkpoints spanning several 64-row tiles.
+// S > N (the token alone), and a block's checkpoints spanning several 64-row tiles; the forward at
+// head dims 64 and 128, the backward at 64.
 // Skipped without a GPU, on a GPU that is not a Hopper, and in a build not for sm_90a.
 
 #include <gtest/gtest.h>
@@ -44,19 +45,21 @@ TEST(Sm90CheckpointForward, MatchesFloat64MaskedAttention) {
   MIXLAB_REQUIRE_GPU();
 #ifdef MIXLAB_WITH_CUDA
   if (!mixlab::cuda::sm90_kernels_available()) GTEST_SKIP() << "skipped: not a Hopper, or not built for sm_90a";
-  for (const auto& [b, h, n, segment] : kShapes) {
-    torch::manual_seed(b * 1000 + n + segment);
-    auto make = [&] { return torch::randn({b, h, n, 64}).to(torch::kBFloat16); };
-    auto q = make(), k = make(), v = make();
-    auto [o, lse] = mixlab::cuda::sm90_checkpoint_forward(q.cuda(), k.cuda(), v.cuda(), segment);
-    auto [o_want, lse_want] =
-        checkpoint_reference(q.to(torch::kDouble), k.to(torch::kDouble), v.to(torch::kDouble), segment);
-    auto o_got = o.cpu().to(torch::kDouble), lse_got = lse.cpu().to(torch::kDouble);
-    ASSERT_TRUE(torch::isfinite(o_got).all().item<bool>()) << "N " << n << " S " << segment;
-    const double o_error = (o_got - o_want).norm().item<double>() / o_want.norm().item<double>();
-    const double lse_error = (lse_got - lse_want).abs().max().item<double>();
-    EXPECT_LT(o_error, 1e-2) << "o at B " << b << " H " << h << " N " << n << " S " << segment;
-    EXPECT_LT(lse_error, 1e-3) << "lse at B " << b << " H " << h << " N " << n << " S " << segment;
+  for (const int64_t d : {64, 128}) {
+    for (const auto& [b, h, n, segment] : kShapes) {
+      torch::manual_seed(b * 1000 + n + segment + d);
+      auto make = [&] { return torch::randn({b, h, n, d}).to(torch::kBFloat16); };
+      auto q = make(), k = make(), v = make();
+      auto [o, lse] = mixlab::cuda::sm90_checkpoint_forward(q.cuda(), k.cuda(), v.cuda(), segment);
+      auto [o_want, lse_want] =
+          checkpoint_reference(q.to(torch::kDouble), k.to(torch::kDouble), v.to(torch::kDouble), segment);
+      auto o_got = o.cpu().to(torch::kDouble), lse_got = lse.cpu().to(torch::kDouble);
+      ASSERT_TRUE(torch::isfinite(o_got).all().item<bool>()) << "N " << n << " S " << segment << " d " << d;
+      const double o_error = (o_got - o_want).norm().item<double>() / o_want.norm().item<double>();
+      const double lse_error = (lse_got - lse_want).abs().max().item<double>();
+      EXPECT_LT(o_error, 1e-2) << "o at B " << b << " H " << h << " N " << n << " S " << segment << " d " << d;
+      EXPECT_LT(lse_error, 1e-3) << "lse at B " << b << " H " << h << " N " << n << " S " << segment << " d " << d;
+    }
   }
 #endif
 }

@@ -1,8 +1,9 @@
 // The sm90 sliding-window kernels (attention/cuda/sm90/window_forward.h, window_backward.h) against
 // float64 masked attention written here from its equation, and its float64 autograd:
-//   o_t = Σ_{t−W < j ≤ t} softmax_j(q_t·k_j / 8) v_j,   lse_t = log Σ_{t−W < j ≤ t} exp(q_t·k_j / 8)
+//   o_t = Σ_{t−W < j ≤ t} softmax_j(q_t·k_j / √d) v_j,   lse_t = log Σ_{t−W < j ≤ t} exp(q_t·k_j / √d)
 // over shapes that cover N not a multiple of the 64-row tiles, a window that does not divide
-// them, W = 1 (each token alone), W ≥ N (causal), and several sequences and heads.
+// them, W = 1 (each token alone), W ≥ N (causal), and several sequences and heads; the forward at
+// head dims 64 and 128, the backward at 64.
 // Skipped without a GPU, on a GPU that is not a Hopper, and in a build not for sm_90a.
 
 #include <gtest/gtest.h>
@@ -51,19 +52,21 @@ TEST(Sm90WindowForward, MatchesFloat64MaskedAttention) {
   MIXLAB_REQUIRE_GPU();
 #ifdef MIXLAB_WITH_CUDA
   if (!mixlab::cuda::sm90_kernels_available()) GTEST_SKIP() << "skipped: not a Hopper, or not built for sm_90a";
-  for (const auto& [b, h, n, w] : kShapes) {
-    torch::manual_seed(b * 1000 + n + w);
-    auto make = [&] { return torch::randn({b, h, n, 64}).to(torch::kBFloat16); };
-    auto q = make(), k = make(), v = make();
-    auto [o, lse] = mixlab::cuda::sm90_window_forward(q.cuda(), k.cuda(), v.cuda(), w);
-    auto [o_want, lse_want] = window_reference(q.to(torch::kDouble), k.to(torch::kDouble), v.to(torch::kDouble), w);
-    auto o_got = o.cpu().to(torch::kDouble), lse_got = lse.cpu().to(torch::kDouble);
-    ASSERT_TRUE(torch::isfinite(o_got).all().item<bool>()) << "N " << n << " W " << w;
-    const double o_error = (o_got - o_want).norm().item<double>() / o_want.norm().item<double>();
-    const double lse_error = (lse_got - lse_want).abs().max().item<double>();
-    // bf16 output and bf16 P in P·V: about 2^-8 relative per element.
-    EXPECT_LT(o_error, 1e-2) << "o at B " << b << " H " << h << " N " << n << " W " << w;
-    EXPECT_LT(lse_error, 1e-3) << "lse at B " << b << " H " << h << " N " << n << " W " << w;
+  for (const int64_t d : {64, 128}) {
+    for (const auto& [b, h, n, w] : kShapes) {
+      torch::manual_seed(b * 1000 + n + w + d);
+      auto make = [&] { return torch::randn({b, h, n, d}).to(torch::kBFloat16); };
+      auto q = make(), k = make(), v = make();
+      auto [o, lse] = mixlab::cuda::sm90_window_forward(q.cuda(), k.cuda(), v.cuda(), w);
+      auto [o_want, lse_want] = window_reference(q.to(torch::kDouble), k.to(torch::kDouble), v.to(torch::kDouble), w);
+      auto o_got = o.cpu().to(torch::kDouble), lse_got = lse.cpu().to(torch::kDouble);
+      ASSERT_TRUE(torch::isfinite(o_got).all().item<bool>()) << "N " << n << " W " << w << " d " << d;
+      const double o_error = (o_got - o_want).norm().item<double>() / o_want.norm().item<double>();
+      const double lse_error = (lse_got - lse_want).abs().max().item<double>();
+      // bf16 output and bf16 P in P·V: about 2^-8 relative per element.
+      EXPECT_LT(o_error, 1e-2) << "o at B " << b << " H " << h << " N " << n << " W " << w << " d " << d;
+      EXPECT_LT(lse_error, 1e-3) << "lse at B " << b << " H " << h << " N " << n << " W " << w << " d " << d;
+    }
   }
 #endif
 }
@@ -92,11 +95,15 @@ TEST(Sm90WindowBackward, MatchesFloat64Autograd) {
 #endif
 }
 
+// The forward takes d 64 and 128, the backward d 64 only.
 TEST(Sm90WindowForward, RefusesOtherHeadDims) {
   MIXLAB_REQUIRE_GPU();
 #ifdef MIXLAB_WITH_CUDA
-  auto q = torch::zeros({1, 1, 16, 128}, torch::TensorOptions().dtype(torch::kBFloat16).device(torch::kCUDA));
-  EXPECT_THROW(mixlab::cuda::sm90_window_forward(q, q, q, 4), c10::Error);
+  const auto bf16 = torch::TensorOptions().dtype(torch::kBFloat16).device(torch::kCUDA);
+  auto q96 = torch::zeros({1, 1, 16, 96}, bf16), q128 = torch::zeros({1, 1, 16, 128}, bf16);
+  EXPECT_THROW(mixlab::cuda::sm90_window_forward(q96, q96, q96, 4), c10::Error);
+  auto lse = torch::zeros({1, 1, 16}, bf16.dtype(torch::kFloat32));
+  EXPECT_THROW(mixlab::cuda::sm90_window_backward(q128, q128, q128, q128, q128, lse, 4), c10::Error);
 #endif
 }
 

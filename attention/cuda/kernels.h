@@ -44,14 +44,15 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> sm90_tile_products(const
                                                            const torch::Tensor& v);
 
 // Hopper (sm_90a) sliding-window forward (attention/cuda/sm90/window_forward.h): q, k, v
-// [B, H, N, 64] bf16 on a compute-capability 9.x GPU, window W ≥ 1 (≥ N: causal) -> o [B, H, N, 64]
-// bf16 and lse [B, H, N] float32.  Not yet dispatched (until both run on a GPU): their test and
+// [B, H, N, d] bf16 (d 64 or 128) on a compute-capability 9.x GPU, window W ≥ 1 (≥ N: causal) ->
+// o [B, H, N, d] bf16 and lse [B, H, N] float32.  Not yet dispatched (until both run on a GPU): their test and
 // the kernel benchmark call them.
 std::pair<torch::Tensor, torch::Tensor> sm90_window_forward(const torch::Tensor& q, const torch::Tensor& k,
                                                             const torch::Tensor& v, int64_t window);
 
 // SCOUT checkpoint attention's forward on wgmma (attention/cuda/sm90/checkpoint_forward.h): q, k, v
-// [B, H, N, 64] bf16, segment size S ≥ 1 -> o [B, H, N, 64] bf16 and lse [B, H, N] float32.
+// [B, H, N, d] bf16 (d 64 or 128), segment size S ≥ 1 -> o [B, H, N, d] bf16 and lse [B, H, N]
+// float32.
 std::pair<torch::Tensor, torch::Tensor> sm90_checkpoint_forward(const torch::Tensor& q, const torch::Tensor& k,
                                                                 const torch::Tensor& v, int64_t segment);
 // Its backward (attention/cuda/sm90/checkpoint_backward.h): q, k, v, o, dout [B, H, N, 64] bf16 and

@@ -5,6 +5,7 @@
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 
+#include <algorithm>
 #include <climits>
 #include <cmath>
 #include <vector>
@@ -21,12 +22,16 @@ namespace mixlab::cuda {
 
 namespace {
 
-void check_heads(const std::vector<const torch::Tensor*>& tensors, const torch::Tensor& q, int64_t window) {
+// head_dims: the head dims the kernels take (the forwards 64 and 128, the backwards 64).
+void check_heads(const std::vector<const torch::Tensor*>& tensors, const torch::Tensor& q, int64_t window,
+                 const std::vector<int64_t>& head_dims) {
   for (const auto* t : tensors)
-    TORCH_CHECK(t->is_cuda() && t->scalar_type() == torch::kBFloat16 && t->dim() == 4 && t->size(3) == 64 &&
+    TORCH_CHECK(t->is_cuda() && t->scalar_type() == torch::kBFloat16 && t->dim() == 4 &&
+                    std::find(head_dims.begin(), head_dims.end(), t->size(3)) != head_dims.end() &&
                     t->sizes() == q.sizes() && t->device() == q.device(),
-                "attention/cuda/sm90/binding.cpp: q, k, v (o, dout) must be [B, H, N, 64] bf16 of one "
-                "shape on one CUDA device, got ", t->sizes(), " ", t->scalar_type(), " on ", t->device());
+                "attention/cuda/sm90/binding.cpp: q, k, v (o, dout) must be [B, H, N, d] bf16 of one shape on one "
+                "CUDA device with d in ", c10::IntArrayRef(head_dims), ", got ", t->sizes(), " ", t->scalar_type(),
+                " on ", t->device());
   TORCH_CHECK(window >= 1, "attention/cuda/sm90/binding.cpp: window or segment size ", window, " (valid: >= 1)");
   TORCH_CHECK(q.size(0) * q.size(1) <= INT_MAX / 2 && q.size(2) <= INT_MAX / 2,
               "attention/cuda/sm90/binding.cpp: too large: ", q.sizes());
@@ -54,46 +59,50 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> sm90_tile_products(const
 
 namespace {
 
-// The forwards' common part: checks, contiguous inputs, o [B, H, N, 64] and lse [B, H, N], and the
-// kernel through run(batch_heads, n, q, k, v, o, lse, stream).
+// The forwards' common part: checks, contiguous inputs, o [B, H, N, d] and lse [B, H, N], and the
+// kernel through run(batch_heads, n, head_dim, q, k, v, o, lse, stream).
 template <class Run>
 std::pair<torch::Tensor, torch::Tensor> forward_entry(const torch::Tensor& q, const torch::Tensor& k,
                                                       const torch::Tensor& v, int64_t window_or_segment, Run run) {
-  check_heads({&q, &k, &v}, q, window_or_segment);
+  check_heads({&q, &k, &v}, q, window_or_segment, {64, 128});
   const c10::cuda::CUDAGuard guard(q.device());
   auto q_c = q.contiguous(), k_c = k.contiguous(), v_c = v.contiguous();
   auto o = torch::empty_like(q_c);
   auto lse = torch::empty({q.size(0), q.size(1), q.size(2)}, q.options().dtype(torch::kFloat32));
   if (q.numel() == 0) return {o, lse};
-  run(static_cast<int>(q.size(0) * q.size(1)), static_cast<int>(q.size(2)), q_c.data_ptr(), k_c.data_ptr(),
-      v_c.data_ptr(), o.data_ptr(), lse.data_ptr<float>(), at::cuda::getCurrentCUDAStream().stream());
+  run(static_cast<int>(q.size(0) * q.size(1)), static_cast<int>(q.size(2)), static_cast<int>(q.size(3)),
+      q_c.data_ptr(), k_c.data_ptr(), v_c.data_ptr(), o.data_ptr(), lse.data_ptr<float>(),
+      at::cuda::getCurrentCUDAStream().stream());
   return {o, lse};
 }
 
-const float kScale = static_cast<float>(1.0 / std::sqrt(64.0));
+float scale_of(int head_dim) { return static_cast<float>(1.0 / std::sqrt(static_cast<double>(head_dim))); }
+const float kScale = scale_of(64);  // the backwards' (d 64 only)
 
 }  // namespace
 
 std::pair<torch::Tensor, torch::Tensor> sm90_window_forward(const torch::Tensor& q, const torch::Tensor& k,
                                                             const torch::Tensor& v, int64_t window) {
-  return forward_entry(q, k, v, window, [&](int batch_heads, int n, auto... pointers) {
+  return forward_entry(q, k, v, window, [&](int batch_heads, int n, int head_dim, auto... pointers) {
     sm90::WindowForwardShape shape;
     shape.batch_heads = batch_heads;
     shape.n = n;
     shape.window = static_cast<int>(std::min<int64_t>(window, n));
-    shape.scale = kScale;
+    shape.head_dim = head_dim;
+    shape.scale = scale_of(head_dim);
     sm90::window_forward(shape, pointers...);
   });
 }
 
 std::pair<torch::Tensor, torch::Tensor> sm90_checkpoint_forward(const torch::Tensor& q, const torch::Tensor& k,
                                                                 const torch::Tensor& v, int64_t segment) {
-  return forward_entry(q, k, v, segment, [&](int batch_heads, int n, auto... pointers) {
+  return forward_entry(q, k, v, segment, [&](int batch_heads, int n, int head_dim, auto... pointers) {
     sm90::CheckpointForwardShape shape;
     shape.batch_heads = batch_heads;
     shape.n = n;
     shape.segment = static_cast<int>(std::min<int64_t>(segment, n + 1));  // S > N: no checkpoint either way
-    shape.scale = kScale;
+    shape.head_dim = head_dim;
+    shape.scale = scale_of(head_dim);
     sm90::checkpoint_forward(shape, pointers...);
   });
 }
@@ -109,7 +118,7 @@ struct BackwardScratch {
 BackwardScratch backward_scratch(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                  const torch::Tensor& o, const torch::Tensor& dout, const torch::Tensor& lse,
                                  int64_t window_or_segment) {
-  check_heads({&q, &k, &v, &o, &dout}, q, window_or_segment);
+  check_heads({&q, &k, &v, &o, &dout}, q, window_or_segment, {64});
   TORCH_CHECK(lse.is_cuda() && lse.scalar_type() == torch::kFloat32 && lse.dim() == 3 && lse.size(0) == q.size(0) &&
                   lse.size(1) == q.size(1) && lse.size(2) == q.size(2),
               "attention/cuda/sm90/binding.cpp: lse must be [B, H, N] float32, got ", lse.sizes(), " ",
