@@ -217,6 +217,16 @@ __device__ __forceinline__ void to_fragments(const float (&d)[32], uint32_t (&a)
   for (int kk = 0; kk < R; ++kk) accumulator_to_a(d, kk, a[kk]);
 }
 
+// After the wait_group that completed B (issue_gradients): its registers pinned below it.
+__device__ __forceinline__ void fence_gradient_registers(float (&dv)[32], float (&dk)[32], float (&dq)[32],
+                                                         uint32_t (&a_p)[4][4], uint32_t (&a_ds)[4][4]) {
+  fence_registers(dv);
+  fence_registers(dk);
+  fence_registers(dq);
+  fence_registers(a_p);
+  fence_registers(a_ds);
+}
+
 // Consumer warpgroup wg's walk over the block's query tiles 0 .. tiles − 1 (ring order; tile i is
 // queries q0 = 64 (first + i) ..): it multiplies tiles [begin, end) into dv, dk (dk unscaled:
 // Σ dSᵀ Q) and the dQ accumulator, and only waits for and releases the others.  Its K, V tiles are
@@ -275,11 +285,7 @@ __device__ void key_block_backward(KeyBlockSmem& sm, const QuerySide& side, int 
       score_gradients(s, dp, slot, mask, q0(i), scale_log2);
       store_ds(dp, sm.ds[wg][i & 1]);  // also keeps ptxas from hoisting wait<0> above the exp2s
       wait<0>();
-      fence_registers(dv);
-      fence_registers(dk);
-      fence_registers(dq);
-      fence_registers(a_p);
-      fence_registers(a_ds);
+      fence_gradient_registers(dv, dk, dq, a_p, a_ds);
       release_tile(sm.ring, i - 1);
       reduce_dq(dq, staging, dq_rows(i - 1));
       to_fragments(s, a_p);
@@ -290,11 +296,7 @@ __device__ void key_block_backward(KeyBlockSmem& sm, const QuerySide& side, int 
     issue_gradients(dv, dk, dq, a_p, a_ds, sm.ring.slot[(end - 1) % kBackwardStages], sm.ds[wg][(end - 1) & 1],
                     k_tile);
     wait<0>();
-    fence_registers(dv);
-    fence_registers(dk);
-    fence_registers(dq);
-    fence_registers(a_p);
-    fence_registers(a_ds);
+    fence_gradient_registers(dv, dk, dq, a_p, a_ds);
     release_tile(sm.ring, end - 1);
     reduce_dq(dq, staging, dq_rows(end - 1));
     if (threadIdx.x % 32 == 0) bulk_wait();  // the staging slice stays until the kernel ends
