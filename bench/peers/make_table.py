@@ -35,6 +35,36 @@ def best_flex(get, op, n, hd):
     return min(timed) if timed else (None, "–")
 
 
+def ms_fmt(x):
+    return "–" if x is None else f"{x:.3f}"
+
+
+def x_fmt(a, b):
+    """b / a as a speed-up of a over b."""
+    return "–" if a is None or b is None else f"{b / a:.2f}×"
+
+
+def print_sm90_table(get, peak, sm90, op, title, head_dim):
+    """The sm90 (wgmma) kernels of one op and head dim beside the sm_80 kernels and the best Flex mask."""
+    print(f"### {title}, on Hopper's wgmma (attention/cuda/sm90), d = {head_dim} (ms; the best Flex mask)\n")
+    print("| N | sm_80 fwd | sm90 fwd | flex fwd | sm90 fwd vs flex | sm_80 fwd+bwd | sm90 fwd+bwd | "
+          "TFLOP/s (kept) | % peak | flex fwd+bwd | sm90 vs flex | sm90 vs sm_80 |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in sm90:
+        n, hd = r["N"], r["head_dim"]
+        f90, b90 = num(r["fwd_ms"]), num(r["fwdbwd_ms"])
+        m80 = get.get(("mixlab", op, n, hd), {})
+        f80, b80 = num(m80.get("fwd_ms")), num(m80.get("fwdbwd_ms"))
+        fb, mask = best_flex(get, op, n, hd)
+        impl = {"band": "flex", "gathered": "flex", "dense": "flex_dense"}.get(mask)
+        ff = num(get.get((impl, op, n, hd), {}).get("fwd_ms")) if impl else None
+        tf = num(r["fwdbwd_flops"]) / (b90 * 1e-3) if b90 else None
+        rate = f"{tf / 1e12:.0f} | {100 * tf / peak:.0f}%" if tf and peak else "– | –"
+        print(f"| {n} | {ms_fmt(f80)} | {ms_fmt(f90)} | {ms_fmt(ff)} | {x_fmt(f90, ff)} | {ms_fmt(b80)} | "
+              f"{ms_fmt(b90)} | {rate} | {ms_fmt(fb)} | {x_fmt(b90, fb)} | {x_fmt(b90, b80)} |")
+    print()
+
+
 def main():
     rows = load(sys.argv[1:])
     get = {}
@@ -49,8 +79,6 @@ def main():
     print(f"Measured bf16 matmul peak: {peak / 1e12:.0f} TFLOP/s" if peak else "Measured bf16 matmul peak: n/a")
     print(f"Measured copy bandwidth (read + write): {bw:.0f} GB/s\n" if bw else "")
 
-    ms_fmt = lambda x: "–" if x is None else f"{x:.3f}"
-    x_fmt = lambda a, b: "–" if a is None or b is None else f"{b / a:.2f}×"
     for op, title in [("swa", f"Sliding-window attention, W = 1024"), ("scout", "SCOUT checkpoint attention, S = 10")]:
         print(f"### {title} (bf16, batch×heads×N = 2^20 tokens; fwd+bwd ms)\n")
         print("| d | N | mixlab fwd | mixlab fwd+bwd | TFLOP/s (kept) | % peak | flex fwd+bwd | "
@@ -78,27 +106,12 @@ def main():
             print(line)
         print()
 
+    sm90_dims = sorted({r["head_dim"] for r in rows if r["impl"] == "mixlab_sm90"}, key=int)
     for op, title in [("swa", "Sliding-window attention, W = 1024"), ("scout", "SCOUT checkpoint attention, S = 10")]:
-        sm90 = [r for r in rows if r["impl"] == "mixlab_sm90" and r["op"] == op]
-        if not sm90:
-            continue
-        print(f"### {title}, on Hopper's wgmma (attention/cuda/sm90), d = 64 (ms; the best Flex mask)\n")
-        print("| N | sm_80 fwd | sm90 fwd | flex fwd | sm90 fwd vs flex | sm_80 fwd+bwd | sm90 fwd+bwd | "
-              "TFLOP/s (kept) | % peak | flex fwd+bwd | sm90 vs flex | sm90 vs sm_80 |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-        for r in sm90:
-            n, hd = r["N"], r["head_dim"]
-            f90, b90 = num(r["fwd_ms"]), num(r["fwdbwd_ms"])
-            m80 = get.get(("mixlab", op, n, hd), {})
-            f80, b80 = num(m80.get("fwd_ms")), num(m80.get("fwdbwd_ms"))
-            fb, mask = best_flex(get, op, n, hd)
-            impl = {"band": "flex", "gathered": "flex", "dense": "flex_dense"}.get(mask)
-            ff = num(get.get((impl, op, n, hd), {}).get("fwd_ms")) if impl else None
-            tf = num(r["fwdbwd_flops"]) / (b90 * 1e-3) if b90 else None
-            rate = f"{tf / 1e12:.0f} | {100 * tf / peak:.0f}%" if tf and peak else "– | –"
-            print(f"| {n} | {ms_fmt(f80)} | {ms_fmt(f90)} | {ms_fmt(ff)} | {x_fmt(f90, ff)} | {ms_fmt(b80)} | "
-                  f"{ms_fmt(b90)} | {rate} | {ms_fmt(fb)} | {x_fmt(b90, fb)} | {x_fmt(b90, b80)} |")
-        print()
+        for head_dim in sm90_dims:
+            sm90 = [r for r in rows if r["impl"] == "mixlab_sm90" and r["op"] == op and r["head_dim"] == head_dim]
+            if sm90:
+                print_sm90_table(get, peak, sm90, op, title, head_dim)
 
     titles = {"scan": "batch 8, E = 2048", "scan_narrow": "batch 1, E = 1536: the kernels cut time into slices"}
     for op, title in titles.items():
