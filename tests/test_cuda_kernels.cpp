@@ -11,6 +11,7 @@
 
 #include <array>
 #include <cmath>
+#include <cstdlib>
 #include <vector>
 
 #include "attention/checkpoint_attention.h"
@@ -89,8 +90,10 @@ torch::Tensor attention_leaf(const AttentionCase& c, const torch::TensorOptions&
   return torch::randn({3, b, h, n, d}, options);
 }
 
+// token_major: the output must be laid out [B, N, H, d_h] (the sm_80 kernels write it so; the
+// sm90 ones, opt-in, write [B, H, N, d_h]).
 template <class Kernel>
-void check_attention(const AttentionCase& c, const torch::Tensor& allowed, Kernel kernel) {
+void check_attention(const AttentionCase& c, const torch::Tensor& allowed, Kernel kernel, bool token_major = true) {
 #ifdef MIXLAB_WITH_CUDA
   torch::manual_seed(1000 + c.n + c.head_dim + c.param);
   auto cuda = torch::TensorOptions().device(torch::kCUDA).dtype(c.dtype);
@@ -115,7 +118,7 @@ void check_attention(const AttentionCase& c, const torch::Tensor& allowed, Kerne
   SCOPED_TRACE("N=" + std::to_string(c.n) + " d=" + std::to_string(c.head_dim) + " param=" + std::to_string(c.param) +
                " layout=" + c.layout);
   EXPECT_LT(relative_error(out, ref), tol) << "output";
-  if (c.dtype != torch::kFloat && (c.head_dim == 64 || c.head_dim == 128))  // the kernels' output: token-major
+  if (token_major && c.dtype != torch::kFloat && (c.head_dim == 64 || c.head_dim == 128))  // the kernels' output
     EXPECT_TRUE(out.transpose(1, 2).is_contiguous()) << "the heads' merge after the kernel is not a view";
   EXPECT_LT(relative_error(grads[0], q64.grad(), v64.grad()), 2 * tol) << "dq";
   EXPECT_LT(relative_error(grads[1], k64.grad(), v64.grad()), 2 * tol) << "dk";
@@ -218,6 +221,36 @@ void check_scan(int64_t batch, int64_t channels, int64_t n, torch::ScalarType dt
   EXPECT_LT(relative_error(D.grad(), D64.grad()), tol) << "dD";
   EXPECT_LT(relative_error(z.grad(), z64.grad()), tol) << "dz";
   if (with_bias) EXPECT_LT(relative_error(bias.grad(), b64.grad()), tol) << "ddelta_bias";
+#endif
+}
+
+// With MIXLAB_SM90_ATTENTION=1 on a Hopper, the attention ops run the sm90 kernels
+// (attention/cuda/sm90/autograd.cpp) for bf16 at head dim 64, and the sm_80 ones otherwise: both
+// against the float64 reference, forward and gradients, and the log says which ran.
+TEST(CudaKernels, Sm90DispatchMatchesFloat64ReferenceWhenAskedFor) {
+  MIXLAB_REQUIRE_GPU();
+#ifdef MIXLAB_WITH_CUDA
+  if (!mixlab::cuda::sm90_kernels_available()) GTEST_SKIP() << "skipped: not a Hopper, or not built for sm_90a";
+  struct Sm90Asked {  // the variable set for this test only, also when it throws
+    Sm90Asked() { ::setenv("MIXLAB_SM90_ATTENTION", "1", 1); }
+    ~Sm90Asked() { ::unsetenv("MIXLAB_SM90_ATTENTION"); }
+  } asked;
+  const std::vector<std::pair<AttentionCase, bool>> cases = {  // (case, runs the sm90 kernels)
+      {{2, 3, 200, 64, 37, torch::kBFloat16}, true}, {{1, 2, 1030, 64, 1000, torch::kBFloat16, "projection"}, true},
+      {{1, 2, 300, 64, 129, torch::kHalf}, false},   {{1, 2, 333, 128, 64, torch::kBFloat16}, false},
+  };
+  for (const auto& [c, sm90] : cases) {
+    for (const bool window : {true, false}) {
+      mixlab::ImplementationLog log;
+      const auto allowed = window ? window_mask(c.n, c.param) : checkpoint_mask(c.n, c.param % 20 + 1);
+      check_attention(c, allowed, [&](auto& q, auto& k, auto& v, int64_t p) {
+        return window ? mixlab::sliding_window_attention(q, k, v, p, 0)
+                      : mixlab::checkpoint_attention(q, k, v, p % 20 + 1, 0);
+      }, /*token_major=*/!sm90);
+      EXPECT_EQ(log.summary().find("sm90_attention=kernel") != std::string::npos, sm90)
+          << log.summary() << " (N " << c.n << ", d " << c.head_dim << ", window " << window << ")";
+    }
+  }
 #endif
 }
 

@@ -12,6 +12,7 @@
 #include "attention/cuda/kernels.h"
 #include "attention/cuda/launch.h"
 #include "core/compat.h"
+#include "core/implementation.h"
 
 namespace mixlab::cuda {
 namespace {
@@ -191,6 +192,10 @@ torch::Tensor sliding_window_attention(const torch::Tensor& q, const torch::Tens
               "bf16/fp16 with head dim 64 or 128, got ", q.scalar_type(), " with head dim ", q.size(3),
               "; call mixlab::sliding_window_attention (attention/swa.h), which runs the reference for these");
   const auto dtype = compat::custom_op_dtype({q, k, v});
+  if (sm90_attention_wanted(q.to(dtype))) {
+    record_implementation("sm90_attention", Implementation::kernel);
+    return sm90_sliding_window_attention(q.to(dtype), k.to(dtype), v.to(dtype), window);
+  }
   return SlidingWindowFunction::apply(q.to(dtype), k.to(dtype), v.to(dtype), window);
 }
 
@@ -203,6 +208,10 @@ torch::Tensor checkpoint_attention(const torch::Tensor& q, const torch::Tensor& 
               "bf16/fp16 with head dim 64 or 128, got ", q.scalar_type(), " with head dim ", q.size(3),
               "; call mixlab::checkpoint_attention (attention/checkpoint_attention.h), which runs the reference for these");
   const auto dtype = compat::custom_op_dtype({q, k, v});
+  if (sm90_attention_wanted(q.to(dtype))) {
+    record_implementation("sm90_attention", Implementation::kernel);
+    return sm90_checkpoint_attention(q.to(dtype), k.to(dtype), v.to(dtype), segment_size);
+  }
   return CheckpointFunction::apply(q.to(dtype), k.to(dtype), v.to(dtype), segment_size);
 }
 

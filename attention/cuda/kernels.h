@@ -45,7 +45,7 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> sm90_tile_products(const
 
 // Hopper (sm_90a) sliding-window forward (attention/cuda/sm90/window_forward.h): q, k, v
 // [B, H, N, d] bf16 (d 64 or 128) on a compute-capability 9.x GPU, window W ≥ 1 (≥ N: causal) ->
-// o [B, H, N, d] bf16 and lse [B, H, N] float32.  Not yet dispatched (until both run on a GPU): their test and
+// o [B, H, N, d] bf16 and lse [B, H, N] float32.  Dispatched only with MIXLAB_SM90_ATTENTION=1 (below); their test and
 // the kernel benchmark call them.
 std::pair<torch::Tensor, torch::Tensor> sm90_window_forward(const torch::Tensor& q, const torch::Tensor& k,
                                                             const torch::Tensor& v, int64_t window);
@@ -65,6 +65,16 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> sm90_checkpoint_backward
 std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> sm90_window_backward(
     const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& o,
     const torch::Tensor& dout, const torch::Tensor& lse, int64_t window);
+
+// The sm90 kernels as differentiable ops (attention/cuda/sm90/autograd.cpp), which
+// sliding_window_attention and checkpoint_attention below run instead of the sm_80 kernels when
+// sm90_attention_wanted(q): MIXLAB_SM90_ATTENTION=1 (opt-in), q bf16 with head dim 64 on a Hopper
+// with a build for sm_90a.  q, k, v [B, H, N, 64] bf16 -> o [B, H, N, 64] bf16.
+bool sm90_attention_wanted(const torch::Tensor& q);
+torch::Tensor sm90_sliding_window_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                            int64_t window);
+torch::Tensor sm90_checkpoint_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                        int64_t segment);
 
 // RoPE, rotate-half (attention/rope.h), fused (rope.cu), differentiable (the backward is the same
 // kernel with the rotation transposed, R(θ)ᵀ = R(−θ)):

@@ -1,0 +1,89 @@
+// The sm90 kernels as differentiable ops, for the attention ops' dispatch
+// (attention/cuda/attention_binding.cpp): forward window_forward / checkpoint_forward, backward
+// window_backward / checkpoint_backward, the forward's o and lse saved between them.  Opt-in with
+// MIXLAB_SM90_ATTENTION=1 until the kernels' tests and timings on a Hopper say they should be the
+// default there (docs/gpu.md, "Hopper's own instructions").  Takes what the backwards take: bf16,
+// head dim 64; q, k, v are made contiguous here (the sm90 kernels read [B, H, N, 64] rows 128 bytes
+// apart, where the sm_80 kernels read the projection's strided heads in place).
+
+#include <c10/cuda/CUDAGuard.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include "attention/cuda/kernels.h"
+
+namespace mixlab::cuda {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::tensor_list;
+
+// o = attention of q over k, v under the scheme's mask (W: sliding window, S: SCOUT checkpoints).
+template <class Scheme>
+class Sm90AttentionFunction : public torch::autograd::Function<Sm90AttentionFunction<Scheme>> {
+ public:
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& q, const torch::Tensor& k,
+                               const torch::Tensor& v, int64_t window_or_segment) {
+    const c10::cuda::CUDAGuard guard(q.device());
+    auto q_c = q.contiguous(), k_c = k.contiguous(), v_c = v.contiguous();
+    auto [o, lse] = Scheme::forward(q_c, k_c, v_c, window_or_segment);
+    ctx->save_for_backward({q_c, k_c, v_c, o, lse});
+    ctx->saved_data["window_or_segment"] = window_or_segment;
+    return o;
+  }
+
+  static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const c10::cuda::CUDAGuard guard(saved[0].device());
+    auto dout = grads[0].to(torch::kBFloat16).contiguous();
+    auto [dq, dk, dv] = Scheme::backward(saved[0], saved[1], saved[2], saved[3], dout, saved[4],
+                                         ctx->saved_data["window_or_segment"].toInt());
+    return {dq, dk, dv, torch::Tensor()};
+  }
+};
+
+struct Window {
+  static std::pair<torch::Tensor, torch::Tensor> forward(const torch::Tensor& q, const torch::Tensor& k,
+                                                         const torch::Tensor& v, int64_t window) {
+    return sm90_window_forward(q, k, v, window);
+  }
+  static std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> backward(
+      const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& o,
+      const torch::Tensor& dout, const torch::Tensor& lse, int64_t window) {
+    return sm90_window_backward(q, k, v, o, dout, lse, window);
+  }
+};
+
+struct Checkpoints {
+  static std::pair<torch::Tensor, torch::Tensor> forward(const torch::Tensor& q, const torch::Tensor& k,
+                                                         const torch::Tensor& v, int64_t segment) {
+    return sm90_checkpoint_forward(q, k, v, segment);
+  }
+  static std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> backward(
+      const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& o,
+      const torch::Tensor& dout, const torch::Tensor& lse, int64_t segment) {
+    return sm90_checkpoint_backward(q, k, v, o, dout, lse, segment);
+  }
+};
+
+}  // namespace
+
+bool sm90_attention_wanted(const torch::Tensor& q) {
+  const char* flag = std::getenv("MIXLAB_SM90_ATTENTION");
+  if (flag == nullptr || std::strcmp(flag, "1") != 0) return false;
+  return q.is_cuda() && q.scalar_type() == torch::kBFloat16 && q.dim() == 4 && q.size(3) == 64 &&
+         sm90_kernels_available();
+}
+
+torch::Tensor sm90_sliding_window_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                            int64_t window) {
+  return Sm90AttentionFunction<Window>::apply(q, k, v, window);
+}
+
+torch::Tensor sm90_checkpoint_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                        int64_t segment) {
+  return Sm90AttentionFunction<Checkpoints>::apply(q, k, v, segment);
+}
+
+}  // namespace mixlab::cuda
