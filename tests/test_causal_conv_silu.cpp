@@ -141,13 +141,19 @@ void check_kernel(const ConvCase& k, torch::ScalarType dtype, torch::ScalarType 
   const auto x64 = f64(x), w64 = f64(weight), b64 = with_bias ? f64(bias) : torch::Tensor();
   const auto want = conv_silu_equation(x64, w64, b64);
   want.backward(g.cpu().to(torch::kDouble));
-  const double tol = tolerance(dtype), param_tol = tolerance(param_dtype == torch::kFloat ? dtype : param_dtype);
+  // dweight, dbias in float32 sum float32 products of the same rounded inputs: near float32 rounding
+  // even beside bf16 x.
+  const double tol = tolerance(dtype), param_tol = param_dtype == torch::kFloat ? 1e-4 : tolerance(param_dtype);
   EXPECT_LT(relative_error(u, want), tol) << "u";
   EXPECT_LT(relative_error(leaf.grad().narrow(-1, 0, k.channels), x64.grad()), tol) << "dx";
-  if (wide) EXPECT_EQ(leaf.grad().narrow(-1, k.channels, k.channels).abs().max().item<double>(), 0.0) << "dz";
+  if (wide) {
+    EXPECT_EQ(leaf.grad().narrow(-1, k.channels, k.channels).abs().max().item<double>(), 0.0) << "dz";
+  }
   EXPECT_EQ(weight.grad().scalar_type(), param_dtype);
   EXPECT_LT(relative_error(weight.grad(), w64.grad()), param_tol) << "dweight";
-  if (with_bias) EXPECT_LT(relative_error(bias.grad(), b64.grad()), param_tol) << "dbias";
+  if (with_bias) {
+    EXPECT_LT(relative_error(bias.grad(), b64.grad()), param_tol) << "dbias";
+  }
 }
 
 #endif
