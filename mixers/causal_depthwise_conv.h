@@ -49,4 +49,29 @@ inline torch::Tensor causal_depthwise_conv_step(torch::Tensor& history, const to
   return silu ? torch::silu(c) : c;
 }
 
+// Mamba's convolution and SiLU on its inputs' layout (mixers/mamba.cpp):
+//
+//   u[b, e, t] = SiLU(c[b, e, t]),   c[b, e, t] = bias[e] + Σ_{i=0}^{K-1} w[e, i] · x[b, t − (K−1−i), e]
+//
+// x: [B, N, E] (any strides, e.g. the first E columns of in_proj's [B, N, 2E]); weight [E, 1, K];
+// bias [E] or undefined -> u: [B, E, N], channels before time as the selective scan reads it.
+// On CUDA one fused kernel each way reads x in place (cuda::causal_conv_silu, where
+// causal_conv_silu_supported takes the inputs); otherwise LibTorch's grouped conv1d on the
+// transposed view, padded K−1 on both sides with the first N outputs kept (the causal ones), and
+// SiLU.
+inline torch::Tensor causal_conv_silu(const torch::Tensor& x, const torch::Tensor& weight,
+                                      const torch::Tensor& bias = {}) {
+#ifdef MIXLAB_WITH_CUDA
+  if (cuda::causal_conv_silu_supported(x, weight, bias)) {
+    record_implementation("causal_conv_silu", Implementation::kernel);
+    return cuda::causal_conv_silu(x, weight, bias);
+  }
+#endif
+  record_implementation("causal_conv_silu", Implementation::reference);
+  const int64_t n = x.size(1), channels = x.size(2), kernel = weight.size(2);
+  auto conv = torch::conv1d(x.transpose(1, 2), weight, bias, /*stride=*/1, /*padding=*/kernel - 1,
+                            /*dilation=*/1, /*groups=*/channels);  // [B, E, N + K − 1]
+  return torch::silu(conv.narrow(-1, 0, n));
+}
+
 }  // namespace mixlab

@@ -181,18 +181,17 @@ class Mamba : public TokenMixer {
   };
   // The products after the convolution are written in the scan's layout, channels before time
   // ([B, ·, N]), as W · u per sequence (a batched product with W broadcast), so that u, Δ and the
-  // scan's B̃, C̃ need no transposed copies; the convolution pads inside (K−1 zeros each side, the
-  // first N outputs kept: the causal ones) instead of a padded copy of its input.
+  // scan's B̃, C̃ need no transposed copies; the convolution and its SiLU are one op
+  // (causal_conv_silu: on CUDA a kernel that reads x in place from xz and writes u as [B, E, N];
+  // elsewhere conv1d padded inside, K−1 zeros each side with the first N outputs kept, and SiLU).
   ScanInputs scan_inputs(const torch::Tensor& x) {
-    const int64_t batch = x.size(0), N = x.size(1), E = shape_.inner, n = shape_.d_state, R = shape_.dt_rank;
-    const int64_t K = shape_.d_conv;
+    const int64_t batch = x.size(0), E = shape_.inner, n = shape_.d_state, R = shape_.dt_rank;
     ScanInputs in;
     auto xz = in_proj_(x);                                                 // [B, N, 2E]
     in.x_inner = xz.narrow(-1, 0, E).transpose(1, 2);                      // [B, E, N]
     in.gate = xz.narrow(-1, E, E).transpose(1, 2);                         // z: [B, E, N]
-    auto conv = torch::conv1d(in.x_inner, conv1d_->weight, conv1d_->bias, /*stride=*/1, /*padding=*/K - 1,
-                              /*dilation=*/1, /*groups=*/E);               // [B, E, N + K − 1]
-    in.u = torch::silu(conv.narrow(-1, 0, N));                             // [B, E, N]
+    // u = SiLU(conv(x) + b_conv), read from xz in place (mixers/causal_depthwise_conv.h)
+    in.u = causal_conv_silu(xz.narrow(-1, 0, E), conv1d_->weight, conv1d_->bias);  // [B, E, N]
     // W as the batch's operand: cast to the activations' dtype first (autocast would otherwise cast
     // the expanded [B, ·, ·] view, materialising it), then broadcast over the batch as a view.
     auto per_sequence = [batch](const torch::Tensor& w, const torch::Tensor& like) {

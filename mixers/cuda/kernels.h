@@ -58,5 +58,15 @@ torch::Tensor selective_state_update(torch::Tensor& state, const torch::Tensor& 
 bool swiglu_supported(const torch::Tensor& a, const torch::Tensor& b);
 torch::Tensor swiglu(const torch::Tensor& a, const torch::Tensor& b);
 
+// Mamba's causal depthwise convolution fused with its SiLU (causal_conv_silu.cu), differentiable:
+//   u[b, e, t] = SiLU(bias[e] + Σ_{i<K} w[e, i] · x[b, t − (K−1−i), e])      (x at t < 0 is 0)
+// x: [B, N, E] with channel stride 1, any batch and time strides (e.g. the first E columns of
+// in_proj's [B, N, 2E]: time stride 2E), read in place; weight [E, 1, K], bias [E] or undefined;
+// returns u: [B, E, N] contiguous in x's dtype.  Taken by mixlab::causal_conv_silu
+// (mixers/causal_depthwise_conv.h) where causal_conv_silu_supported passes: CUDA, x bf16 / fp16 /
+// float32 (the autocast dtype while autocast is on), weight and bias float32 or x's dtype, K ≤ 8.
+bool causal_conv_silu_supported(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias);
+torch::Tensor causal_conv_silu(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias);
+
 }  // namespace mixlab::cuda
 
