@@ -19,15 +19,16 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::tensor_list;
 
-// o = attention of q over k, v under the scheme's mask (W: sliding window, S: SCOUT checkpoints).
-template <class Scheme>
-class Sm90AttentionFunction : public torch::autograd::Function<Sm90AttentionFunction<Scheme>> {
+// o = attention of q over k, v under a scheme's mask (W: sliding window, S: SCOUT checkpoints), by
+// the scheme's pair of kernels (attention/cuda/kernels.h).
+template <auto Forward, auto Backward>
+class Sm90AttentionFunction : public torch::autograd::Function<Sm90AttentionFunction<Forward, Backward>> {
  public:
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& q, const torch::Tensor& k,
                                const torch::Tensor& v, int64_t window_or_segment) {
     const c10::cuda::CUDAGuard guard(q.device());
     auto q_c = q.contiguous(), k_c = k.contiguous(), v_c = v.contiguous();
-    auto [o, lse] = Scheme::forward(q_c, k_c, v_c, window_or_segment);
+    auto [o, lse] = Forward(q_c, k_c, v_c, window_or_segment);
     ctx->save_for_backward({q_c, k_c, v_c, o, lse});
     ctx->saved_data["window_or_segment"] = window_or_segment;
     return o;
@@ -37,33 +38,9 @@ class Sm90AttentionFunction : public torch::autograd::Function<Sm90AttentionFunc
     const auto saved = ctx->get_saved_variables();
     const c10::cuda::CUDAGuard guard(saved[0].device());
     auto dout = grads[0].to(torch::kBFloat16).contiguous();
-    auto [dq, dk, dv] = Scheme::backward(saved[0], saved[1], saved[2], saved[3], dout, saved[4],
-                                         ctx->saved_data["window_or_segment"].toInt());
+    auto [dq, dk, dv] = Backward(saved[0], saved[1], saved[2], saved[3], dout, saved[4],
+                                 ctx->saved_data["window_or_segment"].toInt());
     return {dq, dk, dv, torch::Tensor()};
-  }
-};
-
-struct Window {
-  static std::pair<torch::Tensor, torch::Tensor> forward(const torch::Tensor& q, const torch::Tensor& k,
-                                                         const torch::Tensor& v, int64_t window) {
-    return sm90_window_forward(q, k, v, window);
-  }
-  static std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> backward(
-      const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& o,
-      const torch::Tensor& dout, const torch::Tensor& lse, int64_t window) {
-    return sm90_window_backward(q, k, v, o, dout, lse, window);
-  }
-};
-
-struct Checkpoints {
-  static std::pair<torch::Tensor, torch::Tensor> forward(const torch::Tensor& q, const torch::Tensor& k,
-                                                         const torch::Tensor& v, int64_t segment) {
-    return sm90_checkpoint_forward(q, k, v, segment);
-  }
-  static std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> backward(
-      const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& o,
-      const torch::Tensor& dout, const torch::Tensor& lse, int64_t segment) {
-    return sm90_checkpoint_backward(q, k, v, o, dout, lse, segment);
   }
 };
 
@@ -78,12 +55,12 @@ bool sm90_attention_wanted(const torch::Tensor& q) {
 
 torch::Tensor sm90_sliding_window_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                             int64_t window) {
-  return Sm90AttentionFunction<Window>::apply(q, k, v, window);
+  return Sm90AttentionFunction<sm90_window_forward, sm90_window_backward>::apply(q, k, v, window);
 }
 
 torch::Tensor sm90_checkpoint_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                         int64_t segment) {
-  return Sm90AttentionFunction<Checkpoints>::apply(q, k, v, segment);
+  return Sm90AttentionFunction<sm90_checkpoint_forward, sm90_checkpoint_backward>::apply(q, k, v, segment);
 }
 
 }  // namespace mixlab::cuda
