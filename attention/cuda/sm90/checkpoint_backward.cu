@@ -44,7 +44,7 @@ __global__ void __launch_bounds__(kBackwardThreads, 1) checkpoint_keys_backward_
     float* __restrict__ checkpoint_dv) {
 #if MIXLAB_SM90A
   extern __shared__ unsigned char smem_raw[];
-  auto& sm = *reinterpret_cast<KeyBlockSmem*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
+  auto& sm = aligned_shared<KeyBlockSmem>(smem_raw);
   const int n = shape.n, segment = shape.segment, count = shape.checkpoints, c0 = blockIdx.x * kBackwardBlock;
   const size_t head = static_cast<size_t>(blockIdx.y) * n * 64, rows = static_cast<size_t>(blockIdx.y) * n;
   const QuerySide side{q + head, dout + head, lse + rows, delta + rows,

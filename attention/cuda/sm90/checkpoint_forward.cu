@@ -94,7 +94,7 @@ __global__ void __launch_bounds__(kForwardThreads, 1) checkpoint_forward_kernel(
                                                                                 float* __restrict__ lse) {
 #if MIXLAB_SM90A
   extern __shared__ unsigned char smem_raw[];
-  auto& sm = *reinterpret_cast<Smem<D>*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
+  auto& sm = aligned_shared<Smem<D>>(smem_raw);
   const int n = shape.n, segment = shape.segment;
   const int m0 = blockIdx.x * kBlockM;
   const size_t head = static_cast<size_t>(blockIdx.y) * n * D;

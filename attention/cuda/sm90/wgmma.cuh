@@ -31,6 +31,13 @@
 
 namespace mixlab::cuda::sm90 {
 
+// The kernel's dynamic shared memory as a Layout whose tiles start 1,024-byte aligned (the swizzle
+// atom, above); the launch asks for sizeof(Layout) + 1,024 bytes.
+template <class Layout>
+__device__ __forceinline__ Layout& aligned_shared(unsigned char* raw) {
+  return *reinterpret_cast<Layout*>((reinterpret_cast<uintptr_t>(raw) + 1023) & ~uintptr_t{1023});
+}
+
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define MIXLAB_SM90A 1
 #else
