@@ -58,12 +58,14 @@ void* current_stream() { return at::cuda::getCurrentCUDAStream().stream(); }
 
 class CausalConvSiluFunction : public torch::autograd::Function<CausalConvSiluFunction> {
  public:
-  // x: [B, N, E] (channel stride 1); weight [E, 1, K]; bias [E] or undefined -> u: [B, E, N]
+  // x: [B, N, E] (channel stride 1); weight [E, 1, K]; bias [E] or [0] for none -> u: [B, E, N].
+  // "No bias" arrives as an empty tensor, not an undefined one: LibTorch 2.x's Function::apply
+  // records the device of every tensor argument and refuses an undefined one.
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& weight,
                                const torch::Tensor& bias) {
     const c10::cuda::CUDAGuard guard(x.device());
     const auto w = weight.contiguous();
-    const auto b = bias.defined() ? bias.contiguous() : bias;
+    const auto b = bias.numel() > 0 ? bias.contiguous() : torch::Tensor();
     auto u = torch::empty({x.size(0), x.size(2), x.size(1)}, x.options());
     detail::causal_conv_silu_forward(conv_silu_shape(x, w), x.data_ptr(), w.data_ptr(), pointer_or_null(b),
                                      u.data_ptr(), current_stream());
@@ -121,7 +123,7 @@ torch::Tensor causal_conv_silu(const torch::Tensor& x, const torch::Tensor& weig
               "up to ", detail::kConvSiluMaxKernel, " and bias [E] or none, both float32 or x's dtype; got x ",
               x.sizes(), " ", x.scalar_type(), ", weight ", weight.sizes(), " ", weight.scalar_type(),
               "; call mixlab::causal_conv_silu (mixers/causal_depthwise_conv.h), which runs the reference for these");
-  return CausalConvSiluFunction::apply(x, weight, bias);
+  return CausalConvSiluFunction::apply(x, weight, bias.defined() ? bias : torch::empty({0}, weight.options()));
 }
 
 }  // namespace mixlab::cuda

@@ -141,9 +141,13 @@ __device__ __forceinline__ void wait_tile(TileRing<Stages, Slot>& st, int i) {
   fence_shared_to_async();
   __syncwarp();
 }
-// After the wait_group that completed the warpgroup's last product reading tile i.
+// After the wait_group that completed the warpgroup's last product reading tile i.  One arrival
+// per warp, by lane 0: the __syncwarp orders the other lanes' generic reads of the slot (the
+// backward's lse and D) before it, so that the producer's refill cannot overtake them (found by
+// compute-sanitizer racecheck on the H200, session 19).
 template <int Stages, class Slot>
 __device__ __forceinline__ void release_tile(TileRing<Stages, Slot>& st, int i) {
+  __syncwarp();
   if (threadIdx.x % 32 == 0) mbarrier_arrive(&st.empty[i % Stages]);
 }
 #endif
