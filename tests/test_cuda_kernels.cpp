@@ -126,9 +126,23 @@ void check_attention(const AttentionCase& c, const torch::Tensor& allowed, Kerne
 #endif
 }
 
+// MIXLAB_SM90_ATTENTION set (nullptr: unset) for one scope, also when it throws: on a Hopper the
+// attention ops send the schemes it names to the sm90 kernels (attention/cuda/kernels.h), so the
+// sm_80 kernels' tests below ask for "none" to test those kernels there too.
+struct ScopedSm90Choice {
+  explicit ScopedSm90Choice(const char* value) {
+    if (value)
+      ::setenv("MIXLAB_SM90_ATTENTION", value, 1);
+    else
+      ::unsetenv("MIXLAB_SM90_ATTENTION");
+  }
+  ~ScopedSm90Choice() { ::unsetenv("MIXLAB_SM90_ATTENTION"); }
+};
+
 TEST(CudaKernels, SlidingWindowMatchesFloat64Reference) {
   MIXLAB_REQUIRE_GPU();
 #ifdef MIXLAB_WITH_CUDA
+  const ScopedSm90Choice sm80_kernels("none");
   const std::vector<AttentionCase> cases = {
       {2, 3, 200, 64, 37, torch::kBFloat16},   {1, 2, 333, 128, 64, torch::kBFloat16},
       {1, 2, 130, 64, 1000, torch::kBFloat16}, {1, 1, 77, 128, 1, torch::kBFloat16},
@@ -147,6 +161,7 @@ TEST(CudaKernels, SlidingWindowMatchesFloat64Reference) {
 TEST(CudaKernels, CheckpointAttentionMatchesFloat64Reference) {
   MIXLAB_REQUIRE_GPU();
 #ifdef MIXLAB_WITH_CUDA
+  const ScopedSm90Choice sm80_kernels("none");
   const std::vector<AttentionCase> cases = {
       {2, 2, 203, 64, 10, torch::kBFloat16}, {1, 2, 1030, 128, 7, torch::kBFloat16},
       {1, 1, 9, 64, 10, torch::kBFloat16},   {1, 2, 150, 64, 1, torch::kBFloat16},
@@ -224,32 +239,48 @@ void check_scan(int64_t batch, int64_t channels, int64_t n, torch::ScalarType dt
 #endif
 }
 
-// With MIXLAB_SM90_ATTENTION=1 on a Hopper, the attention ops run the sm90 kernels
-// (attention/cuda/sm90/autograd.cpp) for bf16 at head dim 64, and the sm_80 ones otherwise: both
-// against the float64 reference, forward and gradients, and the log says which ran.
-TEST(CudaKernels, Sm90DispatchMatchesFloat64ReferenceWhenAskedFor) {
+// MIXLAB_SM90_ATTENTION on a Hopper picks which schemes run the sm90 kernels
+// (attention/cuda/sm90/autograd.cpp; unset: checkpoint only) for bf16 at head dim 64, and the sm_80
+// ones run the rest: both against the float64 reference, forward and gradients, and the log says
+// which ran.  A value that is not a choice is an error naming the valid ones.
+TEST(CudaKernels, Sm90DispatchMatchesFloat64ReferenceForEachChoice) {
   MIXLAB_REQUIRE_GPU();
 #ifdef MIXLAB_WITH_CUDA
   if (!mixlab::cuda::sm90_kernels_available()) GTEST_SKIP() << "skipped: not a Hopper, or not built for sm_90a";
-  struct Sm90Asked {  // the variable set for this test only, also when it throws
-    Sm90Asked() { ::setenv("MIXLAB_SM90_ATTENTION", "1", 1); }
-    ~Sm90Asked() { ::unsetenv("MIXLAB_SM90_ATTENTION"); }
-  } asked;
-  const std::vector<std::pair<AttentionCase, bool>> cases = {  // (case, runs the sm90 kernels)
+  struct Setting {
+    const char* value;
+    bool window, checkpoint;  // the schemes it sends to the sm90 kernels
+  };
+  const std::vector<Setting> settings = {
+      {"1", true, true}, {nullptr, false, true}, {"window", true, false}, {"none", false, false}};
+  const std::vector<std::pair<AttentionCase, bool>> cases = {  // (case, the sm90 kernels take it)
       {{2, 3, 200, 64, 37, torch::kBFloat16}, true}, {{1, 2, 1030, 64, 1000, torch::kBFloat16, "projection"}, true},
       {{1, 2, 300, 64, 129, torch::kHalf}, false},   {{1, 2, 333, 128, 64, torch::kBFloat16}, false},
   };
-  for (const auto& [c, sm90] : cases) {
-    for (const bool window : {true, false}) {
-      mixlab::ImplementationLog log;
-      const auto allowed = window ? window_mask(c.n, c.param) : checkpoint_mask(c.n, c.param % 20 + 1);
-      check_attention(c, allowed, [&](auto& q, auto& k, auto& v, int64_t p) {
-        return window ? mixlab::sliding_window_attention(q, k, v, p, 0)
-                      : mixlab::checkpoint_attention(q, k, v, p % 20 + 1, 0);
-      }, /*token_major=*/!sm90);
-      EXPECT_EQ(log.summary().find("sm90_attention=kernel") != std::string::npos, sm90)
-          << log.summary() << " (N " << c.n << ", d " << c.head_dim << ", window " << window << ")";
+  for (const auto& setting : settings) {
+    const ScopedSm90Choice chosen(setting.value);
+    for (const auto& [c, takes] : cases) {
+      for (const bool window : {true, false}) {
+        const bool sm90 = takes && (window ? setting.window : setting.checkpoint);
+        mixlab::ImplementationLog log;
+        const auto allowed = window ? window_mask(c.n, c.param) : checkpoint_mask(c.n, c.param % 20 + 1);
+        check_attention(c, allowed, [&](auto& q, auto& k, auto& v, int64_t p) {
+          return window ? mixlab::sliding_window_attention(q, k, v, p, 0)
+                        : mixlab::checkpoint_attention(q, k, v, p % 20 + 1, 0);
+        }, /*token_major=*/!sm90);
+        EXPECT_EQ(log.summary().find("sm90_attention=kernel") != std::string::npos, sm90)
+            << log.summary() << " (MIXLAB_SM90_ATTENTION " << (setting.value ? setting.value : "unset") << ", N "
+            << c.n << ", d " << c.head_dim << ", window " << window << ")";
+      }
     }
+  }
+  const ScopedSm90Choice bogus("yes");
+  const auto q = torch::randn({1, 1, 8, 64}, torch::TensorOptions().device(torch::kCUDA).dtype(torch::kBFloat16));
+  try {
+    mixlab::checkpoint_attention(q, q, q, 4, 0);
+    ADD_FAILURE() << "MIXLAB_SM90_ATTENTION=yes was taken";
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("valid: unset"), std::string::npos) << e.what();
   }
 #endif
 }

@@ -192,7 +192,7 @@ torch::Tensor sliding_window_attention(const torch::Tensor& q, const torch::Tens
               "bf16/fp16 with head dim 64 or 128, got ", q.scalar_type(), " with head dim ", q.size(3),
               "; call mixlab::sliding_window_attention (attention/swa.h), which runs the reference for these");
   const auto dtype = compat::custom_op_dtype({q, k, v});
-  if (sm90_attention_wanted(q.to(dtype))) {
+  if (sm90_attention_wanted(q.to(dtype), Sm90Scheme::window)) {
     record_implementation("sm90_attention", Implementation::kernel);
     return sm90_sliding_window_attention(q.to(dtype), k.to(dtype), v.to(dtype), window);
   }
@@ -208,7 +208,7 @@ torch::Tensor checkpoint_attention(const torch::Tensor& q, const torch::Tensor& 
               "bf16/fp16 with head dim 64 or 128, got ", q.scalar_type(), " with head dim ", q.size(3),
               "; call mixlab::checkpoint_attention (attention/checkpoint_attention.h), which runs the reference for these");
   const auto dtype = compat::custom_op_dtype({q, k, v});
-  if (sm90_attention_wanted(q.to(dtype))) {
+  if (sm90_attention_wanted(q.to(dtype), Sm90Scheme::checkpoint)) {
     record_implementation("sm90_attention", Implementation::kernel);
     return sm90_checkpoint_attention(q.to(dtype), k.to(dtype), v.to(dtype), segment_size);
   }

@@ -68,9 +68,11 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> sm90_window_backward(
 
 // The sm90 kernels as differentiable ops (attention/cuda/sm90/autograd.cpp), which
 // sliding_window_attention and checkpoint_attention below run instead of the sm_80 kernels when
-// sm90_attention_wanted(q): MIXLAB_SM90_ATTENTION=1 (opt-in), q bf16 with head dim 64 on a Hopper
-// with a build for sm_90a.  q, k, v [B, H, N, 64] bf16 -> o [B, H, N, 64] bf16.
-bool sm90_attention_wanted(const torch::Tensor& q);
+// sm90_attention_wanted(q, scheme): q bf16 with head dim 64 on a Hopper with a build for sm_90a, and
+// the scheme chosen by MIXLAB_SM90_ATTENTION (unset: checkpoint only; none / 0; all / 1; window;
+// checkpoint; anything else is an error).  q, k, v [B, H, N, 64] bf16 -> o [B, H, N, 64] bf16.
+enum class Sm90Scheme { window, checkpoint };
+bool sm90_attention_wanted(const torch::Tensor& q, Sm90Scheme scheme);
 torch::Tensor sm90_sliding_window_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                             int64_t window);
 torch::Tensor sm90_checkpoint_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,

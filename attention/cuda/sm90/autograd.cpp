@@ -1,15 +1,15 @@
 // The sm90 kernels as differentiable ops, for the attention ops' dispatch
 // (attention/cuda/attention_binding.cpp): forward window_forward / checkpoint_forward, backward
-// window_backward / checkpoint_backward, the forward's o and lse saved between them.  Opt-in with
-// MIXLAB_SM90_ATTENTION=1 until the kernels' tests and timings on a Hopper say they should be the
-// default there (docs/gpu.md, "Hopper's own instructions").  Takes what the backwards take: bf16,
-// head dim 64; q, k, v are made contiguous here (the sm90 kernels read [B, H, N, 64] rows 128 bytes
-// apart, where the sm_80 kernels read the projection's strided heads in place).
+// window_backward / checkpoint_backward, the forward's o and lse saved between them.  Which scheme
+// runs them on a Hopper is MIXLAB_SM90_ATTENTION (sm90_attention_wanted below; docs/gpu.md,
+// "Hopper's own instructions").  Takes what the backwards take: bf16, head dim 64; q, k, v are made
+// contiguous here (the sm90 kernels read [B, H, N, 64] rows 128 bytes apart, where the sm_80
+// kernels read the projection's strided heads in place).
 
 #include <c10/cuda/CUDAGuard.h>
 
 #include <cstdlib>
-#include <cstring>
+#include <string>
 
 #include "attention/cuda/kernels.h"
 
@@ -44,11 +44,30 @@ class Sm90AttentionFunction : public torch::autograd::Function<Sm90AttentionFunc
   }
 };
 
+// MIXLAB_SM90_ATTENTION, read at every call: which schemes the sm90 kernels run.
+struct Sm90Choice {
+  bool window = false;
+  bool checkpoint = true;  // unset: the checkpoint scheme only (docs/gpu.md says why)
+};
+
+Sm90Choice sm90_choice() {
+  const char* flag = std::getenv("MIXLAB_SM90_ATTENTION");
+  if (flag == nullptr || *flag == '\0') return {};
+  const std::string value(flag);
+  if (value == "0" || value == "none") return {false, false};
+  if (value == "1" || value == "all") return {true, true};
+  if (value == "window") return {true, false};
+  if (value == "checkpoint") return {false, true};
+  TORCH_CHECK(false, "attention/cuda/sm90/autograd.cpp: MIXLAB_SM90_ATTENTION=", value,
+              " is not a choice (valid: unset for the default, checkpoint; none or 0; all or 1; window; checkpoint)");
+  return {};
+}
+
 }  // namespace
 
-bool sm90_attention_wanted(const torch::Tensor& q) {
-  const char* flag = std::getenv("MIXLAB_SM90_ATTENTION");
-  if (flag == nullptr || std::strcmp(flag, "1") != 0) return false;
+bool sm90_attention_wanted(const torch::Tensor& q, Sm90Scheme scheme) {
+  const auto choice = sm90_choice();
+  if (!(scheme == Sm90Scheme::window ? choice.window : choice.checkpoint)) return false;
   return q.is_cuda() && q.scalar_type() == torch::kBFloat16 && q.dim() == 4 && q.size(3) == 64 &&
          sm90_kernels_available();
 }
