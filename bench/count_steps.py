@@ -5,7 +5,8 @@ nothing when interrupted), so a training is a run of rising step counts; an inte
 what it ran, to within one progress interval (78 steps at Zoology's sizes).
 
 Usage: python3 count_steps.py LOGS.tgz SECONDS   -> points done, steps, steps/s (one line)
-       python3 count_steps.py --table OUT SECONDS K...   -> the markdown table of OUT/K<k>/logs.tgz
+       python3 count_steps.py --table OUT SECONDS K...   -> the markdown table of OUT/K<k>/logs.tgz,
+           each K's rate over its wall time (OUT/K<k>/summary.txt) where that is under SECONDS
 """
 import io
 import re
@@ -40,18 +41,36 @@ def count(archive_path):
     return done, steps
 
 
+WALL = re.compile(r"^workers: \d+, wall: (\d+) s")
+
+
+def wall_seconds(summary_path, deadline):
+    """The workers' wall time from zoology_mqar.sh's summary.txt, at most the deadline: when every
+    point finished before the deadline, the rate is the steps over the time they took."""
+    try:
+        with open(summary_path, encoding="utf-8") as summary:
+            for line in summary:
+                m = WALL.match(line)
+                if m:
+                    return min(deadline, float(m.group(1)))
+    except OSError:
+        pass
+    return deadline
+
+
 def table(out, seconds, ks):
-    print(f"Optimiser steps logged by K workers in {seconds:.0f} s (experiments/zoology-workers-bench.json)\n")
-    print("| workers | points done | optimiser steps | steps/s, all workers | steps/s per worker |")
-    print("|---|---|---|---|---|")
+    print(f"Optimiser steps logged by K workers in at most {seconds:.0f} s (experiments/zoology-workers-bench.json)\n")
+    print("| workers | points done | optimiser steps | seconds | steps/s, all workers | steps/s per worker |")
+    print("|---|---|---|---|---|---|")
     for k in ks:
         try:
             done, steps = count(f"{out}/K{k}/logs.tgz")
         except (OSError, tarfile.TarError) as error:
-            print(f"| {k} | – | – | – | – |  ({error})")
+            print(f"| {k} | – | – | – | – | – |  ({error})")
             continue
-        rate = steps / seconds
-        print(f"| {k} | {done} | {steps} | {rate:.0f} | {rate / int(k):.0f} |")
+        wall = wall_seconds(f"{out}/K{k}/summary.txt", seconds)
+        rate = steps / wall
+        print(f"| {k} | {done} | {steps} | {wall:.0f} | {rate:.0f} | {rate / int(k):.0f} |")
 
 
 if __name__ == "__main__":

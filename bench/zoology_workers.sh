@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # How many workers should share one GPU for Zoology-sized trainings: runs
-# tests/device/zoology_mqar.sh on experiments/zoology-workers-bench.json (48 attention points of one
+# tests/device/zoology_mqar.sh on experiments/zoology-workers-bench.json (192 attention points of one
 # cost, a fresh database each time) with K workers for SECONDS, for each K, and counts the
 # optimiser steps the workers logged (bench/count_steps.py).
 #   Usage: bench/zoology_workers.sh BUILD OUT [SECONDS per K, default 60] [Ks, default 1,2,4,12]

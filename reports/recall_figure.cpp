@@ -87,6 +87,10 @@ std::vector<RecallRow> recall_rows(Database& database, const Filter& filter, con
                                      ? dotted_value(config, "train.data.source").get<std::string>()
                                      : "corpus";
       if (source == "corpus") continue;
+      // How the training executed (train.execution: eager or CUDA graphs) is not part of a point's
+      // identity (harness/train_config.h, training_identity): a database resumed under another
+      // mode holds one configuration's points with and without it, and they are one configuration.
+      config["train"].erase("execution");
       candidates.push_back({points.text(0), std::move(config), std::nan(""), points.text(2) == "done"});
     }
   }

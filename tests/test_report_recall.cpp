@@ -133,6 +133,21 @@ TEST_F(ReportRecall, RowsAreTheBestLastAccuracyOfEachConfiguration) {
   EXPECT_EQ(plots[2].curves.size(), 2u);
 }
 
+// A database resumed under another train.execution (not part of a point's id) holds points of one
+// configuration with and without the setting: they are one row, not two.
+TEST_F(ReportRecall, TheExecutionModeDoesNotSplitAConfiguration) {
+  auto graphed = point_config("attention", json::array({"attention"}), 64, 1e-2, 64, 4);
+  graphed["train"]["execution"] = "cuda_graph";
+  add("att64c", graphed, {{0.995, 3}}, 2 * 64 * 64 * 2 * 4);
+  Database database(fixture.path(), false);
+  const auto rows = recall_rows(database, Filter{}, "train.lr");
+  ASSERT_EQ(rows.size(), 5u);
+  EXPECT_EQ(rows[0].d_model, 64);
+  EXPECT_EQ(rows[0].candidates, 3);
+  EXPECT_DOUBLE_EQ(rows[0].accuracy, 0.995);
+  EXPECT_EQ(rows[0].best_axis_value, "0.01");
+}
+
 TEST_F(ReportRecall, PublishedValuesStandBesideMixlabsWithTheDifference) {
   Database database(fixture.path(), false);
   const Table table = published_comparison(recall_rows(database, Filter{}, "train.lr"));
