@@ -240,7 +240,7 @@ ModelConfig parse_model_config(const json& model_in, const std::string& file, co
   const json model = resolve_model_json(model_in, file, path);
   static const std::set<std::string> known = {"name", "vocab_size", "d_model", "n_heads", "n_layers",
                                               "pattern", "tie_embeddings", "norm_eps", "init_std",
-                                              "embedding", "embedding_params", "layer_averaging", "routing", "init_from"};
+                                              "embedding_dropout", "embedding", "embedding_params", "layer_averaging", "routing", "init_from"};
   for (auto it = model.begin(); it != model.end(); ++it)
     if (!known.count(it.key()))
       throw ConfigError(file, path + "." + it.key(),
@@ -265,6 +265,9 @@ ModelConfig parse_model_config(const json& model_in, const std::string& file, co
   };
   real("norm_eps", config.norm_eps, 0.0, 1.0);
   real("init_std", config.init_std, 0.0, 10.0);
+  real("embedding_dropout", config.embedding_dropout, 0.0, 1.0);
+  if (config.embedding_dropout >= 1.0)
+    throw ConfigError(file, path + ".embedding_dropout", "is 1, which drops every embedding; valid: [0, 1)");
   if (model.contains("tie_embeddings")) {
     if (!model["tie_embeddings"].is_boolean()) throw ConfigError(file, path + ".tie_embeddings", "must be true or false");
     config.tie_embeddings = model["tie_embeddings"].get<bool>();

@@ -67,6 +67,9 @@ LanguageModelImpl::LanguageModelImpl(const ModelConfig& config) : config_(config
 // iteration.  A routed layer and layer averaging keep the add and the norm apart.
 torch::Tensor LanguageModelImpl::hidden_states(const torch::Tensor& tokens) {
   auto h = scone_ ? scone_->forward(tokens) : token_embedding(embed_tokens_->weight, tokens);  // [B, N, d]
+  // Embedding dropout (as Zoology trains its MQAR models, arXiv 2312.04927): while training, each
+  // element is zeroed with probability p and the rest scaled by 1 / (1 − p); the identity in eval.
+  if (config_.embedding_dropout > 0.0 && is_training()) h = torch::dropout(h, config_.embedding_dropout, true);
   std::vector<torch::Tensor> history{h};                              // x_0 .. x_ℓ for layer averaging
   const size_t per_layer = config_.pattern.size();
   torch::Tensor normed;  // RMSNorm_i(h) when the previous add made it, else undefined

@@ -32,6 +32,7 @@ struct ModelConfig {
   bool tie_embeddings = true;
   double norm_eps = 1e-6;
   double init_std = 0.02;
+  double embedding_dropout = 0.0;                // dropout on the token embeddings while training, in [0, 1)
   std::string embedding = "standard";            // "standard" or "scone" (harness/scone.h)
   std::map<std::string, ParamValue> embedding_params;  // the embedding's options (scone: max_n, fgram_layers, fgram_file)
   bool layer_averaging = false;                  // MambaMixer's cross-layer weighted averaging (harness/layer_averaging.h)

@@ -121,6 +121,35 @@ INSTANTIATE_TEST_SUITE_P(Presets, EveryPresetAsCudaGraph, ::testing::ValuesIn(pr
                            return name;
                          });
 
+// Embedding dropout inside a captured forward (a graphed training step has one): every replay
+// draws a fresh mask (CUDAGraph advances the default generator's offset per replay), and the
+// dropped forward still equals the model without dropout in eval.
+TEST(CudaGraph, EmbeddingDropoutDrawsAFreshMaskAtEveryReplay) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "skipped: no GPU";
+  auto config = testing::preset_at_test_size("transformer");
+  config.embedding_dropout = 0.5;
+  torch::manual_seed(3);
+  LanguageModel model(config);
+  model->to(torch::kCUDA);
+  model->train();
+  torch::NoGradGuard no_grad;
+  const torch::Tensor tokens = random_tokens(1);
+  torch::Tensor logits;
+  CapturedCall graph([&] { logits = model->forward(tokens); }, 2);
+  ASSERT_TRUE(graph.captured()) << graph.why_not();
+  graph.replay();
+  const auto first = logits.clone();
+  graph.replay();
+  EXPECT_FALSE(torch::allclose(first, logits)) << "two replays drew the same dropout mask";
+  model->eval();
+  config.embedding_dropout = 0.0;
+  torch::manual_seed(3);
+  LanguageModel plain(config);
+  plain->to(torch::kCUDA);
+  plain->eval();
+  EXPECT_TRUE(torch::allclose(model->forward(tokens), plain->forward(tokens), 1e-5, 1e-5));
+}
+
 // A call that reads a value back to the host cannot be captured: it says why, and CUDA still works.
 TEST(CudaGraph, AHostSyncIsNotCapturedAndSaysWhy) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "skipped: no GPU";

@@ -78,6 +78,33 @@ std::string config_error(const std::string& text) {
   return "";
 }
 
+// model.embedding_dropout zeroes embedding elements while training only: in eval the model equals
+// the same weights without it; in training two forwards differ from each other and from it.
+TEST(Model, EmbeddingDropoutActsOnlyWhileTraining) {
+  auto with = tiny_transformer();
+  with.embedding_dropout = 0.5;
+  torch::manual_seed(3);
+  LanguageModel dropped(with);
+  torch::manual_seed(3);
+  LanguageModel plain(tiny_transformer());
+  const auto tokens = torch::randint(0, 50, {2, 9}, torch::kLong);
+  dropped->eval();
+  plain->eval();
+  EXPECT_TRUE(torch::equal(dropped->forward(tokens), plain->forward(tokens)));
+  dropped->train();
+  plain->train();
+  const auto first = dropped->forward(tokens), second = dropped->forward(tokens), reference = plain->forward(tokens);
+  EXPECT_FALSE(torch::allclose(first, second));
+  EXPECT_FALSE(torch::allclose(first, reference));
+  EXPECT_TRUE(torch::equal(reference, plain->forward(tokens))) << "no dropout: training forwards are deterministic";
+  EXPECT_NE(config_error(R"({"d_model": 16, "embedding_dropout": 1, "pattern": ["mlp"]})")
+                .find("at model.embedding_dropout: is 1, which drops every embedding; valid: [0, 1)"),
+            std::string::npos);
+  EXPECT_NE(config_error(R"({"d_model": 16, "embedding_dropout": -0.1, "pattern": ["mlp"]})")
+                .find("at model.embedding_dropout: is outside the valid range"),
+            std::string::npos);
+}
+
 TEST(ModelConfig, ErrorsNameTheFileThePathAndTheValidChoices) {
   EXPECT_EQ(config_error(R"({"d_model": 16, "pattern": [{"mixer": "atention"}]})").rfind(
                 "spec.json: at model.pattern[0].mixer: unknown mixer 'atention'; valid: ", 0), 0u);

@@ -20,7 +20,8 @@ std::string spec_path(const std::string& name) { return std::string(MIXLAB_SOURC
 
 TEST(ZoologySpecs, EverySpecPassesTheDryRun) {
   const TempDir dir("zoology_specs");
-  for (const char* name : {"zoology-mqar.json", "zoology-mqar-cut.json", "zoology-mqar-core.json", "zoology-mqar-flops.json"}) {
+  for (const char* name : {"zoology-mqar.json", "zoology-mqar-cut.json", "zoology-mqar-core.json", "zoology-mqar-flops.json",
+                           "zoology-mqar-dropout-check.json"}) {
     const auto outcome = testing::run_mixlab(dir.path.string(), "sweep " + spec_path(name) + " --dry-run");
     EXPECT_EQ(outcome.status, 0) << name << ":\n" << outcome.output;
   }
