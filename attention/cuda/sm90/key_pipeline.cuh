@@ -7,11 +7,15 @@
 //
 //   full[s]   the tile is in place.  Count kProducerThreads: each producer thread arrives once per
 //             fill through cp.async.mbarrier.arrive.noinc, which fires when its copies landed.
-//   empty[s]  every consumer warp is done with the slot.  Count kConsumerWarps: lane 0 of each
-//             consumer warp arrives once per tile, after the wgmma.wait_group that completes the
-//             last product reading it (or at once, after waiting for `full`, for a tile the warp's
+//   empty[s]  every consumer thread is done with the slot.  Count kConsumerThreads: each consumer
+//             thread arrives once per tile, after the wgmma.wait_group that completes the last
+//             product reading it (or at once, after waiting for `full`, for a tile the warp's
 //             warpgroup does not need: see attend_band in online_softmax.cuh and
-//             key_block_backward.cuh).
+//             key_block_backward.cuh).  Every thread, not one per warp: each thread's own generic
+//             reads of the slot (the backward's lse and D) are then ordered before the refill by
+//             its own release-arrive, which is what the PTX memory model and compute-sanitizer's
+//             racecheck both see (one lane's arrive after a __syncwarp is correct in the model but
+//             left 142,336 potential WAR hazards in racecheck's report, session 21).
 //
 // Tile i of the block's sequence lives in slot i mod Stages, on its fill r = i / Stages; phase r of
 // full[s] completes when that fill lands (parity r & 1), phase r of empty[s] when tile i is
@@ -36,6 +40,7 @@ namespace mixlab::cuda::sm90 {
 constexpr int kConsumerWarps = 8;  // two warpgroups: of 64 query rows (forwards), of 64 keys (backwards)
 constexpr int kProducerThread0 = 32 * kConsumerWarps;    // the producer warpgroup comes after them
 constexpr int kProducerThreads = 128;
+constexpr int kConsumerThreads = 32 * kConsumerWarps;
 constexpr int kForwardThreads = kProducerThread0 + kProducerThreads;
 
 // Slot: a struct of 1,024-byte aligned tiles (the swizzle's atom), so that every slot is.
@@ -92,7 +97,7 @@ __device__ void init_stages(TileRing<Stages, Slot>& st) {
 #pragma unroll
   for (int s = 0; s < Stages; ++s) {
     mbarrier_init(&st.full[s], kProducerThreads);
-    mbarrier_init(&st.empty[s], kConsumerWarps);
+    mbarrier_init(&st.empty[s], kConsumerThreads);
   }
   asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
 }
@@ -141,14 +146,12 @@ __device__ __forceinline__ void wait_tile(TileRing<Stages, Slot>& st, int i) {
   fence_shared_to_async();
   __syncwarp();
 }
-// After the wait_group that completed the warpgroup's last product reading tile i.  One arrival
-// per warp, by lane 0: the __syncwarp orders the other lanes' generic reads of the slot (the
-// backward's lse and D) before it, so that the producer's refill cannot overtake them (found by
-// compute-sanitizer racecheck on the H200, session 19).
+// After the wait_group that completed the warpgroup's last product reading tile i: one arrival per
+// consumer thread (release semantics: the thread's reads of the slot happen before the producer's
+// refill, which waits on empty[s]).
 template <int Stages, class Slot>
 __device__ __forceinline__ void release_tile(TileRing<Stages, Slot>& st, int i) {
-  __syncwarp();
-  if (threadIdx.x % 32 == 0) mbarrier_arrive(&st.empty[i % Stages]);
+  mbarrier_arrive(&st.empty[i % Stages]);
 }
 #endif
 
