@@ -1,6 +1,6 @@
 #pragma once
-// SCOUT checkpoint attention, backward, on Hopper's wgmma, head dim d = 64 or 128, bf16: the gradients of
-// checkpoint_forward.h's o given dO, from its lse.  Visible pairs: (t, t) and (t, cS + S − 1) for
+// SCOUT checkpoint attention, backward, on Hopper's wgmma, head dim d = 64 or 128, bf16: the
+// gradients of checkpoint_forward.h's o given dO, from its lse.  Visible pairs: (t, t) and (t, cS + S − 1) for
 // c < ⌊t / S⌋.  Two kernels:
 //   1. a block per 128 checkpoints (every S-th key row, gathered; two consumer warpgroups of 64
 //      and a producer warpgroup) runs key_block_backward.cuh over the query tiles that see them
