@@ -5,7 +5,8 @@
 // needed).  Prints CSV rows
 //   impl,op,N,head_dim,batch_heads,fwd_ms,fwdbwd_ms,fwd_flops,fwdbwd_flops
 // and a matmul-peak row, to stdout and to the file named by the first argument; on a Hopper also
-// `mixlab_sm90` rows (swa and scout; forward at head dim 64 and 128, backward at 64): the wgmma kernels (attention/cuda/sm90).
+// `mixlab_sm90` rows (swa and scout; forward and backward at head dim 64 and 128): the wgmma
+// kernels (attention/cuda/sm90).
 //
 // Timing as the peers' (triton.testing.do_bench): CUDA events around each call, the L2 flushed
 // (a 256 MiB write) before each, the median of the repeats after a warm-up.
@@ -77,21 +78,19 @@ std::pair<double, double> time_attention(const KernelShape& s) {
   return {forward, both};
 }
 
-// The sm90 (wgmma) kernels on one shape, where they run (a Hopper, a build for sm_90a; not yet
-// dispatched), else {-1, -1}: forward (head dim 64 and 128), and forward + backward (head dim 64;
-// -1 at 128: the backwards take 64 only) of the sliding window and of SCOUT.  The backward's time includes what its binding adds around the kernels (D = Σ dO·O, the
+// The sm90 (wgmma) kernels on one shape, where they run (a Hopper, a build for sm_90a), else
+// {-1, -1}: forward and forward + backward (head dim 64 and 128) of the sliding window and of
+// SCOUT.  The backward's time includes what its binding adds around the kernels (D = Σ dO·O, the
 // zeroed float32 dQ accumulator, its scaling to bf16), as the sm_80 path's autograd includes its own.
 std::pair<double, double> time_sm90(const KernelShape& s) {
   if ((s.op != "swa" && s.op != "scout") || (s.head_dim != 64 && s.head_dim != 128) ||
       !mixlab::cuda::sm90_kernels_available())
     return {-1, -1};
-  const bool backward = s.head_dim == 64;
   auto bf16 = torch::TensorOptions().device(torch::kCUDA).dtype(torch::kBFloat16);
   auto q = torch::randn({1, s.batch_heads, s.n, s.head_dim}, bf16), k = torch::randn_like(q), v = torch::randn_like(q),
        dout = torch::randn_like(q);
   if (s.op == "scout") {
     const double forward = median_ms([&] { (void)mixlab::cuda::sm90_checkpoint_forward(q, k, v, s.segment); });
-    if (!backward) return {forward, -1};
     const double both = median_ms([&] {
       auto [o, lse] = mixlab::cuda::sm90_checkpoint_forward(q, k, v, s.segment);
       (void)mixlab::cuda::sm90_checkpoint_backward(q, k, v, o, dout, lse, s.segment);
@@ -99,7 +98,6 @@ std::pair<double, double> time_sm90(const KernelShape& s) {
     return {forward, both};
   }
   const double forward = median_ms([&] { (void)mixlab::cuda::sm90_window_forward(q, k, v, s.window); });
-  if (!backward) return {forward, -1};
   const double both = median_ms([&] {
     auto [o, lse] = mixlab::cuda::sm90_window_forward(q, k, v, s.window);
     (void)mixlab::cuda::sm90_window_backward(q, k, v, o, dout, lse, s.window);
@@ -153,10 +151,10 @@ int time_kernels(const std::vector<KernelShape>& shapes, const std::string& path
     emit("mixlab," + s.op + "," + std::to_string(s.n) + "," + std::to_string(s.head_dim) + "," +
          std::to_string(s.batch_heads) + "," + std::to_string(forward) + "," + std::to_string(both) + "," +
          std::to_string(s.fwd_flops) + "," + std::to_string(s.fwdbwd_flops));
-    if (const auto [f90, b90] = time_sm90(s); f90 >= 0)  // an empty fwdbwd_ms: no sm90 backward
+    if (const auto [f90, b90] = time_sm90(s); f90 >= 0)
       emit("mixlab_sm90," + s.op + "," + std::to_string(s.n) + "," + std::to_string(s.head_dim) + "," +
-           std::to_string(s.batch_heads) + "," + std::to_string(f90) + "," + (b90 >= 0 ? std::to_string(b90) : "") +
-           "," + std::to_string(s.fwd_flops) + "," + std::to_string(s.fwdbwd_flops));
+           std::to_string(s.batch_heads) + "," + std::to_string(f90) + "," + std::to_string(b90) + "," +
+           std::to_string(s.fwd_flops) + "," + std::to_string(s.fwdbwd_flops));
   }
   return 0;
 }

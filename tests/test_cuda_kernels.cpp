@@ -240,7 +240,7 @@ void check_scan(int64_t batch, int64_t channels, int64_t n, torch::ScalarType dt
 }
 
 // MIXLAB_SM90_ATTENTION on a Hopper picks which schemes run the sm90 kernels
-// (attention/cuda/sm90/autograd.cpp; unset: checkpoint only) for bf16 at head dim 64, and the sm_80
+// (attention/cuda/sm90/autograd.cpp; unset: checkpoint only) for bf16 at head dim 64 or 128, and the sm_80
 // ones run the rest: both against the float64 reference, forward and gradients, and the log says
 // which ran.  A value that is not a choice is an error naming the valid ones.
 TEST(CudaKernels, Sm90DispatchMatchesFloat64ReferenceForEachChoice) {
@@ -255,7 +255,7 @@ TEST(CudaKernels, Sm90DispatchMatchesFloat64ReferenceForEachChoice) {
       {"1", true, true}, {nullptr, false, true}, {"window", true, false}, {"none", false, false}};
   const std::vector<std::pair<AttentionCase, bool>> cases = {  // (case, the sm90 kernels take it)
       {{2, 3, 200, 64, 37, torch::kBFloat16}, true}, {{1, 2, 1030, 64, 1000, torch::kBFloat16, "projection"}, true},
-      {{1, 2, 300, 64, 129, torch::kHalf}, false},   {{1, 2, 333, 128, 64, torch::kBFloat16}, false},
+      {{1, 2, 300, 64, 129, torch::kHalf}, false},   {{1, 2, 333, 128, 64, torch::kBFloat16}, true},
   };
   for (const auto& setting : settings) {
     const ScopedSm90Choice chosen(setting.value);

@@ -4,14 +4,15 @@
 //   query t sees itself and the checkpoints j = cS + S − 1 < t,
 //   o_t = Σ_j softmax_j(q_t·k_j / √d) v_j,   lse_t = log Σ_j exp(q_t·k_j / √d),
 // over N not a multiple of the 128-row blocks, S not dividing N, S = 1 (every earlier token: causal),
-// S > N (the token alone), and a block's checkpoints spanning several 64-row tiles; the forward at
-// head dims 64 and 128, the backward at 64.
+// S > N (the token alone), and a block's checkpoints spanning several 64-row tiles; forward and
+// backward at head dims 64 and 128 (other head dims refused).
 // Skipped without a GPU, on a GPU that is not a Hopper, and in a build not for sm_90a.
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include <cmath>
+#include <string>
 #include <tuple>
 #include <vector>
 
@@ -68,27 +69,58 @@ TEST(Sm90CheckpointBackward, MatchesFloat64Autograd) {
   MIXLAB_REQUIRE_GPU();
 #ifdef MIXLAB_WITH_CUDA
   if (!mixlab::cuda::sm90_kernels_available()) GTEST_SKIP() << "skipped: not a Hopper, or not built for sm_90a";
-  for (const auto& [b, h, n, segment] : kShapes) {
-    torch::manual_seed(b * 1000 + n + segment + 1);
-    auto make = [&] { return torch::randn({b, h, n, 64}).to(torch::kBFloat16); };
-    auto q = make(), k = make(), v = make(), dout = make();
-    auto [o, lse] = mixlab::cuda::sm90_checkpoint_forward(q.cuda(), k.cuda(), v.cuda(), segment);
-    auto [dq, dk, dv] = mixlab::cuda::sm90_checkpoint_backward(q.cuda(), k.cuda(), v.cuda(), o, dout.cuda(), lse, segment);
-    std::vector<torch::Tensor> leaves;
-    for (const auto& t : {q, k, v}) leaves.push_back(t.to(torch::kDouble).requires_grad_(true));
-    auto grads = torch::autograd::grad({checkpoint_reference(leaves[0], leaves[1], leaves[2], segment).first},
-                                       {leaves[0], leaves[1], leaves[2]}, {dout.to(torch::kDouble)});
-    const char* names[] = {"dq", "dk", "dv"};
-    const torch::Tensor got[] = {dq, dk, dv};
-    for (int i = 0; i < 3; ++i) {
-      // With S > N no token has a checkpoint: each sees only itself, its softmax is the constant 1
-      // and dq = dk = 0 exactly; then the error is measured against the size of dv.
-      const double want_norm = grads[i].norm().item<double>();
-      const double error = (got[i].cpu().to(torch::kDouble) - grads[i]).norm().item<double>() /
-                           (want_norm > 0 ? want_norm : grads[2].norm().item<double>());
-      // bf16 P and dS in the products, bf16 outputs: a few 2^-8 relative.
-      EXPECT_LT(error, 2e-2) << names[i] << " at B " << b << " H " << h << " N " << n << " S " << segment;
+  for (const int64_t d : {64, 128}) {
+    for (const auto& [b, h, n, segment] : kShapes) {
+      torch::manual_seed(b * 1000 + n + segment + 1 + d);
+      auto make = [&] { return torch::randn({b, h, n, d}).to(torch::kBFloat16); };
+      auto q = make(), k = make(), v = make(), dout = make();
+      auto [o, lse] = mixlab::cuda::sm90_checkpoint_forward(q.cuda(), k.cuda(), v.cuda(), segment);
+      auto [dq, dk, dv] =
+          mixlab::cuda::sm90_checkpoint_backward(q.cuda(), k.cuda(), v.cuda(), o, dout.cuda(), lse, segment);
+      std::vector<torch::Tensor> leaves;
+      for (const auto& t : {q, k, v}) leaves.push_back(t.to(torch::kDouble).requires_grad_(true));
+      auto grads = torch::autograd::grad({checkpoint_reference(leaves[0], leaves[1], leaves[2], segment).first},
+                                         {leaves[0], leaves[1], leaves[2]}, {dout.to(torch::kDouble)});
+      const char* names[] = {"dq", "dk", "dv"};
+      const torch::Tensor got[] = {dq, dk, dv};
+      for (int i = 0; i < 3; ++i) {
+        // With S > N no token has a checkpoint: each sees only itself, its softmax is the constant 1
+        // and dq = dk = 0 exactly; then the error is measured against the size of dv.
+        const double want_norm = grads[i].norm().item<double>();
+        const double error = (got[i].cpu().to(torch::kDouble) - grads[i]).norm().item<double>() /
+                             (want_norm > 0 ? want_norm : grads[2].norm().item<double>());
+        // bf16 P and dS in the products, bf16 outputs: a few 2^-8 relative.
+        EXPECT_LT(error, 2e-2) << names[i] << " at B " << b << " H " << h << " N " << n << " S " << segment
+                               << " d " << d;
+      }
     }
+  }
+#endif
+}
+
+// Forward and backward take d 64 and 128 only: any other is an error that names the file, the head
+// dim and the valid ones (checked before any launch, so on any GPU).
+TEST(Sm90CheckpointBackward, RefusesOtherHeadDims) {
+  MIXLAB_REQUIRE_GPU();
+#ifdef MIXLAB_WITH_CUDA
+  const auto bf16 = torch::TensorOptions().dtype(torch::kBFloat16).device(torch::kCUDA);
+  auto lse = torch::zeros({1, 1, 16}, bf16.dtype(torch::kFloat32));
+  auto expect_refused = [](const char* which, int64_t d, auto call) {
+    try {
+      call();
+      ADD_FAILURE() << which << " took head dim " << d;
+    } catch (const c10::Error& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find("attention/cuda/sm90/binding.cpp"), std::string::npos) << what;
+      EXPECT_NE(what.find("head dim d"), std::string::npos) << what;
+      EXPECT_NE(what.find("[64, 128]"), std::string::npos) << what;
+    }
+  };
+  for (const int64_t d : {32, 96, 256}) {
+    auto q = torch::zeros({1, 1, 16, d}, bf16);
+    expect_refused("sm90_checkpoint_forward", d, [&] { mixlab::cuda::sm90_checkpoint_forward(q, q, q, 4); });
+    expect_refused("sm90_checkpoint_backward", d,
+                   [&] { mixlab::cuda::sm90_checkpoint_backward(q, q, q, q, q, lse, 4); });
   }
 #endif
 }

@@ -2,8 +2,8 @@
 // float64 masked attention written here from its equation, and its float64 autograd:
 //   o_t = Σ_{t−W < j ≤ t} softmax_j(q_t·k_j / √d) v_j,   lse_t = log Σ_{t−W < j ≤ t} exp(q_t·k_j / √d)
 // over shapes that cover N not a multiple of the 64-row tiles, a window that does not divide
-// them, W = 1 (each token alone), W ≥ N (causal), and several sequences and heads; the forward at
-// head dims 64 and 128, the backward at 64.
+// them, W = 1 (each token alone), W ≥ N (causal), and several sequences and heads; forward and
+// backward at head dims 64 and 128 (other head dims refused).
 // Skipped without a GPU, on a GPU that is not a Hopper, and in a build not for sm_90a.
 
 #include <gtest/gtest.h>
@@ -75,35 +75,51 @@ TEST(Sm90WindowBackward, MatchesFloat64Autograd) {
   MIXLAB_REQUIRE_GPU();
 #ifdef MIXLAB_WITH_CUDA
   if (!mixlab::cuda::sm90_kernels_available()) GTEST_SKIP() << "skipped: not a Hopper, or not built for sm_90a";
-  for (const auto& [b, h, n, w] : kShapes) {
-    torch::manual_seed(b * 1000 + n + w + 1);
-    auto make = [&] { return torch::randn({b, h, n, 64}).to(torch::kBFloat16); };
-    auto q = make(), k = make(), v = make(), dout = make();
-    auto [o, lse] = mixlab::cuda::sm90_window_forward(q.cuda(), k.cuda(), v.cuda(), w);
-    auto [dq, dk, dv] = mixlab::cuda::sm90_window_backward(q.cuda(), k.cuda(), v.cuda(), o, dout.cuda(), lse, w);
-    std::vector<torch::Tensor> leaves;
-    for (const auto& t : {q, k, v}) leaves.push_back(t.to(torch::kDouble).requires_grad_(true));
-    auto grads = torch::autograd::grad({window_reference(leaves[0], leaves[1], leaves[2], w).first},
-                                       {leaves[0], leaves[1], leaves[2]}, {dout.to(torch::kDouble)});
-    const std::string where = " at B " + std::to_string(b) + " H " + std::to_string(h) + " N " + std::to_string(n) +
-                              " W " + std::to_string(w);
-    // bf16 P and dS in the products, bf16 outputs: a few 2^-8 relative.
-    EXPECT_LT(relative_error(dq, grads[0], grads[2]), 2e-2) << "dq" << where;
-    EXPECT_LT(relative_error(dk, grads[1], grads[2]), 2e-2) << "dk" << where;
-    EXPECT_LT(relative_error(dv, grads[2], grads[2]), 2e-2) << "dv" << where;
+  for (const int64_t d : {64, 128}) {
+    for (const auto& [b, h, n, w] : kShapes) {
+      torch::manual_seed(b * 1000 + n + w + 1 + d);
+      auto make = [&] { return torch::randn({b, h, n, d}).to(torch::kBFloat16); };
+      auto q = make(), k = make(), v = make(), dout = make();
+      auto [o, lse] = mixlab::cuda::sm90_window_forward(q.cuda(), k.cuda(), v.cuda(), w);
+      auto [dq, dk, dv] = mixlab::cuda::sm90_window_backward(q.cuda(), k.cuda(), v.cuda(), o, dout.cuda(), lse, w);
+      std::vector<torch::Tensor> leaves;
+      for (const auto& t : {q, k, v}) leaves.push_back(t.to(torch::kDouble).requires_grad_(true));
+      auto grads = torch::autograd::grad({window_reference(leaves[0], leaves[1], leaves[2], w).first},
+                                         {leaves[0], leaves[1], leaves[2]}, {dout.to(torch::kDouble)});
+      const std::string where = " at B " + std::to_string(b) + " H " + std::to_string(h) + " N " +
+                                std::to_string(n) + " W " + std::to_string(w) + " d " + std::to_string(d);
+      // bf16 P and dS in the products, bf16 outputs: a few 2^-8 relative.
+      EXPECT_LT(relative_error(dq, grads[0], grads[2]), 2e-2) << "dq" << where;
+      EXPECT_LT(relative_error(dk, grads[1], grads[2]), 2e-2) << "dk" << where;
+      EXPECT_LT(relative_error(dv, grads[2], grads[2]), 2e-2) << "dv" << where;
+    }
   }
 #endif
 }
 
-// The forward takes d 64 and 128, the backward d 64 only.
+// Forward and backward take d 64 and 128 only: any other is an error that names the file, the head
+// dim and the valid ones (checked before any launch, so on any GPU).
 TEST(Sm90WindowForward, RefusesOtherHeadDims) {
   MIXLAB_REQUIRE_GPU();
 #ifdef MIXLAB_WITH_CUDA
   const auto bf16 = torch::TensorOptions().dtype(torch::kBFloat16).device(torch::kCUDA);
-  auto q96 = torch::zeros({1, 1, 16, 96}, bf16), q128 = torch::zeros({1, 1, 16, 128}, bf16);
-  EXPECT_THROW(mixlab::cuda::sm90_window_forward(q96, q96, q96, 4), c10::Error);
   auto lse = torch::zeros({1, 1, 16}, bf16.dtype(torch::kFloat32));
-  EXPECT_THROW(mixlab::cuda::sm90_window_backward(q128, q128, q128, q128, q128, lse, 4), c10::Error);
+  auto expect_refused = [](const char* which, int64_t d, auto call) {
+    try {
+      call();
+      ADD_FAILURE() << which << " took head dim " << d;
+    } catch (const c10::Error& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find("attention/cuda/sm90/binding.cpp"), std::string::npos) << what;
+      EXPECT_NE(what.find("head dim d"), std::string::npos) << what;
+      EXPECT_NE(what.find("[64, 128]"), std::string::npos) << what;
+    }
+  };
+  for (const int64_t d : {32, 96, 256}) {
+    auto q = torch::zeros({1, 1, 16, d}, bf16);
+    expect_refused("sm90_window_forward", d, [&] { mixlab::cuda::sm90_window_forward(q, q, q, 4); });
+    expect_refused("sm90_window_backward", d, [&] { mixlab::cuda::sm90_window_backward(q, q, q, q, q, lse, 4); });
+  }
 #endif
 }
 

@@ -55,22 +55,22 @@ std::pair<torch::Tensor, torch::Tensor> sm90_window_forward(const torch::Tensor&
 // float32.
 std::pair<torch::Tensor, torch::Tensor> sm90_checkpoint_forward(const torch::Tensor& q, const torch::Tensor& k,
                                                                 const torch::Tensor& v, int64_t segment);
-// Its backward (attention/cuda/sm90/checkpoint_backward.h): q, k, v, o, dout [B, H, N, 64] bf16 and
-// the forward's lse [B, H, N] float32 -> dq, dk, dv [B, H, N, 64] bf16.
+// Its backward (attention/cuda/sm90/checkpoint_backward.h): q, k, v, o, dout [B, H, N, d] bf16 (d 64
+// or 128) and the forward's lse [B, H, N] float32 -> dq, dk, dv [B, H, N, d] bf16.
 std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> sm90_checkpoint_backward(
     const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& o,
     const torch::Tensor& dout, const torch::Tensor& lse, int64_t segment);
-// The sliding window's backward (attention/cuda/sm90/window_backward.h): q, k, v, o, dout [B, H, N, 64] bf16 and the
-// forward's lse [B, H, N] float32 -> dq, dk, dv [B, H, N, 64] bf16.
+// The sliding window's backward (attention/cuda/sm90/window_backward.h): q, k, v, o, dout [B, H, N, d] bf16 (d 64
+// or 128) and the forward's lse [B, H, N] float32 -> dq, dk, dv [B, H, N, d] bf16.
 std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> sm90_window_backward(
     const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& o,
     const torch::Tensor& dout, const torch::Tensor& lse, int64_t window);
 
 // The sm90 kernels as differentiable ops (attention/cuda/sm90/autograd.cpp), which
 // sliding_window_attention and checkpoint_attention below run instead of the sm_80 kernels when
-// sm90_attention_wanted(q, scheme): q bf16 with head dim 64 on a Hopper with a build for sm_90a, and
-// the scheme chosen by MIXLAB_SM90_ATTENTION (unset: checkpoint only; none / 0; all / 1; window;
-// checkpoint; anything else is an error).  q, k, v [B, H, N, 64] bf16 -> o [B, H, N, 64] bf16.
+// sm90_attention_wanted(q, scheme): q bf16 with head dim 64 or 128 on a Hopper with a build for
+// sm_90a, and the scheme chosen by MIXLAB_SM90_ATTENTION (unset: checkpoint only; none / 0; all / 1;
+// window; checkpoint; anything else is an error).  q, k, v [B, H, N, d] bf16 -> o [B, H, N, d] bf16.
 enum class Sm90Scheme { window, checkpoint };
 bool sm90_attention_wanted(const torch::Tensor& q, Sm90Scheme scheme);
 torch::Tensor sm90_sliding_window_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,

@@ -2,8 +2,8 @@
 // (attention/cuda/attention_binding.cpp): forward window_forward / checkpoint_forward, backward
 // window_backward / checkpoint_backward, the forward's o and lse saved between them.  Which scheme
 // runs them on a Hopper is MIXLAB_SM90_ATTENTION (sm90_attention_wanted below; docs/gpu.md,
-// "Hopper's own instructions").  Takes what the backwards take: bf16, head dim 64; q, k, v are made
-// contiguous here (the sm90 kernels read [B, H, N, 64] rows 128 bytes apart, where the sm_80
+// "Hopper's own instructions").  Takes what the backwards take: bf16, head dim 64 or 128; q, k, v
+// are made contiguous here (the sm90 kernels read [B, H, N, d] rows 2d bytes apart, where the sm_80
 // kernels read the projection's strided heads in place).
 
 #include <c10/cuda/CUDAGuard.h>
@@ -68,8 +68,8 @@ Sm90Choice sm90_choice() {
 bool sm90_attention_wanted(const torch::Tensor& q, Sm90Scheme scheme) {
   const auto choice = sm90_choice();
   if (!(scheme == Sm90Scheme::window ? choice.window : choice.checkpoint)) return false;
-  return q.is_cuda() && q.scalar_type() == torch::kBFloat16 && q.dim() == 4 && q.size(3) == 64 &&
-         sm90_kernels_available();
+  return q.is_cuda() && q.scalar_type() == torch::kBFloat16 && q.dim() == 4 &&
+         (q.size(3) == 64 || q.size(3) == 128) && sm90_kernels_available();
 }
 
 torch::Tensor sm90_sliding_window_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,

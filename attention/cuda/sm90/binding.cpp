@@ -22,7 +22,9 @@ namespace mixlab::cuda {
 
 namespace {
 
-// head_dims: the head dims the kernels take (the forwards 64 and 128, the backwards 64).
+const std::vector<int64_t> kHeadDims{64, 128};  // what the sm90 kernels take, forwards and backwards
+
+// head_dims: the head dims the kernels take (kHeadDims).
 void check_heads(const std::vector<const torch::Tensor*>& tensors, const torch::Tensor& q, int64_t window,
                  const std::vector<int64_t>& head_dims) {
   for (const auto* t : tensors)
@@ -30,8 +32,8 @@ void check_heads(const std::vector<const torch::Tensor*>& tensors, const torch::
                     std::find(head_dims.begin(), head_dims.end(), t->size(3)) != head_dims.end() &&
                     t->sizes() == q.sizes() && t->device() == q.device(),
                 "attention/cuda/sm90/binding.cpp: q, k, v (o, dout) must be [B, H, N, d] bf16 of one shape on one "
-                "CUDA device with d in ", c10::IntArrayRef(head_dims), ", got ", t->sizes(), " ", t->scalar_type(),
-                " on ", t->device());
+                "CUDA device with the head dim d (size 3) in ", c10::IntArrayRef(head_dims), ", got ", t->sizes(), " ",
+                t->scalar_type(), " on ", t->device());
   TORCH_CHECK(window >= 1, "attention/cuda/sm90/binding.cpp: window or segment size ", window, " (valid: >= 1)");
   TORCH_CHECK(q.size(0) * q.size(1) <= INT_MAX / 2 && q.size(2) <= INT_MAX / 2,
               "attention/cuda/sm90/binding.cpp: too large: ", q.sizes());
@@ -64,7 +66,7 @@ namespace {
 template <class Run>
 std::pair<torch::Tensor, torch::Tensor> forward_entry(const torch::Tensor& q, const torch::Tensor& k,
                                                       const torch::Tensor& v, int64_t window_or_segment, Run run) {
-  check_heads({&q, &k, &v}, q, window_or_segment, {64, 128});
+  check_heads({&q, &k, &v}, q, window_or_segment, kHeadDims);
   const c10::cuda::CUDAGuard guard(q.device());
   auto q_c = q.contiguous(), k_c = k.contiguous(), v_c = v.contiguous();
   auto o = torch::empty_like(q_c);
@@ -76,8 +78,7 @@ std::pair<torch::Tensor, torch::Tensor> forward_entry(const torch::Tensor& q, co
   return {o, lse};
 }
 
-float scale_of(int head_dim) { return static_cast<float>(1.0 / std::sqrt(static_cast<double>(head_dim))); }
-const float kScale = scale_of(64);  // the backwards' (d 64 only)
+float scale_of(int64_t head_dim) { return static_cast<float>(1.0 / std::sqrt(static_cast<double>(head_dim))); }
 
 }  // namespace
 
@@ -110,15 +111,15 @@ std::pair<torch::Tensor, torch::Tensor> sm90_checkpoint_forward(const torch::Ten
 namespace {
 
 // The backwards' common checks and scratch: D_t = Σ_d dO_td O_td [B·H, N] and a zeroed float32 dQ
-// accumulator [B·H, N rounded up to 64, 64].
+// accumulator [B·H, d / 64, N rounded up to 64, 64] (window_backward.h).
 struct BackwardScratch {
   torch::Tensor q, k, v, dout, lse, delta, dq_accumulator;
-  int64_t batch_heads = 0, n = 0, n_padded = 0;
+  int64_t batch_heads = 0, n = 0, n_padded = 0, head_dim = 0;
 };
 BackwardScratch backward_scratch(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                  const torch::Tensor& o, const torch::Tensor& dout, const torch::Tensor& lse,
                                  int64_t window_or_segment) {
-  check_heads({&q, &k, &v, &o, &dout}, q, window_or_segment, {64});
+  check_heads({&q, &k, &v, &o, &dout}, q, window_or_segment, kHeadDims);
   TORCH_CHECK(lse.is_cuda() && lse.scalar_type() == torch::kFloat32 && lse.dim() == 3 && lse.size(0) == q.size(0) &&
                   lse.size(1) == q.size(1) && lse.size(2) == q.size(2),
               "attention/cuda/sm90/binding.cpp: lse must be [B, H, N] float32, got ", lse.sizes(), " ",
@@ -129,9 +130,18 @@ BackwardScratch backward_scratch(const torch::Tensor& q, const torch::Tensor& k,
   s.batch_heads = q.size(0) * q.size(1);
   s.n = q.size(2);
   s.n_padded = (s.n + 63) / 64 * 64;
+  s.head_dim = q.size(3);
   s.delta = (s.dout.to(torch::kFloat32) * o.to(torch::kFloat32)).sum(-1).contiguous();
-  s.dq_accumulator = torch::zeros({s.batch_heads, s.n_padded, 64}, q.options().dtype(torch::kFloat32));
+  s.dq_accumulator =
+      torch::zeros({s.batch_heads, s.head_dim / 64, s.n_padded, 64}, q.options().dtype(torch::kFloat32));
   return s;
+}
+
+// dq = scale · Σ_s dS_ts k_s [B, H, N, d] bf16 from the accumulator [B·H, d / 64, n_padded, 64].
+torch::Tensor dq_from_accumulator(const BackwardScratch& s, float scale) {
+  return (s.dq_accumulator.narrow(2, 0, s.n).permute({0, 2, 1, 3}) * scale)
+      .to(torch::kBFloat16)
+      .reshape(s.q.sizes());
 }
 
 }  // namespace
@@ -150,9 +160,10 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> sm90_checkpoint_backward
   shape.segment = static_cast<int>(std::min<int64_t>(segment, s.n + 1));  // S > N: no checkpoint either way
   shape.checkpoints = shape.n / shape.segment;
   shape.c_padded = (shape.checkpoints + 63) / 64 * 64;
-  shape.scale = kScale;
+  shape.head_dim = static_cast<int>(s.head_dim);
+  shape.scale = scale_of(s.head_dim);
   auto compact = q.options().dtype(torch::kFloat32);
-  auto checkpoint_dk = torch::empty({s.batch_heads, std::max(shape.c_padded, 64), 64}, compact);
+  auto checkpoint_dk = torch::empty({s.batch_heads, std::max(shape.c_padded, 64), s.head_dim}, compact);
   auto checkpoint_dv = torch::empty_like(checkpoint_dk);
   sm90::checkpoint_backward(shape, s.q.data_ptr(), s.k.data_ptr(), s.v.data_ptr(), s.dout.data_ptr(),
                             s.lse.data_ptr<float>(), s.delta.data_ptr<float>(), s.dq_accumulator.data_ptr<float>(),
@@ -173,12 +184,12 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> sm90_window_backward(
   shape.n = static_cast<int>(s.n);
   shape.n_padded = static_cast<int>(s.n_padded);
   shape.window = static_cast<int>(std::min<int64_t>(window, s.n));
-  shape.scale = kScale;
+  shape.head_dim = static_cast<int>(s.head_dim);
+  shape.scale = scale_of(s.head_dim);
   sm90::window_backward(shape, s.q.data_ptr(), s.k.data_ptr(), s.v.data_ptr(), s.dout.data_ptr(),
                         s.lse.data_ptr<float>(), s.delta.data_ptr<float>(), s.dq_accumulator.data_ptr<float>(),
                         dk.data_ptr(), dv.data_ptr(), at::cuda::getCurrentCUDAStream().stream());
-  auto dq = (s.dq_accumulator.narrow(1, 0, s.n) * shape.scale).to(torch::kBFloat16).view(q.sizes());
-  return {dq, dk, dv};
+  return {dq_from_accumulator(s, shape.scale), dk, dv};
 }
 
 }  // namespace mixlab::cuda

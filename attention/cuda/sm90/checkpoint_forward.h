@@ -8,7 +8,7 @@
 // so the products cost the kept pairs (Σ_t ⌊t/S⌋), not N²; a row's own token starts its online
 // softmax (m = q_t·k_t, l = 1, O = v_t) before the first tile.  Block, warpgroups, the producer's
 // ring of stages and the pipelined loop as in window_forward.h (two stages and the producer's spare
-// registers at d 128); the backward (d 64 only): checkpoint_backward.h.
+// registers at d 128); the backward (d 64 and 128): checkpoint_backward.h.
 // The reference is float64 masked attention (tests/test_sm90_checkpoint.cpp).
 
 namespace mixlab::cuda::sm90 {

@@ -1,7 +1,7 @@
 #pragma once
 // The ring of shared-memory stages of the sm90 kernels: `Stages` slots, each one tile's worth of
 // operands (a Slot: the forwards' key and value tiles, KeyValueSlot below; the backwards' query-side
-// tiles, QuerySlot in key_block_backward.cuh), filled by one producer warpgroup with cp.async and
+// tiles, QuerySlot<D> in key_block_backward.cuh), filled by one producer warpgroup with cp.async and
 // read by the consumer warpgroups' wgmma products.  Two mbarriers per slot replace the block-wide
 // __syncthreads of a double buffer:
 //
@@ -64,6 +64,14 @@ struct alignas(1024) KeyValueSlot {
 template <int Stages, int Keys, int D = 64>
 using KeyValueStages = TileRing<Stages, KeyValueSlot<Keys, D>>;
 
+// setmaxnreg's split (producer_gives_registers below): the default, and the rule a split obeys.
+constexpr int kProducerRegisters = 40;
+constexpr int kConsumerRegisters = 232;
+template <int Producer, int Consumer>
+constexpr bool register_split_fits = 128 * Producer + 256 * Consumer <= 65536 && Producer % 8 == 0 &&
+                                     Consumer % 8 == 0 && Producer >= 24 && Consumer <= 256;
+static_assert(register_split_fits<kProducerRegisters, kConsumerRegisters>, "one SM's register file");
+
 #if MIXLAB_SM90A
 __device__ __forceinline__ uint32_t shared_address(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
@@ -119,15 +127,16 @@ __device__ void produce(TileRing<Stages, Slot>& st, int tiles, Load load) {
 
 // Hands registers from the producer warpgroup to the consumers (PTX setmaxnreg, sm_90a): every warp
 // of a warpgroup executes it.  At 384 threads the launch gives each 168 (65,536 / 384, rounded down
-// to 8); 128 · kProducerRegisters + 256 · kConsumerRegisters ≤ 65,536.
-constexpr int kProducerRegisters = 40;
-constexpr int kConsumerRegisters = 232;
-static_assert(128 * kProducerRegisters + 256 * kConsumerRegisters <= 65536, "one SM's register file");
+// to 8); 128 · Producer + 256 · Consumer ≤ 65,536, both multiples of 8.  The default split 40 / 232
+// (the forwards at d 128, the backwards at d 64); the backwards at d 128 take 24 / 240
+// (key_block_backward.cuh).
+template <int Registers = kProducerRegisters>
 __device__ __forceinline__ void producer_gives_registers() {
-  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kProducerRegisters));
+  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(Registers));
 }
+template <int Registers = kConsumerRegisters>
 __device__ __forceinline__ void consumer_takes_registers() {
-  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kConsumerRegisters));
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(Registers));
 }
 
 // Named barrier 1 + wg over the 128 threads of consumer warpgroup wg (0 is __syncthreads'); an

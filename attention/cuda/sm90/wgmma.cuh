@@ -149,16 +149,19 @@ __device__ __forceinline__ void mma_ss(float (&d)[32], uint64_t a, uint64_t b, i
       : "l"(a), "l"(b), "r"(accumulate), "n"(TransposeA), "n"(TransposeB));
 #endif
 }
-// d[64 x 128] (+)= A[64 x 16] · B[16 x 128] from shared memory, both K-major (A: rows m; B: the
-// tile holds Bᵀ, 128 rows n, whose 8-row groups are 1,024 bytes apart as for n64): the scores of
-// a 128-key tile.  Accumulator layout as for n64, n8 blocks j = 0 .. 15 (64 registers).
+// d[64 x 128] (+)= A[64 x 16] · B[16 x 128] from shared memory.  Accumulator layout as for n64, n8
+// blocks j = 0 .. 15 (64 registers).  Both K-major (the default; A: rows m; B: the tile holds Bᵀ,
+// 128 rows n, whose 8-row groups are 1,024 bytes apart as for n64): the scores of a 128-key tile.
+// TransposeB = 1: B MN-major (rows k, two 64-wide column blocks; descriptor_mn_major(tile,
+// block_bytes)): the backward's dK += dSᵀ Q at d 128.  TransposeA as for mma_ss.
+template <int TransposeA = 0, int TransposeB = 0>
 __device__ __forceinline__ void mma_ss_n128(float (&d)[64], uint64_t a, uint64_t b, int accumulate) {
 #if MIXLAB_SM90A
   asm volatile(
       "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " MIXLAB_WGMMA_D64 ", %64, %65, p, 1, 1, 0, 0;\n}\n"
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " MIXLAB_WGMMA_D64 ", %64, %65, p, 1, 1, %67, %68;\n}\n"
       : MIXLAB_WGMMA_D64_OPERANDS(d)
-      : "l"(a), "l"(b), "r"(accumulate));
+      : "l"(a), "l"(b), "r"(accumulate), "n"(TransposeA), "n"(TransposeB));
 #endif
 }
 // The same with A from registers: a[4] is this thread's m64k16 fragment (bf16 pairs).

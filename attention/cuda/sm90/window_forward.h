@@ -11,7 +11,8 @@
 // S of the next tile in flight with P V while the softmax runs (attend_band, online_softmax.cuh).
 // Only the tiles inside a warpgroup's band are multiplied, and only the band's edge tiles are
 // masked.  At d 128 the ring has two stages and the consumers take the producer's spare registers
-// (setmaxnreg).  The backward (d 64 only): window_backward.h.  Not yet: TMA, a persistent grid.  The reference is float64 masked attention (tests/test_sm90_window.cpp).
+// (setmaxnreg).  The backward (d 64 and 128): window_backward.h.  Not yet: TMA, a persistent
+// grid.  The reference is float64 masked attention (tests/test_sm90_window.cpp).
 
 namespace mixlab::cuda::sm90 {
 
