@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "tests/gpu_test.h"
+#include "tests/sm90_head_dims.h"
 #ifdef MIXLAB_WITH_CUDA
 #include "attention/cuda/kernels.h"
 #endif
@@ -104,21 +105,10 @@ TEST(Sm90WindowForward, RefusesOtherHeadDims) {
 #ifdef MIXLAB_WITH_CUDA
   const auto bf16 = torch::TensorOptions().dtype(torch::kBFloat16).device(torch::kCUDA);
   auto lse = torch::zeros({1, 1, 16}, bf16.dtype(torch::kFloat32));
-  auto expect_refused = [](const char* which, int64_t d, auto call) {
-    try {
-      call();
-      ADD_FAILURE() << which << " took head dim " << d;
-    } catch (const c10::Error& e) {
-      const std::string what = e.what();
-      EXPECT_NE(what.find("attention/cuda/sm90/binding.cpp"), std::string::npos) << what;
-      EXPECT_NE(what.find("head dim d"), std::string::npos) << what;
-      EXPECT_NE(what.find("[64, 128]"), std::string::npos) << what;
-    }
-  };
   for (const int64_t d : {32, 96, 256}) {
     auto q = torch::zeros({1, 1, 16, d}, bf16);
-    expect_refused("sm90_window_forward", d, [&] { mixlab::cuda::sm90_window_forward(q, q, q, 4); });
-    expect_refused("sm90_window_backward", d, [&] { mixlab::cuda::sm90_window_backward(q, q, q, q, q, lse, 4); });
+    mixlab::testing::expect_head_dim_refused("sm90_window_forward", d, [&] { mixlab::cuda::sm90_window_forward(q, q, q, 4); });
+    mixlab::testing::expect_head_dim_refused("sm90_window_backward", d, [&] { mixlab::cuda::sm90_window_backward(q, q, q, q, q, lse, 4); });
   }
 #endif
 }
