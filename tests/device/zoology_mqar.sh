@@ -16,6 +16,11 @@
 #     MIXLAB_GPUS       GPUs the workers are spread over, round robin (e.g. 0,1); unset: the
 #                       workers inherit the caller's CUDA_VISIBLE_DEVICES
 #     MIXLAB_DEVICE     cuda (default); cpu to try the script itself on a tiny spec
+#     MIXLAB_RUN_ROOT   where the workers keep the points' run folders (checkpoints, records;
+#                       docs/training.md); default a temporary folder deleted at the end.  A folder
+#                       outside the copied tree (e.g. /tmp/zoology-runs) lets the next call on the
+#                       same, still warm machine resume each point that was in flight from its
+#                       last checkpoint instead of from step 0
 #     MIXLAB_TRAIN_EXECUTION  train.execution for every point (e.g. cuda_graph: each training step
 #                       one CUDA-graph replay; docs/training.md); unset: the spec's.  It is not
 #                       part of a point's id, so a database resumes across a change of it
@@ -45,6 +50,7 @@ EXTRA=()
 mkdir -p "$OUT"
 WORK=$(mktemp -d)
 DB=$WORK/zoology-mqar.db
+RUN_ROOT=${MIXLAB_RUN_ROOT:-$WORK/runs}
 if [[ "${MIXLAB_DB:-}" == *.gz ]]; then gunzip -c "$MIXLAB_DB" >"$DB"
 elif [[ -n "${MIXLAB_DB:-}" ]]; then cp "$MIXLAB_DB" "$DB"; fi
 
@@ -75,7 +81,7 @@ for k in $(seq 1 "$K"); do
   (( ${#gpus[@]} > 0 )) && export CUDA_VISIBLE_DEVICES=${gpus[$(( (k - 1) % ${#gpus[@]} ))]}
   # Two CPU threads each: K workers share the host's cores (data generation, kernel launches).
   OMP_NUM_THREADS=2 timeout -s INT -k 60 "$DEADLINE" \
-    "$MIXLAB" sweep "$SPEC" --device "$DEVICE" --db "$DB" --run-root "$WORK/runs" "${EXTRA[@]}" >"$OUT/worker$k.log" 2>&1 &
+    "$MIXLAB" sweep "$SPEC" --device "$DEVICE" --db "$DB" --run-root "$RUN_ROOT" "${EXTRA[@]}" >"$OUT/worker$k.log" 2>&1 &
   pids+=($!)
   sleep 1  # the first worker creates the database; the others find it
 done
