@@ -12,6 +12,9 @@
 #   trainstep          bench/train_step.sh (training steps, eager / graphs / PyTorch peer)
 #   trainmfu           bench/train_mfu.sh (training tokens/s and MFU of the d_model 768 presets)
 #   breakdown          bench/kernel_breakdown.sh (per-kernel times, mixlab and its peer)
+#   racecheck          compute-sanitizer racecheck (one report per hazard) over the sm90 kernels'
+#                      tests (`Sm90*`) of the build a `suite` made; the summary line printed, the
+#                      log gzipped to $OUT/racecheck.log.gz (session 21: 0 hazards)
 #   scout:SECONDS:WHAT bench/scout_paper.sh on $MIXLAB_SCOUT_DIR (default .devicedeps/scout; WHAT:
 #                      decode,prefill,...), its database gzipped to $OUT/scout-paper.db.gz
 #   anything else      run as a bash command
@@ -41,6 +44,11 @@ for step in "$@"; do
     trainstep) timeout $(($(left) - 30)) bench/train_step.sh "$MIXLAB_GPU_BUILD" "$OUT/ts" 2>&1 | tail -30 ;;
     trainmfu) timeout $(($(left) - 30)) bench/train_mfu.sh "$MIXLAB_GPU_BUILD" "$OUT/mfu" 2>&1 | tail -12 ;;
     breakdown) timeout $(($(left) - 30)) bench/kernel_breakdown.sh "$MIXLAB_GPU_BUILD" "$OUT/breakdown" 2>&1 | tail -40 ;;
+    racecheck)
+      (cd "$MIXLAB_GPU_BUILD" && timeout $(($(left) - 20)) compute-sanitizer --tool racecheck --racecheck-report hazard \
+        ./mixlab_tests --gtest_filter='Sm90*') >"$OUT/racecheck.log" 2>&1
+      grep -E "RACECHECK SUMMARY|PASSED|FAILED" "$OUT/racecheck.log" | head -5
+      gzip -f "$OUT/racecheck.log" ;;
     scout:*)
       IFS=: read -r _ seconds what <<<"$step"
       budget=$(($(left) - 25))
