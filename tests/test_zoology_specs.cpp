@@ -1,7 +1,8 @@
 // experiments/paper/zoology-mqar*.json (Zoology's Figure 2, arXiv 2312.04927): the full grid, the
 // cut one-GPU variant, the core variant and the FLOP-count spec pass `mixlab sweep SPEC --dry-run`;
 // the cut spec keeps the paper's protocol (it cuts only epochs, examples, widths and learning
-// rates), and every point of the core spec is a point of the full grid but for its epochs.
+// rates), every point of the core spec is a point of the full grid but for its epochs, and the
+// short spec is the full grid's points at its two shorter settings, to the letter.
 
 #include "harness/spec.h"
 #include "tests/run_mixlab.h"
@@ -21,7 +22,7 @@ std::string spec_path(const std::string& name) { return std::string(MIXLAB_SOURC
 TEST(ZoologySpecs, EverySpecPassesTheDryRun) {
   const TempDir dir("zoology_specs");
   for (const char* name : {"zoology-mqar.json", "zoology-mqar-cut.json", "zoology-mqar-core.json", "zoology-mqar-flops.json",
-                           "zoology-mqar-dropout-check.json"}) {
+                           "zoology-mqar-dropout-check.json", "zoology-mqar-short.json"}) {
     const auto outcome = testing::run_mixlab(dir.path.string(), "sweep " + spec_path(name) + " --dry-run");
     EXPECT_EQ(outcome.status, 0) << name << ":\n" << outcome.output;
   }
@@ -86,6 +87,17 @@ TEST(ZoologySpecs, TheCoreIsASubsetOfTheFullGridButForItsEpochs) {
     EXPECT_EQ(full_configs.count(as_full.dump()), 1u) << "not a point of the full grid: " << point.label;
   }
   EXPECT_EQ(core_models, full_models) << "every mixer of the full grid is on the core chart";
+}
+
+TEST(ZoologySpecs, TheShortSpecIsTheFullGridAtItsShorterSettings) {
+  const SweepSpec full = load_spec(spec_path("zoology-mqar.json"), "cuda");
+  const SweepSpec short_settings = load_spec(spec_path("zoology-mqar-short.json"), "cuda");
+  std::set<std::string> want, got;
+  for (const auto& point : full.points)
+    if (point.config["train"]["seq_len"].get<int64_t>() <= 128) want.insert(point_id(point.config));
+  for (const auto& point : short_settings.points) got.insert(point_id(point.config));
+  EXPECT_EQ(want.size(), 13u * 2 * 4 * 4);
+  EXPECT_EQ(got, want) << "the same point ids as the full grid's (64, 4) and (128, 8) points";
 }
 
 }  // namespace
