@@ -18,11 +18,9 @@
 #include "harness/device.h"
 
 #include <algorithm>
-#include <cstdlib>
 #include <fstream>
 #include <functional>
 #include <iostream>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -60,32 +58,12 @@ double median_ms(const std::function<void()>& fn, int warmup = 10, int repeats =
   return times[times.size() / 2];
 }
 
-// MIXLAB_SM90_ATTENTION set to `value` while the object lives, then put back as it was: the `mixlab`
-// rows time the sm_80 kernels (on a Hopper the attention ops' dispatch would otherwise send SCOUT's
-// checkpoints, the default, to the sm90 kernels, and the table's sm_80 column would repeat the sm90
-// one, as it did in session 21's first run); the sm90 kernels have their own rows.
-class Sm90DispatchOverride {
- public:
-  explicit Sm90DispatchOverride(const char* value) {
-    if (const char* old = std::getenv(kName)) saved_ = old;
-    setenv(kName, value, 1);
-  }
-  ~Sm90DispatchOverride() {
-    if (saved_) setenv(kName, saved_->c_str(), 1);
-    else unsetenv(kName);
-  }
-  Sm90DispatchOverride(const Sm90DispatchOverride&) = delete;
-  Sm90DispatchOverride& operator=(const Sm90DispatchOverride&) = delete;
-
- private:
-  static constexpr const char* kName = "MIXLAB_SM90_ATTENTION";
-  std::optional<std::string> saved_;
-};
-
 // Forward and forward + backward of attention on one shape by the sm_80 kernels: [1, batch_heads,
-// N, head_dim] bf16.
+// N, head_dim] bf16.  MIXLAB_SM90_ATTENTION=none while it runs: on a Hopper the attention ops'
+// default sends SCOUT's checkpoints to the sm90 kernels, which have their own rows (session 21's
+// first run timed them twice).
 std::pair<double, double> time_attention(const KernelShape& s) {
-  const Sm90DispatchOverride sm80_only("none");
+  const mixlab::cuda::ScopedSm90Choice sm80_only("none");
   auto bf16 = torch::TensorOptions().device(torch::kCUDA).dtype(torch::kBFloat16);
   auto q = torch::randn({1, s.batch_heads, s.n, s.head_dim}, bf16), k = torch::randn_like(q), v = torch::randn_like(q),
        dout = torch::randn_like(q);

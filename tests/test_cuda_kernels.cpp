@@ -126,18 +126,12 @@ void check_attention(const AttentionCase& c, const torch::Tensor& allowed, Kerne
 #endif
 }
 
-// MIXLAB_SM90_ATTENTION set (nullptr: unset) for one scope, also when it throws: on a Hopper the
-// attention ops send the schemes it names to the sm90 kernels (attention/cuda/kernels.h), so the
-// sm_80 kernels' tests below ask for "none" to test those kernels there too.
-struct ScopedSm90Choice {
-  explicit ScopedSm90Choice(const char* value) {
-    if (value)
-      ::setenv("MIXLAB_SM90_ATTENTION", value, 1);
-    else
-      ::unsetenv("MIXLAB_SM90_ATTENTION");
-  }
-  ~ScopedSm90Choice() { ::unsetenv("MIXLAB_SM90_ATTENTION"); }
-};
+// On a Hopper the attention ops send the schemes MIXLAB_SM90_ATTENTION names to the sm90 kernels
+// (attention/cuda/kernels.h), so the sm_80 kernels' tests below ask for "none" (ScopedSm90Choice)
+// to test those kernels there too.
+#ifdef MIXLAB_WITH_CUDA
+using mixlab::cuda::ScopedSm90Choice;
+#endif
 
 TEST(CudaKernels, SlidingWindowMatchesFloat64Reference) {
   MIXLAB_REQUIRE_GPU();

@@ -11,6 +11,9 @@
 
 #include <torch/torch.h>
 
+#include <optional>
+#include <string>
+
 namespace mixlab::cuda {
 
 // Whether the kernels take these inputs (CUDA, one shape, bf16/fp16 once cast to the op's dtype,
@@ -73,6 +76,19 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> sm90_window_backward(
 // window; checkpoint; anything else is an error).  q, k, v [B, H, N, d] bf16 -> o [B, H, N, d] bf16.
 enum class Sm90Scheme { window, checkpoint };
 bool sm90_attention_wanted(const torch::Tensor& q, Sm90Scheme scheme);
+// MIXLAB_SM90_ATTENTION set to `value` (nullptr: unset) for one scope and put back as it was at its
+// end, also when the scope throws: e.g. "none" to run the sm_80 kernels on a Hopper (their tests,
+// kernel_bench's sm_80 rows).
+class ScopedSm90Choice {
+ public:
+  explicit ScopedSm90Choice(const char* value);
+  ~ScopedSm90Choice();
+  ScopedSm90Choice(const ScopedSm90Choice&) = delete;
+  ScopedSm90Choice& operator=(const ScopedSm90Choice&) = delete;
+
+ private:
+  std::optional<std::string> saved_;  // the value before, if it was set
+};
 torch::Tensor sm90_sliding_window_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                             int64_t window);
 torch::Tensor sm90_checkpoint_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,

@@ -65,6 +65,21 @@ Sm90Choice sm90_choice() {
 
 }  // namespace
 
+ScopedSm90Choice::ScopedSm90Choice(const char* value) {
+  if (const char* before = std::getenv("MIXLAB_SM90_ATTENTION")) saved_ = before;
+  if (value)
+    ::setenv("MIXLAB_SM90_ATTENTION", value, 1);
+  else
+    ::unsetenv("MIXLAB_SM90_ATTENTION");
+}
+
+ScopedSm90Choice::~ScopedSm90Choice() {
+  if (saved_)
+    ::setenv("MIXLAB_SM90_ATTENTION", saved_->c_str(), 1);
+  else
+    ::unsetenv("MIXLAB_SM90_ATTENTION");
+}
+
 bool sm90_attention_wanted(const torch::Tensor& q, Sm90Scheme scheme) {
   const auto choice = sm90_choice();
   if (!(scheme == Sm90Scheme::window ? choice.window : choice.checkpoint)) return false;
