@@ -1,7 +1,8 @@
 """Decode peer of `mixlab sweep` decode rows (issue 13): a full-attention preset written as
 gpt-fast writes it (a static KV cache of the longest context, the position a device tensor, the
 step compiled with torch.compile(mode="reduce-overhead", fullgraph=True) so that it replays as a
-CUDA graph), greedy decoding of N tokens from a one-token prompt, bf16, random init.
+CUDA graph), greedy decoding from a one-token prompt, bf16, random init; a second recipe captures the same
+compiled step in one torch.cuda.CUDAGraph by hand (the faster of the two is the peer).
 
     python3 bench/peers/decode_peer.py OUT.csv --preset qwen2-340m --batch 16 --lengths 2048,8192
 
@@ -95,55 +96,97 @@ class Decoder(torch.nn.Module):
         return self.norms[-1](h) @ self.embed.weight.t()
 
 
+def time_steps(step, model, token, pos, steps):
+    """ms per step of `steps` greedy steps from position 0 (caches zeroed first).  The step reads
+    the whole cache whatever the position (gpt-fast's mask over the longest context), so its time
+    does not depend on the position and `steps` of them stand for a generation of any length."""
+    model.k_cache.zero_()
+    model.v_cache.zero_()
+    pos.zero_()
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
+        token = step(token).argmax(-1).clone()  # the step writes its output into a static buffer
+        pos += 1
+    torch.cuda.synchronize()
+    return 1000 * (time.perf_counter() - start) / steps
+
+
+def reduce_overhead_step(model, pos):
+    """gpt-fast's recipe: torch.compile(mode="reduce-overhead", fullgraph=True), whose CUDA-graph
+    trees record and replay the step; each step marked, its output cloned before it is fed back."""
+    compiled = torch.compile(model, mode="reduce-overhead", fullgraph=True)
+
+    def step(token):
+        torch.compiler.cudagraph_mark_step_begin()
+        return compiled(token, pos)
+    return step
+
+
+def captured_step(model, pos, token):
+    """The same compiled step (default mode, fused kernels, no graph trees) captured by hand in one
+    torch.cuda.CUDAGraph over static token / position buffers: what a user does when the graph
+    trees decline to replay."""
+    compiled = torch.compile(model, fullgraph=True)
+    static_token = token.clone()
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            compiled(static_token, pos)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        static_logits = compiled(static_token, pos)
+
+    def step(token):
+        static_token.copy_(token)
+        graph.replay()
+        return static_logits
+    return step
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out")
     parser.add_argument("--preset", default="qwen2-340m")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--lengths", default="2048,8192")
+    parser.add_argument("--steps", type=int, default=256, help="steps timed per length and recipe")
     args = parser.parse_args()
     # The first run stayed at 31.6 ms per step, far from a graph replay: print why a compiled step
     # is not replayed as a CUDA graph ("skipping cudagraphs due to ...") and any recompilation.
     torch._logging.set_logs(perf_hints=True, recompiles=True)
+    # Every capacity is its own static shape, as gpt-fast compiles it (no dynamic-shape kernels).
+    torch._dynamo.config.automatic_dynamic_shapes = False
     preset = json.load(open(os.path.join(PRESETS, args.preset + ".json")))
     bandwidth = copy_bandwidth()
     print(f"copy bandwidth {bandwidth / 1e9:.0f} GB/s", flush=True)
+    recipes = {"torch.compile:reduce-overhead+static-kv": reduce_overhead_step,
+               "torch.compile+cuda-graph+static-kv": None}
     with open(args.out, "w") as out:
         out.write("peer,preset,batch,N,ms_per_step,tokens_per_s,floor_ms,bandwidth_gb_s\n")
         for n in [int(x) for x in args.lengths.split(",")]:
-            torch.manual_seed(0)
-            model = Decoder(preset, args.batch, n).cuda().to(torch.bfloat16).eval()
-            step = torch.compile(model, mode="reduce-overhead", fullgraph=True)
-            token = torch.zeros(args.batch, dtype=torch.long, device="cuda")
-            # The position lives on the device and advances in place (gpt-fast's input_pos): no
-            # host-to-device copy per step.
-            pos = torch.zeros(1, dtype=torch.long, device="cuda")
-            with torch.no_grad():
-                for warm in range(3):  # compile and record the graph (positions 0..2, then reset)
-                    torch.compiler.cudagraph_mark_step_begin()
-                    step(token, pos)
-                    pos += 1
-                print(f"N={n}: compiled and warmed up", flush=True)
-                model.k_cache.zero_()
-                model.v_cache.zero_()
-                pos.zero_()
-                torch.cuda.synchronize()
-                start = time.perf_counter()
-                for _ in range(n):
-                    # gpt-fast: mark each step, and clone what the graph returns before it is fed
-                    # back (a replay overwrites its outputs)
-                    torch.compiler.cudagraph_mark_step_begin()
-                    token = step(token, pos).argmax(-1).clone()
-                    pos += 1
-                torch.cuda.synchronize()
-                seconds = time.perf_counter() - start
-            weights = sum(p.numel() * p.element_size() for p in model.parameters())
-            cache = model.k_cache.numel() * model.k_cache.element_size() * 2
-            row = (f"torch.compile:reduce-overhead+static-kv,{args.preset},{args.batch},{n},{1000 * seconds / n:.4f},"
-                   f"{args.batch * n / seconds:.1f},{1000 * (weights + cache) / bandwidth:.4f},{bandwidth / 1e9:.0f}")
-            common.write_row(out, row)
-            del model, step
-            common.forget_compiled()
+            for name in recipes:
+                torch.manual_seed(0)
+                model = Decoder(preset, args.batch, n).cuda().to(torch.bfloat16).eval()
+                token = torch.zeros(args.batch, dtype=torch.long, device="cuda")
+                # The position lives on the device and advances in place (gpt-fast's input_pos): no
+                # host-to-device copy per step.
+                pos = torch.zeros(1, dtype=torch.long, device="cuda")
+                with torch.no_grad():
+                    step = (reduce_overhead_step(model, pos) if recipes[name] else
+                            captured_step(model, pos, token))
+                    time_steps(step, model, token, pos, 8)  # compile, record, warm up
+                    print(f"N={n} {name}: compiled and warmed up", flush=True)
+                    ms = time_steps(step, model, token, pos, args.steps)
+                weights = sum(p.numel() * p.element_size() for p in model.parameters())
+                cache = model.k_cache.numel() * model.k_cache.element_size() * 2
+                row = (f"{name},{args.preset},{args.batch},{n},{ms:.4f},{1000 * args.batch / ms:.1f},"
+                       f"{1000 * (weights + cache) / bandwidth:.4f},{bandwidth / 1e9:.0f}")
+                common.write_row(out, row)
+                del model, step
+                common.forget_compiled()
 
 
 if __name__ == "__main__":
