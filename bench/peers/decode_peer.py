@@ -1,8 +1,10 @@
 """Decode peer of `mixlab sweep` decode rows (issue 13): a full-attention preset written as
 gpt-fast writes it (a static KV cache of the longest context, the position a device tensor, the
-step compiled with torch.compile(mode="reduce-overhead", fullgraph=True) so that it replays as a
-CUDA graph), greedy decoding from a one-token prompt, bf16, random init; a second recipe captures the same
-compiled step in one torch.cuda.CUDAGraph by hand (the faster of the two is the peer).
+step compiled with torch.compile and replayed as one CUDA graph: captured by hand (default) or by
+mode="reduce-overhead"), greedy decoding from a one-token prompt, bf16, random init.  The step's
+attention over the cache is written several ways (--attention; the fastest is the peer): SDPA's
+default dispatch picks cuDNN for this masked single-query product, which the first valid run
+(2026-12-04) measured at 31 ms per step at 2k, 20x mixlab's.
 
     python3 bench/peers/decode_peer.py OUT.csv --preset qwen2-340m --batch 16 --lengths 2048,8192
 
@@ -17,12 +19,14 @@ device-to-device copy, bytes read + written over time), and per row the bytes a 
 Rows: peer,preset,batch,N,ms_per_step,tokens_per_s,floor_ms,bandwidth_gb_s
 """
 import argparse
+import contextlib
 import json
 import os
 import time
 
 import torch
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 import common
 
@@ -47,8 +51,9 @@ def copy_bandwidth():
 class Decoder(torch.nn.Module):
     """The preset's [attention, mlp] stack with a static KV cache of `capacity` tokens."""
 
-    def __init__(self, preset, batch, capacity):
+    def __init__(self, preset, batch, capacity, attention="matmul"):
         super().__init__()
+        self.attention = attention
         d, self.heads = preset["d_model"], preset["n_heads"]
         self.dh, self.layers = d // self.heads, preset["n_layers"]
         mixers = [sub["mixer"] for sub in preset["pattern"]]
@@ -74,6 +79,16 @@ class Decoder(torch.nn.Module):
         self.register_buffer("v_cache", torch.zeros(shape, dtype=torch.bfloat16))
         self.register_buffer("slots", torch.arange(capacity))
 
+    def attend(self, q, k, v, visible):
+        """q: [B, H, 1, dh]; k, v: [B, H, capacity, dh]; visible: [1, capacity] -> [B, H, 1, dh].
+        "sdpa": F.scaled_dot_product_attention with the mask, under the backends `sdpa_backends`
+        allows; "matmul": softmax(q·kᵀ/√dh, masked) · v written out, which inductor fuses."""
+        if self.attention == "sdpa":
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=visible)
+        scores = (q @ k.transpose(-1, -2)).float() * self.dh ** -0.5  # [B, H, 1, capacity]
+        scores = scores.masked_fill(~visible, float("-inf"))
+        return scores.softmax(-1).to(v.dtype) @ v
+
     @staticmethod
     def rope(x, cos, sin):
         half = x.shape[-1] // 2
@@ -89,7 +104,7 @@ class Decoder(torch.nn.Module):
             q, k = self.rope(q, cos, sin), self.rope(k, cos, sin)
             self.k_cache[i].index_copy_(2, pos, k)
             self.v_cache[i].index_copy_(2, pos, v)
-            out = F.scaled_dot_product_attention(q, self.k_cache[i], self.v_cache[i], attn_mask=visible)
+            out = self.attend(q, self.k_cache[i], self.v_cache[i], visible)
             h = h + self.o[i](out.reshape(b, -1))
             gate, up = self.gate_up[i](self.norms[2 * i + 1](h)).chunk(2, -1)
             h = h + self.down[i](F.silu(gate) * up)
@@ -106,7 +121,7 @@ def time_steps(step, model, token, pos, steps):
     torch.cuda.synchronize()
     start = time.perf_counter()
     for _ in range(steps):
-        token = step(token).argmax(-1).clone()  # the step writes its output into a static buffer
+        token = step(token)  # the greedy next tokens, [B]
         pos += 1
     torch.cuda.synchronize()
     return 1000 * (time.perf_counter() - start) / steps
@@ -119,7 +134,7 @@ def reduce_overhead_step(model, pos):
 
     def step(token):
         torch.compiler.cudagraph_mark_step_begin()
-        return compiled(token, pos)
+        return compiled(token, pos).argmax(-1).clone()  # a replay overwrites what it returned
     return step
 
 
@@ -137,12 +152,12 @@ def captured_step(model, pos, token):
     torch.cuda.current_stream().wait_stream(side)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
-        static_logits = compiled(static_token, pos)
+        next_token = compiled(static_token, pos).argmax(-1)  # the argmax inside the graph too
 
     def step(token):
         static_token.copy_(token)
         graph.replay()
-        return static_logits
+        return next_token
     return step
 
 
@@ -153,6 +168,9 @@ def main():
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--lengths", default="2048,8192")
     parser.add_argument("--steps", type=int, default=256, help="steps timed per length and recipe")
+    parser.add_argument("--recipes", default="cuda-graph", help="cuda-graph and/or reduce-overhead")
+    parser.add_argument("--attention", default="matmul,sdpa-efficient,sdpa-cudnn",
+                        help="the step's attention: matmul, sdpa-efficient, sdpa-math, sdpa-cudnn")
     args = parser.parse_args()
     # The first run stayed at 31.6 ms per step, far from a graph replay: print why a compiled step
     # is not replayed as a CUDA graph ("skipping cudagraphs due to ...") and any recompilation.
@@ -162,31 +180,41 @@ def main():
     preset = json.load(open(os.path.join(PRESETS, args.preset + ".json")))
     bandwidth = copy_bandwidth()
     print(f"copy bandwidth {bandwidth / 1e9:.0f} GB/s", flush=True)
-    recipes = {"torch.compile:reduce-overhead+static-kv": reduce_overhead_step,
-               "torch.compile+cuda-graph+static-kv": None}
+    backends = {"efficient": SDPBackend.EFFICIENT_ATTENTION, "math": SDPBackend.MATH,
+                "cudnn": SDPBackend.CUDNN_ATTENTION}
     with open(args.out, "w") as out:
         out.write("peer,preset,batch,N,ms_per_step,tokens_per_s,floor_ms,bandwidth_gb_s\n")
         for n in [int(x) for x in args.lengths.split(",")]:
-            for name in recipes:
-                torch.manual_seed(0)
-                model = Decoder(preset, args.batch, n).cuda().to(torch.bfloat16).eval()
-                token = torch.zeros(args.batch, dtype=torch.long, device="cuda")
-                # The position lives on the device and advances in place (gpt-fast's input_pos): no
-                # host-to-device copy per step.
-                pos = torch.zeros(1, dtype=torch.long, device="cuda")
-                with torch.no_grad():
-                    step = (reduce_overhead_step(model, pos) if recipes[name] else
-                            captured_step(model, pos, token))
-                    time_steps(step, model, token, pos, 8)  # compile, record, warm up
-                    print(f"N={n} {name}: compiled and warmed up", flush=True)
-                    ms = time_steps(step, model, token, pos, args.steps)
-                weights = sum(p.numel() * p.element_size() for p in model.parameters())
-                cache = model.k_cache.numel() * model.k_cache.element_size() * 2
-                row = (f"{name},{args.preset},{args.batch},{n},{ms:.4f},{1000 * args.batch / ms:.1f},"
-                       f"{1000 * (weights + cache) / bandwidth:.4f},{bandwidth / 1e9:.0f}")
-                common.write_row(out, row)
-                del model, step
-                common.forget_compiled()
+            for recipe in args.recipes.split(","):
+                for attention in args.attention.split(","):
+                    kind, _, backend = attention.partition("-")
+                    # the backend is chosen when the step is traced, inside this context
+                    allowed = sdpa_kernel([backends[backend]]) if backend else contextlib.nullcontext()
+                    torch.manual_seed(0)
+                    model = Decoder(preset, args.batch, n, kind).cuda().to(torch.bfloat16).eval()
+                    token = torch.zeros(args.batch, dtype=torch.long, device="cuda")
+                    # The position lives on the device and advances in place (gpt-fast's input_pos):
+                    # no host-to-device copy per step.
+                    pos = torch.zeros(1, dtype=torch.long, device="cuda")
+                    name = f"torch.compile+{recipe}+static-kv+{attention}"
+                    try:
+                        with torch.no_grad(), allowed:
+                            step = (reduce_overhead_step(model, pos) if recipe == "reduce-overhead" else
+                                    captured_step(model, pos, token))
+                            time_steps(step, model, token, pos, 8)  # compile, record, warm up
+                            print(f"N={n} {name}: compiled and warmed up", flush=True)
+                            ms = time_steps(step, model, token, pos, args.steps)
+                    except Exception as error:  # a backend that refuses the shape or the mask
+                        print(f"N={n} {name}: failed: {str(error)[:300]}", flush=True)
+                        common.forget_compiled()
+                        continue
+                    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+                    cache = model.k_cache.numel() * model.k_cache.element_size() * 2
+                    row = (f"{name},{args.preset},{args.batch},{n},{ms:.4f},{1000 * args.batch / ms:.1f},"
+                           f"{1000 * (weights + cache) / bandwidth:.4f},{bandwidth / 1e9:.0f}")
+                    common.write_row(out, row)
+                    del model, step
+                    common.forget_compiled()
 
 
 if __name__ == "__main__":
