@@ -105,7 +105,10 @@ class TrainingRun {
       }
       const bool evaluate = (config_.eval_every > 0 && step % config_.eval_every == 0) || step == total_steps_;
       const bool checkpoint = (checkpoint_every > 0 && step % checkpoint_every == 0) || step == total_steps_;
-      if (evaluate || checkpoint || step == last_step_) record_queued_step();  // rows up to `step` first
+      if (evaluate || checkpoint || step == last_step_) {
+        record_queued_step(/*always=*/true);  // rows up to `step` first
+        window_open_ = false;                 // the next row's time starts after the evaluation
+      }
       const double accuracy = evaluate && job_.is_main() ? log_evaluations(step) : std::nan("");
       bool stop = config_.stop_at_accuracy > 0 && step < total_steps_ && accuracy >= config_.stop_at_accuracy;
       if (evaluate && config_.stop_at_accuracy > 0 && job_.world_size() > 1)
@@ -192,7 +195,11 @@ class TrainingRun {
   // Queues `step`, then writes the previous step's row: reading that loss waits for the previous
   // step only, so this step's batch was made while the GPU still ran the previous one.
   void optimiser_step(int64_t step) {
-    if (!queued_) window_start_ = clock::now();
+    if (!window_open_) {
+      window_start_ = clock::now();
+      window_first_step_ = step - 1;
+      window_open_ = true;
+    }
     std::vector<data::Batch> micro;
     for (int64_t m = 0; m < config_.grad_accum; ++m) micro.push_back(job_.shard(data_.stream->batch(step, m)));
     auto loss = trainer_.queue(micro, step);
@@ -201,21 +208,29 @@ class TrainingRun {
                                trainer_.why_not_graphed()});
   }
 
-  // Writes the queued step's row (the database, the run folder, the log line).  Its tokens/s
-  // is over the time since the previous row: in a run of queued steps, the rate of the pipeline.
-  void record_queued_step() {
+  // Writes the queued step's row (the database, the run folder, the log line) when `always` or
+  // the step is a multiple of train.curve_every; otherwise its loss is never read (the host does
+  // not wait for the GPU) and no row is written.  A row's tokens/s is over the steps and the time
+  // since the previous row: in a run of queued steps, the rate of the pipeline.  A loss that is
+  // not finite is found at the next row (it stays so: the weights it updated are not finite).
+  void record_queued_step(bool always = false) {
     if (!queued_) return;
     QueuedStep done = std::move(*queued_);
     queued_.reset();
     const int64_t step = done.step;
+    const auto now = clock::now();
+    const double session_seconds = std::chrono::duration<double>(now - session_start_).count();
+    state_ = {step, elapsed_before_ + session_seconds};
+    if (!always && step % config_.curve_every != 0) return;
     const double loss = job_.mean_over_ranks(done.loss.value(), device_);
     if (!std::isfinite(loss))
       throw std::runtime_error("training loss is " + std::to_string(loss) + " at step " + std::to_string(step));
-    const auto now = clock::now();
-    const double step_seconds = std::chrono::duration<double>(now - window_start_).count();
-    window_start_ = now;
-    const double session_seconds = std::chrono::duration<double>(now - session_start_).count();
-    state_ = {step, elapsed_before_ + session_seconds};
+    const auto read = clock::now();  // after the wait for the loss, as before curve_every
+    const double window_seconds = std::chrono::duration<double>(read - window_start_).count();
+    const int64_t window_steps = std::max<int64_t>(step - window_first_step_, 1);
+    window_start_ = read;
+    window_first_step_ = step;
+    state_.elapsed_s = elapsed_before_ + std::chrono::duration<double>(read - session_start_).count();
     const double lr = learning_rate(config_, step, total_steps_);
     folder().set_implementation(done.implementation);
     folder().set_execution(done.execution);
@@ -225,10 +240,11 @@ class TrainingRun {
                 << "\n";
     }
     folder().log_step(step, step * step_tokens(), step * step_flops_, loss, lr,
-                      step_tokens() / std::max(step_seconds, 1e-9), state_.elapsed_s);
+                      window_steps * step_tokens() / std::max(window_seconds, 1e-9), state_.elapsed_s);
     summary_.final_train_loss = loss;
     const bool log_steps = config_.progress || !terminal_;  // train.progress switches the terminal line off
-    if (log_steps && job_.is_main()) log_.step(step, loss, lr, session_seconds, state_.elapsed_s);
+    if (log_steps && job_.is_main())
+      log_.step(step, loss, lr, state_.elapsed_s - elapsed_before_, state_.elapsed_s);
   }
 
   // Records the evaluations at `step`; returns the accuracy on the training task's own held-out
@@ -279,6 +295,8 @@ class TrainingRun {
   std::string reported_why_not_graphed_;
   std::optional<QueuedStep> queued_;  // the step queued last, its row not yet written
   clock::time_point window_start_;    // where the time of the next row written starts
+  int64_t window_first_step_ = 0;     // the step the window starts after
+  bool window_open_ = false;          // false: the next optimiser step starts a new window
   double elapsed_before_ = 0;
 };
 

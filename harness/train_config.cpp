@@ -124,7 +124,10 @@ void check_epochs(const TrainConfig& c, const json& train, const std::string& fi
 
 json training_identity(const json& train) {
   json identity = train;
-  if (identity.is_object()) identity.erase("execution");
+  if (identity.is_object()) {
+    identity.erase("execution");
+    identity.erase("curve_every");
+  }
   return identity;
 }
 
@@ -134,7 +137,7 @@ TrainConfig parse_train_config(const json& train, const std::string& file, const
                          "stop_at_accuracy", "lr",
                          "min_lr", "warmup_steps", "weight_decay", "beta1", "beta2", "eps", "grad_clip", "seed",
                          "eval", "checkpoint_every", "precision", "threads", "progress", "log_every",
-                         "execution"},
+                         "curve_every", "execution"},
                  file, path);
   TrainConfig c;
   c.seq_len = read_int(train, "seq_len", c.seq_len, 2, kHuge, file, path);
@@ -174,6 +177,7 @@ TrainConfig parse_train_config(const json& train, const std::string& file, const
   c.progress = read_bool(train, "progress", true, file, path);
   c.execution = read_choice(train, "execution", c.execution, {"auto", "cuda_graph", "eager"}, file, path);
   c.log_every = read_int(train, "log_every", 0, 0, kHuge, file, path);
+  c.curve_every = read_int(train, "curve_every", 1, 1, kHuge, file, path);
 
   const json data = train.value("data", json::object());
   const std::string data_path = path + ".data";

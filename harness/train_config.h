@@ -62,11 +62,14 @@ struct TrainConfig {
   bool progress = true;            // progress line on a terminal
   std::string execution = "eager"; // auto (CUDA graphs on CUDA, eager on the CPU) | cuda_graph | eager
   int64_t log_every = 0;           // off a terminal: a log line every k steps (0: about 20 per run)
+  int64_t curve_every = 1;         // a train_log row every k optimiser steps (and at every evaluation,
+                                   // checkpoint and the last step); the other steps' losses are not read
 };
 
-// The "train" object without what says how the steps run rather than what they compute
-// (train.execution): a point's id and its run's fingerprint are made from this, so a sweep and a
-// run resume across a switch between eager and graphed steps.
+// The "train" object without what says how the steps run or how densely they are recorded rather
+// than what they compute (train.execution, train.curve_every): a point's id and its run's
+// fingerprint are made from this, so a sweep and a run resume across a switch between eager and
+// graphed steps or a sparser curve.
 nlohmann::json training_identity(const nlohmann::json& train);
 
 // Strict parse of a "train" object; ConfigError names FILE and PATH.key and what is valid.

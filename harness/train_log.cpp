@@ -17,7 +17,7 @@ TrainLog::TrainLog(std::FILE* out, bool terminal, int64_t total_steps, int64_t s
       every_(every > 0 ? every : std::max<int64_t>(1, total_steps / 20)) {}
 
 void TrainLog::resumed(int64_t step, const std::string& file) {
-  first_step_ = step;
+  first_step_ = last_line_step_ = step;
   std::fprintf(out_, "  resumed from step %lld/%lld (%s)\n", static_cast<long long>(step),
                static_cast<long long>(total_steps_), file.c_str());
   std::fflush(out_);
@@ -25,8 +25,12 @@ void TrainLog::resumed(int64_t step, const std::string& file) {
 
 void TrainLog::step(int64_t step, double loss, double lr, double session_seconds, double elapsed_seconds) {
   const bool last = step == total_steps_;
-  if (terminal_ ? !(last || session_seconds - last_draw_ > 0.5) : !(last || step % every_ == 0)) return;
+  // Off a terminal: a line when `step` is the first step seen in a new multiple of every_ (the
+  // multiple itself when every step is recorded; the next recorded one with train.curve_every).
+  const bool crossed = step / every_ > last_line_step_ / every_;
+  if (terminal_ ? !(last || session_seconds - last_draw_ > 0.5) : !(last || crossed)) return;
   last_draw_ = session_seconds;
+  last_line_step_ = step;
   const int64_t done = step - first_step_;
   const double seconds = std::max(session_seconds, 1e-9);
   const double eta = seconds / std::max<int64_t>(done, 1) * static_cast<double>(total_steps_ - step);

@@ -2,7 +2,8 @@
 // What a training run prints while it runs (docs/training.md, "Progress and logs").
 //
 //   on a terminal      one line redrawn in place (\r) at most twice a second
-//   off a terminal     (a Slurm log, a pipe) one line every `every` steps and at the last step:
+//   off a terminal     (a Slurm log, a pipe) one line every `every` steps and at the last step
+//                      (with train.curve_every, at the first recorded step past each multiple):
 //                        train step 120/1000  loss 3.2101  lr 9.80e-04  4521 tok/s  elapsed 0:00:27  ETA 0:03:18
 //                      and one line per evaluation:
 //                        eval  step 120/1000  text/bits_per_byte 3.4120  text/loss 2.3651
@@ -42,6 +43,7 @@ class TrainLog {
   int64_t total_steps_, step_tokens_, every_;
   int64_t first_step_ = 0;   // the step the session started after (the resume point)
   double last_draw_ = -1;    // session seconds of the last terminal redraw
+  int64_t last_line_step_ = 0;  // off a terminal: the step of the last line
   double mfu_per_token_per_s_ = 0;  // 0: no MFU shown
 };
 

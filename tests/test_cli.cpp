@@ -115,6 +115,19 @@ TEST(Cli, TrainLogsStepsEvaluationsAndResumptionOffATerminal) {
       << again.output;
 }
 
+// train.curve_every = 3 records steps 3, 6 and the last: a line every 2 steps becomes a line at
+// the first recorded step past each multiple of 2, and the last.
+TEST(Cli, SparseCurveLogsAtTheFirstRecordedStepPastEachMultiple) {
+  const TempDir dir("cli_sparse_curve");
+  const auto run = run_mixlab(dir.path.string(), "train " + kTinyTrain + "--set train.steps=7 --set train.log_every=2 "
+                                                 "--set train.curve_every=3 --run-root " + dir.file("runs"));
+  ASSERT_EQ(run.status, 0) << run.output;
+  for (const char* line : {"train step 3/7  loss ", "train step 6/7  loss ", "train step 7/7  loss "})
+    EXPECT_NE(run.output.find(line), std::string::npos) << line << "\n" << run.output;
+  for (const char* line : {"train step 2/7", "train step 4/7", "train step 5/7"})
+    EXPECT_EQ(run.output.find(line), std::string::npos) << line << "\n" << run.output;
+}
+
 TEST(Cli, ExportThenInitFromOnTrainAndBench) {
   const TempDir dir("cli_export");
   const auto trained = run_mixlab(dir.path.string(), "train " + kTinyTrain + "--set train.steps=2 --run-root " + dir.file("runs"));

@@ -264,6 +264,40 @@ TEST(Train, TrainLogRowsCarryTheMeasuredPeakAndTheirMfu) {
   EXPECT_EQ(rows, 3);
 }
 
+// train.curve_every = 3 writes the dense run's rows at steps 3, 6, ... and at every evaluation
+// and the last step, with the same losses (the steps in between are computed, not read), trains
+// to the same weights (the same final evaluation, bit for bit), and is not part of the point's id.
+TEST(Train, SparseCurveKeepsTheDenseRunsRowsAtItsStepsAndThePointId) {
+  json point = {{"model", tiny_model()},
+                {"train", {{"data", {{"source", "mqar"}, {"num_kv_pairs", 2}}}, {"seq_len", 16},
+                           {"batch_size", 4}, {"steps", 11}, {"lr", 3e-3}, {"threads", 1},
+                           {"eval", {{"every", 4}, {"examples", 8}}}}}};
+  MemoryRecords dense;
+  run_training(point, scratch("dense").string(), "cpu", dense);
+  ASSERT_EQ(dense.steps.size(), 11u);
+  json sparse_point = point;
+  sparse_point["train"]["curve_every"] = 3;
+  // What a point's id and its run's fingerprint are made from (harness/spec.cpp, harness/train.cpp)
+  EXPECT_EQ(training_identity(point["train"]), training_identity(sparse_point["train"]));
+  json other_lr = point["train"];
+  other_lr["lr"] = 1e-3;
+  EXPECT_NE(training_identity(point["train"]), training_identity(other_lr));
+  MemoryRecords sparse;
+  run_training(sparse_point, scratch("sparse").string(), "cpu", sparse);
+  std::vector<int64_t> steps;
+  for (const auto& row : sparse.steps) steps.push_back(row.step);
+  EXPECT_EQ(steps, (std::vector<int64_t>{3, 4, 6, 8, 9, 11}));  // multiples of 3, evaluations at 4, 8, the last
+  for (const auto& row : sparse.steps) {
+    const auto& twin = dense.steps[static_cast<size_t>(row.step - 1)];
+    EXPECT_EQ(row.loss, twin.loss) << "step " << row.step;
+    EXPECT_EQ(row.tokens, twin.tokens);
+    EXPECT_EQ(row.lr, twin.lr);
+  }
+  EXPECT_EQ(sparse.eval_value(11, "mqar", "accuracy"), dense.eval_value(11, "mqar", "accuracy"));
+  EXPECT_EQ(sparse.eval_value(11, "mqar", "loss"), dense.eval_value(11, "mqar", "loss"));
+  EXPECT_NE(config_error({{"steps", 2}, {"curve_every", 0}}), "accepted");
+}
+
 TEST(Train, CorpusRunReportsConsistentFiguresAndResumesExactly) {
   const auto corpus = tiny_corpus();
   const json point = {{"model", tiny_model()},

@@ -12,7 +12,14 @@
 #                       set, up to 8 epochs: the ordering at the paper's budget per point)
 #     MIXLAB_DEADLINE_S seconds before the workers are interrupted (default 510)
 #     MIXLAB_DB         resume this database instead of a fresh one (e.g. a copy brought back;
-#                       gzipped when it ends in .gz)
+#                       xz- or gzip-compressed when it ends in .xz or .gz; FILE.xz may also be
+#                       the parts FILE.xz.00, FILE.xz.01, ... this script returns when one file
+#                       would be over the limit)
+#     MIXLAB_CURVE_EVERY  train.curve_every for every point (default 25): a train_log row every
+#                       25 optimiser steps and at every evaluation.  Not part of a point's id.
+#                       Why: one row per step made the full grid's database 70 MB for 39 points
+#                       (281,119 rows), over the 16 MiB a device call returns even compressed,
+#                       and session 22's call lost its database that way
 #     MIXLAB_GPUS       GPUs the workers are spread over, round robin (e.g. 0,1); unset: the
 #                       workers inherit the caller's CUDA_VISIBLE_DEVICES
 #     MIXLAB_DEVICE     cuda (default); cpu to try the script itself on a tiny spec
@@ -29,9 +36,10 @@
 #                       their small kernels can share the SMs (docs/results/zoology-mqar/README.md
 #                       measured ~100 steps/s for 12 workers together without it); skipped, with a
 #                       line in summary.txt, where nvidia-cuda-mps-control is missing
-# OUT receives zoology-mqar.db.gz, summary.txt and logs.tgz (the worker logs and gpu.csv, the
+# OUT receives zoology-mqar.db.xz (or its parts zoology-mqar.db.xz.00, .01, ... of 15 MiB each:
+# cat them back into one file), summary.txt and logs.tgz (the worker logs and gpu.csv, the
 # utilisation every 5 s: one archive, so that a device call's few returned files hold the database).
-# Draw the report on the CPU: gunzip -k OUT/zoology-mqar.db.gz, then
+# Draw the report on the CPU: xz -dk OUT/zoology-mqar.db.xz, then
 # mixlab report --db OUT/zoology-mqar.db --best-over train.lr --out R
 set -euo pipefail
 BUILD=${1:?usage: tests/device/zoology_mqar.sh BUILD OUT [K]}
@@ -45,13 +53,18 @@ MIXLAB=$BUILD/mixlab
 # commit written beside the tree (.devicedeps/commit, as scripts/device_call.sh reads it) wins.
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 [[ -z "${MIXLAB_GIT_COMMIT:-}" && -f "$ROOT/.devicedeps/commit" ]] && export MIXLAB_GIT_COMMIT="$(cat "$ROOT/.devicedeps/commit")"
-EXTRA=()
-[[ -n "${MIXLAB_TRAIN_EXECUTION:-}" ]] && EXTRA=(--set "train.execution=$MIXLAB_TRAIN_EXECUTION")
+EXTRA=(--set "train.curve_every=${MIXLAB_CURVE_EVERY:-25}")
+[[ -n "${MIXLAB_TRAIN_EXECUTION:-}" ]] && EXTRA+=(--set "train.execution=$MIXLAB_TRAIN_EXECUTION")
+# xz where the machine has it, else Python's lzma (the same format).
+xz_compress() { if command -v xz >/dev/null; then xz -9 -T0 -c; else python3 -c 'import lzma, sys; sys.stdout.buffer.write(lzma.compress(sys.stdin.buffer.read(), preset=9))'; fi; }
+xz_expand() { if command -v xz >/dev/null; then xz -dc; else python3 -c 'import lzma, sys; sys.stdout.buffer.write(lzma.decompress(sys.stdin.buffer.read()))'; fi; }
 mkdir -p "$OUT"
 WORK=$(mktemp -d)
 DB=$WORK/zoology-mqar.db
 RUN_ROOT=${MIXLAB_RUN_ROOT:-$WORK/runs}
-if [[ "${MIXLAB_DB:-}" == *.gz ]]; then gunzip -c "$MIXLAB_DB" >"$DB"
+if [[ "${MIXLAB_DB:-}" == *.xz && ! -f $MIXLAB_DB && -f $MIXLAB_DB.00 ]]; then cat "$MIXLAB_DB".[0-9][0-9] | xz_expand >"$DB"
+elif [[ "${MIXLAB_DB:-}" == *.xz ]]; then xz_expand <"$MIXLAB_DB" >"$DB"
+elif [[ "${MIXLAB_DB:-}" == *.gz ]]; then gunzip -c "$MIXLAB_DB" >"$DB"
 elif [[ -n "${MIXLAB_DB:-}" ]]; then cp "$MIXLAB_DB" "$DB"; fi
 
 "$MIXLAB" sweep "$SPEC" --dry-run | tail -1 >"$OUT/summary.txt"
@@ -99,9 +112,14 @@ elapsed=$(( $(date +%s) - start ))
 {
   echo "workers: $K, wall: ${elapsed} s, deadline: ${DEADLINE} s"
   if [[ -f "$DB" ]]; then
-    # Gzipped: a device call returns files of at most 16 MiB, and 480 s of 12 workers' train_log
-    # rows made a 20 MB database (session 15's first run of the core spec did not come back).
-    "$MIXLAB" merge "$DB" --out "$WORK/merged.db" >/dev/null && gzip -c "$WORK/merged.db" >"$OUT/zoology-mqar.db.gz"
+    # Compressed, in parts of 15 MiB when over that: a device call returns files of at most 16
+    # MiB (session 15's first run of the core spec and session 22's of the short spec did not
+    # come back).  xz: the full grid's 70 MB database is 10.3 MB, against 16.3 MB gzipped.
+    "$MIXLAB" merge "$DB" --out "$WORK/merged.db" >/dev/null && xz_compress <"$WORK/merged.db" >"$OUT/zoology-mqar.db.xz"
+    if (( $(stat -c %s "$OUT/zoology-mqar.db.xz") > 15 * 1024 * 1024 )); then
+      split -b 15M -d "$OUT/zoology-mqar.db.xz" "$OUT/zoology-mqar.db.xz." && rm "$OUT/zoology-mqar.db.xz"
+      echo "database returned in parts: cat zoology-mqar.db.xz.[0-9][0-9] > zoology-mqar.db.xz"
+    fi
     # The work copy: OUT keeps one file.  Not `| head`: under pipefail its early exit (SIGPIPE)
     # would end the script before the logs are archived.
     "$MIXLAB" show --db "$DB" --summary >"$WORK/show.txt" 2>&1 || true
