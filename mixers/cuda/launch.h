@@ -44,6 +44,19 @@ void selective_scan_backward(const ScanShape& shape, const void* u, const void* 
                              void* ddelta, float* dA, float* dB, float* dC, float* dD, void* dz,
                              float* ddelta_bias, float* workspace, void* stream);
 
+// The second implementation of the same two launchers (selective_scan_v2.cu; MIXLAB_SCAN_KERNEL=v2
+// picks it in scan_binding.cpp): the same inputs, outputs and saved states (so either backward
+// takes either forward's states); no time slices and no workspace (shape.time_splits is ignored:
+// one block walks each sequence's whole length).
+void selective_scan_forward_v2(const ScanShape& shape, const void* u, const void* delta, const float* A,
+                               const void* B_in, const void* C_in, const float* D, const void* z,
+                               const float* delta_bias, void* out, float* states, void* stream);
+void selective_scan_backward_v2(const ScanShape& shape, const void* u, const void* delta, const float* A,
+                                const void* B_in, const void* C_in, const float* D, const void* z,
+                                const float* delta_bias, const float* states, const void* dout, void* du,
+                                void* ddelta, float* dA, float* dB, float* dC, float* dD, void* dz,
+                                float* ddelta_bias, void* stream);
+
 // One decoding step (mixers/cuda/decode_step.cu).  Row strides in elements; every other
 // dimension contiguous.
 //   causal_conv_step: a_t [B, C] (row stride a_row_stride); history [B, C, k-1] updated in place;
