@@ -10,6 +10,8 @@
 #include <c10/cuda/CUDAGuard.h>
 
 #include <cstdlib>
+#include <string>
+#include <tuple>
 
 #include "mixers/cuda/kernels.h"
 #include "core/compat.h"
@@ -49,7 +51,22 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::tensor_list;
 
-// The kernels' shape; time slices only for v1 (v2 walks whole sequences).
+// MIXLAB_SCAN_V2_SPLIT="F,B": v2's threads per channel, forward F (1, 2, 4) and backward B (2, 4),
+// for tuning on a device (selective_scan_v2.cu); unset or empty: v2's defaults.
+std::pair<int, int> v2_split() {
+  const char* flag = std::getenv("MIXLAB_SCAN_V2_SPLIT");
+  if (flag == nullptr || *flag == '\0') return {0, 0};
+  const std::string value(flag);
+  const auto comma = value.find(',');
+  const std::string f = value.substr(0, comma), b = comma == std::string::npos ? "" : value.substr(comma + 1);
+  const bool ok = (f == "1" || f == "2" || f == "4") && (b == "2" || b == "4");
+  TORCH_CHECK(ok, "mixers/cuda/scan_binding.cpp: MIXLAB_SCAN_V2_SPLIT=", value,
+              " is not a choice (valid: unset for the defaults, or F,B with forward F in 1, 2, 4 and backward B "
+              "in 2, 4 threads per channel)");
+  return {std::stoi(f), std::stoi(b)};
+}
+
+// The kernels' shape, with the time slices of the chosen implementation.
 detail::ScanShape make_shape(const torch::Tensor& u, const torch::Tensor& B, ScanKernel kernel) {
   detail::ScanShape sh;
   sh.element = u.scalar_type() == torch::kBFloat16 ? detail::ScanElement::bf16
@@ -59,11 +76,14 @@ detail::ScanShape make_shape(const torch::Tensor& u, const torch::Tensor& B, Sca
   sh.channels = static_cast<int>(u.size(1));
   sh.n = static_cast<int>(u.size(2));
   sh.states = static_cast<int>(B.size(1));
-  sh.time_splits = kernel == ScanKernel::v1 ? detail::selective_scan_time_splits(sh) : 1;
+  sh.time_splits = kernel == ScanKernel::v1 ? detail::selective_scan_time_splits(sh)
+                                             : detail::selective_scan_time_splits_v2(sh);
+  if (kernel == ScanKernel::v2) std::tie(sh.forward_split, sh.backward_split) = v2_split();
   return sh;
 }
 
-// The kernels' scratch for time slices ([B, E, G, n + 1] float32), null when they need none.
+// The kernels' scratch for time slices ([B, E, G, n + 1] float32, one format for v1 and v2), null when
+// they need none.
 torch::Tensor slice_workspace(const detail::ScanShape& sh, const torch::Tensor& like) {
   const auto floats = detail::selective_scan_workspace_floats(sh);
   return floats > 0 ? torch::empty({floats}, like.options().dtype(torch::kFloat)) : torch::Tensor();
@@ -99,13 +119,14 @@ std::pair<torch::Tensor, torch::Tensor> run_forward(const ScanOperands& op, Scan
   auto states = torch::empty({sh.batch, sh.channels, chunks, sh.states}, op.u.options().dtype(torch::kFloat));
   auto out = torch::empty_like(op.u);
   const auto stream = at::cuda::getCurrentCUDAStream().stream();
+  auto workspace = slice_workspace(sh, op.u);
   if (kernel == ScanKernel::v2) {
     detail::selective_scan_forward_v2(sh, op.u.data_ptr(), op.delta.data_ptr(), op.A.data_ptr<float>(),
                                       op.B.data_ptr(), op.C.data_ptr(), op.D.data_ptr<float>(), op.z.data_ptr(),
-                                      ptr_or_null(op.bias), out.data_ptr(), states.data_ptr<float>(), stream);
+                                      ptr_or_null(op.bias), out.data_ptr(), states.data_ptr<float>(),
+                                      data_or_null(workspace), stream);
     return {out, states};
   }
-  auto workspace = slice_workspace(sh, op.u);
   detail::selective_scan_forward(sh, op.u.data_ptr(), op.delta.data_ptr(), op.A.data_ptr<float>(), op.B.data_ptr(),
                                  op.C.data_ptr(), op.D.data_ptr<float>(), op.z.data_ptr(), ptr_or_null(op.bias),
                                  out.data_ptr(), states.data_ptr<float>(), data_or_null(workspace), stream);
@@ -140,16 +161,17 @@ class SelectiveScanFunction : public torch::autograd::Function<SelectiveScanFunc
     auto dA = torch::zeros(A.sizes(), f32), dD = torch::zeros(D.sizes(), f32);
     auto dB = torch::zeros(B.sizes(), f32), dC = torch::zeros(C.sizes(), f32);
     auto dbias = bias.defined() ? torch::zeros(bias.sizes(), f32) : torch::Tensor();
+    auto workspace = slice_workspace(sh, u);
     if (kernel == ScanKernel::v2) {
       detail::selective_scan_backward_v2(
           sh, u.data_ptr(), delta.data_ptr(), A.data_ptr<float>(), B.data_ptr(), C.data_ptr(), D.data_ptr<float>(),
           z.data_ptr(), ptr_or_null(bias), states.data_ptr<float>(), dout.data_ptr(), du.data_ptr(),
           ddelta.data_ptr(), dA.data_ptr<float>(), dB.data_ptr<float>(), dC.data_ptr<float>(), dD.data_ptr<float>(),
-          dz.data_ptr(), bias.defined() ? dbias.data_ptr<float>() : nullptr, at::cuda::getCurrentCUDAStream().stream());
+          dz.data_ptr(), bias.defined() ? dbias.data_ptr<float>() : nullptr, data_or_null(workspace),
+          at::cuda::getCurrentCUDAStream().stream());
       const auto b_dtype = static_cast<c10::ScalarType>(ctx->saved_data["B_dtype"].toInt());
       return {du, ddelta, dA, dB.to(b_dtype), dC.to(b_dtype), dD, dz, dbias};
     }
-    auto workspace = slice_workspace(sh, u);
     detail::selective_scan_backward(sh, u.data_ptr(), delta.data_ptr(), A.data_ptr<float>(), B.data_ptr(),
                                     C.data_ptr(), D.data_ptr<float>(), z.data_ptr(), ptr_or_null(bias),
                                     states.data_ptr<float>(), dout.data_ptr(), du.data_ptr(), ddelta.data_ptr(),

@@ -5,7 +5,9 @@
 //   h_t[j] = exp(Δ_t A[j]) h_{t-1}[j] + Δ_t u_t B_t[j]          j = 0..15
 //   y_t = Σ_j h_t[j] C_t[j] + D u_t,   out_t = y_t · SiLU(z_t)
 //
-// Layout of the work: P threads per channel (P = 1, 2 or 4; kForwardP, kBackwardP below), each
+// Layout of the work: P threads per channel (forward 1, 2 or 4, backward 2 or 4: ScanShape::
+// forward_split and backward_split, MIXLAB_SCAN_V2_SPLIT in scan_binding.cpp; default 2 forward,
+// 4 backward), each
 // holding S = 16/P of its states in registers, so a thread runs S independent recurrences per
 // step and y needs log2(P) shuffles.  A block owns K = 64 channels of one sequence (64·P
 // threads) and walks time in chunks of kL = 32 steps: the chunk's u, Δ, z (and dout) are staged
@@ -31,32 +33,31 @@
 // reduce-scatter of shuffles, over the block's warps by shared-memory atomics, over the grid
 // by float atomics.
 //
-// No time slices: one block walks the whole sequence, so v2 fills the GPU when
-// B·E·P is at least a few warps per SM (batch 8, E = 2048: 8 warps per SM at P = 2); the
-// binding keeps v1 (time slices) the default.
+// Time slices (selective_scan_v2_slices.cuh) only where the blocks over B x E/64 do not cover the
+// SMs once (selective_scan_time_splits_v2): a slice's summary pass costs another 16 exponentials
+// per step, so batch 8, E = 2048 (256 blocks, 8 warps per SM at P = 2) runs unsliced.
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "core/cuda/elements.cuh"
 #include "mixers/cuda/launch.h"
 
-#ifndef MIXLAB_SCAN_V2_FORWARD_P
-#define MIXLAB_SCAN_V2_FORWARD_P 2
-#endif
-#ifndef MIXLAB_SCAN_V2_BACKWARD_P
-#define MIXLAB_SCAN_V2_BACKWARD_P 2
-#endif
-
 namespace mixlab::cuda::detail {
 namespace {
 
-constexpr int kForwardP = MIXLAB_SCAN_V2_FORWARD_P;    // threads per channel, forward
-constexpr int kBackwardP = MIXLAB_SCAN_V2_BACKWARD_P;  // threads per channel, backward
+// Threads per channel P (ScanShape::forward_split, backward_split; 0 picks these): 1, 2 or 4.
+constexpr int kDefaultForwardP = 2;
+constexpr int kDefaultBackwardP = 4;
+// Resident backward blocks per SM the registers must allow (its 68 KB of shared memory allow 3;
+// at 3, P = 2 spills).  batch 8, E = 2048 gives 256 blocks, under 2 per SM anyway.
+constexpr int kBackwardMinBlocks = 2;
 constexpr int kK = 64;                                 // channels per block
 constexpr int kL = 32;                                 // steps per staged chunk
 constexpr int kTP = kL + 1;                            // padded row of a float [K x kL] tile
@@ -135,6 +136,11 @@ __device__ __forceinline__ void load_states(const float* row, int j0, float (&ou
   }
 }
 
+// Row of the time-slice scratch ([B, E, G] rows of 16 states, then [B, E, G] sums of Δ; G = gridDim.z).
+__device__ __forceinline__ size_t slice_row(int b, int e, int slice, int channels) {
+  return (static_cast<size_t>(b) * channels + e) * gridDim.z + slice;
+}
+
 // ------------------------------------------------------------------------------------- forward
 
 // Shared memory of the forward: float [K x kTP] tiles of Δ, u, SiLU(z) and out, and B|C.
@@ -167,11 +173,12 @@ __global__ void __launch_bounds__(Split<P>::kThreads)
     scan_v2_forward_kernel(const T* __restrict__ u, const T* __restrict__ delta, const float* __restrict__ A,
                            const T* __restrict__ Bm, const T* __restrict__ Cm, const float* __restrict__ D,
                            const T* __restrict__ z, const float* __restrict__ delta_bias, T* __restrict__ out,
-                           float* __restrict__ states, int channels, int n) {
+                           float* __restrict__ states, const float* __restrict__ h_in, int channels, int n,
+                           int slice_chunks) {
   constexpr int S = Split<P>::kStates;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   auto& sm = *reinterpret_cast<ForwardTiles*>(smem_raw);
-  const int b = blockIdx.y, e0 = blockIdx.x * kK;
+  const int b = blockIdx.y, e0 = blockIdx.x * kK, slice = blockIdx.z;
   const int c = threadIdx.x / P, q = threadIdx.x % P, e = e0 + c, j0 = q * S;
   const bool valid = e < channels;
   const size_t seq = static_cast<size_t>(b) * channels * n;
@@ -182,15 +189,17 @@ __global__ void __launch_bounds__(Split<P>::kThreads)
   float* my_states =
       states && valid ? states + (static_cast<size_t>(b) * channels + e) * n_saved * kScanStates + j0 : nullptr;
 
+  const int first = slice * slice_chunks, last = min(n_chunks, first + slice_chunks);  // this block's chunks
+  const float* my_h_in = h_in && valid ? h_in + slice_row(b, e, slice, channels) * kScanStates + j0 : nullptr;
   float a2[S], h[S];
 #pragma unroll
   for (int k = 0; k < S; ++k) {
     a2[k] = valid ? A[e * kScanStates + j0 + k] * kLog2e : 0.f;
-    h[k] = 0.f;
+    h[k] = my_h_in ? my_h_in[k] : 0.f;
   }
   const float d_skip = valid ? D[e] : 0.f;
 
-  for (int chunk = 0; chunk < n_chunks; ++chunk) {
+  for (int chunk = first; chunk < last; ++chunk) {
     const int t0 = chunk * kL;
     __syncthreads();  // the previous chunk's tiles are read
     stage_forward(sm, u, delta, z, delta_bias, e0, channels, t0, n);
@@ -233,6 +242,7 @@ __global__ void __launch_bounds__(Split<P>::kThreads)
 }  // namespace mixlab::cuda::detail
 
 #include "mixers/cuda/selective_scan_v2_backward.cuh"
+#include "mixers/cuda/selective_scan_v2_slices.cuh"
 
 namespace mixlab::cuda::detail {
 namespace {
@@ -252,67 +262,159 @@ void check_shape(const ScanShape& sh) {
   if (sh.states != kScanStates)
     throw std::invalid_argument("mixers/cuda/selective_scan_v2: d_state " + std::to_string(sh.states) +
                                 " (the CUDA kernel supports " + std::to_string(kScanStates) + ")");
+  const int f = sh.forward_split, b = sh.backward_split;
+  if ((f != 0 && f != 1 && f != 2 && f != 4) || (b != 0 && b != 2 && b != 4))
+    throw std::invalid_argument("mixers/cuda/selective_scan_v2: " + std::to_string(f) + " forward, " +
+                                std::to_string(b) +
+                                " backward threads per channel (valid: forward 1, 2, 4; backward 2, 4 (at 1 its "
+                                "registers spill); 0 for the default)");
 }
 
-template <class T>
+// fn(std::integral_constant<int, P>) for P = split (0: fallback); ONE: whether P = 1 is compiled.
+template <bool ONE, class Fn>
+void with_split(int split, int fallback, Fn&& fn) {
+  switch (split == 0 ? fallback : split) {
+    case 1:
+      if constexpr (ONE) fn(std::integral_constant<int, 1>{});
+      break;
+    case 2: fn(std::integral_constant<int, 2>{}); break;
+    default: fn(std::integral_constant<int, 4>{}); break;
+  }
+}
+
+// Chunks per slice: the G slices cover N in whole 32-step chunks.
+int slice_chunks(const ScanShape& sh) {
+  const int n_chunks = (sh.n + kL - 1) / kL;
+  return (n_chunks + sh.time_splits - 1) / sh.time_splits;
+}
+
+void check_splits(const ScanShape& sh, const float* workspace) {
+  const int n_chunks = (sh.n + kL - 1) / kL;
+  if (sh.time_splits < 1 || sh.time_splits > n_chunks || (sh.time_splits - 1) * slice_chunks(sh) >= n_chunks)
+    throw std::invalid_argument("mixers/cuda/selective_scan_v2: time_splits " + std::to_string(sh.time_splits) +
+                                " for N = " + std::to_string(sh.n) +
+                                " (use selective_scan_time_splits_v2: every slice must hold a chunk)");
+  if (sh.time_splits > 1 && !workspace)
+    throw std::invalid_argument("mixers/cuda/selective_scan_v2: time_splits > 1 needs a workspace of "
+                                "selective_scan_workspace_floats(shape) floats");
+}
+
+// Steps (1) and (2) of the time slices (selective_scan_v2_slices.cuh): the slices' summaries, then
+// the carry, which leaves each slice's incoming state (or adjoint) in workspace[0, B·E·G·16).
+// w_in: u (forward) or dout (backward); BC: B (forward) or C (backward).
+template <class T, int P, bool BACKWARD>
+void slice_states(const ScanShape& sh, const void* w_in, const void* delta, const void* z, const float* A,
+                  const void* BC, const float* bias, float* workspace, cudaStream_t stream) {
+  float* delta_sum = workspace + static_cast<size_t>(sh.batch) * sh.channels * sh.time_splits * kScanStates;
+  const dim3 grid((sh.channels + kK - 1) / kK, sh.batch, sh.time_splits);
+  auto kernel = slice_summary_kernel<T, P, BACKWARD>;
+  set_smem(kernel, sizeof(SummaryTiles));
+  kernel<<<grid, Split<P>::kThreads, sizeof(SummaryTiles), stream>>>(
+      static_cast<const T*>(w_in), static_cast<const T*>(delta), static_cast<const T*>(z), A,
+      static_cast<const T*>(BC), bias, workspace, delta_sum, sh.channels, sh.n, slice_chunks(sh));
+  check_cuda(cudaGetLastError(), BACKWARD ? "backward summary of time slices" : "forward summary of time slices");
+  const long long threads = static_cast<long long>(sh.batch) * sh.channels * kScanStates;
+  slice_carry_kernel<<<static_cast<unsigned>((threads + 255) / 256), 256, 0, stream>>>(
+      workspace, delta_sum, A, sh.batch, sh.channels, sh.time_splits, BACKWARD);
+  check_cuda(cudaGetLastError(), "carry over time slices");
+}
+
+template <class T, int P>
 void forward_typed(const ScanShape& sh, const void* u, const void* delta, const float* A, const void* B,
                    const void* C, const float* D, const void* z, const float* bias, void* out, float* states,
-                   cudaStream_t stream) {
-  constexpr int P = kForwardP;
-  const dim3 grid((sh.channels + kK - 1) / kK, sh.batch);
+                   float* workspace, cudaStream_t stream) {
+  const float* h_in = nullptr;
+  if (sh.time_splits > 1) {
+    slice_states<T, P, false>(sh, u, delta, z, A, B, bias, workspace, stream);
+    h_in = workspace;
+  }
+  const dim3 grid((sh.channels + kK - 1) / kK, sh.batch, sh.time_splits);
   auto kernel = scan_v2_forward_kernel<T, P>;
   set_smem(kernel, sizeof(ForwardTiles));
   kernel<<<grid, Split<P>::kThreads, sizeof(ForwardTiles), stream>>>(
       static_cast<const T*>(u), static_cast<const T*>(delta), A, static_cast<const T*>(B), static_cast<const T*>(C),
-      D, static_cast<const T*>(z), bias, static_cast<T*>(out), states, sh.channels, sh.n);
+      D, static_cast<const T*>(z), bias, static_cast<T*>(out), states, h_in, sh.channels, sh.n, slice_chunks(sh));
   check_cuda(cudaGetLastError(), "forward");
 }
 
-template <class T>
+template <class T, int P>
 void backward_typed(const ScanShape& sh, const void* u, const void* delta, const float* A, const void* B,
                     const void* C, const float* D, const void* z, const float* bias, const float* states,
                     const void* dout, void* du, void* ddelta, float* dA, float* dB, float* dC, float* dD, void* dz,
-                    float* dbias, cudaStream_t stream) {
-  constexpr int P = kBackwardP;
-  const dim3 grid((sh.channels + kK - 1) / kK, sh.batch);
+                    float* dbias, float* workspace, cudaStream_t stream) {
+  const float* dh_in = nullptr;
+  if (sh.time_splits > 1) {
+    slice_states<T, P, true>(sh, dout, delta, z, A, C, bias, workspace, stream);
+    dh_in = workspace;
+  }
+  const dim3 grid((sh.channels + kK - 1) / kK, sh.batch, sh.time_splits);
   auto kernel = scan_v2_backward_kernel<T, P>;
   set_smem(kernel, sizeof(BackwardTiles));
   kernel<<<grid, Split<P>::kThreads, sizeof(BackwardTiles), stream>>>(
       static_cast<const T*>(u), static_cast<const T*>(delta), A, static_cast<const T*>(B), static_cast<const T*>(C),
       D, static_cast<const T*>(z), bias, states, static_cast<const T*>(dout), static_cast<T*>(du),
-      static_cast<T*>(ddelta), dA, dB, dC, dD, static_cast<T*>(dz), dbias, sh.channels, sh.n);
+      static_cast<T*>(ddelta), dA, dB, dC, dD, static_cast<T*>(dz), dbias, dh_in, sh.channels, sh.n,
+      slice_chunks(sh));
   check_cuda(cudaGetLastError(), "backward");
 }
 
 }  // namespace
 
+int selective_scan_time_splits_v2(const ScanShape& sh) {
+  static const int sms = [] {
+    int device = 0, count = 0;
+    check_cuda(cudaGetDevice(&device), "cudaGetDevice");
+    check_cuda(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device), "reading the SM count");
+    return count;
+  }();
+  const long long blocks = static_cast<long long>((sh.channels + kK - 1) / kK) * sh.batch;
+  if (blocks == 0 || blocks >= sms) return 1;
+  const int wanted = static_cast<int>(std::min<long long>((2LL * sms + blocks - 1) / blocks, sh.n / kScanMinSlice));
+  if (wanted <= 1) return 1;
+  const int n_chunks = (sh.n + kL - 1) / kL, per_slice = (n_chunks + wanted - 1) / wanted;
+  return (n_chunks + per_slice - 1) / per_slice;  // every slice non-empty
+}
+
 void selective_scan_forward_v2(const ScanShape& sh, const void* u, const void* delta, const float* A, const void* B,
                                const void* C, const float* D, const void* z, const float* bias, void* out,
-                               float* states, void* stream_ptr) {
+                               float* states, float* workspace, void* stream_ptr) {
   check_shape(sh);
   if (sh.batch == 0 || sh.channels == 0 || sh.n == 0) return;
+  check_splits(sh, workspace);
   auto stream = static_cast<cudaStream_t>(stream_ptr);
-  switch (sh.element) {
-    case ScanElement::f32: forward_typed<float>(sh, u, delta, A, B, C, D, z, bias, out, states, stream); break;
-    case ScanElement::bf16: forward_typed<__nv_bfloat16>(sh, u, delta, A, B, C, D, z, bias, out, states, stream); break;
-    case ScanElement::fp16: forward_typed<__half>(sh, u, delta, A, B, C, D, z, bias, out, states, stream); break;
-  }
+  with_split<true>(sh.forward_split, kDefaultForwardP, [&](auto split) {
+    constexpr int P = decltype(split)::value;
+    switch (sh.element) {
+      case ScanElement::f32: forward_typed<float, P>(sh, u, delta, A, B, C, D, z, bias, out, states, workspace, stream); break;
+      case ScanElement::bf16:
+        forward_typed<__nv_bfloat16, P>(sh, u, delta, A, B, C, D, z, bias, out, states, workspace, stream);
+        break;
+      case ScanElement::fp16:
+        forward_typed<__half, P>(sh, u, delta, A, B, C, D, z, bias, out, states, workspace, stream);
+        break;
+    }
+  });
 }
 
 void selective_scan_backward_v2(const ScanShape& sh, const void* u, const void* delta, const float* A, const void* B,
                                 const void* C, const float* D, const void* z, const float* bias, const float* states,
                                 const void* dout, void* du, void* ddelta, float* dA, float* dB, float* dC, float* dD,
-                                void* dz, float* dbias, void* stream_ptr) {
+                                void* dz, float* dbias, float* workspace, void* stream_ptr) {
   check_shape(sh);
   if (sh.batch == 0 || sh.channels == 0 || sh.n == 0) return;
+  check_splits(sh, workspace);
   auto stream = static_cast<cudaStream_t>(stream_ptr);
-#define MIXLAB_SCAN_V2_BACKWARD(T) \
-  backward_typed<T>(sh, u, delta, A, B, C, D, z, bias, states, dout, du, ddelta, dA, dB, dC, dD, dz, dbias, stream)
-  switch (sh.element) {
-    case ScanElement::f32: MIXLAB_SCAN_V2_BACKWARD(float); break;
-    case ScanElement::bf16: MIXLAB_SCAN_V2_BACKWARD(__nv_bfloat16); break;
-    case ScanElement::fp16: MIXLAB_SCAN_V2_BACKWARD(__half); break;
-  }
+#define MIXLAB_SCAN_V2_BACKWARD(T)                                                                             \
+  backward_typed<T, P>(sh, u, delta, A, B, C, D, z, bias, states, dout, du, ddelta, dA, dB, dC, dD, dz, dbias, \
+                       workspace, stream)
+  with_split<false>(sh.backward_split, kDefaultBackwardP, [&](auto split) {
+    constexpr int P = decltype(split)::value;
+    switch (sh.element) {
+      case ScanElement::f32: MIXLAB_SCAN_V2_BACKWARD(float); break;
+      case ScanElement::bf16: MIXLAB_SCAN_V2_BACKWARD(__nv_bfloat16); break;
+      case ScanElement::fp16: MIXLAB_SCAN_V2_BACKWARD(__half); break;
+    }
+  });
 #undef MIXLAB_SCAN_V2_BACKWARD
 }
 

@@ -123,6 +123,7 @@ __device__ __forceinline__ void backward_block(BackwardTiles& sm, const float* m
       h0[0] = s4.x, h0[1] = s4.y, h0[2] = s4.z, h0[3] = s4.w;
     }
     backward_block_pass<P, pp>(sm, h0, a2, dh, da, c, q, tb);
+    __syncwarp();  // keeps the passes apart in the schedule (interleaved, their registers add up)
   };
   (pass(std::integral_constant<int, p>{}), ...);
 }
@@ -163,50 +164,52 @@ __device__ __forceinline__ void unstage_backward(BackwardTiles& sm, const float*
 // u, delta, z, dout, du, ddelta, dz: this sequence's [E, N];  Bm, Cm, dB, dC: its [16, N];
 // states: [B, E, ceil(N/16), 16] from the forward;  dA [E, 16], dD, ddelta_bias [E] (+=).
 template <class T, int P>
-__global__ void __launch_bounds__(Split<P>::kThreads)
+__global__ void __launch_bounds__(Split<P>::kThreads, kBackwardMinBlocks)
     scan_v2_backward_kernel(const T* __restrict__ u, const T* __restrict__ delta, const float* __restrict__ A,
                             const T* __restrict__ Bm, const T* __restrict__ Cm, const float* __restrict__ D,
                             const T* __restrict__ z, const float* __restrict__ delta_bias,
                             const float* __restrict__ states, const T* __restrict__ dout, T* __restrict__ du,
                             T* __restrict__ ddelta, float* __restrict__ dA, float* __restrict__ dB,
                             float* __restrict__ dC, float* __restrict__ dD, T* __restrict__ dz,
-                            float* __restrict__ ddelta_bias, int channels, int n) {
+                            float* __restrict__ ddelta_bias, const float* __restrict__ dh_in, int channels, int n,
+                            int slice_chunks) {
   constexpr int S = Split<P>::kStates;
   static_assert(S % kGroup == 0, "whole passes of 4 states");
   extern __shared__ __align__(16) unsigned char smem_raw[];
   auto& sm = *reinterpret_cast<BackwardTiles*>(smem_raw);
-  const int b = blockIdx.y, e0 = blockIdx.x * kK;
+  const int b = blockIdx.y, e0 = blockIdx.x * kK, slice = blockIdx.z;
   const int c = threadIdx.x / P, q = threadIdx.x % P, e = e0 + c, j0 = q * S;
   const bool valid = e < channels;
-  const size_t seq = static_cast<size_t>(b) * channels * n;
-  u += seq; delta += seq; z += seq; dout += seq; du += seq; ddelta += seq; dz += seq;
-  const size_t bc_off = static_cast<size_t>(b) * kScanStates * n;
-  Bm += bc_off; Cm += bc_off; dB += bc_off; dC += bc_off;
+  // This sequence's rows; the pointers are offset where used (kernel parameters stay in the
+  // constant bank instead of taking registers through the loop).
+  const size_t seq = static_cast<size_t>(b) * channels * n, bc_off = static_cast<size_t>(b) * kScanStates * n;
   const int n_chunks = (n + kL - 1) / kL, n_saved = (n + kSave - 1) / kSave;
   const float* my_states =
       valid ? states + (static_cast<size_t>(b) * channels + e) * n_saved * kScanStates + j0 : nullptr;
 
-  float a2[S], dh[S], da[S];
+  const int first = slice * slice_chunks, last = min(n_chunks, first + slice_chunks);  // this block's chunks
+  const float* my_dh_in = dh_in && valid ? dh_in + slice_row(b, e, slice, channels) * kScanStates + j0 : nullptr;
+  float a2[S], dh[S], da[S];  // dh: the adjoint λ entering the step about to be walked (from later steps)
 #pragma unroll
   for (int k = 0; k < S; ++k) {
     a2[k] = valid ? A[e * kScanStates + j0 + k] * kLog2e : 0.f;
-    dh[k] = 0.f;
+    dh[k] = my_dh_in ? my_dh_in[k] : 0.f;
     da[k] = 0.f;
   }
   for (int i = threadIdx.x; i < kK; i += blockDim.x) sm.d_skip[i] = 0.f, sm.d_bias[i] = 0.f;
 
-  for (int chunk = n_chunks - 1; chunk >= 0; --chunk) {
+  for (int chunk = last - 1; chunk >= first; --chunk) {
     const int t0 = chunk * kL;
     __syncthreads();  // the previous chunk's tiles are read (and d_skip, d_bias zeroed)
-    stage_backward(sm, u, delta, z, dout, delta_bias, e0, channels, t0, n);
-    stage_bc(sm.bc, Bm, Cm, t0, n);
+    stage_backward(sm, u + seq, delta + seq, z + seq, dout + seq, delta_bias, e0, channels, t0, n);
+    stage_bc(sm.bc, Bm + bc_off, Cm + bc_off, t0, n);
     __syncthreads();
 #pragma unroll 1
     for (int sub = kL / kSave - 1; sub >= 0; --sub)
       backward_block<P>(sm, my_states, (t0 + sub * kSave) / kSave, a2, dh, da, c, q, sub * kSave,
                         std::make_integer_sequence<int, S / kGroup>{});
     __syncthreads();
-    unstage_backward(sm, D, du, ddelta, dz, dB, dC, e0, channels, t0, n);
+    unstage_backward(sm, D, du + seq, ddelta + seq, dz + seq, dB + bc_off, dC + bc_off, e0, channels, t0, n);
   }
   __syncthreads();
   if (valid) {
