@@ -139,6 +139,20 @@ def main():
                 line += f" {ms_fmt(v_f)} | {ms_fmt(v_b)} | {v_ratio} | {x_fmt(v_b, m_b)} |"
             print(line)
         print()
+        # v2 at other threads per channel (mixlab_scan_v2_f<F>b<B>: MIXLAB_SCAN_V2_SPLIT=F,B).
+        variants = sorted({r["impl"] for r in rows if r["impl"].startswith("mixlab_scan_v2_") and r["op"] == op})
+        if variants:
+            print(f"v2 threads per channel (forward F, backward B), {op}: fwd / fwd+bwd ms\n")
+            print("| N | v2 default (f2b4) | " + " | ".join(v[len("mixlab_scan_v2_"):] for v in variants) + " |")
+            print("|---|---|" + "---|" * len(variants))
+            for r in scan_rows:
+                n, hd = r["N"], r["head_dim"]
+                cells = []
+                for impl in ["mixlab_scan_v2"] + variants:
+                    v = get.get((impl, op, n, hd), {})
+                    cells.append(f"{ms_fmt(num(v.get('fwd_ms')))} / {ms_fmt(num(v.get('fwdbwd_ms')))}")
+                print(f"| {n} | " + " | ".join(cells) + " |")
+            print()
 
 if __name__ == "__main__":
     main()

@@ -29,17 +29,21 @@ torch::Tensor selective_scan(const torch::Tensor& u, const torch::Tensor& delta,
 // valid values.  selective_scan_with_final_state and selective_state_update always run v1.
 enum class ScanKernel { v1, v2 };
 ScanKernel scan_kernel_choice();
-// MIXLAB_SCAN_KERNEL set to `value` (nullptr: unset) for one scope and put back as it was at its
-// end, also when the scope throws (the tests and kernel_bench run both kernels this way).
+// MIXLAB_SCAN_V2_SPLIT="F,B" (v2 only, for tuning): threads per channel of v2's forward (1, 2, 4)
+// and backward (2, 4); unset: v2's defaults (2 and 4).  Anything else is an error.
+//
+// MIXLAB_SCAN_KERNEL set to `kernel` and MIXLAB_SCAN_V2_SPLIT to `v2_split` (nullptr: unset) for
+// one scope and put back as they were at its end, also when the scope throws (the tests and
+// kernel_bench run both kernels this way).
 class ScopedScanKernel {
  public:
-  explicit ScopedScanKernel(const char* value);
+  explicit ScopedScanKernel(const char* kernel, const char* v2_split = nullptr);
   ~ScopedScanKernel();
   ScopedScanKernel(const ScopedScanKernel&) = delete;
   ScopedScanKernel& operator=(const ScopedScanKernel&) = delete;
 
  private:
-  std::optional<std::string> saved_;  // the value before, if it was set
+  std::optional<std::string> saved_kernel_, saved_split_;  // the values before, where set
 };
 // The same forward without gradients, and the state after its last step: {out, h_{N-1}} with
 // h_{N-1}: [B, E, n] float32, the kernel's last saved state (it holds h still past the end).  For

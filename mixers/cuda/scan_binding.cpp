@@ -31,19 +31,26 @@ ScanKernel scan_kernel_choice() {
   return ScanKernel::v1;
 }
 
-ScopedScanKernel::ScopedScanKernel(const char* value) {
-  if (const char* before = std::getenv("MIXLAB_SCAN_KERNEL")) saved_ = before;
+namespace {
+// Sets (or, for nullptr, unsets) an environment variable; returns its value before.
+std::optional<std::string> exchange_env(const char* name, const char* value) {
+  std::optional<std::string> before;
+  if (const char* now = std::getenv(name)) before = now;
   if (value)
-    ::setenv("MIXLAB_SCAN_KERNEL", value, 1);
+    ::setenv(name, value, 1);
   else
-    ::unsetenv("MIXLAB_SCAN_KERNEL");
+    ::unsetenv(name);
+  return before;
 }
+}  // namespace
+
+ScopedScanKernel::ScopedScanKernel(const char* kernel, const char* v2_split)
+    : saved_kernel_(exchange_env("MIXLAB_SCAN_KERNEL", kernel)),
+      saved_split_(exchange_env("MIXLAB_SCAN_V2_SPLIT", v2_split)) {}
 
 ScopedScanKernel::~ScopedScanKernel() {
-  if (saved_)
-    ::setenv("MIXLAB_SCAN_KERNEL", saved_->c_str(), 1);
-  else
-    ::unsetenv("MIXLAB_SCAN_KERNEL");
+  exchange_env("MIXLAB_SCAN_KERNEL", saved_kernel_ ? saved_kernel_->c_str() : nullptr);
+  exchange_env("MIXLAB_SCAN_V2_SPLIT", saved_split_ ? saved_split_->c_str() : nullptr);
 }
 
 namespace {
