@@ -58,6 +58,7 @@ constexpr int kDefaultBackwardP = 4;
 // Resident backward blocks per SM the registers must allow (its 68 KB of shared memory allow 3;
 // at 3, P = 2 spills).  batch 8, E = 2048 gives 256 blocks, under 2 per SM anyway.
 constexpr int kBackwardMinBlocks = 2;
+constexpr int kForwardMinBlocks = 4;  // of 38 KB shared memory each (5 fit)
 constexpr int kK = 64;                                 // channels per block
 constexpr int kL = 32;                                 // steps per staged chunk
 constexpr int kTP = kL + 1;                            // padded row of a float [K x kL] tile
@@ -112,9 +113,9 @@ __device__ __forceinline__ bool channel_sum8_writer(int lane) {
 // The chunk's B_t and C_t as floats, step-major: bc[t·kBC + j] = B[j, t0 + t], bc[t·kBC + 16 + j] =
 // C[j, t0 + t] (0 past N).  Bm, Cm: this sequence's [16, N].  A thread takes one step and 8
 // values (loads coalesced along t; its two float4 stores hit distinct banks across the warp).
-template <class T>
+template <int THREADS, class T>
 __device__ __forceinline__ void stage_bc(float* bc, const T* Bm, const T* Cm, int t0, int n) {
-  for (int i = threadIdx.x; i < kL * 4; i += blockDim.x) {
+  for (int i = threadIdx.x; i < kL * 4; i += THREADS) {
     const int t = i % kL, g = i / kL, tt = t0 + t;
     const T* src = (g < 2 ? Bm : Cm) + static_cast<size_t>((g % 2) * 8) * n + tt;
     float v[8];
@@ -151,10 +152,11 @@ struct ForwardTiles {
 
 // Stage steps [t0, t0 + kL) of channels [e0, e0 + K):  dt = softplus(δ + b_δ), x = u,
 // gate = z σ(z); zeros outside the channels and past N (Δ = 0 makes a padded step a no-op).
-template <class T>
+template <int THREADS, class T>
 __device__ __forceinline__ void stage_forward(ForwardTiles& sm, const T* u, const T* delta, const T* z,
                                               const float* bias, int e0, int channels, int t0, int n) {
-  for (int i = threadIdx.x; i < kK * kL; i += blockDim.x) {
+#pragma unroll 4
+  for (int i = threadIdx.x; i < kK * kL; i += THREADS) {
     const int r = i / kL, t = i % kL, e = e0 + r, tt = t0 + t;
     const bool ok = e < channels && tt < n;
     const size_t at = static_cast<size_t>(e) * n + tt;
@@ -169,7 +171,7 @@ __device__ __forceinline__ void stage_forward(ForwardTiles& sm, const T* u, cons
 // Per step, thread (channel c, part q) with states j = q·S + k:
 //   h[k] <- exp2(Δ A[j] log2 e) h[k] + Δ u B_t[j];   out = (Σ_lanes Σ_k h[k] C_t[j] + D u) · gate
 template <class T, int P>
-__global__ void __launch_bounds__(Split<P>::kThreads)
+__global__ void __launch_bounds__(Split<P>::kThreads, kForwardMinBlocks)
     scan_v2_forward_kernel(const T* __restrict__ u, const T* __restrict__ delta, const float* __restrict__ A,
                            const T* __restrict__ Bm, const T* __restrict__ Cm, const float* __restrict__ D,
                            const T* __restrict__ z, const float* __restrict__ delta_bias, T* __restrict__ out,
@@ -202,8 +204,8 @@ __global__ void __launch_bounds__(Split<P>::kThreads)
   for (int chunk = first; chunk < last; ++chunk) {
     const int t0 = chunk * kL;
     __syncthreads();  // the previous chunk's tiles are read
-    stage_forward(sm, u, delta, z, delta_bias, e0, channels, t0, n);
-    stage_bc(sm.bc, Bm, Cm, t0, n);
+    stage_forward<Split<P>::kThreads>(sm, u, delta, z, delta_bias, e0, channels, t0, n);
+    stage_bc<Split<P>::kThreads>(sm.bc, Bm, Cm, t0, n);
     __syncthreads();
 #pragma unroll 1
     for (int sub = 0; sub < kL / kSave; ++sub) {
@@ -231,7 +233,8 @@ __global__ void __launch_bounds__(Split<P>::kThreads)
       }
     }
     __syncthreads();
-    for (int i = threadIdx.x; i < kK * kL; i += blockDim.x) {
+#pragma unroll 4
+    for (int i = threadIdx.x; i < kK * kL; i += Split<P>::kThreads) {
       const int r = i / kL, t = i % kL, tt = t0 + t;
       if (e0 + r < channels && tt < n) store_f(out + static_cast<size_t>(e0 + r) * n + tt, sm.out[r * kTP + t]);
     }

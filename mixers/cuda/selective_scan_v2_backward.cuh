@@ -22,11 +22,12 @@ struct BackwardTiles {
 // Stage steps [t0, t0 + kL) of channels [e0, e0 + K) (zeros outside; Δ = 0 and dy = 0 make a
 // padded step a no-op for the adjoint) and zero the dB|dC tile:
 //   dt = softplus(δ + b_δ), x = u, dy = dout z σ(z), zf = dout σ(z)(1 + z(1 - σ(z))).
-template <class T>
+template <int THREADS, class T>
 __device__ __forceinline__ void stage_backward(BackwardTiles& sm, const T* u, const T* delta, const T* z,
                                                const T* dout, const float* bias, int e0, int channels, int t0,
                                                int n) {
-  for (int i = threadIdx.x; i < kK * kL; i += blockDim.x) {
+#pragma unroll 4
+  for (int i = threadIdx.x; i < kK * kL; i += THREADS) {
     const int r = i / kL, t = i % kL, e = e0 + r, tt = t0 + t;
     const bool ok = e < channels && tt < n;
     const size_t at = static_cast<size_t>(e) * n + tt;
@@ -36,7 +37,7 @@ __device__ __forceinline__ void stage_backward(BackwardTiles& sm, const T* u, co
     sm.dy[r * kTP + t] = go * zz * sz;
     sm.zf[r * kTP + t] = go * sz * (1.f + zz * (1.f - sz));
   }
-  for (int i = threadIdx.x; i < kL * kRedP; i += blockDim.x) sm.red[i] = 0.f;
+  for (int i = threadIdx.x; i < kL * kRedP; i += THREADS) sm.red[i] = 0.f;
 }
 
 // One pass of thread (channel c, part q) over one 16-step block [tb, tb + 16) of the chunk for its
@@ -131,10 +132,11 @@ __device__ __forceinline__ void backward_block(BackwardTiles& sm, const float* m
 // After a chunk's passes: du, dδ, dz of its steps (coalesced along t: a warp takes one row), the
 // per-channel sums of dD = Σ dy u and db_δ = Σ dδ, and the chunk's dB, dC into the grid's sums.
 //   du = Δ lb + dy D;  dΔ = ln2·ga + u lb;  dδ = dΔ (1 - e^{-Δ});  dz = zf (yc + D u)
-template <class T>
+template <int THREADS, class T>
 __device__ __forceinline__ void unstage_backward(BackwardTiles& sm, const float* D, T* du, T* ddelta, T* dz,
                                                  float* dB, float* dC, int e0, int channels, int t0, int n) {
-  for (int i = threadIdx.x; i < kK * kL; i += blockDim.x) {  // kL = 32: row r is one warp's
+#pragma unroll 2
+  for (int i = threadIdx.x; i < kK * kL; i += THREADS) {  // kL = 32: row r is one warp's
     const int r = i / kL, t = i % kL, e = e0 + r, tt = t0 + t, at = r * kTP + t;
     const bool ok = e < channels && tt < n;
     const float d = e < channels ? D[e] : 0.f, dt = sm.dt[at], x = sm.x[at], dy = sm.dy[at], lb = sm.lb[at];
@@ -153,7 +155,8 @@ __device__ __forceinline__ void unstage_backward(BackwardTiles& sm, const float*
     }
     if ((threadIdx.x & 31) == 0) sm.d_skip[r] += dd, sm.d_bias[r] += db;  // one warp per row and chunk
   }
-  for (int i = threadIdx.x; i < 2 * kScanStates * kL; i += blockDim.x) {
+#pragma unroll 4
+  for (int i = threadIdx.x; i < 2 * kScanStates * kL; i += THREADS) {
     const int slot = i / kL, t = i % kL, tt = t0 + t;
     if (tt < n)
       atomicAdd((slot < kScanStates ? dB : dC) + static_cast<size_t>(slot % kScanStates) * n + tt,
@@ -196,27 +199,27 @@ __global__ void __launch_bounds__(Split<P>::kThreads, kBackwardMinBlocks)
     dh[k] = my_dh_in ? my_dh_in[k] : 0.f;
     da[k] = 0.f;
   }
-  for (int i = threadIdx.x; i < kK; i += blockDim.x) sm.d_skip[i] = 0.f, sm.d_bias[i] = 0.f;
+  for (int i = threadIdx.x; i < kK; i += Split<P>::kThreads) sm.d_skip[i] = 0.f, sm.d_bias[i] = 0.f;
 
   for (int chunk = last - 1; chunk >= first; --chunk) {
     const int t0 = chunk * kL;
     __syncthreads();  // the previous chunk's tiles are read (and d_skip, d_bias zeroed)
-    stage_backward(sm, u + seq, delta + seq, z + seq, dout + seq, delta_bias, e0, channels, t0, n);
-    stage_bc(sm.bc, Bm + bc_off, Cm + bc_off, t0, n);
+    stage_backward<Split<P>::kThreads>(sm, u + seq, delta + seq, z + seq, dout + seq, delta_bias, e0, channels, t0, n);
+    stage_bc<Split<P>::kThreads>(sm.bc, Bm + bc_off, Cm + bc_off, t0, n);
     __syncthreads();
 #pragma unroll 1
     for (int sub = kL / kSave - 1; sub >= 0; --sub)
       backward_block<P>(sm, my_states, (t0 + sub * kSave) / kSave, a2, dh, da, c, q, sub * kSave,
                         std::make_integer_sequence<int, S / kGroup>{});
     __syncthreads();
-    unstage_backward(sm, D, du + seq, ddelta + seq, dz + seq, dB + bc_off, dC + bc_off, e0, channels, t0, n);
+    unstage_backward<Split<P>::kThreads>(sm, D, du + seq, ddelta + seq, dz + seq, dB + bc_off, dC + bc_off, e0, channels, t0, n);
   }
   __syncthreads();
   if (valid) {
 #pragma unroll
     for (int k = 0; k < S; ++k) atomicAdd(dA + e * kScanStates + j0 + k, da[k]);
   }
-  for (int i = threadIdx.x; i < kK; i += blockDim.x)
+  for (int i = threadIdx.x; i < kK; i += Split<P>::kThreads)
     if (e0 + i < channels) {
       atomicAdd(dD + e0 + i, sm.d_skip[i]);
       if (ddelta_bias) atomicAdd(ddelta_bias + e0 + i, sm.d_bias[i]);

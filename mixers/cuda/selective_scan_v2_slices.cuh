@@ -47,7 +47,8 @@ __global__ void __launch_bounds__(Split<P>::kThreads)
   for (int step = 0; step < last - first; ++step) {
     const int t0 = (BACKWARD ? last - 1 - step : first + step) * kL;
     __syncthreads();  // the previous chunk's tiles are read
-    for (int i = threadIdx.x; i < kK * kL; i += blockDim.x) {
+#pragma unroll 4
+    for (int i = threadIdx.x; i < kK * kL; i += Split<P>::kThreads) {
       const int r = i / kL, t = i % kL, ee = e0 + r, tt = t0 + t;
       const bool ok = ee < channels && tt < n;
       const size_t at = static_cast<size_t>(ee) * n + tt;
@@ -59,7 +60,7 @@ __global__ void __launch_bounds__(Split<P>::kThreads)
       }
       sm.w[r * kTP + t] = wv;
     }
-    for (int i = threadIdx.x; i < kL * 2; i += blockDim.x) {  // B (or C) only: 16 values per step
+    for (int i = threadIdx.x; i < kL * 2; i += Split<P>::kThreads) {  // B (or C) only: 16 values per step
       const int t = i % kL, g = i / kL, tt = t0 + t;
       const T* src = BC + static_cast<size_t>(g * 8) * n + tt;
       float x[8];
