@@ -1,9 +1,10 @@
 #pragma once
-// The backward kernel of the v2 selective scan; included by selective_scan_v2.cu after its shared
-// helpers (Split, stage_bc, load_states, lane_group_sum, channel_sum8) and constants.  The
+// The backward kernel of the v2 selective scan; launched by selective_scan_v2.cu.  The
 // equations are at the top of selective_scan_v2.cu.
 
 #include <utility>
+
+#include "mixers/cuda/selective_scan_v2_common.cuh"
 
 namespace mixlab::cuda::detail {
 namespace {

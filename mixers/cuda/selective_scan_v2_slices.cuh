@@ -1,7 +1,6 @@
 #pragma once
-// Time slices (state passing) of the v2 selective scan; included by selective_scan_v2.cu after its
-// shared helpers.  With few sequences x channels one block per 64 channels leaves most SMs idle,
-// so time is cut into G slices of whole 32-step chunks, scanned by separate blocks (gridDim.z).
+// Time slices (state passing) of the v2 selective scan; launched by selective_scan_v2.cu.  With
+// few sequences x channels one block per 64 channels leaves most SMs idle, so time is cut into G slices of whole 32-step chunks, scanned by separate blocks (gridDim.z).
 // The recurrence is linear in h, so over slice g
 //   h_end = P_g ⊙ h_begin + ĥ_g,   P_g[j] = exp(A[j] Σ_{t in g} Δ_t),
 // ĥ_g the slice's state scanned from h = 0.  Forward: (1) slice_summary_kernel writes ĥ_g and ΣΔ per
@@ -11,6 +10,8 @@
 // dout, C), and the backward kernel runs every slice from its incoming adjoint; its recompute
 // reads the forward's global saved states, unchanged.  Scratch: [B, E, G, 16] states then
 // [B, E, G] sums of Δ (selective_scan_workspace_floats), as v1's.
+
+#include "mixers/cuda/selective_scan_v2_common.cuh"
 
 namespace mixlab::cuda::detail {
 namespace {
