@@ -30,8 +30,8 @@
 //   dδ = dΔ σ(δ + b_δ) = dΔ (1 - e^{-Δ});   db_δ += dδ;   λ_{t-1} = λ_t e^{Δ_t A}
 // Σ_j over the thread's states accumulate per (channel, step) in shared tiles (the P lanes of a
 // channel summed by shuffles first); dB, dC are summed over the warp's channels by a
-// reduce-scatter of shuffles, over the block's warps by shared-memory atomics, over the grid
-// by float atomics.
+// reduce-scatter of shuffles, over the block's warps in shared memory (a tile per warp), over the
+// grid by float atomics.
 //
 // Time slices (selective_scan_v2_slices.cuh) only where the blocks over B x E/64 do not cover the
 // SMs once (selective_scan_time_splits_v2): a slice's summary pass costs another 16 exponentials
@@ -155,8 +155,8 @@ void backward_typed(const ScanShape& sh, const void* u, const void* delta, const
   }
   const dim3 grid((sh.channels + kK - 1) / kK, sh.batch, sh.time_splits);
   auto kernel = scan_v2_backward_kernel<T, P>;
-  set_smem(kernel, sizeof(BackwardTiles));
-  kernel<<<grid, Split<P>::kThreads, sizeof(BackwardTiles), stream>>>(
+  set_smem(kernel, sizeof(BackwardTiles<P>));
+  kernel<<<grid, Split<P>::kThreads, sizeof(BackwardTiles<P>), stream>>>(
       static_cast<const T*>(u), static_cast<const T*>(delta), A, static_cast<const T*>(B), static_cast<const T*>(C),
       D, static_cast<const T*>(z), bias, states, static_cast<const T*>(dout), static_cast<T*>(du),
       static_cast<T*>(ddelta), dA, dB, dC, dD, static_cast<T*>(dz), dbias, dh_in, sh.channels, sh.n,

@@ -11,20 +11,22 @@ namespace {
 
 // Shared memory of the backward: float [K x kTP] tiles of the chunk's Δ, u, dy = dout·SiLU(z),
 // zf = dout·SiLU'(z), and per (channel, step) sums over states of λB, g·A·log2(e), C h; the B|C
-// tile; the chunk's dB|dC summed over the block [kL x kRedP]; per-channel dD and db_δ.
+// tile; the chunk's dB|dC summed over each warp's channels [warps][kL x kRedP] (each warp writes
+// every entry once per chunk: no zeroing, no shared atomics); per-channel dD and db_δ.
+template <int P>
 struct BackwardTiles {
   float dt[kK * kTP], x[kK * kTP], dy[kK * kTP], zf[kK * kTP];
   float lb[kK * kTP], ga[kK * kTP], yc[kK * kTP];
   alignas(16) float bc[kL * kBC];
-  float red[kL * kRedP];
+  float red[Split<P>::kThreads / 32][kL * kRedP];
   float d_skip[kK], d_bias[kK];
 };
 
 // Stage steps [t0, t0 + kL) of channels [e0, e0 + K) (zeros outside; Δ = 0 and dy = 0 make a
-// padded step a no-op for the adjoint) and zero the dB|dC tile:
+// padded step a no-op for the adjoint):
 //   dt = softplus(δ + b_δ), x = u, dy = dout z σ(z), zf = dout σ(z)(1 + z(1 - σ(z))).
-template <int THREADS, class T>
-__device__ __forceinline__ void stage_backward(BackwardTiles& sm, const T* u, const T* delta, const T* z,
+template <int THREADS, class Tiles, class T>
+__device__ __forceinline__ void stage_backward(Tiles& sm, const T* u, const T* delta, const T* z,
                                                const T* dout, const float* bias, int e0, int channels, int t0,
                                                int n) {
 #pragma unroll 4
@@ -38,7 +40,6 @@ __device__ __forceinline__ void stage_backward(BackwardTiles& sm, const T* u, co
     sm.dy[r * kTP + t] = go * zz * sz;
     sm.zf[r * kTP + t] = go * sz * (1.f + zz * (1.f - sz));
   }
-  for (int i = threadIdx.x; i < kL * kRedP; i += THREADS) sm.red[i] = 0.f;
 }
 
 // One pass of thread (channel c, part q) over one 16-step block [tb, tb + 16) of the chunk for its
@@ -49,7 +50,7 @@ __device__ __forceinline__ void stage_backward(BackwardTiles& sm, const T* u, co
 //   λ <- λ e^{Δ A}.
 // lb, ga, yc are summed over the P lanes, then stored (p = 0) or added (p > 0) by lane q = 0.
 template <int P, int p>
-__device__ __forceinline__ void backward_block_pass(BackwardTiles& sm, const float (&h0)[kGroup],
+__device__ __forceinline__ void backward_block_pass(BackwardTiles<P>& sm, const float (&h0)[kGroup],
                                                     const float (&a2)[Split<P>::kStates],
                                                     float (&dh)[Split<P>::kStates], float (&da)[Split<P>::kStates],
                                                     int c, int q, int tb) {
@@ -93,7 +94,7 @@ __device__ __forceinline__ void backward_block_pass(BackwardTiles& sm, const flo
     if (channel_sum8_writer<P>(lane)) {
       const int v = (lane >> 2) & 7;  // value index channel_sum8 leaves in this lane
       const int slot = (v < kGroup ? 0 : kScanStates) + jp + (v % kGroup);
-      atomicAdd(&sm.red[t * kRedP + slot], r);
+      sm.red[threadIdx.x / 32][t * kRedP + slot] = r;
     }
     lb = lane_group_sum<P>(lb);
     ga = lane_group_sum<P>(ga);
@@ -112,7 +113,7 @@ __device__ __forceinline__ void backward_block_pass(BackwardTiles& sm, const flo
 // All passes of one 16-step block [tb, tb + 16); save: the index of the state saved after it
 // (the block starts from saved state save - 1, or from 0 at the sequence's start).
 template <int P, int... p>
-__device__ __forceinline__ void backward_block(BackwardTiles& sm, const float* my_states, int save,
+__device__ __forceinline__ void backward_block(BackwardTiles<P>& sm, const float* my_states, int save,
                                                const float (&a2)[Split<P>::kStates], float (&dh)[Split<P>::kStates],
                                                float (&da)[Split<P>::kStates], int c, int q, int tb,
                                                std::integer_sequence<int, p...>) {
@@ -133,9 +134,10 @@ __device__ __forceinline__ void backward_block(BackwardTiles& sm, const float* m
 // After a chunk's passes: du, dδ, dz of its steps (coalesced along t: a warp takes one row), the
 // per-channel sums of dD = Σ dy u and db_δ = Σ dδ, and the chunk's dB, dC into the grid's sums.
 //   du = Δ lb + dy D;  dΔ = ln2·ga + u lb;  dδ = dΔ (1 - e^{-Δ});  dz = zf (yc + D u)
-template <int THREADS, class T>
-__device__ __forceinline__ void unstage_backward(BackwardTiles& sm, const float* D, T* du, T* ddelta, T* dz,
+template <int P, class T>
+__device__ __forceinline__ void unstage_backward(BackwardTiles<P>& sm, const float* D, T* du, T* ddelta, T* dz,
                                                  float* dB, float* dC, int e0, int channels, int t0, int n) {
+  constexpr int THREADS = Split<P>::kThreads;
 #pragma unroll 2
   for (int i = threadIdx.x; i < kK * kL; i += THREADS) {  // kL = 32: row r is one warp's
     const int r = i / kL, t = i % kL, e = e0 + r, tt = t0 + t, at = r * kTP + t;
@@ -159,9 +161,12 @@ __device__ __forceinline__ void unstage_backward(BackwardTiles& sm, const float*
 #pragma unroll 4
   for (int i = threadIdx.x; i < 2 * kScanStates * kL; i += THREADS) {
     const int slot = i / kL, t = i % kL, tt = t0 + t;
-    if (tt < n)
-      atomicAdd((slot < kScanStates ? dB : dC) + static_cast<size_t>(slot % kScanStates) * n + tt,
-                sm.red[t * kRedP + slot]);
+    if (tt < n) {
+      float sum = 0.f;
+#pragma unroll
+      for (int w = 0; w < THREADS / 32; ++w) sum += sm.red[w][t * kRedP + slot];
+      atomicAdd((slot < kScanStates ? dB : dC) + static_cast<size_t>(slot % kScanStates) * n + tt, sum);
+    }
   }
 }
 
@@ -180,7 +185,7 @@ __global__ void __launch_bounds__(Split<P>::kThreads, kBackwardMinBlocks)
   constexpr int S = Split<P>::kStates;
   static_assert(S % kGroup == 0, "whole passes of 4 states");
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  auto& sm = *reinterpret_cast<BackwardTiles*>(smem_raw);
+  auto& sm = *reinterpret_cast<BackwardTiles<P>*>(smem_raw);
   const int b = blockIdx.y, e0 = blockIdx.x * kK, slice = blockIdx.z;
   const int c = threadIdx.x / P, q = threadIdx.x % P, e = e0 + c, j0 = q * S;
   const bool valid = e < channels;
@@ -213,7 +218,7 @@ __global__ void __launch_bounds__(Split<P>::kThreads, kBackwardMinBlocks)
       backward_block<P>(sm, my_states, (t0 + sub * kSave) / kSave, a2, dh, da, c, q, sub * kSave,
                         std::make_integer_sequence<int, S / kGroup>{});
     __syncthreads();
-    unstage_backward<Split<P>::kThreads>(sm, D, du + seq, ddelta + seq, dz + seq, dB + bc_off, dC + bc_off, e0, channels, t0, n);
+    unstage_backward(sm, D, du + seq, ddelta + seq, dz + seq, dB + bc_off, dC + bc_off, e0, channels, t0, n);
   }
   __syncthreads();
   if (valid) {
