@@ -5,25 +5,29 @@
 //   h_t[j] = exp(Δ_t A[j]) h_{t-1}[j] + Δ_t u_t B_t[j]          j = 0..15
 //   y_t = Σ_j h_t[j] C_t[j] + D u_t,   out_t = y_t · SiLU(z_t)
 //
-// Layout of the work: P threads per channel (forward 1, 2 or 4, backward 2 or 4: ScanShape::
-// forward_split and backward_split, MIXLAB_SCAN_V2_SPLIT in scan_binding.cpp; default 2 forward,
-// 4 backward), each
-// holding S = 16/P of its states in registers, so a thread runs S independent recurrences per
-// step and y needs log2(P) shuffles.  A block owns K = 64 channels of one sequence (64·P
-// threads) and walks time in chunks of kL = 32 steps: the chunk's u, Δ, z (and dout) are staged
-// as float [K x kL] tiles (rows padded to 33 floats: the threads of a warp read one step of 32/P
-// channels without bank conflicts), B and C as one float [kL x 36] tile, step-major (the 16 B
-// then the 16 C of a step side by side, read as float4 broadcasts).  Staging is plain coalesced
-// loads along time (rows of [B, E, N] are time-contiguous); blocks are small (38 KB forward, 68 KB
-// backward) so several share an SM and hide each other's loads and barriers.
+// Layout of the work: P threads per channel, each holding S = 16/P of its states in registers,
+// so a thread runs S independent recurrences per step and y needs log2(P) shuffles (P: forward
+// 1, 2 or 4, backward 2 or 4; ScanShape::forward_split / backward_split, MIXLAB_SCAN_V2_SPLIT in
+// scan_binding.cpp; default 2 forward, 4 backward).  A block owns K = 64 channels of one sequence
+// (64·P threads) and walks time in chunks of kL = 32 steps: the chunk's Δ, u, SiLU(z) (forward)
+// or Δ, u, dy, SiLU'(z)·dout (backward) are staged as float [K x kL] tiles (rows padded to 33
+// floats: a warp reads one step of 32/P channels without bank conflicts), B and C as one float
+// [kL x 36] tile, step-major (the 16 B then the 16 C of a step side by side, read as float4
+// broadcasts).  Staging is plain coalesced loads along time (rows of [B, E, N] are time-contiguous),
+// unrolled so that each thread has several loads in flight; other resident blocks hide the rest.
+// Shared memory: forward 38 KB per block (all P), backward 81 KB (P = 2) or 98 KB (P = 4).
+// Forward (selective_scan_v2_forward.cuh) and backward (selective_scan_v2_backward.cuh) kernels,
+// helpers (selective_scan_v2_common.cuh), time slices (selective_scan_v2_slices.cuh); this file
+// launches them.  scripts/emulate_scan_v2.cpp runs their source on a host against float64.
 //
 // Forward: writes the state after every 16 steps, [B, E, ceil(N/16), 16] float32 (v1's layout; the
 // last slot is the state after step N-1: padded steps have Δ = 0, which holds h).
 //
 // Backward, per 16-step block from the last to the first, per group of 4 of the thread's states:
 // recompute the block's 17 states h_{t0-1..t0+15} from the saved state (in registers), then walk
-// the block in reverse with the adjoint λ = ∂L/∂h (exp(Δ A) recomputed: keeping the decays as
-// well would double the registers):
+// the block in reverse with the adjoint λ = ∂L/∂h (exp(Δ A) recomputed in the walk: keeping the
+// 64 decays too does not fit 128 registers at P = 4; at P = 2, with 246 registers, ptxas may keep
+// them):
 //   dy = dout·SiLU(z);  λ_t += dy C_t;  g_t = λ_t h_{t-1} e^{Δ_t A}   (∂L/∂(Δ_t A) per state)
 //   dΔ_t = Σ_j g A + u Σ_j λ B;   du_t = Δ_t Σ_j λ B + dy D;   dA += Σ_t g Δ_t;   dD += Σ_t dy u
 //   dB_t = Σ_e λ Δ u;   dC_t = Σ_e dy h_t;   y_t = Σ_j C h_t + D u  (dz = dout·y·SiLU'(z))
@@ -31,11 +35,16 @@
 // Σ_j over the thread's states accumulate per (channel, step) in shared tiles (the P lanes of a
 // channel summed by shuffles first); dB, dC are summed over the warp's channels by a
 // reduce-scatter of shuffles, over the block's warps in shared memory (a tile per warp), over the
-// grid by float atomics.
+// grid by float atomics (one per 2 channel-steps, half of v1's).
+//
+// Occupancy at batch 8, E = 2048 (256 blocks on 132 SMs, all resident at once): forward P = 2,
+// 128 threads, 94 registers: ~8 warps per SM with 8 independent recurrences each; backward P = 4,
+// 256 threads, 128 registers, 2 blocks per SM: ~16 warps per SM, 4 recurrences each (v1: 4 states
+// per thread, its backward 2 blocks of 4 warps per SM by its 108 KB of shared memory).
 //
 // Time slices (selective_scan_v2_slices.cuh) only where the blocks over B x E/64 do not cover the
 // SMs once (selective_scan_time_splits_v2): a slice's summary pass costs another 16 exponentials
-// per step, so batch 8, E = 2048 (256 blocks, 8 warps per SM at P = 2) runs unsliced.
+// per step, so batch 8, E = 2048 runs unsliced; batch 1, E = 1536 is cut into up to 11 slices.
 
 #include <cuda_runtime.h>
 
