@@ -224,7 +224,7 @@ int main() {
   bool ok = true;
   const std::vector<Case> cases = {{1, 3, 10, 1, 2, 4, true},  {2, 24, 16, 1, 2, 4, false}, {1, 24, 33, 1, 2, 4, true},
                                    {1, 70, 100, 1, 2, 4, true}, {1, 8, 150, 3, 2, 4, true},  {2, 5, 97, 2, 2, 4, false},
-                                   {1, 1, 1, 1, 2, 4, true}};
+                                   {1, 1, 1, 1, 2, 4, true},   {1, 64, 256, 4, 2, 4, true}, {3, 2, 64, 2, 2, 4, true}};
   for (const auto& c : cases) ok = run_case<2, 4>(c) && ok;
   for (const auto& c : {cases[3], cases[4]}) {
     ok = run_case<1, 2>(c) && ok;
