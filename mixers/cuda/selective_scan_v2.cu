@@ -25,9 +25,9 @@
 //
 // Backward, per 16-step block from the last to the first, per group of 4 of the thread's states:
 // recompute the block's 17 states h_{t0-1..t0+15} from the saved state (in registers), then walk
-// the block in reverse with the adjoint λ = ∂L/∂h (exp(Δ A) recomputed in the walk: keeping the
-// 64 decays too does not fit 128 registers at P = 4; at P = 2, with 246 registers, ptxas may keep
-// them):
+// the block in reverse with the adjoint λ = ∂L/∂h (the decays exp(Δ A): kept from the recompute
+// at P = 2, 255 registers, 16 exp2 per step; recomputed in the walk at P = 4, 128 registers, 32
+// exp2 per step; kKeepDecays in selective_scan_v2_common.cuh):
 //   dy = dout·SiLU(z);  λ_t += dy C_t;  g_t = λ_t h_{t-1} e^{Δ_t A}   (∂L/∂(Δ_t A) per state)
 //   dΔ_t = Σ_j g A + u Σ_j λ B;   du_t = Δ_t Σ_j λ B + dy D;   dA += Σ_t g Δ_t;   dD += Σ_t dy u
 //   dB_t = Σ_e λ Δ u;   dC_t = Σ_e dy h_t;   y_t = Σ_j C h_t + D u  (dz = dout·y·SiLU'(z))

@@ -56,7 +56,8 @@ __device__ __forceinline__ void backward_block_pass(BackwardTiles<P>& sm, const 
                                                     int c, int q, int tb) {
   constexpr int S = Split<P>::kStates;
   const int lane = threadIdx.x & 31, jp = q * S + p * kGroup;  // this pass's first state
-  float hist[kSave + 1][kGroup];
+  constexpr bool keep = kKeepDecays<P>;  // decays[i] = e^{Δ A} of step tb + i, kept from the recompute
+  float hist[kSave + 1][kGroup], decays[keep ? kSave : 1][kGroup];
 #pragma unroll
   for (int k = 0; k < kGroup; ++k) hist[0][k] = h0[k];
 #pragma unroll
@@ -66,7 +67,11 @@ __device__ __forceinline__ void backward_block_pass(BackwardTiles<P>& sm, const 
     float bv[kGroup];
     load_states(sm.bc + t * kBC, jp, bv);
 #pragma unroll
-    for (int k = 0; k < kGroup; ++k) hist[i + 1][k] = exp2f(dt * a2[p * kGroup + k]) * hist[i][k] + dtx * bv[k];
+    for (int k = 0; k < kGroup; ++k) {
+      const float decay = exp2f(dt * a2[p * kGroup + k]);
+      if constexpr (keep) decays[i][k] = decay;
+      hist[i + 1][k] = decay * hist[i][k] + dtx * bv[k];
+    }
   }
 #pragma unroll
   for (int i = kSave - 1; i >= 0; --i) {
@@ -79,7 +84,11 @@ __device__ __forceinline__ void backward_block_pass(BackwardTiles<P>& sm, const 
 #pragma unroll
     for (int k = 0; k < kGroup; ++k) {
       const int s = p * kGroup + k;
-      const float decay = exp2f(dt * a2[s]);
+      float decay;
+      if constexpr (keep)
+        decay = decays[i][k];
+      else
+        decay = exp2f(dt * a2[s]);
       dh[s] += dy * cv[k];
       const float g = dh[s] * hist[i][k] * decay;  // ∂L/∂(Δ A[j]) at step t
       yc += cv[k] * hist[i + 1][k];

@@ -22,6 +22,11 @@ constexpr int kDefaultBackwardP = 4;
 // at 3, P = 2 spills).  batch 8, E = 2048 gives 256 blocks, under 2 per SM anyway.
 constexpr int kBackwardMinBlocks = 2;
 constexpr int kForwardMinBlocks = 4;  // of 38 KB shared memory each (5 fit)
+// Whether the backward keeps a block's 64 decays e^{Δ A} from its recompute for the reverse walk
+// (16 exponentials per step instead of 32) or recomputes them: kept at P = 2 (2 blocks of 4
+// warps per SM, about 240 registers), recomputed at P = 4 (2 blocks of 8 warps, 128 registers).
+template <int P>
+constexpr bool kKeepDecays = P == 2;
 constexpr int kK = 64;                                 // channels per block
 constexpr int kL = 32;                                 // steps per staged chunk
 constexpr int kTP = kL + 1;                            // padded row of a float [K x kL] tile
