@@ -18,7 +18,7 @@
 // Shared memory: forward 38 KB per block (all P), backward 81 KB (P = 2) or 98 KB (P = 4).
 // Forward (selective_scan_v2_forward.cuh) and backward (selective_scan_v2_backward.cuh) kernels,
 // helpers (selective_scan_v2_common.cuh), time slices (selective_scan_v2_slices.cuh); this file
-// launches them.  scripts/emulate_scan_v2.cpp runs their source on a host against float64.
+// launches them.  tests/emulation/scan_v2.cpp runs their source on a host against float64.
 //
 // Forward: writes the state after every 16 steps, [B, E, ceil(N/16), 16] float32 (v1's layout; the
 // last slot is the state after step N-1: padded steps have Δ = 0, which holds h).

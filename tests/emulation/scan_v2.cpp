@@ -6,7 +6,7 @@
 // them (time slices: summary, carry, scan), and every output and gradient is compared with a
 // float64 LibTorch autograd loop.  Not part of the build; from the repository root:
 //   g++ -std=c++20 -O1 -w -I. -isystem /usr/local/cuda/include \
-//       -isystem /usr/include/torch/csrc/api/include scripts/emulate_scan_v2.cpp -o /tmp/emulate_scan_v2 \
+//       -isystem /usr/include/torch/csrc/api/include tests/emulation/scan_v2.cpp -o /tmp/emulate_scan_v2 \
 //       -ltorch -ltorch_cpu -lc10 -lpthread && /tmp/emulate_scan_v2
 // It checks the index arithmetic, the barriers and shuffles, the slices; not timing, bank
 // conflicts or the GPU's fast-math intrinsics (exp2f, __expf run as the host's).
