@@ -15,6 +15,14 @@
 #   racecheck          compute-sanitizer racecheck (one report per hazard) over the sm90 kernels'
 #                      tests (`Sm90*`) of the build a `suite` made; the summary line printed, the
 #                      log gzipped to $OUT/racecheck.log.gz (session 21: 0 hazards)
+#   kernels:OPS        mixlab kernel_bench --ops=OPS with the peers of the same ops, tables in
+#                      $OUT/k (after a `suite` or `bin` on this machine), e.g. kernels:scan,scan_narrow
+#                      (v1, v2 and v2's splits side by side, docs/gpu.md)
+#   zoology:SPEC       tests/device/zoology_mqar.sh with 12 workers under MPS on SPEC (a file under
+#                      experiments/paper/, e.g. zoology-mqar-short), resuming $MIXLAB_ZOOLOGY_DB
+#                      (default docs/results/zoology-mqar/zoology-mqar-full.db.xz) until 20 s before
+#                      the limit; run folders in /tmp/zoology-runs, so the next call on the same warm
+#                      machine resumes the points in flight; database and logs in $OUT/zoo
 #   scout:SECONDS:WHAT bench/scout_paper.sh on $MIXLAB_SCOUT_DIR (default .devicedeps/scout; WHAT:
 #                      decode,prefill,...), its database gzipped to $OUT/scout-paper.db.gz
 #   anything else      run as a bash command
@@ -49,6 +57,13 @@ for step in "$@"; do
         ./mixlab_tests --gtest_filter='Sm90*') >"$OUT/racecheck.log" 2>&1
       grep -E "RACECHECK SUMMARY|PASSED|FAILED" "$OUT/racecheck.log" | head -5
       gzip -f "$OUT/racecheck.log" ;;
+    kernels:*)
+      ops=${step#kernels:}
+      MIXLAB_GPU_SUITE=0 MIXLAB_PEER_OPS=$ops timeout $(($(left) - 20)) scripts/gpu.sh "$OUT/k" kernels --ops="$ops" 2>&1 | tail -30 ;;
+    zoology:*)
+      MIXLAB_MPS=1 MIXLAB_SPEC="experiments/paper/${step#zoology:}.json" MIXLAB_RUN_ROOT=/tmp/zoology-runs \
+        MIXLAB_DB="${MIXLAB_ZOOLOGY_DB:-docs/results/zoology-mqar/zoology-mqar-full.db.xz}" \
+        MIXLAB_DEADLINE_S=$(($(left) - 80)) tests/device/zoology_mqar.sh "$MIXLAB_GPU_BUILD" "$OUT/zoo" 12 2>&1 | tail -8 ;;
     scout:*)
       IFS=: read -r _ seconds what <<<"$step"
       budget=$(($(left) - 25))
