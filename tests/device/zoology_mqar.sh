@@ -15,8 +15,9 @@
 #                       xz- or gzip-compressed when it ends in .xz or .gz; FILE.xz may also be
 #                       the parts FILE.xz.00, FILE.xz.01, ... this script returns when one file
 #                       would be over the limit)
-#     MIXLAB_CURVE_EVERY  train.curve_every for every point (default 25): a train_log row every
-#                       25 optimiser steps and at every evaluation.  Not part of a point's id.
+#     MIXLAB_CURVE_EVERY  train.curve_every for every point (unset: the spec's; the Zoology specs
+#                       set 25: a train_log row every 25 optimiser steps and at every evaluation).
+#                       Not part of a point's id.
 #                       Why: one row per step made the full grid's database 70 MB for 39 points
 #                       (281,119 rows), over the 16 MiB a device call returns even compressed,
 #                       and session 22's call lost its database that way
@@ -53,7 +54,8 @@ MIXLAB=$BUILD/mixlab
 # commit written beside the tree (.devicedeps/commit, as scripts/device_call.sh reads it) wins.
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 [[ -z "${MIXLAB_GIT_COMMIT:-}" && -f "$ROOT/.devicedeps/commit" ]] && export MIXLAB_GIT_COMMIT="$(cat "$ROOT/.devicedeps/commit")"
-EXTRA=(--set "train.curve_every=${MIXLAB_CURVE_EVERY:-25}")
+EXTRA=()
+[[ -n "${MIXLAB_CURVE_EVERY:-}" ]] && EXTRA+=(--set "train.curve_every=$MIXLAB_CURVE_EVERY")
 [[ -n "${MIXLAB_TRAIN_EXECUTION:-}" ]] && EXTRA+=(--set "train.execution=$MIXLAB_TRAIN_EXECUTION")
 # xz where the machine has it, else Python's lzma (the same format).
 xz_compress() { if command -v xz >/dev/null; then xz -9 -T0 -c; else python3 -c 'import lzma, sys; sys.stdout.buffer.write(lzma.compress(sys.stdin.buffer.read(), preset=9))'; fi; }
