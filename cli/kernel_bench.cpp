@@ -6,9 +6,7 @@
 //   impl,op,N,head_dim,batch_heads,fwd_ms,fwdbwd_ms,fwd_flops,fwdbwd_flops
 // and a matmul-peak row, to stdout and to the file named by the first argument; on a Hopper also
 // `mixlab_sm90` rows (swa and scout; forward and backward at head dim 64 and 128): the wgmma
-// kernels (attention/cuda/sm90); for the scan ops `mixlab` rows time the v1 kernels,
-// `mixlab_scan_v2` rows the v2 kernels (MIXLAB_SCAN_KERNEL, mixers/cuda/kernels.h) and
-// `mixlab_scan_v2_f<F>b<B>` rows v2 at other threads per channel (MIXLAB_SCAN_V2_SPLIT).
+// kernels (attention/cuda/sm90).
 //
 // Timing as the peers' (triton.testing.do_bench): CUDA events around each call, the L2 flushed
 // (a 256 MiB write) before each, the median of the repeats after a warm-up.
@@ -111,11 +109,8 @@ std::pair<double, double> time_sm90(const KernelShape& s) {
   return {forward, both};
 }
 
-// Forward and forward + backward of the selective scan on one shape, by the implementation
-// MIXLAB_SCAN_KERNEL names for the call ("v1": the `mixlab` rows, "v2": `mixlab_scan_v2`;
-// mixers/cuda/kernels.h).
-std::pair<double, double> time_scan(const KernelShape& s, const char* kernel, const char* v2_split = nullptr) {
-  const mixlab::cuda::ScopedScanKernel chosen(kernel, v2_split);
+// Forward and forward + backward of the selective scan on one shape.
+std::pair<double, double> time_scan(const KernelShape& s) {
   auto bf16 = torch::TensorOptions().device(torch::kCUDA).dtype(torch::kBFloat16);
   auto f32 = torch::TensorOptions().device(torch::kCUDA).dtype(torch::kFloat);
   auto u = torch::randn({s.batch, s.channels, s.n}, bf16), delta = torch::randn_like(u) - 1.0;
@@ -156,22 +151,10 @@ int time_kernels(const std::vector<KernelShape>& shapes, const std::string& path
   }
   for (const auto& s : shapes) {
     if (s.op == "causal") continue;  // no mixlab kernel: full attention is SDPA's, timed by the peers
-    const bool scan = s.op.rfind("scan", 0) == 0;
-    const auto [forward, both] = scan ? time_scan(s, "v1") : time_attention(s);
+    const auto [forward, both] = s.op.rfind("scan", 0) == 0 ? time_scan(s) : time_attention(s);
     emit("mixlab," + s.op + "," + std::to_string(s.n) + "," + std::to_string(s.head_dim) + "," +
          std::to_string(s.batch_heads) + "," + std::to_string(forward) + "," + std::to_string(both) + "," +
          std::to_string(s.fwd_flops) + "," + std::to_string(s.fwdbwd_flops));
-    // The second implementation of the scan beside the first: its defaults (`mixlab_scan_v2`) and
-    // its other threads-per-channel splits (`mixlab_scan_v2_f<F>b<B>`, MIXLAB_SCAN_V2_SPLIT=F,B).
-    const std::vector<std::pair<std::string, const char*>> v2_rows = {
-        {"mixlab_scan_v2", nullptr}, {"mixlab_scan_v2_f1b2", "1,2"}, {"mixlab_scan_v2_f4b4", "4,4"},
-        {"mixlab_scan_v2_f2b2", "2,2"}};
-    for (const auto& [impl, split] : scan ? v2_rows : decltype(v2_rows){}) {
-      const auto [f2, b2] = time_scan(s, "v2", split);
-      emit(impl + "," + s.op + "," + std::to_string(s.n) + "," + std::to_string(s.head_dim) + "," +
-           std::to_string(s.batch_heads) + "," + std::to_string(f2) + "," + std::to_string(b2) + "," +
-           std::to_string(s.fwd_flops) + "," + std::to_string(s.fwdbwd_flops));
-    }
     if (const auto [f90, b90] = time_sm90(s); f90 >= 0)
       emit("mixlab_sm90," + s.op + "," + std::to_string(s.n) + "," + std::to_string(s.head_dim) + "," +
            std::to_string(s.batch_heads) + "," + std::to_string(f90) + "," + std::to_string(b90) + "," +

@@ -279,97 +279,26 @@ TEST(CudaKernels, Sm90DispatchMatchesFloat64ReferenceForEachChoice) {
 #endif
 }
 
-// Both implementations of the scan (MIXLAB_SCAN_KERNEL: v1 selective_scan.cu, v2
-// selective_scan_v2.cu), each through the op's dispatch, forward and every gradient against float64.
-#ifdef MIXLAB_WITH_CUDA
-constexpr std::array<const char*, 2> kScanKernels = {"v1", "v2"};
-#endif
-
 TEST(CudaKernels, SelectiveScanMatchesFloat64Reference) {
   MIXLAB_REQUIRE_GPU();
-#ifdef MIXLAB_WITH_CUDA
-  for (const char* kernel : kScanKernels) {
-    const mixlab::cuda::ScopedScanKernel chosen(kernel);
-    SCOPED_TRACE(std::string("MIXLAB_SCAN_KERNEL=") + kernel);
-    check_scan(2, 40, 150, torch::kFloat, true, 1e-4);
-    check_scan(1, 64, 64, torch::kFloat, false, 1e-4);
-    check_scan(2, 33, 257, torch::kBFloat16, true, 1e-2);
-    check_scan(1, 96, 31, torch::kHalf, true, 5e-3);
-  }
-#endif
+  check_scan(2, 40, 150, torch::kFloat, true, 1e-4);
+  check_scan(1, 64, 64, torch::kFloat, false, 1e-4);
+  check_scan(2, 33, 257, torch::kBFloat16, true, 1e-2);
+  check_scan(1, 96, 31, torch::kHalf, true, 5e-3);
 }
 
-// The edges of the kernels' tiling for both implementations: N shorter than one staged chunk (v2:
-// 32 steps, v1: 64) and than one 16-step save block, N at and one past them, N not a multiple of
-// either, channels that fill no block (v2: 64 per block, v1: 32) or one and a bit, batch 1.
+// The edges of the kernels' tiling: N shorter than one staged 64-step chunk and than one 16-step
+// save block, N at and one past them, N not a multiple of either, channels that fill no 32-channel
+// block or one and a bit, batch 1.  (1, 70, 129) is cut into 2 time slices whose last chunk holds
+// one step: the backward once read states past the last saved one there (NaN dA and db_δ).
 TEST(CudaKernels, SelectiveScanChunkEdgesMatchFloat64Reference) {
   MIXLAB_REQUIRE_GPU();
-#ifdef MIXLAB_WITH_CUDA
-  for (const char* kernel : kScanKernels) {
-    const mixlab::cuda::ScopedScanKernel chosen(kernel);
-    SCOPED_TRACE(std::string("MIXLAB_SCAN_KERNEL=") + kernel);
-    for (const int64_t n : {1, 10, 16, 17, 32, 33, 65, 100})
-      check_scan(2, 24, n, torch::kFloat, n % 2 == 0, 1e-4);
-    check_scan(1, 70, 129, torch::kFloat, true, 1e-4);
-    check_scan(3, 130, 48, torch::kFloat, true, 1e-4);
-    check_scan(1, 8, 300, torch::kBFloat16, true, 1e-2);
-    check_scan(2, 64, 1000, torch::kBFloat16, false, 1e-2);
-  }
-#endif
-}
-
-// v2 at each number of threads per channel (MIXLAB_SCAN_V2_SPLIT="forward,backward"; the
-// default is 2,4), with and without time slices, against float64.
-TEST(CudaKernels, SelectiveScanV2SplitsMatchFloat64Reference) {
-  MIXLAB_REQUIRE_GPU();
-#ifdef MIXLAB_WITH_CUDA
-  for (const char* split : {"1,2", "2,2", "4,4", "4,2"}) {
-    const mixlab::cuda::ScopedScanKernel chosen("v2", split);
-    SCOPED_TRACE(std::string("MIXLAB_SCAN_V2_SPLIT=") + split);
-    check_scan(2, 40, 150, torch::kFloat, true, 1e-4);
-    check_scan(1, 32, 2100, torch::kFloat, true, 1e-4);  // time slices
-    check_scan(2, 33, 257, torch::kBFloat16, false, 1e-2);
-  }
-#endif
-}
-
-// A value of MIXLAB_SCAN_KERNEL (or MIXLAB_SCAN_V2_SPLIT) that is not a choice is an error naming
-// the variable and the valid values, and the scoped override puts the previous value back.
-TEST(CudaKernels, SelectiveScanKernelChoiceRejectsUnknownValues) {
-  MIXLAB_REQUIRE_GPU();
-#ifdef MIXLAB_WITH_CUDA
-  const mixlab::cuda::ScopedScanKernel outer("v2");
-  {
-    const mixlab::cuda::ScopedScanKernel bogus("v3");
-    auto cuda = torch::TensorOptions().device(torch::kCUDA);
-    const auto u = torch::randn({1, 4, 8}, cuda), B = torch::randn({1, 16, 8}, cuda);
-    try {
-      (void)mixlab::selective_scan(u, u, -torch::ones({4, 16}, cuda), B, B, torch::ones({4}, cuda), u,
-                                   torch::Tensor());
-      ADD_FAILURE() << "MIXLAB_SCAN_KERNEL=v3 was taken";
-    } catch (const c10::Error& e) {
-      const std::string what = e.what();
-      EXPECT_NE(what.find("MIXLAB_SCAN_KERNEL=v3"), std::string::npos) << what;
-      EXPECT_NE(what.find("valid: unset or v1"), std::string::npos) << what;
-      EXPECT_NE(what.find("v2"), std::string::npos) << what;
-    }
-  }
-  {
-    const mixlab::cuda::ScopedScanKernel bogus("v2", "3,4");
-    auto cuda = torch::TensorOptions().device(torch::kCUDA);
-    const auto u = torch::randn({1, 4, 8}, cuda), B = torch::randn({1, 16, 8}, cuda);
-    try {
-      (void)mixlab::selective_scan(u, u, -torch::ones({4, 16}, cuda), B, B, torch::ones({4}, cuda), u,
-                                   torch::Tensor());
-      ADD_FAILURE() << "MIXLAB_SCAN_V2_SPLIT=3,4 was taken";
-    } catch (const c10::Error& e) {
-      EXPECT_NE(std::string(e.what()).find("MIXLAB_SCAN_V2_SPLIT=3,4"), std::string::npos) << e.what();
-    }
-  }
-  EXPECT_EQ(std::string(std::getenv("MIXLAB_SCAN_KERNEL")), "v2");
-  EXPECT_EQ(std::getenv("MIXLAB_SCAN_V2_SPLIT"), nullptr);
-  EXPECT_EQ(mixlab::cuda::scan_kernel_choice(), mixlab::cuda::ScanKernel::v2);
-#endif
+  for (const int64_t n : {1, 10, 16, 17, 32, 33, 65, 100})
+    check_scan(2, 24, n, torch::kFloat, n % 2 == 0, 1e-4);
+  check_scan(1, 70, 129, torch::kFloat, true, 1e-4);
+  check_scan(3, 130, 48, torch::kFloat, true, 1e-4);
+  check_scan(1, 8, 300, torch::kBFloat16, true, 1e-2);
+  check_scan(2, 64, 1000, torch::kBFloat16, false, 1e-2);
 }
 
 // Few sequences x channels: the kernels cut time into slices scanned by separate blocks and carry
@@ -385,20 +314,9 @@ TEST(CudaKernels, SelectiveScanTimeSlicesMatchFloat64Reference) {
     EXPECT_GT(splits, 1) << "batch " << batch << " E " << channels << " N " << n;
     EXPECT_NE(n % 64, 0) << "N a multiple of the 64-step chunk: the last slice would be a full one";
   }
-  for (const auto& [batch, channels, n] : std::vector<std::array<int, 3>>{{1, 32, 2100}, {2, 40, 1500}}) {
-    mixlab::cuda::detail::ScanShape shape;  // v2's slices too (64 channels per block, 32-step chunks)
-    shape.batch = batch, shape.channels = channels, shape.n = n, shape.states = 16;
-    const int splits = mixlab::cuda::detail::selective_scan_time_splits_v2(shape);
-    EXPECT_GT(splits, 1) << "v2: batch " << batch << " E " << channels << " N " << n;
-    EXPECT_NE(n % 32, 0) << "N a multiple of v2's 32-step chunk: its last chunk would be a full one";
-  }
-  for (const char* kernel : kScanKernels) {
-    const mixlab::cuda::ScopedScanKernel chosen(kernel);
-    SCOPED_TRACE(std::string("MIXLAB_SCAN_KERNEL=") + kernel);
-    check_scan(1, 32, 2100, torch::kFloat, true, 1e-4);
-    check_scan(2, 40, 1500, torch::kBFloat16, true, 1e-2);
-    check_scan(1, 48, 1024, torch::kHalf, false, 5e-3);
-  }
+  check_scan(1, 32, 2100, torch::kFloat, true, 1e-4);
+  check_scan(2, 40, 1500, torch::kBFloat16, true, 1e-2);
+  check_scan(1, 48, 1024, torch::kHalf, false, 5e-3);
 #endif
 }
 

@@ -118,41 +118,17 @@ def main():
         scan_rows = [r for r in rows if r["impl"] == "mixlab" and r["op"] == op]
         if not scan_rows:
             continue
-        # mixlab_scan_v2 rows (MIXLAB_SCAN_KERNEL=v2, mixers/cuda/selective_scan_v2.cu) get columns
-        # of their own when the CSV has them.
-        has_v2 = any(r["impl"] == "mixlab_scan_v2" and r["op"] == op for r in rows)
         print(f"### Mamba-1 selective scan (bf16 activations, {title}, n = 16; ms)\n")
-        print("| N | mixlab fwd | mixlab fwd+bwd | eager fwd+bwd | vs eager | floor fwd+bwd | mixlab / floor |"
-              + (" v2 fwd | v2 fwd+bwd | v2 / floor | v2 vs v1 |" if has_v2 else ""))
-        print("|---|---|---|---|---|---|---|" + ("---|---|---|---|" if has_v2 else ""))
+        print("| N | mixlab fwd | mixlab fwd+bwd | eager fwd+bwd | vs eager | floor fwd+bwd | mixlab / floor |")
+        print("|---|---|---|---|---|---|---|")
         for r in scan_rows:
             n = r["N"]
             m_f, m_b = num(r["fwd_ms"]), num(r["fwdbwd_ms"])
             eb = num(get.get(("eager", op, n, "16"), {}).get("fwdbwd_ms"))
             fl = num(get.get(("floor", op, n, "16"), {}).get("fwdbwd_ms"))
             ratio = "–" if fl is None else f"{m_b / fl:.2f}"
-            line = f"| {n} | {ms_fmt(m_f)} | {ms_fmt(m_b)} | {ms_fmt(eb)} | {x_fmt(m_b, eb)} | {ms_fmt(fl)} | {ratio} |"
-            if has_v2:
-                v2 = get.get(("mixlab_scan_v2", op, n, r["head_dim"]), {})
-                v_f, v_b = num(v2.get("fwd_ms")), num(v2.get("fwdbwd_ms"))
-                v_ratio = "–" if fl is None or v_b is None else f"{v_b / fl:.2f}"
-                line += f" {ms_fmt(v_f)} | {ms_fmt(v_b)} | {v_ratio} | {x_fmt(v_b, m_b)} |"
-            print(line)
+            print(f"| {n} | {ms_fmt(m_f)} | {ms_fmt(m_b)} | {ms_fmt(eb)} | {x_fmt(m_b, eb)} | {ms_fmt(fl)} | {ratio} |")
         print()
-        # v2 at other threads per channel (mixlab_scan_v2_f<F>b<B>: MIXLAB_SCAN_V2_SPLIT=F,B).
-        variants = sorted({r["impl"] for r in rows if r["impl"].startswith("mixlab_scan_v2_") and r["op"] == op})
-        if variants:
-            print(f"v2 threads per channel (forward F, backward B), {op}: fwd / fwd+bwd ms\n")
-            print("| N | v2 default (f2b4) | " + " | ".join(v[len("mixlab_scan_v2_"):] for v in variants) + " |")
-            print("|---|---|" + "---|" * len(variants))
-            for r in scan_rows:
-                n, hd = r["N"], r["head_dim"]
-                cells = []
-                for impl in ["mixlab_scan_v2"] + variants:
-                    v = get.get((impl, op, n, hd), {})
-                    cells.append(f"{ms_fmt(num(v.get('fwd_ms')))} / {ms_fmt(num(v.get('fwdbwd_ms')))}")
-                print(f"| {n} | " + " | ".join(cells) + " |")
-            print()
 
 if __name__ == "__main__":
     main()

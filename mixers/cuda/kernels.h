@@ -3,9 +3,6 @@
 
 #include <torch/torch.h>
 
-#include <optional>
-#include <string>
-
 namespace mixlab::cuda {
 
 // Mamba-1 selective scan, fused with the D skip and the SiLU(z) gate, differentiable:
@@ -23,28 +20,6 @@ bool selective_scan_supported(const torch::Tensor& u, const torch::Tensor& delta
 torch::Tensor selective_scan(const torch::Tensor& u, const torch::Tensor& delta, const torch::Tensor& A,
                              const torch::Tensor& B, const torch::Tensor& C, const torch::Tensor& D,
                              const torch::Tensor& z, const torch::Tensor& delta_bias);
-// Which kernels selective_scan runs, from MIXLAB_SCAN_KERNEL, read at every forward (the backward
-// runs the forward's choice): unset, empty or "v1" the default (selective_scan.cu, time slices
-// for few sequences x channels); "v2" selective_scan_v2.cu; anything else is an error naming the
-// valid values.  selective_scan_with_final_state and selective_state_update always run v1.
-enum class ScanKernel { v1, v2 };
-ScanKernel scan_kernel_choice();
-// MIXLAB_SCAN_V2_SPLIT="F,B" (v2 only, for tuning): threads per channel of v2's forward (1, 2, 4)
-// and backward (2, 4); unset: v2's defaults (2 and 4).  Anything else is an error.
-//
-// MIXLAB_SCAN_KERNEL set to `kernel` and MIXLAB_SCAN_V2_SPLIT to `v2_split` (nullptr: unset) for
-// one scope and put back as they were at its end, also when the scope throws (the tests and
-// kernel_bench run both kernels this way).
-class ScopedScanKernel {
- public:
-  explicit ScopedScanKernel(const char* kernel, const char* v2_split = nullptr);
-  ~ScopedScanKernel();
-  ScopedScanKernel(const ScopedScanKernel&) = delete;
-  ScopedScanKernel& operator=(const ScopedScanKernel&) = delete;
-
- private:
-  std::optional<std::string> saved_kernel_, saved_split_;  // the values before, where set
-};
 // The same forward without gradients, and the state after its last step: {out, h_{N-1}} with
 // h_{N-1}: [B, E, n] float32, the kernel's last saved state (it holds h still past the end).  For
 // a prefill; = mixlab::selective_scan_with_final_state (mixers/selective_scan.h).  Refuses inputs

@@ -18,13 +18,10 @@ constexpr int kScanStates = 16;  // n supported by the kernels
 
 // time_splits: G slices of time scanned by separate blocks (state passing, selective_scan.cu);
 // 1 walks the whole sequence in one block per 32 channels.  Set it with selective_scan_time_splits.
-// forward_split, backward_split: v2 only (selective_scan_v2.cu), threads per channel, each holding
-// 16 / split states (1, 2 or 4; 0 for v2's defaults).
 struct ScanShape {
   ScanElement element = ScanElement::f32;
   int batch = 0, channels = 0, n = 0, states = 0;
   int time_splits = 1;
-  int forward_split = 0, backward_split = 0;
 };
 
 // The G that fills the current device: 1 when the blocks over batch x channels already hold half
@@ -46,22 +43,6 @@ void selective_scan_backward(const ScanShape& shape, const void* u, const void* 
                              const float* delta_bias, const float* states, const void* dout, void* du,
                              void* ddelta, float* dA, float* dB, float* dC, float* dD, void* dz,
                              float* ddelta_bias, float* workspace, void* stream);
-
-// The second implementation of the same launchers (selective_scan_v2.cu; MIXLAB_SCAN_KERNEL=v2
-// picks it in scan_binding.cpp): the same inputs, outputs and saved states (so either backward
-// takes either forward's states), and the same workspace format for its own time slices:
-// shape.time_splits from selective_scan_time_splits_v2 (v2's blocks hold 64 channels and slice
-// time in 32-step chunks only when B·E/64 blocks do not cover the SMs once), workspace of
-// selective_scan_workspace_floats(shape) floats when time_splits > 1.
-int selective_scan_time_splits_v2(const ScanShape& shape);
-void selective_scan_forward_v2(const ScanShape& shape, const void* u, const void* delta, const float* A,
-                               const void* B_in, const void* C_in, const float* D, const void* z,
-                               const float* delta_bias, void* out, float* states, float* workspace, void* stream);
-void selective_scan_backward_v2(const ScanShape& shape, const void* u, const void* delta, const float* A,
-                                const void* B_in, const void* C_in, const float* D, const void* z,
-                                const float* delta_bias, const float* states, const void* dout, void* du,
-                                void* ddelta, float* dA, float* dB, float* dC, float* dD, void* dz,
-                                float* ddelta_bias, float* workspace, void* stream);
 
 // One decoding step (mixers/cuda/decode_step.cu).  Row strides in elements; every other
 // dimension contiguous.

@@ -2,79 +2,22 @@
 // (`selective_scan_supported`), the dtype the op computes in (autocast's rule for a custom op),
 // checks, saved tensors, and the reduction of dB, dC to the inputs' dtype.  For inputs the kernels
 // do not take (d_state other than 16, no D or z) the caller runs the reference
-// (mixers/selective_scan.cpp): there is no third implementation here.  Two kernel
-// implementations of the same op: v1 (selective_scan.cu, the default) and v2 (selective_scan_v2.cu),
-// chosen by MIXLAB_SCAN_KERNEL for selective_scan (scan_kernel_choice below).
+// (mixers/selective_scan.cpp): there is no third implementation here.
 
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
-
-#include <cstdlib>
-#include <string>
-#include <tuple>
 
 #include "mixers/cuda/kernels.h"
 #include "core/compat.h"
 #include "mixers/cuda/launch.h"
 
 namespace mixlab::cuda {
-
-ScanKernel scan_kernel_choice() {
-  const char* flag = std::getenv("MIXLAB_SCAN_KERNEL");
-  if (flag == nullptr || *flag == '\0') return ScanKernel::v1;
-  const std::string value(flag);
-  if (value == "v1") return ScanKernel::v1;
-  if (value == "v2") return ScanKernel::v2;
-  TORCH_CHECK(false, "mixers/cuda/scan_binding.cpp: MIXLAB_SCAN_KERNEL=", value,
-              " is not a choice (valid: unset or v1 for the default kernels, selective_scan.cu; v2 for "
-              "selective_scan_v2.cu)");
-  return ScanKernel::v1;
-}
-
-namespace {
-// Sets (or, for nullptr, unsets) an environment variable; returns its value before.
-std::optional<std::string> exchange_env(const char* name, const char* value) {
-  std::optional<std::string> before;
-  if (const char* now = std::getenv(name)) before = now;
-  if (value)
-    ::setenv(name, value, 1);
-  else
-    ::unsetenv(name);
-  return before;
-}
-}  // namespace
-
-ScopedScanKernel::ScopedScanKernel(const char* kernel, const char* v2_split)
-    : saved_kernel_(exchange_env("MIXLAB_SCAN_KERNEL", kernel)),
-      saved_split_(exchange_env("MIXLAB_SCAN_V2_SPLIT", v2_split)) {}
-
-ScopedScanKernel::~ScopedScanKernel() {
-  exchange_env("MIXLAB_SCAN_KERNEL", saved_kernel_ ? saved_kernel_->c_str() : nullptr);
-  exchange_env("MIXLAB_SCAN_V2_SPLIT", saved_split_ ? saved_split_->c_str() : nullptr);
-}
-
 namespace {
 
 using torch::autograd::AutogradContext;
 using torch::autograd::tensor_list;
 
-// MIXLAB_SCAN_V2_SPLIT="F,B": v2's threads per channel, forward F (1, 2, 4) and backward B (2, 4),
-// for tuning on a device (selective_scan_v2.cu); unset or empty: v2's defaults.
-std::pair<int, int> v2_split() {
-  const char* flag = std::getenv("MIXLAB_SCAN_V2_SPLIT");
-  if (flag == nullptr || *flag == '\0') return {0, 0};
-  const std::string value(flag);
-  const auto comma = value.find(',');
-  const std::string f = value.substr(0, comma), b = comma == std::string::npos ? "" : value.substr(comma + 1);
-  const bool ok = (f == "1" || f == "2" || f == "4") && (b == "2" || b == "4");
-  TORCH_CHECK(ok, "mixers/cuda/scan_binding.cpp: MIXLAB_SCAN_V2_SPLIT=", value,
-              " is not a choice (valid: unset for the defaults, or F,B with forward F in 1, 2, 4 and backward B "
-              "in 2, 4 threads per channel)");
-  return {std::stoi(f), std::stoi(b)};
-}
-
-// The kernels' shape, with the time slices of the chosen implementation.
-detail::ScanShape make_shape(const torch::Tensor& u, const torch::Tensor& B, ScanKernel kernel) {
+detail::ScanShape make_shape(const torch::Tensor& u, const torch::Tensor& B) {
   detail::ScanShape sh;
   sh.element = u.scalar_type() == torch::kBFloat16 ? detail::ScanElement::bf16
                : u.scalar_type() == torch::kHalf   ? detail::ScanElement::fp16
@@ -83,14 +26,11 @@ detail::ScanShape make_shape(const torch::Tensor& u, const torch::Tensor& B, Sca
   sh.channels = static_cast<int>(u.size(1));
   sh.n = static_cast<int>(u.size(2));
   sh.states = static_cast<int>(B.size(1));
-  sh.time_splits = kernel == ScanKernel::v1 ? detail::selective_scan_time_splits(sh)
-                                             : detail::selective_scan_time_splits_v2(sh);
-  if (kernel == ScanKernel::v2) std::tie(sh.forward_split, sh.backward_split) = v2_split();
+  sh.time_splits = detail::selective_scan_time_splits(sh);
   return sh;
 }
 
-// The kernels' scratch for time slices ([B, E, G, n + 1] float32, one format for v1 and v2), null when
-// they need none.
+// The kernels' scratch for time slices ([B, E, G, n + 1] float32), null when they need none.
 torch::Tensor slice_workspace(const detail::ScanShape& sh, const torch::Tensor& like) {
   const auto floats = detail::selective_scan_workspace_floats(sh);
   return floats > 0 ? torch::empty({floats}, like.options().dtype(torch::kFloat)) : torch::Tensor();
@@ -117,26 +57,18 @@ ScanOperands contiguous_operands(const torch::Tensor& u, const torch::Tensor& de
 }
 
 // The forward kernel: out [B, E, N] and the saved states [B, E, ceil(N / 16), n] float32, the
-// last of which is the state after step N - 1 (the kernel holds h still past the end).  Both
-// implementations write the same states.
-std::pair<torch::Tensor, torch::Tensor> run_forward(const ScanOperands& op, ScanKernel kernel = ScanKernel::v1) {
+// last of which is the state after step N - 1 (the kernel holds h still past the end).
+std::pair<torch::Tensor, torch::Tensor> run_forward(const ScanOperands& op) {
   const c10::cuda::CUDAGuard guard(op.u.device());
-  const auto sh = make_shape(op.u, op.B, kernel);
+  const auto sh = make_shape(op.u, op.B);
   const int64_t chunks = (sh.n + detail::kScanStateStride - 1) / detail::kScanStateStride;
   auto states = torch::empty({sh.batch, sh.channels, chunks, sh.states}, op.u.options().dtype(torch::kFloat));
   auto out = torch::empty_like(op.u);
-  const auto stream = at::cuda::getCurrentCUDAStream().stream();
   auto workspace = slice_workspace(sh, op.u);
-  if (kernel == ScanKernel::v2) {
-    detail::selective_scan_forward_v2(sh, op.u.data_ptr(), op.delta.data_ptr(), op.A.data_ptr<float>(),
-                                      op.B.data_ptr(), op.C.data_ptr(), op.D.data_ptr<float>(), op.z.data_ptr(),
-                                      ptr_or_null(op.bias), out.data_ptr(), states.data_ptr<float>(),
-                                      data_or_null(workspace), stream);
-    return {out, states};
-  }
   detail::selective_scan_forward(sh, op.u.data_ptr(), op.delta.data_ptr(), op.A.data_ptr<float>(), op.B.data_ptr(),
                                  op.C.data_ptr(), op.D.data_ptr<float>(), op.z.data_ptr(), ptr_or_null(op.bias),
-                                 out.data_ptr(), states.data_ptr<float>(), data_or_null(workspace), stream);
+                                 out.data_ptr(), states.data_ptr<float>(), data_or_null(workspace),
+                                 at::cuda::getCurrentCUDAStream().stream());
   return {out, states};
 }
 
@@ -147,11 +79,9 @@ class SelectiveScanFunction : public torch::autograd::Function<SelectiveScanFunc
                                const torch::Tensor& D_in, const torch::Tensor& z_in,
                                const torch::Tensor& bias_in) {
     const ScanOperands op = contiguous_operands(u_in, delta_in, A_in, B_in, C_in, D_in, z_in, bias_in);
-    const ScanKernel kernel = scan_kernel_choice();
-    auto [out, states] = run_forward(op, kernel);
+    auto [out, states] = run_forward(op);
     ctx->save_for_backward({op.u, op.delta, op.A, op.B, op.C, op.D, op.z, bias_in, states});
     ctx->saved_data["B_dtype"] = static_cast<int64_t>(B_in.scalar_type());
-    ctx->saved_data["kernel"] = static_cast<int64_t>(kernel);  // the backward runs the same implementation
     return out;
   }
 
@@ -161,24 +91,13 @@ class SelectiveScanFunction : public torch::autograd::Function<SelectiveScanFunc
     const auto bias = s[7].numel() > 0 ? s[7] : torch::Tensor();
     const c10::cuda::CUDAGuard guard(u.device());
     auto dout = grads[0].to(u.scalar_type()).contiguous();
-    const auto kernel = static_cast<ScanKernel>(ctx->saved_data["kernel"].toInt());
-    const auto sh = make_shape(u, B, kernel);
+    const auto sh = make_shape(u, B);
     auto f32 = u.options().dtype(torch::kFloat);
     auto du = torch::empty_like(u), ddelta = torch::empty_like(delta), dz = torch::empty_like(z);
     auto dA = torch::zeros(A.sizes(), f32), dD = torch::zeros(D.sizes(), f32);
     auto dB = torch::zeros(B.sizes(), f32), dC = torch::zeros(C.sizes(), f32);
     auto dbias = bias.defined() ? torch::zeros(bias.sizes(), f32) : torch::Tensor();
     auto workspace = slice_workspace(sh, u);
-    if (kernel == ScanKernel::v2) {
-      detail::selective_scan_backward_v2(
-          sh, u.data_ptr(), delta.data_ptr(), A.data_ptr<float>(), B.data_ptr(), C.data_ptr(), D.data_ptr<float>(),
-          z.data_ptr(), ptr_or_null(bias), states.data_ptr<float>(), dout.data_ptr(), du.data_ptr(),
-          ddelta.data_ptr(), dA.data_ptr<float>(), dB.data_ptr<float>(), dC.data_ptr<float>(), dD.data_ptr<float>(),
-          dz.data_ptr(), bias.defined() ? dbias.data_ptr<float>() : nullptr, data_or_null(workspace),
-          at::cuda::getCurrentCUDAStream().stream());
-      const auto b_dtype = static_cast<c10::ScalarType>(ctx->saved_data["B_dtype"].toInt());
-      return {du, ddelta, dA, dB.to(b_dtype), dC.to(b_dtype), dD, dz, dbias};
-    }
     detail::selective_scan_backward(sh, u.data_ptr(), delta.data_ptr(), A.data_ptr<float>(), B.data_ptr(),
                                     C.data_ptr(), D.data_ptr<float>(), z.data_ptr(), ptr_or_null(bias),
                                     states.data_ptr<float>(), dout.data_ptr(), du.data_ptr(), ddelta.data_ptr(),

@@ -476,6 +476,10 @@ __global__ void __launch_bounds__(kThreads)
 
 #pragma unroll 1
     for (int sub = kL / kSub - 1; sub >= 0; --sub) {
+      // A sub-chunk past the last step changes nothing (Δ = 0 there), and the state it would start
+      // from was never saved: reading it read past this channel's states (NaN at the end of the
+      // buffer, found by CudaKernels.SelectiveScanChunkEdgesMatchFloat64Reference at N = 129).
+      if (t0 + sub * kSub >= n) continue;
       const int saved = chunk * (kL / kSub) + sub;  // this sub-chunk starts from state saved - 1
       float h0[kPer], hist[kSub][kPer], decays[kSub][kPer];  // h_t and exp(Δ_t A) of the sub-chunk
       if (saved > 0 && valid) {
