@@ -1,4 +1,4 @@
-// `mixlab kernel_bench OUT.csv [--quick] [--ops=swa,scout,scan] [--list-ops]`: the mixlab side of
+// `mixlab kernel_bench OUT.csv [--quick] [--ops=swa,scout,scan] [--lengths=N,...] [--list-ops]`: the mixlab side of
 // the kernel benchmark (docs/PERF.md; scripts/gpu.sh runs it).  Times the CUDA kernels of
 // attention/cuda and mixers/cuda, forward and forward+backward, bf16, on the shapes of the op
 // table (cli/kernel_ops.h), which bench/peers reads too (`--list-ops` prints it as JSON, no GPU
@@ -37,6 +37,7 @@ struct KernelBenchOptions {
   std::string path = "mixlab_kernels.csv";
   bool quick = false;
   bool list_ops = false;
+  std::vector<int64_t> lengths;  // empty: every length of the op table
   std::vector<std::string> ops = {"swa", "scout", "scan", "scan_narrow"};
 };
 
@@ -173,6 +174,17 @@ int run_kernel_bench(const KernelBenchOptions& options) {
     std::cerr << "mixlab kernel_bench: --ops: " << error.what() << "\n";
     return 2;
   }
+  if (!options.lengths.empty()) {  // only the asked lengths (one shape under a profiler)
+    std::vector<KernelShape> kept;
+    for (const auto& s : shapes)
+      if (std::find(options.lengths.begin(), options.lengths.end(), s.n) != options.lengths.end()) kept.push_back(s);
+    if (kept.empty()) {
+      std::cerr << "mixlab kernel_bench: --lengths: no shape of the asked ops has these N (the op table's N: 1024, "
+                   "4096, 16384, 65536; --quick: 1024, 16384)\n";
+      return 2;
+    }
+    shapes = kept;
+  }
   if (options.list_ops) {
     nlohmann::json table = nlohmann::json::array();
     for (const auto& s : shapes) table.push_back(mixlab::cli::to_json(s));
@@ -196,6 +208,9 @@ MIXLAB_REGISTER_COMMAND(kernel_bench, "time the CUDA kernels (attention/cuda, mi
                           app.add_option("out,--out", options->path, "CSV file to write");
                           app.add_flag("--quick", options->quick, "N = 1k and 16k only");
                           app.add_option("--ops", options->ops, "comma-separated subset of causal,swa,scout,scan")
+                              ->delimiter(',');
+                          app.add_option("--lengths", options->lengths,
+                                         "comma-separated N to keep (e.g. 16384: one shape per op, for a profiler)")
                               ->delimiter(',');
                           app.add_flag("--list-ops", options->list_ops,
                                        "print the op table (shapes, kept pairs, FLOPs, floor bytes) as JSON and exit");

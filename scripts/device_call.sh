@@ -12,12 +12,14 @@
 #   trainstep          bench/train_step.sh (training steps, eager / graphs / PyTorch peer)
 #   trainmfu           bench/train_mfu.sh (training tokens/s and MFU of the d_model 768 presets)
 #   breakdown          bench/kernel_breakdown.sh (per-kernel times, mixlab and its peer)
+#   scanprofile        bench/scan_profile.sh: Nsight Compute counters of the scan's forward and
+#                      backward kernels at batch 8, E 2048, N 16k (why the scan misses its target)
 #   racecheck          compute-sanitizer racecheck (one report per hazard) over the sm90 kernels'
 #                      tests (`Sm90*`) of the build a `suite` made; the summary line printed, the
 #                      log gzipped to $OUT/racecheck.log.gz (session 21: 0 hazards)
 #   kernels:OPS        mixlab kernel_bench --ops=OPS with the peers of the same ops, tables in
 #                      $OUT/k (after a `suite` or `bin` on this machine), e.g. kernels:scan,scan_narrow
-#                      (v1, v2 and v2's splits side by side, docs/gpu.md)
+#                      (the scan at batch 8 and at batch 1, where it cuts time into slices)
 #   zoology:SPEC       tests/device/zoology_mqar.sh with 12 workers under MPS on SPEC (a file under
 #                      experiments/paper/, e.g. zoology-mqar-short), resuming $MIXLAB_ZOOLOGY_DB
 #                      (default docs/results/zoology-mqar/zoology-mqar-full.db.xz) until 20 s before
@@ -52,6 +54,7 @@ for step in "$@"; do
     trainstep) timeout $(($(left) - 30)) bench/train_step.sh "$MIXLAB_GPU_BUILD" "$OUT/ts" 2>&1 | tail -30 ;;
     trainmfu) timeout $(($(left) - 30)) bench/train_mfu.sh "$MIXLAB_GPU_BUILD" "$OUT/mfu" 2>&1 | tail -12 ;;
     breakdown) timeout $(($(left) - 30)) bench/kernel_breakdown.sh "$MIXLAB_GPU_BUILD" "$OUT/breakdown" 2>&1 | tail -40 ;;
+    scanprofile) timeout $(($(left) - 20)) bench/scan_profile.sh "$MIXLAB_GPU_BUILD" "$OUT/scanprofile" 2>&1 | tail -30 ;;
     racecheck)
       (cd "$MIXLAB_GPU_BUILD" && timeout $(($(left) - 20)) compute-sanitizer --tool racecheck --racecheck-report hazard \
         ./mixlab_tests --gtest_filter='Sm90*') >"$OUT/racecheck.log" 2>&1

@@ -76,6 +76,23 @@ TEST(KernelOps, ScanFloorBytesReadEachInputAndWriteEachOutputOnce) {
   EXPECT_EQ(shapes, (std::set<std::pair<std::string, double>>{{"scan", 8.0 * 2048}, {"scan_narrow", 1536.0}}));
 }
 
+// --lengths keeps the shapes of those N only (one shape per op under a profiler); a length the
+// table does not have is a usage error that lists the table's lengths.
+TEST(KernelOps, LengthsKeepOnlyTheAskedShapes) {
+  const TempDir dir("kernel_ops_lengths");
+  const auto table = list_ops(dir, "--ops scan,swa --lengths 16384");
+  std::multiset<std::string> ops;
+  for (const auto& row : table) {
+    EXPECT_EQ(row["N"].get<int64_t>(), 16384) << row.dump();
+    ops.insert(row["op"].get<std::string>());
+  }
+  EXPECT_EQ(ops, (std::multiset<std::string>{"scan", "swa", "swa"}));  // swa at head dim 64 and 128
+  const auto outcome = run_mixlab(dir.path.string(), "kernel_bench --list-ops --ops scan --lengths 1000");
+  EXPECT_EQ(outcome.status, 2) << outcome.output;
+  EXPECT_NE(outcome.output.find("--lengths: no shape"), std::string::npos) << outcome.output;
+  EXPECT_NE(outcome.output.find("1024, 4096, 16384, 65536"), std::string::npos) << outcome.output;
+}
+
 TEST(KernelOps, AnUnknownOpIsAUsageError) {
   const TempDir dir("kernel_ops_bad");
   const auto outcome = run_mixlab(dir.path.string(), "kernel_bench --list-ops --ops swa,flash");
