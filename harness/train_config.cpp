@@ -122,15 +122,6 @@ void check_epochs(const TrainConfig& c, const json& train, const std::string& fi
 
 }  // namespace
 
-json training_identity(const json& train) {
-  json identity = train;
-  if (identity.is_object()) {
-    identity.erase("execution");
-    identity.erase("curve_every");
-  }
-  return identity;
-}
-
 TrainConfig parse_train_config(const json& train, const std::string& file, const std::string& path) {
   if (!train.is_object()) throw ConfigError(file, path, "must be an object (see docs/training.md)");
   reject_unknown(train, {"data", "seq_len", "batch_size", "grad_accum", "steps", "tokens", "flop_budget", "epochs",

@@ -12,6 +12,7 @@
 
 #include "data/synthetic.h"
 #include "harness/model.h"
+#include "reports/point_identity.h"
 
 #include <nlohmann/json.hpp>
 
@@ -66,11 +67,8 @@ struct TrainConfig {
                                    // checkpoint and the last step); the other steps' losses are not read
 };
 
-// The "train" object without what says how the steps run or how densely they are recorded rather
-// than what they compute (train.execution, train.curve_every): a point's id and its run's
-// fingerprint are made from this, so a sweep and a run resume across a switch between eager and
-// graphed steps or a sparser curve.
-nlohmann::json training_identity(const nlohmann::json& train);
+// training_identity(train): the "train" object without train.execution and train.curve_every,
+// from which a point's id and its run's fingerprint are made (reports/point_identity.h).
 
 // Strict parse of a "train" object; ConfigError names FILE and PATH.key and what is valid.
 TrainConfig parse_train_config(const nlohmann::json& train, const std::string& file,

@@ -1,5 +1,7 @@
 #include "reports/recall_figure.h"
 
+#include "reports/point_identity.h"
+
 
 #include <sqlite3.h>
 
@@ -87,10 +89,11 @@ std::vector<RecallRow> recall_rows(Database& database, const Filter& filter, con
                                      ? dotted_value(config, "train.data.source").get<std::string>()
                                      : "corpus";
       if (source == "corpus") continue;
-      // How the training executed (train.execution: eager or CUDA graphs) is not part of a point's
-      // identity (harness/train_config.h, training_identity): a database resumed under another
-      // mode holds one configuration's points with and without it, and they are one configuration.
-      config["train"].erase("execution");
+      // How the steps ran (train.execution) and how densely the curve was kept (train.curve_every)
+      // are not part of a point's identity (reports/point_identity.h): a database resumed under
+      // other settings holds one configuration's points with and without them, and they are one
+      // configuration.
+      config["train"] = training_identity(config["train"]);
       candidates.push_back({points.text(0), std::move(config), std::nan(""), points.text(2) == "done"});
     }
   }

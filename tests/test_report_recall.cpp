@@ -133,11 +133,14 @@ TEST_F(ReportRecall, RowsAreTheBestLastAccuracyOfEachConfiguration) {
   EXPECT_EQ(plots[2].curves.size(), 2u);
 }
 
-// A database resumed under another train.execution (not part of a point's id) holds points of one
-// configuration with and without the setting: they are one row, not two.
-TEST_F(ReportRecall, TheExecutionModeDoesNotSplitAConfiguration) {
+// A database resumed under another train.execution or train.curve_every (neither is part of a
+// point's id) holds points of one configuration with and without the settings: they are one row,
+// not two.  (Session 23: the Zoology grid resumed with curve_every 25 showed attention at 128 / 8,
+// d = 256 as two rows, 0.999 and 0.130.)
+TEST_F(ReportRecall, TheExecutionModeAndCurveDensityDoNotSplitAConfiguration) {
   auto graphed = point_config("attention", json::array({"attention"}), 64, 1e-2, 64, 4);
   graphed["train"]["execution"] = "cuda_graph";
+  graphed["train"]["curve_every"] = 25;
   add("att64c", graphed, {{0.995, 3}}, 2 * 64 * 64 * 2 * 4);
   Database database(fixture.path(), false);
   const auto rows = recall_rows(database, Filter{}, "train.lr");
