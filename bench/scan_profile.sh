@@ -31,8 +31,8 @@ for kernel in scan_forward_kernel scan_backward_kernel; do
   csv="$OUT/${kernel}_${OP}_${N}.csv"
   ncu --kernel-name "$kernel" --launch-count 1 --metrics "$METRICS" --csv --page raw \
     "$BUILD/mixlab" kernel_bench /dev/null --ops="$OP" --lengths="$N" >"$csv.log" 2>&1 || status=1
-  # ncu's CSV rows start with a quoted "ID" header; the program's own output is left in the log
-  grep -E '^"(ID|[0-9])' "$csv.log" >"$csv" || { status=1; tail -n 5 "$csv.log"; }
+  # ncu's CSV rows (header, units, data) start with a quote; the program's own output is left in the log
+  grep '^"' "$csv.log" >"$csv" || { status=1; tail -n 5 "$csv.log"; }
 done
 python3 "$HERE/peers/ncu_scan_table.py" "$OUT/scan_forward_kernel_${OP}_${N}.csv" "$OUT/scan_backward_kernel_${OP}_${N}.csv" | tee "$OUT/scan_profile.md" || status=1
 exit $status
