@@ -1,0 +1,62 @@
+#!/usr/bin/env python3
+"""Issue 13's decode table: mixlab's mean step (a `mixlab sweep` database of decode rows timed by
+spans) beside the gpt-fast peer (bench/peers/decode_peer.py CSVs), both against the bandwidth floor
+at the copy bandwidth the peer measured in the same call.
+
+    python3 bench/peers/decode_table.py decode-issue13.db peer_*.csv
+
+Columns per (preset, N): mixlab ms per step; mixlab's floor (bf16 weights + the state at each
+position, read once: docs/results/scout-paper/decode_verdicts.py's floor_ratio) and the ratio;
+the fastest peer formulation's ms, its own floor (weights + its whole state, which its step reads
+at every position) and peer / mixlab (above 1: mixlab is faster).
+"""
+import csv
+import os
+import statistics
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "docs", "results", "scout-paper"))
+import decode_verdicts  # noqa: E402  (the floor of a mixlab row, one definition)
+
+
+def load_peers(paths):
+    """{(preset, N): fastest row} over every CSV, and the copy bandwidths (bytes/s) they measured."""
+    best, bandwidths = {}, []
+    for path in paths:
+        for row in csv.DictReader(open(path)):
+            key = (row["preset"], int(row["N"]))
+            bandwidths.append(float(row["bandwidth_gb_s"]) * 1e9)
+            if key not in best or float(row["ms_per_step"]) < float(best[key]["ms_per_step"]):
+                best[key] = row
+    return best, bandwidths
+
+
+def main():
+    if len(sys.argv) < 2:
+        raise SystemExit(__doc__)
+    table, commits = decode_verdicts.load(sys.argv[1])
+    peers, bandwidths = load_peers(sys.argv[2:])
+    if bandwidths:  # the floor at the bandwidth measured in this call, not the constant of an earlier one
+        decode_verdicts.COPY_BYTES_PER_S = statistics.median(bandwidths)
+    print(f"mixlab commit(s): {', '.join(sorted(c or '?' for c in commits))}; "
+          f"copy bandwidth {decode_verdicts.COPY_BYTES_PER_S / 1e9:,.0f} GB/s\n")
+    print("| preset | N | mixlab ms | floor ms | mixlab / floor | peer ms | peer's floor ms | peer formulation | peer / mixlab |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    models = sorted({m for m, _ in table} | {p for p, _ in peers})
+    for model in models:
+        lengths = sorted({n for m, n in table if m == model and table[(m, n)]["status"] == "ok"})
+        for n in sorted(set(lengths) | {n for p, n in peers if p == model}):
+            mine = decode_verdicts.floor_ratio(table, model, lengths, n) if n in lengths else None
+            peer = peers.get((model, n))
+            cells = [f"{mine[0]:.3f}", f"{mine[1]:.3f}", f"{mine[2]:.2f}x"] if mine else ["-", "-", "-"]
+            if peer:
+                ms = float(peer["ms_per_step"])
+                cells += [f"{ms:.3f}", f"{float(peer['floor_ms']):.3f}", peer["peer"].split("+", 1)[1],
+                          f"**{ms / mine[0]:.2f}x**" if mine else "-"]
+            else:
+                cells += ["-"] * 4
+            print(f"| {model} | {n:,} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
