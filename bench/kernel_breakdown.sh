@@ -16,9 +16,10 @@
 # Usage: bench/kernel_breakdown.sh BUILD_DIR OUT_DIR [lengths, default 4096,16384] [presets,
 #        default transformer,swa,scout-swa]
 #   OUT_DIR/<side>_<preset>_<N>.csv (ncu's rows), OUT_DIR/breakdown.md (the tables).
-# MIXLAB_BREAKDOWN_PHASE=decode: one decode step instead (mixlab only; the released presets as
-# they are, bf16, batch 16, the step at position 0 of a static state of N tokens, as a CUDA graph
-# replay): where the fixed per-step cost of docs/results/decode-static-h200 goes.
+# MIXLAB_BREAKDOWN_PHASE=decode: one decode step instead (the released presets as they are, bf16,
+# batch 16, the step at position 0 of a static state of N tokens, as a CUDA graph replay): where
+# the fixed per-step cost of docs/results/decode-static-h200 goes; beside it one replayed step of
+# the preset's gpt-fast peer (bench/peers/decode_peer.py; MIXLAB_BREAKDOWN_PEER=0: mixlab only).
 # MIXLAB_BREAKDOWN_PHASE=train: one training step instead (mixlab only; the Zoology-sized MQAR
 # models of experiments/train-step-bench.json, 2 layers, vocab 8,192, the 20th step of `mixlab
 # train`, a CUDA graph replay where the model allows it); PRESETS name mixers (default
@@ -72,10 +73,17 @@ if [[ ${MIXLAB_BREAKDOWN_PHASE:-} == decode ]]; then
         "$BUILD/mixlab" bench --preset "$preset" --seq "$n" --phases decode --batch 16 --device cuda \
         --dtype bfloat16 --set measure.time_budget_s=60 >"$OUT/mixlab-decode_${preset}_${n}.log" 2>&1 ||
         { status=1; tail -n 5 "$OUT/mixlab-decode_${preset}_${n}.log"; }
+      # its peer (bench/peers/decode_peer.py: torch.compile + one CUDA graph), one replayed step;
+      # MIXLAB_BREAKDOWN_PEER=0 leaves it out
+      if [[ ${MIXLAB_BREAKDOWN_PEER:-1} != 0 ]]; then
+        "${NCU[@]}" --log-file "$OUT/peer-decode_${preset}_${n}.csv" python3 "$HERE/peers/decode_peer.py" /dev/null \
+          --preset "$preset" --batch 16 --lengths "$n" --attention matmul --steps 8 --profile-range \
+          >"$OUT/peer-decode_${preset}_${n}.log" 2>&1 || { status=1; tail -n 5 "$OUT/peer-decode_${preset}_${n}.log"; }
+      fi
       echo "[decode $preset N=$n] profiled"
     done
   done
-  python3 "$HERE/peers/ncu_table.py" "$OUT"/mixlab-decode_*.csv | tee "$OUT/breakdown-decode.md" || status=1
+  python3 "$HERE/peers/ncu_table.py" "$OUT"/mixlab-decode_*.csv "$OUT"/peer-decode_*.csv | tee "$OUT/breakdown-decode.md" || status=1
   exit $status
 fi
 for preset in ${PRESETS//,/ }; do

@@ -453,6 +453,19 @@ def captured_step(model, pos, token):
     return step
 
 
+def profile_one_step(step, token):
+    """One replayed step alone in the CUDA profiler's range (torch.cuda.profiler.start/stop), for
+    `ncu --profile-from-start off` (bench/kernel_breakdown.sh, MIXLAB_BREAKDOWN_PHASE=decode):
+    the kernels of one step after compilation and warm-up, beside mixlab's step of the same
+    preset.  The position is where the warm-up left it; the peer's step reads its whole state at
+    any position."""
+    torch.cuda.synchronize()
+    torch.cuda.profiler.start()
+    step(token)
+    torch.cuda.synchronize()
+    torch.cuda.profiler.stop()
+
+
 def formulations(preset, requested):
     """The step's attention formulations to run: --attention (default matmul, sdpa-efficient,
     sdpa-cudnn), or only "none" for a model without attention: compiling a Mamba stack once per
@@ -494,6 +507,8 @@ def measure(preset, args, capacity, recipe, attention):
                     captured_step(model, pos, token))
             time_steps(step, model, token, pos, 8)  # compile, record, warm up
             print(f"N={capacity} {recipe}+{attention}: compiled and warmed up", flush=True)
+            if args.profile_range:
+                profile_one_step(step, token)
             ms = time_steps(step, model, token, pos, args.steps)
     except Exception as error:  # a backend that refuses the shape or the mask
         print(f"N={capacity} {recipe}+{attention}: failed: {str(error)[:300]}", flush=True)
@@ -517,6 +532,9 @@ def parse_args():
     parser.add_argument("--attention", default=None,
                         help="the step's attention: matmul, sdpa-efficient, sdpa-math, sdpa-cudnn "
                              "(default: matmul,sdpa-efficient,sdpa-cudnn; none for a model without attention)")
+    parser.add_argument("--profile-range", action="store_true",
+                        help="run one step after the warm-up inside torch.cuda.profiler.start()/stop(), "
+                             "for `ncu --profile-from-start off` (bench/kernel_breakdown.sh)")
     parser.add_argument("--compile-once", default="auto", choices=["auto", "off"],
                         help="auto: a model whose state does not depend on N is compiled and timed once, "
                              "its row written for every length; off: compile every length")
