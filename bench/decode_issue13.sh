@@ -10,6 +10,8 @@
 #   WHAT: mixlab | peer:PRESET:LENGTHS (e.g. peer:mamba-546m:2048,8192,32768) | table
 #   default: mixlab peer:mamba-546m:2048,4096,8192,16384,32768 table
 #   -> OUT/decode-issue13.db, OUT/peer_PRESET.csv, OUT/decode-issue13.md
+# MIXLAB_PEER_ARGS: more arguments of decode_peer.py, e.g. "--compile-mode max-autotune-no-cudagraphs"
+# (then name the CSV apart: the step writes OUT/peer_PRESET.csv)
 set -uo pipefail
 BUILD="${1:?usage: bench/decode_issue13.sh BUILD OUT [WHAT...]}"
 OUT="${2:?usage: bench/decode_issue13.sh BUILD OUT [WHAT...]}"
@@ -28,7 +30,7 @@ for what in "$@"; do
     peer:*)
       IFS=: read -r _ preset lengths <<<"$what"
       timeout "${MIXLAB_PEER_S:-250}" python3 "$HERE/peers/decode_peer.py" "$OUT/peer_$preset.csv" \
-        --preset "$preset" --batch 16 --lengths "$lengths" --attention matmul 2>&1 |
+        --preset "$preset" --batch 16 --lengths "$lengths" --attention matmul ${MIXLAB_PEER_ARGS:-} 2>&1 |
         grep -v -E 'perf_hints|^\s*$' | tail -n 12 || status=1 ;;
     table)
       python3 "$HERE/peers/decode_table.py" "$DB" "$OUT"/peer_*.csv | tee "$OUT/decode-issue13.md" || status=1 ;;

@@ -430,11 +430,13 @@ def reduce_overhead_step(model, pos):
     return step
 
 
-def captured_step(model, pos, token):
+def captured_step(model, pos, token, mode=None):
     """The same compiled step (default mode, fused kernels, no graph trees) captured by hand in one
     torch.cuda.CUDAGraph over static token / position buffers: what a user does when the graph
-    trees decline to replay."""
-    compiled = torch.compile(model, fullgraph=True)
+    trees decline to replay.  mode "max-autotune-no-cudagraphs" lets inductor time Triton
+    templates against cuBLAS for the products (the skinny M = batch products of a decode step),
+    at a longer compile."""
+    compiled = torch.compile(model, fullgraph=True, mode=mode)
     static_token = token.clone()
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
@@ -504,7 +506,7 @@ def measure(preset, args, capacity, recipe, attention):
     try:
         with torch.no_grad(), allowed:
             step = (reduce_overhead_step(model, pos) if recipe == "reduce-overhead" else
-                    captured_step(model, pos, token))
+                    captured_step(model, pos, token, args.compile_mode))
             time_steps(step, model, token, pos, 8)  # compile, record, warm up
             print(f"N={capacity} {recipe}+{attention}: compiled and warmed up", flush=True)
             if args.profile_range:
@@ -529,6 +531,8 @@ def parse_args():
     parser.add_argument("--lengths", default="2048,8192")
     parser.add_argument("--steps", type=int, default=256, help="steps timed per length and recipe")
     parser.add_argument("--recipes", default="cuda-graph", help="cuda-graph and/or reduce-overhead")
+    parser.add_argument("--compile-mode", default=None, choices=[None, "max-autotune-no-cudagraphs"],
+                        help="torch.compile mode of the cuda-graph recipe (default: inductor's default)")
     parser.add_argument("--attention", default=None,
                         help="the step's attention: matmul, sdpa-efficient, sdpa-math, sdpa-cudnn "
                              "(default: matmul,sdpa-efficient,sdpa-cudnn; none for a model without attention)")
@@ -566,7 +570,8 @@ def main():
                         continue
                     ms, bytes_read = result
                     label = "no-attention" if attention == "none" else attention
-                    name = f"torch.compile+{recipe}+static-{'kv' if kv_only else 'state'}+{label}{suffix}"
+                    mode = "+max-autotune" if args.compile_mode and recipe == "cuda-graph" else ""
+                    name = f"torch.compile{mode}+{recipe}+static-{'kv' if kv_only else 'state'}+{label}{suffix}"
                     for n in served:
                         common.write_row(out, f"{name},{args.preset},{args.batch},{n},{ms:.4f},"
                                               f"{1000 * args.batch / ms:.1f},{1000 * bytes_read / bandwidth:.4f},"
