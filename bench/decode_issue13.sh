@@ -11,7 +11,7 @@
 #   default: mixlab peer:mamba-546m:2048,4096,8192,16384,32768 table
 #   -> OUT/decode-issue13.db, OUT/peer_PRESET.csv, OUT/decode-issue13.md
 # MIXLAB_PEER_ARGS: more arguments of decode_peer.py, e.g. "--compile-mode max-autotune-no-cudagraphs"
-# (then name the CSV apart: the step writes OUT/peer_PRESET.csv)
+# with MIXLAB_PEER_TAG (e.g. _autotune) to write OUT/peer_PRESET_autotune.csv beside the default rows
 set -uo pipefail
 BUILD="${1:?usage: bench/decode_issue13.sh BUILD OUT [WHAT...]}"
 OUT="${2:?usage: bench/decode_issue13.sh BUILD OUT [WHAT...]}"
@@ -29,7 +29,7 @@ for what in "$@"; do
         --device cuda --db "$DB" >"$OUT/sweep.log" 2>&1 || { status=1; tail -n 8 "$OUT/sweep.log"; } ;;
     peer:*)
       IFS=: read -r _ preset lengths <<<"$what"
-      timeout "${MIXLAB_PEER_S:-250}" python3 "$HERE/peers/decode_peer.py" "$OUT/peer_$preset.csv" \
+      timeout "${MIXLAB_PEER_S:-250}" python3 "$HERE/peers/decode_peer.py" "$OUT/peer_${preset}${MIXLAB_PEER_TAG:-}.csv" \
         --preset "$preset" --batch 16 --lengths "$lengths" --attention matmul ${MIXLAB_PEER_ARGS:-} 2>&1 |
         grep -v -E 'perf_hints|^\s*$' | tail -n 12 || status=1 ;;
     table)
