@@ -119,15 +119,19 @@ def main():
         if not scan_rows:
             continue
         print(f"### Mamba-1 selective scan (bf16 activations, {title}, n = 16; ms)\n")
-        print("| N | mixlab fwd | mixlab fwd+bwd | eager fwd+bwd | vs eager | floor fwd+bwd | mixlab / floor |")
-        print("|---|---|---|---|---|---|---|")
+        print("| N | mixlab fwd | mixlab fwd+bwd | mamba_ssm fwd | mamba_ssm fwd+bwd | vs mamba_ssm | eager fwd+bwd "
+              "| vs eager | floor fwd+bwd | mixlab / floor |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         for r in scan_rows:
             n = r["N"]
             m_f, m_b = num(r["fwd_ms"]), num(r["fwdbwd_ms"])
+            ref = get.get(("mamba_ssm", op, n, "16"), {})  # github.com/state-spaces/mamba's CUDA scan
+            r_f, r_b = num(ref.get("fwd_ms")), num(ref.get("fwdbwd_ms"))
             eb = num(get.get(("eager", op, n, "16"), {}).get("fwdbwd_ms"))
             fl = num(get.get(("floor", op, n, "16"), {}).get("fwdbwd_ms"))
             ratio = "–" if fl is None else f"{m_b / fl:.2f}"
-            print(f"| {n} | {ms_fmt(m_f)} | {ms_fmt(m_b)} | {ms_fmt(eb)} | {x_fmt(m_b, eb)} | {ms_fmt(fl)} | {ratio} |")
+            print(f"| {n} | {ms_fmt(m_f)} | {ms_fmt(m_b)} | {ms_fmt(r_f)} | {ms_fmt(r_b)} | {x_fmt(m_b, r_b)} "
+                  f"| {ms_fmt(eb)} | {x_fmt(m_b, eb)} | {ms_fmt(fl)} | {ratio} |")
         print()
 
 if __name__ == "__main__":

@@ -10,7 +10,9 @@ know for each scheme:
     mamba         Mamba-1 blocks (arXiv 2312.00752, §3.4) with the selective scan as torch's
                   associative_scan or as a log-depth doubling scan of pointwise ops (--mamba-scans;
                   the doubling scan is the faster of the two on an H200, the default); both
-                  materialise [B, N, E, n] float32, so they run out of memory at long N
+                  materialise [B, N, E, n] float32, so they run out of memory at long N; or with
+                  mamba_ssm's CUDA scan (github.com/state-spaces/mamba; bench/peers/mamba_ssm_scan.py),
+                  the implementation Mamba's users run, where its library was built and carried
     scout-mamba   mamba and checkpoint attention as above
 
 Same architecture as mixlab's presets (experiments/presets/*.json): pre-norm RMSNorm (eps 1e-6),
@@ -32,6 +34,9 @@ import torch.nn.functional as F
 from torch._higher_order_ops.associative_scan import associative_scan
 from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 from triton.testing import do_bench
+
+import mamba_ssm_scan
+import scan_peers
 
 THETA = 1e4
 PRESETS = os.path.join(os.path.dirname(__file__), "..", "..", "experiments", "presets")
@@ -155,6 +160,24 @@ class Mamba(torch.nn.Module):
         return self.out_proj((y * F.silu(z.float())).to(u.dtype))
 
 
+class MambaSsm(Mamba):
+    """The same block with mamba_ssm's CUDA scan (bench/peers/mamba_ssm_scan.py), written as
+    mamba_ssm's Mamba module runs without causal_conv1d: channels before time from in_proj on, the
+    scan fusing softplus(Δ + b), the D skip and the SiLU(z) gate, its own backward."""
+
+    def forward(self, u, cos=None, sin=None, masks=None):
+        length = u.shape[1]
+        xz = (u @ self.in_proj.weight.t()).transpose(1, 2)                       # [B, 2E, N]
+        x, z = xz.chunk(2, 1)                                                    # [B, E, N] each
+        x = F.silu(self.conv(x)[..., :length])                                   # [B, E, N]
+        delta, B, C = self.x_proj(x.transpose(1, 2)).split([self.rank, self.n, self.n], -1)  # [B, N, ·]
+        dt = (delta @ self.dt_proj.weight.t()).transpose(1, 2)                   # [B, E, N], bias in the scan
+        A = -torch.exp(self.A_log.float())                                       # [E, n]
+        y = mamba_ssm_scan.scan(x, dt, A, B.transpose(1, 2), C.transpose(1, 2), self.D.float(), z,
+                                self.dt_proj.bias.float())                       # [B, E, N]
+        return self.out_proj(y.transpose(1, 2))
+
+
 class LanguageModel(torch.nn.Module):
     def __init__(self, preset, d, heads, scan=scan_associative):
         super().__init__()
@@ -174,7 +197,7 @@ class LanguageModel(torch.nn.Module):
                     self.segments.add(sub.get("segment_size", 10))
                     blocks.append(Attention(d, heads, make_checkpoints(sub.get("segment_size", 10))))
                 elif mixer == "mamba":
-                    blocks.append(Mamba(d, scan))
+                    blocks.append(MambaSsm(d, None) if scan == "mamba_ssm" else Mamba(d, scan))
                 else:
                     raise SystemExit(f"model_peers.py: no peer for mixer '{mixer}'")
         assert len(self.windows) <= 1, "one window per model"
@@ -241,9 +264,11 @@ def main():
     parser.add_argument("--modes", default="default,reduce-overhead",
                         help="torch.compile modes to time; reduce-overhead replays CUDA graphs, as mixlab's "
                              "measure.execution=cuda_graph does (the peer row of a length is the fastest mode)")
-    parser.add_argument("--mamba-scans", default="doubling",
-                        help="scan formulations timed for presets with mamba, of: associative, doubling (the "
-                             "peer row is the fastest); associative took 1,263 ms at N = 1k on an H200 "
+    parser.add_argument("--mamba-scans", default="doubling,mamba_ssm",
+                        help="scan formulations timed for presets with mamba, of: associative, doubling, "
+                             "mamba_ssm (the reference CUDA scan, when bench/peers/mamba_ssm/build.sh's "
+                             "library is carried; else skipped with the reason) (the peer row is the "
+                             "fastest); associative took 1,263 ms at N = 1k on an H200 "
                              "(2026-12-03), 37x the doubling scan, so it is not timed by default")
     args = parser.parse_args()
     with open(args.out, "w") as out:
@@ -259,12 +284,19 @@ def time_preset(name, preset, scan, args, out):
     """Rows of one preset (and one scan formulation where it has Mamba blocks) at every length and mode."""
     if scan is not None:
         try:
-            check_scan(SCANS[scan])
-        except Exception as error:  # e.g. associative_scan unavailable in this PyTorch
+            if scan == "mamba_ssm":
+                ok, why = mamba_ssm_scan.available()
+                if not ok:
+                    raise RuntimeError(why)
+                mamba_ssm_scan.check(scan_peers.scan_eager)
+            else:
+                check_scan(SCANS[scan])
+        except Exception as error:  # e.g. associative_scan unavailable in this PyTorch, no mamba_ssm library
             print(f"model_peers.py: {name}: the {scan} scan cannot run here: {error}", flush=True)
             return
     torch.manual_seed(0)
-    model = LanguageModel(preset, args.d_model, args.heads, SCANS.get(scan, scan_associative)).cuda().to(torch.bfloat16)
+    blocks_scan = scan if scan == "mamba_ssm" else SCANS.get(scan, scan_associative)
+    model = LanguageModel(preset, args.d_model, args.heads, blocks_scan).cuda().to(torch.bfloat16)
     # One compiled graph per (mode, N), static shapes: with the default recompile limit (8)
     # the second mode's shapes sent FlexAttention to its unfused eager fallback (100x slower).
     torch._dynamo.reset()

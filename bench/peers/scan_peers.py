@@ -5,6 +5,10 @@ bf16 activations):
 - eager:   a selective_scan_ref-style scan (arXiv 2312.00752, §3.2), written here: float32, a Python loop
            over time with each step vectorised over [batch, E, n], autograd for the backward.
            Run up to N = 4096 (its time is linear in N; longer runs only cost device time).
+- mamba_ssm: the reference CUDA scan of Mamba (github.com/state-spaces/mamba, csrc/selective_scan),
+           bf16, the same fused D skip, SiLU(z) gate and Δ bias (bench/peers/mamba_ssm_scan.py), when
+           its library was built and carried (bench/peers/mamba_ssm/build.sh); checked against eager
+           on a small input first; every N.
 - floor:   the bandwidth floor, each input read once and each output written once (the op table's
            fwd_bytes and fwdbwd_bytes), over the measured device-to-device copy bandwidth:
            forward  reads u, delta, z, B, C and writes out;
@@ -19,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 import common
+import mamba_ssm_scan
 
 
 def scan_eager(u, delta, A, B, C, D, z, bias):
@@ -50,12 +55,16 @@ def main():
     csv.write(f"ceiling,copy_bandwidth,0,0,0,{bandwidth / 1e9:.3f},,0,0")
     del a, b
 
+    with_mamba_ssm, why = mamba_ssm_scan.available()
+    if with_mamba_ssm:
+        mamba_ssm_scan.check(scan_eager)  # raises where the peer computes something else
+    else:
+        print(f"scan_peers.py: no mamba_ssm peer: {why}", flush=True)
+
     for shape in common.op_table(["scan", "scan_narrow"], quick):
         op, n, batch, channels, states = shape["op"], shape["N"], shape["batch"], shape["channels"], shape["states"]
         csv.row("floor", op, n, states, batch * channels, shape["fwd_bytes"] / bandwidth * 1e3,
                 shape["fwdbwd_bytes"] / bandwidth * 1e3, 0)
-        if n > 4096:
-            continue
         mk = lambda *s, dtype=torch.bfloat16: torch.randn(*s, device=dev, dtype=dtype)
         u, delta, z = mk(batch, channels, n), mk(batch, channels, n) - 1, mk(batch, channels, n)
         B, C = mk(batch, states, n), mk(batch, states, n)
@@ -65,6 +74,13 @@ def main():
         for t in leaves:
             t.requires_grad_(True)
         dout = torch.randn_like(u)
+        if with_mamba_ssm:
+            run = lambda: mamba_ssm_scan.scan(u, delta, A, B, C, D, z, bias)
+            with torch.no_grad():
+                f = common.median_ms(run)
+            csv.row("mamba_ssm", op, n, states, batch * channels, f, common.median_ms(lambda: run().backward(dout), leaves), 0)
+        if n > 4096:
+            continue
         run = lambda: scan_eager(u, delta, A, B, C, D, z, bias)
         with torch.no_grad():
             f = common.median_ms(run)

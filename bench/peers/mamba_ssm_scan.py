@@ -1,0 +1,113 @@
+"""mamba_ssm's selective scan (github.com/state-spaces/mamba, csrc/selective_scan) as a peer: the
+reference CUDA implementation of Mamba-1's scan that a user of PyTorch would pick, loaded with
+ctypes from the library bench/peers/mamba_ssm/build.sh makes (built off the device, carried in
+.devicedeps/mamba_ssm/), with its backward as a torch.autograd.Function.
+
+    out = scan(u, delta, A, B, C, D, z, bias)
+        Δ = softplus(δ + b);  h_t = exp(Δ_t A) h_{t-1} + Δ_t u_t B_t;  out_t = (C_t·h_t + D u_t) SiLU(z_t)
+    u, delta, z: [batch, E, N] bf16;  B, C: [batch, n, N] bf16;  A: [E, n], D, bias: [E] float32
+    -> out: [batch, E, N] bf16 (mixlab's layout and meaning: mixers/selective_scan.h)
+
+`available()` says whether the library loads here (and why not); `check(scan_reference)` compares
+forward and gradients with a reference on a small input (a peer must compute the same thing).
+"""
+import ctypes
+import os
+
+import torch
+
+LIBRARY = os.environ.get("MIXLAB_MAMBA_SSM_SO") or os.path.join(
+    os.path.dirname(__file__), "..", "..", ".devicedeps", "mamba_ssm", "libmamba_ssm_scan.so")
+_library = None
+
+
+def available():
+    """(True, path) when the library loads, else (False, the reason)."""
+    global _library
+    if _library is None:
+        if not os.path.exists(LIBRARY):
+            return False, f"{LIBRARY} not built (bench/peers/mamba_ssm/build.sh)"
+        try:
+            _library = ctypes.CDLL(LIBRARY)
+        except OSError as error:
+            return False, str(error)
+        pointers = [ctypes.c_void_p] * 12
+        _library.mamba_ssm_forward_bf16.argtypes = [ctypes.c_int] * 4 + pointers
+        _library.mamba_ssm_backward_bf16.argtypes = [ctypes.c_int] * 4 + [ctypes.c_void_p] * 20
+        _library.mamba_ssm_chunks.argtypes = [ctypes.c_int]
+    return True, LIBRARY
+
+
+def _pointers(*tensors):
+    return [ctypes.c_void_p(t.data_ptr()) for t in tensors]
+
+
+def _stream():
+    return ctypes.c_void_p(torch.cuda.current_stream().cuda_stream)
+
+
+def _check(status, what):
+    if status != 0:
+        raise RuntimeError(f"mamba_ssm_scan.py: {what}: CUDA error {status}")
+
+
+class _Scan(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, D, z, bias):
+        u, delta, z = u.contiguous(), delta.contiguous(), z.contiguous()
+        B4, C4 = B.contiguous().unsqueeze(1), C.contiguous().unsqueeze(1)  # [batch, 1 group, n, N]
+        A, D, bias = A.float().contiguous(), D.float().contiguous(), bias.float().contiguous()
+        batch, dim, length = u.shape
+        dstate = A.shape[1]
+        out, out_z = torch.empty_like(u), torch.empty_like(u)
+        x = torch.empty(batch, dim, _library.mamba_ssm_chunks(length), 2 * dstate, device=u.device)
+        _check(_library.mamba_ssm_forward_bf16(batch, dim, length, dstate,
+                                               *_pointers(u, delta, A, B4, C4, D, z, bias, out, out_z, x),
+                                               _stream()), "forward")
+        ctx.save_for_backward(u, delta, A, B4, C4, D, z, bias, out, x)
+        return out_z
+
+    @staticmethod
+    def backward(ctx, dout):
+        u, delta, A, B4, C4, D, z, bias, out, x = ctx.saved_tensors
+        batch, dim, length = u.shape
+        dout = dout.contiguous()
+        du, ddelta, dz = torch.empty_like(u), torch.empty_like(delta), torch.empty_like(z)
+        dA, dD, dbias = torch.zeros_like(A), torch.zeros_like(D), torch.zeros_like(bias)
+        dB, dC = torch.zeros_like(B4, dtype=torch.float32), torch.zeros_like(C4, dtype=torch.float32)
+        _check(_library.mamba_ssm_backward_bf16(batch, dim, length, A.shape[1],
+                                                *_pointers(u, delta, A, B4, C4, D, z, bias, out, x, dout, du,
+                                                           ddelta, dA, dB, dC, dD, dz, dbias),
+                                                _stream()), "backward")
+        return du, ddelta, dA, dB.squeeze(1).to(B4.dtype), dC.squeeze(1).to(C4.dtype), dD, dz, dbias
+
+
+def scan(u, delta, A, B, C, D, z, bias):
+    ok, why = available()
+    if not ok:
+        raise RuntimeError(f"mamba_ssm_scan.py: {why}")
+    if u.dtype != torch.bfloat16:
+        raise TypeError(f"mamba_ssm_scan.py: bf16 activations only (the library holds the bf16 kernels), got {u.dtype}")
+    return _Scan.apply(u, delta, A, B, C, D, z, bias)
+
+
+def check(reference, batch=2, dim=40, length=300, dstate=16, tolerance=0.05):
+    """Forward and every gradient of scan() against reference() (same arguments, float32 inside) on
+    a small bf16 input; raises with the worst relative error where one is above tolerance."""
+    torch.manual_seed(0)
+    mk = lambda *s, dtype=torch.bfloat16: torch.randn(*s, device="cuda", dtype=dtype)
+    inputs = [mk(batch, dim, length), mk(batch, dim, length) - 1, -torch.exp(0.5 * mk(dim, dstate, dtype=torch.float32)),
+              mk(batch, dstate, length), mk(batch, dstate, length), mk(dim, dtype=torch.float32),
+              mk(batch, dim, length), 0.3 * mk(dim, dtype=torch.float32)]
+    names = ["u", "delta", "A", "B", "C", "D", "z", "bias"]
+    dout = mk(batch, dim, length)
+    results = []
+    for fn in (scan, reference):
+        leaves = [t.detach().clone().requires_grad_(True) for t in inputs]
+        out = fn(*leaves)
+        out.backward(dout)
+        results.append([out.float()] + [t.grad.float() for t in leaves])
+    for name, mine, ref in zip(["out"] + names, *results):
+        error = ((mine - ref).norm() / ref.norm().clamp_min(1e-12)).item()
+        if not error <= tolerance:
+            raise AssertionError(f"mamba_ssm_scan.py: {name} is off the reference by {error:.3g} (relative L2)")
