@@ -54,8 +54,12 @@ TEST(DecodeStepKernels, CausalConvStepEqualsTheReference) {
 TEST(DecodeStepKernels, SelectiveStateUpdateEqualsTheReference) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "skipped: no GPU";
   torch::NoGradGuard no_grad;
-  const int64_t batch = 3, channels = 70, n = 16, rank = 5;
+  const int64_t batch = 3, channels = 70, rank = 5;
+  // n = 16: one state per lane of the kernel's 16-lane group; 5: lanes left idle; 40: lanes that
+  // hold several states (j, j + 16, ...)
+  for (int64_t n : {16, 5, 40})
   for (auto dtype : {torch::kFloat, torch::kBFloat16}) {
+    SCOPED_TRACE("n " + std::to_string(n) + ", " + std::string(c10::toString(dtype)));
     torch::manual_seed(2);
     const auto state = torch::randn({batch, channels, n}, torch::kDouble);
     const auto u = torch::randn({batch, channels}, torch::kDouble);

@@ -9,8 +9,12 @@
 //     Δ = softplus(δ + b_δ);  h[j] ← exp(Δ A[j]) h[j] + Δ u B[j]  (in place);
 //     y = (Σ_j h[j] C[j] + D u) · SiLU(z)
 //
-// One thread per (sequence, channel); arithmetic in float32; activations in `element` (the
-// model's dtype), the SSM state and A, D, b_δ float32.
+// causal_conv_step: one thread per (sequence, channel).  selective_state_update: one group of 16
+// consecutive lanes per (sequence, channel), lane l holding states l, l + 16, ...: a warp's loads
+// and stores of the state [B, E, n] and of A [E, n] are contiguous (one thread per channel
+// walking its n states made every warp access touch 32 rows n floats apart), and y is summed over
+// the group by shuffles.  Arithmetic in float32; activations in `element` (the model's dtype),
+// the SSM state and A, D, b_δ float32.
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -47,32 +51,42 @@ __global__ void causal_conv_step_kernel(ConvStepShape s, const T* __restrict__ a
   store_f(out + static_cast<long long>(b) * s.channels + c, s.silu ? silu(acc) : acc);
 }
 
+constexpr int kGroup = 16;  // lanes per (sequence, channel) in selective_state_update
+
 template <typename T>
 __global__ void selective_state_update_kernel(StateUpdateShape s, float* __restrict__ state, const T* __restrict__ u,
                                               const T* __restrict__ delta, const float* __restrict__ A,
                                               const T* __restrict__ B, const T* __restrict__ C,
                                               const float* __restrict__ D, const T* __restrict__ z,
                                               const float* __restrict__ delta_bias, T* __restrict__ out) {
-  const long long index = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (index >= static_cast<long long>(s.batch) * s.channels) return;
-  const int b = static_cast<int>(index / s.channels), e = static_cast<int>(index % s.channels);
-  const float x = to_f(u[static_cast<long long>(b) * s.u_row_stride + e]);
-  float step = to_f(delta[static_cast<long long>(b) * s.delta_row_stride + e]);
-  if (delta_bias) step += delta_bias[e];
-  step = softplus(step);
-  float* h = state + (static_cast<long long>(b) * s.channels + e) * s.n;
-  const float* a = A + static_cast<long long>(e) * s.n;
-  const T* b_row = B + static_cast<long long>(b) * s.bc_row_stride;
-  const T* c_row = C + static_cast<long long>(b) * s.bc_row_stride;
-  float y = 0.f;
-  for (int j = 0; j < s.n; ++j) {
-    const float next = expf(step * a[j]) * h[j] + step * x * to_f(b_row[j]);
-    h[j] = next;
-    y += next * to_f(c_row[j]);
+  const long long thread = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const long long channel = thread / kGroup;  // b·E + e
+  const int lane = static_cast<int>(thread % kGroup);
+  // No early return: every lane of the warp takes part in the shuffles below.
+  const bool active = channel < static_cast<long long>(s.batch) * s.channels;
+  const int b = active ? static_cast<int>(channel / s.channels) : 0, e = active ? static_cast<int>(channel % s.channels) : 0;
+  float x = 0.f, y = 0.f;
+  if (active) {
+    x = to_f(u[static_cast<long long>(b) * s.u_row_stride + e]);
+    float step = to_f(delta[static_cast<long long>(b) * s.delta_row_stride + e]);
+    if (delta_bias) step += delta_bias[e];
+    step = softplus(step);
+    float* h = state + channel * s.n;
+    const float* a = A + static_cast<long long>(e) * s.n;
+    const T* b_row = B + static_cast<long long>(b) * s.bc_row_stride;
+    const T* c_row = C + static_cast<long long>(b) * s.bc_row_stride;
+    for (int j = lane; j < s.n; j += kGroup) {
+      const float next = expf(step * a[j]) * h[j] + step * x * to_f(b_row[j]);
+      h[j] = next;
+      y += next * to_f(c_row[j]);
+    }
   }
+#pragma unroll
+  for (int offset = kGroup / 2; offset > 0; offset /= 2) y += __shfl_xor_sync(0xffffffffu, y, offset);
+  if (!active || lane != 0) return;
   if (D) y += D[e] * x;
   if (z) y *= silu(to_f(z[static_cast<long long>(b) * s.z_row_stride + e]));
-  store_f(out + static_cast<long long>(b) * s.channels + e, y);
+  store_f(out + channel, y);
 }
 
 int blocks_for(long long threads) { return static_cast<int>((threads + kThreads - 1) / kThreads); }
@@ -109,7 +123,7 @@ void causal_conv_step(const ConvStepShape& s, const void* a_t, void* history, co
 void selective_state_update(const StateUpdateShape& s, float* state, const void* u, const void* delta, const float* A,
                             const void* B, const void* C, const float* D, const void* z, const float* delta_bias,
                             void* out, void* stream) {
-  const int blocks = blocks_for(static_cast<long long>(s.batch) * s.channels);
+  const int blocks = blocks_for(static_cast<long long>(s.batch) * s.channels * kGroup);
   auto st = static_cast<cudaStream_t>(stream);
   switch (s.element) {
     case ScanElement::f32:
