@@ -9,10 +9,14 @@ ctypes from the library bench/peers/mamba_ssm/build.sh makes (built off the devi
     -> out: [batch, E, N] bf16 (mixlab's layout and meaning: mixers/selective_scan.h)
 
 `available()` says whether the library loads here (and why not); `check(scan_reference)` compares
-forward and gradients with a reference on a small input (a peer must compute the same thing).
+forward and gradients with a reference on a small input (a peer must compute the same thing);
+`usable()` runs that check in a child process (`python3 mamba_ssm_scan.py --check`), since a
+failing launch inside the library aborts its process: a caller with other rows to time keeps them.
 """
 import ctypes
 import os
+import subprocess
+import sys
 
 import torch
 
@@ -111,3 +115,26 @@ def check(reference, batch=2, dim=40, length=300, dstate=16, tolerance=0.05):
         error = ((mine - ref).norm() / ref.norm().clamp_min(1e-12)).item()
         if not error <= tolerance:
             raise AssertionError(f"mamba_ssm_scan.py: {name} is off the reference by {error:.3g} (relative L2)")
+
+
+def usable(timeout_s=300):
+    """(True, path) when the library loads and check() passes in a child process, else (False, why)."""
+    ok, why = available()
+    if not ok:
+        return ok, why
+    try:
+        child = subprocess.run([sys.executable, os.path.abspath(__file__), "--check"], capture_output=True,
+                               text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return False, f"the check did not finish in {timeout_s} s"
+    if child.returncode != 0:
+        return False, f"the check failed (exit {child.returncode}): {(child.stdout + child.stderr).strip()[-400:]}"
+    return True, LIBRARY
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--check"]:
+        raise SystemExit("usage: python3 mamba_ssm_scan.py --check")
+    from scan_peers import scan_eager  # the eager reference scan_peers.py times (float32 inside)
+    check(scan_eager)
+    print("mamba_ssm_scan.py: forward and gradients match the eager scan")

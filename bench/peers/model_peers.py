@@ -36,7 +36,6 @@ from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 from triton.testing import do_bench
 
 import mamba_ssm_scan
-import scan_peers
 
 THETA = 1e4
 PRESETS = os.path.join(os.path.dirname(__file__), "..", "..", "experiments", "presets")
@@ -285,10 +284,9 @@ def time_preset(name, preset, scan, args, out):
     if scan is not None:
         try:
             if scan == "mamba_ssm":
-                ok, why = mamba_ssm_scan.available()
+                ok, why = mamba_ssm_scan.usable()  # loads, and matches the eager scan (in a child process)
                 if not ok:
                     raise RuntimeError(why)
-                mamba_ssm_scan.check(scan_peers.scan_eager)
             else:
                 check_scan(SCANS[scan])
         except Exception as error:  # e.g. associative_scan unavailable in this PyTorch, no mamba_ssm library

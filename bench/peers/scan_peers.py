@@ -55,10 +55,8 @@ def main():
     csv.write(f"ceiling,copy_bandwidth,0,0,0,{bandwidth / 1e9:.3f},,0,0")
     del a, b
 
-    with_mamba_ssm, why = mamba_ssm_scan.available()
-    if with_mamba_ssm:
-        mamba_ssm_scan.check(scan_eager)  # raises where the peer computes something else
-    else:
+    with_mamba_ssm, why = mamba_ssm_scan.usable()  # loads, and matches the eager scan (in a child process)
+    if not with_mamba_ssm:
         print(f"scan_peers.py: no mamba_ssm peer: {why}", flush=True)
 
     for shape in common.op_table(["scan", "scan_narrow"], quick):
