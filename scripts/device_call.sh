@@ -43,9 +43,6 @@ cd "$ROOT"
 export MIXLAB_GPU_BUILD="${MIXLAB_GPU_BUILD:-/tmp/build-gpu}"
 [[ -f .devicedeps/commit ]] && export MIXLAB_GIT_COMMIT="$(cat .devicedeps/commit)"
 left() { echo $((LIMIT - ($(date +%s) - T0))); }
-# The mamba_ssm scan peer travels compressed (bench/peers/mamba_ssm/build.sh); unpack it here.
-lib=.devicedeps/mamba_ssm/libmamba_ssm_scan.so
-[[ -f $lib.xz && ! -f $lib ]] && xz -dc "$lib.xz" >"$lib" && chmod +x "$lib"
 for step in "$@"; do
   echo "== $step at +$(($(date +%s) - T0)) s"
   case $step in

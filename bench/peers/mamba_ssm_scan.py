@@ -1,7 +1,7 @@
 """mamba_ssm's selective scan (github.com/state-spaces/mamba, csrc/selective_scan) as a peer: the
 reference CUDA implementation of Mamba-1's scan that a user of PyTorch would pick, loaded with
-ctypes from the library bench/peers/mamba_ssm/build.sh makes (built off the device, carried in
-.devicedeps/mamba_ssm/), with its backward as a torch.autograd.Function.
+ctypes from the library bench/peers/mamba_ssm/build.sh makes (built off the device, carried
+compressed in .devicedeps/mamba_ssm/, unpacked into /tmp on first use), with its backward as a torch.autograd.Function.
 
     out = scan(u, delta, A, B, C, D, z, bias)
         Δ = softplus(δ + b);  h_t = exp(Δ_t A) h_{t-1} + Δ_t u_t B_t;  out_t = (C_t·h_t + D u_t) SiLU(z_t)
@@ -14,23 +14,42 @@ forward and gradients with a reference on a small input (a peer must compute the
 failing launch inside the library aborts its process: a caller with other rows to time keeps them.
 """
 import ctypes
+import lzma
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import torch
 
+COMPRESSED = os.path.join(
+    os.path.dirname(__file__), "..", "..", ".devicedeps", "mamba_ssm", "libmamba_ssm_scan.so.xz")
 LIBRARY = os.environ.get("MIXLAB_MAMBA_SSM_SO") or os.path.join(
-    os.path.dirname(__file__), "..", "..", ".devicedeps", "mamba_ssm", "libmamba_ssm_scan.so")
+    tempfile.gettempdir(), f"mixlab-mamba_ssm-{os.getuid()}", "libmamba_ssm_scan.so")
 _library = None
+
+
+def _unpack():
+    """build.sh keeps the library as .xz (it travels with the tree); unpack it once into LIBRARY."""
+    if not os.path.exists(COMPRESSED):
+        return
+    if os.path.exists(LIBRARY) and os.path.getmtime(LIBRARY) >= os.path.getmtime(COMPRESSED):
+        return
+    os.makedirs(os.path.dirname(LIBRARY), exist_ok=True)
+    partial = LIBRARY + f".{os.getpid()}"
+    with lzma.open(COMPRESSED) as source, open(partial, "wb") as target:
+        shutil.copyfileobj(source, target)
+    os.replace(partial, LIBRARY)  # atomic: a concurrent reader sees the whole file or none
 
 
 def available():
     """(True, path) when the library loads, else (False, the reason)."""
     global _library
     if _library is None:
+        _unpack()
         if not os.path.exists(LIBRARY):
-            return False, f"{LIBRARY} not built (bench/peers/mamba_ssm/build.sh)"
+            return False, f"{COMPRESSED} not built (bench/peers/mamba_ssm/build.sh)"
         try:
             _library = ctypes.CDLL(LIBRARY)
         except OSError as error:
