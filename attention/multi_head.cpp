@@ -3,6 +3,7 @@
 #include "attention/kv_cache.h"
 #include "attention/rope_cache.h"
 #include "core/init.h"
+#include "core/skinny_linear.h"
 
 namespace mixlab {
 
@@ -47,7 +48,7 @@ torch::Tensor MultiHeadProjections::project_into_cache(const torch::Tensor& x_t,
                                                        torch::Tensor& keys, torch::Tensor& values) const {
   const auto& constants = state.constants;
   const int64_t batch = x_t.size(0);
-  const auto qkv = at::linear(x_t, constants.at("qkv_weight")).view({batch, 3, n_heads, 1, head_dim});  // [B, 3, H, 1, d_h]
+  const auto qkv = skinny_linear(x_t, constants.at("qkv_weight")).view({batch, 3, n_heads, 1, head_dim});  // [B, 3, H, 1, d_h]
   return rope_into_cache(qkv, position, constants.at("rope_cos"), constants.at("rope_sin"), slot, keys, values);
 }
 
@@ -91,9 +92,13 @@ MixerState MultiHeadProjections::static_kv_cache(int64_t batch, int64_t slots,
   return state;
 }
 
+// One token per sequence (a decode step) through skinny_linear, which runs o_proj's product as
+// the few-row kernel where it applies and as o_proj's own product elsewhere.
 torch::Tensor MultiHeadProjections::output(const torch::Tensor& heads) {
   const int64_t batch = heads.size(0), n = heads.size(2);
-  return o_proj->forward(heads.transpose(1, 2).reshape({batch, n, d_model}));
+  const auto merged = heads.transpose(1, 2).reshape({batch, n, d_model});  // [B, N, d]
+  if (n == 1) return skinny_linear(merged.view({batch, d_model}), o_proj->weight, o_proj->bias).unsqueeze(1);
+  return o_proj->forward(merged);
 }
 
 ParamSpec rope_theta_param(double default_theta) {

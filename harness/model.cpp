@@ -1,6 +1,7 @@
 #include "harness/model.h"
 
 #include "core/compat.h"
+#include "core/skinny_linear.h"
 
 #include "harness/add_rms_norm.h"
 #include "harness/token_embedding.h"
@@ -252,7 +253,9 @@ torch::Tensor LanguageModelImpl::static_step(const torch::Tensor& tokens_t, std:
     const auto branch = sublayers_[i]->static_step(normed.defined() ? normed : norms_[i](h), states[i], at);
     add_residual(i, branch, h, normed, history);
   }
-  return logits(normed.defined() ? normed : final_norm_(h));
+  // The logits of one token per sequence: the few-row product (core/skinny_linear.h).
+  return skinny_linear(normed.defined() ? normed : final_norm_(h), head_weight(),
+                       config_.tie_embeddings ? torch::Tensor() : lm_head_->bias);
 }
 
 torch::Tensor LanguageModelImpl::static_prefill(const torch::Tensor& tokens, std::vector<MixerState>& states) {

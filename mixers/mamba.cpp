@@ -27,6 +27,7 @@
 #include "core/init.h"
 #include "core/register_mixer.h"
 #include "core/registry.h"
+#include "core/skinny_linear.h"
 #include "mixers/causal_depthwise_conv.h"
 #include "mixers/selective_scan.h"
 
@@ -163,16 +164,18 @@ class Mamba : public TokenMixer {
   torch::Tensor advance(const torch::Tensor& x_t, torch::Tensor& conv_state, torch::Tensor& ssm_state,
                         const torch::Tensor& A, const torch::Tensor& D, const torch::Tensor& dt_bias) {
     const int64_t E = shape_.inner, n = shape_.d_state, R = shape_.dt_rank;
-    auto xz = in_proj_(x_t);                                                   // [B, 2E]
+    // The products through skinny_linear: the few-row kernel on CUDA where it applies (bf16, no
+    // gradient), else the modules' own product.
+    auto xz = skinny_linear(x_t, in_proj_->weight, in_proj_->bias);            // [B, 2E]
     auto gate = xz.narrow(-1, E, E);
     // u = SiLU(conv step of x), the conv state shifted (mixers/causal_depthwise_conv.h)
     auto u = causal_depthwise_conv_step(conv_state, xz.narrow(-1, 0, E), conv1d_->weight, conv1d_->bias,
                                         /*silu=*/true);  // [B, E]
-    auto projected = x_proj_(u);                                               // [B, R + 2n]
-    auto delta = torch::matmul(projected.narrow(-1, 0, R), dt_proj_->weight.t());  // [B, E]
+    auto projected = skinny_linear(u, x_proj_->weight, x_proj_->bias);        // [B, R + 2n]
+    auto delta = skinny_linear(projected.narrow(-1, 0, R), dt_proj_->weight);  // [B, E]
     auto y = selective_scan_step(ssm_state, u, delta, A, projected.narrow(-1, R, n), projected.narrow(-1, R + n, n), D,
                                  gate, dt_bias);
-    return out_proj_(y);
+    return skinny_linear(y, out_proj_->weight, out_proj_->bias);
   }
 
   // What the scan reads, from x: [B, N, d] (the lines above selective_scan in the header).

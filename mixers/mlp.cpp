@@ -9,6 +9,7 @@
 #include "core/init.h"
 #include "core/register_mixer.h"
 #include "core/registry.h"
+#include "core/skinny_linear.h"
 #include "mixers/swiglu.h"
 
 #include <cmath>
@@ -71,8 +72,9 @@ class GatedMlp : public TokenMixer {
   }
   // x_t: [B, d] -> [B, d]
   torch::Tensor static_step(const torch::Tensor& x_t, MixerState& state, const StepPosition&) override {
-    const auto gate_up = at::linear(x_t, state.constants.at("gate_up_weight"));  // [B, 2·hidden]
-    return down_proj_(gated(gate_up.narrow(-1, 0, hidden_), gate_up.narrow(-1, hidden_, hidden_)));
+    const auto gate_up = skinny_linear(x_t, state.constants.at("gate_up_weight"));  // [B, 2·hidden]
+    const auto hidden = gated(gate_up.narrow(-1, 0, hidden_), gate_up.narrow(-1, hidden_, hidden_));  // [B, hidden]
+    return skinny_linear(hidden, down_proj_->weight, down_proj_->bias);
   }
   torch::Tensor static_prefill(const torch::Tensor& x, MixerState&) override { return forward(x); }
 

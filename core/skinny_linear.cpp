@@ -1,0 +1,22 @@
+#include "core/skinny_linear.h"
+
+#include "core/implementation.h"
+
+#ifdef MIXLAB_WITH_CUDA
+#include "core/cuda/kernels.h"
+#endif
+
+namespace mixlab {
+
+torch::Tensor skinny_linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
+#ifdef MIXLAB_WITH_CUDA
+  if (cuda::skinny_linear_supported(x, weight, bias)) {
+    record_implementation("skinny_linear", Implementation::kernel);
+    return cuda::skinny_linear(x, weight, bias);
+  }
+#endif
+  record_implementation("skinny_linear", Implementation::reference);
+  return at::linear(x, weight, bias);
+}
+
+}  // namespace mixlab
