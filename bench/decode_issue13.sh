@@ -12,6 +12,8 @@
 #   -> OUT/decode-issue13.db, OUT/peer_PRESET.csv, OUT/decode-issue13.md
 # MIXLAB_PEER_ARGS: more arguments of decode_peer.py, e.g. "--compile-mode max-autotune-no-cudagraphs"
 # with MIXLAB_PEER_TAG (e.g. _autotune) to write OUT/peer_PRESET_autotune.csv beside the default rows
+# MIXLAB_DECODE_PRESETS (e.g. mamba-546m,scout-swa-470m) and MIXLAB_DECODE_LENGTHS (e.g.
+# [2048,32768]): mixlab's side on those presets and lengths only (a call short of device time)
 set -uo pipefail
 BUILD="${1:?usage: bench/decode_issue13.sh BUILD OUT [WHAT...]}"
 OUT="${2:?usage: bench/decode_issue13.sh BUILD OUT [WHAT...]}"
@@ -25,7 +27,21 @@ for what in "$@"; do
   echo "== $what"
   case $what in
     mixlab)
-      timeout "${MIXLAB_SWEEP_S:-330}" "$BUILD/mixlab" sweep "$HERE/../experiments/decode-peer-issue13.json" \
+      spec="$HERE/../experiments/decode-peer-issue13.json" subset=()
+      if [[ -n ${MIXLAB_DECODE_PRESETS:-} ]]; then  # the spec's points of these presets, same name
+        python3 - "$spec" "$MIXLAB_DECODE_PRESETS" "$OUT/decode-subset.json" <<'PY' || { status=1; continue; }
+import json, re, sys
+spec = json.loads(re.sub(r"(?m)^\s*//.*$", "", open(sys.argv[1]).read()))
+wanted = sys.argv[2].split(",")
+spec["points"] = [p for p in spec["points"] if p["model"]["preset"] in wanted]
+missing = set(wanted) - {p["model"]["preset"] for p in spec["points"]}
+if missing: sys.exit(f"decode_issue13.sh: MIXLAB_DECODE_PRESETS names {sorted(missing)}, not in {sys.argv[1]}")
+json.dump(spec, open(sys.argv[3], "w"), indent=1)
+PY
+        spec="$OUT/decode-subset.json"
+      fi
+      [[ -n ${MIXLAB_DECODE_LENGTHS:-} ]] && subset=(--set "measure.seq_lens=$MIXLAB_DECODE_LENGTHS")
+      timeout "${MIXLAB_SWEEP_S:-330}" "$BUILD/mixlab" sweep "$spec" "${subset[@]}" \
         --device cuda --db "$DB" >"$OUT/sweep.log" 2>&1 || { status=1; tail -n 8 "$OUT/sweep.log"; } ;;
     peer:*)
       IFS=: read -r _ preset lengths <<<"$what"
