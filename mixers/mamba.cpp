@@ -172,9 +172,9 @@ class Mamba : public TokenMixer {
     auto u = causal_depthwise_conv_step(conv_state, xz.narrow(-1, 0, E), conv1d_->weight, conv1d_->bias,
                                         /*silu=*/true);  // [B, E]
     auto projected = skinny_linear(u, x_proj_->weight, x_proj_->bias);        // [B, R + 2n]
-    auto delta = skinny_linear(projected.narrow(-1, 0, R), dt_proj_->weight);  // [B, E]
-    auto y = selective_scan_step(ssm_state, u, delta, A, projected.narrow(-1, R, n), projected.narrow(-1, R + n, n), D,
-                                 gate, dt_bias);
+    // Δ's pre-activation δ W_dtᵀ is formed by the step itself (one kernel on CUDA)
+    auto y = selective_scan_step(ssm_state, u, projected.narrow(-1, 0, R), A, projected.narrow(-1, R, n),
+                                 projected.narrow(-1, R + n, n), D, gate, dt_bias, dt_proj_->weight);
     return skinny_linear(y, out_proj_->weight, out_proj_->bias);
   }
 

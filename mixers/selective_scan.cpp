@@ -83,16 +83,18 @@ torch::Tensor selective_scan_step(torch::Tensor& state, const torch::Tensor& u_t
                                   const torch::Tensor& delta_t, const torch::Tensor& A,
                                   const torch::Tensor& B_t, const torch::Tensor& C_t,
                                   const torch::Tensor& D, const torch::Tensor& z_t,
-                                  const torch::Tensor& delta_bias) {
+                                  const torch::Tensor& delta_bias, const torch::Tensor& delta_weight) {
 #ifdef MIXLAB_WITH_CUDA
-  if (cuda::selective_state_update_supported(state, u_t, delta_t, A, B_t, C_t, D, z_t, delta_bias)) {
+  if (cuda::selective_state_update_supported(state, u_t, delta_t, A, B_t, C_t, D, z_t, delta_bias, delta_weight)) {
     record_implementation("selective_scan_step", Implementation::kernel);
-    return cuda::selective_state_update(state, u_t, delta_t, A, B_t, C_t, D, z_t, delta_bias);
+    return cuda::selective_state_update(state, u_t, delta_t, A, B_t, C_t, D, z_t, delta_bias, delta_weight);
   }
 #endif
   record_implementation("selective_scan_step", Implementation::reference);
   const auto type = state.scalar_type();
-  auto step_size = cast(delta_t, type);  // [B, E]
+  // δ W_Δᵀ: [B, R] · [R, E] where the dt projection comes with the step, else δ as given: [B, E]
+  auto step_size = delta_weight.defined() ? torch::matmul(cast(delta_t, type), cast(delta_weight, type).t())
+                                          : cast(delta_t, type);
   if (delta_bias.defined()) step_size = step_size + cast(delta_bias, type);
   step_size = torch::softplus(step_size);
   auto input = cast(u_t, type);

@@ -91,6 +91,39 @@ TEST(DecodeStepKernels, SelectiveStateUpdateEqualsTheReference) {
   }
 }
 
+// The kernel with Mamba's dt projection folded in (δ: [B, R], W_Δ: [E, R]) against the float64
+// step on δ W_Δᵀ formed first.  R = 128 (mamba-546m: 8 products per lane), 5 (lanes left idle), 37.
+TEST(DecodeStepKernels, SelectiveStateUpdateFormsTheDeltaProjection) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "skipped: no GPU";
+  torch::NoGradGuard no_grad;
+  const int64_t batch = 3, channels = 70, n = 16;
+  for (int64_t rank : {128, 5, 37})
+  for (auto dtype : {torch::kFloat, torch::kBFloat16}) {
+    SCOPED_TRACE("rank " + std::to_string(rank) + ", " + std::string(c10::toString(dtype)));
+    torch::manual_seed(5);
+    auto act = [&](const torch::Tensor& t) { return t.to(torch::kCUDA, dtype); };
+    auto f32 = [&](const torch::Tensor& t) { return t.to(torch::kCUDA, torch::kFloat); };
+    auto back = [](const torch::Tensor& t) { return t.to(torch::kCPU, torch::kDouble); };
+    // x_proj's output [B, R + 2n]: δ, B, C as column slices of one row, as the mixer passes them
+    const auto projected = act(torch::randn({batch, rank + 2 * n}, torch::kDouble));
+    const auto weight = act(torch::randn({channels, rank}, torch::kDouble) / std::sqrt(static_cast<double>(rank)));
+    const auto u = act(torch::randn({batch, channels}, torch::kDouble)), z = act(torch::randn({batch, channels}, torch::kDouble));
+    const auto A = f32(-torch::exp(0.5 * torch::randn({channels, n}, torch::kDouble)));
+    const auto D = f32(torch::randn({channels}, torch::kDouble)), bias = f32(0.3 * torch::randn({channels}, torch::kDouble));
+    auto device_state = f32(torch::randn({batch, channels, n}, torch::kDouble));
+    auto reference_state = back(device_state);
+    const auto low = projected.narrow(1, 0, rank), B = projected.narrow(1, rank, n), C = projected.narrow(1, rank + n, n);
+    const auto reference_out =
+        mixlab::selective_scan_step(reference_state, back(u), torch::matmul(back(low), back(weight).t()), back(A),
+                                    back(B), back(C), back(D), back(z), back(bias));
+    ImplementationLog log;
+    const auto out = mixlab::selective_scan_step(device_state, u, low, A, B, C, D, z, bias, weight);
+    EXPECT_EQ(log.summary(), "selective_scan_step=kernel");
+    EXPECT_LT(max_error(out, reference_out), tolerance(dtype) * (1 + reference_out.abs().max().item<double>()));
+    EXPECT_LT(max_error(device_state, reference_state), 1e-5 * (1 + reference_state.abs().max().item<double>()));
+  }
+}
+
 // With a gradient asked for, the kernels are not taken: the differentiable reference runs.
 TEST(DecodeStepKernels, ARequestedGradientKeepsTheReference) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "skipped: no GPU";

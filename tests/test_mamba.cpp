@@ -91,6 +91,23 @@ TEST(Mamba, ScanStepEqualsScan) {
   }
 }
 
+// With the dt projection given, the step forms Δ's pre-activation δ W_Δᵀ itself: the same as the
+// step on the product formed beforehand.
+TEST(Mamba, ScanStepWithTheDeltaProjectionEqualsTheProductFirst) {
+  torch::manual_seed(3);
+  const int64_t batch = 2, E = 4, n = 3, R = 5;
+  auto in = random_scan_inputs(batch, E, n, 1);
+  auto slice = [](const torch::Tensor& x) { return x.select(-1, 0); };
+  const auto low = torch::randn({batch, R}, kF64), weight = 0.4 * torch::randn({E, R}, kF64);
+  auto state_fused = torch::randn({batch, E, n}, kF64), state_first = state_fused.clone();
+  const auto fused = selective_scan_step(state_fused, slice(in.u), low, in.A, slice(in.B), slice(in.C), in.D,
+                                         slice(in.z), in.delta_bias, weight);
+  const auto first = selective_scan_step(state_first, slice(in.u), torch::matmul(low, weight.t()), in.A, slice(in.B),
+                                         slice(in.C), in.D, slice(in.z), in.delta_bias);
+  EXPECT_TRUE(torch::allclose(fused, first, 1e-12, 1e-12)) << (fused - first).abs().max().item<double>();
+  EXPECT_TRUE(torch::allclose(state_fused, state_first, 1e-12, 1e-12));
+}
+
 // The closed-form final state (for a prefill) against N recurrence steps, in one time chunk and in
 // chunks of 7 steps (2·4·3·7 elements).
 TEST(Mamba, FinalStateEqualsTheRecurrence) {

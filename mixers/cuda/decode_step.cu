@@ -7,13 +7,15 @@
 //     history[j] ← (history[j,1..k-2], a_t[j])                               (in place)
 // selective_state_update: the selective scan's step (mixers/selective_scan.h, selective_scan_step):
 //     Δ = softplus(δ + b_δ);  h[j] ← exp(Δ A[j]) h[j] + Δ u B[j]  (in place);
+//   with δ = Σ_r W_Δ[e, r] δ_low[r] where the dt projection comes with the step (Mamba's rank-R δ);
 //     y = (Σ_j h[j] C[j] + D u) · SiLU(z)
 //
 // causal_conv_step: one thread per (sequence, channel).  selective_state_update: one group of 16
 // consecutive lanes per (sequence, channel), lane l holding states l, l + 16, ...: a warp's loads
 // and stores of the state [B, E, n] and of A [E, n] are contiguous (one thread per channel
 // walking its n states made every warp access touch 32 rows n floats apart), and y is summed over
-// the group by shuffles.  Arithmetic in float32; activations in `element` (the model's dtype),
+// the group by shuffles, as is δ's product over r (lane l takes r = l, l + 16, ...: W_Δ's row read
+// in 32-byte pieces).  Arithmetic in float32; activations in `element` (the model's dtype),
 // the SSM state and A, D, b_δ float32.
 
 #include <cuda_bf16.h>
@@ -53,22 +55,42 @@ __global__ void causal_conv_step_kernel(ConvStepShape s, const T* __restrict__ a
 
 constexpr int kGroup = 16;  // lanes per (sequence, channel) in selective_state_update
 
+// The sum of v over the 16 lanes of a group (groups are aligned 16-lane halves of the warp); every
+// lane of the warp must call it.
+__device__ __forceinline__ float group_sum(float v) {
+#pragma unroll
+  for (int offset = kGroup / 2; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  return v;
+}
+
 template <typename T>
 __global__ void selective_state_update_kernel(StateUpdateShape s, float* __restrict__ state, const T* __restrict__ u,
                                               const T* __restrict__ delta, const float* __restrict__ A,
                                               const T* __restrict__ B, const T* __restrict__ C,
                                               const float* __restrict__ D, const T* __restrict__ z,
-                                              const float* __restrict__ delta_bias, T* __restrict__ out) {
+                                              const float* __restrict__ delta_bias, const T* __restrict__ delta_weight,
+                                              T* __restrict__ out) {
   const long long thread = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
   const long long channel = thread / kGroup;  // b·E + e
   const int lane = static_cast<int>(thread % kGroup);
   // No early return: every lane of the warp takes part in the shuffles below.
   const bool active = channel < static_cast<long long>(s.batch) * s.channels;
   const int b = active ? static_cast<int>(channel / s.channels) : 0, e = active ? static_cast<int>(channel % s.channels) : 0;
+  const T* delta_row = delta + static_cast<long long>(b) * s.delta_row_stride;
+  float step = 0.f;
+  if (s.delta_rank > 0) {  // δ = Σ_r W_Δ[e, r] δ_low[r], over the group's lanes
+    const T* w = delta_weight + static_cast<long long>(e) * s.delta_rank;
+    float partial = 0.f;
+    if (active)
+#pragma unroll 4
+      for (int r = lane; r < s.delta_rank; r += kGroup) partial += to_f(w[r]) * to_f(delta_row[r]);
+    step = group_sum(partial);
+  } else if (active) {
+    step = to_f(delta_row[e]);
+  }
   float x = 0.f, y = 0.f;
   if (active) {
     x = to_f(u[static_cast<long long>(b) * s.u_row_stride + e]);
-    float step = to_f(delta[static_cast<long long>(b) * s.delta_row_stride + e]);
     if (delta_bias) step += delta_bias[e];
     step = softplus(step);
     float* h = state + channel * s.n;
@@ -81,8 +103,7 @@ __global__ void selective_state_update_kernel(StateUpdateShape s, float* __restr
       y += next * to_f(c_row[j]);
     }
   }
-#pragma unroll
-  for (int offset = kGroup / 2; offset > 0; offset /= 2) y += __shfl_xor_sync(0xffffffffu, y, offset);
+  y = group_sum(y);
   if (!active || lane != 0) return;
   if (D) y += D[e] * x;
   if (z) y *= silu(to_f(z[static_cast<long long>(b) * s.z_row_stride + e]));
@@ -122,25 +143,25 @@ void causal_conv_step(const ConvStepShape& s, const void* a_t, void* history, co
 
 void selective_state_update(const StateUpdateShape& s, float* state, const void* u, const void* delta, const float* A,
                             const void* B, const void* C, const float* D, const void* z, const float* delta_bias,
-                            void* out, void* stream) {
+                            const void* delta_weight, void* out, void* stream) {
   const int blocks = blocks_for(static_cast<long long>(s.batch) * s.channels * kGroup);
   auto st = static_cast<cudaStream_t>(stream);
   switch (s.element) {
     case ScanElement::f32:
       selective_state_update_kernel<float><<<blocks, kThreads, 0, st>>>(s, state, static_cast<const float*>(u),
           static_cast<const float*>(delta), A, static_cast<const float*>(B), static_cast<const float*>(C), D,
-          static_cast<const float*>(z), delta_bias, static_cast<float*>(out));
+          static_cast<const float*>(z), delta_bias, static_cast<const float*>(delta_weight), static_cast<float*>(out));
       break;
     case ScanElement::bf16:
       selective_state_update_kernel<__nv_bfloat16><<<blocks, kThreads, 0, st>>>(s, state, static_cast<const __nv_bfloat16*>(u),
           static_cast<const __nv_bfloat16*>(delta), A, static_cast<const __nv_bfloat16*>(B),
           static_cast<const __nv_bfloat16*>(C), D, static_cast<const __nv_bfloat16*>(z), delta_bias,
-          static_cast<__nv_bfloat16*>(out));
+          static_cast<const __nv_bfloat16*>(delta_weight), static_cast<__nv_bfloat16*>(out));
       break;
     case ScanElement::fp16:
       selective_state_update_kernel<__half><<<blocks, kThreads, 0, st>>>(s, state, static_cast<const __half*>(u),
           static_cast<const __half*>(delta), A, static_cast<const __half*>(B), static_cast<const __half*>(C), D,
-          static_cast<const __half*>(z), delta_bias, static_cast<__half*>(out));
+          static_cast<const __half*>(z), delta_bias, static_cast<const __half*>(delta_weight), static_cast<__half*>(out));
       break;
   }
   check_launch("selective_state_update");

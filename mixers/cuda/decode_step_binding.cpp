@@ -78,16 +78,21 @@ torch::Tensor causal_conv_step(torch::Tensor& history, const torch::Tensor& a_t,
 bool selective_state_update_supported(const torch::Tensor& state, const torch::Tensor& u_t,
                                       const torch::Tensor& delta_t, const torch::Tensor& A, const torch::Tensor& B_t,
                                       const torch::Tensor& C_t, const torch::Tensor& D, const torch::Tensor& z_t,
-                                      const torch::Tensor& delta_bias) {
+                                      const torch::Tensor& delta_bias, const torch::Tensor& delta_weight) {
   detail::ScanElement element;
   if (!state.defined() || !state.is_cuda() || state.scalar_type() != torch::kFloat || state.dim() != 3 ||
       !state.is_contiguous())
     return false;
   const int64_t batch = state.size(0), channels = state.size(1), n = state.size(2);
   if (!element_of(u_t, element) || !rows_of(u_t, batch, channels)) return false;
-  for (const auto& t : {delta_t, z_t})
-    if (t.defined() && (!rows_of(t, batch, channels) || t.scalar_type() != u_t.scalar_type())) return false;
-  if (!delta_t.defined()) return false;
+  if (z_t.defined() && (!rows_of(z_t, batch, channels) || z_t.scalar_type() != u_t.scalar_type())) return false;
+  // δ: [B, E], or [B, R] with W_Δ: [E, R]
+  if (delta_weight.defined() &&
+      (!delta_weight.is_cuda() || delta_weight.dim() != 2 || delta_weight.size(0) != channels ||
+       delta_weight.size(1) < 1 || !delta_weight.is_contiguous() || delta_weight.scalar_type() != u_t.scalar_type()))
+    return false;
+  const int64_t delta_columns = delta_weight.defined() ? delta_weight.size(1) : channels;
+  if (!rows_of(delta_t, batch, delta_columns) || delta_t.scalar_type() != u_t.scalar_type()) return false;
   for (const auto& t : {B_t, C_t})
     if (!rows_of(t, batch, n) || t.scalar_type() != u_t.scalar_type()) return false;
   if (B_t.stride(0) != C_t.stride(0)) return false;
@@ -96,17 +101,18 @@ bool selective_state_update_supported(const torch::Tensor& state, const torch::T
   };
   if (!A.defined() || !float_vector(A, channels * n) || !float_vector(D, channels) || !float_vector(delta_bias, channels))
     return false;
-  return !needs_grad({state, u_t, delta_t, A, B_t, C_t, D, z_t, delta_bias});
+  return !needs_grad({state, u_t, delta_t, A, B_t, C_t, D, z_t, delta_bias, delta_weight});
 }
 
 torch::Tensor selective_state_update(torch::Tensor& state, const torch::Tensor& u_t, const torch::Tensor& delta_t,
                                      const torch::Tensor& A, const torch::Tensor& B_t, const torch::Tensor& C_t,
-                                     const torch::Tensor& D, const torch::Tensor& z_t, const torch::Tensor& delta_bias) {
-  TORCH_CHECK(selective_state_update_supported(state, u_t, delta_t, A, B_t, C_t, D, z_t, delta_bias),
+                                     const torch::Tensor& D, const torch::Tensor& z_t, const torch::Tensor& delta_bias,
+                                     const torch::Tensor& delta_weight) {
+  TORCH_CHECK(selective_state_update_supported(state, u_t, delta_t, A, B_t, C_t, D, z_t, delta_bias, delta_weight),
               "mixers/cuda/decode_step_binding.cpp: selective_state_update: the kernel takes a contiguous float32 "
-              "CUDA state [B, E, n], u, delta, z [B, E] and B, C [B, n] of one float dtype, A [E, n], D, "
-              "delta_bias [E] float32, and no gradient; call mixlab::selective_scan_step, which runs the "
-              "reference for others");
+              "CUDA state [B, E, n], u, delta, z [B, E] (delta [B, R] with a contiguous delta_weight [E, R]) and "
+              "B, C [B, n] of one float dtype, A [E, n], D, delta_bias [E] float32, and no gradient; call "
+              "mixlab::selective_scan_step, which runs the reference for others");
   const c10::cuda::CUDAGuard guard(state.device());
   detail::StateUpdateShape shape;
   element_of(u_t, shape.element);
@@ -115,13 +121,14 @@ torch::Tensor selective_state_update(torch::Tensor& state, const torch::Tensor& 
   shape.n = static_cast<int>(state.size(2));
   shape.u_row_stride = u_t.stride(0);
   shape.delta_row_stride = delta_t.stride(0);
+  shape.delta_rank = delta_weight.defined() ? static_cast<int>(delta_weight.size(1)) : 0;
   shape.bc_row_stride = B_t.stride(0);
   shape.z_row_stride = z_t.defined() ? z_t.stride(0) : 0;
   auto out = torch::empty({state.size(0), state.size(1)}, u_t.options());
   detail::selective_state_update(shape, state.data_ptr<float>(), u_t.data_ptr(), delta_t.data_ptr(), A.data_ptr<float>(),
                                  B_t.data_ptr(), C_t.data_ptr(), D.defined() ? D.data_ptr<float>() : nullptr,
                                  pointer_or_null(z_t), delta_bias.defined() ? delta_bias.data_ptr<float>() : nullptr,
-                                 out.data_ptr(), at::cuda::getCurrentCUDAStream().stream());
+                                 pointer_or_null(delta_weight), out.data_ptr(), at::cuda::getCurrentCUDAStream().stream());
   return out;
 }
 

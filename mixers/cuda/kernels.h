@@ -36,7 +36,8 @@ std::pair<torch::Tensor, torch::Tensor> selective_scan_with_final_state(
 //   selective_state_update = mixlab::selective_scan_step (mixers/selective_scan.h): state
 //     [B, E, n] float32 (contiguous, updated in place); u_t, delta_t, z_t [B, E] and B_t, C_t
 //     [B, n] of one float dtype (unit column stride, any row stride); A [E, n], D, delta_bias [E]
-//     float32; returns out_t [B, E] in u_t's dtype
+//     float32; returns out_t [B, E] in u_t's dtype.  With delta_weight W_Δ [E, R] (contiguous, u_t's
+//     dtype) delta_t is [B, R] and the kernel forms δ W_Δᵀ itself
 bool causal_conv_step_supported(const torch::Tensor& history, const torch::Tensor& a_t, const torch::Tensor& weight,
                                 const torch::Tensor& bias);
 torch::Tensor causal_conv_step(torch::Tensor& history, const torch::Tensor& a_t, const torch::Tensor& weight,
@@ -44,10 +45,11 @@ torch::Tensor causal_conv_step(torch::Tensor& history, const torch::Tensor& a_t,
 bool selective_state_update_supported(const torch::Tensor& state, const torch::Tensor& u_t,
                                       const torch::Tensor& delta_t, const torch::Tensor& A, const torch::Tensor& B_t,
                                       const torch::Tensor& C_t, const torch::Tensor& D, const torch::Tensor& z_t,
-                                      const torch::Tensor& delta_bias);
+                                      const torch::Tensor& delta_bias, const torch::Tensor& delta_weight);
 torch::Tensor selective_state_update(torch::Tensor& state, const torch::Tensor& u_t, const torch::Tensor& delta_t,
                                      const torch::Tensor& A, const torch::Tensor& B_t, const torch::Tensor& C_t,
-                                     const torch::Tensor& D, const torch::Tensor& z_t, const torch::Tensor& delta_bias);
+                                     const torch::Tensor& D, const torch::Tensor& z_t, const torch::Tensor& delta_bias,
+                                     const torch::Tensor& delta_weight);
 
 // SwiGLU's gate, fused (swiglu.cu), differentiable (one backward kernel writes da and db):
 //   swiglu(a, b) = SiLU(a)·b;   da = g·b·σ(a)·(1 + a·(1 − σ(a))),   db = g·SiLU(a)

@@ -59,15 +59,17 @@ void causal_conv_step(const ConvStepShape& shape, const void* a_t, void* history
 
 //   selective_state_update: state [B, E, n] float32 updated in place; u, delta, z [B, E] and
 //   B, C [B, n] of `element` (row strides below); A [E, n], D, delta_bias [E] float32 (D, z,
-//   delta_bias may be null); out [B, E] of `element`.
+//   delta_bias may be null); out [B, E] of `element`.  With delta_rank R > 0, delta is [B, R] and
+//   delta_weight W_Δ [E, R] contiguous of `element`: Δ's pre-activation δ W_Δᵀ is formed in the kernel.
 struct StateUpdateShape {
   ScanElement element = ScanElement::f32;
   int batch = 0, channels = 0, n = 0;
   long long u_row_stride = 0, delta_row_stride = 0, bc_row_stride = 0, z_row_stride = 0;
+  int delta_rank = 0;  // R > 0: delta is [B, R] and delta_weight W_Δ [E, R]; 0: delta is [B, E]
 };
 void selective_state_update(const StateUpdateShape& shape, float* state, const void* u, const void* delta,
                             const float* A, const void* B, const void* C, const float* D, const void* z,
-                            const float* delta_bias, void* out, void* stream);
+                            const float* delta_bias, const void* delta_weight, void* out, void* stream);
 
 // SwiGLU's gate (mixers/cuda/swiglu.cu), arithmetic in float32, σ(a) = 1 / (1 + e^(−a)):
 //   forward   out = SiLU(a)·b = a·σ(a)·b
