@@ -7,7 +7,9 @@
 # its own rows only; the sweep resumes its database (`MIXLAB_DECODE_DB`) and skips what is done.
 #
 # Usage: bench/decode_issue13.sh BUILD OUT [WHAT...]
-#   WHAT: mixlab | peer:PRESET:LENGTHS (e.g. peer:mamba-546m:2048,8192,32768) | table
+#   WHAT: mixlab | peer:PRESET:LENGTHS (e.g. peer:mamba-546m:2048,8192,32768) | bandwidth | table
+#   (bandwidth: only the copy bandwidth of this GPU, OUT/peer_bandwidth.csv, the floor of a table
+#   whose peers were not run or were cut off before their first row)
 #   default: mixlab peer:mamba-546m:2048,4096,8192,16384,32768 table
 #   -> OUT/decode-issue13.db, OUT/peer_PRESET.csv, OUT/decode-issue13.md
 # MIXLAB_PEER_ARGS: more arguments of decode_peer.py, e.g. "--compile-mode max-autotune-no-cudagraphs"
@@ -48,6 +50,9 @@ PY
       timeout "${MIXLAB_PEER_S:-250}" python3 "$HERE/peers/decode_peer.py" "$OUT/peer_${preset}${MIXLAB_PEER_TAG:-}.csv" \
         --preset "$preset" --batch 16 --lengths "$lengths" --attention matmul ${MIXLAB_PEER_ARGS:-} 2>&1 |
         grep -v -E 'perf_hints|^\s*$' | tail -n 12 || status=1 ;;
+    bandwidth)
+      presets="${MIXLAB_DECODE_PRESETS:-mamba-546m}"
+      python3 "$HERE/peers/decode_peer.py" "$OUT/peer_bandwidth.csv" --preset "${presets%%,*}" --bandwidth-only 2>&1 | tail -n 2 || status=1 ;;
     table)
       python3 "$HERE/peers/decode_table.py" "$DB" "$OUT"/peer_*.csv | tee "$OUT/decode-issue13.md" || status=1 ;;
     *) echo "decode_issue13.sh: unknown step '$what' (mixlab, peer:PRESET:LENGTHS, table)"; status=1 ;;

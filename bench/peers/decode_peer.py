@@ -542,6 +542,8 @@ def parse_args():
     parser.add_argument("--compile-once", default="auto", choices=["auto", "off"],
                         help="auto: a model whose state does not depend on N is compiled and timed once, "
                              "its row written for every length; off: compile every length")
+    parser.add_argument("--bandwidth-only", action="store_true",
+                        help="write only the copy-bandwidth row (the floor of a table with no peer rows)")
     return parser.parse_args()
 
 
@@ -562,6 +564,11 @@ def main():
     print(f"copy bandwidth {bandwidth / 1e9:.0f} GB/s", flush=True)
     with open(args.out, "w") as out:
         out.write("peer,preset,batch,N,ms_per_step,tokens_per_s,floor_ms,bandwidth_gb_s\n")
+        # The bandwidth first, as a row with no step time: a peer cut off while compiling still
+        # gives the table the floor of this GPU (session 26 fell back to the H200's constant).
+        common.write_row(out, f"copy-bandwidth,{args.preset},{args.batch},0,,,,{bandwidth / 1e9:.0f}")
+        if args.bandwidth_only:
+            return
         for capacity, served, suffix in compile_plans(preset, lengths, args.compile_once):
             for recipe in args.recipes.split(","):
                 for attention in attentions:

@@ -26,6 +26,8 @@ def load_peers(paths):
         for row in csv.DictReader(open(path)):
             key = (row["preset"], int(row["N"]))
             bandwidths.append(float(row["bandwidth_gb_s"]) * 1e9)
+            if not row["ms_per_step"]:  # the copy-bandwidth row: no step timed
+                continue
             if key not in best or float(row["ms_per_step"]) < float(best[key]["ms_per_step"]):
                 best[key] = row
     return best, bandwidths
