@@ -20,8 +20,9 @@
 // Work: a block owns 8·kTiles outputs and 16 rows of x (blockIdx.y); its kWarps warps split k in
 // super-chunks of 128 (warp w takes super-chunks w, w + kWarps, ...; each thread 16-byte loads of
 // W, 4 per tile, 256 contiguous bytes per W row and warp), then sum their partial tiles through
-// shared memory.  W is read once, streamed past L1; x (a few KB) is re-read from L1/L2 by every
-// block.  Arithmetic in float32, y rounded to bf16 once.
+// shared memory.  W is read once, streamed past L1, a super-chunk ahead of its products (the first
+// one before the wait for x's kernel: a programmatic dependent launch); x (a few KB) is re-read from
+// L1/L2 by every block.  Arithmetic in float32, y rounded to bf16 once.
 
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -31,6 +32,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "core/cuda/dependent_launch.cuh"
 #include "core/cuda/skinny_linear_launch.h"
 
 namespace mixlab::cuda::detail {
@@ -81,20 +83,36 @@ __global__ void __launch_bounds__(kWarps * 32)
     w_row[tile] = w + (has_output[tile] ? o : 0) * s.in;
   }
 
-  float acc[kTiles][4] = {};
-  const long long supers = (s.in + kSuper - 1) / kSuper;
-  for (long long super = warp; super < supers; super += kWarps) {
-    uint4 wv[kTiles][kChunks], xl[kChunks], xh[kChunks];
-    const uint4 zero = make_uint4(0, 0, 0, 0);
+  // The k offset of thread (g, t) in chunk c of a super-chunk.
+  auto k_of = [&](long long super, int c) { return super * kSuper + c * 32 + t * 8; };
+  // W's 16-byte pieces of one super-chunk (zeros past in: in is a multiple of 8, so all 8 or none).
+  auto load_weights = [&](long long super, uint4 (&wv)[kTiles][kChunks]) {
 #pragma unroll
     for (int c = 0; c < kChunks; ++c) {
-      const long long k = super * kSuper + c * 32 + t * 8;  // in is a multiple of 8: all 8 in or none
-      const bool in_range = k < s.in;
+      const long long k = k_of(super, c);
 #pragma unroll
       for (int tile = 0; tile < kTiles; ++tile)
-        wv[tile][c] = in_range && has_output[tile] ? load_streamed(w_row[tile] + k) : zero;
-      xl[c] = in_range && has_low ? __ldg(reinterpret_cast<const uint4*>(x_low + k)) : zero;
-      xh[c] = in_range && has_high ? __ldg(reinterpret_cast<const uint4*>(x_high + k)) : zero;
+        wv[tile][c] = k < s.in && has_output[tile] ? load_streamed(w_row[tile] + k) : make_uint4(0, 0, 0, 0);
+    }
+  };
+
+  // W is no earlier kernel's output: the first super-chunk's pieces are read before waiting for
+  // the kernel that writes x (core/cuda/dependent_launch.cuh), hiding this launch's first DRAM trip.
+  const long long supers = (s.in + kSuper - 1) / kSuper;
+  uint4 wv[kTiles][kChunks];
+  load_weights(warp, wv);
+  wait_for_prerequisites();
+  let_dependents_launch();
+
+  float acc[kTiles][4] = {};
+  for (long long super = warp; super < supers; super += kWarps) {
+    uint4 xl[kChunks], xh[kChunks];
+#pragma unroll
+    for (int c = 0; c < kChunks; ++c) {
+      const long long k = k_of(super, c);
+      const bool in_range = k < s.in;
+      xl[c] = in_range && has_low ? __ldg(reinterpret_cast<const uint4*>(x_low + k)) : make_uint4(0, 0, 0, 0);
+      xh[c] = in_range && has_high ? __ldg(reinterpret_cast<const uint4*>(x_high + k)) : make_uint4(0, 0, 0, 0);
     }
 #pragma unroll
     for (int c = 0; c < kChunks; ++c)
@@ -103,6 +121,7 @@ __global__ void __launch_bounds__(kWarps * 32)
         mma_16816(acc[tile], xl[c].x, xh[c].x, xl[c].y, xh[c].y, wv[tile][c].x, wv[tile][c].y);
         mma_16816(acc[tile], xl[c].z, xh[c].z, xl[c].w, xh[c].w, wv[tile][c].z, wv[tile][c].w);
       }
+    if (super + kWarps < supers) load_weights(super + kWarps, wv);
   }
 
   // C fragment: acc[tile][0..1] at row g, outputs 2t, 2t+1 of the tile; [2..3] at row g + 8.
@@ -150,15 +169,14 @@ void skinny_linear_bf16(const SkinnyLinearShape& shape, const void* x, const voi
   const unsigned row_blocks = static_cast<unsigned>((shape.rows + kRowsPerBlock - 1) / kRowsPerBlock);
   auto launch = [&](auto kernel, long long outputs_per_block) {
     const dim3 grid(static_cast<unsigned>((shape.out + outputs_per_block - 1) / outputs_per_block), row_blocks);
-    kernel<<<grid, kWarps * 32, 0, static_cast<cudaStream_t>(stream)>>>(
-        shape, static_cast<const __nv_bfloat16*>(x), static_cast<const __nv_bfloat16*>(weight),
-        static_cast<const __nv_bfloat16*>(bias), static_cast<__nv_bfloat16*>(y));
+    launch_dependent("skinny_linear", kernel, grid, dim3(kWarps * 32), 0, static_cast<cudaStream_t>(stream), shape,
+                     static_cast<const __nv_bfloat16*>(x), static_cast<const __nv_bfloat16*>(weight),
+                     static_cast<const __nv_bfloat16*>(bias), static_cast<__nv_bfloat16*>(y));
   };
   // Two tiles per block (x's loads shared by twice the outputs) once that still gives every SM
   // two blocks; one otherwise, so a narrow W still spreads over the GPU.
   if ((shape.out + 15) / 16 >= 2LL * sms) launch(skinny_linear_kernel<2>, 16);
   else launch(skinny_linear_kernel<1>, 8);
-  check_cuda(cudaGetLastError(), "launch");
 }
 
 }  // namespace mixlab::cuda::detail

@@ -27,6 +27,7 @@
 #include <string>
 #include <type_traits>
 
+#include "core/cuda/dependent_launch.cuh"
 #include "core/cuda/elements.cuh"
 #include "harness/cuda/launch.h"
 
@@ -143,7 +144,9 @@ __global__ void __launch_bounds__(kThreads)
   const int lane = threadIdx.x % 32, vectors = static_cast<int>(s.cols / kV);
   const float inv_cols = 1.f / static_cast<float>(s.cols);
   float wv[P][kV];
-  load_row<P>(s.w, w, 0, lane, vectors, wv);
+  load_row<P>(s.w, w, 0, lane, vectors, wv);  // a weight: read before the wait for x's kernel
+  wait_for_prerequisites();                    // (core/cuda/dependent_launch.cuh)
+  let_dependents_launch();
   for (long long row = static_cast<long long>(blockIdx.x) * kWarps + threadIdx.x / 32; row < s.rows;
        row += static_cast<long long>(gridDim.x) * kWarps) {
     const long long at = row * s.cols;
@@ -322,9 +325,9 @@ void add_rms_norm_forward(const AddNormShape& s, const void* x, const void* r, c
   with_vectors_per_lane(vectors_per_lane(s), [&](auto p) {
     constexpr int P = decltype(p)::value;
     const auto grid = static_cast<unsigned>(grid_for(add_rms_norm_forward_kernel<P>, s.rows));
-    add_rms_norm_forward_kernel<P><<<grid, kThreads, 0, st>>>(s, x, r, w, h, y, inv_rms);
+    launch_dependent("add_rms_norm_forward", add_rms_norm_forward_kernel<P>, dim3(grid), dim3(kThreads), 0, st, s, x,
+                     r, w, h, y, inv_rms);
   });
-  check_cuda(cudaGetLastError(), "add_rms_norm_forward");
 }
 
 long long add_rms_norm_backward_blocks(const AddNormShape& s) {

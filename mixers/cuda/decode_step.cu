@@ -22,9 +22,8 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-#include <stdexcept>
-#include <string>
 
+#include "core/cuda/dependent_launch.cuh"
 #include "core/cuda/elements.cuh"
 #include "mixers/cuda/launch.h"
 
@@ -39,21 +38,27 @@ template <typename T>
 __global__ void causal_conv_step_kernel(ConvStepShape s, const T* __restrict__ a_t, T* __restrict__ history,
                                         const T* __restrict__ weight, const T* __restrict__ bias, T* __restrict__ out) {
   const long long index = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (index >= static_cast<long long>(s.batch) * s.channels) return;
-  const int b = static_cast<int>(index / s.channels), c = static_cast<int>(index % s.channels);
+  const bool active = index < static_cast<long long>(s.batch) * s.channels;
+  const int b = active ? static_cast<int>(index / s.channels) : 0, c = active ? static_cast<int>(index % s.channels) : 0;
   const int taps = s.kernel;
-  T* h = history + (static_cast<long long>(b) * s.channels + c) * (taps - 1);  // [k-1], oldest first
   const T* w = weight + static_cast<long long>(c) * taps;
+  // The bias and the newest tap's weight are constants: read before the wait for a_t's kernel.
+  const float first = active && bias ? to_f(bias[c]) : 0.f, w_newest = active ? to_f(w[taps - 1]) : 0.f;
+  wait_for_prerequisites();
+  let_dependents_launch();
+  if (!active) return;
+  T* h = history + (static_cast<long long>(b) * s.channels + c) * (taps - 1);  // [k-1], oldest first
   const float a = to_f(a_t[static_cast<long long>(b) * s.a_row_stride + c]);
-  float acc = bias ? to_f(bias[c]) : 0.f;
+  float acc = first;
   for (int i = 0; i < taps - 1; ++i) acc += to_f(w[i]) * to_f(h[i]);
-  acc += to_f(w[taps - 1]) * a;
+  acc += w_newest * a;
   for (int i = 0; i + 1 < taps - 1; ++i) h[i] = h[i + 1];
   h[taps - 2] = a_t[static_cast<long long>(b) * s.a_row_stride + c];
   store_f(out + static_cast<long long>(b) * s.channels + c, s.silu ? silu(acc) : acc);
 }
 
 constexpr int kGroup = 16;  // lanes per (sequence, channel) in selective_state_update
+constexpr int kHeldRank = 8;  // W_Δ's values per lane read before the wait: ranks up to 128
 
 // The sum of v over the 16 lanes of a group (groups are aligned 16-lane halves of the warp); every
 // lane of the warp must call it.
@@ -76,14 +81,31 @@ __global__ void selective_state_update_kernel(StateUpdateShape s, float* __restr
   // No early return: every lane of the warp takes part in the shuffles below.
   const bool active = channel < static_cast<long long>(s.batch) * s.channels;
   const int b = active ? static_cast<int>(channel / s.channels) : 0, e = active ? static_cast<int>(channel % s.channels) : 0;
+  // Constants, read before the wait for the kernel that writes δ, u, B, C
+  // (core/cuda/dependent_launch.cuh): W_Δ's first values of this lane (r = lane + 16 i), b_δ.
+  const T* w = delta_weight + static_cast<long long>(e) * s.delta_rank;
+  float w_held[kHeldRank];
+#pragma unroll
+  for (int i = 0; i < kHeldRank; ++i) {
+    const int r = lane + kGroup * i;
+    w_held[i] = active && r < s.delta_rank ? to_f(w[r]) : 0.f;
+  }
+  const float bias = active && delta_bias ? delta_bias[e] : 0.f;
+  wait_for_prerequisites();
+  let_dependents_launch();
+
   const T* delta_row = delta + static_cast<long long>(b) * s.delta_row_stride;
   float step = 0.f;
   if (s.delta_rank > 0) {  // δ = Σ_r W_Δ[e, r] δ_low[r], over the group's lanes
-    const T* w = delta_weight + static_cast<long long>(e) * s.delta_rank;
     float partial = 0.f;
-    if (active)
-#pragma unroll 4
-      for (int r = lane; r < s.delta_rank; r += kGroup) partial += to_f(w[r]) * to_f(delta_row[r]);
+    if (active) {
+#pragma unroll
+      for (int i = 0; i < kHeldRank; ++i) {
+        const int r = lane + kGroup * i;
+        if (r < s.delta_rank) partial += w_held[i] * to_f(delta_row[r]);
+      }
+      for (int r = lane + kGroup * kHeldRank; r < s.delta_rank; r += kGroup) partial += to_f(w[r]) * to_f(delta_row[r]);
+    }
     step = group_sum(partial);
   } else if (active) {
     step = to_f(delta_row[e]);
@@ -91,8 +113,7 @@ __global__ void selective_state_update_kernel(StateUpdateShape s, float* __restr
   float x = 0.f, y = 0.f;
   if (active) {
     x = to_f(u[static_cast<long long>(b) * s.u_row_stride + e]);
-    if (delta_bias) step += delta_bias[e];
-    step = softplus(step);
+    step = softplus(step + bias);
     float* h = state + channel * s.n;
     const float* a = A + static_cast<long long>(e) * s.n;
     const T* b_row = B + static_cast<long long>(b) * s.bc_row_stride;
@@ -112,9 +133,14 @@ __global__ void selective_state_update_kernel(StateUpdateShape s, float* __restr
 
 int blocks_for(long long threads) { return static_cast<int>((threads + kThreads - 1) / kThreads); }
 
-void check_launch(const char* what) {
-  const cudaError_t error = cudaGetLastError();
-  if (error != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(error));
+// f(T{}) with T the C++ type of `element`.
+template <typename F>
+void with_element(ScanElement element, F&& f) {
+  switch (element) {
+    case ScanElement::f32: f(float{}); break;
+    case ScanElement::bf16: f(__nv_bfloat16{}); break;
+    case ScanElement::fp16: f(__half{}); break;
+  }
 }
 
 }  // namespace
@@ -122,49 +148,25 @@ void check_launch(const char* what) {
 void causal_conv_step(const ConvStepShape& s, const void* a_t, void* history, const void* weight, const void* bias,
                       void* out, void* stream) {
   const int blocks = blocks_for(static_cast<long long>(s.batch) * s.channels);
-  auto st = static_cast<cudaStream_t>(stream);
-  switch (s.element) {
-    case ScanElement::f32:
-      causal_conv_step_kernel<float><<<blocks, kThreads, 0, st>>>(s, static_cast<const float*>(a_t), static_cast<float*>(history),
-          static_cast<const float*>(weight), static_cast<const float*>(bias), static_cast<float*>(out));
-      break;
-    case ScanElement::bf16:
-      causal_conv_step_kernel<__nv_bfloat16><<<blocks, kThreads, 0, st>>>(s, static_cast<const __nv_bfloat16*>(a_t),
-          static_cast<__nv_bfloat16*>(history), static_cast<const __nv_bfloat16*>(weight),
-          static_cast<const __nv_bfloat16*>(bias), static_cast<__nv_bfloat16*>(out));
-      break;
-    case ScanElement::fp16:
-      causal_conv_step_kernel<__half><<<blocks, kThreads, 0, st>>>(s, static_cast<const __half*>(a_t), static_cast<__half*>(history),
-          static_cast<const __half*>(weight), static_cast<const __half*>(bias), static_cast<__half*>(out));
-      break;
-  }
-  check_launch("causal_conv_step");
+  with_element(s.element, [&](auto element) {
+    using T = decltype(element);
+    launch_dependent("causal_conv_step", causal_conv_step_kernel<T>, dim3(blocks), dim3(kThreads), 0,
+                     static_cast<cudaStream_t>(stream), s, static_cast<const T*>(a_t), static_cast<T*>(history),
+                     static_cast<const T*>(weight), static_cast<const T*>(bias), static_cast<T*>(out));
+  });
 }
 
 void selective_state_update(const StateUpdateShape& s, float* state, const void* u, const void* delta, const float* A,
                             const void* B, const void* C, const float* D, const void* z, const float* delta_bias,
                             const void* delta_weight, void* out, void* stream) {
   const int blocks = blocks_for(static_cast<long long>(s.batch) * s.channels * kGroup);
-  auto st = static_cast<cudaStream_t>(stream);
-  switch (s.element) {
-    case ScanElement::f32:
-      selective_state_update_kernel<float><<<blocks, kThreads, 0, st>>>(s, state, static_cast<const float*>(u),
-          static_cast<const float*>(delta), A, static_cast<const float*>(B), static_cast<const float*>(C), D,
-          static_cast<const float*>(z), delta_bias, static_cast<const float*>(delta_weight), static_cast<float*>(out));
-      break;
-    case ScanElement::bf16:
-      selective_state_update_kernel<__nv_bfloat16><<<blocks, kThreads, 0, st>>>(s, state, static_cast<const __nv_bfloat16*>(u),
-          static_cast<const __nv_bfloat16*>(delta), A, static_cast<const __nv_bfloat16*>(B),
-          static_cast<const __nv_bfloat16*>(C), D, static_cast<const __nv_bfloat16*>(z), delta_bias,
-          static_cast<const __nv_bfloat16*>(delta_weight), static_cast<__nv_bfloat16*>(out));
-      break;
-    case ScanElement::fp16:
-      selective_state_update_kernel<__half><<<blocks, kThreads, 0, st>>>(s, state, static_cast<const __half*>(u),
-          static_cast<const __half*>(delta), A, static_cast<const __half*>(B), static_cast<const __half*>(C), D,
-          static_cast<const __half*>(z), delta_bias, static_cast<const __half*>(delta_weight), static_cast<__half*>(out));
-      break;
-  }
-  check_launch("selective_state_update");
+  with_element(s.element, [&](auto element) {
+    using T = decltype(element);
+    launch_dependent("selective_state_update", selective_state_update_kernel<T>, dim3(blocks), dim3(kThreads), 0,
+                     static_cast<cudaStream_t>(stream), s, state, static_cast<const T*>(u),
+                     static_cast<const T*>(delta), A, static_cast<const T*>(B), static_cast<const T*>(C), D,
+                     static_cast<const T*>(z), delta_bias, static_cast<const T*>(delta_weight), static_cast<T*>(out));
+  });
 }
 
 }  // namespace mixlab::cuda::detail
