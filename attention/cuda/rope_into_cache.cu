@@ -19,6 +19,7 @@
 #include <string>
 
 #include "attention/cuda/rope_into_cache_launch.h"
+#include "core/cuda/dependent_launch.cuh"
 #include "core/cuda/elements.cuh"
 
 namespace mixlab::cuda::detail {
@@ -70,6 +71,8 @@ __global__ void __launch_bounds__(kThreads)
   const unsigned half = s.head_dim / 2, groups = half / V;
   const unsigned total = static_cast<unsigned>(s.batch) * s.heads * groups;  // < 2^31 (rope_into_cache())
   const unsigned index = blockIdx.x * kThreads + threadIdx.x;
+  wait_for_prerequisites();  // the position, the slot and qkv are earlier kernels' (core/cuda/dependent_launch.cuh)
+  let_dependents_launch();
   if (index >= total) return;
   const long long t = *position, m = *slot;
   if (t < 0 || t >= s.capacity || m < 0 || m >= s.slots) __trap();
@@ -114,9 +117,11 @@ void launch(const RopeIntoCacheShape& s, const void* qkv, const int64_t* positio
   const auto *c = static_cast<const T*>(cos), *sn = static_cast<const T*>(sin);
   auto *q = static_cast<T*>(q_out), *k = static_cast<T*>(keys), *v = static_cast<T*>(values);
   if (wide)
-    rope_into_cache_kernel<T, kWide><<<blocks, kThreads, 0, stream>>>(s, x, position, c, sn, slot, q, k, v);
+    launch_dependent("rope_into_cache", rope_into_cache_kernel<T, kWide>, dim3(blocks), dim3(kThreads), 0, stream, s,
+                     x, position, c, sn, slot, q, k, v);
   else
-    rope_into_cache_kernel<T, 1><<<blocks, kThreads, 0, stream>>>(s, x, position, c, sn, slot, q, k, v);
+    launch_dependent("rope_into_cache", rope_into_cache_kernel<T, 1>, dim3(blocks), dim3(kThreads), 0, stream, s, x,
+                     position, c, sn, slot, q, k, v);
 }
 
 }  // namespace

@@ -18,6 +18,7 @@
 #include <string>
 
 #include "attention/cuda/slot_attention.h"
+#include "core/cuda/dependent_launch.cuh"
 
 namespace mixlab::cuda::detail {
 namespace {
@@ -67,6 +68,8 @@ __global__ void __launch_bounds__(kWarps * 32)
   constexpr int P = D / 32;
   const int split = blockIdx.x, bh = blockIdx.y;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  wait_for_prerequisites();  // q, the cache and the position are earlier kernels' (core/cuda/dependent_launch.cuh)
+  let_dependents_launch();
   const long long last = *position / s.divisor;  // the last slot attended to
   const int limit = static_cast<int>(min(static_cast<long long>(s.count), last + 1));
   const int begin = split * s.chunk, end = min(limit, begin + s.chunk);
@@ -139,6 +142,8 @@ template <typename T, int D>
 __global__ void __launch_bounds__(D) slot_attention_merge(SlotAttentionShape s, const float* __restrict__ partial,
                                                           T* __restrict__ out) {
   const int bh = blockIdx.x, e = threadIdx.x;
+  wait_for_prerequisites();
+  let_dependents_launch();
   const float* row = partial + static_cast<long long>(bh) * s.splits * (D + 2);
   float m_all = -INFINITY;
   for (int i = 0; i < s.splits; ++i) m_all = fmaxf(m_all, row[i * (D + 2) + D]);
@@ -158,9 +163,11 @@ __global__ void __launch_bounds__(D) slot_attention_merge(SlotAttentionShape s, 
 template <typename T, int D>
 void launch(const SlotAttentionShape& s, const void* q, const void* keys, const void* values, const int64_t* position,
             float* partial, void* out, cudaStream_t stream) {
-  slot_attention_partial<T, D><<<dim3(s.splits, s.batch_heads), kWarps * 32, 0, stream>>>(
-      s, static_cast<const T*>(q), static_cast<const T*>(keys), static_cast<const T*>(values), position, partial);
-  slot_attention_merge<T, D><<<s.batch_heads, D, 0, stream>>>(s, partial, static_cast<T*>(out));
+  launch_dependent("slot_attention", slot_attention_partial<T, D>, dim3(s.splits, s.batch_heads), dim3(kWarps * 32), 0,
+                   stream, s, static_cast<const T*>(q), static_cast<const T*>(keys), static_cast<const T*>(values),
+                   position, partial);
+  launch_dependent("slot_attention", slot_attention_merge<T, D>, dim3(s.batch_heads), dim3(D), 0, stream, s,
+                   static_cast<const float*>(partial), static_cast<T*>(out));
 }
 
 template <typename T>

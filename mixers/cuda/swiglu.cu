@@ -17,6 +17,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "core/cuda/dependent_launch.cuh"
 #include "core/cuda/elements.cuh"
 #include "mixers/cuda/launch.h"
 
@@ -30,6 +31,8 @@ constexpr int kThreads = 256;
 template <typename T, int V>
 __global__ void __launch_bounds__(kThreads)
     swiglu_forward_kernel(SwigluShape s, const T* __restrict__ a, const T* __restrict__ b, T* __restrict__ out) {
+  wait_for_prerequisites();  // a and b are the previous kernel's (core/cuda/dependent_launch.cuh)
+  let_dependents_launch();
   const unsigned groups = static_cast<unsigned>(s.cols / V);
   const unsigned index = blockIdx.x * kThreads + threadIdx.x;
   if (index >= static_cast<unsigned>(s.rows) * groups) return;
@@ -86,9 +89,11 @@ void forward_as(const SwigluShape& s, const void* a, const void* b, void* out, c
   const auto *ta = static_cast<const T*>(a), *tb = static_cast<const T*>(b);
   auto* to = static_cast<T*>(out);
   if (vector_width<T>(s, {a, b, out}) == V)
-    swiglu_forward_kernel<T, V><<<blocks_for(s, V), kThreads, 0, stream>>>(s, ta, tb, to);
+    launch_dependent("swiglu_forward", swiglu_forward_kernel<T, V>, dim3(blocks_for(s, V)), dim3(kThreads), 0, stream,
+                     s, ta, tb, to);
   else
-    swiglu_forward_kernel<T, 1><<<blocks_for(s, 1), kThreads, 0, stream>>>(s, ta, tb, to);
+    launch_dependent("swiglu_forward", swiglu_forward_kernel<T, 1>, dim3(blocks_for(s, 1)), dim3(kThreads), 0, stream,
+                     s, ta, tb, to);
 }
 
 template <typename T>
