@@ -1,0 +1,189 @@
+#pragma once
+// A linear layer on a few rows, the products of a decode step (issue 13: at batch 16 cuBLAS's
+// skinny products read the weights at about 1 TB/s, a quarter of the copy bandwidth, and they were
+// the largest share of a step):
+//
+//   y[m, o] = Σ_k x[m, k] · W[o, k]  (+ b[o])        x: [rows, in],  W: [out, in],  y: [rows, out]
+//
+// The kernel, with the store of y as a template parameter (an epilogue: y rounded to bf16 with the
+// bias added in core/cuda/skinny_linear.cu; a fused step in mixers/cuda/).  The reference is
+// at::linear (core/skinny_linear.h); tests/test_skinny_linear.cpp holds the two together against a
+// float64 product.
+//
+// Tensor cores with x as the 16-row A operand.  mma.sync m16n8k16 multiplies A [16 × 16] by
+// B [16 × 8]; here A = 16 rows of x, B = 8 rows of W transposed (W[o, k] is B[k, o] in the "col"
+// layout the instruction takes), C = y[16 rows, 8 outputs].  A thread of a warp (group g = lane/4,
+// t = lane%4) holds A at rows g, g + 8 and k slots {2t, 2t+1, 2t+8, 2t+9}, B at the same k slots
+// of column g.  Any bijection of k applied to A and B alike leaves Σ_k unchanged, so thread (g, t)
+// loads 8 consecutive k of one 32-wide chunk with one 16-byte load each of x and W:
+//   physical k = 8t + 0..3  ->  the first mma's slots 2t, 2t+1, 2t+8, 2t+9
+//   physical k = 8t + 4..7  ->  the second mma's slots
+// which reads W rows as 64 contiguous bytes per chunk instead of 4-byte pieces.
+//
+// Work: a block owns 8·kTiles outputs and 16 rows of x (blockIdx.y); its kWarps warps split k in
+// super-chunks of 128 (warp w takes super-chunks w, w + kWarps, ...; each thread 16-byte loads of
+// W, 4 per tile, 256 contiguous bytes per W row and warp), then sum their partial tiles through
+// shared memory.  W is read once, streamed past L1, a super-chunk ahead of its products (the first
+// one before the wait for x's kernel: a programmatic dependent launch); x (a few KB) is re-read from
+// L1/L2 by every block.  Arithmetic in float32, y rounded to bf16 once.
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "core/cuda/dependent_launch.cuh"
+#include "core/cuda/skinny_linear_launch.h"
+
+namespace mixlab::cuda::detail {
+namespace skinny {
+
+constexpr int kSkinnyWarps = 8;
+constexpr int kChunks = 4;              // 32-wide k chunks per super-chunk
+constexpr int kSuper = 32 * kChunks;    // k per super-chunk
+constexpr int kRowsPerBlock = 16;       // the mma's M
+
+// 16 bytes of W, read once: not kept in L1.
+__device__ __forceinline__ uint4 load_streamed(const __nv_bfloat16* p) {
+  uint4 v;
+  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+      : "l"(p));
+  return v;
+}
+
+// c += A·B for one m16n8k16 tile (bf16 inputs, float32 accumulators).
+__device__ __forceinline__ void mma_16816(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                                          uint32_t b0, uint32_t b1) {
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+// y's element (row, o) = the product's sum: the epilogue stores it (Epilogue::operator()(row, o, sum),
+// called once per element of y by one thread, after the wait for x's kernel).
+template <int kTiles, typename Epilogue>
+__global__ void __launch_bounds__(kSkinnyWarps * 32)
+    skinny_linear_kernel(SkinnyLinearShape s, const __nv_bfloat16* __restrict__ x, const __nv_bfloat16* __restrict__ w,
+                         Epilogue epilogue) {
+  constexpr int kWarps = kSkinnyWarps;
+  constexpr int kOutputs = 8 * kTiles;
+  __shared__ float partial[kWarps][kRowsPerBlock][kOutputs + 1];  // +1: no bank conflicts on the sum
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int g = lane >> 2, t = lane & 3;
+  const long long first_output = static_cast<long long>(blockIdx.x) * kOutputs;
+  const long long low_row = static_cast<long long>(blockIdx.y) * kRowsPerBlock + g, high_row = low_row + 8;
+  const bool has_low = low_row < s.rows, has_high = high_row < s.rows;
+  const __nv_bfloat16* x_low = x + (has_low ? low_row : 0) * s.x_row_stride;
+  const __nv_bfloat16* x_high = x + (has_high ? high_row : 0) * s.x_row_stride;
+  const __nv_bfloat16* w_row[kTiles];
+  bool has_output[kTiles];
+#pragma unroll
+  for (int tile = 0; tile < kTiles; ++tile) {
+    const long long o = first_output + 8 * tile + g;
+    has_output[tile] = o < s.out;
+    w_row[tile] = w + (has_output[tile] ? o : 0) * s.in;
+  }
+
+  // The k offset of thread (g, t) in chunk c of a super-chunk.
+  auto k_of = [&](long long super, int c) { return super * kSuper + c * 32 + t * 8; };
+  // W's 16-byte pieces of one super-chunk (zeros past in: in is a multiple of 8, so all 8 or none).
+  auto load_weights = [&](long long super, uint4 (&wv)[kTiles][kChunks]) {
+#pragma unroll
+    for (int c = 0; c < kChunks; ++c) {
+      const long long k = k_of(super, c);
+#pragma unroll
+      for (int tile = 0; tile < kTiles; ++tile)
+        wv[tile][c] = k < s.in && has_output[tile] ? load_streamed(w_row[tile] + k) : make_uint4(0, 0, 0, 0);
+    }
+  };
+
+  // W is no earlier kernel's output: the first super-chunk's pieces are read before waiting for
+  // the kernel that writes x (core/cuda/dependent_launch.cuh), hiding this launch's first DRAM trip.
+  const long long supers = (s.in + kSuper - 1) / kSuper;
+  uint4 wv[kTiles][kChunks];
+  load_weights(warp, wv);
+  wait_for_prerequisites();
+  let_dependents_launch();
+
+  float acc[kTiles][4] = {};
+  for (long long super = warp; super < supers; super += kWarps) {
+    uint4 xl[kChunks], xh[kChunks];
+#pragma unroll
+    for (int c = 0; c < kChunks; ++c) {
+      const long long k = k_of(super, c);
+      const bool in_range = k < s.in;
+      xl[c] = in_range && has_low ? __ldg(reinterpret_cast<const uint4*>(x_low + k)) : make_uint4(0, 0, 0, 0);
+      xh[c] = in_range && has_high ? __ldg(reinterpret_cast<const uint4*>(x_high + k)) : make_uint4(0, 0, 0, 0);
+    }
+#pragma unroll
+    for (int c = 0; c < kChunks; ++c)
+#pragma unroll
+      for (int tile = 0; tile < kTiles; ++tile) {
+        mma_16816(acc[tile], xl[c].x, xh[c].x, xl[c].y, xh[c].y, wv[tile][c].x, wv[tile][c].y);
+        mma_16816(acc[tile], xl[c].z, xh[c].z, xl[c].w, xh[c].w, wv[tile][c].z, wv[tile][c].w);
+      }
+    if (super + kWarps < supers) load_weights(super + kWarps, wv);
+  }
+
+  // C fragment: acc[tile][0..1] at row g, outputs 2t, 2t+1 of the tile; [2..3] at row g + 8.
+#pragma unroll
+  for (int tile = 0; tile < kTiles; ++tile) {
+    partial[warp][g][8 * tile + 2 * t] = acc[tile][0];
+    partial[warp][g][8 * tile + 2 * t + 1] = acc[tile][1];
+    partial[warp][g + 8][8 * tile + 2 * t] = acc[tile][2];
+    partial[warp][g + 8][8 * tile + 2 * t + 1] = acc[tile][3];
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < kRowsPerBlock * kOutputs; i += blockDim.x) {
+    const int m = i / kOutputs, j = i % kOutputs;
+    const long long row = static_cast<long long>(blockIdx.y) * kRowsPerBlock + m, o = first_output + j;
+    if (row >= s.rows || o >= s.out) continue;
+    float sum = 0.f;
+#pragma unroll
+    for (int v = 0; v < kWarps; ++v) sum += partial[v][m][j];
+    epilogue(row, o, sum);
+  }
+}
+
+}  // namespace skinny
+
+inline void check_skinny_cuda(const char* what, cudaError_t error, const char* call) {
+  if (error != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + call + ": " + cudaGetErrorString(error));
+}
+
+inline void check_skinny_shape(const char* what, const SkinnyLinearShape& s) {
+  if (s.rows < 1 || s.rows > kSkinnyMaxRows || s.in < kSkinnyVector || s.in % kSkinnyVector != 0 || s.out < 1 ||
+      s.x_row_stride < s.in || s.x_row_stride % kSkinnyVector != 0)
+    throw std::invalid_argument(std::string(what) + ": unsupported shape (rows " + std::to_string(s.rows) + ", in " +
+                                std::to_string(s.in) + ", out " + std::to_string(s.out) + ", x row stride " +
+                                std::to_string(s.x_row_stride) + "; rows 1.." + std::to_string(kSkinnyMaxRows) +
+                                ", in and the row stride multiples of " + std::to_string(kSkinnyVector) + ")");
+}
+
+// Launches skinny_linear_kernel for `shape` (checked: throws std::invalid_argument naming what is
+// unsupported) as a programmatic dependent of the stream's previous kernel.  Two tiles per block
+// (x's loads shared by twice the outputs) once that still gives every SM two blocks; one
+// otherwise, so a narrow W still spreads over the GPU.
+template <typename Epilogue>
+void launch_skinny_linear(const char* what, const SkinnyLinearShape& shape, const void* x, const void* weight,
+                          const Epilogue& epilogue, cudaStream_t stream) {
+  check_skinny_shape(what, shape);
+  int device = 0, sms = 1;
+  check_skinny_cuda(what, cudaGetDevice(&device), "cudaGetDevice");
+  check_skinny_cuda(what, cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), "SM count");
+  using namespace skinny;
+  const unsigned row_blocks = static_cast<unsigned>((shape.rows + kRowsPerBlock - 1) / kRowsPerBlock);
+  auto launch = [&](auto kernel, long long outputs_per_block) {
+    const dim3 grid(static_cast<unsigned>((shape.out + outputs_per_block - 1) / outputs_per_block), row_blocks);
+    launch_dependent(what, kernel, grid, dim3(kSkinnyWarps * 32), 0, stream, shape,
+                     static_cast<const __nv_bfloat16*>(x), static_cast<const __nv_bfloat16*>(weight), epilogue);
+  };
+  if ((shape.out + 15) / 16 >= 2LL * sms) launch(skinny_linear_kernel<2, Epilogue>, 16);
+  else launch(skinny_linear_kernel<1, Epilogue>, 8);
+}
+
+}  // namespace mixlab::cuda::detail
