@@ -29,6 +29,7 @@
 #include "core/registry.h"
 #include "core/skinny_linear.h"
 #include "mixers/causal_depthwise_conv.h"
+#include "mixers/linear_conv_step.h"
 #include "mixers/selective_scan.h"
 
 #include <algorithm>
@@ -166,11 +167,10 @@ class Mamba : public TokenMixer {
     const int64_t E = shape_.inner, n = shape_.d_state, R = shape_.dt_rank;
     // The products through skinny_linear: the few-row kernel on CUDA where it applies (bf16, no
     // gradient), else the modules' own product.
-    auto xz = skinny_linear(x_t, in_proj_->weight, in_proj_->bias);            // [B, 2E]
+    // xz = x W_inᵀ: [B, 2E]; u = SiLU(conv step of its x half): [B, E], the conv state shifted
+    // (mixers/linear_conv_step.h: one kernel on CUDA)
+    auto [xz, u] = linear_conv_step(x_t, in_proj_->weight, in_proj_->bias, conv_state, conv1d_->weight, conv1d_->bias);
     auto gate = xz.narrow(-1, E, E);
-    // u = SiLU(conv step of x), the conv state shifted (mixers/causal_depthwise_conv.h)
-    auto u = causal_depthwise_conv_step(conv_state, xz.narrow(-1, 0, E), conv1d_->weight, conv1d_->bias,
-                                        /*silu=*/true);  // [B, E]
     auto projected = skinny_linear(u, x_proj_->weight, x_proj_->bias);        // [B, R + 2n]
     // Δ's pre-activation δ W_dtᵀ is formed by the step itself (one kernel on CUDA)
     auto y = selective_scan_step(ssm_state, u, projected.narrow(-1, 0, R), A, projected.narrow(-1, R, n),

@@ -1,11 +1,13 @@
 // The decoding-step kernels (mixers/cuda/decode_step.cu) against their references on the CPU in
 // float64: causal_depthwise_conv_step (mixers/causal_depthwise_conv.h) and selective_scan_step
-// (mixers/selective_scan.h), the functions that dispatch to them.  Inputs as Mamba's static step
+// (mixers/selective_scan.h), the functions that dispatch to them; the fused in-projection and conv
+// step (mixers/cuda/linear_conv_step.cu) against the float64 product and conv step.  Inputs as Mamba's static step
 // passes them: the conv input and the gate are column slices of in_proj's [B, 2E] output, B and C
 // slices of x_proj's.  Without a GPU the tests skip.
 
 #include "core/implementation.h"
 #include "mixers/causal_depthwise_conv.h"
+#include "mixers/linear_conv_step.h"
 #include "mixers/selective_scan.h"
 
 #include <gtest/gtest.h>
@@ -121,6 +123,55 @@ TEST(DecodeStepKernels, SelectiveStateUpdateFormsTheDeltaProjection) {
     EXPECT_EQ(log.summary(), "selective_scan_step=kernel");
     EXPECT_LT(max_error(out, reference_out), tolerance(dtype) * (1 + reference_out.abs().max().item<double>()));
     EXPECT_LT(max_error(device_state, reference_state), 1e-5 * (1 + reference_state.abs().max().item<double>()));
+  }
+}
+
+// Three steps in a row of the fused kernel, each against the float64 product for xz (bf16 rounding
+// and float32 sums: 2^-8 |xz| + 1e-5 Σ|x w|) and the float64 conv step on the history the kernel
+// held and the xz it stored for u (2^-8 |u| + 1e-4); the history shifted exactly.  Shapes: Mamba's
+// (C = out / 2), C not half of out, rows across two of the kernel's 16-row tiles, two taps.
+TEST(DecodeStepKernels, LinearConvStepEqualsTheProductThenTheConvStep) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "skipped: no GPU";
+  torch::NoGradGuard no_grad;
+  struct Shape {
+    int64_t rows, in, channels, out, taps;
+  };
+  auto cpu = [](const torch::Tensor& t) { return t.to(torch::kCPU, torch::kDouble); };
+  for (const Shape s : {Shape{16, 256, 160, 320, 4}, Shape{3, 64, 70, 140, 4}, Shape{17, 128, 40, 48, 2}}) {
+    for (bool with_bias : {false, true}) {
+      torch::manual_seed(s.rows + s.out);
+      const auto bf16 = torch::TensorOptions().dtype(torch::kBFloat16).device(torch::kCUDA);
+      const auto weight = torch::randn({s.out, s.in}, bf16) * 0.1;
+      const auto bias = with_bias ? torch::randn({s.out}, bf16) : torch::Tensor();
+      const auto conv_weight = torch::randn({s.channels, 1, s.taps}, bf16) * 0.5;
+      const auto conv_bias = with_bias ? torch::randn({s.channels}, bf16) : torch::Tensor();
+      auto history = torch::randn({s.rows, s.channels, s.taps - 1}, bf16);
+      const std::string what = "rows " + std::to_string(s.rows) + ", C " + std::to_string(s.channels) + ", out " +
+                               std::to_string(s.out) + ", taps " + std::to_string(s.taps) + (with_bias ? ", biases" : "");
+      for (int step = 0; step < 3; ++step) {
+        const auto x = torch::randn({s.rows, s.in}, bf16);
+        const auto history_before = cpu(history);
+        ImplementationLog log;
+        const auto [xz, u] = mixlab::linear_conv_step(x, weight, bias, history, conv_weight, conv_bias);
+        ASSERT_EQ(log.summary(), "linear_conv_step=kernel") << what;
+        // xz against the float64 product
+        auto exact = torch::matmul(cpu(x), cpu(weight).t());
+        if (with_bias) exact = exact + cpu(bias);
+        const auto magnitude = torch::matmul(cpu(x).abs(), cpu(weight).abs().t());
+        EXPECT_TRUE(((cpu(xz) - exact).abs() <= exact.abs() * std::ldexp(1.0, -8) + magnitude * 1e-5 + 1e-30)
+                        .all()
+                        .item<bool>())
+            << what << ", step " << step << ": xz";
+        // u against the float64 conv step on the history before and the xz the kernel stored
+        auto reference_history = history_before.clone();
+        const auto reference_u = mixlab::causal_depthwise_conv_step(
+            reference_history, cpu(xz).narrow(1, 0, s.channels), cpu(conv_weight),
+            with_bias ? cpu(conv_bias) : torch::Tensor(), /*silu=*/true);
+        EXPECT_TRUE(((cpu(u) - reference_u).abs() <= reference_u.abs() * std::ldexp(1.0, -8) + 1e-4).all().item<bool>())
+            << what << ", step " << step << ": u, worst error " << max_error(u, reference_u);
+        EXPECT_EQ(max_error(history, reference_history), 0.0) << what << ", step " << step << ": the history";
+      }
+    }
   }
 }
 

@@ -1,12 +1,14 @@
-// Bindings of the decoding-step kernels (decode_step.cu): which inputs they take, the checks, the
-// launch.  The references are mixers/causal_depthwise_conv.h (causal_depthwise_conv_step) and
-// mixers/selective_scan.cpp (selective_scan_step), which call these where they are supported;
+// Bindings of the decoding-step kernels (decode_step.cu, linear_conv_step.cu): which inputs they
+// take, the checks, the launch.  The references are mixers/causal_depthwise_conv.h
+// (causal_depthwise_conv_step), mixers/selective_scan.cpp (selective_scan_step) and
+// mixers/linear_conv_step.h, which call these where they are supported;
 // there is no third implementation here.  Not differentiable: taken only when no input needs a
 // gradient (decoding).
 
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 
+#include "core/cuda/kernels.h"
 #include "mixers/cuda/kernels.h"
 #include "mixers/cuda/launch.h"
 
@@ -130,6 +132,50 @@ torch::Tensor selective_state_update(torch::Tensor& state, const torch::Tensor& 
                                  pointer_or_null(z_t), delta_bias.defined() ? delta_bias.data_ptr<float>() : nullptr,
                                  pointer_or_null(delta_weight), out.data_ptr(), at::cuda::getCurrentCUDAStream().stream());
   return out;
+}
+
+bool linear_conv_step_supported(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias,
+                                const torch::Tensor& history, const torch::Tensor& conv_weight,
+                                const torch::Tensor& conv_bias) {
+  if (!skinny_linear_supported(x, weight, bias)) return false;
+  if (!history.defined() || !history.is_cuda() || history.device() != x.device() || history.dim() != 3 ||
+      !history.is_contiguous() || history.scalar_type() != torch::kBFloat16)
+    return false;
+  const int64_t channels = history.size(1), taps = history.size(2) + 1;
+  if (history.size(0) != x.size(0) || channels < 1 || channels > weight.size(0) || taps < 2) return false;
+  auto bf16_vector = [&](const torch::Tensor& t, int64_t size) {
+    return t.is_cuda() && t.device() == x.device() && t.scalar_type() == torch::kBFloat16 && t.is_contiguous() &&
+           t.numel() == size;
+  };
+  if (!conv_weight.defined() || !bf16_vector(conv_weight, channels * taps)) return false;
+  if (conv_bias.defined() && !bf16_vector(conv_bias, channels)) return false;
+  return !needs_grad({history, conv_weight, conv_bias});  // x, weight, bias: skinny_linear_supported's
+}
+
+std::pair<torch::Tensor, torch::Tensor> linear_conv_step(const torch::Tensor& x, const torch::Tensor& weight,
+                                                         const torch::Tensor& bias, torch::Tensor& history,
+                                                         const torch::Tensor& conv_weight,
+                                                         const torch::Tensor& conv_bias) {
+  TORCH_CHECK(linear_conv_step_supported(x, weight, bias, history, conv_weight, conv_bias),
+              "mixers/cuda/decode_step_binding.cpp: linear_conv_step takes what core's skinny_linear takes (bf16 x "
+              "[rows, in], weight [out, in], bias [out]) and a contiguous bf16 history [rows, C, k-1] with C <= out, "
+              "conv weight [C, 1, k] and conv bias [C], none needing a gradient; got x ", x.sizes(), ", weight ",
+              weight.sizes(), ", history ", history.sizes(), " ", history.scalar_type(),
+              "; call mixlab::linear_conv_step (mixers/linear_conv_step.h), which runs the two ops in turn for these");
+  const c10::cuda::CUDAGuard guard(x.device());
+  detail::LinearConvStepShape shape;
+  shape.linear.rows = x.size(0);
+  shape.linear.in = x.size(1);
+  shape.linear.out = weight.size(0);
+  shape.linear.x_row_stride = x.size(0) > 1 ? x.stride(0) : x.size(1);
+  shape.channels = static_cast<int>(history.size(1));
+  shape.taps = static_cast<int>(history.size(2) + 1);
+  auto xz = torch::empty({x.size(0), weight.size(0)}, x.options());
+  auto u = torch::empty({x.size(0), history.size(1)}, x.options());
+  detail::linear_conv_step(shape, x.data_ptr(), weight.data_ptr(), pointer_or_null(bias), xz.data_ptr(),
+                           history.data_ptr(), conv_weight.data_ptr(), pointer_or_null(conv_bias), u.data_ptr(),
+                           at::cuda::getCurrentCUDAStream().stream());
+  return {xz, u};
 }
 
 }  // namespace mixlab::cuda

@@ -51,6 +51,20 @@ torch::Tensor selective_state_update(torch::Tensor& state, const torch::Tensor& 
                                      const torch::Tensor& D, const torch::Tensor& z_t, const torch::Tensor& delta_bias,
                                      const torch::Tensor& delta_weight);
 
+// Mamba's input stage of a step as one kernel (linear_conv_step.cu), not differentiable; taken by
+// mixlab::linear_conv_step (mixers/linear_conv_step.h) where linear_conv_step_supported passes:
+// x, weight, bias as core's skinny_linear takes them (bf16, x [rows, in], weight [out, in], bias
+// [out] or undefined), history [rows, C, k-1] bf16 contiguous (updated in place) with C <= out,
+// conv_weight [C, 1, k] and conv_bias [C] or undefined, bf16 contiguous.  Returns {xz [rows, out],
+// u [rows, C]}: xz = x Wᵀ + b, u = SiLU(conv step of xz[:, :C]).
+bool linear_conv_step_supported(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias,
+                                const torch::Tensor& history, const torch::Tensor& conv_weight,
+                                const torch::Tensor& conv_bias);
+std::pair<torch::Tensor, torch::Tensor> linear_conv_step(const torch::Tensor& x, const torch::Tensor& weight,
+                                                         const torch::Tensor& bias, torch::Tensor& history,
+                                                         const torch::Tensor& conv_weight,
+                                                         const torch::Tensor& conv_bias);
+
 // SwiGLU's gate, fused (swiglu.cu), differentiable (one backward kernel writes da and db):
 //   swiglu(a, b) = SiLU(a)·b;   da = g·b·σ(a)·(1 + a·(1 − σ(a))),   db = g·SiLU(a)
 // a, b: [..., hidden] of one shape and dtype, each viewable as rows of unit column stride (e.g. the

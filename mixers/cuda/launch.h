@@ -9,6 +9,8 @@
 
 #include <cstdint>
 
+#include "core/cuda/skinny_linear_launch.h"
+
 namespace mixlab::cuda::detail {
 
 enum class ScanElement { f32, bf16, fp16 };
@@ -70,6 +72,18 @@ struct StateUpdateShape {
 void selective_state_update(const StateUpdateShape& shape, float* state, const void* u, const void* delta,
                             const float* A, const void* B, const void* C, const float* D, const void* z,
                             const float* delta_bias, const void* delta_weight, void* out, void* stream);
+
+//   linear_conv_step (mixers/cuda/linear_conv_step.cu): Mamba's input stage of a step, bf16:
+//   xz = x Wᵀ + b (skinny_linear's shape: x [rows, in], W [out, in], b [out] or null, xz
+//   [rows, out]), then causal_conv_step with SiLU on xz's first `channels` columns: history
+//   [rows, channels, taps-1] updated in place, conv weight [channels, taps], conv bias [channels]
+//   or null, u [rows, channels].
+struct LinearConvStepShape {
+  SkinnyLinearShape linear;
+  int channels = 0, taps = 0;
+};
+void linear_conv_step(const LinearConvStepShape& shape, const void* x, const void* weight, const void* bias, void* xz,
+                      void* history, const void* conv_weight, const void* conv_bias, void* u, void* stream);
 
 // SwiGLU's gate (mixers/cuda/swiglu.cu), arithmetic in float32, σ(a) = 1 / (1 + e^(−a)):
 //   forward   out = SiLU(a)·b = a·σ(a)·b
