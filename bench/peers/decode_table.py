@@ -58,6 +58,10 @@ def main():
             else:
                 cells += ["-"] * 4
             print(f"| {model} | {n:,} | " + " | ".join(cells) + " |")
+    single = [m for m in models if len({n for mm, n in table if mm == m and table[(mm, n)]["status"] == "ok"}) == 1]
+    if single:  # decode_verdicts.floor_ratio cannot tell a growing state from a constant one
+        print(f"\nOne length measured for {', '.join(single)}: the state is taken as constant over the "
+              "generation, so a growing state's floor is too high; time several lengths for its floor.")
 
 
 if __name__ == "__main__":
