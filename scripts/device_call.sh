@@ -64,6 +64,10 @@ for step in "$@"; do
       ops=${step#kernels:}
       MIXLAB_GPU_SUITE=0 MIXLAB_PEER_OPS=$ops timeout $(($(left) - 20)) scripts/gpu.sh "$OUT/k" kernels --ops="$ops" 2>&1 | tail -30 ;;
     zoology:*)
+      # Session 27: a 360 s deadline finished none of the short spec's (128, 8) points (~6.5 min
+      # each at 12 workers); their run folders survive only while this machine stays warm.
+      (( $(left) - 80 < 450 )) && echo "== warning: a deadline of $(( $(left) - 80 )) s is shorter than one" \
+        "(128, 8) point (~390 s); points in flight resume only on this warm machine (590 s calls)"
       MIXLAB_MPS=1 MIXLAB_SPEC="experiments/paper/${step#zoology:}.json" MIXLAB_RUN_ROOT=/tmp/zoology-runs \
         MIXLAB_DB="${MIXLAB_ZOOLOGY_DB:-docs/results/zoology-mqar/zoology-mqar-full.db.xz}" \
         MIXLAB_DEADLINE_S=$(($(left) - 80)) tests/device/zoology_mqar.sh "$MIXLAB_GPU_BUILD" "$OUT/zoo" 12 2>&1 | tail -8 ;;
