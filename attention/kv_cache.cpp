@@ -3,6 +3,7 @@
 #include "attention/rope.h"
 #include "core/compat.h"
 #include "core/implementation.h"
+#include "core/skinny_linear.h"
 
 #ifdef MIXLAB_WITH_CUDA
 #include "attention/cuda/kernels.h"
@@ -93,6 +94,34 @@ torch::Tensor rope_into_cache(const torch::Tensor& qkv, const torch::Tensor& pos
   write_slot(keys, slot, rotated.select(1, 1));
   write_slot(values, slot, qkv.select(1, 2));
   return rotated.select(1, 0);  // [B, H, 1, d_h]
+}
+
+torch::Tensor pair_rope_halves(const torch::Tensor& qkv_weight, int64_t heads, int64_t head_dim) {
+  TORCH_CHECK(head_dim % 16 == 0 && qkv_weight.dim() == 2 && qkv_weight.size(0) == 3 * heads * head_dim,
+              "pair_rope_halves: the weight must be [3·H·d_h, d] with d_h a multiple of 16; got ", qkv_weight.sizes(),
+              " for H = ", heads, ", d_h = ", head_dim);
+  const int64_t d = qkv_weight.size(1);
+  // rows (part, h, half s, block k, j) -> (part, h, k, s, j)
+  return qkv_weight.reshape({3, heads, 2, head_dim / 16, 8, d}).permute({0, 1, 3, 2, 4, 5}).reshape({3 * heads * head_dim, d});
+}
+
+torch::Tensor rope_linear_into_cache(const torch::Tensor& x_t, const torch::Tensor& weight_pairs, int64_t heads,
+                                     const torch::Tensor& position, const torch::Tensor& cos, const torch::Tensor& sin,
+                                     const torch::Tensor& slot, torch::Tensor& keys, torch::Tensor& values) {
+#ifdef MIXLAB_WITH_CUDA
+  if (cuda::rope_linear_into_cache_supported(x_t, weight_pairs, heads, position, cos, sin, slot, keys, values)) {
+    record_implementation("rope_linear_into_cache", Implementation::kernel);
+    return cuda::rope_linear_into_cache(x_t, weight_pairs, heads, position, cos, sin, slot, keys, values);
+  }
+#endif
+  record_implementation("rope_linear_into_cache", Implementation::reference);
+  const int64_t batch = x_t.size(0), head_dim = weight_pairs.size(0) / (3 * heads);
+  // [B, (part, h, k, s, j)] -> [B, 3, H, 1, d_h] with d = s·d_h/2 + 8k + j
+  const auto qkv = skinny_linear(x_t, weight_pairs)
+                       .view({batch, 3, heads, head_dim / 16, 2, 8})
+                       .permute({0, 1, 2, 4, 3, 5})
+                       .reshape({batch, 3, heads, 1, head_dim});
+  return rope_into_cache(qkv, position, cos, sin, slot, keys, values);
 }
 
 torch::Tensor attend_to_prefix(const torch::Tensor& q, const torch::Tensor& keys, const torch::Tensor& values,

@@ -50,6 +50,21 @@ torch::Tensor rope_into_cache(const torch::Tensor& qkv, const torch::Tensor& pos
                               const torch::Tensor& sin, const torch::Tensor& slot, torch::Tensor& keys,
                               torch::Tensor& values);
 
+// [W_q; W_k; W_v]: [3·H·d_h, d] -> the same rows with, for each (part, head) and each block of 8
+// dims i = 8k..8k+7 of the first half, those rows followed by the rows of dims i + d_h/2 (d_h a
+// multiple of 16): the layout rope_linear_into_cache reads, in which one block of 16 rows holds
+// both halves of 8 rotation pairs.
+torch::Tensor pair_rope_halves(const torch::Tensor& qkv_weight, int64_t heads, int64_t head_dim);
+
+// The q, k, v projections of one token and rope_into_cache as one op: qkv = x_t W_pairsᵀ with
+// W_pairs = pair_rope_halves([W_q; W_k; W_v]), then rope_into_cache.  x_t: [B, d]; the rest as
+// rope_into_cache.  Returns q' [B, H, 1, d_h].  On CUDA with bf16 one kernel (the product with RoPE
+// and the cache write as its store; "rope_linear_into_cache=kernel"); otherwise skinny_linear, the
+// pairs put back, rope_into_cache ("rope_linear_into_cache=reference").
+torch::Tensor rope_linear_into_cache(const torch::Tensor& x_t, const torch::Tensor& weight_pairs, int64_t heads,
+                                     const torch::Tensor& position, const torch::Tensor& cos, const torch::Tensor& sin,
+                                     const torch::Tensor& slot, torch::Tensor& keys, torch::Tensor& values);
+
 // Single-query attention over the slots a step at position t attends to: j < count and
 // j ≤ ⌊t / divisor⌋ (a step writes its own key and value into the cache first, so it is one of them):
 //   o = Σ_j softmax_j(s_j) v_j,  s_j = q·k_j / √d_h over {j < count : j ≤ ⌊t/divisor⌋}

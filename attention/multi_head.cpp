@@ -36,7 +36,11 @@ MultiHeadProjections::Heads MultiHeadProjections::project(const torch::Tensor& x
 void MultiHeadProjections::add_static_constants(MixerState& state, int64_t capacity,
                                                 const torch::TensorOptions& options) const {
   torch::NoGradGuard no_grad;
-  state.constants["qkv_weight"] = torch::cat({q_proj->weight, k_proj->weight, v_proj->weight}, 0).to(options);
+  const auto qkv_weight = torch::cat({q_proj->weight, k_proj->weight, v_proj->weight}, 0);  // [3·H·d_h, d]
+  if (pairs_rope_halves())
+    state.constants["qkv_pairs"] = pair_rope_halves(qkv_weight, n_heads, head_dim).to(options);
+  else
+    state.constants["qkv_weight"] = qkv_weight.to(options);
   auto positions = torch::arange(capacity, torch::TensorOptions().dtype(torch::kLong).device(options.device()));
   auto [cos, sin] = rope_tables(positions, head_dim, rope_theta, options);  // [capacity, d_h]
   state.constants["rope_cos"] = cos;
@@ -47,9 +51,12 @@ torch::Tensor MultiHeadProjections::project_into_cache(const torch::Tensor& x_t,
                                                        const torch::Tensor& slot, const MixerState& state,
                                                        torch::Tensor& keys, torch::Tensor& values) const {
   const auto& constants = state.constants;
+  const auto &cos = constants.at("rope_cos"), &sin = constants.at("rope_sin");
+  if (pairs_rope_halves())
+    return rope_linear_into_cache(x_t, constants.at("qkv_pairs"), n_heads, position, cos, sin, slot, keys, values);
   const int64_t batch = x_t.size(0);
   const auto qkv = skinny_linear(x_t, constants.at("qkv_weight")).view({batch, 3, n_heads, 1, head_dim});  // [B, 3, H, 1, d_h]
-  return rope_into_cache(qkv, position, constants.at("rope_cos"), constants.at("rope_sin"), slot, keys, values);
+  return rope_into_cache(qkv, position, cos, sin, slot, keys, values);
 }
 
 // q, k, v of x: [B, N, d] with RoPE rows cos, sin: [N, d_h].  The three projections are one

@@ -27,14 +27,17 @@ class MultiHeadProjections {
   // One token at absolute position `position`: x_t: [B, d] -> q, k, v: [B, H, 1, d_h].
   Heads project_one(const torch::Tensor& x_t, int64_t position);
   // Static decoding: adds to `state` the constants of one decoding session, derived once from the
-  // weights (MixerState::constants): "qkv_weight" [3d, d] = [W_q; W_k; W_v], and the RoPE rows of
-  // positions 0 .. capacity−1, "rope_cos" and "rope_sin" [capacity, d_h].
+  // weights (MixerState::constants): [W_q; W_k; W_v] [3d, d], as "qkv_pairs" with each head's
+  // rotation halves paired (pair_rope_halves, attention/kv_cache.h) where d_h is a multiple of 16,
+  // else as "qkv_weight"; and the RoPE rows of positions 0 .. capacity−1, "rope_cos" and "rope_sin"
+  // [capacity, d_h].
   void add_static_constants(MixerState& state, int64_t capacity, const torch::TensorOptions& options) const;
   // One token at the position t held in a device tensor (int64 [1]), from those constants, into a
   // static cache at the slot m held in another (int64 [1]):
   //   [q | k | v] = x_t [W_q; W_k; W_v]ᵀ   (one product)
   //   keys[:, :, m] ← RoPE(k, t),  values[:, :, m] ← v,  returns RoPE(q, t)
-  // (rope_into_cache, attention/kv_cache.h: on CUDA one kernel).  x_t: [B, d]; keys, values:
+  // (rope_linear_into_cache on "qkv_pairs", else skinny_linear and rope_into_cache,
+  // attention/kv_cache.h: on CUDA one kernel, else two).  x_t: [B, d]; keys, values:
   // [B, H, slots, d_h] -> q: [B, H, 1, d_h].
   torch::Tensor project_into_cache(const torch::Tensor& x_t, const torch::Tensor& position, const torch::Tensor& slot,
                                    const MixerState& state, torch::Tensor& keys, torch::Tensor& values) const;
@@ -46,6 +49,8 @@ class MultiHeadProjections {
   torch::Tensor output(const torch::Tensor& heads);
 
   int64_t n_heads = 0, head_dim = 0, d_model = 0;
+  // Whether the static constants hold the q, k, v weight with its rotation halves paired.
+  bool pairs_rope_halves() const { return head_dim % 16 == 0; }
   double rope_theta = 1e4;
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
 

@@ -61,19 +61,29 @@ class GatedMlp : public TokenMixer {
     state.position += 1;
     return forward(x_t);
   }
-  // Stateless.  The session's one constant is W_gate and W_up stacked, [2·hidden, d]: a step makes
-  // both products with one matrix product (one kernel fewer per token and layer).
+  // Stateless.  The session's one constant is W_gate and W_up in one matrix, [2·hidden, d], so a
+  // step makes both products at once: for SwiGLU their rows paired in blocks of 8
+  // (interleave_gate_up), the layout in which the gate is the product's store (swiglu_linear: one
+  // kernel on CUDA); for StarReLU, or a hidden width not a multiple of 8, stacked.
   bool has_static_step() const override { return true; }
   MixerState static_state(int64_t, int64_t, const torch::TensorOptions& options) const override {
     MixerState state;
     torch::NoGradGuard no_grad;
-    state.constants["gate_up_weight"] = torch::cat({gate_proj_->weight, up_proj_->weight}, 0).to(options);
+    if (pairs_gate_up())
+      state.constants["gate_up_pairs"] = interleave_gate_up(gate_proj_->weight, up_proj_->weight).to(options);
+    else
+      state.constants["gate_up_weight"] = torch::cat({gate_proj_->weight, up_proj_->weight}, 0).to(options);
     return state;
   }
   // x_t: [B, d] -> [B, d]
   torch::Tensor static_step(const torch::Tensor& x_t, MixerState& state, const StepPosition&) override {
-    const auto gate_up = skinny_linear(x_t, state.constants.at("gate_up_weight"));  // [B, 2·hidden]
-    const auto hidden = gated(gate_up.narrow(-1, 0, hidden_), gate_up.narrow(-1, hidden_, hidden_));  // [B, hidden]
+    torch::Tensor hidden;  // [B, hidden]
+    if (pairs_gate_up()) {
+      hidden = swiglu_linear(x_t, state.constants.at("gate_up_pairs"));
+    } else {
+      const auto gate_up = skinny_linear(x_t, state.constants.at("gate_up_weight"));  // [B, 2·hidden]
+      hidden = gated(gate_up.narrow(-1, 0, hidden_), gate_up.narrow(-1, hidden_, hidden_));
+    }
     return skinny_linear(hidden, down_proj_->weight, down_proj_->bias);
   }
   torch::Tensor static_prefill(const torch::Tensor& x, MixerState&) override { return forward(x); }
@@ -84,6 +94,8 @@ class GatedMlp : public TokenMixer {
     if (!star_relu_) return swiglu(gate, up);
     return (star_scale_ * torch::relu(gate).square() + star_bias_) * up;
   }
+
+  bool pairs_gate_up() const { return !star_relu_ && hidden_ % 8 == 0; }
 
   int64_t d_model_, hidden_;
   bool star_relu_;

@@ -119,4 +119,16 @@ torch::Tensor rope_into_cache(const torch::Tensor& qkv, const torch::Tensor& pos
                               const torch::Tensor& sin, const torch::Tensor& slot, torch::Tensor& keys,
                               torch::Tensor& values);
 
+// The q, k, v product with the above as its store (rope_linear_into_cache.cu), bf16 only; taken by
+// mixlab::rope_linear_into_cache (attention/kv_cache.h) where rope_linear_into_cache_supported
+// passes: x and weight_pairs as core's skinny_linear takes them (x [B, d], weight [3·H·d_h, d], no
+// bias, no gradient), the weight's rows paired by mixlab::pair_rope_halves (d_h a multiple of 16),
+// the tables, caches, position and slot as rope_into_cache takes them.  Returns q' [B, H, 1, d_h].
+bool rope_linear_into_cache_supported(const torch::Tensor& x, const torch::Tensor& weight_pairs, int64_t heads,
+                                      const torch::Tensor& position, const torch::Tensor& cos, const torch::Tensor& sin,
+                                      const torch::Tensor& slot, const torch::Tensor& keys, const torch::Tensor& values);
+torch::Tensor rope_linear_into_cache(const torch::Tensor& x, const torch::Tensor& weight_pairs, int64_t heads,
+                                     const torch::Tensor& position, const torch::Tensor& cos, const torch::Tensor& sin,
+                                     const torch::Tensor& slot, torch::Tensor& keys, torch::Tensor& values);
+
 }  // namespace mixlab::cuda

@@ -19,6 +19,7 @@
 #include <cstdint>
 
 #include "attention/cuda/rope_launch.h"
+#include "core/cuda/skinny_linear_launch.h"
 
 namespace mixlab::cuda::detail {
 
@@ -42,5 +43,12 @@ struct RopeIntoCacheShape {
 // shape, std::runtime_error when the launch fails.
 void rope_into_cache(const RopeIntoCacheShape& shape, const void* qkv, const int64_t* position, const void* cos,
                      const void* sin, const int64_t* slot, void* q_out, void* keys, void* values, void* stream);
+
+// The q, k, v product and the above as its store (rope_linear_into_cache.cu), bf16 only: x [rows =
+// B, d] (linear.in = d), W [3·H·d_h, d] with rows paired as mixlab::pair_rope_halves lays them
+// (linear.out = 3·H·d_h, d_h a multiple of 16); shape as above (element bf16; qkv_stride unused).
+void rope_linear_into_cache_bf16(const SkinnyLinearShape& linear, const RopeIntoCacheShape& shape, const void* x,
+                                 const void* weight_pairs, const int64_t* position, const void* cos, const void* sin,
+                                 const int64_t* slot, void* q_out, void* keys, void* values, void* stream);
 
 }  // namespace mixlab::cuda::detail

@@ -33,6 +33,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "core/cuda/dependent_launch.cuh"
 #include "core/cuda/skinny_linear_launch.h"
@@ -63,8 +64,17 @@ __device__ __forceinline__ void mma_16816(float (&c)[4], uint32_t a0, uint32_t a
       : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
+// Whether an epilogue takes W's rows in pairs (`static constexpr bool kPairsTiles = true`): W's rows
+// come in blocks of 16, the first 8 of a block paired with the next 8, and the epilogue is called
+// once per pair p = 8·block + j (W rows 16·block + j and 16·block + 8 + j) with both sums.
+template <typename Epilogue, typename = void>
+struct PairsTiles : std::false_type {};
+template <typename Epilogue>
+struct PairsTiles<Epilogue, std::void_t<decltype(Epilogue::kPairsTiles)>> : std::bool_constant<Epilogue::kPairsTiles> {};
+
 // y's element (row, o) = the product's sum: the epilogue stores it (Epilogue::operator()(row, o, sum),
-// called once per element of y by one thread, after the wait for x's kernel).
+// called once per element of y by one thread, after the wait for x's kernel; for a paired
+// epilogue operator()(row, pair, first sum, second sum)).
 template <int kTiles, typename Epilogue>
 __global__ void __launch_bounds__(kSkinnyWarps * 32)
     skinny_linear_kernel(SkinnyLinearShape s, const __nv_bfloat16* __restrict__ x, const __nv_bfloat16* __restrict__ w,
@@ -138,14 +148,31 @@ __global__ void __launch_bounds__(kSkinnyWarps * 32)
     partial[warp][g + 8][8 * tile + 2 * t + 1] = acc[tile][3];
   }
   __syncthreads();
-  for (int i = threadIdx.x; i < kRowsPerBlock * kOutputs; i += blockDim.x) {
-    const int m = i / kOutputs, j = i % kOutputs;
-    const long long row = static_cast<long long>(blockIdx.y) * kRowsPerBlock + m, o = first_output + j;
-    if (row >= s.rows || o >= s.out) continue;
-    float sum = 0.f;
+  if constexpr (PairsTiles<Epilogue>::value) {  // tile 0's output j and tile 1's output j, together
+    static_assert(kTiles == 2, "a paired epilogue takes two tiles per block");
+    for (int i = threadIdx.x; i < kRowsPerBlock * 8; i += blockDim.x) {
+      const int m = i / 8, j = i % 8;
+      const long long row = static_cast<long long>(blockIdx.y) * kRowsPerBlock + m;
+      const long long pair = static_cast<long long>(blockIdx.x) * 8 + j;
+      if (row >= s.rows || 2 * pair >= s.out) continue;
+      float first = 0.f, second = 0.f;
 #pragma unroll
-    for (int v = 0; v < kWarps; ++v) sum += partial[v][m][j];
-    epilogue(row, o, sum);
+      for (int v = 0; v < kWarps; ++v) {
+        first += partial[v][m][j];
+        second += partial[v][m][8 + j];
+      }
+      epilogue(row, pair, first, second);
+    }
+  } else {
+    for (int i = threadIdx.x; i < kRowsPerBlock * kOutputs; i += blockDim.x) {
+      const int m = i / kOutputs, j = i % kOutputs;
+      const long long row = static_cast<long long>(blockIdx.y) * kRowsPerBlock + m, o = first_output + j;
+      if (row >= s.rows || o >= s.out) continue;
+      float sum = 0.f;
+#pragma unroll
+      for (int v = 0; v < kWarps; ++v) sum += partial[v][m][j];
+      epilogue(row, o, sum);
+    }
   }
 }
 
@@ -182,8 +209,16 @@ void launch_skinny_linear(const char* what, const SkinnyLinearShape& shape, cons
     launch_dependent(what, kernel, grid, dim3(kSkinnyWarps * 32), 0, stream, shape,
                      static_cast<const __nv_bfloat16*>(x), static_cast<const __nv_bfloat16*>(weight), epilogue);
   };
-  if ((shape.out + 15) / 16 >= 2LL * sms) launch(skinny_linear_kernel<2, Epilogue>, 16);
-  else launch(skinny_linear_kernel<1, Epilogue>, 8);
+  if constexpr (PairsTiles<Epilogue>::value) {
+    if (shape.out % 16 != 0)
+      throw std::invalid_argument(std::string(what) + ": W's rows come in blocks of 16 (8 pairs); out is " +
+                                  std::to_string(shape.out));
+    launch(skinny_linear_kernel<2, Epilogue>, 16);
+  } else if ((shape.out + 15) / 16 >= 2LL * sms) {
+    launch(skinny_linear_kernel<2, Epilogue>, 16);
+  } else {
+    launch(skinny_linear_kernel<1, Epilogue>, 8);
+  }
 }
 
 }  // namespace mixlab::cuda::detail

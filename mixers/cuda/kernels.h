@@ -74,6 +74,14 @@ std::pair<torch::Tensor, torch::Tensor> linear_conv_step(const torch::Tensor& x,
 bool swiglu_supported(const torch::Tensor& a, const torch::Tensor& b);
 torch::Tensor swiglu(const torch::Tensor& a, const torch::Tensor& b);
 
+// The gated MLP's gate and up products with SwiGLU as their store (swiglu_linear.cu), not
+// differentiable; taken by mixlab::swiglu_linear (mixers/swiglu.h) where swiglu_linear_supported
+// passes: x and weight_pairs as core's skinny_linear takes them (bf16, no gradient, no bias), the
+// weight's rows 2·hidden with hidden a multiple of 8 and paired as mixlab::interleave_gate_up
+// lays them.  Returns SiLU(x W_gᵀ)·(x W_uᵀ): [rows, hidden].
+bool swiglu_linear_supported(const torch::Tensor& x, const torch::Tensor& weight_pairs);
+torch::Tensor swiglu_linear(const torch::Tensor& x, const torch::Tensor& weight_pairs);
+
 // Mamba's causal depthwise convolution fused with its SiLU (causal_conv_silu.cu), differentiable:
 //   u[b, e, t] = SiLU(bias[e] + Σ_{i<K} w[e, i] · x[b, t − (K−1−i), e])      (x at t < 0 is 0)
 // x: [B, N, E] with channel stride 1, any batch and time strides (e.g. the first E columns of

@@ -85,6 +85,12 @@ struct LinearConvStepShape {
 void linear_conv_step(const LinearConvStepShape& shape, const void* x, const void* weight, const void* bias, void* xz,
                       void* history, const void* conv_weight, const void* conv_bias, void* u, void* stream);
 
+//   swiglu_linear (mixers/cuda/swiglu_linear.cu): the gated MLP's gate and up products and SwiGLU,
+//   bf16: x [rows, in] (skinny_linear's shape, out = 2·hidden, a multiple of 16), W [2·hidden, in]
+//   with W_gate's rows 8j..8j+7 then W_up's rows 8j..8j+7 for each j, hidden [rows, hidden].
+void swiglu_linear_bf16(const SkinnyLinearShape& shape, const void* x, const void* weight_pairs, void* hidden,
+                        void* stream);
+
 // SwiGLU's gate (mixers/cuda/swiglu.cu), arithmetic in float32, σ(a) = 1 / (1 + e^(−a)):
 //   forward   out = SiLU(a)·b = a·σ(a)·b
 //   backward  da = g·b·σ(a)·(1 + a·(1 − σ(a))),   db = g·SiLU(a)

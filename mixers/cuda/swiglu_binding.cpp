@@ -11,6 +11,7 @@
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 
+#include "core/cuda/kernels.h"
 #include "mixers/cuda/kernels.h"
 #include "mixers/cuda/launch.h"
 
@@ -102,6 +103,27 @@ torch::Tensor swiglu(const torch::Tensor& a, const torch::Tensor& b) {
               a.scalar_type(), ", b ", b.sizes(), " ", b.scalar_type(),
               "; call mixlab::swiglu (mixers/swiglu.h), which runs the reference for these");
   return SwigluFunction::apply(a, b);
+}
+
+bool swiglu_linear_supported(const torch::Tensor& x, const torch::Tensor& weight_pairs) {
+  return skinny_linear_supported(x, weight_pairs, {}) && weight_pairs.size(0) % 16 == 0;
+}
+
+torch::Tensor swiglu_linear(const torch::Tensor& x, const torch::Tensor& weight_pairs) {
+  TORCH_CHECK(swiglu_linear_supported(x, weight_pairs),
+              "mixers/cuda/swiglu_binding.cpp: swiglu_linear takes what core's skinny_linear takes (bf16 x [rows, in], "
+              "weight [out, in], no gradient) with out a multiple of 16 (W_gate's and W_up's rows in blocks of 8); got "
+              "x ", x.sizes(), " ", x.scalar_type(), ", weight ", weight_pairs.sizes(), " ", weight_pairs.scalar_type(),
+              "; call mixlab::swiglu_linear (mixers/swiglu.h), which runs the product and swiglu for these");
+  const c10::cuda::CUDAGuard guard(x.device());
+  detail::SkinnyLinearShape shape;
+  shape.rows = x.size(0);
+  shape.in = x.size(1);
+  shape.out = weight_pairs.size(0);
+  shape.x_row_stride = x.size(0) > 1 ? x.stride(0) : x.size(1);
+  auto hidden = torch::empty({x.size(0), weight_pairs.size(0) / 2}, x.options());
+  detail::swiglu_linear_bf16(shape, x.data_ptr(), weight_pairs.data_ptr(), hidden.data_ptr(), current_stream());
+  return hidden;
 }
 
 }  // namespace mixlab::cuda
