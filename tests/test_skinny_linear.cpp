@@ -55,9 +55,11 @@ TEST(SkinnyLinear, TheKernelEqualsTheFloat64Product) {
     int64_t rows, in, out;
   };
   // rows: one, a partial tile, one tile, a second tile, the limit; in: one vector, below and not a
-  // multiple of 128; out: below one tile, not a multiple of 8 or 16, large enough for 2-tile blocks.
+  // multiple of 128, past 1024 (16-warp blocks: one super-chunk per warp, two for some, three for
+  // one); out: below one tile, not a multiple of 8 or 16, large enough for 2-tile blocks.
   for (const Shape s : {Shape{1, 8, 5}, Shape{5, 64, 13}, Shape{16, 200, 96}, Shape{17, 1024, 1000},
-                        Shape{40, 328, 4100}, Shape{64, 2048, 129}, Shape{9, 1024, 8192}}) {
+                        Shape{40, 328, 4100}, Shape{64, 2048, 129}, Shape{9, 1024, 8192}, Shape{16, 2816, 1024},
+                        Shape{3, 4104, 40}, Shape{20, 1032, 4480}}) {
     for (bool with_bias : {false, true}) {
       torch::manual_seed(s.rows * 131 + s.out);
       const auto x = torch::randn({s.rows, s.in}, bf16), w = torch::randn({s.out, s.in}, bf16) * 0.05;

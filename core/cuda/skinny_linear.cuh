@@ -25,12 +25,15 @@
 // W, 4 per tile, 256 contiguous bytes per W row and warp), then sum their partial tiles through
 // shared memory.  W is read once, streamed past L1, a super-chunk ahead of its products (the first
 // one before the wait for x's kernel: a programmatic dependent launch); x (a few KB) is re-read from
-// L1/L2 by every block.  Arithmetic in float32, y rounded to bf16 once.
+// L1/L2 by every block.  Arithmetic in float32, y rounded to bf16 once.  A block has 8 warps, or 16
+// where in has more than 8 super-chunks (in > 1024): then each warp's first super-chunk, read
+// before the wait, is all of W it reads up to in = 2048, and no DRAM trip is left after the wait.
 
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -41,7 +44,8 @@
 namespace mixlab::cuda::detail {
 namespace skinny {
 
-constexpr int kSkinnyWarps = 8;
+constexpr int kSkinnyWarps = 8;       // warps of a block where in <= 8 super-chunks
+constexpr int kSkinnyWideWarps = 16;  // where in is longer
 constexpr int kChunks = 4;              // 32-wide k chunks per super-chunk
 constexpr int kSuper = 32 * kChunks;    // k per super-chunk
 constexpr int kRowsPerBlock = 16;       // the mma's M
@@ -83,11 +87,10 @@ struct FinishesBlock<Epilogue, std::void_t<decltype(&Epilogue::finish_block)>> :
 // y's element (row, o) = the product's sum: the epilogue stores it (Epilogue::operator()(row, o, sum),
 // called once per element of y by one thread, after the wait for x's kernel; for a paired
 // epilogue operator()(row, pair, first sum, second sum)).
-template <int kTiles, typename Epilogue>
-__global__ void __launch_bounds__(kSkinnyWarps * 32)
+template <int kWarps, int kTiles, typename Epilogue>
+__global__ void __launch_bounds__(kWarps * 32)
     skinny_linear_kernel(SkinnyLinearShape s, const __nv_bfloat16* __restrict__ x, const __nv_bfloat16* __restrict__ w,
                          Epilogue epilogue) {
-  constexpr int kWarps = kSkinnyWarps;
   constexpr int kOutputs = 8 * kTiles;
   __shared__ float partial[kWarps][kRowsPerBlock][kOutputs + 1];  // +1: no bank conflicts on the sum
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -187,6 +190,16 @@ __global__ void __launch_bounds__(kSkinnyWarps * 32)
 
 }  // namespace skinny
 
+// Whether a long k takes 16-warp blocks: not when MIXLAB_SKINNY_WIDE is "0" (read once; the A/B
+// of bench/decode_issue13.sh).
+inline bool wide_blocks_enabled() {
+  static const bool enabled = [] {
+    const char* value = std::getenv("MIXLAB_SKINNY_WIDE");
+    return value == nullptr || std::string(value) != "0";
+  }();
+  return enabled;
+}
+
 inline void check_skinny_cuda(const char* what, cudaError_t error, const char* call) {
   if (error != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + call + ": " + cudaGetErrorString(error));
 }
@@ -203,7 +216,8 @@ inline void check_skinny_shape(const char* what, const SkinnyLinearShape& s) {
 // Launches skinny_linear_kernel for `shape` (checked: throws std::invalid_argument naming what is
 // unsupported) as a programmatic dependent of the stream's previous kernel.  Two tiles per block
 // (x's loads shared by twice the outputs) once that still gives every SM two blocks; one
-// otherwise, so a narrow W still spreads over the GPU.
+// otherwise, so a narrow W still spreads over the GPU.  16 warps per block where in has more than
+// 8 super-chunks, else 8.
 template <typename Epilogue>
 void launch_skinny_linear(const char* what, const SkinnyLinearShape& shape, const void* x, const void* weight,
                           const Epilogue& epilogue, cudaStream_t stream) {
@@ -213,20 +227,26 @@ void launch_skinny_linear(const char* what, const SkinnyLinearShape& shape, cons
   check_skinny_cuda(what, cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), "SM count");
   using namespace skinny;
   const unsigned row_blocks = static_cast<unsigned>((shape.rows + kRowsPerBlock - 1) / kRowsPerBlock);
-  auto launch = [&](auto kernel, long long outputs_per_block) {
+  const bool wide = (shape.in + kSuper - 1) / kSuper > kSkinnyWarps && wide_blocks_enabled();
+  auto launch = [&](auto kernel, int warps, long long outputs_per_block) {
     const dim3 grid(static_cast<unsigned>((shape.out + outputs_per_block - 1) / outputs_per_block), row_blocks);
-    launch_dependent(what, kernel, grid, dim3(kSkinnyWarps * 32), 0, stream, shape,
-                     static_cast<const __nv_bfloat16*>(x), static_cast<const __nv_bfloat16*>(weight), epilogue);
+    launch_dependent(what, kernel, grid, dim3(warps * 32), 0, stream, shape, static_cast<const __nv_bfloat16*>(x),
+                     static_cast<const __nv_bfloat16*>(weight), epilogue);
+  };
+  auto launch_tiles = [&](auto tiles) {
+    constexpr int kTiles = decltype(tiles)::value;
+    if (wide) launch(skinny_linear_kernel<kSkinnyWideWarps, kTiles, Epilogue>, kSkinnyWideWarps, 8 * kTiles);
+    else launch(skinny_linear_kernel<kSkinnyWarps, kTiles, Epilogue>, kSkinnyWarps, 8 * kTiles);
   };
   if constexpr (PairsTiles<Epilogue>::value) {
     if (shape.out % 16 != 0)
       throw std::invalid_argument(std::string(what) + ": W's rows come in blocks of 16 (8 pairs); out is " +
                                   std::to_string(shape.out));
-    launch(skinny_linear_kernel<2, Epilogue>, 16);
+    launch_tiles(std::integral_constant<int, 2>{});
   } else if ((shape.out + 15) / 16 >= 2LL * sms) {
-    launch(skinny_linear_kernel<2, Epilogue>, 16);
+    launch_tiles(std::integral_constant<int, 2>{});
   } else {
-    launch(skinny_linear_kernel<1, Epilogue>, 8);
+    launch_tiles(std::integral_constant<int, 1>{});
   }
 }
 
