@@ -104,15 +104,8 @@ MixerState MultiHeadProjections::static_kv_cache(int64_t batch, int64_t slots,
 torch::Tensor MultiHeadProjections::output(const torch::Tensor& heads) {
   const int64_t batch = heads.size(0), n = heads.size(2);
   const auto merged = heads.transpose(1, 2).reshape({batch, n, d_model});  // [B, N, d]
-  if (n == 1) return output_of(unprojected_output(heads)).unsqueeze(1);
+  if (n == 1) return skinny_linear(merged.view({batch, d_model}), o_proj->weight, o_proj->bias).unsqueeze(1);
   return o_proj->forward(merged);
-}
-
-UnprojectedStep MultiHeadProjections::unprojected_output(const torch::Tensor& heads) const {
-  TORCH_CHECK(heads.dim() == 4 && heads.size(2) == 1, "unprojected_output takes one token's heads [B, H, 1, d_h]; got ",
-              heads.sizes());
-  const auto merged = heads.transpose(1, 2).reshape({heads.size(0), d_model});  // [B, d]
-  return {merged, o_proj->weight, o_proj->bias};
 }
 
 ParamSpec rope_theta_param(double default_theta) {

@@ -47,8 +47,6 @@ class MultiHeadProjections {
   MixerState static_kv_cache(int64_t batch, int64_t slots, const torch::TensorOptions& options) const;
   // [B, H, N, d_h] -> o_proj(merge heads) : [B, N, d]
   torch::Tensor output(const torch::Tensor& heads);
-  // One token's heads [B, H, 1, d_h] merged, [B, d], with o_proj's weight and bias, before o_proj.
-  UnprojectedStep unprojected_output(const torch::Tensor& heads) const;
 
   int64_t n_heads = 0, head_dim = 0, d_model = 0;
   // Whether the static constants hold the q, k, v weight with its rotation halves paired.

@@ -5,8 +5,6 @@
 // depends on inputs 0..t only.  Channel mixers (the MLP) and whole blocks (Gated CNN) honour the
 // same contract, so one registry and one set of tests covers them all.
 
-#include "core/skinny_linear.h"
-
 #include <torch/torch.h>
 
 #include <cstdint>
@@ -69,21 +67,6 @@ struct StepPosition {
   int64_t span = 0;        // a host bound, t < span <= capacity: the step may read cache slots [0, span) only
 };
 
-// A static decode step stopped before its output projection:
-//   static_step(x_t) = skinny_linear(activations, weight, bias)
-// so that the model can run that projection, the residual add and the next norm as one op
-// (harness/linear_add_rms_norm.h).
-struct UnprojectedStep {
-  torch::Tensor activations;  // [B, in]
-  torch::Tensor weight;       // [d_model, in]
-  torch::Tensor bias;         // [d_model], or undefined
-};
-
-// The step's output: the projection of an UnprojectedStep.
-inline torch::Tensor output_of(const UnprojectedStep& step) {
-  return skinny_linear(step.activations, step.weight, step.bias);
-}
-
 class TokenMixer : public torch::nn::Module {
  public:
   // x: [B, N, d_model] -> [B, N, d_model], causal.
@@ -115,12 +98,6 @@ class TokenMixer : public torch::nn::Module {
   // x_t: [B, d_model] -> [B, d_model]; writes the state in place.
   virtual torch::Tensor static_step(const torch::Tensor& x_t, MixerState& state, const StepPosition& at) {
     throw std::logic_error("this mixer has no static_step()");
-  }
-  // The same step up to its output projection (UnprojectedStep), for mixers whose step ends in one;
-  // static_step() is then output_of(unprojected_static_step()).
-  virtual bool has_unprojected_static_step() const { return false; }
-  virtual UnprojectedStep unprojected_static_step(const torch::Tensor& x_t, MixerState& state, const StepPosition& at) {
-    throw std::logic_error("this mixer has no unprojected_static_step()");
   }
 
   // Prefill: the sublayer's output for a whole prompt x: [B, N, d_model] (N ≤ the state's

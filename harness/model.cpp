@@ -4,7 +4,6 @@
 #include "core/skinny_linear.h"
 
 #include "harness/add_rms_norm.h"
-#include "harness/linear_add_rms_norm.h"
 #include "harness/token_embedding.h"
 #include "harness/scone.h"
 
@@ -244,24 +243,15 @@ std::vector<MixerState> LanguageModelImpl::static_states(int64_t batch, int64_t 
   return states;
 }
 
-// As step(), sublayer by sublayer through static_step().  Where a sublayer's step ends in an output
-// projection and the next norm runs with the residual add, that projection, the add and the norm
-// are one op (linear_add_rms_norm: one kernel on CUDA).
+// As step(), sublayer by sublayer through static_step().
 torch::Tensor LanguageModelImpl::static_step(const torch::Tensor& tokens_t, std::vector<MixerState>& states,
                                              const StepPosition& at) {
   auto h = embed_tokens_(tokens_t);  // [B, d]
   std::vector<torch::Tensor> history{h};
   torch::Tensor normed;
   for (size_t i = 0; i < sublayers_.size(); ++i) {
-    const auto x = normed.defined() ? normed : norms_[i](h);
-    const RMSNormImpl* next = averaging_ ? nullptr : norm_after(i);
-    if (next != nullptr && sublayers_[i]->has_unprojected_static_step()) {
-      const auto branch = sublayers_[i]->unprojected_static_step(x, states[i], at);
-      std::tie(h, normed) =
-          linear_add_rms_norm(branch.activations, branch.weight, branch.bias, h, next->weight, next->eps);
-      continue;
-    }
-    add_residual(i, sublayers_[i]->static_step(x, states[i], at), h, normed, history);
+    const auto branch = sublayers_[i]->static_step(normed.defined() ? normed : norms_[i](h), states[i], at);
+    add_residual(i, branch, h, normed, history);
   }
   // The logits of one token per sequence: the few-row product (core/skinny_linear.h).
   return skinny_linear(normed.defined() ? normed : final_norm_(h), head_weight(),

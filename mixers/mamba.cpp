@@ -121,7 +121,7 @@ class Mamba : public TokenMixer {
     auto y = advance(x_t, state.tensors.at("conv_state"), state.tensors.at("ssm_state"), -torch::exp(A_log_), D_,
                      dt_proj_->bias);
     state.position += 1;
-    return skinny_linear(y, out_proj_->weight, out_proj_->bias);
+    return y;
   }
 
   // The forward, and the state after it: the last K−1 conv inputs and the scan's final state
@@ -149,22 +149,17 @@ class Mamba : public TokenMixer {
     state.constants["dt_bias"] = dt_proj_->bias.to(ssm_type);
     return state;
   }
-  torch::Tensor static_step(const torch::Tensor& x_t, MixerState& state, const StepPosition& at) override {
-    return output_of(unprojected_static_step(x_t, state, at));
-  }
-  // y before out_proj: [B, E], with out_proj's weight and bias.
-  bool has_unprojected_static_step() const override { return true; }
-  UnprojectedStep unprojected_static_step(const torch::Tensor& x_t, MixerState& state, const StepPosition&) override {
+  torch::Tensor static_step(const torch::Tensor& x_t, MixerState& state, const StepPosition&) override {
     torch::Tensor conv_state = state.tensors.at("conv_state"), ssm_state = state.tensors.at("ssm_state");
     const auto& constants = state.constants;
     auto y = advance(x_t, conv_state, ssm_state, constants.at("A"), constants.at("D"), constants.at("dt_bias"));
     state.tensors.at("conv_state").copy_(conv_state);
     state.tensors.at("ssm_state").copy_(ssm_state);
-    return {y, out_proj_->weight, out_proj_->bias};
+    return y;
   }
 
  private:
-  // One token up to out_proj: x_t: [B, d] -> y: [B, E], with conv_state [B, E, K−1] and ssm_state [B, E, n] replaced
+  // One token: x_t: [B, d] -> [B, d], with conv_state [B, E, K−1] and ssm_state [B, E, n] replaced
   // by the next ones (in place where the CUDA step kernels run) and A = −exp(A_log), D and the Δ
   // bias as given.
   torch::Tensor advance(const torch::Tensor& x_t, torch::Tensor& conv_state, torch::Tensor& ssm_state,
@@ -180,7 +175,7 @@ class Mamba : public TokenMixer {
     // Δ's pre-activation δ W_dtᵀ is formed by the step itself (one kernel on CUDA)
     auto y = selective_scan_step(ssm_state, u, projected.narrow(-1, 0, R), A, projected.narrow(-1, R, n),
                                  projected.narrow(-1, R + n, n), D, gate, dt_bias, dt_proj_->weight);
-    return y;
+    return skinny_linear(y, out_proj_->weight, out_proj_->bias);
   }
 
   // What the scan reads, from x: [B, N, d] (the lines above selective_scan in the header).

@@ -76,14 +76,6 @@ struct PairsTiles : std::false_type {};
 template <typename Epilogue>
 struct PairsTiles<Epilogue, std::void_t<decltype(Epilogue::kPairsTiles)>> : std::bool_constant<Epilogue::kPairsTiles> {};
 
-// Whether an epilogue has a step for the whole block after its stores (`__device__ void
-// finish_block(const SkinnyLinearShape&) const`, called by every thread of every block, e.g. a
-// reduction across blocks).
-template <typename Epilogue, typename = void>
-struct FinishesBlock : std::false_type {};
-template <typename Epilogue>
-struct FinishesBlock<Epilogue, std::void_t<decltype(&Epilogue::finish_block)>> : std::true_type {};
-
 // y's element (row, o) = the product's sum: the epilogue stores it (Epilogue::operator()(row, o, sum),
 // called once per element of y by one thread, after the wait for x's kernel; for a paired
 // epilogue operator()(row, pair, first sum, second sum)).
@@ -185,7 +177,6 @@ __global__ void __launch_bounds__(kWarps * 32)
       epilogue(row, o, sum);
     }
   }
-  if constexpr (FinishesBlock<Epilogue>::value) epilogue.finish_block(s);
 }
 
 }  // namespace skinny

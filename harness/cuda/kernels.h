@@ -22,19 +22,6 @@ std::pair<torch::Tensor, torch::Tensor> add_rms_norm(const torch::Tensor& x, con
 // add_rms_norm_supported(x, x, weight) passes.
 torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps);
 
-// A decode step's output projection with the residual add and the next RMSNorm as its store
-// (linear_add_rms_norm.cu), not differentiable; taken by mixlab::linear_add_rms_norm
-// (harness/linear_add_rms_norm.h) where linear_add_rms_norm_supported passes: what
-// skinny_linear_supported takes (CUDA bf16 x [rows <= 64, in], weight [d, in], optional bias [d]),
-// with residual [rows, d] and norm_weight [d] bf16, contiguous, 16-byte aligned, d a multiple of 8
-// up to 2048, nothing needing a gradient.  Returns (h = residual + x Wᵀ, y = RMSNorm(h)·w), bf16.
-// One launch at a time per device: the kernel counts its blocks in a device-global counter.
-bool linear_add_rms_norm_supported(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias,
-                                   const torch::Tensor& residual, const torch::Tensor& norm_weight);
-std::pair<torch::Tensor, torch::Tensor> linear_add_rms_norm(const torch::Tensor& x, const torch::Tensor& weight,
-                                                            const torch::Tensor& bias, const torch::Tensor& residual,
-                                                            const torch::Tensor& norm_weight, double eps);
-
 // The softmax statistics of a cross entropy per row of logits (cross_entropy_rows.cu; reference and
 // dispatch: harness/cross_entropy_rows.h).  Taken where cross_entropy_rows_supported passes: CUDA
 // logits [M, V], contiguous, float32 / bf16 / fp16, 1 <= M < 2^31; targets [M] int64 beside them.

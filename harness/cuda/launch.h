@@ -11,8 +11,6 @@
 
 #include <cstdint>
 
-#include "core/cuda/skinny_linear_launch.h"
-
 namespace mixlab::cuda::detail {
 
 enum class NormElement { f32, bf16, fp16 };
@@ -42,16 +40,6 @@ long long add_rms_norm_backward_blocks(const AddNormShape& shape);
 // partial: [add_rms_norm_backward_blocks(shape), cols] float32 scratch.
 void add_rms_norm_backward(const AddNormShape& shape, const void* h, const float* s, const void* w, const void* dy,
                            const void* dh_out, void* dh, void* dr, float* partial, void* dw, void* stream);
-
-// A few-row product with the residual add and the RMSNorm as its store
-// (harness/cuda/linear_add_rms_norm.cu), all bf16, arithmetic in float32:
-//   b = bf16(x Wᵀ + bias),   h = bf16(r + b),   y = bf16((h·rsqrt(mean(h²) + eps))·w)
-// x: [rows, in] (row stride shape.x_row_stride);  W: [out, in];  bias: [out] or null;
-// r, h, y: [rows, out] contiguous;  w: [out].  out a multiple of kAddNormVector, at most
-// kAddNormMaxCols; the rest as skinny_linear_bf16 (core/cuda/skinny_linear_launch.h).
-void linear_add_rms_norm_bf16(const SkinnyLinearShape& shape, const void* x, const void* weight, const void* bias,
-                              const void* residual, const void* norm_weight, float eps, void* h, void* y,
-                              void* stream);
 
 // The softmax statistics of a cross entropy per row of logits [rows, vocab], contiguous
 // (harness/cuda/cross_entropy_rows.cu), arithmetic in float32:
