@@ -40,6 +40,11 @@ def main():
     peers, bandwidths = load_peers(sys.argv[2:])
     if bandwidths:  # the floor at the bandwidth measured in this call, not the constant of an earlier one
         decode_verdicts.COPY_BYTES_PER_S = statistics.median(bandwidths)
+        if max(bandwidths) > 1.02 * min(bandwidths):  # CSVs from several calls (or machines) mixed
+            print(f"decode_table.py: the CSVs' copy bandwidths range {min(bandwidths) / 1e9:,.0f}-"
+                  f"{max(bandwidths) / 1e9:,.0f} GB/s, more than one call's spread; the floor takes their "
+                  f"median, and a ratio to a peer timed in another call is not a same-call comparison",
+                  file=sys.stderr)
     print(f"mixlab commit(s): {', '.join(sorted(c or '?' for c in commits))}; "
           f"copy bandwidth {decode_verdicts.COPY_BYTES_PER_S / 1e9:,.0f} GB/s\n")
     print("| preset | N | mixlab ms | floor ms | mixlab / floor | peer ms | peer's floor ms | peer formulation | peer / mixlab |")
