@@ -64,10 +64,15 @@ class CausalAttention : public TokenMixer {
   // step() on a cache of `capacity` slots: the token's key and value go to slot t; the query reads
   // slots j ≤ t of [0, span) (the later ones are not yet written).
   torch::Tensor static_step(const torch::Tensor& x_t, MixerState& state, const StepPosition& at) override {
+    return output_of(fused_static_step(x_t, {}, state, at));
+  }
+  bool has_fused_static_step() const override { return true; }
+  UnprojectedStep fused_static_step(const torch::Tensor& h_t, const InputNorm& norm, MixerState& state,
+                                    const StepPosition& at) override {
     auto& keys = state.tensors.at("key_cache");            // [B, H, capacity, d_h]
     auto& values = state.tensors.at("value_cache");
-    const auto q = heads_.project_into_cache(x_t, at.position, at.position, state, keys, values);  // [B, H, 1, d_h]
-    return heads_.output(attend_to_prefix(q, keys, values, at.span, at.position)).squeeze(1);
+    const auto q = heads_.project_into_cache(h_t, at.position, at.position, state, keys, values, norm);  // [B, H, 1, d_h]
+    return heads_.unprojected_output(attend_to_prefix(q, keys, values, at.span, at.position));
   }
   // The forward, with the prompt's keys and values written to slots 0 .. N−1.
   torch::Tensor static_prefill(const torch::Tensor& x, MixerState& state) override {

@@ -107,17 +107,18 @@ torch::Tensor pair_rope_halves(const torch::Tensor& qkv_weight, int64_t heads, i
 
 torch::Tensor rope_linear_into_cache(const torch::Tensor& x_t, const torch::Tensor& weight_pairs, int64_t heads,
                                      const torch::Tensor& position, const torch::Tensor& cos, const torch::Tensor& sin,
-                                     const torch::Tensor& slot, torch::Tensor& keys, torch::Tensor& values) {
+                                     const torch::Tensor& slot, torch::Tensor& keys, torch::Tensor& values,
+                                     const InputNorm& norm) {
 #ifdef MIXLAB_WITH_CUDA
-  if (cuda::rope_linear_into_cache_supported(x_t, weight_pairs, heads, position, cos, sin, slot, keys, values)) {
+  if (cuda::rope_linear_into_cache_supported(x_t, weight_pairs, heads, position, cos, sin, slot, keys, values, norm)) {
     record_implementation("rope_linear_into_cache", Implementation::kernel);
-    return cuda::rope_linear_into_cache(x_t, weight_pairs, heads, position, cos, sin, slot, keys, values);
+    return cuda::rope_linear_into_cache(x_t, weight_pairs, heads, position, cos, sin, slot, keys, values, norm);
   }
 #endif
   record_implementation("rope_linear_into_cache", Implementation::reference);
   const int64_t batch = x_t.size(0), head_dim = weight_pairs.size(0) / (3 * heads);
   // [B, (part, h, k, s, j)] -> [B, 3, H, 1, d_h] with d = s·d_h/2 + 8k + j
-  const auto qkv = skinny_linear(x_t, weight_pairs)
+  const auto qkv = skinny_linear(x_t, weight_pairs, {}, norm)
                        .view({batch, 3, heads, head_dim / 16, 2, 8})
                        .permute({0, 1, 2, 4, 3, 5})
                        .reshape({batch, 3, heads, 1, head_dim});

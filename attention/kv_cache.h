@@ -16,6 +16,8 @@
 // graph that autograd will differentiate): otherwise the cache is copied into a fresh buffer, so
 // a copied state never sees the other's writes.
 
+#include "core/input_norm.h"
+
 #include <torch/torch.h>
 
 namespace mixlab {
@@ -60,10 +62,12 @@ torch::Tensor pair_rope_halves(const torch::Tensor& qkv_weight, int64_t heads, i
 // W_pairs = pair_rope_halves([W_q; W_k; W_v]), then rope_into_cache.  x_t: [B, d]; the rest as
 // rope_into_cache.  Returns q' [B, H, 1, d_h].  On CUDA with bf16 one kernel (the product with RoPE
 // and the cache write as its store; "rope_linear_into_cache=kernel"); otherwise skinny_linear, the
-// pairs put back, rope_into_cache ("rope_linear_into_cache=reference").
+// pairs put back, rope_into_cache ("rope_linear_into_cache=reference").  With a norm, x_t is h and
+// the product reads RMSNorm(h)·g (core/input_norm.h: inside the kernel).
 torch::Tensor rope_linear_into_cache(const torch::Tensor& x_t, const torch::Tensor& weight_pairs, int64_t heads,
                                      const torch::Tensor& position, const torch::Tensor& cos, const torch::Tensor& sin,
-                                     const torch::Tensor& slot, torch::Tensor& keys, torch::Tensor& values);
+                                     const torch::Tensor& slot, torch::Tensor& keys, torch::Tensor& values,
+                                     const InputNorm& norm = {});
 
 // Single-query attention over the slots a step at position t attends to: j < count and
 // j ≤ ⌊t / divisor⌋ (a step writes its own key and value into the cache first, so it is one of them):

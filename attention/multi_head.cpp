@@ -49,13 +49,14 @@ void MultiHeadProjections::add_static_constants(MixerState& state, int64_t capac
 
 torch::Tensor MultiHeadProjections::project_into_cache(const torch::Tensor& x_t, const torch::Tensor& position,
                                                        const torch::Tensor& slot, const MixerState& state,
-                                                       torch::Tensor& keys, torch::Tensor& values) const {
+                                                       torch::Tensor& keys, torch::Tensor& values,
+                                                       const InputNorm& norm) const {
   const auto& constants = state.constants;
   const auto &cos = constants.at("rope_cos"), &sin = constants.at("rope_sin");
   if (pairs_rope_halves())
-    return rope_linear_into_cache(x_t, constants.at("qkv_pairs"), n_heads, position, cos, sin, slot, keys, values);
+    return rope_linear_into_cache(x_t, constants.at("qkv_pairs"), n_heads, position, cos, sin, slot, keys, values, norm);
   const int64_t batch = x_t.size(0);
-  const auto qkv = skinny_linear(x_t, constants.at("qkv_weight")).view({batch, 3, n_heads, 1, head_dim});  // [B, 3, H, 1, d_h]
+  const auto qkv = skinny_linear(x_t, constants.at("qkv_weight"), {}, norm).view({batch, 3, n_heads, 1, head_dim});  // [B, 3, H, 1, d_h]
   return rope_into_cache(qkv, position, cos, sin, slot, keys, values);
 }
 
@@ -104,8 +105,15 @@ MixerState MultiHeadProjections::static_kv_cache(int64_t batch, int64_t slots,
 torch::Tensor MultiHeadProjections::output(const torch::Tensor& heads) {
   const int64_t batch = heads.size(0), n = heads.size(2);
   const auto merged = heads.transpose(1, 2).reshape({batch, n, d_model});  // [B, N, d]
-  if (n == 1) return skinny_linear(merged.view({batch, d_model}), o_proj->weight, o_proj->bias).unsqueeze(1);
+  if (n == 1) return output_of(unprojected_output(heads)).unsqueeze(1);
   return o_proj->forward(merged);
+}
+
+UnprojectedStep MultiHeadProjections::unprojected_output(const torch::Tensor& heads) const {
+  TORCH_CHECK(heads.dim() == 4 && heads.size(2) == 1, "unprojected_output takes one token's heads [B, H, 1, d_h]; got ",
+              heads.sizes());
+  const auto merged = heads.transpose(1, 2).reshape({heads.size(0), d_model});  // [B, d]
+  return {merged, o_proj->weight, o_proj->bias};
 }
 
 ParamSpec rope_theta_param(double default_theta) {

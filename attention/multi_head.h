@@ -38,15 +38,19 @@ class MultiHeadProjections {
   //   keys[:, :, m] ← RoPE(k, t),  values[:, :, m] ← v,  returns RoPE(q, t)
   // (rope_linear_into_cache on "qkv_pairs", else skinny_linear and rope_into_cache,
   // attention/kv_cache.h: on CUDA one kernel, else two).  x_t: [B, d]; keys, values:
-  // [B, H, slots, d_h] -> q: [B, H, 1, d_h].
+  // [B, H, slots, d_h] -> q: [B, H, 1, d_h].  With a norm, x_t is h_t, normalised by the product
+  // (core/input_norm.h).
   torch::Tensor project_into_cache(const torch::Tensor& x_t, const torch::Tensor& position, const torch::Tensor& slot,
-                                   const MixerState& state, torch::Tensor& keys, torch::Tensor& values) const;
+                                   const MixerState& state, torch::Tensor& keys, torch::Tensor& values,
+                                   const InputNorm& norm = {}) const;
   // A decode state with empty "key_cache" and "value_cache": [B, H, 0, d_h] each.
   MixerState empty_kv_cache(int64_t batch, const torch::TensorOptions& options) const;
   // A static decode state: "key_cache" and "value_cache" of `slots` zeroed slots, [B, H, slots, d_h].
   MixerState static_kv_cache(int64_t batch, int64_t slots, const torch::TensorOptions& options) const;
   // [B, H, N, d_h] -> o_proj(merge heads) : [B, N, d]
   torch::Tensor output(const torch::Tensor& heads);
+  // One token's heads [B, H, 1, d_h] merged, [B, d], with o_proj's weight and bias: before o_proj.
+  UnprojectedStep unprojected_output(const torch::Tensor& heads) const;
 
   int64_t n_heads = 0, head_dim = 0, d_model = 0;
   // Whether the static constants hold the q, k, v weight with its rotation halves paired.

@@ -156,12 +156,17 @@ class SlidingWindowAttention : public TokenMixer {
   // step() on a ring of min(capacity, W) slots: the token goes to slot t mod W; while the ring is
   // filling (t < W) the slots after t are hidden, afterwards every slot holds one of the last W keys.
   torch::Tensor static_step(const torch::Tensor& x_t, MixerState& state, const StepPosition& at) override {
+    return output_of(fused_static_step(x_t, {}, state, at));
+  }
+  bool has_fused_static_step() const override { return true; }
+  UnprojectedStep fused_static_step(const torch::Tensor& h_t, const InputNorm& norm, MixerState& state,
+                                    const StepPosition& at) override {
     auto& keys = state.tensors.at("key_cache");            // [B, H, min(capacity, W), d_h]
     auto& values = state.tensors.at("value_cache");
     const auto slot = at.position.remainder(window_);      // t mod W: [1]
-    const auto q = heads_.project_into_cache(x_t, at.position, slot, state, keys, values);  // [B, H, 1, d_h]
+    const auto q = heads_.project_into_cache(h_t, at.position, slot, state, keys, values, norm);  // [B, H, 1, d_h]
     const int64_t count = std::min(at.span, keys.size(2));  // slots j ≤ t: every one once t ≥ W
-    return heads_.output(attend_to_prefix(q, keys, values, count, at.position)).squeeze(1);
+    return heads_.unprojected_output(attend_to_prefix(q, keys, values, count, at.position));
   }
   // The forward, with the last min(N, W) keys and values written to their ring slots t mod W.
   torch::Tensor static_prefill(const torch::Tensor& x, MixerState& state) override {

@@ -5,6 +5,9 @@
 // depends on inputs 0..t only.  Channel mixers (the MLP) and whole blocks (Gated CNN) honour the
 // same contract, so one registry and one set of tests covers them all.
 
+#include "core/input_norm.h"
+#include "core/skinny_linear.h"
+
 #include <torch/torch.h>
 
 #include <cstdint>
@@ -67,6 +70,20 @@ struct StepPosition {
   int64_t span = 0;        // a host bound, t < span <= capacity: the step may read cache slots [0, span) only
 };
 
+// A static decode step stopped before its output projection: the step's output is
+//   output_of(step) = skinny_linear(activations, weight, bias)
+// and the caller may instead add it to the residual stream in that projection's store
+// (core/skinny_linear.h, skinny_linear_add).
+struct UnprojectedStep {
+  torch::Tensor activations;  // [B, in]
+  torch::Tensor weight;       // [d_model, in]
+  torch::Tensor bias;         // [d_model], or undefined
+};
+
+inline torch::Tensor output_of(const UnprojectedStep& step) {
+  return skinny_linear(step.activations, step.weight, step.bias);
+}
+
 class TokenMixer : public torch::nn::Module {
  public:
   // x: [B, N, d_model] -> [B, N, d_model], causal.
@@ -98,6 +115,18 @@ class TokenMixer : public torch::nn::Module {
   // x_t: [B, d_model] -> [B, d_model]; writes the state in place.
   virtual torch::Tensor static_step(const torch::Tensor& x_t, MixerState& state, const StepPosition& at) {
     throw std::logic_error("this mixer has no static_step()");
+  }
+
+  // The static step between the residual stream and the residual add, for a pre-norm block
+  // (docs/decode.md, "one kernel fewer per norm"):
+  //   static_step(RMSNorm(h_t)·g, state, at) = output_of(fused_static_step(h_t, {g, eps}, state, at))
+  // The mixer's first product normalises h_t itself (core/input_norm.h; an undefined norm: h_t is
+  // x_t), and its output projection is left to the caller.  Mixers whose step begins and ends with a
+  // product override it; static_step is then output_of(fused_static_step(x_t, {}, ...)).
+  virtual bool has_fused_static_step() const { return false; }
+  virtual UnprojectedStep fused_static_step(const torch::Tensor& h_t, const InputNorm& norm, MixerState& state,
+                                            const StepPosition& at) {
+    throw std::logic_error("this mixer has no fused_static_step()");
   }
 
   // Prefill: the sublayer's output for a whole prompt x: [B, N, d_model] (N ≤ the state's

@@ -8,6 +8,8 @@
 #include "harness/scone.h"
 
 #include <cmath>
+#include <cstdlib>
+#include <string>
 #include <stdexcept>
 #include <tuple>
 
@@ -243,19 +245,47 @@ std::vector<MixerState> LanguageModelImpl::static_states(int64_t batch, int64_t 
   return states;
 }
 
-// As step(), sublayer by sublayer through static_step().
+namespace {
+
+// Whether the static step hands each pre-norm to its sublayer's first product and the residual add
+// to its output projection (TokenMixer::fused_static_step): not when MIXLAB_DECODE_FUSED_NORM is "0"
+// (read once; the A/B of bench/decode_issue13.sh).
+bool fused_norm_enabled() {
+  static const bool enabled = [] {
+    const char* value = std::getenv("MIXLAB_DECODE_FUSED_NORM");
+    return value == nullptr || std::string(value) != "0";
+  }();
+  return enabled;
+}
+
+}  // namespace
+
+// As step(), sublayer by sublayer.  A sublayer with fused_static_step() reads h itself, its norm
+// folded into its first product, and its output projection adds to h in its store
+// (skinny_linear_add): on CUDA no norm or add kernel is left between two sublayers.  Others go
+// through static_step() on the normalised h, with the add and the next norm as add_rms_norm.
 torch::Tensor LanguageModelImpl::static_step(const torch::Tensor& tokens_t, std::vector<MixerState>& states,
                                              const StepPosition& at) {
   auto h = embed_tokens_(tokens_t);  // [B, d]
   std::vector<torch::Tensor> history{h};
-  torch::Tensor normed;
+  torch::Tensor normed;  // RMSNorm_i(h) when the previous add made it, else undefined
+  const bool fuse = !averaging_ && fused_norm_enabled();
   for (size_t i = 0; i < sublayers_.size(); ++i) {
+    if (fuse && sublayers_[i]->has_fused_static_step()) {
+      const auto step = sublayers_[i]->fused_static_step(h, InputNorm{norms_[i]->weight, norms_[i]->eps}, states[i], at);
+      h = skinny_linear_add(h, step.activations, step.weight, step.bias);  // h + output projection
+      normed = torch::Tensor();
+      continue;
+    }
     const auto branch = sublayers_[i]->static_step(normed.defined() ? normed : norms_[i](h), states[i], at);
     add_residual(i, branch, h, normed, history);
   }
-  // The logits of one token per sequence: the few-row product (core/skinny_linear.h).
-  return skinny_linear(normed.defined() ? normed : final_norm_(h), head_weight(),
-                       config_.tie_embeddings ? torch::Tensor() : lm_head_->bias);
+  // The logits of one token per sequence: the few-row product (core/skinny_linear.h), the final
+  // norm folded in unless the last add made it.
+  const auto bias = config_.tie_embeddings ? torch::Tensor() : lm_head_->bias;
+  if (normed.defined()) return skinny_linear(normed, head_weight(), bias);
+  if (fuse) return skinny_linear(h, head_weight(), bias, InputNorm{final_norm_->weight, final_norm_->eps});
+  return skinny_linear(final_norm_(h), head_weight(), bias);
 }
 
 torch::Tensor LanguageModelImpl::static_prefill(const torch::Tensor& tokens, std::vector<MixerState>& states) {

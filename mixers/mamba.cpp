@@ -121,7 +121,7 @@ class Mamba : public TokenMixer {
     auto y = advance(x_t, state.tensors.at("conv_state"), state.tensors.at("ssm_state"), -torch::exp(A_log_), D_,
                      dt_proj_->bias);
     state.position += 1;
-    return y;
+    return skinny_linear(y, out_proj_->weight, out_proj_->bias);
   }
 
   // The forward, and the state after it: the last K−1 conv inputs and the scan's final state
@@ -149,33 +149,40 @@ class Mamba : public TokenMixer {
     state.constants["dt_bias"] = dt_proj_->bias.to(ssm_type);
     return state;
   }
-  torch::Tensor static_step(const torch::Tensor& x_t, MixerState& state, const StepPosition&) override {
+  torch::Tensor static_step(const torch::Tensor& x_t, MixerState& state, const StepPosition& at) override {
+    return output_of(fused_static_step(x_t, {}, state, at));
+  }
+  // y before out_proj: [B, E], with out_proj's weight and bias.
+  bool has_fused_static_step() const override { return true; }
+  UnprojectedStep fused_static_step(const torch::Tensor& h_t, const InputNorm& norm, MixerState& state,
+                                    const StepPosition&) override {
     torch::Tensor conv_state = state.tensors.at("conv_state"), ssm_state = state.tensors.at("ssm_state");
     const auto& constants = state.constants;
-    auto y = advance(x_t, conv_state, ssm_state, constants.at("A"), constants.at("D"), constants.at("dt_bias"));
+    auto y = advance(h_t, conv_state, ssm_state, constants.at("A"), constants.at("D"), constants.at("dt_bias"), norm);
     state.tensors.at("conv_state").copy_(conv_state);
     state.tensors.at("ssm_state").copy_(ssm_state);
-    return y;
+    return {y, out_proj_->weight, out_proj_->bias};
   }
 
  private:
-  // One token: x_t: [B, d] -> [B, d], with conv_state [B, E, K−1] and ssm_state [B, E, n] replaced
-  // by the next ones (in place where the CUDA step kernels run) and A = −exp(A_log), D and the Δ
-  // bias as given.
+  // One token up to out_proj: x_t: [B, d] -> y: [B, E], with conv_state [B, E, K−1] and ssm_state
+  // [B, E, n] replaced by the next ones (in place where the CUDA step kernels run) and A = −exp(A_log),
+  // D and the Δ bias as given.  With a norm, x_t is h_t, normalised by in_proj's product.
   torch::Tensor advance(const torch::Tensor& x_t, torch::Tensor& conv_state, torch::Tensor& ssm_state,
-                        const torch::Tensor& A, const torch::Tensor& D, const torch::Tensor& dt_bias) {
+                        const torch::Tensor& A, const torch::Tensor& D, const torch::Tensor& dt_bias,
+                        const InputNorm& norm = {}) {
     const int64_t E = shape_.inner, n = shape_.d_state, R = shape_.dt_rank;
     // The products through skinny_linear: the few-row kernel on CUDA where it applies (bf16, no
     // gradient), else the modules' own product.
     // xz = x W_inᵀ: [B, 2E]; u = SiLU(conv step of its x half): [B, E], the conv state shifted
     // (mixers/linear_conv_step.h: one kernel on CUDA)
-    auto [xz, u] = linear_conv_step(x_t, in_proj_->weight, in_proj_->bias, conv_state, conv1d_->weight, conv1d_->bias);
+    auto [xz, u] = linear_conv_step(x_t, in_proj_->weight, in_proj_->bias, conv_state, conv1d_->weight, conv1d_->bias,
+                                    norm);
     auto gate = xz.narrow(-1, E, E);
     auto projected = skinny_linear(u, x_proj_->weight, x_proj_->bias);        // [B, R + 2n]
     // Δ's pre-activation δ W_dtᵀ is formed by the step itself (one kernel on CUDA)
-    auto y = selective_scan_step(ssm_state, u, projected.narrow(-1, 0, R), A, projected.narrow(-1, R, n),
-                                 projected.narrow(-1, R + n, n), D, gate, dt_bias, dt_proj_->weight);
-    return skinny_linear(y, out_proj_->weight, out_proj_->bias);
+    return selective_scan_step(ssm_state, u, projected.narrow(-1, 0, R), A, projected.narrow(-1, R, n),
+                               projected.narrow(-1, R + n, n), D, gate, dt_bias, dt_proj_->weight);
   }
 
   // What the scan reads, from x: [B, N, d] (the lines above selective_scan in the header).

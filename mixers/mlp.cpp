@@ -76,15 +76,21 @@ class GatedMlp : public TokenMixer {
     return state;
   }
   // x_t: [B, d] -> [B, d]
-  torch::Tensor static_step(const torch::Tensor& x_t, MixerState& state, const StepPosition&) override {
+  torch::Tensor static_step(const torch::Tensor& x_t, MixerState& state, const StepPosition& at) override {
+    return output_of(fused_static_step(x_t, {}, state, at));
+  }
+  // The hidden activations before down_proj: [B, hidden], with down_proj's weight and bias.
+  bool has_fused_static_step() const override { return true; }
+  UnprojectedStep fused_static_step(const torch::Tensor& h_t, const InputNorm& norm, MixerState& state,
+                                    const StepPosition&) override {
     torch::Tensor hidden;  // [B, hidden]
     if (pairs_gate_up()) {
-      hidden = swiglu_linear(x_t, state.constants.at("gate_up_pairs"));
+      hidden = swiglu_linear(h_t, state.constants.at("gate_up_pairs"), norm);
     } else {
-      const auto gate_up = skinny_linear(x_t, state.constants.at("gate_up_weight"));  // [B, 2·hidden]
+      const auto gate_up = skinny_linear(h_t, state.constants.at("gate_up_weight"), {}, norm);  // [B, 2·hidden]
       hidden = gated(gate_up.narrow(-1, 0, hidden_), gate_up.narrow(-1, hidden_, hidden_));
     }
-    return skinny_linear(hidden, down_proj_->weight, down_proj_->bias);
+    return {hidden, down_proj_->weight, down_proj_->bias};
   }
   torch::Tensor static_prefill(const torch::Tensor& x, MixerState&) override { return forward(x); }
 

@@ -44,17 +44,19 @@ inline torch::Tensor interleave_gate_up(const torch::Tensor& gate, const torch::
 // A decoding step's gated MLP input: SiLU(x W_gᵀ) ⊙ (x W_uᵀ) with weight_pairs =
 // interleave_gate_up(W_g, W_u).  x: [B, d] -> [B, hidden].  On CUDA with bf16 and no gradient one
 // kernel ("swiglu_linear=kernel", mixers/cuda/swiglu_linear.cu: SwiGLU as the product's store);
-// otherwise skinny_linear, the pairs taken apart, and swiglu ("swiglu_linear=reference").
-inline torch::Tensor swiglu_linear(const torch::Tensor& x, const torch::Tensor& weight_pairs) {
+// otherwise skinny_linear, the pairs taken apart, and swiglu ("swiglu_linear=reference").  With a
+// norm, x is h and the product reads RMSNorm(h)·g (core/input_norm.h: inside the kernel).
+inline torch::Tensor swiglu_linear(const torch::Tensor& x, const torch::Tensor& weight_pairs,
+                                   const InputNorm& norm = {}) {
 #ifdef MIXLAB_WITH_CUDA
-  if (cuda::swiglu_linear_supported(x, weight_pairs)) {
+  if (cuda::swiglu_linear_supported(x, weight_pairs, norm)) {
     record_implementation("swiglu_linear", Implementation::kernel);
-    return cuda::swiglu_linear(x, weight_pairs);
+    return cuda::swiglu_linear(x, weight_pairs, norm);
   }
 #endif
   record_implementation("swiglu_linear", Implementation::reference);
   const int64_t batch = x.size(0), hidden = weight_pairs.size(0) / 2;
-  const auto blocks = skinny_linear(x, weight_pairs).view({batch, hidden / 8, 2, 8});  // [B, hidden/8, (g, u), 8]
+  const auto blocks = skinny_linear(x, weight_pairs, {}, norm).view({batch, hidden / 8, 2, 8});  // [B, hidden/8, (g, u), 8]
   return swiglu(blocks.select(2, 0).reshape({batch, hidden}), blocks.select(2, 1).reshape({batch, hidden}));
 }
 

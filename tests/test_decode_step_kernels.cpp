@@ -9,6 +9,7 @@
 #include "mixers/causal_depthwise_conv.h"
 #include "mixers/linear_conv_step.h"
 #include "mixers/selective_scan.h"
+#include "tests/input_norm_reference.h"
 
 #include <gtest/gtest.h>
 
@@ -129,7 +130,9 @@ TEST(DecodeStepKernels, SelectiveStateUpdateFormsTheDeltaProjection) {
 // Three steps in a row of the fused kernel, each against the float64 product for xz (bf16 rounding
 // and float32 sums: 2^-8 |xz| + 1e-5 Σ|x w|) and the float64 conv step on the history the kernel
 // held and the xz it stored for u (2^-8 |u| + 1e-4); the history shifted exactly.  Shapes: Mamba's
-// (C = out / 2), C not half of out, rows across two of the kernel's 16-row tiles, two taps.
+// (C = out / 2), C not half of out, rows across two of the kernel's 16-row tiles, two taps.  With a
+// norm folded into the product (core/input_norm.h), x is the float64 RMSNorm(h)·g and the bound
+// adds the rounding of bf16(h·g) (2^-8 Σ|x w|).
 TEST(DecodeStepKernels, LinearConvStepEqualsTheProductThenTheConvStep) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "skipped: no GPU";
   torch::NoGradGuard no_grad;
@@ -138,7 +141,8 @@ TEST(DecodeStepKernels, LinearConvStepEqualsTheProductThenTheConvStep) {
   };
   auto cpu = [](const torch::Tensor& t) { return t.to(torch::kCPU, torch::kDouble); };
   for (const Shape s : {Shape{16, 256, 160, 320, 4}, Shape{3, 64, 70, 140, 4}, Shape{17, 128, 40, 48, 2}}) {
-    for (bool with_bias : {false, true}) {
+    for (int variant = 0; variant < 3; ++variant) {  // no bias; biases; biases and a norm
+      const bool with_bias = variant > 0, normed = variant == 2;
       torch::manual_seed(s.rows + s.out);
       const auto bf16 = torch::TensorOptions().dtype(torch::kBFloat16).device(torch::kCUDA);
       const auto weight = torch::randn({s.out, s.in}, bf16) * 0.1;
@@ -147,18 +151,22 @@ TEST(DecodeStepKernels, LinearConvStepEqualsTheProductThenTheConvStep) {
       const auto conv_bias = with_bias ? torch::randn({s.channels}, bf16) : torch::Tensor();
       auto history = torch::randn({s.rows, s.channels, s.taps - 1}, bf16);
       const std::string what = "rows " + std::to_string(s.rows) + ", C " + std::to_string(s.channels) + ", out " +
-                               std::to_string(s.out) + ", taps " + std::to_string(s.taps) + (with_bias ? ", biases" : "");
+                               std::to_string(s.out) + ", taps " + std::to_string(s.taps) + (with_bias ? ", biases" : "") +
+                               (normed ? ", normed" : "");
+      const auto norm = normed ? mixlab::testing::random_input_norm(s.in, bf16) : mixlab::InputNorm{};
       for (int step = 0; step < 3; ++step) {
-        const auto x = torch::randn({s.rows, s.in}, bf16);
+        const auto x = torch::randn({s.rows, s.in}, bf16) * (normed ? 4.0 : 1.0);
         const auto history_before = cpu(history);
         ImplementationLog log;
-        const auto [xz, u] = mixlab::linear_conv_step(x, weight, bias, history, conv_weight, conv_bias);
+        const auto [xz, u] = mixlab::linear_conv_step(x, weight, bias, history, conv_weight, conv_bias, norm);
         ASSERT_EQ(log.summary(), "linear_conv_step=kernel") << what;
         // xz against the float64 product
-        auto exact = torch::matmul(cpu(x), cpu(weight).t());
+        const auto x_read = normed ? mixlab::testing::normalised_float64(x, norm) : cpu(x);
+        auto exact = torch::matmul(x_read, cpu(weight).t());
         if (with_bias) exact = exact + cpu(bias);
-        const auto magnitude = torch::matmul(cpu(x).abs(), cpu(weight).abs().t());
-        EXPECT_TRUE(((cpu(xz) - exact).abs() <= exact.abs() * std::ldexp(1.0, -8) + magnitude * 1e-5 + 1e-30)
+        const auto magnitude = torch::matmul(x_read.abs(), cpu(weight).abs().t());
+        const double rounding = normed ? std::ldexp(1.0, -8) : 0.0;
+        EXPECT_TRUE(((cpu(xz) - exact).abs() <= exact.abs() * std::ldexp(1.0, -8) + magnitude * (1e-5 + rounding) + 1e-30)
                         .all()
                         .item<bool>())
             << what << ", step " << step << ": xz";

@@ -8,6 +8,7 @@
 #include "attention/kv_cache.h"
 #include "attention/rope.h"
 #include "core/implementation.h"
+#include "tests/input_norm_reference.h"
 
 #include <gtest/gtest.h>
 
@@ -62,16 +63,19 @@ TEST(RopeLinearIntoCache, AHeadDimNotAMultipleOf16CannotBePaired) {
 }
 
 // bf16 rounds q, k, v and the rotated values (2^-9 relative each): within 2e-2 of 1 + |exact|;
-// the slots not written are compared exactly.
+// the slots not written are compared exactly.  Each case also with the norm folded into the product
+// (core/input_norm.h), against the step on the float64 RMSNorm(x)·g.
 TEST(RopeLinearIntoCache, TheKernelEqualsTheFloat64Step) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "skipped: no GPU";
   torch::NoGradGuard no_grad;
   const auto bf16 = torch::TensorOptions().dtype(torch::kBFloat16).device(torch::kCUDA);
-  for (const Case c : {Case{16, 12, 64, 768, 33, 5}, Case{3, 2, 32, 64, 0, 0}, Case{17, 4, 128, 256, 39, 3}}) {
+  for (const Case c : {Case{16, 12, 64, 768, 33, 5}, Case{3, 2, 32, 64, 0, 0}, Case{17, 4, 128, 256, 39, 3}})
+  for (bool normed : {false, true}) {
     torch::manual_seed(c.batch * 3 + c.head_dim);
-    const std::string what = "B " + std::to_string(c.batch) + ", H " + std::to_string(c.heads) + ", d_h " +
-                             std::to_string(c.head_dim);
-    const auto x = torch::randn({c.batch, c.d}, bf16);
+    const std::string what = std::string(normed ? "normed, " : "") + "B " + std::to_string(c.batch) + ", H " +
+                             std::to_string(c.heads) + ", d_h " + std::to_string(c.head_dim);
+    const auto x = torch::randn({c.batch, c.d}, bf16) * (normed ? 3.0 : 1.0);
+    const auto norm = normed ? mixlab::testing::random_input_norm(c.d, bf16) : mixlab::InputNorm{};
     const auto weight = torch::randn({3 * c.heads * c.head_dim, c.d}, bf16) / std::sqrt(static_cast<double>(c.d));
     const auto [cos, sin] = mixlab::rope_tables(torch::arange(kCapacity, torch::TensorOptions().dtype(torch::kLong).device(torch::kCUDA)),
                                                 c.head_dim, 1e4, bf16);
@@ -80,9 +84,10 @@ TEST(RopeLinearIntoCache, TheKernelEqualsTheFloat64Step) {
     const auto index = [](int64_t v) { return torch::full({1}, v, torch::TensorOptions().dtype(torch::kLong).device(torch::kCUDA)); };
     mixlab::ImplementationLog log;
     const auto q = mixlab::rope_linear_into_cache(x, mixlab::pair_rope_halves(weight, c.heads, c.head_dim), c.heads,
-                                                  index(c.position), cos, sin, index(c.slot), keys, values);
+                                                  index(c.position), cos, sin, index(c.slot), keys, values, norm);
     EXPECT_EQ(log.summary(), "rope_linear_into_cache=kernel") << what;
-    const auto want = unpaired_step(c, x, weight, cos, sin, keys0, values0);
+    const auto want = unpaired_step(c, normed ? mixlab::testing::normalised_float64(x, norm) : x, weight, cos, sin,
+                                    keys0, values0);
     auto relative = [](const torch::Tensor& got, const torch::Tensor& exact) {
       return ((got.to(torch::kCPU, torch::kDouble) - exact).abs() / (1 + exact.abs())).max().item<double>();
     };

@@ -3,10 +3,13 @@
 // Shapes cover the kernel's edges: rows within one 16-row tile, beyond it and up to its limit;
 // outputs not a multiple of the 8- or 16-output tiles; in below one 128-wide super-chunk and not a
 // multiple of it; x as a column slice (Mamba's Δ reads the first R columns of x_proj's output).
-// The CUDA tests skip without a GPU.
+// The normed product (core/input_norm.h) against the float64 norm then product; the product with
+// the residual add as its store (skinny_linear_add) against the two ops.  The CUDA tests skip
+// without a GPU.
 
 #include "core/implementation.h"
 #include "core/skinny_linear.h"
+#include "tests/input_norm_reference.h"
 
 #include <gtest/gtest.h>
 
@@ -22,12 +25,13 @@ torch::Tensor reference(const torch::Tensor& x, const torch::Tensor& w, const to
 }
 
 // The kernel sums in float32 and rounds y to bf16 once: |y − exact| <= 2^-8 |exact| (the rounding)
-// + 1e-5 Σ_k |x_k w_k| (float32 sums) + |b| 2^-8, element by element.
+// + 1e-5 Σ_k |x_k w_k| (float32 sums) + |b| 2^-8, element by element; plus operand_rounding
+// Σ_k |x_k w_k| where the kernel rounds its A operand (a normed product: bf16(h·g), 2^-9 relative).
 void expect_close(const torch::Tensor& got, const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b,
-                  const std::string& what) {
+                  const std::string& what, double operand_rounding = 0.0) {
   const auto exact = reference(x, w, b);
   auto magnitude = torch::matmul(x.to(torch::kCPU, torch::kDouble).abs(), w.to(torch::kCPU, torch::kDouble).abs().t());
-  auto bound = exact.abs() * std::ldexp(1.0, -8) + magnitude * 1e-5 + 1e-30;
+  auto bound = exact.abs() * std::ldexp(1.0, -8) + magnitude * (1e-5 + operand_rounding) + 1e-30;
   if (b.defined()) bound = bound + b.to(torch::kCPU, torch::kDouble).abs() * std::ldexp(1.0, -8);
   const auto error = (got.to(torch::kCPU, torch::kDouble) - exact).abs();
   ASSERT_EQ(got.sizes(), exact.sizes()) << what;
@@ -71,6 +75,89 @@ TEST(SkinnyLinear, TheKernelEqualsTheFloat64Product) {
       EXPECT_EQ(log.summary(), "skinny_linear=kernel") << what;
       EXPECT_EQ(y.scalar_type(), torch::kBFloat16);
       expect_close(y, x, w, b, what);
+    }
+  }
+}
+
+TEST(SkinnyLinear, OnTheCpuTheNormedProductIsTheNormThenTheProduct) {
+  torch::manual_seed(4);
+  const auto h = torch::randn({5, 24}, torch::kDouble) * 3.0, w = torch::randn({7, 24}, torch::kDouble);
+  const auto b = torch::randn({7}, torch::kDouble);
+  const auto norm = mixlab::testing::random_input_norm(24, torch::kDouble);
+  ImplementationLog log;
+  const auto y = skinny_linear(h, w, b, norm);
+  EXPECT_EQ(log.summary(), "skinny_linear=reference");
+  EXPECT_LT((y - reference(mixlab::testing::normalised_float64(h, norm), w, b)).abs().max().item<double>(), 1e-12);
+}
+
+// Rows of h at several scales (the norm must divide each by its own RMS), the shapes of the plain
+// test that cover 8 and 16 warps, one and two tiles, partial row tiles and in not a multiple of 128.
+TEST(SkinnyLinear, TheNormedKernelEqualsTheFloat64NormThenProduct) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "skipped: no GPU";
+  torch::NoGradGuard no_grad;
+  const auto bf16 = torch::TensorOptions().dtype(torch::kBFloat16).device(torch::kCUDA);
+  struct Shape {
+    int64_t rows, in, out;
+  };
+  for (const Shape s : {Shape{1, 8, 5}, Shape{5, 200, 13}, Shape{17, 1024, 1000}, Shape{40, 328, 4100},
+                        Shape{16, 2816, 1024}, Shape{20, 1032, 4480}, Shape{9, 1024, 8192}}) {
+    for (bool with_bias : {false, true}) {
+      torch::manual_seed(s.rows * 17 + s.out);
+      const auto scales = torch::logspace(-2, 2, s.rows, 10.0, bf16.dtype(torch::kFloat)).unsqueeze(1);
+      const auto h = (torch::randn({s.rows, s.in}, bf16.dtype(torch::kFloat)) * scales).to(torch::kBFloat16);
+      const auto w = torch::randn({s.out, s.in}, bf16) * 0.05;
+      const auto b = with_bias ? torch::randn({s.out}, bf16) : torch::Tensor();
+      const auto norm = mixlab::testing::random_input_norm(s.in, bf16);
+      const std::string what = "normed, rows " + std::to_string(s.rows) + ", in " + std::to_string(s.in) + ", out " +
+                               std::to_string(s.out) + (with_bias ? ", bias" : "");
+      ImplementationLog log;
+      const auto y = skinny_linear(h, w, b, norm);
+      EXPECT_EQ(log.summary(), "skinny_linear=kernel") << what;
+      expect_close(y, mixlab::testing::normalised_float64(h, norm), w, b, what, std::ldexp(1.0, -8));
+    }
+  }
+}
+
+TEST(SkinnyLinear, OnTheCpuTheAddedProductIsTheResidualPlusTheProduct) {
+  torch::manual_seed(6);
+  const auto x = torch::randn({5, 24}, torch::kDouble), w = torch::randn({7, 24}, torch::kDouble);
+  const auto b = torch::randn({7}, torch::kDouble), r = torch::randn({5, 7}, torch::kDouble);
+  ImplementationLog log;
+  const auto y = mixlab::skinny_linear_add(r, x, w, b);
+  EXPECT_EQ(log.summary(), "skinny_linear=reference, skinny_linear_add=reference");
+  EXPECT_LT((y - (r + reference(x, w, b))).abs().max().item<double>(), 1e-12);
+}
+
+// The store rounds as the two ops do (the product to bf16, then the sum), so the kernel equals the
+// product kernel followed by a bf16 add bit for bit; and the float64 residual plus product within
+// the product's bound plus the sum's rounding.
+TEST(SkinnyLinear, TheAddKernelEqualsTheProductKernelThenTheAdd) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "skipped: no GPU";
+  torch::NoGradGuard no_grad;
+  const auto bf16 = torch::TensorOptions().dtype(torch::kBFloat16).device(torch::kCUDA);
+  struct Shape {
+    int64_t rows, in, out;
+  };
+  for (const Shape s : {Shape{1, 8, 5}, Shape{17, 1024, 1000}, Shape{16, 2048, 1024}, Shape{40, 328, 4100}}) {
+    for (bool with_bias : {false, true}) {
+      torch::manual_seed(s.rows * 5 + s.out);
+      const auto x = torch::randn({s.rows, s.in}, bf16), w = torch::randn({s.out, s.in}, bf16) * 0.05;
+      const auto b = with_bias ? torch::randn({s.out}, bf16) : torch::Tensor();
+      const auto r = torch::randn({s.rows, s.out}, bf16) * 4.0;
+      const std::string what = "add, rows " + std::to_string(s.rows) + ", in " + std::to_string(s.in) + ", out " +
+                               std::to_string(s.out) + (with_bias ? ", bias" : "");
+      ImplementationLog log;
+      const auto y = mixlab::skinny_linear_add(r, x, w, b);
+      EXPECT_EQ(log.summary(), "skinny_linear_add=kernel") << what;
+      EXPECT_TRUE(torch::equal(y, r + skinny_linear(x, w, b))) << what << ": not the two ops bit for bit";
+      const auto exact = reference(x, w, b) + r.to(torch::kCPU, torch::kDouble);
+      const auto magnitude =
+          torch::matmul(x.to(torch::kCPU, torch::kDouble).abs(), w.to(torch::kCPU, torch::kDouble).abs().t());
+      auto bound = (exact.abs() + reference(x, w, b).abs()) * std::ldexp(1.0, -8) + magnitude * 1e-5 + 1e-30;
+      if (with_bias) bound = bound + b.to(torch::kCPU, torch::kDouble).abs() * std::ldexp(1.0, -8);
+      const auto error = (y.to(torch::kCPU, torch::kDouble) - exact).abs();
+      EXPECT_TRUE((error <= bound).all().item<bool>()) << what << ": worst ratio to the bound "
+                                                       << (error / bound).max().item<double>();
     }
   }
 }

@@ -5,12 +5,14 @@
 // every step a CUDA graph replay.  The reference is fed the static decoder's own tokens, so a
 // near-tie in an argmax cannot make the two sequences part.
 
+#include "core/implementation.h"
 #include "harness/static_decoder.h"
 #include "tests/preset_at_test_size.h"
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <iostream>
 #include <set>
 
 namespace mixlab {
@@ -125,6 +127,46 @@ TEST_P(StaticDecodePresets, PrefillThenGraphReplaysEqualStepOnCuda) {
   model->to(torch::kCUDA, torch::kFloat32);
   const auto options = torch::TensorOptions().dtype(torch::kFloat32).device(torch::kCUDA);
   EXPECT_LT(prefill_then_decode_gap(model, options, true), 1e-3) << GetParam();
+}
+
+// bf16 on CUDA, where the decode kernels run (each norm folded into its sublayer's first product,
+// each residual add into its output projection: TokenMixer::fused_static_step, skinny_linear_add),
+// against step() in float64 on the CPU with the same bf16 weights.  bf16 rounds every activation and
+// the residual stream (2^-9 relative each), so the bound is loose, 6e-2 of the logits' largest
+// value; a sublayer that lost its norm, applied it twice or added its output twice misses it by
+// far more.
+TEST_P(StaticDecodePresets, Bf16GraphReplaysFollowTheFloat64StepOnCuda) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "skipped: no GPU";
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(8);
+  LanguageModel model(testing::preset_at_test_size(GetParam()));
+  if (!model->has_static_step()) GTEST_SKIP() << GetParam() << ": a sublayer has no static_step()";
+  model->to(torch::kCUDA, torch::kBFloat16);
+  model->eval();
+  LanguageModel reference(testing::preset_at_test_size(GetParam()));
+  const auto weights = model->named_parameters();
+  for (auto& item : reference->named_parameters()) item.value().copy_(weights[item.key()].to(torch::kCPU));
+  reference->to(torch::kFloat64);
+  reference->eval();
+
+  const auto bf16 = torch::TensorOptions().dtype(torch::kBFloat16).device(torch::kCUDA);
+  ImplementationLog log;
+  StaticDecoder decoder(model, kBatch, 64, bf16, /*graphs=*/true);
+  EXPECT_EQ(decoder.execution(), "cuda_graph") << GetParam();
+  EXPECT_NE(log.summary().find("skinny_linear_add=kernel"), std::string::npos) << GetParam() << ": " << log.summary();
+  auto token = torch::randint(0, model->config().vocab_size, {kBatch}, torch::kLong);
+  decoder.reset(token.to(torch::kCUDA));
+  auto states = reference->initial_states(kBatch, torch::TensorOptions().dtype(torch::kFloat64));
+  double gap = 0;
+  for (int64_t t = 0; t < 40; ++t) {
+    decoder.step();
+    const auto expected = reference->step(token, states);  // [B, vocab] float64
+    const auto got = decoder.logits().to(torch::kCPU, torch::kFloat64);
+    gap = std::max(gap, max_abs(got - expected) / max_abs(expected));
+    token = decoder.tokens().to(torch::kCPU);
+  }
+  std::cout << "[ bf16 gap ] " << GetParam() << ": " << gap << "\n";
+  EXPECT_LT(gap, 6e-2) << GetParam();
 }
 
 INSTANTIATE_TEST_SUITE_P(Presets, StaticDecodePresets, ::testing::ValuesIn(preset_names()),

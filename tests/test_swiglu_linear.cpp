@@ -5,6 +5,7 @@
 
 #include "core/implementation.h"
 #include "mixers/swiglu.h"
+#include "tests/input_norm_reference.h"
 
 #include <gtest/gtest.h>
 
@@ -39,7 +40,8 @@ TEST(SwigluLinear, AHiddenWidthNotAMultipleOf8CannotBePaired) {
 
 // bf16 rounds the gate and up products and the result (2^-9 relative each): within 2e-2 of
 // 1 + |exact|.  Rows within one 16-row tile, across two, and one; hidden from one block of 8 to a
-// grid wider than the GPU.
+// grid wider than the GPU; and with the norm folded into the product (core/input_norm.h), x the
+// float64 RMSNorm(h)·g.
 TEST(SwigluLinear, TheKernelEqualsTheFloat64ProductsThenTheGate) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "skipped: no GPU";
   torch::NoGradGuard no_grad;
@@ -48,19 +50,22 @@ TEST(SwigluLinear, TheKernelEqualsTheFloat64ProductsThenTheGate) {
     int64_t rows, d, hidden;
   };
   for (const Shape s : {Shape{1, 64, 8}, Shape{16, 1024, 2816}, Shape{17, 256, 24}, Shape{5, 512, 4096}}) {
-    torch::manual_seed(s.rows * 7 + s.hidden);
-    const auto x = torch::randn({s.rows, s.d}, bf16);
-    const auto scale = 1.0 / std::sqrt(static_cast<double>(s.d));
-    const auto gate = torch::randn({s.hidden, s.d}, bf16) * scale, up = torch::randn({s.hidden, s.d}, bf16) * scale;
-    ImplementationLog log;
-    const auto hidden = mixlab::swiglu_linear(x, mixlab::interleave_gate_up(gate, up));
-    const std::string what = "rows " + std::to_string(s.rows) + ", d " + std::to_string(s.d) + ", hidden " +
-                             std::to_string(s.hidden);
-    EXPECT_EQ(log.summary(), "swiglu_linear=kernel") << what;
-    ASSERT_EQ(hidden.sizes(), (std::vector<int64_t>{s.rows, s.hidden})) << what;
-    const auto exact = gated_reference(x, gate, up);
-    const auto error = (hidden.to(torch::kCPU, torch::kDouble) - exact).abs() / (1 + exact.abs());
-    EXPECT_LT(error.max().item<double>(), 2e-2) << what;
+    for (bool normed : {false, true}) {
+      torch::manual_seed(s.rows * 7 + s.hidden);
+      const auto x = torch::randn({s.rows, s.d}, bf16) * (normed ? 5.0 : 1.0);
+      const auto scale = 1.0 / std::sqrt(static_cast<double>(s.d));
+      const auto gate = torch::randn({s.hidden, s.d}, bf16) * scale, up = torch::randn({s.hidden, s.d}, bf16) * scale;
+      const auto norm = normed ? mixlab::testing::random_input_norm(s.d, bf16) : mixlab::InputNorm{};
+      ImplementationLog log;
+      const auto hidden = mixlab::swiglu_linear(x, mixlab::interleave_gate_up(gate, up), norm);
+      const std::string what = std::string(normed ? "normed, " : "") + "rows " + std::to_string(s.rows) + ", d " +
+                               std::to_string(s.d) + ", hidden " + std::to_string(s.hidden);
+      EXPECT_EQ(log.summary(), "swiglu_linear=kernel") << what;
+      ASSERT_EQ(hidden.sizes(), (std::vector<int64_t>{s.rows, s.hidden})) << what;
+      const auto exact = gated_reference(normed ? mixlab::testing::normalised_float64(x, norm) : x, gate, up);
+      const auto error = (hidden.to(torch::kCPU, torch::kDouble) - exact).abs() / (1 + exact.abs());
+      EXPECT_LT(error.max().item<double>(), 2e-2) << what;
+    }
   }
 }
 

@@ -9,6 +9,8 @@
 // strides multiples of 16 bytes, e.g. the transposed heads of the q/k/v product; others are copied
 // first.  The output is token-major ([B, N, H, d_h] in memory), so merging its heads is a view.
 
+#include "core/input_norm.h"
+
 #include <torch/torch.h>
 
 #include <optional>
@@ -124,11 +126,14 @@ torch::Tensor rope_into_cache(const torch::Tensor& qkv, const torch::Tensor& pos
 // passes: x and weight_pairs as core's skinny_linear takes them (x [B, d], weight [3·H·d_h, d], no
 // bias, no gradient), the weight's rows paired by mixlab::pair_rope_halves (d_h a multiple of 16),
 // the tables, caches, position and slot as rope_into_cache takes them.  Returns q' [B, H, 1, d_h].
+// With a norm, x is h and the product reads RMSNorm(h)·g (core/input_norm.h).
 bool rope_linear_into_cache_supported(const torch::Tensor& x, const torch::Tensor& weight_pairs, int64_t heads,
                                       const torch::Tensor& position, const torch::Tensor& cos, const torch::Tensor& sin,
-                                      const torch::Tensor& slot, const torch::Tensor& keys, const torch::Tensor& values);
+                                      const torch::Tensor& slot, const torch::Tensor& keys, const torch::Tensor& values,
+                                      const InputNorm& norm = {});
 torch::Tensor rope_linear_into_cache(const torch::Tensor& x, const torch::Tensor& weight_pairs, int64_t heads,
                                      const torch::Tensor& position, const torch::Tensor& cos, const torch::Tensor& sin,
-                                     const torch::Tensor& slot, torch::Tensor& keys, torch::Tensor& values);
+                                     const torch::Tensor& slot, torch::Tensor& keys, torch::Tensor& values,
+                                     const InputNorm& norm = {});
 
 }  // namespace mixlab::cuda

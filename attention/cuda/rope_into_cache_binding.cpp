@@ -101,8 +101,9 @@ torch::Tensor rope_into_cache(const torch::Tensor& qkv, const torch::Tensor& pos
 
 bool rope_linear_into_cache_supported(const torch::Tensor& x, const torch::Tensor& weight_pairs, int64_t heads,
                                       const torch::Tensor& position, const torch::Tensor& cos, const torch::Tensor& sin,
-                                      const torch::Tensor& slot, const torch::Tensor& keys, const torch::Tensor& values) {
-  if (!skinny_linear_supported(x, weight_pairs, {}) || heads < 1 || weight_pairs.size(0) % (3 * heads) != 0) return false;
+                                      const torch::Tensor& slot, const torch::Tensor& keys, const torch::Tensor& values,
+                                      const InputNorm& norm) {
+  if (!skinny_linear_supported(x, weight_pairs, {}) || !skinny_norm_supported(x, norm) || heads < 1 || weight_pairs.size(0) % (3 * heads) != 0) return false;
   const int64_t head_dim = weight_pairs.size(0) / (3 * heads);
   if (head_dim % 16 != 0 || x.size(0) * heads * (head_dim / 2) >= (int64_t{1} << 31)) return false;
   return cache_inputs_fit(x.size(0), heads, head_dim, torch::kBFloat16, x.device(), position, cos, sin, slot, keys,
@@ -111,20 +112,17 @@ bool rope_linear_into_cache_supported(const torch::Tensor& x, const torch::Tenso
 
 torch::Tensor rope_linear_into_cache(const torch::Tensor& x, const torch::Tensor& weight_pairs, int64_t heads,
                                      const torch::Tensor& position, const torch::Tensor& cos, const torch::Tensor& sin,
-                                     const torch::Tensor& slot, torch::Tensor& keys, torch::Tensor& values) {
-  TORCH_CHECK(rope_linear_into_cache_supported(x, weight_pairs, heads, position, cos, sin, slot, keys, values),
+                                     const torch::Tensor& slot, torch::Tensor& keys, torch::Tensor& values,
+                                     const InputNorm& norm) {
+  TORCH_CHECK(rope_linear_into_cache_supported(x, weight_pairs, heads, position, cos, sin, slot, keys, values, norm),
               "attention/cuda/rope_into_cache_binding.cpp: rope_linear_into_cache takes what core's skinny_linear "
-              "takes (bf16 x [B, d], weight [3·H·d_h, d], no gradient) with d_h a multiple of 16, and the tables, "
+              "takes (bf16 x [B, d], weight [3·H·d_h, d], no gradient, a bf16 norm weight [d] if any) with d_h a multiple of 16, and the tables, "
               "caches, position and slot of rope_into_cache in bf16; got x ", x.sizes(), " ", x.scalar_type(),
               ", weight ", weight_pairs.sizes(), ", heads ", heads, ", keys ", keys.sizes(), " ", keys.scalar_type(),
               "; call mixlab::rope_linear_into_cache (attention/kv_cache.h), which runs the reference for these");
   const c10::cuda::CUDAGuard guard(x.device());
   const int64_t head_dim = weight_pairs.size(0) / (3 * heads);
-  detail::SkinnyLinearShape linear;
-  linear.rows = x.size(0);
-  linear.in = x.size(1);
-  linear.out = weight_pairs.size(0);
-  linear.x_row_stride = x.size(0) > 1 ? x.stride(0) : x.size(1);
+  const auto linear = skinny_linear_shape(x, weight_pairs.size(0), norm);
   detail::RopeIntoCacheShape shape;
   shape.element = detail::RopeElement::bf16;
   shape.batch = static_cast<int>(x.size(0));

@@ -28,6 +28,11 @@
 // L1/L2 by every block.  Arithmetic in float32, y rounded to bf16 once.  A block has 8 warps, or 16
 // where in has more than 8 super-chunks (in > 1024): then each warp's first super-chunk, read
 // before the wait, is all of W it reads up to in = 2048, and no DRAM trip is left after the wait.
+//
+// With a norm (kNormed: the shape's norm_weight g, core/input_norm.h) x's rows are RMS-normalised
+// in the product: each thread multiplies its 8 k of x by g as it loads them (the A operand is
+// bf16(x·g)) and sums their squares; the block adds those per row over its lanes and warps, and
+// the sums are scaled by rsqrt(Σ_k x² / in + eps) before the epilogue sees them.
 
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -76,15 +81,31 @@ struct PairsTiles : std::false_type {};
 template <typename Epilogue>
 struct PairsTiles<Epilogue, std::void_t<decltype(Epilogue::kPairsTiles)>> : std::bool_constant<Epilogue::kPairsTiles> {};
 
+// The 8 bf16 of `x` multiplied by the 8 of `g` (rounded to bf16), their squares added to `squares`.
+__device__ __forceinline__ uint4 scale_and_square(uint4 x, uint4 g, float& squares) {
+  uint32_t (&xs)[4] = reinterpret_cast<uint32_t(&)[4]>(x);
+  const uint32_t(&gs)[4] = reinterpret_cast<const uint32_t(&)[4]>(g);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 xv = __bfloat1622float2(reinterpret_cast<const __nv_bfloat162&>(xs[i]));
+    const float2 gv = __bfloat1622float2(reinterpret_cast<const __nv_bfloat162&>(gs[i]));
+    squares = fmaf(xv.x, xv.x, fmaf(xv.y, xv.y, squares));
+    const __nv_bfloat162 scaled = __floats2bfloat162_rn(xv.x * gv.x, xv.y * gv.y);
+    xs[i] = reinterpret_cast<const uint32_t&>(scaled);
+  }
+  return x;
+}
+
 // y's element (row, o) = the product's sum: the epilogue stores it (Epilogue::operator()(row, o, sum),
 // called once per element of y by one thread, after the wait for x's kernel; for a paired
 // epilogue operator()(row, pair, first sum, second sum)).
-template <int kWarps, int kTiles, typename Epilogue>
+template <int kWarps, int kTiles, bool kNormed, typename Epilogue>
 __global__ void __launch_bounds__(kWarps * 32)
     skinny_linear_kernel(SkinnyLinearShape s, const __nv_bfloat16* __restrict__ x, const __nv_bfloat16* __restrict__ w,
                          Epilogue epilogue) {
   constexpr int kOutputs = 8 * kTiles;
   __shared__ float partial[kWarps][kRowsPerBlock][kOutputs + 1];  // +1: no bank conflicts on the sum
+  __shared__ float row_squares[kWarps][kRowsPerBlock];            // kNormed: Σ x² of each warp's k
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, t = lane & 3;
   const long long first_output = static_cast<long long>(blockIdx.x) * kOutputs;
@@ -123,6 +144,8 @@ __global__ void __launch_bounds__(kWarps * 32)
   let_dependents_launch();
 
   float acc[kTiles][4] = {};
+  float squares_low = 0.f, squares_high = 0.f;  // kNormed: Σ x² over this thread's k, rows g and g + 8
+  const __nv_bfloat16* norm_weight = static_cast<const __nv_bfloat16*>(s.norm_weight);
   for (long long super = warp; super < supers; super += kWarps) {
     uint4 xl[kChunks], xh[kChunks];
 #pragma unroll
@@ -131,6 +154,11 @@ __global__ void __launch_bounds__(kWarps * 32)
       const bool in_range = k < s.in;
       xl[c] = in_range && has_low ? __ldg(reinterpret_cast<const uint4*>(x_low + k)) : make_uint4(0, 0, 0, 0);
       xh[c] = in_range && has_high ? __ldg(reinterpret_cast<const uint4*>(x_high + k)) : make_uint4(0, 0, 0, 0);
+      if constexpr (kNormed) {
+        const uint4 gv = in_range ? __ldg(reinterpret_cast<const uint4*>(norm_weight + k)) : make_uint4(0, 0, 0, 0);
+        xl[c] = scale_and_square(xl[c], gv, squares_low);
+        xh[c] = scale_and_square(xh[c], gv, squares_high);
+      }
     }
 #pragma unroll
     for (int c = 0; c < kChunks; ++c)
@@ -150,7 +178,26 @@ __global__ void __launch_bounds__(kWarps * 32)
     partial[warp][g + 8][8 * tile + 2 * t] = acc[tile][2];
     partial[warp][g + 8][8 * tile + 2 * t + 1] = acc[tile][3];
   }
+  if constexpr (kNormed) {  // the 4 lanes of a group g hold rows g and g + 8 at different k
+#pragma unroll
+    for (int mask = 1; mask <= 2; mask <<= 1) {
+      squares_low += __shfl_xor_sync(0xffffffffu, squares_low, mask);
+      squares_high += __shfl_xor_sync(0xffffffffu, squares_high, mask);
+    }
+    if (t == 0) {
+      row_squares[warp][g] = squares_low;
+      row_squares[warp][g + 8] = squares_high;
+    }
+  }
   __syncthreads();
+  // 1 / RMS of the block's row m (kNormed), else 1.
+  auto row_scale = [&](int m) {
+    if constexpr (!kNormed) return 1.f;
+    float sum = 0.f;
+#pragma unroll
+    for (int v = 0; v < kWarps; ++v) sum += row_squares[v][m];
+    return rsqrtf(sum / static_cast<float>(s.in) + s.norm_eps);
+  };
   if constexpr (PairsTiles<Epilogue>::value) {  // tile 0's output j and tile 1's output j, together
     static_assert(kTiles == 2, "a paired epilogue takes two tiles per block");
     for (int i = threadIdx.x; i < kRowsPerBlock * 8; i += blockDim.x) {
@@ -164,7 +211,8 @@ __global__ void __launch_bounds__(kWarps * 32)
         first += partial[v][m][j];
         second += partial[v][m][8 + j];
       }
-      epilogue(row, pair, first, second);
+      const float scale = row_scale(m);
+      epilogue(row, pair, first * scale, second * scale);
     }
   } else {
     for (int i = threadIdx.x; i < kRowsPerBlock * kOutputs; i += blockDim.x) {
@@ -174,7 +222,7 @@ __global__ void __launch_bounds__(kWarps * 32)
       float sum = 0.f;
 #pragma unroll
       for (int v = 0; v < kWarps; ++v) sum += partial[v][m][j];
-      epilogue(row, o, sum);
+      epilogue(row, o, sum * row_scale(m));
     }
   }
 }
@@ -197,11 +245,13 @@ inline void check_skinny_cuda(const char* what, cudaError_t error, const char* c
 
 inline void check_skinny_shape(const char* what, const SkinnyLinearShape& s) {
   if (s.rows < 1 || s.rows > kSkinnyMaxRows || s.in < kSkinnyVector || s.in % kSkinnyVector != 0 || s.out < 1 ||
-      s.x_row_stride < s.in || s.x_row_stride % kSkinnyVector != 0)
+      s.x_row_stride < s.in || s.x_row_stride % kSkinnyVector != 0 ||
+      reinterpret_cast<std::uintptr_t>(s.norm_weight) % 16 != 0)
     throw std::invalid_argument(std::string(what) + ": unsupported shape (rows " + std::to_string(s.rows) + ", in " +
                                 std::to_string(s.in) + ", out " + std::to_string(s.out) + ", x row stride " +
                                 std::to_string(s.x_row_stride) + "; rows 1.." + std::to_string(kSkinnyMaxRows) +
-                                ", in and the row stride multiples of " + std::to_string(kSkinnyVector) + ")");
+                                ", in and the row stride multiples of " + std::to_string(kSkinnyVector) +
+                                ", a norm weight 16-byte aligned)");
 }
 
 // Launches skinny_linear_kernel for `shape` (checked: throws std::invalid_argument naming what is
@@ -224,10 +274,15 @@ void launch_skinny_linear(const char* what, const SkinnyLinearShape& shape, cons
     launch_dependent(what, kernel, grid, dim3(warps * 32), 0, stream, shape, static_cast<const __nv_bfloat16*>(x),
                      static_cast<const __nv_bfloat16*>(weight), epilogue);
   };
-  auto launch_tiles = [&](auto tiles) {
+  auto launch_normed = [&](auto tiles, auto normed) {
     constexpr int kTiles = decltype(tiles)::value;
-    if (wide) launch(skinny_linear_kernel<kSkinnyWideWarps, kTiles, Epilogue>, kSkinnyWideWarps, 8 * kTiles);
-    else launch(skinny_linear_kernel<kSkinnyWarps, kTiles, Epilogue>, kSkinnyWarps, 8 * kTiles);
+    constexpr bool kNormed = decltype(normed)::value;
+    if (wide) launch(skinny_linear_kernel<kSkinnyWideWarps, kTiles, kNormed, Epilogue>, kSkinnyWideWarps, 8 * kTiles);
+    else launch(skinny_linear_kernel<kSkinnyWarps, kTiles, kNormed, Epilogue>, kSkinnyWarps, 8 * kTiles);
+  };
+  auto launch_tiles = [&](auto tiles) {
+    if (shape.norm_weight != nullptr) launch_normed(tiles, std::true_type{});
+    else launch_normed(tiles, std::false_type{});
   };
   if constexpr (PairsTiles<Epilogue>::value) {
     if (shape.out % 16 != 0)

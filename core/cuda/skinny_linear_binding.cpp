@@ -1,5 +1,5 @@
-// LibTorch entry of the few-row linear kernel (skinny_linear.cu): which inputs it takes and the
-// launch.  The reference is at::linear, which mixlab::skinny_linear (core/skinny_linear.h) runs
+// LibTorch entries of the few-row linear kernel (skinny_linear.cu): which inputs it takes and the
+// launch, with a norm folded in (core/input_norm.h) or the residual add as the store.  The reference is at::linear, which mixlab::skinny_linear (core/skinny_linear.h) runs
 // wherever skinny_linear_supported fails.  Inference only: no autograd Function (the dispatch
 // sends anything that needs a gradient to the reference).
 
@@ -34,22 +34,66 @@ bool skinny_linear_supported(const torch::Tensor& x, const torch::Tensor& weight
   return true;
 }
 
-torch::Tensor skinny_linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
-  TORCH_CHECK(skinny_linear_supported(x, weight, bias),
-              "core/cuda/skinny_linear_binding.cpp: skinny_linear takes CUDA bf16 x [rows <= ", detail::kSkinnyMaxRows,
-              ", in] (unit column stride, row stride a multiple of ", detail::kSkinnyVector,
-              ", 16-byte aligned), a contiguous bf16 weight [out, in] and an optional bf16 bias [out], none "
-              "needing a gradient; got x ", x.sizes(), " ", x.scalar_type(), ", weight ", weight.sizes(), " ",
-              weight.scalar_type(), "; call mixlab::skinny_linear (core/skinny_linear.h), which runs at::linear for these");
-  const c10::cuda::CUDAGuard guard(x.device());
-  auto y = torch::empty({x.size(0), weight.size(0)}, x.options());
+bool skinny_norm_supported(const torch::Tensor& x, const InputNorm& norm) {
+  if (!norm.defined()) return true;
+  const auto& g = norm.weight;
+  if (g.device() != x.device() || g.scalar_type() != torch::kBFloat16 || g.dim() != 1 || g.size(0) != x.size(-1) ||
+      !g.is_contiguous() || !aligned16(g))
+    return false;
+  return !(torch::GradMode::is_enabled() && g.requires_grad());
+}
+
+detail::SkinnyLinearShape skinny_linear_shape(const torch::Tensor& x, int64_t out, const InputNorm& norm) {
   detail::SkinnyLinearShape shape;
   shape.rows = x.size(0);
   shape.in = x.size(1);
-  shape.out = weight.size(0);
+  shape.out = out;
   shape.x_row_stride = x.size(0) > 1 ? x.stride(0) : x.size(1);
-  detail::skinny_linear_bf16(shape, x.data_ptr(), weight.data_ptr(), bias.defined() ? bias.data_ptr() : nullptr,
-                             y.data_ptr(), at::cuda::getCurrentCUDAStream().stream());
+  if (norm.defined()) {
+    shape.norm_weight = norm.weight.data_ptr();
+    shape.norm_eps = static_cast<float>(norm.eps);
+  }
+  return shape;
+}
+
+torch::Tensor skinny_linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias,
+                            const InputNorm& norm) {
+  TORCH_CHECK(skinny_linear_supported(x, weight, bias) && skinny_norm_supported(x, norm),
+              "core/cuda/skinny_linear_binding.cpp: skinny_linear takes CUDA bf16 x [rows <= ", detail::kSkinnyMaxRows,
+              ", in] (unit column stride, row stride a multiple of ", detail::kSkinnyVector,
+              ", 16-byte aligned), a contiguous bf16 weight [out, in], an optional bf16 bias [out] and an optional "
+              "contiguous bf16 norm weight [in], none needing a gradient; got x ", x.sizes(), " ", x.scalar_type(),
+              ", weight ", weight.sizes(), " ", weight.scalar_type(),
+              "; call mixlab::skinny_linear (core/skinny_linear.h), which runs at::linear for these");
+  const c10::cuda::CUDAGuard guard(x.device());
+  auto y = torch::empty({x.size(0), weight.size(0)}, x.options());
+  detail::skinny_linear_bf16(skinny_linear_shape(x, weight.size(0), norm), x.data_ptr(), weight.data_ptr(),
+                             bias.defined() ? bias.data_ptr() : nullptr, y.data_ptr(),
+                             at::cuda::getCurrentCUDAStream().stream());
+  return y;
+}
+
+bool skinny_linear_add_supported(const torch::Tensor& residual, const torch::Tensor& x, const torch::Tensor& weight,
+                                 const torch::Tensor& bias) {
+  if (!skinny_linear_supported(x, weight, bias) || !residual.defined()) return false;
+  if (residual.device() != x.device() || residual.scalar_type() != torch::kBFloat16 || residual.dim() != 2 ||
+      residual.size(0) != x.size(0) || residual.size(1) != weight.size(0) || !residual.is_contiguous())
+    return false;
+  return !(torch::GradMode::is_enabled() && residual.requires_grad());
+}
+
+torch::Tensor skinny_linear_add(const torch::Tensor& residual, const torch::Tensor& x, const torch::Tensor& weight,
+                                const torch::Tensor& bias) {
+  TORCH_CHECK(skinny_linear_add_supported(residual, x, weight, bias),
+              "core/cuda/skinny_linear_binding.cpp: skinny_linear_add takes what skinny_linear takes and a contiguous "
+              "bf16 residual [rows, out], none needing a gradient; got residual ", residual.sizes(), " ",
+              residual.scalar_type(), ", x ", x.sizes(), ", weight ", weight.sizes(),
+              "; call mixlab::skinny_linear_add (core/skinny_linear.h), which adds at::linear's product for these");
+  const c10::cuda::CUDAGuard guard(x.device());
+  auto y = torch::empty_like(residual);
+  detail::skinny_linear_add_bf16(skinny_linear_shape(x, weight.size(0)), x.data_ptr(), weight.data_ptr(),
+                                 bias.defined() ? bias.data_ptr() : nullptr, residual.data_ptr(), y.data_ptr(),
+                                 at::cuda::getCurrentCUDAStream().stream());
   return y;
 }
 

@@ -136,8 +136,8 @@ torch::Tensor selective_state_update(torch::Tensor& state, const torch::Tensor& 
 
 bool linear_conv_step_supported(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias,
                                 const torch::Tensor& history, const torch::Tensor& conv_weight,
-                                const torch::Tensor& conv_bias) {
-  if (!skinny_linear_supported(x, weight, bias)) return false;
+                                const torch::Tensor& conv_bias, const InputNorm& norm) {
+  if (!skinny_linear_supported(x, weight, bias) || !skinny_norm_supported(x, norm)) return false;
   if (!history.defined() || !history.is_cuda() || history.device() != x.device() || history.dim() != 3 ||
       !history.is_contiguous() || history.scalar_type() != torch::kBFloat16)
     return false;
@@ -155,19 +155,16 @@ bool linear_conv_step_supported(const torch::Tensor& x, const torch::Tensor& wei
 std::pair<torch::Tensor, torch::Tensor> linear_conv_step(const torch::Tensor& x, const torch::Tensor& weight,
                                                          const torch::Tensor& bias, torch::Tensor& history,
                                                          const torch::Tensor& conv_weight,
-                                                         const torch::Tensor& conv_bias) {
-  TORCH_CHECK(linear_conv_step_supported(x, weight, bias, history, conv_weight, conv_bias),
+                                                         const torch::Tensor& conv_bias, const InputNorm& norm) {
+  TORCH_CHECK(linear_conv_step_supported(x, weight, bias, history, conv_weight, conv_bias, norm),
               "mixers/cuda/decode_step_binding.cpp: linear_conv_step takes what core's skinny_linear takes (bf16 x "
-              "[rows, in], weight [out, in], bias [out]) and a contiguous bf16 history [rows, C, k-1] with C <= out, "
+              "[rows, in], weight [out, in], bias [out], a norm weight [in] if any) and a contiguous bf16 history [rows, C, k-1] with C <= out, "
               "conv weight [C, 1, k] and conv bias [C], none needing a gradient; got x ", x.sizes(), ", weight ",
               weight.sizes(), ", history ", history.sizes(), " ", history.scalar_type(),
               "; call mixlab::linear_conv_step (mixers/linear_conv_step.h), which runs the two ops in turn for these");
   const c10::cuda::CUDAGuard guard(x.device());
   detail::LinearConvStepShape shape;
-  shape.linear.rows = x.size(0);
-  shape.linear.in = x.size(1);
-  shape.linear.out = weight.size(0);
-  shape.linear.x_row_stride = x.size(0) > 1 ? x.stride(0) : x.size(1);
+  shape.linear = skinny_linear_shape(x, weight.size(0), norm);
   shape.channels = static_cast<int>(history.size(1));
   shape.taps = static_cast<int>(history.size(2) + 1);
   auto xz = torch::empty({x.size(0), weight.size(0)}, x.options());

@@ -1,6 +1,8 @@
 #pragma once
 // Entry points of the CUDA kernels for mixers/ (see attention/cuda/kernels.h for the rules).
 
+#include "core/input_norm.h"
+
 #include <torch/torch.h>
 
 namespace mixlab::cuda {
@@ -56,14 +58,15 @@ torch::Tensor selective_state_update(torch::Tensor& state, const torch::Tensor& 
 // x, weight, bias as core's skinny_linear takes them (bf16, x [rows, in], weight [out, in], bias
 // [out] or undefined), history [rows, C, k-1] bf16 contiguous (updated in place) with C <= out,
 // conv_weight [C, 1, k] and conv_bias [C] or undefined, bf16 contiguous.  Returns {xz [rows, out],
-// u [rows, C]}: xz = x Wᵀ + b, u = SiLU(conv step of xz[:, :C]).
+// u [rows, C]}: xz = x Wᵀ + b, u = SiLU(conv step of xz[:, :C]).  With a norm, x is h and the
+// product reads RMSNorm(h)·g (core/input_norm.h).
 bool linear_conv_step_supported(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias,
                                 const torch::Tensor& history, const torch::Tensor& conv_weight,
-                                const torch::Tensor& conv_bias);
+                                const torch::Tensor& conv_bias, const InputNorm& norm = {});
 std::pair<torch::Tensor, torch::Tensor> linear_conv_step(const torch::Tensor& x, const torch::Tensor& weight,
                                                          const torch::Tensor& bias, torch::Tensor& history,
                                                          const torch::Tensor& conv_weight,
-                                                         const torch::Tensor& conv_bias);
+                                                         const torch::Tensor& conv_bias, const InputNorm& norm = {});
 
 // SwiGLU's gate, fused (swiglu.cu), differentiable (one backward kernel writes da and db):
 //   swiglu(a, b) = SiLU(a)·b;   da = g·b·σ(a)·(1 + a·(1 − σ(a))),   db = g·SiLU(a)
@@ -79,8 +82,8 @@ torch::Tensor swiglu(const torch::Tensor& a, const torch::Tensor& b);
 // passes: x and weight_pairs as core's skinny_linear takes them (bf16, no gradient, no bias), the
 // weight's rows 2·hidden with hidden a multiple of 8 and paired as mixlab::interleave_gate_up
 // lays them.  Returns SiLU(x W_gᵀ)·(x W_uᵀ): [rows, hidden].
-bool swiglu_linear_supported(const torch::Tensor& x, const torch::Tensor& weight_pairs);
-torch::Tensor swiglu_linear(const torch::Tensor& x, const torch::Tensor& weight_pairs);
+bool swiglu_linear_supported(const torch::Tensor& x, const torch::Tensor& weight_pairs, const InputNorm& norm = {});
+torch::Tensor swiglu_linear(const torch::Tensor& x, const torch::Tensor& weight_pairs, const InputNorm& norm = {});
 
 // Mamba's causal depthwise convolution fused with its SiLU (causal_conv_silu.cu), differentiable:
 //   u[b, e, t] = SiLU(bias[e] + Σ_{i<K} w[e, i] · x[b, t − (K−1−i), e])      (x at t < 0 is 0)

@@ -105,22 +105,20 @@ torch::Tensor swiglu(const torch::Tensor& a, const torch::Tensor& b) {
   return SwigluFunction::apply(a, b);
 }
 
-bool swiglu_linear_supported(const torch::Tensor& x, const torch::Tensor& weight_pairs) {
-  return skinny_linear_supported(x, weight_pairs, {}) && weight_pairs.size(0) % 16 == 0;
+bool swiglu_linear_supported(const torch::Tensor& x, const torch::Tensor& weight_pairs, const InputNorm& norm) {
+  return skinny_linear_supported(x, weight_pairs, {}) && skinny_norm_supported(x, norm) &&
+         weight_pairs.size(0) % 16 == 0;
 }
 
-torch::Tensor swiglu_linear(const torch::Tensor& x, const torch::Tensor& weight_pairs) {
-  TORCH_CHECK(swiglu_linear_supported(x, weight_pairs),
+torch::Tensor swiglu_linear(const torch::Tensor& x, const torch::Tensor& weight_pairs, const InputNorm& norm) {
+  TORCH_CHECK(swiglu_linear_supported(x, weight_pairs, norm),
               "mixers/cuda/swiglu_binding.cpp: swiglu_linear takes what core's skinny_linear takes (bf16 x [rows, in], "
-              "weight [out, in], no gradient) with out a multiple of 16 (W_gate's and W_up's rows in blocks of 8); got "
+              "weight [out, in], no gradient, a bf16 norm weight [in] if any) with out a multiple of 16 (W_gate's and "
+              "W_up's rows in blocks of 8); got "
               "x ", x.sizes(), " ", x.scalar_type(), ", weight ", weight_pairs.sizes(), " ", weight_pairs.scalar_type(),
               "; call mixlab::swiglu_linear (mixers/swiglu.h), which runs the product and swiglu for these");
   const c10::cuda::CUDAGuard guard(x.device());
-  detail::SkinnyLinearShape shape;
-  shape.rows = x.size(0);
-  shape.in = x.size(1);
-  shape.out = weight_pairs.size(0);
-  shape.x_row_stride = x.size(0) > 1 ? x.stride(0) : x.size(1);
+  const auto shape = skinny_linear_shape(x, weight_pairs.size(0), norm);
   auto hidden = torch::empty({x.size(0), weight_pairs.size(0) / 2}, x.options());
   detail::swiglu_linear_bf16(shape, x.data_ptr(), weight_pairs.data_ptr(), hidden.data_ptr(), current_stream());
   return hidden;
