@@ -10,21 +10,18 @@
 //   with δ = Σ_r W_Δ[e, r] δ_low[r] where the dt projection comes with the step (Mamba's rank-R δ);
 //     y = (Σ_j h[j] C[j] + D u) · SiLU(z)
 //
-// causal_conv_step: one thread per (sequence, channel).  selective_state_update: one group of
-// kLanes (4) consecutive lanes per (sequence, channel), lane l holding states l, l + 4, ...: a warp's
-// loads and stores of the state [B, E, n] and of A [E, n] are contiguous (one thread per channel
+// causal_conv_step: one thread per (sequence, channel).  selective_state_update: one group of 16
+// consecutive lanes per (sequence, channel), lane l holding states l, l + 16, ...: a warp's loads
+// and stores of the state [B, E, n] and of A [E, n] are contiguous (one thread per channel
 // walking its n states made every warp access touch 32 rows n floats apart), and y is summed over
-// the group by shuffles, as is δ's product over r (lane l takes r = l, l + 4, ...).  Arithmetic in float32; activations in `element` (the model's dtype),
+// the group by shuffles, as is δ's product over r (lane l takes r = l, l + 16, ...: W_Δ's row read
+// in 32-byte pieces).  Arithmetic in float32; activations in `element` (the model's dtype),
 // the SSM state and A, D, b_δ float32.
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-
-#include <cstdlib>
-#include <stdexcept>
-#include <string>
 
 #include "core/cuda/dependent_launch.cuh"
 #include "core/cuda/elements.cuh"
@@ -60,119 +57,78 @@ __global__ void causal_conv_step_kernel(ConvStepShape s, const T* __restrict__ a
   store_f(out + static_cast<long long>(b) * s.channels + c, s.silu ? silu(acc) : acc);
 }
 
-// selective_state_update: kLanes lanes per (sequence, channel), lane l holding states l, l + kLanes,
-// ...; 4 by default, so that batch 16 × E 2048 channels (131,072 threads) is one wave of resident
-// blocks on an H100 and every block reads its constants before the wait; 16 (MIXLAB_STATE_UPDATE_LANES=16,
-// the A/B) was two waves, the second starting its loads only after the first finished.
-constexpr int kDefaultLanes = 4;
+constexpr int kGroup = 16;  // lanes per (sequence, channel) in selective_state_update
+constexpr int kHeldRank = 8;  // W_Δ's values per lane read before the wait: ranks up to 128
 
-// The sum of v over the kLanes lanes of a group (groups are aligned kLanes-lane pieces of the
-// warp); every lane of the warp must call it.
-template <int kLanes>
+// The sum of v over the 16 lanes of a group (groups are aligned 16-lane halves of the warp); every
+// lane of the warp must call it.
 __device__ __forceinline__ float group_sum(float v) {
 #pragma unroll
-  for (int offset = kLanes / 2; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  for (int offset = kGroup / 2; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
   return v;
 }
 
-template <typename T, int kLanes>
-__global__ void __launch_bounds__(kThreads, kLanes == 4 ? 4 : 1) selective_state_update_kernel(StateUpdateShape s, float* __restrict__ state, const T* __restrict__ u,
+template <typename T>
+__global__ void selective_state_update_kernel(StateUpdateShape s, float* __restrict__ state, const T* __restrict__ u,
                                               const T* __restrict__ delta, const float* __restrict__ A,
                                               const T* __restrict__ B, const T* __restrict__ C,
                                               const float* __restrict__ D, const T* __restrict__ z,
                                               const float* __restrict__ delta_bias, const T* __restrict__ delta_weight,
                                               T* __restrict__ out) {
-  // W_Δ's values per lane held from before the wait: ranks up to 64 with 4 lanes (mamba-546m's 64;
-  // more are read after the wait), 128 with 16.  4 lanes keep 4 blocks of 256 threads per SM.
-  constexpr int kHeldRank = kLanes == 4 ? 16 : 8;
-  constexpr int kHeldStates = 16 / kLanes;  // states per lane in registers: n up to 16 (more: a loop)
   const long long thread = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
-  const long long channel = thread / kLanes;  // b·E + e
-  const int lane = static_cast<int>(thread % kLanes);
+  const long long channel = thread / kGroup;  // b·E + e
+  const int lane = static_cast<int>(thread % kGroup);
   // No early return: every lane of the warp takes part in the shuffles below.
   const bool active = channel < static_cast<long long>(s.batch) * s.channels;
   const int b = active ? static_cast<int>(channel / s.channels) : 0, e = active ? static_cast<int>(channel % s.channels) : 0;
   // Constants, read before the wait for the kernel that writes δ, u, B, C
-  // (core/cuda/dependent_launch.cuh): W_Δ's first values of this lane (r = lane + kLanes i), b_δ, D,
-  // and A's first states of this lane (j = lane + kLanes i).
+  // (core/cuda/dependent_launch.cuh): W_Δ's first values of this lane (r = lane + 16 i), b_δ.
   const T* w = delta_weight + static_cast<long long>(e) * s.delta_rank;
   float w_held[kHeldRank];
 #pragma unroll
   for (int i = 0; i < kHeldRank; ++i) {
-    const int r = lane + kLanes * i;
+    const int r = lane + kGroup * i;
     w_held[i] = active && r < s.delta_rank ? to_f(w[r]) : 0.f;
   }
-  const float* a = A + static_cast<long long>(e) * s.n;
-  float a_held[kHeldStates];
-#pragma unroll
-  for (int i = 0; i < kHeldStates; ++i) {
-    const int j = lane + kLanes * i;
-    a_held[i] = active && j < s.n ? a[j] : 0.f;
-  }
-  const float bias = active && delta_bias ? delta_bias[e] : 0.f, skip = active && D ? D[e] : 0.f;
+  const float bias = active && delta_bias ? delta_bias[e] : 0.f;
   wait_for_prerequisites();
   let_dependents_launch();
 
-  // The step's inputs, all loads issued before any arithmetic waits on one: δ's pieces, u, z, and
-  // this lane's held states with their B and C.
   const T* delta_row = delta + static_cast<long long>(b) * s.delta_row_stride;
-  const T* b_row = B + static_cast<long long>(b) * s.bc_row_stride;
-  const T* c_row = C + static_cast<long long>(b) * s.bc_row_stride;
-  float* h = state + channel * s.n;
-  float x = 0.f, gate = 1.f, partial = 0.f;
-  float h_held[kHeldStates], b_held[kHeldStates], c_held[kHeldStates];
-  if (active) {
-    x = to_f(u[static_cast<long long>(b) * s.u_row_stride + e]);
-    if (z) gate = silu(to_f(z[static_cast<long long>(b) * s.z_row_stride + e]));
-    if (s.delta_rank > 0) {  // δ = Σ_r W_Δ[e, r] δ_low[r], over the group's lanes
+  float step = 0.f;
+  if (s.delta_rank > 0) {  // δ = Σ_r W_Δ[e, r] δ_low[r], over the group's lanes
+    float partial = 0.f;
+    if (active) {
 #pragma unroll
       for (int i = 0; i < kHeldRank; ++i) {
-        const int r = lane + kLanes * i;
+        const int r = lane + kGroup * i;
         if (r < s.delta_rank) partial += w_held[i] * to_f(delta_row[r]);
       }
-      for (int r = lane + kLanes * kHeldRank; r < s.delta_rank; r += kLanes) partial += to_f(w[r]) * to_f(delta_row[r]);
+      for (int r = lane + kGroup * kHeldRank; r < s.delta_rank; r += kGroup) partial += to_f(w[r]) * to_f(delta_row[r]);
     }
-#pragma unroll
-    for (int i = 0; i < kHeldStates; ++i) {
-      const int j = lane + kLanes * i;
-      h_held[i] = j < s.n ? h[j] : 0.f;
-      b_held[i] = j < s.n ? to_f(b_row[j]) : 0.f;
-      c_held[i] = j < s.n ? to_f(c_row[j]) : 0.f;
-    }
+    step = group_sum(partial);
+  } else if (active) {
+    step = to_f(delta_row[e]);
   }
-  float step = s.delta_rank > 0 ? group_sum<kLanes>(partial) : (active ? to_f(delta_row[e]) : 0.f);
-  float y = 0.f;
+  float x = 0.f, y = 0.f;
   if (active) {
+    x = to_f(u[static_cast<long long>(b) * s.u_row_stride + e]);
     step = softplus(step + bias);
-#pragma unroll
-    for (int i = 0; i < kHeldStates; ++i) {
-      const int j = lane + kLanes * i;
-      if (j >= s.n) continue;
-      const float next = expf(step * a_held[i]) * h_held[i] + step * x * b_held[i];
-      h[j] = next;
-      y += next * c_held[i];
-    }
-    for (int j = lane + kLanes * kHeldStates; j < s.n; j += kLanes) {
+    float* h = state + channel * s.n;
+    const float* a = A + static_cast<long long>(e) * s.n;
+    const T* b_row = B + static_cast<long long>(b) * s.bc_row_stride;
+    const T* c_row = C + static_cast<long long>(b) * s.bc_row_stride;
+    for (int j = lane; j < s.n; j += kGroup) {
       const float next = expf(step * a[j]) * h[j] + step * x * to_f(b_row[j]);
       h[j] = next;
       y += next * to_f(c_row[j]);
     }
   }
-  y = group_sum<kLanes>(y);
+  y = group_sum(y);
   if (!active || lane != 0) return;
-  store_f(out + channel, (y + skip * x) * gate);
-}
-
-// The lanes per channel of selective_state_update: MIXLAB_STATE_UPDATE_LANES (4 or 16), default
-// kDefaultLanes.  Read at every launch (a decode step is captured once, so replays do not read it),
-// so that a test can run both.
-int state_update_lanes() {
-  const char* value = std::getenv("MIXLAB_STATE_UPDATE_LANES");
-  if (value == nullptr || *value == '\0') return kDefaultLanes;
-  const std::string text(value);
-  if (text == "4") return 4;
-  if (text == "16") return 16;
-  throw std::invalid_argument("MIXLAB_STATE_UPDATE_LANES must be 4 or 16, got '" + text + "'");
+  if (D) y += D[e] * x;
+  if (z) y *= silu(to_f(z[static_cast<long long>(b) * s.z_row_stride + e]));
+  store_f(out + channel, y);
 }
 
 int blocks_for(long long threads) { return static_cast<int>((threads + kThreads - 1) / kThreads); }
@@ -203,18 +159,13 @@ void causal_conv_step(const ConvStepShape& s, const void* a_t, void* history, co
 void selective_state_update(const StateUpdateShape& s, float* state, const void* u, const void* delta, const float* A,
                             const void* B, const void* C, const float* D, const void* z, const float* delta_bias,
                             const void* delta_weight, void* out, void* stream) {
-  const int lanes = state_update_lanes();
-  const int blocks = blocks_for(static_cast<long long>(s.batch) * s.channels * lanes);
+  const int blocks = blocks_for(static_cast<long long>(s.batch) * s.channels * kGroup);
   with_element(s.element, [&](auto element) {
     using T = decltype(element);
-    auto launch = [&](auto kernel) {
-      launch_dependent("selective_state_update", kernel, dim3(blocks), dim3(kThreads), 0,
-                       static_cast<cudaStream_t>(stream), s, state, static_cast<const T*>(u),
-                       static_cast<const T*>(delta), A, static_cast<const T*>(B), static_cast<const T*>(C), D,
-                       static_cast<const T*>(z), delta_bias, static_cast<const T*>(delta_weight), static_cast<T*>(out));
-    };
-    if (lanes == 16) launch(selective_state_update_kernel<T, 16>);
-    else launch(selective_state_update_kernel<T, 4>);
+    launch_dependent("selective_state_update", selective_state_update_kernel<T>, dim3(blocks), dim3(kThreads), 0,
+                     static_cast<cudaStream_t>(stream), s, state, static_cast<const T*>(u),
+                     static_cast<const T*>(delta), A, static_cast<const T*>(B), static_cast<const T*>(C), D,
+                     static_cast<const T*>(z), delta_bias, static_cast<const T*>(delta_weight), static_cast<T*>(out));
   });
 }
 
