@@ -245,12 +245,13 @@ class CheckpointAttention : public TokenMixer {
     return output_of(fused_static_step(x_t, {}, state, at));
   }
   bool has_fused_static_step() const override { return summary_ == SegmentSummary::Token; }
+  std::optional<SlotRule> static_slot_rule() const override { return SlotRule{segment_size_, 0}; }
   UnprojectedStep fused_static_step(const torch::Tensor& h_t, const InputNorm& norm, MixerState& state,
                                     const StepPosition& at) override {
     TORCH_CHECK(summary_ == SegmentSummary::Token, "checkpoint_attention: static_step needs summary = token");
     auto& keys = state.tensors.at("checkpoint_keys");      // [B, H, ⌈capacity/S⌉, d_h]
     auto& values = state.tensors.at("checkpoint_values");
-    const auto segment = at.position.div(segment_size_, "floor");  // ⌊t/S⌋: [1]
+    const auto segment = at.slot_by(SlotRule{segment_size_, 0});  // ⌊t/S⌋: [1]
     const auto q = heads_.project_into_cache(h_t, at.position, segment, state, keys, values, norm);  // [B, H, 1, d_h]
     const int64_t count = (at.span - 1) / segment_size_ + 1;       // ⌈span/S⌉ ≤ the slots: the most any t < span reads
     return heads_.unprojected_output(attend_to_prefix(q, keys, values, count, at.position, segment_size_));

@@ -159,11 +159,12 @@ class SlidingWindowAttention : public TokenMixer {
     return output_of(fused_static_step(x_t, {}, state, at));
   }
   bool has_fused_static_step() const override { return true; }
+  std::optional<SlotRule> static_slot_rule() const override { return SlotRule{1, window_}; }
   UnprojectedStep fused_static_step(const torch::Tensor& h_t, const InputNorm& norm, MixerState& state,
                                     const StepPosition& at) override {
     auto& keys = state.tensors.at("key_cache");            // [B, H, min(capacity, W), d_h]
     auto& values = state.tensors.at("value_cache");
-    const auto slot = at.position.remainder(window_);      // t mod W: [1]
+    const auto slot = at.slot_by(SlotRule{1, window_});    // t mod W: [1]
     const auto q = heads_.project_into_cache(h_t, at.position, slot, state, keys, values, norm);  // [B, H, 1, d_h]
     const int64_t count = std::min(at.span, keys.size(2));  // slots j ≤ t: every one once t ≥ W
     return heads_.unprojected_output(attend_to_prefix(q, keys, values, count, at.position));

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -63,11 +64,33 @@ struct MixerState {
   }
 };
 
+// The cache slot a static step writes at position t, for mixers whose cache is not indexed by t
+// itself: m = ⌊t / divisor⌋ mod modulus (modulus 0: no mod).  swa's ring: {1, W}; SCOUT's
+// checkpoints: {S, 0}.
+struct SlotRule {
+  int64_t divisor = 1, modulus = 0;
+
+  bool operator<(const SlotRule& other) const {
+    return divisor != other.divisor ? divisor < other.divisor : modulus < other.modulus;
+  }
+  // position: int64 [1] on the device -> m: int64 [1] (one op each for the division and the mod).
+  torch::Tensor of(const torch::Tensor& position) const {
+    const auto quotient = divisor > 1 ? position.div(divisor, "floor") : position;
+    return modulus > 0 ? quotient.remainder(modulus) : quotient;
+  }
+};
+
 // Where a static (graph-capturable) decode step is: the position lives on the device, so that one
 // captured step serves every position; the host knows only a bound on it.
 struct StepPosition {
   torch::Tensor position;  // int64 [1] on the state's device: t, the position of x_t
   int64_t span = 0;        // a host bound, t < span <= capacity: the step may read cache slots [0, span) only
+  // The sublayer's slot at t by its static_slot_rule(), where the caller made it (the model makes
+  // each rule's slot once per step for all the sublayers that share it); undefined: the step makes it.
+  torch::Tensor slot;
+
+  // The slot by `rule` at t: the one given, else computed here.
+  torch::Tensor slot_by(const SlotRule& rule) const { return slot.defined() ? slot : rule.of(position); }
 };
 
 // A static decode step stopped before its output projection: the step's output is
@@ -124,6 +147,9 @@ class TokenMixer : public torch::nn::Module {
   // x_t), and its output projection is left to the caller.  Mixers whose step begins and ends with a
   // product override it; static_step is then output_of(fused_static_step(x_t, {}, ...)).
   virtual bool has_fused_static_step() const { return false; }
+  // The rule of the cache slot the static step writes (SlotRule), for mixers that have one; the
+  // model then computes each rule's slot once per step and passes it in StepPosition::slot.
+  virtual std::optional<SlotRule> static_slot_rule() const { return std::nullopt; }
   virtual UnprojectedStep fused_static_step(const torch::Tensor& h_t, const InputNorm& norm, MixerState& state,
                                             const StepPosition& at) {
     throw std::logic_error("this mixer has no fused_static_step()");

@@ -9,8 +9,9 @@
 
 #include <cmath>
 #include <cstdlib>
-#include <string>
+#include <map>
 #include <stdexcept>
+#include <string>
 #include <tuple>
 
 namespace mixlab {
@@ -270,14 +271,22 @@ torch::Tensor LanguageModelImpl::static_step(const torch::Tensor& tokens_t, std:
   std::vector<torch::Tensor> history{h};
   torch::Tensor normed;  // RMSNorm_i(h) when the previous add made it, else undefined
   const bool fuse = !averaging_ && fused_norm_enabled();
+  std::map<SlotRule, torch::Tensor> slots;  // each slot rule's slot at t, made once for every sublayer
   for (size_t i = 0; i < sublayers_.size(); ++i) {
+    StepPosition sublayer_at = at;
+    if (const auto rule = sublayers_[i]->static_slot_rule()) {
+      auto& slot = slots[*rule];
+      if (!slot.defined()) slot = rule->of(at.position);
+      sublayer_at.slot = slot;
+    }
     if (fuse && sublayers_[i]->has_fused_static_step()) {
-      const auto step = sublayers_[i]->fused_static_step(h, InputNorm{norms_[i]->weight, norms_[i]->eps}, states[i], at);
+      const auto step =
+          sublayers_[i]->fused_static_step(h, InputNorm{norms_[i]->weight, norms_[i]->eps}, states[i], sublayer_at);
       h = skinny_linear_add(h, step.activations, step.weight, step.bias);  // h + output projection
       normed = torch::Tensor();
       continue;
     }
-    const auto branch = sublayers_[i]->static_step(normed.defined() ? normed : norms_[i](h), states[i], at);
+    const auto branch = sublayers_[i]->static_step(normed.defined() ? normed : norms_[i](h), states[i], sublayer_at);
     add_residual(i, branch, h, normed, history);
   }
   // The logits of one token per sequence: the few-row product (core/skinny_linear.h), the final

@@ -53,6 +53,22 @@ double largest_relative_gap(LanguageModel& model, const torch::TensorOptions& op
   return gap;
 }
 
+// m = ⌊t / divisor⌋ mod modulus, against the integer formula at every t of a few spans.
+TEST(SlotRule, IsTheFloorQuotientModuloTheModulus) {
+  for (const SlotRule rule : {SlotRule{1, 32}, SlotRule{10, 0}, SlotRule{3, 5}, SlotRule{1, 0}}) {
+    for (int64_t t = 0; t < 100; ++t) {
+      const int64_t quotient = t / rule.divisor, want = rule.modulus > 0 ? quotient % rule.modulus : quotient;
+      const auto got = rule.of(torch::full({1}, t, torch::kLong));
+      ASSERT_EQ(got.item<int64_t>(), want) << "t " << t << ", divisor " << rule.divisor << ", modulus " << rule.modulus;
+    }
+  }
+  // A slot the caller made is used as it is; without one the step makes it.
+  StepPosition at{torch::full({1}, 47, torch::kLong), 64};
+  EXPECT_EQ(at.slot_by(SlotRule{10, 0}).item<int64_t>(), 4);
+  at.slot = torch::full({1}, 2, torch::kLong);
+  EXPECT_EQ(at.slot_by(SlotRule{10, 0}).item<int64_t>(), 2);
+}
+
 class StaticDecodePresets : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(StaticDecodePresets, EqualsStepOnTheCpu) {
