@@ -251,7 +251,7 @@ class CheckpointAttention : public TokenMixer {
     TORCH_CHECK(summary_ == SegmentSummary::Token, "checkpoint_attention: static_step needs summary = token");
     auto& keys = state.tensors.at("checkpoint_keys");      // [B, H, ⌈capacity/S⌉, d_h]
     auto& values = state.tensors.at("checkpoint_values");
-    const auto segment = at.slot_by(SlotRule{segment_size_, 0});  // ⌊t/S⌋: [1]
+    const auto segment = at.slot_by(*static_slot_rule());  // ⌊t/S⌋: [1]
     const auto q = heads_.project_into_cache(h_t, at.position, segment, state, keys, values, norm);  // [B, H, 1, d_h]
     const int64_t count = (at.span - 1) / segment_size_ + 1;       // ⌈span/S⌉ ≤ the slots: the most any t < span reads
     return heads_.unprojected_output(attend_to_prefix(q, keys, values, count, at.position, segment_size_));

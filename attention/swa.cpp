@@ -164,7 +164,7 @@ class SlidingWindowAttention : public TokenMixer {
                                     const StepPosition& at) override {
     auto& keys = state.tensors.at("key_cache");            // [B, H, min(capacity, W), d_h]
     auto& values = state.tensors.at("value_cache");
-    const auto slot = at.slot_by(SlotRule{1, window_});    // t mod W: [1]
+    const auto slot = at.slot_by(*static_slot_rule());     // t mod W: [1]
     const auto q = heads_.project_into_cache(h_t, at.position, slot, state, keys, values, norm);  // [B, H, 1, d_h]
     const int64_t count = std::min(at.span, keys.size(2));  // slots j ≤ t: every one once t ≥ W
     return heads_.unprojected_output(attend_to_prefix(q, keys, values, count, at.position));

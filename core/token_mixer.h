@@ -147,13 +147,13 @@ class TokenMixer : public torch::nn::Module {
   // x_t), and its output projection is left to the caller.  Mixers whose step begins and ends with a
   // product override it; static_step is then output_of(fused_static_step(x_t, {}, ...)).
   virtual bool has_fused_static_step() const { return false; }
-  // The rule of the cache slot the static step writes (SlotRule), for mixers that have one; the
-  // model then computes each rule's slot once per step and passes it in StepPosition::slot.
-  virtual std::optional<SlotRule> static_slot_rule() const { return std::nullopt; }
   virtual UnprojectedStep fused_static_step(const torch::Tensor& h_t, const InputNorm& norm, MixerState& state,
                                             const StepPosition& at) {
     throw std::logic_error("this mixer has no fused_static_step()");
   }
+  // The rule of the cache slot the static step writes (SlotRule), for mixers that have one; the
+  // model then computes each rule's slot once per step and passes it in StepPosition::slot.
+  virtual std::optional<SlotRule> static_slot_rule() const { return std::nullopt; }
 
   // Prefill: the sublayer's output for a whole prompt x: [B, N, d_model] (N ≤ the state's
   // capacity) that also leaves a static state exactly as N static steps from an empty one would,

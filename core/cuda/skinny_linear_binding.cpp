@@ -1,6 +1,7 @@
 // LibTorch entries of the few-row linear kernel (skinny_linear.cu): which inputs it takes and the
-// launch, with a norm folded in (core/input_norm.h) or the residual add as the store.  The reference is at::linear, which mixlab::skinny_linear (core/skinny_linear.h) runs
-// wherever skinny_linear_supported fails.  Inference only: no autograd Function (the dispatch
+// launch, with a norm folded in (core/input_norm.h) or the residual add as the store.  The
+// reference is at::linear, which mixlab::skinny_linear (core/skinny_linear.h) runs wherever
+// skinny_linear_supported fails.  Inference only: no autograd Function (the dispatch
 // sends anything that needs a gradient to the reference).
 
 #include <ATen/cuda/CUDAContext.h>
