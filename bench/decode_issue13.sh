@@ -55,8 +55,9 @@ PY
     bandwidth)
       presets="${MIXLAB_DECODE_PRESETS:-mamba-546m}"
       python3 "$HERE/peers/decode_peer.py" "$OUT/peer_bandwidth.csv" --preset "${presets%%,*}" --bandwidth-only 2>&1 | tail -n 2 || status=1 ;;
-    table)
-      python3 "$HERE/peers/decode_table.py" "$DB" "$OUT"/peer_*.csv | tee "$OUT/decode-issue13.md" || status=1 ;;
+    table)  # the peers' CSVs of this OUT, if any (none: the floor's bandwidth is an earlier call's)
+      peers=(); shopt -s nullglob; peers=("$OUT"/peer_*.csv); shopt -u nullglob
+      python3 "$HERE/peers/decode_table.py" "$DB" "${peers[@]}" | tee "$OUT/decode-issue13.md" || status=1 ;;
     *) echo "decode_issue13.sh: unknown step '$what' (mixlab, peer:PRESET:LENGTHS, table)"; status=1 ;;
   esac
 done

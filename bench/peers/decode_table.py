@@ -36,6 +36,9 @@ def load_peers(paths):
 def main():
     if len(sys.argv) < 2:
         raise SystemExit(__doc__)
+    if not os.path.isfile(sys.argv[1]):
+        raise SystemExit(f"decode_table.py: no database at {sys.argv[1]} (the `mixlab` step of "
+                         f"bench/decode_issue13.sh writes it; MIXLAB_DECODE_DB names another)")
     table, commits = decode_verdicts.load(sys.argv[1])
     peers, bandwidths = load_peers(sys.argv[2:])
     if bandwidths:  # the floor at the bandwidth measured in this call, not the constant of an earlier one
@@ -45,6 +48,10 @@ def main():
                   f"{max(bandwidths) / 1e9:,.0f} GB/s, more than one call's spread; the floor takes their "
                   f"median, and a ratio to a peer timed in another call is not a same-call comparison",
                   file=sys.stderr)
+    else:
+        print(f"decode_table.py: no peer CSV with this call's copy bandwidth (decode_issue13.sh's `bandwidth` "
+              f"step writes one); the floor takes {decode_verdicts.COPY_BYTES_PER_S / 1e9:,.0f} GB/s, "
+              f"an earlier call's", file=sys.stderr)
     print(f"mixlab commit(s): {', '.join(sorted(c or '?' for c in commits))}; "
           f"copy bandwidth {decode_verdicts.COPY_BYTES_PER_S / 1e9:,.0f} GB/s\n")
     print("| preset | N | mixlab ms | floor ms | mixlab / floor | peer ms | peer's floor ms | peer formulation | peer / mixlab |")
