@@ -90,13 +90,15 @@ struct SettledInputs {
   }
 };
 
+// At most 48 registers, so that 5 blocks of 256 threads fit an SM (54-56 unbounded: 4 blocks).
 template <typename T>
-__global__ void __launch_bounds__(kThreads, 5) selective_state_update_kernel(StateUpdateShape s, float* __restrict__ state, const T* __restrict__ u,
-                                              const T* __restrict__ delta, const float* __restrict__ A,
-                                              const T* __restrict__ B, const T* __restrict__ C,
-                                              const float* __restrict__ D, const T* __restrict__ z,
-                                              const float* __restrict__ delta_bias, const T* __restrict__ delta_weight,
-                                              T* __restrict__ out) {
+__global__ void __launch_bounds__(kThreads, 5)
+    selective_state_update_kernel(StateUpdateShape s, float* __restrict__ state, const T* __restrict__ u,
+                                  const T* __restrict__ delta, const float* __restrict__ A,
+                                  const T* __restrict__ B, const T* __restrict__ C,
+                                  const float* __restrict__ D, const T* __restrict__ z,
+                                  const float* __restrict__ delta_bias, const T* __restrict__ delta_weight,
+                                  T* __restrict__ out) {
   const long long thread = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
   const long long channel = thread / kGroup;  // b·E + e
   const int lane = static_cast<int>(thread % kGroup);
