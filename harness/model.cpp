@@ -1,5 +1,6 @@
 #include "harness/model.h"
 
+#include "core/ab_switch.h"
 #include "core/compat.h"
 #include "core/skinny_linear.h"
 
@@ -250,12 +251,9 @@ namespace {
 
 // Whether the static step hands each pre-norm to its sublayer's first product and the residual add
 // to its output projection (TokenMixer::fused_static_step): not when MIXLAB_DECODE_FUSED_NORM is "0"
-// (read once; the A/B of bench/decode_issue13.sh).
+// (core/ab_switch.h; the A/B of bench/decode_issue13.sh).
 bool fused_norm_enabled() {
-  static const bool enabled = [] {
-    const char* value = std::getenv("MIXLAB_DECODE_FUSED_NORM");
-    return value == nullptr || std::string(value) != "0";
-  }();
+  static const bool enabled = ab_switch_on("MIXLAB_DECODE_FUSED_NORM");
   return enabled;
 }
 

@@ -22,10 +22,10 @@
 
 #include <cuda_runtime.h>
 
-#include <cstdlib>
-#include <cstring>
 #include <stdexcept>
 #include <string>
+
+#include "core/ab_switch.h"
 
 namespace mixlab::cuda::detail {
 
@@ -44,12 +44,9 @@ __device__ __forceinline__ void let_dependents_launch() {
 #endif
 }
 
-// Whether launch_dependent uses the attribute: not when MIXLAB_PDL is "0" (read once).
+// Whether launch_dependent uses the attribute: not when MIXLAB_PDL is "0" (core/ab_switch.h).
 inline bool dependent_launch_enabled() {
-  static const bool enabled = [] {
-    const char* value = std::getenv("MIXLAB_PDL");
-    return value == nullptr || std::strcmp(value, "0") != 0;
-  }();
+  static const bool enabled = ab_switch_on("MIXLAB_PDL");
   return enabled;
 }
 

@@ -38,11 +38,11 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
-#include <cstdlib>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
 
+#include "core/ab_switch.h"
 #include "core/cuda/dependent_launch.cuh"
 #include "core/cuda/skinny_linear_launch.h"
 
@@ -229,13 +229,10 @@ __global__ void __launch_bounds__(kWarps * 32)
 
 }  // namespace skinny
 
-// Whether a long k takes 16-warp blocks: not when MIXLAB_SKINNY_WIDE is "0" (read once; the A/B
-// of bench/decode_issue13.sh).
+// Whether a long k takes 16-warp blocks: not when MIXLAB_SKINNY_WIDE is "0" (core/ab_switch.h;
+// the A/B of bench/decode_issue13.sh).
 inline bool wide_blocks_enabled() {
-  static const bool enabled = [] {
-    const char* value = std::getenv("MIXLAB_SKINNY_WIDE");
-    return value == nullptr || std::string(value) != "0";
-  }();
+  static const bool enabled = ab_switch_on("MIXLAB_SKINNY_WIDE");
   return enabled;
 }
 

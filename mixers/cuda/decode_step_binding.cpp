@@ -8,9 +8,9 @@
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 
-#include <cstdlib>
 #include <string>
 
+#include "core/ab_switch.h"
 #include "core/cuda/kernels.h"
 #include "mixers/cuda/kernels.h"
 #include "mixers/cuda/launch.h"
@@ -42,13 +42,10 @@ bool rows_of(const torch::Tensor& t, int64_t rows, int64_t columns) {
 
 const void* pointer_or_null(const torch::Tensor& t) { return t.defined() ? t.data_ptr() : nullptr; }
 
-// Whether a caller's early_state_loads is honoured: not when MIXLAB_EARLY_STATE_LOADS is "0" (read
-// once; the A/B of bench/decode_issue13.sh).
+// Whether a caller's early_state_loads is honoured: not when MIXLAB_EARLY_STATE_LOADS is "0"
+// (core/ab_switch.h; the A/B of bench/decode_issue13.sh).
 bool early_state_loads_enabled() {
-  static const bool enabled = [] {
-    const char* value = std::getenv("MIXLAB_EARLY_STATE_LOADS");
-    return value == nullptr || std::string(value) != "0";
-  }();
+  static const bool enabled = ab_switch_on("MIXLAB_EARLY_STATE_LOADS");
   return enabled;
 }
 
