@@ -114,9 +114,85 @@ def scan(u, delta, A, B, C, D, z, bias):
     return _Scan.apply(u, delta, A, B, C, D, z, bias)
 
 
-def check(reference, batch=2, dim=40, length=300, dstate=16, tolerance=0.05):
-    """Forward and every gradient of scan() against reference() (same arguments, float32 inside) on
-    a small bf16 input; raises with the worst relative error where one is above tolerance."""
+# The same scan as one opaque operator (torch.library.custom_op, PyTorch >= 2.4), so that
+# torch.compile keeps the whole model in one graph (and mode="reduce-overhead" in one CUDA graph)
+# instead of breaking the graph at every call of _Scan's ctypes launches: the strongest way a user
+# can put mamba_ssm's kernels under torch.compile.  Same kernels, same meaning as scan().
+HAS_CUSTOM_OP = hasattr(torch, "library") and hasattr(torch.library, "custom_op")
+if HAS_CUSTOM_OP:
+    @torch.library.custom_op("mixlab_peer::mamba_ssm_forward", mutates_args=())
+    def _forward_op(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B4: torch.Tensor, C4: torch.Tensor,
+                    D: torch.Tensor, z: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """u, delta, z: [batch, E, N] bf16; B4, C4: [batch, 1, n, N] bf16; A: [E, n], D, bias: [E] float32,
+        all contiguous -> (out_z, out, x): out_z = out ⊙ SiLU(z) [batch, E, N]; x: the chunk states."""
+        batch, dim, length = u.shape
+        out, out_z = torch.empty_like(u), torch.empty_like(u)
+        x = torch.empty(batch, dim, _library.mamba_ssm_chunks(length), 2 * A.shape[1], device=u.device)
+        _check(_library.mamba_ssm_forward_bf16(batch, dim, length, A.shape[1],
+                                               *_pointers(u, delta, A, B4, C4, D, z, bias, out, out_z, x),
+                                               _stream()), "forward")
+        return out_z, out, x
+
+    @_forward_op.register_fake
+    def _(u, delta, A, B4, C4, D, z, bias):
+        batch, dim, length = u.shape
+        chunks = _library.mamba_ssm_chunks(length)
+        return torch.empty_like(u), torch.empty_like(u), u.new_empty(batch, dim, chunks, 2 * A.shape[1],
+                                                                     dtype=torch.float32)
+
+    @torch.library.custom_op("mixlab_peer::mamba_ssm_backward", mutates_args=())
+    def _backward_op(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B4: torch.Tensor, C4: torch.Tensor,
+                     D: torch.Tensor, z: torch.Tensor, bias: torch.Tensor, out: torch.Tensor, x: torch.Tensor,
+                     dout: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
+                                                  torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The gradients of _forward_op's out_z for each of its inputs, in their shapes and dtypes."""
+        batch, dim, length = u.shape
+        du, ddelta, dz = torch.empty_like(u), torch.empty_like(delta), torch.empty_like(z)
+        dA, dD, dbias = torch.zeros_like(A), torch.zeros_like(D), torch.zeros_like(bias)
+        dB, dC = torch.zeros_like(B4, dtype=torch.float32), torch.zeros_like(C4, dtype=torch.float32)
+        _check(_library.mamba_ssm_backward_bf16(batch, dim, length, A.shape[1],
+                                                *_pointers(u, delta, A, B4, C4, D, z, bias, out, x, dout, du,
+                                                           ddelta, dA, dB, dC, dD, dz, dbias),
+                                                _stream()), "backward")
+        return du, ddelta, dA, dB.to(B4.dtype), dC.to(C4.dtype), dD, dz, dbias
+
+    @_backward_op.register_fake
+    def _(u, delta, A, B4, C4, D, z, bias, out, x, dout):
+        return (torch.empty_like(u), torch.empty_like(delta), torch.empty_like(A), torch.empty_like(B4),
+                torch.empty_like(C4), torch.empty_like(D), torch.empty_like(z), torch.empty_like(bias))
+
+    def _setup_context(ctx, inputs, output):
+        u, delta, A, B4, C4, D, z, bias = inputs
+        _, out, x = output
+        ctx.save_for_backward(u, delta, A, B4, C4, D, z, bias, out, x)
+
+    def _backward(ctx, d_out_z, d_out, d_x):  # only out_z reaches the loss
+        return _backward_op(*ctx.saved_tensors, d_out_z.contiguous())
+
+    _forward_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def scan_op(u, delta, A, B, C, D, z, bias):
+    """scan() through the custom operator above (same arguments, same result).  Written for
+    torch.compile to trace: once the library is loaded, every test below is a constant."""
+    if _library is None:
+        ok, why = available()
+        if not ok:
+            raise RuntimeError(f"mamba_ssm_scan.py: {why}")
+    if not HAS_CUSTOM_OP:
+        raise RuntimeError("mamba_ssm_scan.py: this torch has no torch.library.custom_op")
+    if u.dtype != torch.bfloat16:
+        raise TypeError(f"mamba_ssm_scan.py: bf16 activations only (the library holds the bf16 kernels), got {u.dtype}")
+    B4, C4 = B.contiguous().unsqueeze(1), C.contiguous().unsqueeze(1)  # [batch, 1 group, n, N]
+    out_z, _, _ = _forward_op(u.contiguous(), delta.contiguous(), A.float().contiguous(), B4, C4,
+                              D.float().contiguous(), z.contiguous(), bias.float().contiguous())
+    return out_z
+
+
+def check(reference, candidate=None, batch=2, dim=40, length=300, dstate=16, tolerance=0.05):
+    """Forward and every gradient of candidate() (default scan()) against reference() (same
+    arguments, float32 inside) on a small bf16 input; raises with the worst relative error where one
+    is above tolerance."""
     torch.manual_seed(0)
     mk = lambda *s, dtype=torch.bfloat16: torch.randn(*s, device="cuda", dtype=dtype)
     inputs = [mk(batch, dim, length), mk(batch, dim, length) - 1, -torch.exp(0.5 * mk(dim, dstate, dtype=torch.float32)),
@@ -125,7 +201,7 @@ def check(reference, batch=2, dim=40, length=300, dstate=16, tolerance=0.05):
     names = ["u", "delta", "A", "B", "C", "D", "z", "bias"]
     dout = mk(batch, dim, length)
     results = []
-    for fn in (scan, reference):
+    for fn in (candidate or scan, reference):
         leaves = [t.detach().clone().requires_grad_(True) for t in inputs]
         out = fn(*leaves)
         out.backward(dout)
@@ -157,3 +233,6 @@ if __name__ == "__main__":
     from scan_peers import scan_eager  # the eager reference scan_peers.py times (float32 inside)
     check(scan_eager)
     print("mamba_ssm_scan.py: forward and gradients match the eager scan")
+    if HAS_CUSTOM_OP:
+        check(scan_eager, candidate=scan_op)
+        print("mamba_ssm_scan.py: so do those of scan_op (the custom operator)")

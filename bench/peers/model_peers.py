@@ -12,7 +12,9 @@ know for each scheme:
                   the doubling scan is the faster of the two on an H200, the default); both
                   materialise [B, N, E, n] float32, so they run out of memory at long N; or with
                   mamba_ssm's CUDA scan (github.com/state-spaces/mamba; bench/peers/mamba_ssm_scan.py),
-                  the implementation Mamba's users run, where its library was built and carried
+                  the implementation Mamba's users run, where its library was built and carried,
+                  called as mamba_ssm calls it (an autograd.Function, where torch.compile breaks its
+                  graph) and as one custom operator (mamba_ssm_op: the whole model one graph)
     scout-mamba   mamba and checkpoint attention as above
 
 Same architecture as mixlab's presets (experiments/presets/*.json): pre-norm RMSNorm (eps 1e-6),
@@ -162,7 +164,13 @@ class Mamba(torch.nn.Module):
 class MambaSsm(Mamba):
     """The same block with mamba_ssm's CUDA scan (bench/peers/mamba_ssm_scan.py), written as
     mamba_ssm's Mamba module runs without causal_conv1d: channels before time from in_proj on, the
-    scan fusing softplus(Δ + b), the D skip and the SiLU(z) gate, its own backward."""
+    scan fusing softplus(Δ + b), the D skip and the SiLU(z) gate, its own backward.  With
+    as_operator, the scan is mamba_ssm_scan.scan_op: the same kernels as one custom operator, so that
+    torch.compile does not break its graph at every block."""
+
+    def __init__(self, d, scan=None, as_operator=False):
+        super().__init__(d, scan)
+        self.scan_fn = mamba_ssm_scan.scan_op if as_operator else mamba_ssm_scan.scan
 
     def forward(self, u, cos=None, sin=None, masks=None):
         length = u.shape[1]
@@ -172,7 +180,7 @@ class MambaSsm(Mamba):
         delta, B, C = self.x_proj(x.transpose(1, 2)).split([self.rank, self.n, self.n], -1)  # [B, N, ·]
         dt = (delta @ self.dt_proj.weight.t()).transpose(1, 2)                   # [B, E, N], bias in the scan
         A = -torch.exp(self.A_log.float())                                       # [E, n]
-        y = mamba_ssm_scan.scan(x, dt, A, B.transpose(1, 2), C.transpose(1, 2), self.D.float(), z,
+        y = self.scan_fn(x, dt, A, B.transpose(1, 2), C.transpose(1, 2), self.D.float(), z,
                                 self.dt_proj.bias.float())                       # [B, E, N]
         return self.out_proj(y.transpose(1, 2))
 
@@ -196,7 +204,10 @@ class LanguageModel(torch.nn.Module):
                     self.segments.add(sub.get("segment_size", 10))
                     blocks.append(Attention(d, heads, make_checkpoints(sub.get("segment_size", 10))))
                 elif mixer == "mamba":
-                    blocks.append(MambaSsm(d, None) if scan == "mamba_ssm" else Mamba(d, scan))
+                    if scan in ("mamba_ssm", "mamba_ssm_op"):
+                        blocks.append(MambaSsm(d, None, as_operator=scan == "mamba_ssm_op"))
+                    else:
+                        blocks.append(Mamba(d, scan))
                 else:
                     raise SystemExit(f"model_peers.py: no peer for mixer '{mixer}'")
         assert len(self.windows) <= 1, "one window per model"
@@ -263,10 +274,11 @@ def main():
     parser.add_argument("--modes", default="default,reduce-overhead",
                         help="torch.compile modes to time; reduce-overhead replays CUDA graphs, as mixlab's "
                              "measure.execution=cuda_graph does (the peer row of a length is the fastest mode)")
-    parser.add_argument("--mamba-scans", default="doubling,mamba_ssm",
+    parser.add_argument("--mamba-scans", default="doubling,mamba_ssm,mamba_ssm_op",
                         help="scan formulations timed for presets with mamba, of: associative, doubling, "
                              "mamba_ssm (the reference CUDA scan, when bench/peers/mamba_ssm/build.sh's "
-                             "library is carried; else skipped with the reason) (the peer row is the "
+                             "library is carried; else skipped with the reason), mamba_ssm_op (the same "
+                             "kernels as one torch.library custom operator) (the peer row is the "
                              "fastest); associative took 1,263 ms at N = 1k on an H200 "
                              "(2026-12-03), 37x the doubling scan, so it is not timed by default")
     args = parser.parse_args()
@@ -283,7 +295,7 @@ def time_preset(name, preset, scan, args, out):
     """Rows of one preset (and one scan formulation where it has Mamba blocks) at every length and mode."""
     if scan is not None:
         try:
-            if scan == "mamba_ssm":
+            if scan in ("mamba_ssm", "mamba_ssm_op"):
                 ok, why = mamba_ssm_scan.usable()  # loads, and matches the eager scan (in a child process)
                 if not ok:
                     raise RuntimeError(why)
@@ -293,7 +305,7 @@ def time_preset(name, preset, scan, args, out):
             print(f"model_peers.py: {name}: the {scan} scan cannot run here: {error}", flush=True)
             return
     torch.manual_seed(0)
-    blocks_scan = scan if scan == "mamba_ssm" else SCANS.get(scan, scan_associative)
+    blocks_scan = scan if scan in ("mamba_ssm", "mamba_ssm_op") else SCANS.get(scan, scan_associative)
     model = LanguageModel(preset, args.d_model, args.heads, blocks_scan).cuda().to(torch.bfloat16)
     # One compiled graph per (mode, N), static shapes: with the default recompile limit (8)
     # the second mode's shapes sent FlexAttention to its unfused eager fallback (100x slower).
