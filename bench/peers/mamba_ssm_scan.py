@@ -61,6 +61,16 @@ def available():
     return True, LIBRARY
 
 
+def _loaded():
+    """The library, loaded on first use.  The custom operators below call it rather than read
+    _library: under `--check` this file is both __main__ and the module scan_peers imports, and the
+    operator registered last is the one dispatched."""
+    ok, why = available()
+    if not ok:
+        raise RuntimeError(f"mamba_ssm_scan.py: {why}")
+    return _library
+
+
 def _pointers(*tensors):
     return [ctypes.c_void_p(t.data_ptr()) for t in tensors]
 
@@ -127,8 +137,8 @@ if HAS_CUSTOM_OP:
         all contiguous -> (out_z, out, x): out_z = out ⊙ SiLU(z) [batch, E, N]; x: the chunk states."""
         batch, dim, length = u.shape
         out, out_z = torch.empty_like(u), torch.empty_like(u)
-        x = torch.empty(batch, dim, _library.mamba_ssm_chunks(length), 2 * A.shape[1], device=u.device)
-        _check(_library.mamba_ssm_forward_bf16(batch, dim, length, A.shape[1],
+        x = torch.empty(batch, dim, _loaded().mamba_ssm_chunks(length), 2 * A.shape[1], device=u.device)
+        _check(_loaded().mamba_ssm_forward_bf16(batch, dim, length, A.shape[1],
                                                *_pointers(u, delta, A, B4, C4, D, z, bias, out, out_z, x),
                                                _stream()), "forward")
         return out_z, out, x
@@ -136,7 +146,7 @@ if HAS_CUSTOM_OP:
     @_forward_op.register_fake
     def _(u, delta, A, B4, C4, D, z, bias):
         batch, dim, length = u.shape
-        chunks = _library.mamba_ssm_chunks(length)
+        chunks = _loaded().mamba_ssm_chunks(length)
         return torch.empty_like(u), torch.empty_like(u), u.new_empty(batch, dim, chunks, 2 * A.shape[1],
                                                                      dtype=torch.float32)
 
@@ -150,7 +160,7 @@ if HAS_CUSTOM_OP:
         du, ddelta, dz = torch.empty_like(u), torch.empty_like(delta), torch.empty_like(z)
         dA, dD, dbias = torch.zeros_like(A), torch.zeros_like(D), torch.zeros_like(bias)
         dB, dC = torch.zeros_like(B4, dtype=torch.float32), torch.zeros_like(C4, dtype=torch.float32)
-        _check(_library.mamba_ssm_backward_bf16(batch, dim, length, A.shape[1],
+        _check(_loaded().mamba_ssm_backward_bf16(batch, dim, length, A.shape[1],
                                                 *_pointers(u, delta, A, B4, C4, D, z, bias, out, x, dout, du,
                                                            ddelta, dA, dB, dC, dD, dz, dbias),
                                                 _stream()), "backward")

@@ -319,6 +319,11 @@ def time_preset(name, preset, scan, args, out):
         masks = model.masks(n, "cuda")
         for peer, run in variants:
             def step():
+                # One training iteration per call: under mode="reduce-overhead" this lets CUDA-graph
+                # trees reuse the last step's output memory.  Session 32 (one H100): the whole-graph
+                # mamba_ssm_op models failed every step without it ("accessing tensor output of
+                # CUDAGraphs that has been overwritten by a subsequent run"); not yet rerun with it.
+                torch.compiler.cudagraph_mark_step_begin()
                 logits = run(tokens[:, :-1], masks)
                 F.cross_entropy(logits.float().view(-1, model.vocab), tokens[:, 1:].reshape(-1)).backward()
             if args.profile_range:
