@@ -27,7 +27,8 @@
 #                      machine resumes the points in flight; database and logs in $OUT/zoo
 #   scout:SECONDS:WHAT bench/scout_paper.sh on $MIXLAB_SCOUT_DIR (default .devicedeps/scout; WHAT:
 #                      decode,prefill,...), its database gzipped to $OUT/scout-paper.db.gz
-#   anything else      run as a bash command
+#   anything else      run as a bash command, with $MIXLAB_CALL_END (the epoch second the call's
+#                      limit ends) exported, e.g. `timeout $((MIXLAB_CALL_END - $(date +%s) - 20)) CMD`
 # Each step gets what is left of LIMIT_SECONDS less a margin.  More than 8 files under $OUT at
 # the end are archived into $OUT/results.tgz (tables *.md and tests.log kept beside it).
 # Needs .devicedeps/ carried: the sqlite3 headers (gpu.sh), `commit` (the short commit, stamped on rows) and for `scout` the
@@ -80,7 +81,7 @@ for step in "$@"; do
       gzip -c "$scout_dir/scout-paper.db" >"$OUT/scout-paper.db.gz"
       tar -C "$scout_dir" -czf "$OUT/scout-logs.tgz" --exclude scout-paper.db . 2>/dev/null
       ;;
-    *) bash -c "$step" 2>&1 | tail -40 ;;
+    *) MIXLAB_CALL_END=$((T0 + LIMIT)) bash -c "$step" 2>&1 | tail -40 ;;
   esac
 done
 # A call returns at most 8 files (16 MiB each): when the steps left more, everything goes into
