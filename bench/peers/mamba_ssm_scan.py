@@ -84,35 +84,50 @@ def _check(status, what):
         raise RuntimeError(f"mamba_ssm_scan.py: {what}: CUDA error {status}")
 
 
+def _library_inputs(u, delta, A, B, C, D, z, bias):
+    """The arguments as the library reads them: contiguous; B, C as [batch, 1 group, n, N]; A, D and
+    the Δ bias in float32."""
+    return (u.contiguous(), delta.contiguous(), A.float().contiguous(), B.contiguous().unsqueeze(1),
+            C.contiguous().unsqueeze(1), D.float().contiguous(), z.contiguous(), bias.float().contiguous())
+
+
+def _launch_forward(u, delta, A, B4, C4, D, z, bias):
+    """u, delta, z: [batch, E, N] bf16; B4, C4: [batch, 1, n, N] bf16; A: [E, n], D, bias: [E] float32,
+    all contiguous -> (out_z, out, x): out_z = out ⊙ SiLU(z) [batch, E, N]; x: the chunk states."""
+    batch, dim, length = u.shape
+    out, out_z = torch.empty_like(u), torch.empty_like(u)
+    x = torch.empty(batch, dim, _loaded().mamba_ssm_chunks(length), 2 * A.shape[1], device=u.device)
+    _check(_loaded().mamba_ssm_forward_bf16(batch, dim, length, A.shape[1],
+                                            *_pointers(u, delta, A, B4, C4, D, z, bias, out, out_z, x),
+                                            _stream()), "forward")
+    return out_z, out, x
+
+
+def _launch_backward(u, delta, A, B4, C4, D, z, bias, out, x, dout):
+    """The gradients of out_z for each input of _launch_forward, in its shape and dtype."""
+    batch, dim, length = u.shape
+    du, ddelta, dz = torch.empty_like(u), torch.empty_like(delta), torch.empty_like(z)
+    dA, dD, dbias = torch.zeros_like(A), torch.zeros_like(D), torch.zeros_like(bias)
+    dB, dC = torch.zeros_like(B4, dtype=torch.float32), torch.zeros_like(C4, dtype=torch.float32)
+    _check(_loaded().mamba_ssm_backward_bf16(batch, dim, length, A.shape[1],
+                                             *_pointers(u, delta, A, B4, C4, D, z, bias, out, x, dout.contiguous(),
+                                                        du, ddelta, dA, dB, dC, dD, dz, dbias),
+                                             _stream()), "backward")
+    return du, ddelta, dA, dB.to(B4.dtype), dC.to(C4.dtype), dD, dz, dbias
+
+
 class _Scan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, z, bias):
-        u, delta, z = u.contiguous(), delta.contiguous(), z.contiguous()
-        B4, C4 = B.contiguous().unsqueeze(1), C.contiguous().unsqueeze(1)  # [batch, 1 group, n, N]
-        A, D, bias = A.float().contiguous(), D.float().contiguous(), bias.float().contiguous()
-        batch, dim, length = u.shape
-        dstate = A.shape[1]
-        out, out_z = torch.empty_like(u), torch.empty_like(u)
-        x = torch.empty(batch, dim, _library.mamba_ssm_chunks(length), 2 * dstate, device=u.device)
-        _check(_library.mamba_ssm_forward_bf16(batch, dim, length, dstate,
-                                               *_pointers(u, delta, A, B4, C4, D, z, bias, out, out_z, x),
-                                               _stream()), "forward")
-        ctx.save_for_backward(u, delta, A, B4, C4, D, z, bias, out, x)
+        inputs = _library_inputs(u, delta, A, B, C, D, z, bias)
+        out_z, out, x = _launch_forward(*inputs)
+        ctx.save_for_backward(*inputs, out, x)
         return out_z
 
     @staticmethod
     def backward(ctx, dout):
-        u, delta, A, B4, C4, D, z, bias, out, x = ctx.saved_tensors
-        batch, dim, length = u.shape
-        dout = dout.contiguous()
-        du, ddelta, dz = torch.empty_like(u), torch.empty_like(delta), torch.empty_like(z)
-        dA, dD, dbias = torch.zeros_like(A), torch.zeros_like(D), torch.zeros_like(bias)
-        dB, dC = torch.zeros_like(B4, dtype=torch.float32), torch.zeros_like(C4, dtype=torch.float32)
-        _check(_library.mamba_ssm_backward_bf16(batch, dim, length, A.shape[1],
-                                                *_pointers(u, delta, A, B4, C4, D, z, bias, out, x, dout, du,
-                                                           ddelta, dA, dB, dC, dD, dz, dbias),
-                                                _stream()), "backward")
-        return du, ddelta, dA, dB.squeeze(1).to(B4.dtype), dC.squeeze(1).to(C4.dtype), dD, dz, dbias
+        du, ddelta, dA, dB4, dC4, dD, dz, dbias = _launch_backward(*ctx.saved_tensors, dout)
+        return du, ddelta, dA, dB4.squeeze(1), dC4.squeeze(1), dD, dz, dbias
 
 
 def scan(u, delta, A, B, C, D, z, bias):
@@ -127,21 +142,13 @@ def scan(u, delta, A, B, C, D, z, bias):
 # The same scan as one opaque operator (torch.library.custom_op, PyTorch >= 2.4), so that
 # torch.compile keeps the whole model in one graph (and mode="reduce-overhead" in one CUDA graph)
 # instead of breaking the graph at every call of _Scan's ctypes launches: the strongest way a user
-# can put mamba_ssm's kernels under torch.compile.  Same kernels, same meaning as scan().
+# can put mamba_ssm's kernels under torch.compile.  Same launches, same meaning as scan().
 HAS_CUSTOM_OP = hasattr(torch, "library") and hasattr(torch.library, "custom_op")
 if HAS_CUSTOM_OP:
     @torch.library.custom_op("mixlab_peer::mamba_ssm_forward", mutates_args=())
     def _forward_op(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B4: torch.Tensor, C4: torch.Tensor,
                     D: torch.Tensor, z: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """u, delta, z: [batch, E, N] bf16; B4, C4: [batch, 1, n, N] bf16; A: [E, n], D, bias: [E] float32,
-        all contiguous -> (out_z, out, x): out_z = out ⊙ SiLU(z) [batch, E, N]; x: the chunk states."""
-        batch, dim, length = u.shape
-        out, out_z = torch.empty_like(u), torch.empty_like(u)
-        x = torch.empty(batch, dim, _loaded().mamba_ssm_chunks(length), 2 * A.shape[1], device=u.device)
-        _check(_loaded().mamba_ssm_forward_bf16(batch, dim, length, A.shape[1],
-                                               *_pointers(u, delta, A, B4, C4, D, z, bias, out, out_z, x),
-                                               _stream()), "forward")
-        return out_z, out, x
+        return _launch_forward(u, delta, A, B4, C4, D, z, bias)
 
     @_forward_op.register_fake
     def _(u, delta, A, B4, C4, D, z, bias):
@@ -155,16 +162,7 @@ if HAS_CUSTOM_OP:
                      D: torch.Tensor, z: torch.Tensor, bias: torch.Tensor, out: torch.Tensor, x: torch.Tensor,
                      dout: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
                                                   torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The gradients of _forward_op's out_z for each of its inputs, in their shapes and dtypes."""
-        batch, dim, length = u.shape
-        du, ddelta, dz = torch.empty_like(u), torch.empty_like(delta), torch.empty_like(z)
-        dA, dD, dbias = torch.zeros_like(A), torch.zeros_like(D), torch.zeros_like(bias)
-        dB, dC = torch.zeros_like(B4, dtype=torch.float32), torch.zeros_like(C4, dtype=torch.float32)
-        _check(_loaded().mamba_ssm_backward_bf16(batch, dim, length, A.shape[1],
-                                                *_pointers(u, delta, A, B4, C4, D, z, bias, out, x, dout, du,
-                                                           ddelta, dA, dB, dC, dD, dz, dbias),
-                                                _stream()), "backward")
-        return du, ddelta, dA, dB.to(B4.dtype), dC.to(C4.dtype), dD, dz, dbias
+        return _launch_backward(u, delta, A, B4, C4, D, z, bias, out, x, dout)
 
     @_backward_op.register_fake
     def _(u, delta, A, B4, C4, D, z, bias, out, x, dout):
@@ -172,12 +170,11 @@ if HAS_CUSTOM_OP:
                 torch.empty_like(C4), torch.empty_like(D), torch.empty_like(z), torch.empty_like(bias))
 
     def _setup_context(ctx, inputs, output):
-        u, delta, A, B4, C4, D, z, bias = inputs
         _, out, x = output
-        ctx.save_for_backward(u, delta, A, B4, C4, D, z, bias, out, x)
+        ctx.save_for_backward(*inputs, out, x)
 
     def _backward(ctx, d_out_z, d_out, d_x):  # only out_z reaches the loss
-        return _backward_op(*ctx.saved_tensors, d_out_z.contiguous())
+        return _backward_op(*ctx.saved_tensors, d_out_z)
 
     _forward_op.register_autograd(_backward, setup_context=_setup_context)
 
@@ -186,16 +183,12 @@ def scan_op(u, delta, A, B, C, D, z, bias):
     """scan() through the custom operator above (same arguments, same result).  Written for
     torch.compile to trace: once the library is loaded, every test below is a constant."""
     if _library is None:
-        ok, why = available()
-        if not ok:
-            raise RuntimeError(f"mamba_ssm_scan.py: {why}")
+        _loaded()
     if not HAS_CUSTOM_OP:
         raise RuntimeError("mamba_ssm_scan.py: this torch has no torch.library.custom_op")
     if u.dtype != torch.bfloat16:
         raise TypeError(f"mamba_ssm_scan.py: bf16 activations only (the library holds the bf16 kernels), got {u.dtype}")
-    B4, C4 = B.contiguous().unsqueeze(1), C.contiguous().unsqueeze(1)  # [batch, 1 group, n, N]
-    out_z, _, _ = _forward_op(u.contiguous(), delta.contiguous(), A.float().contiguous(), B4, C4,
-                              D.float().contiguous(), z.contiguous(), bias.float().contiguous())
+    out_z, _, _ = _forward_op(*_library_inputs(u, delta, A, B, C, D, z, bias))
     return out_z
 
 

@@ -39,6 +39,8 @@ from triton.testing import do_bench
 
 import mamba_ssm_scan
 
+MAMBA_SSM_SCANS = ("mamba_ssm", "mamba_ssm_op")  # --mamba-scans' forms of mamba_ssm's kernels (MambaSsm)
+
 THETA = 1e4
 PRESETS = os.path.join(os.path.dirname(__file__), "..", "..", "experiments", "presets")
 
@@ -204,7 +206,7 @@ class LanguageModel(torch.nn.Module):
                     self.segments.add(sub.get("segment_size", 10))
                     blocks.append(Attention(d, heads, make_checkpoints(sub.get("segment_size", 10))))
                 elif mixer == "mamba":
-                    if scan in ("mamba_ssm", "mamba_ssm_op"):
+                    if scan in MAMBA_SSM_SCANS:
                         blocks.append(MambaSsm(d, None, as_operator=scan == "mamba_ssm_op"))
                     else:
                         blocks.append(Mamba(d, scan))
@@ -295,7 +297,7 @@ def time_preset(name, preset, scan, args, out):
     """Rows of one preset (and one scan formulation where it has Mamba blocks) at every length and mode."""
     if scan is not None:
         try:
-            if scan in ("mamba_ssm", "mamba_ssm_op"):
+            if scan in MAMBA_SSM_SCANS:
                 ok, why = mamba_ssm_scan.usable()  # loads, and matches the eager scan (in a child process)
                 if not ok:
                     raise RuntimeError(why)
@@ -305,7 +307,7 @@ def time_preset(name, preset, scan, args, out):
             print(f"model_peers.py: {name}: the {scan} scan cannot run here: {error}", flush=True)
             return
     torch.manual_seed(0)
-    blocks_scan = scan if scan in ("mamba_ssm", "mamba_ssm_op") else SCANS.get(scan, scan_associative)
+    blocks_scan = scan if scan in MAMBA_SSM_SCANS else SCANS.get(scan, scan_associative)
     model = LanguageModel(preset, args.d_model, args.heads, blocks_scan).cuda().to(torch.bfloat16)
     # One compiled graph per (mode, N), static shapes: with the default recompile limit (8)
     # the second mode's shapes sent FlexAttention to its unfused eager fallback (100x slower).
