@@ -71,10 +71,10 @@ def main():
     found = loops(lines)
     if not found:
         raise SystemExit("ptx_loop_mix.py: the kernel has no loop")
-    print(f"{len(instructions(lines))} instructions in the kernel; loops (label, instructions, ex2):")
-    for label, _, _, body in found:
-        print(f"  {label} {len(body)} {sum(opcode(x) == 'ex2' for x in body)}")
     exps = lambda loop: sum(opcode(x) == "ex2" for x in loop[3])
+    print(f"{len(instructions(lines))} instructions in the kernel; loops (label, instructions, ex2):")
+    for loop in found:
+        print(f"  {loop[0]} {len(loop[3])} {exps(loop)}")
     with_exps = [loop for loop in found if exps(loop)]
     innermost = [a for a in with_exps
                  if not any(b is not a and a[1] <= b[1] and b[2] <= a[2] for b in with_exps)] or found
