@@ -16,7 +16,7 @@
 # with MIXLAB_PEER_TAG (e.g. _autotune) to write OUT/peer_PRESET_autotune.csv beside the default rows
 # MIXLAB_DECODE_PRESETS (e.g. mamba-546m,scout-swa-470m) and MIXLAB_DECODE_LENGTHS (e.g.
 # [2048,32768]): mixlab's side on those presets and lengths only (a call short of device time)
-# MIXLAB_PDL=0, MIXLAB_SKINNY_WIDE=0, MIXLAB_DECODE_FUSED_NORM=0, MIXLAB_EARLY_STATE_LOADS=0: one change of the decode step
+# MIXLAB_PDL=0, MIXLAB_SKINNY_WIDE=0, MIXLAB_DECODE_FUSED_NORM=0: one change of the decode step
 # undone at a time, the A/B against the default (docs/gpu.md, docs/decode.md), with its own MIXLAB_DECODE_DB
 set -uo pipefail
 BUILD="${1:?usage: bench/decode_issue13.sh BUILD OUT [WHAT...]}"

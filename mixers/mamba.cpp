@@ -180,11 +180,9 @@ class Mamba : public TokenMixer {
                                     norm);
     auto gate = xz.narrow(-1, E, E);
     auto projected = skinny_linear(u, x_proj_->weight, x_proj_->bias);        // [B, R + 2n]
-    // Δ's pre-activation δ W_dtᵀ is formed by the step itself (one kernel on CUDA), which may read
-    // the state, u and the gate before x_proj's product completes: that product writes none of them
-    const bool early_state_loads = true;
+    // Δ's pre-activation δ W_dtᵀ is formed by the step itself (one kernel on CUDA)
     return selective_scan_step(ssm_state, u, projected.narrow(-1, 0, R), A, projected.narrow(-1, R, n),
-                               projected.narrow(-1, R + n, n), D, gate, dt_bias, dt_proj_->weight, early_state_loads);
+                               projected.narrow(-1, R + n, n), D, gate, dt_bias, dt_proj_->weight);
   }
 
   // What the scan reads, from x: [B, N, d] (the lines above selective_scan in the header).

@@ -83,13 +83,11 @@ torch::Tensor selective_scan_step(torch::Tensor& state, const torch::Tensor& u_t
                                   const torch::Tensor& delta_t, const torch::Tensor& A,
                                   const torch::Tensor& B_t, const torch::Tensor& C_t,
                                   const torch::Tensor& D, const torch::Tensor& z_t,
-                                  const torch::Tensor& delta_bias, const torch::Tensor& delta_weight,
-                                  bool early_state_loads) {
+                                  const torch::Tensor& delta_bias, const torch::Tensor& delta_weight) {
 #ifdef MIXLAB_WITH_CUDA
   if (cuda::selective_state_update_supported(state, u_t, delta_t, A, B_t, C_t, D, z_t, delta_bias, delta_weight)) {
     record_implementation("selective_scan_step", Implementation::kernel);
-    return cuda::selective_state_update(state, u_t, delta_t, A, B_t, C_t, D, z_t, delta_bias, delta_weight,
-                                        early_state_loads);
+    return cuda::selective_state_update(state, u_t, delta_t, A, B_t, C_t, D, z_t, delta_bias, delta_weight);
   }
 #endif
   record_implementation("selective_scan_step", Implementation::reference);

@@ -34,15 +34,11 @@ torch::Tensor selective_scan(const torch::Tensor& u, const torch::Tensor& delta,
 // With `delta_weight` W_Δ: [E, R] given, delta_t is Mamba's low-rank δ: [B, R] and Δ's
 // pre-activation is δ W_Δᵀ (the dt projection, in the state's dtype: one kernel with the step on
 // CUDA, so a decode step does not launch that product on its own).
-// `early_state_loads` changes only when the CUDA kernel reads: the caller says the op launched just
-// before this step writes none of state, u_t, z_t (Mamba's step: x_proj's product, which writes
-// only δ, B, C), so the kernel reads them while that op still runs (core/cuda/dependent_launch.cuh).
 torch::Tensor selective_scan_step(torch::Tensor& state, const torch::Tensor& u_t,
                                   const torch::Tensor& delta_t, const torch::Tensor& A,
                                   const torch::Tensor& B_t, const torch::Tensor& C_t,
                                   const torch::Tensor& D, const torch::Tensor& z_t,
-                                  const torch::Tensor& delta_bias, const torch::Tensor& delta_weight = {},
-                                  bool early_state_loads = false);
+                                  const torch::Tensor& delta_bias, const torch::Tensor& delta_weight = {});
 
 // The state after the last of N steps, in closed form: with Δ_t as above and R_t = Σ_{s=t+1}^{N−1} Δ_s,
 //   h_{N−1}[e,:] = Σ_t exp(A[e,:] · R_t[e]) ⊙ Δ_t[e] · u_t[e] · B_t[:]

@@ -59,14 +59,10 @@ TEST(DecodeStepKernels, SelectiveStateUpdateEqualsTheReference) {
   torch::NoGradGuard no_grad;
   const int64_t batch = 3, channels = 70, rank = 5;
   // n = 16: one state per lane of the kernel's 16-lane group; 5: lanes left idle; 40: lanes that
-  // hold several states (j, j + 16, ...), past the two held in registers.  Early state loads: the
-  // state, u and z read before the dependent-launch wait (the op before is a copy, which writes
-  // none of them, as the contract asks).
+  // hold several states (j, j + 16, ...)
   for (int64_t n : {16, 5, 40})
-  for (auto dtype : {torch::kFloat, torch::kBFloat16})
-  for (bool early_state_loads : {false, true}) {
-    SCOPED_TRACE("n " + std::to_string(n) + ", " + std::string(c10::toString(dtype)) +
-                 (early_state_loads ? ", early state loads" : ""));
+  for (auto dtype : {torch::kFloat, torch::kBFloat16}) {
+    SCOPED_TRACE("n " + std::to_string(n) + ", " + std::string(c10::toString(dtype)));
     torch::manual_seed(2);
     const auto state = torch::randn({batch, channels, n}, torch::kDouble);
     const auto u = torch::randn({batch, channels}, torch::kDouble);
@@ -89,8 +85,7 @@ TEST(DecodeStepKernels, SelectiveStateUpdateEqualsTheReference) {
     const auto out = mixlab::selective_scan_step(device_state, act(u), act(delta), f32(A),
                                                  device_projected.narrow(1, rank, n),
                                                  device_projected.narrow(1, rank + n, n), f32(D),
-                                                 device_xz.narrow(1, channels, channels), f32(bias), {},
-                                                 early_state_loads);
+                                                 device_xz.narrow(1, channels, channels), f32(bias));
     EXPECT_EQ(log.summary(), "selective_scan_step=kernel");
     EXPECT_EQ(out.scalar_type(), dtype);
     EXPECT_LT(max_error(out, reference_out), tolerance(dtype) * (1 + reference_out.abs().max().item<double>()));
@@ -106,10 +101,8 @@ TEST(DecodeStepKernels, SelectiveStateUpdateFormsTheDeltaProjection) {
   torch::NoGradGuard no_grad;
   const int64_t batch = 3, channels = 70, n = 16;
   for (int64_t rank : {128, 5, 37})
-  for (auto dtype : {torch::kFloat, torch::kBFloat16})
-  for (bool early_state_loads : {false, true}) {
-    SCOPED_TRACE("rank " + std::to_string(rank) + ", " + std::string(c10::toString(dtype)) +
-                 (early_state_loads ? ", early state loads" : ""));
+  for (auto dtype : {torch::kFloat, torch::kBFloat16}) {
+    SCOPED_TRACE("rank " + std::to_string(rank) + ", " + std::string(c10::toString(dtype)));
     torch::manual_seed(5);
     auto act = [&](const torch::Tensor& t) { return t.to(torch::kCUDA, dtype); };
     auto f32 = [&](const torch::Tensor& t) { return t.to(torch::kCUDA, torch::kFloat); };
@@ -127,7 +120,7 @@ TEST(DecodeStepKernels, SelectiveStateUpdateFormsTheDeltaProjection) {
         mixlab::selective_scan_step(reference_state, back(u), torch::matmul(back(low), back(weight).t()), back(A),
                                     back(B), back(C), back(D), back(z), back(bias));
     ImplementationLog log;
-    const auto out = mixlab::selective_scan_step(device_state, u, low, A, B, C, D, z, bias, weight, early_state_loads);
+    const auto out = mixlab::selective_scan_step(device_state, u, low, A, B, C, D, z, bias, weight);
     EXPECT_EQ(log.summary(), "selective_scan_step=kernel");
     EXPECT_LT(max_error(out, reference_out), tolerance(dtype) * (1 + reference_out.abs().max().item<double>()));
     EXPECT_LT(max_error(device_state, reference_state), 1e-5 * (1 + reference_state.abs().max().item<double>()));

@@ -11,11 +11,8 @@
 //
 // The contract of a kernel launched by launch_dependent:
 //   1. before wait_for_prerequisites(): loads of inputs no kernel of the stream writes, no stores;
-//      also, where its caller says so, loads of inputs that kernel k (the one launched just before)
-//      does not write: by rule 2 whatever wrote them has completed (read them through L2, ld.cg);
 //   2. let_dependents_launch() after wait_for_prerequisites(), so that when kernel k+1 starts,
 //      kernel k−1 has completed (kernel k waited for it): only kernel k can still be running.
-//      A plainly launched kernel (a library's) lets its dependents start only when it completes.
 // A kernel launched plainly runs both calls as no-ops (it starts after its predecessor completes),
 // so the same kernel serves either launch.  MIXLAB_PDL=0 in the environment launches every kernel
 // plainly (the A/B of bench/decode_issue13.sh).

@@ -59,7 +59,6 @@ __global__ void causal_conv_step_kernel(ConvStepShape s, const T* __restrict__ a
 
 constexpr int kGroup = 16;  // lanes per (sequence, channel) in selective_state_update
 constexpr int kHeldRank = 8;  // W_Δ's values per lane read before the wait: ranks up to 128
-constexpr int kHeldState = 2;  // states per lane held in registers (A read before the wait): n up to 32
 
 // The sum of v over the 16 lanes of a group (groups are aligned 16-lane halves of the warp); every
 // lane of the warp must call it.
@@ -69,76 +68,33 @@ __device__ __forceinline__ float group_sum(float v) {
   return v;
 }
 
-// Where the group's loads of its channel's state h, u and z may start (core/cuda/dependent_launch.cuh):
-// after the wait (any caller), or before it where the caller says the kernel launched just before
-// this one writes none of them (StateUpdateShape::early_state_loads; Mamba's step: u and z come from
-// the in-projection two kernels back, h from this layer's previous step).  Read through L2 (ld.cg),
-// the point where the completed writer's stores are visible.
 template <typename T>
-struct SettledInputs {
-  float h[kHeldState] = {};  // h[j] for j = lane + 16 i
-  float x = 0.f, gate = 0.f;  // u[b, e], z[b, e]
-
-  __device__ void load(const StateUpdateShape& s, const float* h_row, const T* u, const T* z, int b, int e, int lane) {
-#pragma unroll
-    for (int i = 0; i < kHeldState; ++i) {
-      const int j = lane + kGroup * i;
-      if (j < s.n) h[i] = __ldcg(h_row + j);
-    }
-    x = to_f(__ldcg(u + static_cast<long long>(b) * s.u_row_stride + e));
-    if (z && lane == 0) gate = to_f(__ldcg(z + static_cast<long long>(b) * s.z_row_stride + e));
-  }
-};
-
-// At most 48 registers, so that 5 blocks of 256 threads fit an SM (54-56 unbounded: 4 blocks).
-template <typename T>
-__global__ void __launch_bounds__(kThreads, 5)
-    selective_state_update_kernel(StateUpdateShape s, float* __restrict__ state, const T* __restrict__ u,
-                                  const T* __restrict__ delta, const float* __restrict__ A,
-                                  const T* __restrict__ B, const T* __restrict__ C,
-                                  const float* __restrict__ D, const T* __restrict__ z,
-                                  const float* __restrict__ delta_bias, const T* __restrict__ delta_weight,
-                                  T* __restrict__ out) {
+__global__ void selective_state_update_kernel(StateUpdateShape s, float* __restrict__ state, const T* __restrict__ u,
+                                              const T* __restrict__ delta, const float* __restrict__ A,
+                                              const T* __restrict__ B, const T* __restrict__ C,
+                                              const float* __restrict__ D, const T* __restrict__ z,
+                                              const float* __restrict__ delta_bias, const T* __restrict__ delta_weight,
+                                              T* __restrict__ out) {
   const long long thread = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
   const long long channel = thread / kGroup;  // b·E + e
   const int lane = static_cast<int>(thread % kGroup);
   // No early return: every lane of the warp takes part in the shuffles below.
   const bool active = channel < static_cast<long long>(s.batch) * s.channels;
   const int b = active ? static_cast<int>(channel / s.channels) : 0, e = active ? static_cast<int>(channel % s.channels) : 0;
-  float* h = state + channel * s.n;
-  const float* a = A + static_cast<long long>(e) * s.n;
-  // Constants, read before the wait for the kernel that writes δ, B, C
-  // (core/cuda/dependent_launch.cuh): W_Δ's first values of this lane (r = lane + 16 i), b_δ, A's
-  // held values, D.
+  // Constants, read before the wait for the kernel that writes δ, u, B, C
+  // (core/cuda/dependent_launch.cuh): W_Δ's first values of this lane (r = lane + 16 i), b_δ.
   const T* w = delta_weight + static_cast<long long>(e) * s.delta_rank;
-  float w_held[kHeldRank], a_held[kHeldState];
+  float w_held[kHeldRank];
 #pragma unroll
   for (int i = 0; i < kHeldRank; ++i) {
     const int r = lane + kGroup * i;
     w_held[i] = active && r < s.delta_rank ? to_f(w[r]) : 0.f;
   }
-#pragma unroll
-  for (int i = 0; i < kHeldState; ++i) {
-    const int j = lane + kGroup * i;
-    a_held[i] = active && j < s.n ? a[j] : 0.f;
-  }
-  const float bias = active && delta_bias ? delta_bias[e] : 0.f, skip = active && D ? D[e] : 0.f;
-  SettledInputs<T> held;
-  if (active && s.early_state_loads) held.load(s, h, u, z, b, e, lane);
+  const float bias = active && delta_bias ? delta_bias[e] : 0.f;
   wait_for_prerequisites();
   let_dependents_launch();
-  if (active && !s.early_state_loads) held.load(s, h, u, z, b, e, lane);
 
-  // What the kernel before this one wrote: δ's row, B and C (the held states' columns).
   const T* delta_row = delta + static_cast<long long>(b) * s.delta_row_stride;
-  const T* b_row = B + static_cast<long long>(b) * s.bc_row_stride;
-  const T* c_row = C + static_cast<long long>(b) * s.bc_row_stride;
-  float b_held[kHeldState] = {}, c_held[kHeldState] = {};
-#pragma unroll
-  for (int i = 0; i < kHeldState; ++i) {
-    const int j = lane + kGroup * i;
-    if (active && j < s.n) b_held[i] = to_f(b_row[j]), c_held[i] = to_f(c_row[j]);
-  }
   float step = 0.f;
   if (s.delta_rank > 0) {  // δ = Σ_r W_Δ[e, r] δ_low[r], over the group's lanes
     float partial = 0.f;
@@ -154,19 +110,15 @@ __global__ void __launch_bounds__(kThreads, 5)
   } else if (active) {
     step = to_f(delta_row[e]);
   }
-  float y = 0.f;
+  float x = 0.f, y = 0.f;
   if (active) {
-    const float x = held.x;
+    x = to_f(u[static_cast<long long>(b) * s.u_row_stride + e]);
     step = softplus(step + bias);
-#pragma unroll
-    for (int i = 0; i < kHeldState; ++i) {
-      const int j = lane + kGroup * i;
-      if (j >= s.n) break;
-      const float next = expf(step * a_held[i]) * held.h[i] + step * x * b_held[i];
-      h[j] = next;
-      y += next * c_held[i];
-    }
-    for (int j = lane + kGroup * kHeldState; j < s.n; j += kGroup) {  // states past the held ones (n > 32)
+    float* h = state + channel * s.n;
+    const float* a = A + static_cast<long long>(e) * s.n;
+    const T* b_row = B + static_cast<long long>(b) * s.bc_row_stride;
+    const T* c_row = C + static_cast<long long>(b) * s.bc_row_stride;
+    for (int j = lane; j < s.n; j += kGroup) {
       const float next = expf(step * a[j]) * h[j] + step * x * to_f(b_row[j]);
       h[j] = next;
       y += next * to_f(c_row[j]);
@@ -174,8 +126,8 @@ __global__ void __launch_bounds__(kThreads, 5)
   }
   y = group_sum(y);
   if (!active || lane != 0) return;
-  y += skip * held.x;
-  if (z) y *= silu(held.gate);
+  if (D) y += D[e] * x;
+  if (z) y *= silu(to_f(z[static_cast<long long>(b) * s.z_row_stride + e]));
   store_f(out + channel, y);
 }
 

@@ -8,9 +8,6 @@
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 
-#include <string>
-
-#include "core/ab_switch.h"
 #include "core/cuda/kernels.h"
 #include "mixers/cuda/kernels.h"
 #include "mixers/cuda/launch.h"
@@ -41,13 +38,6 @@ bool rows_of(const torch::Tensor& t, int64_t rows, int64_t columns) {
 }
 
 const void* pointer_or_null(const torch::Tensor& t) { return t.defined() ? t.data_ptr() : nullptr; }
-
-// Whether a caller's early_state_loads is honoured: not when MIXLAB_EARLY_STATE_LOADS is "0"
-// (core/ab_switch.h; the A/B of bench/decode_issue13.sh).
-bool early_state_loads_enabled() {
-  static const bool enabled = ab_switch_on("MIXLAB_EARLY_STATE_LOADS");
-  return enabled;
-}
 
 }  // namespace
 
@@ -119,7 +109,7 @@ bool selective_state_update_supported(const torch::Tensor& state, const torch::T
 torch::Tensor selective_state_update(torch::Tensor& state, const torch::Tensor& u_t, const torch::Tensor& delta_t,
                                      const torch::Tensor& A, const torch::Tensor& B_t, const torch::Tensor& C_t,
                                      const torch::Tensor& D, const torch::Tensor& z_t, const torch::Tensor& delta_bias,
-                                     const torch::Tensor& delta_weight, bool early_state_loads) {
+                                     const torch::Tensor& delta_weight) {
   TORCH_CHECK(selective_state_update_supported(state, u_t, delta_t, A, B_t, C_t, D, z_t, delta_bias, delta_weight),
               "mixers/cuda/decode_step_binding.cpp: selective_state_update: the kernel takes a contiguous float32 "
               "CUDA state [B, E, n], u, delta, z [B, E] (delta [B, R] with a contiguous delta_weight [E, R]) and "
@@ -136,7 +126,6 @@ torch::Tensor selective_state_update(torch::Tensor& state, const torch::Tensor& 
   shape.delta_rank = delta_weight.defined() ? static_cast<int>(delta_weight.size(1)) : 0;
   shape.bc_row_stride = B_t.stride(0);
   shape.z_row_stride = z_t.defined() ? z_t.stride(0) : 0;
-  shape.early_state_loads = early_state_loads && early_state_loads_enabled();
   auto out = torch::empty({state.size(0), state.size(1)}, u_t.options());
   detail::selective_state_update(shape, state.data_ptr<float>(), u_t.data_ptr(), delta_t.data_ptr(), A.data_ptr<float>(),
                                  B_t.data_ptr(), C_t.data_ptr(), D.defined() ? D.data_ptr<float>() : nullptr,

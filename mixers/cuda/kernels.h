@@ -39,9 +39,7 @@ std::pair<torch::Tensor, torch::Tensor> selective_scan_with_final_state(
 //     [B, E, n] float32 (contiguous, updated in place); u_t, delta_t, z_t [B, E] and B_t, C_t
 //     [B, n] of one float dtype (unit column stride, any row stride); A [E, n], D, delta_bias [E]
 //     float32; returns out_t [B, E] in u_t's dtype.  With delta_weight W_Δ [E, R] (contiguous, u_t's
-//     dtype) delta_t is [B, R] and the kernel forms δ W_Δᵀ itself.  early_state_loads: the caller
-//     says the kernel launched just before this one writes none of state, u_t, z_t (then they are
-//     read before the dependent-launch wait; MIXLAB_EARLY_STATE_LOADS=0 turns it off)
+//     dtype) delta_t is [B, R] and the kernel forms δ W_Δᵀ itself
 bool causal_conv_step_supported(const torch::Tensor& history, const torch::Tensor& a_t, const torch::Tensor& weight,
                                 const torch::Tensor& bias);
 torch::Tensor causal_conv_step(torch::Tensor& history, const torch::Tensor& a_t, const torch::Tensor& weight,
@@ -53,7 +51,7 @@ bool selective_state_update_supported(const torch::Tensor& state, const torch::T
 torch::Tensor selective_state_update(torch::Tensor& state, const torch::Tensor& u_t, const torch::Tensor& delta_t,
                                      const torch::Tensor& A, const torch::Tensor& B_t, const torch::Tensor& C_t,
                                      const torch::Tensor& D, const torch::Tensor& z_t, const torch::Tensor& delta_bias,
-                                     const torch::Tensor& delta_weight, bool early_state_loads);
+                                     const torch::Tensor& delta_weight);
 
 // Mamba's input stage of a step as one kernel (linear_conv_step.cu), not differentiable; taken by
 // mixlab::linear_conv_step (mixers/linear_conv_step.h) where linear_conv_step_supported passes:

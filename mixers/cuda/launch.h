@@ -68,9 +68,6 @@ struct StateUpdateShape {
   int batch = 0, channels = 0, n = 0;
   long long u_row_stride = 0, delta_row_stride = 0, bc_row_stride = 0, z_row_stride = 0;
   int delta_rank = 0;  // R > 0: delta is [B, R] and delta_weight W_Δ [E, R]; 0: delta is [B, E]
-  // The kernel launched just before this one writes neither the state nor u nor z, so they are read
-  // before the dependent-launch wait (core/cuda/dependent_launch.cuh, rule 1).
-  bool early_state_loads = false;
 };
 void selective_state_update(const StateUpdateShape& shape, float* state, const void* u, const void* delta,
                             const float* A, const void* B, const void* C, const float* D, const void* z,
