@@ -65,7 +65,7 @@ def loops(lines):
     return found
 
 
-SASS_FUNCTION = re.compile(r"^\s*Function : (\S+)")
+SASS_FUNCTION = re.compile(r"^\s*Function : (\S+)", re.M)
 SASS_INSTRUCTION = re.compile(r"^\s*/\*([0-9a-f]+)\*/\s+(?:@!?U?P[T0-9]+\s+)?([A-Z][A-Z0-9_.]*)")
 SASS_BRANCH = re.compile(r"\bBRA(?:\.[A-Z.]+)?\s+(?:`?\(?)0x([0-9a-f]+)")
 
@@ -117,12 +117,12 @@ def print_mix(total, found, is_exp, top):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("ptx")
+    parser.add_argument("listing", help="PTX (nvcc -ptx) or SASS (cuobjdump -sass)")
     parser.add_argument("kernel", help="text in the kernel's mangled name")
     parser.add_argument("--top", type=int, default=16, help="opcodes shown in the mix")
     args = parser.parse_args()
-    text = open(args.ptx).read()
-    if re.search(r"^\s*Function : ", text, re.M):  # cuobjdump -sass
+    text = open(args.listing).read()
+    if SASS_FUNCTION.search(text):  # cuobjdump -sass
         code = sass_kernel(text, args.kernel)
         found = sass_loops(code)
         total, is_exp = len(code), lambda op: op.startswith("MUFU.EX2")
