@@ -27,6 +27,8 @@
 #                      machine resumes the points in flight; database and logs in $OUT/zoo
 #   scout:SECONDS:WHAT bench/scout_paper.sh on $MIXLAB_SCOUT_DIR (default .devicedeps/scout; WHAT:
 #                      decode,prefill,...), its database gzipped to $OUT/scout-paper.db.gz
+#   (a patch A/B)      bench/patch_ab.sh $MIXLAB_GPU_BUILD $OUT/ab PATCH OPS TESTS as a plain command
+#                      (below) after `suite` or `bin`: the tree against the tree with PATCH, same call
 #   anything else      run as a bash command, with $MIXLAB_CALL_END (the epoch second the call's
 #                      limit ends) exported, e.g. `timeout $((MIXLAB_CALL_END - $(date +%s) - 20)) CMD`
 # Each step gets what is left of LIMIT_SECONDS less a margin.  More than 8 files under $OUT at

@@ -1,0 +1,103 @@
+// bench/patch_ab_table.py (the table of a same-call kernel A/B, bench/patch_ab.sh) on hand-made
+// kernel_bench CSVs whose medians and changes are worked out below, and patch_ab.sh's refusal of
+// a patch that does not apply to the tree (before anything is built or changed).
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "tests/source_tree.h"
+#include "tests/subprocess.h"
+#include "tests/temp_dir.h"
+
+namespace {
+
+using mixlab::testing::ProcessResult;
+using mixlab::testing::TempDir;
+
+constexpr const char* kPython = "/usr/bin/python3";
+constexpr const char* kHeader = "impl,op,N,head_dim,batch_heads,fwd_ms,fwdbwd_ms,fwd_flops,fwdbwd_flops\n";
+
+void write_csv(const TempDir& dir, const std::string& name, const std::string& rows) {
+  std::ofstream(dir.file(name)) << kHeader << rows;
+}
+
+ProcessResult run_table(const TempDir& dir, const std::vector<std::string>& args) {
+  const auto script = (mixlab::source_tree::root() / "bench" / "patch_ab_table.py").string();
+  std::vector<std::string> argv{script};
+  for (const auto& a : args) argv.push_back(a == "--" ? a : dir.file(a));
+  return mixlab::testing::run_process(kPython, argv, dir.file("run"));
+}
+
+}  // namespace
+
+// A: three runs of scan at N = 1024 (fwd 0.25, 0.31, 0.27 → median 0.27; fwd+bwd 1.0, 1.2, 1.1 →
+// 1.1) and one of N = 4096 that B lacks; B: two runs (fwd 0.20, 0.24 → 0.22; fwd+bwd 0.9, 1.3 →
+// 1.1).  Changes: fwd (0.22 − 0.27) / 0.27 = −18.5%, fwd+bwd 0.0%.  matmul_peak rows are left out.
+TEST(PatchAbTable, MediansPerSideAndTheChange) {
+  if (!std::filesystem::exists(kPython)) GTEST_SKIP() << kPython << " is missing";
+  TempDir dir("patch_ab_table");
+  write_csv(dir, "a1.csv", "mixlab,matmul_peak,8192,0,1,1.38,0,1,0\nmixlab,scan,1024,16,16384,0.25,1.0,0,0\n"
+                           "mixlab,scan,4096,16,16384,1.0,4.0,0,0\n");
+  write_csv(dir, "a2.csv", "mixlab,scan,1024,16,16384,0.31,1.2,0,0\n");
+  write_csv(dir, "a3.csv", "mixlab,scan,1024,16,16384,0.27,1.1,0,0\n");
+  write_csv(dir, "b1.csv", "mixlab,scan,1024,16,16384,0.20,0.9,0,0\n");
+  write_csv(dir, "b2.csv", "mixlab,scan,1024,16,16384,0.24,1.3,0,0\n");
+  const auto result = run_table(dir, {"a1.csv", "a2.csv", "a3.csv", "--", "b1.csv", "b2.csv"});
+  ASSERT_TRUE(result.exited_with(0)) << result.err;
+  EXPECT_NE(result.out.find("A: 3 run(s), B: 2 run(s)"), std::string::npos) << result.out;
+  EXPECT_NE(result.out.find("| mixlab | scan | 1024 | 16 | 0.270 | 0.220 | -18.5% | 1.100 | 1.100 | +0.0% |"),
+            std::string::npos)
+      << result.out;
+  EXPECT_NE(result.out.find("| mixlab | scan | 4096 | 16 | only in A |"), std::string::npos) << result.out;
+  EXPECT_EQ(result.out.find("matmul_peak"), std::string::npos) << result.out;
+}
+
+TEST(PatchAbTable, WithoutBothSidesItSaysHowToCallIt) {
+  if (!std::filesystem::exists(kPython)) GTEST_SKIP() << kPython << " is missing";
+  TempDir dir("patch_ab_table_usage");
+  write_csv(dir, "a1.csv", "mixlab,scan,1024,16,16384,0.25,1.0,0,0\n");
+  const auto result = run_table(dir, {"a1.csv"});
+  EXPECT_FALSE(result.exited_with(0));
+  EXPECT_NE(result.err.find("usage: patch_ab_table.py A.csv"), std::string::npos) << result.err;
+}
+
+// A patch whose context is not in the tree is refused by `git apply --check` before the script
+// builds or changes anything: the file it names is left as it was.
+TEST(PatchAb, APatchThatDoesNotApplyIsRefusedBeforeAnythingChanges) {
+  if (!std::filesystem::exists("/usr/bin/git")) GTEST_SKIP() << "git is missing";
+  TempDir dir("patch_ab_refuse");
+  std::filesystem::create_directories(dir.file("build"));
+  std::ofstream(dir.file("build/build.ninja")) << "# a configured build stands here\n";
+  const auto target = mixlab::source_tree::root() / "bench" / "patch_ab_table.py";
+  const std::string before = mixlab::testing::slurp(target.string());
+  std::ofstream(dir.file("bad.patch")) << "--- a/bench/patch_ab_table.py\n+++ b/bench/patch_ab_table.py\n"
+                                          "@@ -1,2 +1,2 @@\n-no such line in the file\n+a replacement\n"
+                                          " nor this one\n";
+  const auto script = (mixlab::source_tree::root() / "bench" / "patch_ab.sh").string();
+  const auto result = mixlab::testing::run_process(
+      "/bin/bash", {script, dir.file("build"), dir.file("out"), dir.file("bad.patch"), "scan"}, dir.file("run"));
+  EXPECT_FALSE(result.exited_with(0)) << result.out;
+  EXPECT_NE(result.err.find("patch failed"), std::string::npos) << result.err;
+  EXPECT_EQ(result.out.find("== A"), std::string::npos) << result.out;  // nothing built
+  EXPECT_EQ(mixlab::testing::slurp(target.string()), before);
+}
+
+// Every experiment kept as a patch (bench/experiments/) still applies to the tree: a change to the
+// file it patches must bring the patch along (rebased) or drop it.
+TEST(PatchAb, EveryExperimentPatchAppliesToTheTree) {
+  if (!std::filesystem::exists("/usr/bin/git")) GTEST_SKIP() << "git is missing";
+  TempDir dir("patch_ab_experiments");
+  const auto root = mixlab::source_tree::root();
+  int patches = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(root / "bench" / "experiments")) {
+    if (entry.path().extension() != ".patch") continue;
+    ++patches;
+    const auto result = mixlab::testing::run_process(
+        "/bin/bash", {"-c", "cd \"$1\" && git apply --check \"$2\"", "check", root.string(), entry.path().string()},
+        dir.file("run" + std::to_string(patches)));
+    EXPECT_TRUE(result.exited_with(0)) << entry.path() << ": " << result.err;
+  }
+  EXPECT_GE(patches, 1);
+}
