@@ -50,6 +50,13 @@ inline torch::Tensor weight(const TokenMixerPtr& mixer, const std::string& name)
   return {};
 }
 
+// Every parameter by its registered name, detached (what a reference implementation reads).
+inline std::map<std::string, torch::Tensor> weights_by_name(const TokenMixerPtr& mixer) {
+  std::map<std::string, torch::Tensor> weights;
+  for (const auto& item : mixer->named_parameters()) weights[item.key()] = item.value().detach();
+  return weights;
+}
+
 // x ~ N(0, 1): [batch, n, d] in float64, from a fixed seed.
 inline torch::Tensor random_input(int64_t batch, int64_t n, int64_t d, uint64_t seed = 7) {
   torch::manual_seed(seed);

@@ -6,6 +6,7 @@
 #include "core/registry.h"
 #include "mixers/selective_scan.h"
 #include "harness/flop_counter.h"
+#include "tests/mixer_test_helpers.h"
 
 #include <gtest/gtest.h>
 
@@ -139,20 +140,9 @@ TEST(Mamba, ScanFloat32InputRunsInFloat32) {
   EXPECT_TRUE(torch::allclose(out.to(torch::kDouble), slow, 1e-4, 1e-5));
 }
 
-// A tiny float64 mamba mixer.
+// A tiny float64 mamba mixer (init_std larger than usual so that every path carries signal).
 TokenMixerPtr make_mamba(int64_t d_model, std::map<std::string, ParamValue> params = {}) {
-  MixerContext context;
-  context.d_model = d_model;
-  context.init_std = 0.2;  // larger than usual so that every path carries signal in the tests
-  auto mixer = Registry::global().create("mamba", context, params);
-  mixer->to(torch::kDouble);
-  return mixer;
-}
-
-std::map<std::string, torch::Tensor> weights_of(const TokenMixerPtr& mixer) {
-  std::map<std::string, torch::Tensor> weights;
-  for (const auto& item : mixer->named_parameters()) weights[item.key()] = item.value().detach();
-  return weights;
+  return testing::make_float64("mamba", testing::tiny_context(d_model, 4, 0.2), params);
 }
 
 // The whole block rebuilt from the module's weights: explicit causal conv taps, the scalar scan.
@@ -182,7 +172,7 @@ TEST(Mamba, ForwardEqualsReferenceFromWeights) {
   auto mixer = make_mamba(16, {{"d_state", int64_t{4}}, {"d_conv", int64_t{3}}, {"dt_rank", int64_t{3}}});
   auto x = torch::randn({2, 11, 16}, kF64);
   auto out = mixer->forward(x);
-  auto expected = reference_forward(weights_of(mixer), x);
+  auto expected = reference_forward(testing::weights_by_name(mixer), x);
   ASSERT_EQ(out.sizes(), x.sizes());
   EXPECT_TRUE(torch::allclose(out, expected, 1e-11, 1e-12)) << (out - expected).abs().max().item<double>();
 }
@@ -234,7 +224,7 @@ TEST(Mamba, InitialisationAsThePaper) {
   torch::manual_seed(8);
   const int64_t d = 32, n = 8;
   auto mixer = make_mamba(d, {{"d_state", n}, {"dt_min", 0.002}, {"dt_max", 0.05}});
-  auto w = weights_of(mixer);
+  auto w = testing::weights_by_name(mixer);
   const int64_t E = 2 * d, R = 2;  // auto rank ⌈32/16⌉
   ASSERT_EQ(w["dt_proj.weight"].sizes(), (std::vector<int64_t>{E, R}));
   auto expected_A_log = torch::log(torch::arange(1, n + 1, kF64)).expand({E, n});
@@ -249,7 +239,7 @@ TEST(Mamba, InitialisationAsThePaper) {
   const double sd = (std::log(0.05) - std::log(0.002)) / std::sqrt(12.0 * E);
   EXPECT_NEAR(dt.log().mean().item<double>(), middle, 4 * sd);
   // The floor clamps draws below it.
-  auto floored = torch::softplus(weights_of(make_mamba(d, {{"dt_init_floor", 0.05}}))["dt_proj.bias"]);
+  auto floored = torch::softplus(testing::weights_by_name(make_mamba(d, {{"dt_init_floor", 0.05}}))["dt_proj.bias"]);
   EXPECT_GE(floored.min().item<double>(), 0.05 * (1 - 1e-5));
   EXPECT_GT(floored.max().item<double>(), 0.05 * (1 + 1e-3));  // draws above the floor stay
 }

@@ -5,6 +5,7 @@
 
 #include "core/registry.h"
 #include "harness/flop_counter.h"
+#include "tests/mixer_test_helpers.h"
 
 #include <gtest/gtest.h>
 
@@ -15,20 +16,10 @@ namespace MIXLAB_UNITY_ID {
 
 const auto kF64 = torch::TensorOptions().dtype(torch::kDouble);
 
+// A tiny float64 mamba2 mixer from a fixed seed (init_std larger than usual so that every path
+// carries signal).
 TokenMixerPtr make_mamba2(int64_t d_model, std::map<std::string, ParamValue> params, uint64_t seed = 11) {
-  torch::manual_seed(seed);
-  MixerContext context;
-  context.d_model = d_model;
-  context.init_std = 0.2;  // larger than usual so that every path carries signal in the tests
-  auto mixer = Registry::global().create("mamba2", context, params);
-  mixer->to(torch::kDouble);
-  return mixer;
-}
-
-std::map<std::string, torch::Tensor> weights_of(const TokenMixerPtr& mixer) {
-  std::map<std::string, torch::Tensor> weights;
-  for (const auto& item : mixer->named_parameters()) weights[item.key()] = item.value().detach();
-  return weights;
+  return testing::make_f64("mamba2", testing::tiny_context(d_model, 4, 0.2), params, seed);
 }
 
 // A small configuration with several heads and two groups: d = 8, E = 16, P = 4 -> H = 4, G = 2.
@@ -147,7 +138,7 @@ TEST(Mamba2, EqualsScalarSequentialRecurrence) {
     auto mixer = make_mamba2(8, small(chunk));
     auto x = torch::randn({2, 11, 8}, kF64);
     auto out = mixer->forward(x);
-    auto expected = reference_forward(weights_of(mixer), x, 4, 2, 1e-5);
+    auto expected = reference_forward(testing::weights_by_name(mixer), x, 4, 2, 1e-5);
     EXPECT_TRUE(torch::allclose(out, expected, 1e-10, 1e-12))
         << "chunk " << chunk << ": " << (out - expected).abs().max().item<double>();
   }
@@ -162,7 +153,7 @@ TEST(Mamba2, HiddenStateMixerMatchesReferenceAndStep) {
     auto mixer = make_mamba2(8, params);
     auto x = torch::randn({2, 11, 8}, kF64);
     auto out = mixer->forward(x);
-    auto expected = reference_forward(weights_of(mixer), x, 4, 2, 1e-5, chunk);
+    auto expected = reference_forward(testing::weights_by_name(mixer), x, 4, 2, 1e-5, chunk);
     EXPECT_TRUE(torch::allclose(out, expected, 1e-10, 1e-12))
         << "chunk " << chunk << ": " << (out - expected).abs().max().item<double>();
     auto state = mixer->initial_state(2, kF64);
@@ -204,13 +195,13 @@ TEST(Mamba2, FiniteGradientsToEveryParameter) {
 }
 
 TEST(Mamba2, AutoHeadDimIsTheLargestDivisorUpTo64) {
-  EXPECT_EQ(weights_of(make_mamba2(64, {{"d_state", int64_t{4}}}))["A_log"].size(0), 2);   // E = 128: P = 64
-  EXPECT_EQ(weights_of(make_mamba2(48, {{"d_state", int64_t{4}}}))["A_log"].size(0), 2);   // E = 96: P = 48
-  EXPECT_EQ(weights_of(make_mamba2(8, {{"d_state", int64_t{4}}}))["A_log"].size(0), 1);    // E = 16: P = 16
+  EXPECT_EQ(testing::weights_by_name(make_mamba2(64, {{"d_state", int64_t{4}}}))["A_log"].size(0), 2);   // E = 128: P = 64
+  EXPECT_EQ(testing::weights_by_name(make_mamba2(48, {{"d_state", int64_t{4}}}))["A_log"].size(0), 2);   // E = 96: P = 48
+  EXPECT_EQ(testing::weights_by_name(make_mamba2(8, {{"d_state", int64_t{4}}}))["A_log"].size(0), 1);    // E = 16: P = 16
 }
 
 TEST(Mamba2, Initialisation) {
-  auto w = weights_of(make_mamba2(16, {{"headdim", int64_t{2}}, {"d_state", int64_t{4}}}));
+  auto w = testing::weights_by_name(make_mamba2(16, {{"headdim", int64_t{2}}, {"d_state", int64_t{4}}}));
   const int64_t H = 16;  // E = 32, P = 2
   ASSERT_EQ(w["A_log"].size(0), H);
   EXPECT_GE(w["A_log"].min().item<double>(), std::log(1.0) - 1e-6);
