@@ -312,7 +312,8 @@ TEST(CudaKernels, SelectiveScanTimeSlicesMatchFloat64Reference) {
     shape.batch = batch, shape.channels = channels, shape.n = n, shape.states = 16;
     const int splits = mixlab::cuda::detail::selective_scan_time_splits(shape);
     EXPECT_GT(splits, 1) << "batch " << batch << " E " << channels << " N " << n;
-    EXPECT_NE(n % 64, 0) << "N a multiple of the 64-step chunk: the last slice would be a full one";
+    EXPECT_NE(n % mixlab::cuda::detail::kScanChunk, 0)
+        << "N a multiple of the chunk: the last slice would be a full one";
   }
   check_scan(1, 32, 2100, torch::kFloat, true, 1e-4);
   check_scan(2, 40, 1500, torch::kBFloat16, true, 1e-2);
