@@ -6,9 +6,10 @@
 //
 // Layout of the work: a block owns 32 channels of one sequence; 4 consecutive threads share one
 // channel and hold 4 of its 16 states each in registers (y needs a 2-shuffle sum over the quad).
-// Time is walked in chunks of 64 steps: [32 x 64] tiles of u, δ, z (and dout) and [16 x 64] tiles
-// of B, C are copied to shared memory with cp.async, double-buffered so that the next chunk's
-// copy overlaps this chunk's arithmetic; every input element is read once.  The forward writes
+// Time is walked in chunks of L steps (64; kForwardChunk and kBackwardChunk below): [32 x L]
+// tiles of u, δ, z (and dout) and [16 x L] tiles of B, C are copied to shared memory with
+// cp.async, double-buffered so that the next chunk's copy overlaps this chunk's arithmetic; every
+// input element is read once.  The forward writes
 // the state after every 16 steps (n floats per channel) for the backward.
 //
 // Backward, per 16-step sub-chunk from the last to the first: recompute its 16 states from the
@@ -21,7 +22,7 @@
 // memory, the grid with float atomics.
 //
 // Time slices (state passing).  With few sequences x channels, one block per 32 channels leaves
-// most of the GPU idle, so time is cut into G slices of L steps (a multiple of the 64-step chunk)
+// most of the GPU idle, so time is cut into G slices of L steps (whole forward chunks)
 // scanned by separate blocks.  The recurrence is linear in h, so over slice g
 //   h_end = P_g ⊙ h_begin + ĥ_g,   P_g[j] = exp(A[j] Σ_{t in g} Δ_t),
 // with ĥ_g the slice's state scanned from h = 0.  Forward: (1) a summary pass writes ĥ_g and ΣΔ
@@ -51,9 +52,14 @@ namespace {
 constexpr int kChannels = 32;          // channels per block
 constexpr int kThreads = 4 * kChannels;
 constexpr int kPer = kScanStates / 4;  // states per thread
-constexpr int kL = kScanChunk;         // time steps per chunk
+// Time steps per chunk staged in shared memory: the forward's chunk is also the unit of a time
+// slice; the backward's divides it (a slice of the forward's chunks is whole backward chunks).
+constexpr int kForwardChunk = kScanChunk;
+constexpr int kBackwardChunk = kScanChunk;
 constexpr int kSub = kScanStateStride; // steps per backward sub-chunk
-constexpr int kPad = kL + 1;           // padded row of a float [channels x time] tile
+static_assert(kForwardChunk % kBackwardChunk == 0 && kBackwardChunk % kSub == 0);
+// A float [channels x time] tile of L-step chunks has rows of L + 1 (rows land in different banks).
+constexpr int padded(int L) { return L + 1; }
 constexpr float kLog2e = 1.4426950408889634f;
 
 __device__ __forceinline__ float quad_sum(float x) {
@@ -111,78 +117,79 @@ __device__ __forceinline__ float channel_reduce_scatter(const float (&v)[8], int
   return keep + __shfl_xor_sync(0xffffffffu, send, 4);
 }
 
-// A raw tile row: kL elements of T plus one 4-byte word of padding (rows land in different banks).
-template <class T>
-__host__ __device__ constexpr int row_len() { return kL + 4 / static_cast<int>(sizeof(T)); }
+// A raw tile row: L elements of T plus one 4-byte word of padding (rows land in different banks).
+template <class T, int L>
+__host__ __device__ constexpr int row_len() { return L + 4 / static_cast<int>(sizeof(T)); }
 
-// Copy rows [0, rows) x steps [t0, t0 + kL) of a row-major [rows_total, n] matrix (rows starting
+// Copy rows [0, rows) x steps [t0, t0 + L) of a row-major [rows_total, n] matrix (rows starting
 // at r0) into a raw tile; zeros outside.  `aligned`: every row start is 4-byte aligned, so the copy
 // goes through cp.async in 4-byte words; otherwise element by element.
-template <class T>
+template <class T, int L>
 __device__ __forceinline__ void stage_raw(T* tile, const T* m, int r0, int rows, int rows_total, int t0, int n,
                                           bool aligned) {
   constexpr int E = 4 / sizeof(T);  // elements per word
-  constexpr int W = kL / E;         // words per row
+  constexpr int W = L / E;          // words per row
   if (aligned) {
     for (int i = threadIdx.x; i < rows * W; i += kThreads) {
       const int r = i / W, w = i % W, tt = t0 + w * E, row = r0 + r;
       const int valid = (row < rows_total && tt < n) ? min(E, n - tt) : 0;
       const T* src = m + (valid ? static_cast<size_t>(row) * n + tt : 0);
-      const uint32_t dst = static_cast<uint32_t>(__cvta_generic_to_shared(tile + r * row_len<T>() + w * E));
+      const uint32_t dst = static_cast<uint32_t>(__cvta_generic_to_shared(tile + r * row_len<T, L>() + w * E));
       asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src),
                    "r"(valid * static_cast<int>(sizeof(T))));
     }
   } else {
-    for (int i = threadIdx.x; i < rows * kL; i += kThreads) {
-      const int r = i / kL, t = i % kL, tt = t0 + t, row = r0 + r;
-      tile[r * row_len<T>() + t] = (row < rows_total && tt < n) ? m[static_cast<size_t>(row) * n + tt] : T(0.f);
+    for (int i = threadIdx.x; i < rows * L; i += kThreads) {
+      const int r = i / L, t = i % L, tt = t0 + t, row = r0 + r;
+      tile[r * row_len<T, L>() + t] = (row < rows_total && tt < n) ? m[static_cast<size_t>(row) * n + tt] : T(0.f);
     }
   }
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 __device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::); }
 
-// The raw inputs of one chunk.
-template <class T, bool BACKWARD>
+// The raw inputs of one chunk of L steps.
+template <class T, bool BACKWARD, int L>
 struct RawChunk {  // every array 16-byte aligned (cp.async needs aligned destinations)
-  alignas(16) T u[kChannels * row_len<T>()];
-  alignas(16) T delta[kChannels * row_len<T>()];
-  alignas(16) T z[kChannels * row_len<T>()];
-  alignas(16) T dout[BACKWARD ? kChannels * row_len<T>() : 8];
-  alignas(16) T B[kScanStates * row_len<T>()];
-  alignas(16) T C[kScanStates * row_len<T>()];
+  static constexpr int RL = row_len<T, L>();
+  alignas(16) T u[kChannels * RL];
+  alignas(16) T delta[kChannels * RL];
+  alignas(16) T z[kChannels * RL];
+  alignas(16) T dout[BACKWARD ? kChannels * RL : 8];
+  alignas(16) T B[kScanStates * RL];
+  alignas(16) T C[kScanStates * RL];
 };
 
-template <class T, bool BACKWARD>
-__device__ __forceinline__ void stage_chunk(RawChunk<T, BACKWARD>& raw, const T* u, const T* delta, const T* z,
+template <class T, bool BACKWARD, int L>
+__device__ __forceinline__ void stage_chunk(RawChunk<T, BACKWARD, L>& raw, const T* u, const T* delta, const T* z,
                                             const T* dout, const T* Bm, const T* Cm, int e0, int channels, int t0,
                                             int n, bool aligned) {
-  stage_raw(raw.u, u, e0, kChannels, channels, t0, n, aligned);
-  stage_raw(raw.delta, delta, e0, kChannels, channels, t0, n, aligned);
-  stage_raw(raw.z, z, e0, kChannels, channels, t0, n, aligned);
-  if constexpr (BACKWARD) stage_raw(raw.dout, dout, e0, kChannels, channels, t0, n, aligned);
-  stage_raw(raw.B, Bm, 0, kScanStates, kScanStates, t0, n, aligned);
-  stage_raw(raw.C, Cm, 0, kScanStates, kScanStates, t0, n, aligned);
+  stage_raw<T, L>(raw.u, u, e0, kChannels, channels, t0, n, aligned);
+  stage_raw<T, L>(raw.delta, delta, e0, kChannels, channels, t0, n, aligned);
+  stage_raw<T, L>(raw.z, z, e0, kChannels, channels, t0, n, aligned);
+  if constexpr (BACKWARD) stage_raw<T, L>(raw.dout, dout, e0, kChannels, channels, t0, n, aligned);
+  stage_raw<T, L>(raw.B, Bm, 0, kScanStates, kScanStates, t0, n, aligned);
+  stage_raw<T, L>(raw.C, Cm, 0, kScanStates, kScanStates, t0, n, aligned);
   cp_async_commit();
 }
 
 // Δ = softplus(δ + b) for valid steps and channels, 0 elsewhere (which makes padded steps no-ops).
-template <class T>
+template <class T, int L>
 __device__ __forceinline__ void softplus_tile(float* dts, const T* delta, const float* bias, int e0, int channels,
                                               int t0, int n) {
-  for (int i = threadIdx.x; i < kChannels * kL; i += kThreads) {
-    const int r = i / kL, t = i % kL, e = e0 + r;
-    dts[r * kPad + t] = (e < channels && t0 + t < n)
-                            ? softplus(to_f(delta[r * row_len<T>() + t]) + (bias ? bias[e] : 0.f))
+  for (int i = threadIdx.x; i < kChannels * L; i += kThreads) {
+    const int r = i / L, t = i % L, e = e0 + r;
+    dts[r * padded(L) + t] = (e < channels && t0 + t < n)
+                            ? softplus(to_f(delta[r * row_len<T, L>() + t]) + (bias ? bias[e] : 0.f))
                             : 0.f;
   }
 }
-template <class T>
+template <int L, class T>
 __device__ __forceinline__ void unstage(const float* tile, T* m, int e0, int channels, int t0, int n) {
-  for (int i = threadIdx.x; i < kChannels * kL; i += kThreads) {
-    const int r = i / kL, t = i % kL;
+  for (int i = threadIdx.x; i < kChannels * L; i += kThreads) {
+    const int r = i / L, t = i % L;
     const int e = e0 + r, tt = t0 + t;
-    if (e < channels && tt < n) store_f(m + static_cast<size_t>(e) * n + tt, tile[r * kPad + t]);
+    if (e < channels && tt < n) store_f(m + static_cast<size_t>(e) * n + tt, tile[r * padded(L) + t]);
   }
 }
 
@@ -197,8 +204,9 @@ __device__ __forceinline__ size_t slice_index(int b, int e, int slice, int chann
 struct SliceChunks {
   int first, last;
 };
+template <int L>
 __device__ __forceinline__ SliceChunks slice_chunk_range(int n, int slice, int slice_chunks) {
-  const int n_chunks = (n + kL - 1) / kL, first = slice * slice_chunks;
+  const int n_chunks = (n + L - 1) / L, first = slice * slice_chunks;
   return {first, min(n_chunks, first + slice_chunks)};
 }
 __device__ __forceinline__ void load_scaled_A(float (&a2)[kPer], const float* A, int e, int quarter, bool valid) {
@@ -213,11 +221,11 @@ __device__ __forceinline__ void store_summary(float* local, float* delta_sum, co
   if (quarter == 0) delta_sum[row] = dt_sum;
 }
 
-template <class T>
-struct SummarySmem {  // per buffer: up to three [32 x 64] channel tiles and one [16 x 64] state tile
-  alignas(16) T rows[2][3][kChannels * row_len<T>()];
-  alignas(16) T states[2][kScanStates * row_len<T>()];
-  float dts[kChannels * kPad];
+template <class T, int L>
+struct SummarySmem {  // per buffer: up to three [32 x L] channel tiles and one [16 x L] state tile
+  alignas(16) T rows[2][3][kChannels * row_len<T, L>()];
+  alignas(16) T states[2][kScanStates * row_len<T, L>()];
+  float dts[kChannels * padded(L)];
 };
 
 // Forward summary of slice g from h = 0:  ĥ[j] = Σ_t exp(A[j] Σ_{s>t} Δ_s) Δ_t u_t B_t[j]  and
@@ -229,20 +237,20 @@ __global__ void __launch_bounds__(kThreads)
                                 float* __restrict__ local, float* __restrict__ delta_sum, int channels, int n,
                                 int slice_chunks, bool aligned) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  auto& sm = *reinterpret_cast<SummarySmem<T>*>(smem_raw);
-  constexpr int RL = row_len<T>();
+  constexpr int L = kForwardChunk, PAD = padded(L), RL = row_len<T, L>();
+  auto& sm = *reinterpret_cast<SummarySmem<T, L>*>(smem_raw);
   const int b = blockIdx.y, e0 = blockIdx.x * kChannels, slice = blockIdx.z;
   const int ch = threadIdx.x / 4, quarter = threadIdx.x % 4, e = e0 + ch;
   const bool valid = e < channels;
   const size_t seq = static_cast<size_t>(b) * channels * n;
   u += seq; delta += seq;
   Bm += static_cast<size_t>(b) * kScanStates * n;
-  const auto [first, last] = slice_chunk_range(n, slice, slice_chunks);
+  const auto [first, last] = slice_chunk_range<L>(n, slice, slice_chunks);
   auto stage = [&](int chunk) {  // rows: u, δ; states: B
     const int buf = chunk & 1;
-    stage_raw(sm.rows[buf][0], u, e0, kChannels, channels, chunk * kL, n, aligned);
-    stage_raw(sm.rows[buf][1], delta, e0, kChannels, channels, chunk * kL, n, aligned);
-    stage_raw(sm.states[buf], Bm, 0, kScanStates, kScanStates, chunk * kL, n, aligned);
+    stage_raw<T, L>(sm.rows[buf][0], u, e0, kChannels, channels, chunk * L, n, aligned);
+    stage_raw<T, L>(sm.rows[buf][1], delta, e0, kChannels, channels, chunk * L, n, aligned);
+    stage_raw<T, L>(sm.states[buf], Bm, 0, kScanStates, kScanStates, chunk * L, n, aligned);
     cp_async_commit();
   };
   float a2[kPer], h[kPer] = {}, dt_sum = 0.f;
@@ -252,12 +260,12 @@ __global__ void __launch_bounds__(kThreads)
     const int buf = chunk & 1;
     cp_async_wait_all();
     __syncthreads();
-    softplus_tile(sm.dts, sm.rows[buf][1], delta_bias, e0, channels, chunk * kL, n);
+    softplus_tile<T, L>(sm.dts, sm.rows[buf][1], delta_bias, e0, channels, chunk * L, n);
     __syncthreads();
     if (chunk + 1 < last) stage(chunk + 1);
 #pragma unroll 4
-    for (int t = 0; t < kL; ++t) {
-      const float dt = sm.dts[ch * kPad + t], dtx = dt * to_f(sm.rows[buf][0][ch * RL + t]);
+    for (int t = 0; t < L; ++t) {
+      const float dt = sm.dts[ch * PAD + t], dtx = dt * to_f(sm.rows[buf][0][ch * RL + t]);
       dt_sum += dt;
 #pragma unroll
       for (int j = 0; j < kPer; ++j)
@@ -278,21 +286,21 @@ __global__ void __launch_bounds__(kThreads)
                                  const T* __restrict__ dout, float* __restrict__ local,
                                  float* __restrict__ delta_sum, int channels, int n, int slice_chunks, bool aligned) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  auto& sm = *reinterpret_cast<SummarySmem<T>*>(smem_raw);
-  constexpr int RL = row_len<T>();
+  constexpr int L = kBackwardChunk, PAD = padded(L), RL = row_len<T, L>();
+  auto& sm = *reinterpret_cast<SummarySmem<T, L>*>(smem_raw);
   const int b = blockIdx.y, e0 = blockIdx.x * kChannels, slice = blockIdx.z;
   const int ch = threadIdx.x / 4, quarter = threadIdx.x % 4, e = e0 + ch;
   const bool valid = e < channels;
   const size_t seq = static_cast<size_t>(b) * channels * n;
   delta += seq; z += seq; dout += seq;
   Cm += static_cast<size_t>(b) * kScanStates * n;
-  const auto [first, last] = slice_chunk_range(n, slice, slice_chunks);
+  const auto [first, last] = slice_chunk_range<L>(n, slice, slice_chunks);
   auto stage = [&](int chunk) {  // rows: z, δ, dout; states: C
     const int buf = chunk & 1;
-    stage_raw(sm.rows[buf][0], z, e0, kChannels, channels, chunk * kL, n, aligned);
-    stage_raw(sm.rows[buf][1], delta, e0, kChannels, channels, chunk * kL, n, aligned);
-    stage_raw(sm.rows[buf][2], dout, e0, kChannels, channels, chunk * kL, n, aligned);
-    stage_raw(sm.states[buf], Cm, 0, kScanStates, kScanStates, chunk * kL, n, aligned);
+    stage_raw<T, L>(sm.rows[buf][0], z, e0, kChannels, channels, chunk * L, n, aligned);
+    stage_raw<T, L>(sm.rows[buf][1], delta, e0, kChannels, channels, chunk * L, n, aligned);
+    stage_raw<T, L>(sm.rows[buf][2], dout, e0, kChannels, channels, chunk * L, n, aligned);
+    stage_raw<T, L>(sm.states[buf], Cm, 0, kScanStates, kScanStates, chunk * L, n, aligned);
     cp_async_commit();
   };
   float a2[kPer], dh[kPer] = {}, dt_sum = 0.f;
@@ -302,12 +310,12 @@ __global__ void __launch_bounds__(kThreads)
     const int buf = chunk & 1;
     cp_async_wait_all();
     __syncthreads();
-    softplus_tile(sm.dts, sm.rows[buf][1], delta_bias, e0, channels, chunk * kL, n);
+    softplus_tile<T, L>(sm.dts, sm.rows[buf][1], delta_bias, e0, channels, chunk * L, n);
     __syncthreads();
     if (chunk > first) stage(chunk - 1);
 #pragma unroll 4
-    for (int t = kL - 1; t >= 0; --t) {
-      const float dt = sm.dts[ch * kPad + t], zz = to_f(sm.rows[buf][0][ch * RL + t]);
+    for (int t = L - 1; t >= 0; --t) {
+      const float dt = sm.dts[ch * PAD + t], zz = to_f(sm.rows[buf][0][ch * RL + t]);
       const float dy = to_f(sm.rows[buf][2][ch * RL + t]) * zz * sigmoid(zz);
       dt_sum += dt;
 #pragma unroll
@@ -342,9 +350,10 @@ __global__ void scan_carry_kernel(float* __restrict__ local, const float* __rest
 
 template <class T>
 struct ForwardSmem {
-  RawChunk<T, false> raw[2];
-  float dts[kChannels * kPad];
-  float out[kChannels * kPad];
+  static constexpr int L = kForwardChunk;
+  RawChunk<T, false, L> raw[2];
+  float dts[kChannels * padded(L)];
+  float out[kChannels * padded(L)];
 };
 
 template <class T>
@@ -356,7 +365,7 @@ __global__ void __launch_bounds__(kThreads)
                         int slice_chunks, bool aligned) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   auto& sm = *reinterpret_cast<ForwardSmem<T>*>(smem_raw);
-  constexpr int RL = row_len<T>();
+  constexpr int L = kForwardChunk, PAD = padded(L), RL = row_len<T, L>();
   const int b = blockIdx.y, e0 = blockIdx.x * kChannels, slice = blockIdx.z;
   const int ch = threadIdx.x / 4, quarter = threadIdx.x % 4, e = e0 + ch;
   const bool valid = e < channels;
@@ -364,7 +373,7 @@ __global__ void __launch_bounds__(kThreads)
   u += seq; delta += seq; z += seq; out += seq;
   Bm += static_cast<size_t>(b) * kScanStates * n;
   Cm += static_cast<size_t>(b) * kScanStates * n;
-  const int n_chunks = (n + kL - 1) / kL, n_saved = (n + kSub - 1) / kSub;
+  const int n_chunks = (n + L - 1) / L, n_saved = (n + kSub - 1) / kSub;
   float* my_states = states ? states + (static_cast<size_t>(b) * channels + e) * n_saved * kScanStates + quarter * kPer : nullptr;
 
   const int first = slice * slice_chunks, last = min(n_chunks, first + slice_chunks);  // this block's chunks
@@ -376,25 +385,25 @@ __global__ void __launch_bounds__(kThreads)
   }
   const float d_skip = valid ? D[e] : 0.f;
 
-  stage_chunk<T, false>(sm.raw[first & 1], u, delta, z, nullptr, Bm, Cm, e0, channels, first * kL, n, aligned);
+  stage_chunk<T, false>(sm.raw[first & 1], u, delta, z, nullptr, Bm, Cm, e0, channels, first * L, n, aligned);
   for (int chunk = first; chunk < last; ++chunk) {
-    const int t0 = chunk * kL;
+    const int t0 = chunk * L;
     const auto& raw = sm.raw[chunk & 1];
     cp_async_wait_all();
     __syncthreads();
-    softplus_tile(sm.dts, raw.delta, delta_bias, e0, channels, t0, n);
+    softplus_tile<T, L>(sm.dts, raw.delta, delta_bias, e0, channels, t0, n);
     __syncthreads();
     if (chunk + 1 < last)
-      stage_chunk<T, false>(sm.raw[(chunk + 1) & 1], u, delta, z, nullptr, Bm, Cm, e0, channels, t0 + kL, n, aligned);
+      stage_chunk<T, false>(sm.raw[(chunk + 1) & 1], u, delta, z, nullptr, Bm, Cm, e0, channels, t0 + L, n, aligned);
 #pragma unroll 1
-    for (int sub = 0; sub < kL / kSub; ++sub) {
+    for (int sub = 0; sub < L / kSub; ++sub) {
 #pragma unroll
       for (int g4 = 0; g4 < kSub / 4; ++g4) {
         float yp[4];  // this lane's 4 states' share of y, for 4 steps
 #pragma unroll
         for (int k = 0; k < 4; ++k) {
           const int t = sub * kSub + g4 * 4 + k;
-          const float dt = sm.dts[ch * kPad + t], dtx = dt * to_f(raw.u[ch * RL + t]);
+          const float dt = sm.dts[ch * PAD + t], dtx = dt * to_f(raw.u[ch * RL + t]);
           yp[k] = 0.f;
 #pragma unroll
           for (int j = 0; j < kPer; ++j) {
@@ -406,25 +415,26 @@ __global__ void __launch_bounds__(kThreads)
         const float y = quad_reduce_scatter(yp, quarter);  // y of step g4·4 + quarter
         const int t = sub * kSub + g4 * 4 + quarter;
         const float x = to_f(raw.u[ch * RL + t]), zz = to_f(raw.z[ch * RL + t]);
-        sm.out[ch * kPad + t] = (y + d_skip * x) * zz * sigmoid(zz);
+        sm.out[ch * PAD + t] = (y + d_skip * x) * zz * sigmoid(zz);
       }
-      const int saved = chunk * (kL / kSub) + sub;
+      const int saved = chunk * (L / kSub) + sub;
       if (my_states && valid && saved < n_saved)
         *reinterpret_cast<float4*>(my_states + static_cast<size_t>(saved) * kScanStates) = make_float4(h[0], h[1], h[2], h[3]);
     }
     __syncthreads();
-    unstage(sm.out, out, e0, channels, t0, n);
+    unstage<L>(sm.out, out, e0, channels, t0, n);
   }
 }
 
 template <class T>
 struct BackwardSmem {
-  RawChunk<T, true> raw[2];
-  float dts[kChannels * kPad];  // Δ
-  float gu[kChannels * kPad];   // du
-  float gd[kChannels * kPad];   // dδ
-  float gz[kChannels * kPad];   // dz
-  float red[(kThreads / 32) * 2 * kScanStates * kPad];  // per warp: Σ over its 8 channels of dB, dC
+  static constexpr int L = kBackwardChunk, PAD = padded(L);
+  RawChunk<T, true, L> raw[2];
+  float dts[kChannels * PAD];  // Δ
+  float gu[kChannels * PAD];   // du
+  float gd[kChannels * PAD];   // dδ
+  float gz[kChannels * PAD];   // dz
+  float red[(kThreads / 32) * 2 * kScanStates * PAD];  // per warp: Σ over its 8 channels of dB, dC
 };
 
 template <class T>
@@ -439,7 +449,7 @@ __global__ void __launch_bounds__(kThreads)
                          int slice_chunks, bool aligned) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   auto& sm = *reinterpret_cast<BackwardSmem<T>*>(smem_raw);
-  constexpr int RL = row_len<T>();
+  constexpr int L = kBackwardChunk, PAD = padded(L), RL = row_len<T, L>();
   const int b = blockIdx.y, e0 = blockIdx.x * kChannels, slice = blockIdx.z;
   const int ch = threadIdx.x / 4, quarter = threadIdx.x % 4, e = e0 + ch;
   const int lane = threadIdx.x & 31, warp = threadIdx.x / 32;
@@ -448,7 +458,7 @@ __global__ void __launch_bounds__(kThreads)
   u += seq; delta += seq; z += seq; dout += seq; du += seq; ddelta += seq; dz += seq;
   const size_t bc_off = static_cast<size_t>(b) * kScanStates * n;
   Bm += bc_off; Cm += bc_off; dB += bc_off; dC += bc_off;
-  const int n_chunks = (n + kL - 1) / kL, n_saved = (n + kSub - 1) / kSub;
+  const int n_chunks = (n + L - 1) / L, n_saved = (n + kSub - 1) / kSub;
   const float* my_states = states + (static_cast<size_t>(b) * channels + (valid ? e : 0)) * n_saved * kScanStates + quarter * kPer;
 
   const int first = slice * slice_chunks, last = min(n_chunks, first + slice_chunks);  // this block's chunks
@@ -463,24 +473,24 @@ __global__ void __launch_bounds__(kThreads)
   const float d_skip = valid ? D[e] : 0.f;
   float dd_acc = 0.f, dbias_acc = 0.f;
 
-  stage_chunk<T, true>(sm.raw[(last - 1) & 1], u, delta, z, dout, Bm, Cm, e0, channels, (last - 1) * kL, n, aligned);
+  stage_chunk<T, true>(sm.raw[(last - 1) & 1], u, delta, z, dout, Bm, Cm, e0, channels, (last - 1) * L, n, aligned);
   for (int chunk = last - 1; chunk >= first; --chunk) {
-    const int t0 = chunk * kL;
+    const int t0 = chunk * L;
     const auto& raw = sm.raw[chunk & 1];
     cp_async_wait_all();
     __syncthreads();
-    softplus_tile(sm.dts, raw.delta, delta_bias, e0, channels, t0, n);
+    softplus_tile<T, L>(sm.dts, raw.delta, delta_bias, e0, channels, t0, n);
     __syncthreads();
     if (chunk > first)
-      stage_chunk<T, true>(sm.raw[(chunk - 1) & 1], u, delta, z, dout, Bm, Cm, e0, channels, t0 - kL, n, aligned);
+      stage_chunk<T, true>(sm.raw[(chunk - 1) & 1], u, delta, z, dout, Bm, Cm, e0, channels, t0 - L, n, aligned);
 
 #pragma unroll 1
-    for (int sub = kL / kSub - 1; sub >= 0; --sub) {
+    for (int sub = L / kSub - 1; sub >= 0; --sub) {
       // A sub-chunk past the last step changes nothing (Δ = 0 there), and the state it would start
       // from was never saved: reading it read past this channel's states (NaN at the end of the
       // buffer, found by CudaKernels.SelectiveScanChunkEdgesMatchFloat64Reference at N = 129).
       if (t0 + sub * kSub >= n) continue;
-      const int saved = chunk * (kL / kSub) + sub;  // this sub-chunk starts from state saved - 1
+      const int saved = chunk * (L / kSub) + sub;  // this sub-chunk starts from state saved - 1
       float h0[kPer], hist[kSub][kPer], decays[kSub][kPer];  // h_t and exp(Δ_t A) of the sub-chunk
       if (saved > 0 && valid) {
         const float4 s4 = *reinterpret_cast<const float4*>(my_states + static_cast<size_t>(saved - 1) * kScanStates);
@@ -492,7 +502,7 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
       for (int i = 0; i < kSub; ++i) {
         const int t = sub * kSub + i;
-        const float dt = sm.dts[ch * kPad + t], x = to_f(raw.u[ch * RL + t]);
+        const float dt = sm.dts[ch * PAD + t], x = to_f(raw.u[ch * RL + t]);
 #pragma unroll
         for (int j = 0; j < kPer; ++j) {
           const float prev = i == 0 ? h0[j] : hist[i - 1][j];
@@ -506,7 +516,7 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
         for (int k = 3; k >= 0; --k) {
           const int i = g4 * 4 + k, t = sub * kSub + i;
-          const float dt = sm.dts[ch * kPad + t], x = to_f(raw.u[ch * RL + t]);
+          const float dt = sm.dts[ch * PAD + t], x = to_f(raw.u[ch * RL + t]);
           const float zz = to_f(raw.z[ch * RL + t]), go = to_f(raw.dout[ch * RL + t]);
           const float dy = go * zz * sigmoid(zz);
           float ddt = 0.f, dx = 0.f, y = 0.f, red[8];  // red: dB (4 states), dC (4 states)
@@ -532,32 +542,32 @@ __global__ void __launch_bounds__(kThreads)
           // Sum dB, dC over the warp's 8 channels; each lane keeps one (state, dB|dC) of step t.
           const float r = channel_reduce_scatter(red, lane);
           const int idx = ((lane >> 4) & 1) * 4 + ((lane >> 3) & 1) * 2 + ((lane >> 2) & 1);
-          sm.red[((warp * 2 + (idx >> 2)) * kScanStates + quarter * kPer + (idx & 3)) * kPad + t] = r;
+          sm.red[((warp * 2 + (idx >> 2)) * kScanStates + quarter * kPer + (idx & 3)) * PAD + t] = r;
         }
         float full[3];
         quad_reduce_scatter<3>(part, quarter, full);  // sums of step g4·4 + quarter
         const int t = sub * kSub + g4 * 4 + quarter;
-        const float dt = sm.dts[ch * kPad + t], x = to_f(raw.u[ch * RL + t]);
+        const float dt = sm.dts[ch * PAD + t], x = to_f(raw.u[ch * RL + t]);
         const float zz = to_f(raw.z[ch * RL + t]), go = to_f(raw.dout[ch * RL + t]);
         const float sz = sigmoid(zz), dy = go * zz * sz, y = full[2] + d_skip * x;
         const float g_delta = full[0] * (1.f - __expf(-dt));  // dδ = dΔ σ(δ + b)
-        sm.gu[ch * kPad + t] = full[1] + dy * d_skip;
-        sm.gd[ch * kPad + t] = g_delta;
-        sm.gz[ch * kPad + t] = go * y * sz * (1.f + zz * (1.f - sz));
+        sm.gu[ch * PAD + t] = full[1] + dy * d_skip;
+        sm.gd[ch * PAD + t] = g_delta;
+        sm.gz[ch * PAD + t] = go * y * sz * (1.f + zz * (1.f - sz));
         dd_acc += dy * x;
         dbias_acc += g_delta;
       }
     }
     __syncthreads();
-    unstage(sm.gu, du, e0, channels, t0, n);
-    unstage(sm.gd, ddelta, e0, channels, t0, n);
-    unstage(sm.gz, dz, e0, channels, t0, n);
-    for (int i = threadIdx.x; i < 2 * kScanStates * kL; i += kThreads) {
-      const int which = i / (kScanStates * kL), j = (i / kL) % kScanStates, t = i % kL, tt = t0 + t;
+    unstage<L>(sm.gu, du, e0, channels, t0, n);
+    unstage<L>(sm.gd, ddelta, e0, channels, t0, n);
+    unstage<L>(sm.gz, dz, e0, channels, t0, n);
+    for (int i = threadIdx.x; i < 2 * kScanStates * L; i += kThreads) {
+      const int which = i / (kScanStates * L), j = (i / L) % kScanStates, t = i % L, tt = t0 + t;
       if (tt < n) {
         float sum = 0.f;
 #pragma unroll
-        for (int w = 0; w < kThreads / 32; ++w) sum += sm.red[((w * 2 + which) * kScanStates + j) * kPad + t];
+        for (int w = 0; w < kThreads / 32; ++w) sum += sm.red[((w * 2 + which) * kScanStates + j) * PAD + t];
         atomicAdd((which ? dC : dB) + static_cast<size_t>(j) * n + tt, sum);
       }
     }
@@ -592,9 +602,9 @@ void check_shape(const ScanShape& sh) {
 template <class T>
 bool rows_aligned(int n) { return (static_cast<size_t>(n) * sizeof(T)) % 4 == 0; }
 
-// Chunks per slice: the G slices cover N in whole 64-step chunks.
+// Forward chunks per slice: the G slices cover N in whole forward chunks (the last one short).
 int slice_chunks(const ScanShape& sh) {
-  const int n_chunks = (sh.n + kL - 1) / kL;
+  const int n_chunks = (sh.n + kForwardChunk - 1) / kForwardChunk;
   return (n_chunks + sh.time_splits - 1) / sh.time_splits;
 }
 
@@ -623,8 +633,9 @@ void forward_typed(const ScanShape& sh, const void* u, const void* delta, const 
   const float* h_in = nullptr;
   if (sh.time_splits > 1) {
     float* delta_sum = workspace + static_cast<size_t>(sh.batch) * sh.channels * sh.time_splits * kScanStates;
-    set_smem(scan_forward_summary_kernel<T>, sizeof(SummarySmem<T>));
-    scan_forward_summary_kernel<T><<<grid, kThreads, sizeof(SummarySmem<T>), stream>>>(
+    using Smem = SummarySmem<T, kForwardChunk>;
+    set_smem(scan_forward_summary_kernel<T>, sizeof(Smem));
+    scan_forward_summary_kernel<T><<<grid, kThreads, sizeof(Smem), stream>>>(
         static_cast<const T*>(u), static_cast<const T*>(delta), A, static_cast<const T*>(B), bias, workspace,
         delta_sum, sh.channels, sh.n, chunks, aligned);
     check_launch("forward summary of time slices");
@@ -644,13 +655,14 @@ void backward_typed(const ScanShape& sh, const void* u, const void* delta, const
                     const void* dout, void* du, void* ddelta, float* dA, float* dB, float* dC, float* dD, void* dz,
                     float* dbias, float* workspace, cudaStream_t stream) {
   const dim3 grid((sh.channels + kChannels - 1) / kChannels, sh.batch, sh.time_splits);
-  const int chunks = slice_chunks(sh);
+  const int chunks = slice_chunks(sh) * (kForwardChunk / kBackwardChunk);  // backward chunks per slice
   const bool aligned = rows_aligned<T>(sh.n);
   const float* dh_in = nullptr;
   if (sh.time_splits > 1) {
     float* delta_sum = workspace + static_cast<size_t>(sh.batch) * sh.channels * sh.time_splits * kScanStates;
-    set_smem(scan_backward_summary_kernel<T>, sizeof(SummarySmem<T>));
-    scan_backward_summary_kernel<T><<<grid, kThreads, sizeof(SummarySmem<T>), stream>>>(
+    using Smem = SummarySmem<T, kBackwardChunk>;
+    set_smem(scan_backward_summary_kernel<T>, sizeof(Smem));
+    scan_backward_summary_kernel<T><<<grid, kThreads, sizeof(Smem), stream>>>(
         static_cast<const T*>(delta), A, static_cast<const T*>(C), static_cast<const T*>(z), bias,
         static_cast<const T*>(dout), workspace, delta_sum, sh.channels, sh.n, chunks, aligned);
     check_launch("backward summary of time slices");
@@ -666,7 +678,7 @@ void backward_typed(const ScanShape& sh, const void* u, const void* delta, const
 }
 
 void check_splits(const ScanShape& sh, const float* workspace) {
-  const int n_chunks = (sh.n + kL - 1) / kL;
+  const int n_chunks = (sh.n + kForwardChunk - 1) / kForwardChunk;
   if (sh.time_splits < 1 || sh.time_splits > n_chunks || (sh.time_splits - 1) * slice_chunks(sh) >= n_chunks)
     throw std::invalid_argument("mixers/cuda/selective_scan: time_splits " + std::to_string(sh.time_splits) +
                                 " for N = " + std::to_string(sh.n) +
@@ -689,7 +701,7 @@ int selective_scan_time_splits(const ScanShape& sh) {
   if (blocks == 0 || 2 * blocks >= slots) return 1;
   const int wanted = static_cast<int>(std::min<long long>((slots + blocks - 1) / blocks, sh.n / kScanMinSlice));
   if (wanted <= 1) return 1;
-  const int n_chunks = (sh.n + kL - 1) / kL, per_slice = (n_chunks + wanted - 1) / wanted;
+  const int n_chunks = (sh.n + kForwardChunk - 1) / kForwardChunk, per_slice = (n_chunks + wanted - 1) / wanted;
   return (n_chunks + per_slice - 1) / per_slice;  // every slice non-empty
 }
 
