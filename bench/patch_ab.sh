@@ -2,23 +2,32 @@
 # A same-call A/B of a kernel change that has not landed (a patch against this tree) on one GPU
 # machine.  Unlanded branches do not outlive a session's checkout; a patch under bench/experiments/
 # does, and this measures it in one call:
-#   1. build `mixlab` from the tree (A) and keep a copy of it
+#   1. build `mixlab` from the tree (A) and keep a copy of it and of its shared libraries
 #   2. apply PATCH; build `mixlab` (B) and `mixlab_tests`; run GTEST_FILTER on B (a B that fails
 #      its tests is not timed)
 #   3. time A, B, A, B (`mixlab kernel_bench --ops=OPS`: CUDA events, L2 flushed between repeats)
-#   4. take PATCH back out and rebuild, so later steps of the call measure the tree
+#   4. take PATCH back out (before the timing) and rebuild at the end, so later steps of the call
+#      measure the tree
 # Results: OUT/a1.csv, b1.csv, a2.csv, b2.csv, bench.log, tests_b.log and patch_ab.md (the table,
 # bench/patch_ab_table.py).
-#   Usage: bench/patch_ab.sh BUILD OUT PATCH OPS [GTEST_FILTER] [KERNEL_BENCH_ARGS...]
+#   Usage: bench/patch_ab.sh BUILD OUT PATCH [OPS [GTEST_FILTER [KERNEL_BENCH_ARGS...]]]
 #   BUILD  a configured CUDA build of this tree (scripts/device_call.sh `suite` or `bin` made it)
-#   e.g.   bench/patch_ab.sh /tmp/build-gpu $OUT/ab bench/experiments/scan-occupancy.patch \
-#              scan,scan_narrow '*Scan*:*scan*'
+#   OPS, GTEST_FILTER  default to the patch's own header lines `ops: ...` and `tests: ...` (the
+#          text before its first `diff`, which git apply and patch skip); "-" takes the default
+#   e.g.   bench/patch_ab.sh /tmp/build-gpu $OUT/ab bench/experiments/scan-occupancy.patch
 set -euo pipefail
-BUILD="${1:?usage: bench/patch_ab.sh BUILD OUT PATCH OPS [GTEST_FILTER] [KERNEL_BENCH_ARGS...]}"
-OUT="${2:?usage: bench/patch_ab.sh BUILD OUT PATCH OPS [GTEST_FILTER] [KERNEL_BENCH_ARGS...]}"
-PATCH="${3:?usage: bench/patch_ab.sh BUILD OUT PATCH OPS [GTEST_FILTER] [KERNEL_BENCH_ARGS...]}"
-OPS="${4:?usage: bench/patch_ab.sh BUILD OUT PATCH OPS [GTEST_FILTER] [KERNEL_BENCH_ARGS...]}"
-FILTER="${5:-}"
+usage="usage: bench/patch_ab.sh BUILD OUT PATCH [OPS [GTEST_FILTER [KERNEL_BENCH_ARGS...]]]"
+BUILD="${1:?$usage}"
+OUT="${2:?$usage}"
+PATCH="${3:?$usage}"
+[[ -f $PATCH ]] || { echo "patch_ab.sh: $PATCH: no such patch" >&2; exit 2; }
+# A header line `KEY: value` of the patch (before its first diff), or nothing.
+header() { sed -n "/^diff /q; s/^$1: *//p" "$PATCH" | head -1; }
+OPS="${4:--}"
+FILTER="${5:--}"
+[[ $OPS == - ]] && OPS="$(header ops)"
+[[ $FILTER == - ]] && FILTER="$(header tests)"
+[[ -n $OPS ]] || { echo "patch_ab.sh: no OPS given and $PATCH has no 'ops:' header line" >&2; exit 2; }
 shift $(($# < 5 ? $# : 5))
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PATCH="$(realpath "$PATCH")"
@@ -37,11 +46,22 @@ apply() {
 }
 apply --check
 applied=0
-restore() { if ((applied)); then apply -R && applied=0 && cmake --build "$BUILD" --target mixlab | tail -1; fi; }
+restore() { if ((applied)); then apply -R && applied=0; fi; }  # the tree as it came
 trap restore EXIT
+# Each side's `mixlab` with the build's shared libraries (libmixlab_lib.so holds the kernels, and
+# the binary's RUNPATH names the build folder): LD_LIBRARY_PATH, searched before RUNPATH, makes
+# each copy load its own.  Outside OUT (a call brings OUT back).
+BIN="$(mktemp -d)"
+snapshot() {
+  mkdir -p "$BIN/$1" && cp "$BUILD/mixlab" "$BUILD"/*.so "$BIN/$1/"
+  local libraries
+  libraries="$(LD_LIBRARY_PATH="$BIN/$1${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" ldd "$BIN/$1/mixlab")"
+  [[ $libraries == *"=> $BIN/$1/libmixlab_lib.so"* ]] ||
+    { echo "patch_ab.sh: the copy of side $1 does not load its own libmixlab_lib.so" >&2; exit 1; }
+}
 echo "== A: the tree"
 cmake --build "$BUILD" --target mixlab | tail -1
-cp "$BUILD/mixlab" "$OUT/.mixlab_a"
+snapshot a
 echo "== B: the tree with $(basename "$PATCH")"
 apply && applied=1
 if [[ -n $FILTER ]]; then
@@ -49,20 +69,23 @@ if [[ -n $FILTER ]]; then
   if ! (cd "$BUILD" && ./mixlab_tests --gtest_filter="$FILTER") >"$OUT/tests_b.log" 2>&1; then
     grep -E "^\[  (FAILED|PASSED)" "$OUT/tests_b.log" | head -20
     echo "patch_ab.sh: B fails its tests ($OUT/tests_b.log); not timed" >&2
-    rm -f "$OUT/.mixlab_a"
     exit 1
   fi
   grep -E "^\[  PASSED" "$OUT/tests_b.log"
 else
   cmake --build "$BUILD" --target mixlab | tail -1
 fi
-cp "$BUILD/mixlab" "$OUT/.mixlab_b"
+snapshot b
+restore
 for round in 1 2; do
   for side in a b; do
     echo "== $side$round"
-    "$OUT/.mixlab_$side" kernel_bench "$OUT/$side$round.csv" --ops="$OPS" "$@" >>"$OUT/bench.log" 2>&1 ||
+    LD_LIBRARY_PATH="$BIN/$side${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$BIN/$side/mixlab" kernel_bench \
+      "$OUT/$side$round.csv" --ops="$OPS" "$@" >>"$OUT/bench.log" 2>&1 ||
       { tail -5 "$OUT/bench.log"; exit 1; }
   done
 done
-rm -f "$OUT/.mixlab_a" "$OUT/.mixlab_b"
+rm -rf "$BIN"
+echo "== the build back to the tree"
+cmake --build "$BUILD" --target mixlab | tail -1
 python3 "$ROOT/bench/patch_ab_table.py" "$OUT/a1.csv" "$OUT/a2.csv" -- "$OUT/b1.csv" "$OUT/b2.csv" | tee "$OUT/patch_ab.md"

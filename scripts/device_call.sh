@@ -27,8 +27,9 @@
 #                      machine resumes the points in flight; database and logs in $OUT/zoo
 #   scout:SECONDS:WHAT bench/scout_paper.sh on $MIXLAB_SCOUT_DIR (default .devicedeps/scout; WHAT:
 #                      decode,prefill,...), its database gzipped to $OUT/scout-paper.db.gz
-#   (a patch A/B)      bench/patch_ab.sh $MIXLAB_GPU_BUILD $OUT/ab PATCH OPS TESTS as a plain command
-#                      (below) after `suite` or `bin`: the tree against the tree with PATCH, same call
+#   ab:NAME            bench/patch_ab.sh on bench/experiments/NAME.patch (after `suite` or `bin`): the
+#                      tree against the tree with the patch in this call, its ops and tests from the
+#                      patch's header; table in $OUT/ab-NAME/patch_ab.md
 #   anything else      run as a bash command, with $MIXLAB_CALL_END (the epoch second the call's
 #                      limit ends) exported, e.g. `timeout $((MIXLAB_CALL_END - $(date +%s) - 20)) CMD`
 # Each step gets what is left of LIMIT_SECONDS less a margin.  More than 8 files under $OUT at
@@ -74,6 +75,10 @@ for step in "$@"; do
       MIXLAB_MPS=1 MIXLAB_SPEC="experiments/paper/${step#zoology:}.json" MIXLAB_RUN_ROOT=/tmp/zoology-runs \
         MIXLAB_DB="${MIXLAB_ZOOLOGY_DB:-docs/results/zoology-mqar/zoology-mqar-full.db.xz}" \
         MIXLAB_DEADLINE_S=$(($(left) - 80)) tests/device/zoology_mqar.sh "$MIXLAB_GPU_BUILD" "$OUT/zoo" 12 2>&1 | tail -8 ;;
+    ab:*)
+      name=${step#ab:}
+      timeout $(($(left) - 20)) bench/patch_ab.sh "$MIXLAB_GPU_BUILD" "$OUT/ab-$name" "bench/experiments/$name.patch" 2>&1 |
+        tail -30 ;;
     scout:*)
       IFS=: read -r _ seconds what <<<"$step"
       budget=$(($(left) - 25))

@@ -85,8 +85,31 @@ TEST(PatchAb, APatchThatDoesNotApplyIsRefusedBeforeAnythingChanges) {
   EXPECT_EQ(mixlab::testing::slurp(target.string()), before);
 }
 
-// Every experiment kept as a patch (bench/experiments/) still applies to the tree: a change to the
-// file it patches must bring the patch along (rebased) or drop it.
+// Without OPS on the command line the patch's header line `ops:` gives them (the run goes on to
+// `git apply --check`, which refuses this patch); without either it is an error saying so.
+TEST(PatchAb, OpsComeFromThePatchHeaderOrAreAnError) {
+  if (!std::filesystem::exists("/usr/bin/git")) GTEST_SKIP() << "git is missing";
+  TempDir dir("patch_ab_header");
+  std::filesystem::create_directories(dir.file("build"));
+  std::ofstream(dir.file("build/build.ninja")) << "# a configured build stands here\n";
+  const std::string diff = "diff --git a/bench/patch_ab_table.py b/bench/patch_ab_table.py\n"
+                           "--- a/bench/patch_ab_table.py\n+++ b/bench/patch_ab_table.py\n"
+                           "@@ -1,1 +1,1 @@\n-no such line in the file\n+a replacement\n";
+  std::ofstream(dir.file("with.patch")) << "What it tries.\nops: scan\ntests: *Scan*\n\n" << diff;
+  std::ofstream(dir.file("without.patch")) << diff;
+  const auto script = (mixlab::source_tree::root() / "bench" / "patch_ab.sh").string();
+  const auto with = mixlab::testing::run_process(
+      "/bin/bash", {script, dir.file("build"), dir.file("out"), dir.file("with.patch")}, dir.file("with"));
+  EXPECT_FALSE(with.exited_with(0));
+  EXPECT_NE(with.err.find("patch failed"), std::string::npos) << with.err;
+  const auto without = mixlab::testing::run_process(
+      "/bin/bash", {script, dir.file("build"), dir.file("out"), dir.file("without.patch")}, dir.file("without"));
+  EXPECT_FALSE(without.exited_with(0));
+  EXPECT_NE(without.err.find("has no 'ops:' header line"), std::string::npos) << without.err;
+}
+
+// Every experiment kept as a patch (bench/experiments/) still applies to the tree (a change to the
+// file it patches must bring the patch along, rebased, or drop it) and names the ops it times.
 TEST(PatchAb, EveryExperimentPatchAppliesToTheTree) {
   if (!std::filesystem::exists("/usr/bin/git")) GTEST_SKIP() << "git is missing";
   TempDir dir("patch_ab_experiments");
@@ -99,6 +122,9 @@ TEST(PatchAb, EveryExperimentPatchAppliesToTheTree) {
         "/bin/bash", {"-c", "cd \"$1\" && git apply --check \"$2\"", "check", root.string(), entry.path().string()},
         dir.file("run" + std::to_string(patches)));
     EXPECT_TRUE(result.exited_with(0)) << entry.path() << ": " << result.err;
+    const std::string text = mixlab::testing::slurp(entry.path().string());
+    EXPECT_NE(text.substr(0, text.find("diff --git")).find("\nops: "), std::string::npos)
+        << entry.path() << " says nothing of the ops to time (an `ops:` line before its first diff)";
   }
   EXPECT_GE(patches, 1);
 }
