@@ -239,7 +239,7 @@ TEST(Mamba, InitialisationAsThePaper) {
   const double sd = (std::log(0.05) - std::log(0.002)) / std::sqrt(12.0 * E);
   EXPECT_NEAR(dt.log().mean().item<double>(), middle, 4 * sd);
   // The floor clamps draws below it.
-  auto floored = torch::softplus(testing::weights_by_name(make_mamba(d, {{"dt_init_floor", 0.05}}))["dt_proj.bias"]);
+  auto floored = torch::softplus(testing::weight(make_mamba(d, {{"dt_init_floor", 0.05}}), "dt_proj.bias"));
   EXPECT_GE(floored.min().item<double>(), 0.05 * (1 - 1e-5));
   EXPECT_GT(floored.max().item<double>(), 0.05 * (1 + 1e-3));  // draws above the floor stay
 }

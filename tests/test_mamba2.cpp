@@ -195,9 +195,9 @@ TEST(Mamba2, FiniteGradientsToEveryParameter) {
 }
 
 TEST(Mamba2, AutoHeadDimIsTheLargestDivisorUpTo64) {
-  EXPECT_EQ(testing::weights_by_name(make_mamba2(64, {{"d_state", int64_t{4}}}))["A_log"].size(0), 2);   // E = 128: P = 64
-  EXPECT_EQ(testing::weights_by_name(make_mamba2(48, {{"d_state", int64_t{4}}}))["A_log"].size(0), 2);   // E = 96: P = 48
-  EXPECT_EQ(testing::weights_by_name(make_mamba2(8, {{"d_state", int64_t{4}}}))["A_log"].size(0), 1);    // E = 16: P = 16
+  EXPECT_EQ(testing::weight(make_mamba2(64, {{"d_state", int64_t{4}}}), "A_log").size(0), 2);  // E = 128: P = 64
+  EXPECT_EQ(testing::weight(make_mamba2(48, {{"d_state", int64_t{4}}}), "A_log").size(0), 2);  // E = 96: P = 48
+  EXPECT_EQ(testing::weight(make_mamba2(8, {{"d_state", int64_t{4}}}), "A_log").size(0), 1);  // E = 16: P = 16
 }
 
 TEST(Mamba2, Initialisation) {
