@@ -34,9 +34,10 @@
 #                      limit ends) exported, e.g. `timeout $((MIXLAB_CALL_END - $(date +%s) - 20)) CMD`
 # Each step gets what is left of LIMIT_SECONDS less a margin.  More than 8 files under $OUT at
 # the end are archived into $OUT/results.tgz (tables *.md and tests.log kept beside it).
-# Needs .devicedeps/ carried: the sqlite3 headers (gpu.sh), `commit` (the short commit, stamped on rows) and for `scout` the
-# database folder (scripts/device_deps.sh makes the first two).  A carried folder replaces the machine's copy: after every call, copy the
-# returned database back into .devicedeps/scout before the next one.
+# Needs .devicedeps/ carried: the sqlite3 headers (gpu.sh), `commit` (the short commit, stamped on
+# rows) and for `scout` the database folder (scripts/device_deps.sh makes the first two).  A carried
+# folder replaces the machine's copy: after every call, copy the returned database back into
+# .devicedeps/scout before the next one.
 set -uo pipefail
 T0=$(date +%s)
 LIMIT="${1:?usage: scripts/device_call.sh LIMIT_SECONDS STEP...}"
