@@ -53,11 +53,14 @@ int run_bench(const BenchOptions& o) {
   if (!o.init_from.empty()) model["init_from"] = o.init_from;
   json seq_lens = json::array();
   for (const auto& item : split(o.seq, ',')) {
+    const ConfigError bad("--seq", "", "'" + item + "' is not a sequence length; e.g. --seq 1024,4096");
+    size_t used = 0;
     try {
-      seq_lens.push_back(std::stoll(item));
+      seq_lens.push_back(std::stoll(item, &used));
     } catch (const std::logic_error&) {
-      throw ConfigError("--seq", "", "'" + item + "' is not a sequence length; e.g. --seq 1024,4096");
+      throw bad;
     }
+    if (used != item.size()) throw bad;  // "12x" or "4k": stoll would read a prefix
   }
   json measure = {{"seq_lens", seq_lens}, {"batch", o.batch}, {"dtype", o.dtype}, {"repeats", o.repeats},
                   {"warmup", o.warmup}};

@@ -222,6 +222,13 @@ TEST(SweepTest, BenchCommandMeasuresAdHoc) {
   EXPECT_EQ(count(store, "SELECT COUNT(*) FROM measurements WHERE status = 'ok'"), 4);
   EXPECT_EQ(count(store, "SELECT COUNT(*) FROM points WHERE config_json LIKE '%\"d_model\":16%'"), 1);
   EXPECT_NE(run_cli("bench --model " + dir.file("model.json") + " --seq 8,x --device cpu"), 0);
+  // A length with trailing characters is refused by name, not read as its numeric prefix (4k as 4).
+  const std::string bad = std::string(MIXLAB_BINARY) + " bench --model " + dir.file("model.json") +
+                          " --seq 8,4k --device cpu --db " + dir.file("bad.db") + " >" + out + " 2>&1";
+  EXPECT_NE(std::system(bad.c_str()), 0);
+  std::ifstream bad_in(out);
+  const std::string message((std::istreambuf_iterator<char>(bad_in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(message.find("'4k' is not a sequence length"), std::string::npos) << message;
 }
 
 TEST(SweepTest, ShardsUnionIsTheWholeAndConcurrentShardsShareOneFile) {
