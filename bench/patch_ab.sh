@@ -14,7 +14,7 @@
 #   BUILD  a configured CUDA build of this tree (scripts/device_call.sh `suite` or `bin` made it)
 #   OPS, GTEST_FILTER  default to the patch's own header lines `ops: ...` and `tests: ...` (the
 #          text before its first `diff`, which git apply and patch skip); "-" takes the default
-#   e.g.   bench/patch_ab.sh /tmp/build-gpu $OUT/ab bench/experiments/scan-occupancy.patch
+#   e.g.   bench/patch_ab.sh /tmp/build-gpu $OUT/ab bench/experiments/NAME.patch
 set -euo pipefail
 usage="usage: bench/patch_ab.sh BUILD OUT PATCH [OPS [GTEST_FILTER [KERNEL_BENCH_ARGS...]]]"
 BUILD="${1:?$usage}"

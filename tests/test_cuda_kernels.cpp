@@ -287,8 +287,8 @@ TEST(CudaKernels, SelectiveScanMatchesFloat64Reference) {
   check_scan(1, 96, 31, torch::kHalf, true, 5e-3);
 }
 
-// The edges of the kernels' tiling: N shorter than one staged 64-step chunk and than one 16-step
-// save block, N at and one past them, N not a multiple of either, channels that fill no 32-channel
+// The edges of the kernels' tiling: N shorter than one staged chunk (the forward's 64 steps, the
+// backward's 32) and than one 16-step save block, N at and one past them, N not a multiple of either, channels that fill no 32-channel
 // block or one and a bit, batch 1.  (1, 70, 129) is cut into 2 time slices whose last chunk holds
 // one step: the backward once read states past the last saved one there (NaN dA and db_δ).
 TEST(CudaKernels, SelectiveScanChunkEdgesMatchFloat64Reference) {

@@ -115,7 +115,9 @@ TEST(PatchAb, EveryExperimentPatchAppliesToTheTree) {
   TempDir dir("patch_ab_experiments");
   const auto root = mixlab::source_tree::root();
   int patches = 0;
-  for (const auto& entry : std::filesystem::directory_iterator(root / "bench" / "experiments")) {
+  const auto folder = root / "bench" / "experiments";  // gone (git keeps no empty folder) when none is pending
+  if (!std::filesystem::is_directory(folder)) GTEST_SKIP() << "no experiment pending: " << folder << " is absent";
+  for (const auto& entry : std::filesystem::directory_iterator(folder)) {
     if (entry.path().extension() != ".patch") continue;
     ++patches;
     const auto result = mixlab::testing::run_process(
@@ -126,5 +128,5 @@ TEST(PatchAb, EveryExperimentPatchAppliesToTheTree) {
     EXPECT_NE(text.substr(0, text.find("diff --git")).find("\nops: "), std::string::npos)
         << entry.path() << " says nothing of the ops to time (an `ops:` line before its first diff)";
   }
-  EXPECT_GE(patches, 1);
+  EXPECT_GE(patches, 1) << folder << " holds no .patch: remove the folder once its last experiment has landed";
 }

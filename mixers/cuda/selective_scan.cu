@@ -6,14 +6,16 @@
 //
 // Layout of the work: a block owns 32 channels of one sequence; 4 consecutive threads share one
 // channel and hold 4 of its 16 states each in registers (y needs a 2-shuffle sum over the quad).
-// Time is walked in chunks of L steps (64; kForwardChunk and kBackwardChunk below): [32 x L]
+// Time is walked in chunks of L steps (kForwardChunk 64, kBackwardChunk 32 below): [32 x L]
 // tiles of u, δ, z (and dout) and [16 x L] tiles of B, C are copied to shared memory with
 // cp.async, double-buffered so that the next chunk's copy overlaps this chunk's arithmetic; every
 // input element is read once.  The forward writes
 // the state after every 16 steps (n floats per channel) for the backward.
 //
-// Backward, per 16-step sub-chunk from the last to the first: recompute its 16 states from the
-// saved state (in registers), then walk time in reverse with the adjoint dh:
+// Backward, per 16-step sub-chunk from the last to the first, in two halves of 8 steps (the later
+// first): recompute the half's 8 states from the saved state (in registers; 8 rather than 16 keep
+// the kernel within 128 registers, so 4 blocks, 16 warps, share an SM), then walk time in reverse
+// with the adjoint dh:
 //   dy = dout·SiLU(z);  dz = dout·y·σ(z)(1 + z(1-σ(z)));  dh_t += dy C_t
 //   dC_t += dy h_t;  dB_t += dh_t Δ u;  du += Σ_j dh Δ B + dy D;  dD += dy u
 //   dΔ += Σ_j dh (h_{t-1} e^{ΔA} A + u B);  dA += Σ_t dh h_{t-1} e^{ΔA} Δ
@@ -55,8 +57,9 @@ constexpr int kPer = kScanStates / 4;  // states per thread
 // Time steps per chunk staged in shared memory: the forward's chunk is also the unit of a time
 // slice; the backward's divides it (a slice of the forward's chunks is whole backward chunks).
 constexpr int kForwardChunk = kScanChunk;
-constexpr int kBackwardChunk = kScanChunk;
+constexpr int kBackwardChunk = 32;  // 4 blocks (16 warps) per SM: 54.25 KiB of shared memory in bf16
 constexpr int kSub = kScanStateStride; // steps per backward sub-chunk
+constexpr int kHalf = kSub / 2;        // steps of a sub-chunk's history held in registers at once
 static_assert(kForwardChunk % kBackwardChunk == 0 && kBackwardChunk % kSub == 0);
 // A float [channels x time] tile of L-step chunks has rows of L + 1 (rows land in different banks).
 constexpr int padded(int L) { return L + 1; }
@@ -438,7 +441,7 @@ struct BackwardSmem {
 };
 
 template <class T>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, 4)  // 4 blocks (16 warps) per SM: at most 128 registers
     scan_backward_kernel(const T* __restrict__ u, const T* __restrict__ delta, const float* __restrict__ A,
                          const T* __restrict__ Bm, const T* __restrict__ Cm, const float* __restrict__ D,
                          const T* __restrict__ z, const float* __restrict__ delta_bias,
@@ -491,7 +494,7 @@ __global__ void __launch_bounds__(kThreads)
       // buffer, found by CudaKernels.SelectiveScanChunkEdgesMatchFloat64Reference at N = 129).
       if (t0 + sub * kSub >= n) continue;
       const int saved = chunk * (L / kSub) + sub;  // this sub-chunk starts from state saved - 1
-      float h0[kPer], hist[kSub][kPer], decays[kSub][kPer];  // h_t and exp(Δ_t A) of the sub-chunk
+      float h0[kPer];  // the state before the sub-chunk
       if (saved > 0 && valid) {
         const float4 s4 = *reinterpret_cast<const float4*>(my_states + static_cast<size_t>(saved - 1) * kScanStates);
         h0[0] = s4.x; h0[1] = s4.y; h0[2] = s4.z; h0[3] = s4.w;
@@ -499,63 +502,83 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
         for (int j = 0; j < kPer; ++j) h0[j] = 0.f;
       }
+      // Two halves of kHalf steps, the later first: a half's history is recomputed from h0 (the
+      // later half after stepping through the earlier one unrecorded), which keeps kHalf steps of
+      // states and decays in registers instead of kSub.
+#pragma unroll 1
+      for (int half = 1; half >= 0; --half) {
+        const int s0 = sub * kSub + half * kHalf;  // the half's first step in the chunk
+        float hs[kPer], hist[kHalf][kPer], decays[kHalf][kPer];  // state before the half; h_t, exp(Δ_t A)
 #pragma unroll
-      for (int i = 0; i < kSub; ++i) {
-        const int t = sub * kSub + i;
-        const float dt = sm.dts[ch * PAD + t], x = to_f(raw.u[ch * RL + t]);
+        for (int j = 0; j < kPer; ++j) hs[j] = h0[j];
+        if (half == 1) {
 #pragma unroll
-        for (int j = 0; j < kPer; ++j) {
-          const float prev = i == 0 ? h0[j] : hist[i - 1][j];
-          decays[i][j] = exp2f(dt * a2[j]);
-          hist[i][j] = decays[i][j] * prev + dt * x * to_f(raw.B[(quarter * kPer + j) * RL + t]);
+          for (int i = 0; i < kHalf; ++i) {
+            const int t = sub * kSub + i;
+            const float dt = sm.dts[ch * PAD + t], x = to_f(raw.u[ch * RL + t]);
+#pragma unroll
+            for (int j = 0; j < kPer; ++j)
+              hs[j] = exp2f(dt * a2[j]) * hs[j] + dt * x * to_f(raw.B[(quarter * kPer + j) * RL + t]);
+          }
         }
-      }
 #pragma unroll
-      for (int g4 = kSub / 4 - 1; g4 >= 0; --g4) {
-        float part[4][3];  // this lane's share of dΔ, du, y for 4 steps
-#pragma unroll
-        for (int k = 3; k >= 0; --k) {
-          const int i = g4 * 4 + k, t = sub * kSub + i;
+        for (int i = 0; i < kHalf; ++i) {
+          const int t = s0 + i;
           const float dt = sm.dts[ch * PAD + t], x = to_f(raw.u[ch * RL + t]);
-          const float zz = to_f(raw.z[ch * RL + t]), go = to_f(raw.dout[ch * RL + t]);
-          const float dy = go * zz * sigmoid(zz);
-          float ddt = 0.f, dx = 0.f, y = 0.f, red[8];  // red: dB (4 states), dC (4 states)
 #pragma unroll
           for (int j = 0; j < kPer; ++j) {
-            const int js = quarter * kPer + j;
-            const float bj = to_f(raw.B[js * RL + t]), cj = to_f(raw.C[js * RL + t]);
-            y += hist[i][j] * cj;
-            dh[j] += dy * cj;
-            const float decay = decays[i][j];
-            const float prev = i == 0 ? h0[j] : hist[i - 1][j];
-            const float g_decay = dh[j] * prev * decay;  // ∂L/∂(ΔA) through the decay
-            ddt += g_decay * a[j] + dh[j] * x * bj;
-            dx += dh[j] * dt * bj;
-            red[j] = dh[j] * dt * x;
-            red[4 + j] = dy * hist[i][j];
-            da_acc[j] += g_decay * dt;
-            dh[j] *= decay;
+            const float prev = i == 0 ? hs[j] : hist[i - 1][j];
+            decays[i][j] = exp2f(dt * a2[j]);
+            hist[i][j] = decays[i][j] * prev + dt * x * to_f(raw.B[(quarter * kPer + j) * RL + t]);
           }
-          part[k][0] = ddt;
-          part[k][1] = dx;
-          part[k][2] = y;
-          // Sum dB, dC over the warp's 8 channels; each lane keeps one (state, dB|dC) of step t.
-          const float r = channel_reduce_scatter(red, lane);
-          const int idx = ((lane >> 4) & 1) * 4 + ((lane >> 3) & 1) * 2 + ((lane >> 2) & 1);
-          sm.red[((warp * 2 + (idx >> 2)) * kScanStates + quarter * kPer + (idx & 3)) * PAD + t] = r;
         }
-        float full[3];
-        quad_reduce_scatter<3>(part, quarter, full);  // sums of step g4·4 + quarter
-        const int t = sub * kSub + g4 * 4 + quarter;
-        const float dt = sm.dts[ch * PAD + t], x = to_f(raw.u[ch * RL + t]);
-        const float zz = to_f(raw.z[ch * RL + t]), go = to_f(raw.dout[ch * RL + t]);
-        const float sz = sigmoid(zz), dy = go * zz * sz, y = full[2] + d_skip * x;
-        const float g_delta = full[0] * (1.f - __expf(-dt));  // dδ = dΔ σ(δ + b)
-        sm.gu[ch * PAD + t] = full[1] + dy * d_skip;
-        sm.gd[ch * PAD + t] = g_delta;
-        sm.gz[ch * PAD + t] = go * y * sz * (1.f + zz * (1.f - sz));
-        dd_acc += dy * x;
-        dbias_acc += g_delta;
+#pragma unroll
+        for (int g4 = kHalf / 4 - 1; g4 >= 0; --g4) {
+          float part[4][3];  // this lane's share of dΔ, du, y for 4 steps
+#pragma unroll
+          for (int k = 3; k >= 0; --k) {
+            const int i = g4 * 4 + k, t = s0 + i;
+            const float dt = sm.dts[ch * PAD + t], x = to_f(raw.u[ch * RL + t]);
+            const float zz = to_f(raw.z[ch * RL + t]), go = to_f(raw.dout[ch * RL + t]);
+            const float dy = go * zz * sigmoid(zz);
+            float ddt = 0.f, dx = 0.f, y = 0.f, red[8];  // red: dB (4 states), dC (4 states)
+#pragma unroll
+            for (int j = 0; j < kPer; ++j) {
+              const int js = quarter * kPer + j;
+              const float bj = to_f(raw.B[js * RL + t]), cj = to_f(raw.C[js * RL + t]);
+              y += hist[i][j] * cj;
+              dh[j] += dy * cj;
+              const float decay = decays[i][j];
+              const float prev = i == 0 ? hs[j] : hist[i - 1][j];
+              const float g_decay = dh[j] * prev * decay;  // ∂L/∂(ΔA) through the decay
+              ddt += g_decay * a[j] + dh[j] * x * bj;
+              dx += dh[j] * dt * bj;
+              red[j] = dh[j] * dt * x;
+              red[4 + j] = dy * hist[i][j];
+              da_acc[j] += g_decay * dt;
+              dh[j] *= decay;
+            }
+            part[k][0] = ddt;
+            part[k][1] = dx;
+            part[k][2] = y;
+            // Sum dB, dC over the warp's 8 channels; each lane keeps one (state, dB|dC) of step t.
+            const float r = channel_reduce_scatter(red, lane);
+            const int idx = ((lane >> 4) & 1) * 4 + ((lane >> 3) & 1) * 2 + ((lane >> 2) & 1);
+            sm.red[((warp * 2 + (idx >> 2)) * kScanStates + quarter * kPer + (idx & 3)) * PAD + t] = r;
+          }
+          float full[3];
+          quad_reduce_scatter<3>(part, quarter, full);  // sums of step g4·4 + quarter of the half
+          const int t = s0 + g4 * 4 + quarter;
+          const float dt = sm.dts[ch * PAD + t], x = to_f(raw.u[ch * RL + t]);
+          const float zz = to_f(raw.z[ch * RL + t]), go = to_f(raw.dout[ch * RL + t]);
+          const float sz = sigmoid(zz), dy = go * zz * sz, y = full[2] + d_skip * x;
+          const float g_delta = full[0] * (1.f - __expf(-dt));  // dδ = dΔ σ(δ + b)
+          sm.gu[ch * PAD + t] = full[1] + dy * d_skip;
+          sm.gd[ch * PAD + t] = g_delta;
+          sm.gz[ch * PAD + t] = go * y * sz * (1.f + zz * (1.f - sz));
+          dd_acc += dy * x;
+          dbias_acc += g_delta;
+        }
       }
     }
     __syncthreads();
