@@ -288,8 +288,8 @@ TEST(CudaKernels, SelectiveScanMatchesFloat64Reference) {
 }
 
 // The edges of the kernels' tiling: N shorter than one staged chunk (the forward's 64 steps, the
-// backward's 32) and than one 16-step save block, N at and one past them, N not a multiple of either, channels that fill no 32-channel
-// block or one and a bit, batch 1.  (1, 70, 129) is cut into 2 time slices whose last chunk holds
+// backward's 32) and than one 16-step save block, N at and one past them, N not a multiple of
+// either, channels that fill no 32-channel block or one and a bit, batch 1.  (1, 70, 129) is cut into 2 time slices whose last chunk holds
 // one step: the backward once read states past the last saved one there (NaN dA and db_δ).
 TEST(CudaKernels, SelectiveScanChunkEdgesMatchFloat64Reference) {
   MIXLAB_REQUIRE_GPU();

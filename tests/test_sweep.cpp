@@ -2,6 +2,7 @@
 // union is the whole; two shard processes writing one file at once lose nothing), merge,
 // out-of-memory and NaN points recorded without stopping the sweep, provenance on every row.
 
+#include "tests/subprocess.h"
 #include "tests/temp_dir.h"
 #include "harness/config.h"
 #include "harness/sweep.h"
@@ -226,8 +227,7 @@ TEST(SweepTest, BenchCommandMeasuresAdHoc) {
   const std::string bad = std::string(MIXLAB_BINARY) + " bench --model " + dir.file("model.json") +
                           " --seq 8,4k --device cpu --db " + dir.file("bad.db") + " >" + out + " 2>&1";
   EXPECT_NE(std::system(bad.c_str()), 0);
-  std::ifstream bad_in(out);
-  const std::string message((std::istreambuf_iterator<char>(bad_in)), std::istreambuf_iterator<char>());
+  const std::string message = mixlab::testing::slurp(out);
   EXPECT_NE(message.find("'4k' is not a sequence length"), std::string::npos) << message;
 }
 
