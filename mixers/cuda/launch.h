@@ -28,7 +28,7 @@ struct ScanShape {
 
 // The G that fills the current device: 1 when the blocks over batch x channels already hold half
 // its resident-block slots, else enough slices of at least kScanMinSlice steps to fill them.
-constexpr int kScanMinSlice = 256;
+constexpr int kScanMinSlice = 128;
 int selective_scan_time_splits(const ScanShape& shape);
 // Floats of scratch the forward and the backward need for shape.time_splits: B·E·G·(n + 1) when
 // G > 1 (each slice's local state and its Σ Δ), else 0 (the workspace pointer may be null).

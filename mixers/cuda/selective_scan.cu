@@ -187,12 +187,27 @@ __device__ __forceinline__ void softplus_tile(float* dts, const T* delta, const 
                             : 0.f;
   }
 }
-template <int L, class T>
-__device__ __forceinline__ void unstage(const float* tile, T* m, int e0, int channels, int t0, int n) {
+// B and C of a chunk as floats, step-major: bc[(t·2 + 0|1)·n + j] = B|C[j, t], so that the 4 states a
+// lane owns at step t are one 16-byte load, already converted.  Consecutive threads take
+// consecutive states (the raw rows they read are RL apart: conflict-free for RL odd in words).
+template <class T, int L>
+__device__ __forceinline__ void transpose_bc(float* bc, const T* B, const T* C) {
+  constexpr int RL = row_len<T, L>();
+  for (int i = threadIdx.x; i < 2 * kScanStates * L; i += kThreads) {
+    const int j = i % kScanStates, which = (i / kScanStates) % 2, t = i / (2 * kScanStates);
+    bc[i] = to_f((which ? C : B)[j * RL + t]);
+  }
+}
+__device__ __forceinline__ void load4(const float* p, float (&v)[4]) {
+  const float4 q = *reinterpret_cast<const float4*>(p);
+  v[0] = q.x; v[1] = q.y; v[2] = q.z; v[3] = q.w;
+}
+template <int L, class T, class S>
+__device__ __forceinline__ void unstage(const S* tile, T* m, int e0, int channels, int t0, int n) {
   for (int i = threadIdx.x; i < kChannels * L; i += kThreads) {
     const int r = i / L, t = i % L;
     const int e = e0 + r, tt = t0 + t;
-    if (e < channels && tt < n) store_f(m + static_cast<size_t>(e) * n + tt, tile[r * padded(L) + t]);
+    if (e < channels && tt < n) store_f(m + static_cast<size_t>(e) * n + tt, to_f(tile[r * padded(L) + t]));
   }
 }
 
@@ -434,10 +449,11 @@ struct BackwardSmem {
   static constexpr int L = kBackwardChunk, PAD = padded(L);
   RawChunk<T, true, L> raw[2];
   float dts[kChannels * PAD];  // Δ
-  float gu[kChannels * PAD];   // du
-  float gd[kChannels * PAD];   // dδ
-  float gz[kChannels * PAD];   // dz
+  T gu[kChannels * PAD];       // du, dδ, dz in the output's type (rounded once, as unstage would)
+  T gd[kChannels * PAD];
+  T gz[kChannels * PAD];
   float red[(kThreads / 32) * 2 * kScanStates * PAD];  // per warp: Σ over its 8 channels of dB, dC
+  alignas(16) float bc[L * 2 * kScanStates];            // B, C as floats, [t][B|C][state] (transpose_bc)
 };
 
 template <class T>
@@ -483,6 +499,7 @@ __global__ void __launch_bounds__(kThreads, 4)  // 4 blocks (16 warps) per SM: a
     cp_async_wait_all();
     __syncthreads();
     softplus_tile<T, L>(sm.dts, raw.delta, delta_bias, e0, channels, t0, n);
+    transpose_bc<T, L>(sm.bc, raw.B, raw.C);
     __syncthreads();
     if (chunk > first)
       stage_chunk<T, true>(sm.raw[(chunk - 1) & 1], u, delta, z, dout, Bm, Cm, e0, channels, t0 - L, n, aligned);
@@ -515,21 +532,24 @@ __global__ void __launch_bounds__(kThreads, 4)  // 4 blocks (16 warps) per SM: a
 #pragma unroll
           for (int i = 0; i < kHalf; ++i) {
             const int t = sub * kSub + i;
-            const float dt = sm.dts[ch * PAD + t], x = to_f(raw.u[ch * RL + t]);
+            const float dt = sm.dts[ch * PAD + t], dtx = dt * to_f(raw.u[ch * RL + t]);
+            float bq[kPer];
+            load4(sm.bc + (t * 2) * kScanStates + quarter * kPer, bq);
 #pragma unroll
-            for (int j = 0; j < kPer; ++j)
-              hs[j] = exp2f(dt * a2[j]) * hs[j] + dt * x * to_f(raw.B[(quarter * kPer + j) * RL + t]);
+            for (int j = 0; j < kPer; ++j) hs[j] = exp2f(dt * a2[j]) * hs[j] + dtx * bq[j];
           }
         }
 #pragma unroll
         for (int i = 0; i < kHalf; ++i) {
           const int t = s0 + i;
-          const float dt = sm.dts[ch * PAD + t], x = to_f(raw.u[ch * RL + t]);
+          const float dt = sm.dts[ch * PAD + t], dtx = dt * to_f(raw.u[ch * RL + t]);
+          float bq[kPer];
+          load4(sm.bc + (t * 2) * kScanStates + quarter * kPer, bq);
 #pragma unroll
           for (int j = 0; j < kPer; ++j) {
             const float prev = i == 0 ? hs[j] : hist[i - 1][j];
             decays[i][j] = exp2f(dt * a2[j]);
-            hist[i][j] = decays[i][j] * prev + dt * x * to_f(raw.B[(quarter * kPer + j) * RL + t]);
+            hist[i][j] = decays[i][j] * prev + dtx * bq[j];
           }
         }
 #pragma unroll
@@ -540,26 +560,28 @@ __global__ void __launch_bounds__(kThreads, 4)  // 4 blocks (16 warps) per SM: a
             const int i = g4 * 4 + k, t = s0 + i;
             const float dt = sm.dts[ch * PAD + t], x = to_f(raw.u[ch * RL + t]);
             const float zz = to_f(raw.z[ch * RL + t]), go = to_f(raw.dout[ch * RL + t]);
-            const float dy = go * zz * sigmoid(zz);
-            float ddt = 0.f, dx = 0.f, y = 0.f, red[8];  // red: dB (4 states), dC (4 states)
+            const float dy = go * zz * sigmoid(zz), dtx = dt * x;
+            // dΔ = Σ_j g_j a_j + u Σ_j dh_j B_j and du = Δ Σ_j dh_j B_j: the sum over states once.
+            float g_a = 0.f, dh_b = 0.f, y = 0.f, red[8];  // red: dB (4 states), dC (4 states)
+            float bq[kPer], cq[kPer];
+            load4(sm.bc + (t * 2) * kScanStates + quarter * kPer, bq);
+            load4(sm.bc + (t * 2 + 1) * kScanStates + quarter * kPer, cq);
 #pragma unroll
             for (int j = 0; j < kPer; ++j) {
-              const int js = quarter * kPer + j;
-              const float bj = to_f(raw.B[js * RL + t]), cj = to_f(raw.C[js * RL + t]);
-              y += hist[i][j] * cj;
-              dh[j] += dy * cj;
+              y += hist[i][j] * cq[j];
+              dh[j] += dy * cq[j];
               const float decay = decays[i][j];
               const float prev = i == 0 ? hs[j] : hist[i - 1][j];
               const float g_decay = dh[j] * prev * decay;  // ∂L/∂(ΔA) through the decay
-              ddt += g_decay * a[j] + dh[j] * x * bj;
-              dx += dh[j] * dt * bj;
-              red[j] = dh[j] * dt * x;
+              g_a += g_decay * a[j];
+              dh_b += dh[j] * bq[j];
+              red[j] = dh[j] * dtx;
               red[4 + j] = dy * hist[i][j];
               da_acc[j] += g_decay * dt;
               dh[j] *= decay;
             }
-            part[k][0] = ddt;
-            part[k][1] = dx;
+            part[k][0] = g_a + x * dh_b;
+            part[k][1] = dt * dh_b;
             part[k][2] = y;
             // Sum dB, dC over the warp's 8 channels; each lane keeps one (state, dB|dC) of step t.
             const float r = channel_reduce_scatter(red, lane);
@@ -573,9 +595,9 @@ __global__ void __launch_bounds__(kThreads, 4)  // 4 blocks (16 warps) per SM: a
           const float zz = to_f(raw.z[ch * RL + t]), go = to_f(raw.dout[ch * RL + t]);
           const float sz = sigmoid(zz), dy = go * zz * sz, y = full[2] + d_skip * x;
           const float g_delta = full[0] * (1.f - __expf(-dt));  // dδ = dΔ σ(δ + b)
-          sm.gu[ch * PAD + t] = full[1] + dy * d_skip;
-          sm.gd[ch * PAD + t] = g_delta;
-          sm.gz[ch * PAD + t] = go * y * sz * (1.f + zz * (1.f - sz));
+          store_f(&sm.gu[ch * PAD + t], full[1] + dy * d_skip);
+          store_f(&sm.gd[ch * PAD + t], g_delta);
+          store_f(&sm.gz[ch * PAD + t], go * y * sz * (1.f + zz * (1.f - sz)));
           dd_acc += dy * x;
           dbias_acc += g_delta;
         }
