@@ -32,7 +32,8 @@
 #                      patch's header; table in $OUT/ab-NAME/patch_ab.md
 #   anything else      run as a bash command, with $MIXLAB_CALL_END (the epoch second the call's
 #                      limit ends) exported, e.g. `timeout $((MIXLAB_CALL_END - $(date +%s) - 20)) CMD`
-# Each step gets what is left of LIMIT_SECONDS less a margin.  More than 8 files under $OUT at
+# Each step runs under a timeout of what is left of LIMIT_SECONDS less a margin (5-30 s), and a
+# step with under 10 s of that left is skipped, so the archive below always runs within the limit.  More than 8 files under $OUT at
 # the end are archived into $OUT/results.tgz (tables *.md and tests.log kept beside it).
 # Needs .devicedeps/ carried: the sqlite3 headers (gpu.sh), `commit` (the short commit, stamped on
 # rows) and for `scout` the database folder (scripts/device_deps.sh makes the first two).  A carried
@@ -47,27 +48,43 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 export MIXLAB_GPU_BUILD="${MIXLAB_GPU_BUILD:-/tmp/build-gpu}"
 [[ -f .devicedeps/commit ]] && export MIXLAB_GIT_COMMIT="$(cat .devicedeps/commit)"
+export MIXLAB_CALL_END=$((T0 + LIMIT))
 left() { echo $((LIMIT - ($(date +%s) - T0))); }
+# run_for MARGIN CMD...: CMD under a timeout of what is left of LIMIT less MARGIN seconds; skipped,
+# and said so, when that is under MIN_STEP.  (A budget computed as 0 or less must never reach
+# `timeout`, which reads 0 as "no limit": session 37's last A/B started with 20 s left, ran past
+# the device's limit, and none of the call's files came back.)
+MIN_STEP=10
+run_for() {
+  local margin=$1 budget
+  shift
+  budget=$(($(left) - margin))
+  if ((budget < MIN_STEP)); then
+    echo "== skipped: $(left) s left of $LIMIT (a step needs $((margin + MIN_STEP)))"
+    return 0
+  fi
+  timeout "$budget" "$@"
+}
 for step in "$@"; do
   echo "== $step at +$(($(date +%s) - T0)) s"
   case $step in
-    suite) scripts/gpu.sh "$OUT/gpu" none 2>&1 | tail -25 ;;
+    suite) run_for 15 scripts/gpu.sh "$OUT/gpu" none 2>&1 | tail -25 ;;
     build)  # what the warm machine has built before: everything after `suite`, the binary after `bin`
       target=(); [[ -x $MIXLAB_GPU_BUILD/mixlab_tests ]] || target=(--target mixlab)
-      cmake --build "$MIXLAB_GPU_BUILD" "${target[@]}" 2>&1 | tail -2 ;;
-    bin) MIXLAB_GPU_TARGET=mixlab scripts/gpu.sh "$OUT/gpu" none 2>&1 | tail -5 ;;
-    trainstep) timeout $(($(left) - 30)) bench/train_step.sh "$MIXLAB_GPU_BUILD" "$OUT/ts" 2>&1 | tail -30 ;;
-    trainmfu) timeout $(($(left) - 30)) bench/train_mfu.sh "$MIXLAB_GPU_BUILD" "$OUT/mfu" 2>&1 | tail -12 ;;
-    breakdown) timeout $(($(left) - 30)) bench/kernel_breakdown.sh "$MIXLAB_GPU_BUILD" "$OUT/breakdown" 2>&1 | tail -40 ;;
-    scanprofile) timeout $(($(left) - 20)) bench/scan_profile.sh "$MIXLAB_GPU_BUILD" "$OUT/scanprofile" 2>&1 | tail -30 ;;
+      run_for 15 cmake --build "$MIXLAB_GPU_BUILD" "${target[@]}" 2>&1 | tail -2 ;;
+    bin) MIXLAB_GPU_TARGET=mixlab run_for 15 scripts/gpu.sh "$OUT/gpu" none 2>&1 | tail -5 ;;
+    trainstep) run_for 30 bench/train_step.sh "$MIXLAB_GPU_BUILD" "$OUT/ts" 2>&1 | tail -30 ;;
+    trainmfu) run_for 30 bench/train_mfu.sh "$MIXLAB_GPU_BUILD" "$OUT/mfu" 2>&1 | tail -12 ;;
+    breakdown) run_for 30 bench/kernel_breakdown.sh "$MIXLAB_GPU_BUILD" "$OUT/breakdown" 2>&1 | tail -40 ;;
+    scanprofile) run_for 20 bench/scan_profile.sh "$MIXLAB_GPU_BUILD" "$OUT/scanprofile" 2>&1 | tail -30 ;;
     racecheck)
-      (cd "$MIXLAB_GPU_BUILD" && timeout $(($(left) - 20)) compute-sanitizer --tool racecheck --racecheck-report hazard \
+      (cd "$MIXLAB_GPU_BUILD" && run_for 20 compute-sanitizer --tool racecheck --racecheck-report hazard \
         ./mixlab_tests --gtest_filter='Sm90*') >"$OUT/racecheck.log" 2>&1
       grep -E "RACECHECK SUMMARY|PASSED|FAILED" "$OUT/racecheck.log" | head -5
       gzip -f "$OUT/racecheck.log" ;;
     kernels:*)
       ops=${step#kernels:}
-      MIXLAB_GPU_SUITE=0 MIXLAB_PEER_OPS=$ops timeout $(($(left) - 20)) scripts/gpu.sh "$OUT/k" kernels --ops="$ops" 2>&1 | tail -30 ;;
+      MIXLAB_GPU_SUITE=0 MIXLAB_PEER_OPS=$ops run_for 20 scripts/gpu.sh "$OUT/k" kernels --ops="$ops" 2>&1 | tail -30 ;;
     zoology:*)
       # Session 27: a 360 s deadline finished none of the short spec's (128, 8) points (~6.5 min
       # each at 12 workers); their run folders survive only while this machine stays warm.
@@ -75,21 +92,22 @@ for step in "$@"; do
         "(128, 8) point (~390 s); points in flight resume only on this warm machine (590 s calls)"
       MIXLAB_MPS=1 MIXLAB_SPEC="experiments/paper/${step#zoology:}.json" MIXLAB_RUN_ROOT=/tmp/zoology-runs \
         MIXLAB_DB="${MIXLAB_ZOOLOGY_DB:-docs/results/zoology-mqar/zoology-mqar-full.db.xz}" \
-        MIXLAB_DEADLINE_S=$(($(left) - 80)) tests/device/zoology_mqar.sh "$MIXLAB_GPU_BUILD" "$OUT/zoo" 12 2>&1 | tail -8 ;;
+        MIXLAB_DEADLINE_S=$(($(left) - 80)) run_for 20 tests/device/zoology_mqar.sh "$MIXLAB_GPU_BUILD" "$OUT/zoo" 12 2>&1 | tail -8 ;;
     ab:*)
       name=${step#ab:}
-      timeout $(($(left) - 20)) bench/patch_ab.sh "$MIXLAB_GPU_BUILD" "$OUT/ab-$name" "bench/experiments/$name.patch" 2>&1 |
+      run_for 20 bench/patch_ab.sh "$MIXLAB_GPU_BUILD" "$OUT/ab-$name" "bench/experiments/$name.patch" 2>&1 |
         tail -30 ;;
     scout:*)
       IFS=: read -r _ seconds what <<<"$step"
       budget=$(($(left) - 25))
       ((seconds < budget)) && budget=$seconds
+      ((budget < MIN_STEP)) && { echo "== skipped: $(left) s left of $LIMIT"; continue; }
       scout_dir="${MIXLAB_SCOUT_DIR:-.devicedeps/scout}"
       bench/scout_paper.sh "$MIXLAB_GPU_BUILD" "$scout_dir" "$budget" ${what//,/ } 2>&1 | tail -5
       gzip -c "$scout_dir/scout-paper.db" >"$OUT/scout-paper.db.gz"
       tar -C "$scout_dir" -czf "$OUT/scout-logs.tgz" --exclude scout-paper.db . 2>/dev/null
       ;;
-    *) MIXLAB_CALL_END=$((T0 + LIMIT)) bash -c "$step" 2>&1 | tail -40 ;;
+    *) run_for 5 bash -c "$step" 2>&1 | tail -40 ;;
   esac
 done
 # A call returns at most 8 files (16 MiB each): when the steps left more, everything goes into
