@@ -57,7 +57,7 @@ constexpr int kPer = kScanStates / 4;  // states per thread
 // Time steps per chunk staged in shared memory: the forward's chunk is also the unit of a time
 // slice; the backward's divides it (a slice of the forward's chunks is whole backward chunks).
 constexpr int kForwardChunk = kScanChunk;
-constexpr int kBackwardChunk = 32;  // 4 blocks (16 warps) per SM: 54.25 KiB of shared memory in bf16
+constexpr int kBackwardChunk = 32;  // 4 blocks (16 warps) per SM: 52.1 KiB of shared memory in bf16
 constexpr int kSub = kScanStateStride; // steps per backward sub-chunk
 constexpr int kHalf = kSub / 2;        // steps of a sub-chunk's history held in registers at once
 static_assert(kForwardChunk % kBackwardChunk == 0 && kBackwardChunk % kSub == 0);
