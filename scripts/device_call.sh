@@ -33,8 +33,9 @@
 #   anything else      run as a bash command, with $MIXLAB_CALL_END (the epoch second the call's
 #                      limit ends) exported, e.g. `timeout $((MIXLAB_CALL_END - $(date +%s) - 20)) CMD`
 # Each step runs under a timeout of what is left of LIMIT_SECONDS less a margin (5-30 s), and a
-# step with under 10 s of that left is skipped, so the archive below always runs within the limit.  More than 8 files under $OUT at
-# the end are archived into $OUT/results.tgz (tables *.md and tests.log kept beside it).
+# step with under 10 s of that left is skipped, so the archive below always runs within the limit.
+# More than 8 files under $OUT at the end are archived into $OUT/results.tgz (tables *.md and
+# tests.log kept beside it).
 # Needs .devicedeps/ carried: the sqlite3 headers (gpu.sh), `commit` (the short commit, stamped on
 # rows) and for `scout` the database folder (scripts/device_deps.sh makes the first two).  A carried
 # folder replaces the machine's copy: after every call, copy the returned database back into

@@ -22,11 +22,10 @@ using mixlab::testing::TempDir;
 ProcessResult device_call(const TempDir& dir, const std::vector<std::string>& limit_and_steps, double& seconds) {
   std::filesystem::create_directories(dir.file("out"));
   const auto script = (mixlab::source_tree::root() / "scripts" / "device_call.sh").string();
-  std::vector<std::string> argv{"-c", "OUT=\"$1\" && shift && export OUT && exec /bin/bash \"$@\"", "call",
-                                dir.file("out"), script};
+  std::vector<std::string> argv{"OUT=" + dir.file("out"), "/bin/bash", script};
   argv.insert(argv.end(), limit_and_steps.begin(), limit_and_steps.end());
   const auto start = std::chrono::steady_clock::now();
-  auto result = mixlab::testing::run_process("/bin/bash", argv, dir.file("run"));
+  auto result = mixlab::testing::run_process("/usr/bin/env", argv, dir.file("run"));
   seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return result;
 }
