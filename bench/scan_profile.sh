@@ -9,7 +9,7 @@
 #
 # Usage: bench/scan_profile.sh BUILD_DIR OUT_DIR [op, default scan] [N, default 16384]
 #   OUT_DIR/scan_<kernel>_<op>_<N>.csv: ncu's raw page (one row, the metrics below as columns)
-#   OUT_DIR/scan_profile.md: one table, a column per kernel (bench/peers/ncu_scan_table.py)
+#   OUT_DIR/scan_profile.md: one table, a column per kernel (bench/peers/ncu_counters_table.py)
 set -uo pipefail
 BUILD="${1:?usage: bench/scan_profile.sh BUILD_DIR OUT_DIR [op] [N]}"
 OUT="${2:?usage: bench/scan_profile.sh BUILD_DIR OUT_DIR [op] [N]}"
@@ -34,5 +34,5 @@ for kernel in scan_forward_kernel scan_backward_kernel; do
   # ncu's CSV rows (header, units, data) start with a quote; the program's own output is left in the log
   grep '^"' "$csv.log" >"$csv" || { status=1; tail -n 5 "$csv.log"; }
 done
-python3 "$HERE/peers/ncu_scan_table.py" "$OUT/scan_forward_kernel_${OP}_${N}.csv" "$OUT/scan_backward_kernel_${OP}_${N}.csv" | tee "$OUT/scan_profile.md" || status=1
+python3 "$HERE/peers/ncu_counters_table.py" "$OUT/scan_forward_kernel_${OP}_${N}.csv" "$OUT/scan_backward_kernel_${OP}_${N}.csv" | tee "$OUT/scan_profile.md" || status=1
 exit $status

@@ -14,6 +14,8 @@
 #   breakdown          bench/kernel_breakdown.sh (per-kernel times, mixlab and its peer)
 #   scanprofile        bench/scan_profile.sh: Nsight Compute counters of the scan's forward and
 #                      backward kernels at batch 8, E 2048, N 16k (why the scan misses its target)
+#   attnprofile        bench/attention_profile.sh: Nsight Compute counters of the sm90 window kernels
+#                      and of FlexAttention's, d 64 and 128, N 16k (why the window trails Flex)
 #   racecheck          compute-sanitizer racecheck (one report per hazard) over the sm90 kernels'
 #                      tests (`Sm90*`) of the build a `suite` made; the summary line printed, the
 #                      log gzipped to $OUT/racecheck.log.gz (session 21: 0 hazards)
@@ -78,6 +80,7 @@ for step in "$@"; do
     trainmfu) run_for 30 bench/train_mfu.sh "$MIXLAB_GPU_BUILD" "$OUT/mfu" 2>&1 | tail -12 ;;
     breakdown) run_for 30 bench/kernel_breakdown.sh "$MIXLAB_GPU_BUILD" "$OUT/breakdown" 2>&1 | tail -40 ;;
     scanprofile) run_for 20 bench/scan_profile.sh "$MIXLAB_GPU_BUILD" "$OUT/scanprofile" 2>&1 | tail -30 ;;
+    attnprofile) run_for 20 bench/attention_profile.sh "$MIXLAB_GPU_BUILD" "$OUT/attnprofile" 2>&1 | tail -40 ;;
     racecheck)
       (cd "$MIXLAB_GPU_BUILD" && run_for 20 compute-sanitizer --tool racecheck --racecheck-report hazard \
         ./mixlab_tests --gtest_filter='Sm90*') >"$OUT/racecheck.log" 2>&1
