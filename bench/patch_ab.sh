@@ -14,6 +14,7 @@
 #   BUILD  a configured CUDA build of this tree (scripts/device_call.sh `suite` or `bin` made it)
 #   OPS, GTEST_FILTER  default to the patch's own header lines `ops: ...` and `tests: ...` (the
 #          text before its first `diff`, which git apply and patch skip); "-" takes the default
+#   KERNEL_BENCH_ARGS  default to its header line `args: ...` (e.g. `args: --lengths=4096,65536`)
 #   e.g.   bench/patch_ab.sh /tmp/build-gpu $OUT/ab bench/experiments/NAME.patch
 set -euo pipefail
 usage="usage: bench/patch_ab.sh BUILD OUT PATCH [OPS [GTEST_FILTER [KERNEL_BENCH_ARGS...]]]"
@@ -29,6 +30,10 @@ FILTER="${5:--}"
 [[ $FILTER == - ]] && FILTER="$(header tests)"
 [[ -n $OPS ]] || { echo "patch_ab.sh: no OPS given and $PATCH has no 'ops:' header line" >&2; exit 2; }
 shift $(($# < 5 ? $# : 5))
+if [[ $# -eq 0 && -n "$(header args)" ]]; then
+  read -r -a header_args <<<"$(header args)"
+  set -- "${header_args[@]}"
+fi
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PATCH="$(realpath "$PATCH")"
 [[ -f $BUILD/build.ninja || -f $BUILD/Makefile ]] || { echo "patch_ab.sh: $BUILD is not a configured build" >&2; exit 2; }
