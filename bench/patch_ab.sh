@@ -7,7 +7,8 @@
 #      its tests is not timed)
 #   3. time A, B, A, B (`mixlab kernel_bench --ops=OPS`: CUDA events, L2 flushed between repeats)
 #   4. take PATCH back out (before the timing) and rebuild at the end, so later steps of the call
-#      measure the tree
+#      measure the tree (not with MIXLAB_AB_REBUILD=0, which device_call.sh sets for its last step;
+#      the sources are the tree's again, so a later build rebuilds what the patch touched)
 # Results: OUT/a1.csv, b1.csv, a2.csv, b2.csv, bench.log, tests_b.log and patch_ab.md (the table,
 # bench/patch_ab_table.py).
 #   Usage: bench/patch_ab.sh BUILD OUT PATCH [OPS [GTEST_FILTER [KERNEL_BENCH_ARGS...]]]
@@ -91,6 +92,8 @@ for round in 1 2; do
   done
 done
 rm -rf "$BIN"
-echo "== the build back to the tree"
-cmake --build "$BUILD" --target mixlab | tail -1
+if [[ ${MIXLAB_AB_REBUILD:-1} == 1 ]]; then  # 0: the call's last step, nothing measures the build after it
+  echo "== the build back to the tree"
+  cmake --build "$BUILD" --target mixlab | tail -1
+fi
 python3 "$ROOT/bench/patch_ab_table.py" "$OUT/a1.csv" "$OUT/a2.csv" -- "$OUT/b1.csv" "$OUT/b2.csv" | tee "$OUT/patch_ab.md"

@@ -99,7 +99,9 @@ for step in "$@"; do
         MIXLAB_DEADLINE_S=$(($(left) - 80)) run_for 20 tests/device/zoology_mqar.sh "$MIXLAB_GPU_BUILD" "$OUT/zoo" 12 2>&1 | tail -8 ;;
     ab:*)
       name=${step#ab:}
-      run_for 20 bench/patch_ab.sh "$MIXLAB_GPU_BUILD" "$OUT/ab-$name" "bench/experiments/$name.patch" 2>&1 |
+      rebuild=1; [[ $step == "${*: -1}" ]] && rebuild=0  # the last step: no build back to the tree
+      MIXLAB_AB_REBUILD=$rebuild run_for 20 bench/patch_ab.sh "$MIXLAB_GPU_BUILD" "$OUT/ab-$name" \
+        "bench/experiments/$name.patch" 2>&1 |
         tail -30 ;;
     scout:*)
       IFS=: read -r _ seconds what <<<"$step"
