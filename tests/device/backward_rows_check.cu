@@ -7,9 +7,12 @@
 // Build and run (on a Hopper):
 //   nvcc -std=c++17 -arch=sm_90a -I. tests/device/backward_rows_check.cu \
 //     attention/cuda/sm90/backward_rows.cu attention/cuda/sm90/available.cu -o /tmp/brc && /tmp/brc
+// and `/tmp/brc --time` for each kernel's time at 2^20 rows (tests/device/backward_rows_torch.py
+// times the LibTorch expressions they replace).
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -96,9 +99,50 @@ int check(int bh, int n, int d, std::mt19937& rng) {
   return failures;
 }
 
+// `--time`: median ms of each kernel at B·H 16, N 65,536 (2^20 rows; operands far larger than L2).
+void time_kernels() {
+  const int bh = 16, n = 65536;
+  for (int d : {64, 128}) {
+    const size_t values = static_cast<size_t>(bh) * n * d;
+    void *dout, *o, *dq;
+    float *delta, *acc;
+    CHECK_CUDA(cudaMalloc(&dout, values * 2));
+    CHECK_CUDA(cudaMalloc(&o, values * 2));
+    CHECK_CUDA(cudaMalloc(&dq, values * 2));
+    CHECK_CUDA(cudaMalloc(&delta, static_cast<size_t>(bh) * n * 4));
+    CHECK_CUDA(cudaMalloc(&acc, values * 4));
+    CHECK_CUDA(cudaMemset(dout, 0, values * 2));
+    CHECK_CUDA(cudaMemset(o, 0, values * 2));
+    cudaEvent_t start, stop;
+    cudaEventCreate(&start), cudaEventCreate(&stop);
+    auto median_ms = [&](auto&& run) {
+      std::vector<float> ms;
+      for (int i = 0; i < 25; ++i) {
+        cudaEventRecord(start);
+        run();
+        cudaEventRecord(stop);
+        cudaEventSynchronize(stop);
+        float t;
+        cudaEventElapsedTime(&t, start, stop);
+        if (i >= 5) ms.push_back(t);
+      }
+      std::sort(ms.begin(), ms.end());
+      return ms[ms.size() / 2];
+    };
+    const float before = median_ms([&] { mixlab::cuda::sm90::backward_prologue(bh, n, n, d, dout, o, delta, acc, nullptr); });
+    const float after = median_ms([&] { mixlab::cuda::sm90::dq_from_accumulator(bh, n, n, d, 0.125f, acc, dq, nullptr); });
+    std::printf("time: d %d, B·H %d, N %d: backward_prologue %.3f ms, dq_from_accumulator %.3f ms\n", d, bh, n, before, after);
+    cudaFree(dout), cudaFree(o), cudaFree(dq), cudaFree(delta), cudaFree(acc);
+  }
+}
+
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  if (argc > 1 && std::strcmp(argv[1], "--time") == 0) {
+    time_kernels();
+    return 0;
+  }
   std::mt19937 rng(7);
   int failures = 0;
   for (int d : {64, 128})
