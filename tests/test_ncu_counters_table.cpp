@@ -1,0 +1,68 @@
+// bench/peers/ncu_counters_table.py (the Nsight Compute tables of bench/scan_profile.sh and
+// bench/attention_profile.sh) on hand-made `ncu --csv --page raw` files: a file of three launches
+// (units as ncu prints them: microseconds, megabytes with thousands separators) and a file of one.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "tests/source_tree.h"
+#include "tests/subprocess.h"
+#include "tests/temp_dir.h"
+
+namespace {
+
+constexpr const char* kNcuPython = "/usr/bin/python3";
+constexpr const char* kNcuColumns =
+    "\"ID\",\"Kernel Name\",\"gpu__time_duration.sum\",\"lts__t_bytes.sum\","
+    "\"smsp__average_warps_issue_stalled_wait_per_issue_active.ratio\","
+    "\"smsp__average_warps_issue_stalled_barrier_per_issue_active.ratio\"\n"
+    "\"\",\"\",\"usecond\",\"Mbyte\",\"\",\"\"\n";
+
+mixlab::testing::ProcessResult run_ncu_table(const mixlab::testing::TempDir& dir, const std::vector<std::string>& args) {
+  std::vector<std::string> argv{(mixlab::source_tree::root() / "bench" / "peers" / "ncu_counters_table.py").string()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return mixlab::testing::run_process(kNcuPython, argv, dir.file("run"));
+}
+
+}  // namespace
+
+// Three launches, 1,500 / 20 / 300 µs: --top 2 keeps the 1.5 and 0.3 ms ones, longest first, named
+// by file and kernel (namespaces and arguments dropped, template arguments kept); 2,000 Mbyte of
+// L2 traffic reads 2 GB; a counter the file lacks prints –; stalls largest first.
+TEST(NcuCountersTable, ColumnsPerLaunchInBaseUnits) {
+  if (!std::filesystem::exists(kNcuPython)) GTEST_SKIP() << kNcuPython << " is missing";
+  mixlab::testing::TempDir dir("ncu_counters_table");
+  std::ofstream(dir.file("flex_64_16384.csv"))
+      << kNcuColumns
+      << "\"0\",\"void mixlab::sm90::(anonymous namespace)::window_backward_kernel<64>(Shape, float *)\","
+         "\"1,500\",\"2,000\",\"1.00\",\"2.50\"\n"
+      << "\"1\",\"triton_poi_fused_0\",\"20\",\"10\",\"0.10\",\"0.20\"\n"
+      << "\"2\",\"triton_tem_fused_0\",\"300\",\"500\",\"3.00\",\"0.50\"\n";
+  std::ofstream(dir.file("scan.csv")) << kNcuColumns << "\"0\",\"scan_forward_kernel\",\"5,030\",\"40\",\"1.45\",\"0.25\"\n";
+  const auto result = run_ncu_table(dir, {"--top", "2", dir.file("flex_64_16384.csv"), dir.file("scan.csv")});
+  ASSERT_TRUE(result.exited_with(0)) << result.err;
+  EXPECT_NE(result.out.find("| counter | flex_64_16384: window_backward_kernel<64> | flex_64_16384: triton_tem_fused_0 | "
+                            "scan |"),
+            std::string::npos)
+      << result.out;
+  EXPECT_NE(result.out.find("| time (ms) | 1.5 | 0.3 | 5.03 |"), std::string::npos) << result.out;
+  EXPECT_NE(result.out.find("| L2 bytes (GB) | 2 | 0.5 | 0.04 |"), std::string::npos) << result.out;
+  EXPECT_NE(result.out.find("| registers per thread | – | – | – |"), std::string::npos) << result.out;
+  EXPECT_EQ(result.out.find("triton_poi_fused_0"), std::string::npos) << "the third-longest launch is left out";
+  EXPECT_NE(result.out.find("window_backward_kernel<64>: cycles stalled per issued instruction, largest reasons: "
+                            "barrier 2.50, wait 1.00"),
+            std::string::npos)
+      << result.out;
+}
+
+TEST(NcuCountersTable, AFileWithoutALaunchSaysWhereToLook) {
+  if (!std::filesystem::exists(kNcuPython)) GTEST_SKIP() << kNcuPython << " is missing";
+  mixlab::testing::TempDir dir("ncu_counters_table_empty");
+  std::ofstream(dir.file("empty.csv")) << kNcuColumns;
+  const auto result = run_ncu_table(dir, {dir.file("empty.csv")});
+  EXPECT_FALSE(result.exited_with(0));
+  EXPECT_NE(result.err.find("empty.csv: no profiled launch (ncu's log beside it says why)"), std::string::npos)
+      << result.err;
+}
