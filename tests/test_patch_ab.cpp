@@ -7,6 +7,7 @@
 #include <fstream>
 #include <string>
 
+#include "tests/run_mixlab.h"
 #include "tests/source_tree.h"
 #include "tests/subprocess.h"
 #include "tests/temp_dir.h"
@@ -109,7 +110,8 @@ TEST(PatchAb, OpsComeFromThePatchHeaderOrAreAnError) {
 }
 
 // Every experiment kept as a patch (bench/experiments/) still applies to the tree (a change to the
-// file it patches must bring the patch along, rebased, or drop it) and names the ops it times.
+// file it patches must bring the patch along, rebased, or drop it) and names the ops it times, which
+// with its kernel_bench arguments (`args:`) name shapes that `mixlab kernel_bench` lists.
 TEST(PatchAb, EveryExperimentPatchAppliesToTheTree) {
   if (!std::filesystem::exists("/usr/bin/git")) GTEST_SKIP() << "git is missing";
   TempDir dir("patch_ab_experiments");
@@ -125,8 +127,20 @@ TEST(PatchAb, EveryExperimentPatchAppliesToTheTree) {
         dir.file("run" + std::to_string(patches)));
     EXPECT_TRUE(result.exited_with(0)) << entry.path() << ": " << result.err;
     const std::string text = mixlab::testing::slurp(entry.path().string());
-    EXPECT_NE(text.substr(0, text.find("diff --git")).find("\nops: "), std::string::npos)
+    const std::string header = text.substr(0, text.find("diff --git"));
+    EXPECT_NE(header.find("\nops: "), std::string::npos)
         << entry.path() << " says nothing of the ops to time (an `ops:` line before its first diff)";
+    // The ops and `args:` (kernel_bench's arguments, when given) name shapes kernel_bench has: what
+    // patch_ab.sh will time, read here without a GPU (--list-ops).
+    auto line = [&](const std::string& key) {
+      const auto at = header.find("\n" + key + ": ");
+      return at == std::string::npos ? std::string()
+                                     : header.substr(at + key.size() + 3, header.find('\n', at + 1) - at - key.size() - 3);
+    };
+    const auto listed = mixlab::testing::run_mixlab(dir.path.string(),
+                                                    "kernel_bench --list-ops --ops='" + line("ops") + "' " + line("args"));
+    EXPECT_EQ(listed.status, 0) << entry.path() << ": " << listed.output;
+    EXPECT_NE(listed.output.find("\"op\""), std::string::npos) << entry.path() << ": no shape listed";
   }
   EXPECT_GE(patches, 1) << folder << " holds no .patch: remove the folder once its last experiment has landed";
 }
