@@ -2,7 +2,7 @@
 Nsight Compute (bench/attention_profile.sh: `ncu --profile-from-start off` sees only these launches).
 
 The shape is the op table's swa row of length N and head dim D (`mixlab kernel_bench --list-ops`, as
-attention_peers.py times it) at each head dim; the mask is attention_peers.py's band block mask.
+attention_peers.py times it); the mask is attention_peers.py's band block mask.
 The compiled kernels are built and warmed before the range starts.
 
 Usage: python3 flex_profile.py N D      ($MIXLAB_BIN: the mixlab binary; D: the head dim)
