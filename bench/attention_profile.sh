@@ -18,20 +18,19 @@ source "$HERE/ncu_counters.sh"
 require_ncu attention_profile.sh "$OUT"
 NCU=(ncu --metrics "$NCU_COUNTERS" --csv --page raw)
 status=0
-keep_rows() { keep_ncu_rows "$1" || status=1; }
 files=()
 for d in 64 128; do
   for kernel in window_forward_kernel window_backward_kernel; do
     csv="$OUT/${kernel}_${d}_${N}.csv"
     "${NCU[@]}" --kernel-name-base demangled --kernel-name "regex:${kernel}<${d}>" --launch-count 1 \
       "$BUILD/mixlab" kernel_bench /dev/null --ops=swa --lengths="$N" >"$csv.log" 2>&1 || status=1
-    keep_rows "$csv"
+    keep_ncu_rows "$csv" || status=1
     files+=("$csv")
   done
   csv="$OUT/flex_${d}_${N}.csv"
   (cd "$HERE/peers" && MIXLAB_BIN="$BUILD/mixlab" "${NCU[@]}" --profile-from-start off \
     python3 flex_profile.py "$N" "$d") >"$csv.log" 2>&1 || status=1
-  keep_rows "$csv"
+  keep_ncu_rows "$csv" || status=1
   files+=("$csv")
 done
 python3 "$HERE/peers/ncu_counters_table.py" --top 3 "${files[@]}" | tee "$OUT/attention_profile.md" || status=1

@@ -92,7 +92,8 @@ def columns(paths, top):
         if len(found) == 1:
             cols.append((name, found[0]))
             continue
-        found.sort(key=lambda g: -g["gpu__time_duration.sum"] if isinstance(g.get("gpu__time_duration.sum"), float) else 0)
+        time = lambda g: g.get("gpu__time_duration.sum") if isinstance(g.get("gpu__time_duration.sum"), float) else 0.0
+        found.sort(key=time, reverse=True)  # longest first
         for got in found[: top or len(found)]:
             cols.append((f"{name}: {short_kernel_name(got)}", got))
     return cols
