@@ -19,7 +19,8 @@
 //      in rank order (so every block of the cluster holds the same δ, B̃, C̃)
 //   3. Δ of its channels, two lanes per channel, each over half of the ranks
 //   4. the state update, 16 lanes per channel (lane j holds state j; a warp's state loads and
-//      stores contiguous), y summed over the 16 lanes by shuffles
+//      stores contiguous; the loads issued right after the wait, before step 1), y summed over the
+//      16 lanes by shuffles
 // Arithmetic in float32; u, z, W_x, W_Δ and y bf16; the state, A, D and b_Δ float32.
 
 #include <cooperative_groups.h>
@@ -155,6 +156,10 @@ __global__ void __launch_bounds__(kThreads, 1)
   const float bias = delta_lane && delta_bias ? delta_bias[first + tid / 2] : 0.f;
   wait_for_prerequisites();
   let_dependents_launch();
+  // The state's loads issued now (from L2, prefetched above) and used in step 4, after the cluster's work.
+  float h_held[kMaxItems];
+#pragma unroll
+  for (int k = 0; k < kMaxItems; ++k) h_held[k] = k < items ? h[tid + k * kThreads] : 0.f;
 
   for (int c = tid; c < channels; c += kThreads) {
     sm.u[c] = to_f(u[static_cast<long long>(b) * s.u_row_stride + first + c]);
@@ -204,7 +209,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     if (k >= items) break;  // uniform over the block
     const int i = tid + k * kThreads, c = i / kStates, j = i % kStates;
     const float x = sm.u[c], step = sm.step[c];
-    const float next = expf(step * a_held[k]) * h[i] + step * x * B_tilde[j];
+    const float next = expf(step * a_held[k]) * h_held[k] + step * x * B_tilde[j];
     h[i] = next;
     float y = half_warp_sum(next * C_tilde[j]);
     if (j == 0) {
