@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <iostream>
 #include <set>
+#include <vector>
 
 namespace mixlab {
 namespace MIXLAB_UNITY_ID {
@@ -195,20 +196,38 @@ TEST_P(StaticDecodePresets, Bf16GraphReplaysFollowTheFloat64StepOnCuda) {
   EXPECT_NE(implementations.find("skinny_linear_add=kernel"), std::string::npos) << GetParam() << ": " << implementations;
 }
 
-// The same with the trial MIXLAB_PROJECTED_STEP=1 (core/ab_switch.h): Mamba's x projection and state
-// update as one kernel (mixlab::projected_selective_scan_step), for the presets with Mamba layers
-// (at test size E = 256: clusters of 8 blocks of 32 channels).  The kernel keeps the projection in
-// float32 where the two ops round it to bf16, so the bound is the one above.
+// bf16_replay_gap's bound for `presets` with the trial `trial` on (core/ab_switch.h), each capture
+// recording `implementation` where one is named.
+void replays_follow_the_float64_step_with(const char* trial, const std::vector<std::string>& presets,
+                                          const std::string& implementation) {
+  ::setenv(trial, "1", 1);
+  for (const auto& preset : presets) {
+    std::string implementations;
+    EXPECT_LT(bf16_replay_gap(preset, &implementations), 6e-2) << trial << ", " << preset;
+    if (!implementation.empty())
+      EXPECT_NE(implementations.find(implementation), std::string::npos) << preset << ": " << implementations;
+  }
+  ::unsetenv(trial);
+}
+
+// The trial MIXLAB_PROJECTED_STEP=1: Mamba's x projection and state update as one kernel
+// (mixlab::projected_selective_scan_step), for the presets with Mamba layers (at test size E =
+// 256: clusters of 8 blocks of 32 channels).  The kernel keeps the projection in float32 where the
+// two ops round it to bf16, so the bound is the one above.
 TEST(StaticDecode, ProjectedMambaStepFollowsTheFloat64StepOnCuda) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "skipped: no GPU";
-  ::setenv("MIXLAB_PROJECTED_STEP", "1", 1);
-  for (const std::string preset : {"mamba", "scout-mamba", "mamba-546m", "scout-mamba-430m"}) {
-    std::string implementations;
-    EXPECT_LT(bf16_replay_gap(preset, &implementations), 6e-2) << preset;
-    EXPECT_NE(implementations.find("projected_selective_scan_step=kernel"), std::string::npos)
-        << preset << ": " << implementations;
-  }
-  ::unsetenv("MIXLAB_PROJECTED_STEP");
+  replays_follow_the_float64_step_with("MIXLAB_PROJECTED_STEP", {"mamba", "scout-mamba", "mamba-546m", "scout-mamba-430m"},
+                                       "projected_selective_scan_step=kernel");
+}
+
+// The trial MIXLAB_SLOT_CLUSTER_MERGE=1: a step's attention over its cache slots as one kernel, the
+// splits merged inside a thread block cluster (attention/cuda/slot_attention.cu), for attention,
+// the sliding window and SCOUT's checkpoints.
+TEST(StaticDecode, SlotAttentionMergedInClustersFollowsTheFloat64StepOnCuda) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "skipped: no GPU";
+  replays_follow_the_float64_step_with("MIXLAB_SLOT_CLUSTER_MERGE",
+                                       {"transformer", "swa", "scout-swa", "qwen2-340m", "scout-swa-470m"},
+                                       "attend_to_prefix=kernel");
 }
 
 INSTANTIATE_TEST_SUITE_P(Presets, StaticDecodePresets, ::testing::ValuesIn(preset_names()),

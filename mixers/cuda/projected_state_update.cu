@@ -30,7 +30,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "core/cuda/dependent_launch.cuh"
+#include "core/cuda/cluster_launch.cuh"
 #include "core/cuda/elements.cuh"
 #include "mixers/cuda/launch.h"
 
@@ -55,11 +55,6 @@ __device__ __forceinline__ void wait_for_copies() { asm volatile("cp.async.wait_
 __device__ __forceinline__ void prefetch_to_l2(const void* p) {
   asm volatile("prefetch.global.L2 [%0];\n" ::"l"(p));
 }
-// The cluster barrier in two halves: arrive once this block has read its peers' shared memory,
-// wait before it exits (its own shared memory must outlive its peers' reads).
-__device__ __forceinline__ void cluster_arrive() { asm volatile("barrier.cluster.arrive.release.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void cluster_wait() { asm volatile("barrier.cluster.wait.acquire.aligned;\n" ::: "memory"); }
-
 // Σ_i w[i] x[i] over the 8 bf16 of one 16-byte vector w.
 __device__ __forceinline__ float dot8(const uint4& w, const float* x) {
   const __nv_bfloat162* pairs = reinterpret_cast<const __nv_bfloat162*>(&w);
@@ -231,16 +226,7 @@ void check_cuda(cudaError_t error, const char* what) {
 }  // namespace
 
 bool projected_state_update_runs_here() {
-  static const bool answer = [] {
-    int device = 0, major = 0;
-    cudaFuncAttributes attributes{};
-    if (cudaGetDevice(&device) != cudaSuccess ||
-        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess || major != 9)
-      return false;
-    // Built from sm_90 code (an sm_80 build has only the trap; cluster code needs sm_90).
-    return cudaFuncGetAttributes(&attributes, projected_state_update_kernel) == cudaSuccess &&
-           attributes.ptxVersion >= 90;
-  }();
+  static const bool answer = clusters_run(projected_state_update_kernel);
   return answer;
 }
 
@@ -270,24 +256,12 @@ void projected_state_update(const ProjectedStateUpdateShape& s, float* state, co
   auto kernel = projected_state_update_kernel;
   check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)),
              "raising the dynamic shared-memory limit");
-  cudaLaunchAttribute attributes[2] = {};
-  attributes[0].id = cudaLaunchAttributeClusterDimension;
-  attributes[0].val.clusterDim.x = blocks_per_sequence;
-  attributes[0].val.clusterDim.y = 1;
-  attributes[0].val.clusterDim.z = 1;
-  attributes[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attributes[1].val.programmaticStreamSerializationAllowed = 1;
-  cudaLaunchConfig_t config{};
-  config.gridDim = dim3(static_cast<unsigned>(s.batch * blocks_per_sequence));
-  config.blockDim = dim3(kThreads);
-  config.dynamicSmemBytes = static_cast<size_t>(bytes);
-  config.stream = static_cast<cudaStream_t>(stream);
-  config.attrs = attributes;
-  config.numAttrs = dependent_launch_enabled() ? 2 : 1;
-  check_cuda(cudaLaunchKernelEx(&config, kernel, s, state, static_cast<const bf16*>(u),
-                                static_cast<const bf16*>(x_weight), static_cast<const bf16*>(delta_weight), A, D,
-                                static_cast<const bf16*>(z), delta_bias, static_cast<bf16*>(out)),
-             "launch");
+  launch_dependent_cluster("mixers/cuda/projected_state_update", kernel,
+                           dim3(static_cast<unsigned>(s.batch * blocks_per_sequence)), dim3(kThreads),
+                           static_cast<size_t>(bytes), static_cast<unsigned>(blocks_per_sequence),
+                           static_cast<cudaStream_t>(stream), s, state, static_cast<const bf16*>(u),
+                           static_cast<const bf16*>(x_weight), static_cast<const bf16*>(delta_weight), A, D,
+                           static_cast<const bf16*>(z), delta_bias, static_cast<bf16*>(out));
 }
 
 }  // namespace mixlab::cuda::detail
