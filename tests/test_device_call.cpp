@@ -62,3 +62,13 @@ TEST(DeviceCall, AStepSeesWhenTheCallEnds) {
   EXPECT_GE(end, before + 100) << result.out;
   EXPECT_LE(end, before + 100 + static_cast<long>(seconds) + 1) << result.out;
 }
+
+// `decodeab:VARIABLE` hands its fields to bench/decode_ab.sh, whose refusal of a variable that is
+// not a MIXLAB_ switch comes back in the call's output (no build, no GPU needed for the refusal).
+TEST(DeviceCall, ADecodeAbStepPassesItsVariableToTheScript) {
+  TempDir dir("device_call_decodeab");
+  double seconds = 0;
+  const auto result = device_call(dir, {"60", "decodeab:PDL:1:0"}, seconds);
+  ASSERT_TRUE(result.exited_with(0)) << result.out << result.err;
+  EXPECT_NE(result.out.find("'PDL' is not a MIXLAB_ variable"), std::string::npos) << result.out;
+}
