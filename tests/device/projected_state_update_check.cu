@@ -28,6 +28,7 @@
 
 #include "core/cuda/skinny_linear_launch.h"
 #include "mixers/cuda/launch.h"
+#include "tests/device/graph_timing.cuh"
 
 namespace {
 
@@ -37,15 +38,6 @@ using mixlab::cuda::detail::SkinnyLinearShape;
 using mixlab::cuda::detail::StateUpdateShape;
 using bf16 = __nv_bfloat16;
 constexpr int kN = 16;
-
-#define CHECK(call)                                                                          \
-  do {                                                                                       \
-    cudaError_t e_ = (call);                                                                 \
-    if (e_ != cudaSuccess) {                                                                 \
-      std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
-      std::exit(2);                                                                          \
-    }                                                                                        \
-  } while (0)
 
 // Values rounded to bf16, kept as the doubles the reference reads.
 std::vector<double> bf16_values(size_t count, double scale, std::mt19937& rng) {
@@ -64,14 +56,14 @@ std::vector<float> to_float(const std::vector<double>& v) { return std::vector<f
 template <typename T>
 T* upload(const std::vector<T>& host) {
   T* device = nullptr;
-  CHECK(cudaMalloc(&device, host.size() * sizeof(T)));
-  CHECK(cudaMemcpy(device, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice));
+  DEVICE_CHECK(cudaMalloc(&device, host.size() * sizeof(T)));
+  DEVICE_CHECK(cudaMemcpy(device, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice));
   return device;
 }
 template <typename T>
 std::vector<T> download(const T* device, size_t count) {
   std::vector<T> host(count);
-  CHECK(cudaMemcpy(host.data(), device, count * sizeof(T), cudaMemcpyDeviceToHost));
+  DEVICE_CHECK(cudaMemcpy(host.data(), device, count * sizeof(T), cudaMemcpyDeviceToHost));
   return host;
 }
 
@@ -136,8 +128,8 @@ Device upload_inputs(const Inputs& in) {
   d.D = upload(to_float(in.D));
   d.bias = upload(to_float(in.bias));
   d.state = upload(to_float(in.state));
-  CHECK(cudaMalloc(&d.projected, static_cast<size_t>(in.batch) * (in.rank + 2 * kN) * sizeof(bf16)));
-  CHECK(cudaMalloc(&d.out, static_cast<size_t>(in.batch) * in.channels * sizeof(bf16)));
+  DEVICE_CHECK(cudaMalloc(&d.projected, static_cast<size_t>(in.batch) * (in.rank + 2 * kN) * sizeof(bf16)));
+  DEVICE_CHECK(cudaMalloc(&d.out, static_cast<size_t>(in.batch) * in.channels * sizeof(bf16)));
   return d;
 }
 
@@ -201,8 +193,8 @@ bool check_shape(int batch, int channels, int rank) {
       const auto want = reference_step(in, state);
       if (side == 0) projected_step(in, d, d.state, nullptr);
       else two_kernel_step(in, d, d.state, nullptr);
-      CHECK(cudaGetLastError());
-      CHECK(cudaDeviceSynchronize());
+      DEVICE_CHECK(cudaGetLastError());
+      DEVICE_CHECK(cudaDeviceSynchronize());
       // y rounds to bf16 (2^-8) after float32 sums; the state stays float32.
       const double y_gap = relative_gap(download(d.out, want.size()), want);
       const double h_gap = relative_gap(download(d.state, state.size()), state);
@@ -215,42 +207,14 @@ bool check_shape(int batch, int channels, int rank) {
   return ok;
 }
 
-// µs per layer of `layers` launches of `run` in one graph, median of 20 replays.
-template <typename Run>
-double time_layers(int layers, Run run) {
-  cudaStream_t stream;
-  CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-  cudaGraph_t graph;
-  cudaGraphExec_t exec;
-  CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
-  for (int l = 0; l < layers; ++l) run(l, stream);
-  CHECK(cudaStreamEndCapture(stream, &graph));
-  CHECK(cudaGraphInstantiate(&exec, graph, 0));
-  cudaEvent_t start, stop;
-  CHECK(cudaEventCreate(&start));
-  CHECK(cudaEventCreate(&stop));
-  std::vector<float> ms;
-  for (int i = 0; i < 23; ++i) {
-    CHECK(cudaEventRecord(start, stream));
-    CHECK(cudaGraphLaunch(exec, stream));
-    CHECK(cudaEventRecord(stop, stream));
-    CHECK(cudaEventSynchronize(stop));
-    float t = 0;
-    CHECK(cudaEventElapsedTime(&t, start, stop));
-    if (i >= 3) ms.push_back(t);
-  }
-  std::sort(ms.begin(), ms.end());
-  return 1000.0 * ms[ms.size() / 2] / layers;
-}
-
 void time_mamba_546m() {
   const int layers = 74;
   const Inputs in = make_inputs(16, 2048, 128, 11u);
   const Device d = upload_inputs(in);
   std::vector<float*> states(layers);
   for (auto& s : states) s = upload(to_float(in.state));
-  const double projected = time_layers(layers, [&](int l, cudaStream_t s) { projected_step(in, d, states[l], s); });
-  const double two = time_layers(layers, [&](int l, cudaStream_t s) { two_kernel_step(in, d, states[l], s); });
+  const double projected = graph_us_per_call(layers, [&](int l, cudaStream_t s) { projected_step(in, d, states[l], s); });
+  const double two = graph_us_per_call(layers, [&](int l, cudaStream_t s) { two_kernel_step(in, d, states[l], s); });
   std::printf("mamba-546m shape (B 16, E 2048, R 128), %d layers in one graph: projected %.2f us/layer, "
               "x projection + state update %.2f us/layer (%.2fx)\n", layers, projected, two, two / projected);
 }

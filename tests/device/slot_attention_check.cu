@@ -23,21 +23,13 @@
 #include <vector>
 
 #include "attention/cuda/slot_attention.h"
+#include "tests/device/graph_timing.cuh"
 
 namespace {
 
 using mixlab::cuda::detail::SlotAttentionShape;
 using mixlab::cuda::detail::SlotElement;
 using bf16 = __nv_bfloat16;
-
-#define CHECK(call)                                                                                \
-  do {                                                                                             \
-    cudaError_t e_ = (call);                                                                       \
-    if (e_ != cudaSuccess) {                                                                       \
-      std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
-      std::exit(2);                                                                                \
-    }                                                                                              \
-  } while (0)
 
 void merge_in_clusters(bool on) {
   if (on) ::setenv("MIXLAB_SLOT_CLUSTER_MERGE", "1", 1);
@@ -101,8 +93,8 @@ DeviceCase upload(const Case& c, std::vector<float>& q, std::vector<float>& k, s
       h[i] = __float2bfloat16(poison && slot >= static_cast<size_t>(seen) ? NAN : x[i]);
     }
     bf16* d = nullptr;
-    CHECK(cudaMalloc(&d, h.size() * sizeof(bf16)));
-    CHECK(cudaMemcpy(d, h.data(), h.size() * sizeof(bf16), cudaMemcpyHostToDevice));
+    DEVICE_CHECK(cudaMalloc(&d, h.size() * sizeof(bf16)));
+    DEVICE_CHECK(cudaMemcpy(d, h.data(), h.size() * sizeof(bf16), cudaMemcpyHostToDevice));
     return d;
   };
   DeviceCase d;
@@ -117,10 +109,10 @@ DeviceCase upload(const Case& c, std::vector<float>& q, std::vector<float>& k, s
   d.q = to_device(q, false);
   d.k = to_device(k, true);
   d.v = to_device(v, true);
-  CHECK(cudaMalloc(&d.out, static_cast<size_t>(c.batch_heads) * c.head_dim * sizeof(bf16)));
-  CHECK(cudaMalloc(&d.partial, static_cast<size_t>(c.batch_heads) * d.shape.splits * (c.head_dim + 2) * sizeof(float)));
-  CHECK(cudaMalloc(&d.position, sizeof(long long)));
-  CHECK(cudaMemcpy(d.position, &c.t, sizeof(long long), cudaMemcpyHostToDevice));
+  DEVICE_CHECK(cudaMalloc(&d.out, static_cast<size_t>(c.batch_heads) * c.head_dim * sizeof(bf16)));
+  DEVICE_CHECK(cudaMalloc(&d.partial, static_cast<size_t>(c.batch_heads) * d.shape.splits * (c.head_dim + 2) * sizeof(float)));
+  DEVICE_CHECK(cudaMalloc(&d.position, sizeof(long long)));
+  DEVICE_CHECK(cudaMemcpy(d.position, &c.t, sizeof(long long), cudaMemcpyHostToDevice));
   return d;
 }
 
@@ -136,11 +128,11 @@ bool check(const Case& c) {
   bool ok = true;
   for (bool clusters : {false, true}) {
     merge_in_clusters(clusters);
-    CHECK(cudaMemset(d.out, 0xff, static_cast<size_t>(c.batch_heads) * c.head_dim * sizeof(bf16)));  // NaN
+    DEVICE_CHECK(cudaMemset(d.out, 0xff, static_cast<size_t>(c.batch_heads) * c.head_dim * sizeof(bf16)));  // NaN
     run(d, nullptr);
-    CHECK(cudaDeviceSynchronize());
+    DEVICE_CHECK(cudaDeviceSynchronize());
     std::vector<bf16> got(want.size());
-    CHECK(cudaMemcpy(got.data(), d.out, got.size() * sizeof(bf16), cudaMemcpyDeviceToHost));
+    DEVICE_CHECK(cudaMemcpy(got.data(), d.out, got.size() * sizeof(bf16), cudaMemcpyDeviceToHost));
     double gap = 0;
     for (size_t i = 0; i < want.size(); ++i) {
       const double g = __bfloat162float(got[i]);
@@ -158,30 +150,9 @@ bool check(const Case& c) {
 
 double time_calls(const DeviceCase& d, bool clusters, int calls) {
   merge_in_clusters(clusters);
-  cudaStream_t stream;
-  CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-  cudaGraph_t graph;
-  cudaGraphExec_t exec;
-  CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
-  for (int i = 0; i < calls; ++i) run(d, stream);
-  CHECK(cudaStreamEndCapture(stream, &graph));
-  CHECK(cudaGraphInstantiate(&exec, graph, 0));
-  cudaEvent_t start, stop;
-  CHECK(cudaEventCreate(&start));
-  CHECK(cudaEventCreate(&stop));
-  std::vector<float> ms;
-  for (int i = 0; i < 23; ++i) {
-    CHECK(cudaEventRecord(start, stream));
-    CHECK(cudaGraphLaunch(exec, stream));
-    CHECK(cudaEventRecord(stop, stream));
-    CHECK(cudaEventSynchronize(stop));
-    float t = 0;
-    CHECK(cudaEventElapsedTime(&t, start, stop));
-    if (i >= 3) ms.push_back(t);
-  }
+  const double us = graph_us_per_call(calls, [&](int, cudaStream_t stream) { run(d, stream); });
   merge_in_clusters(false);
-  std::sort(ms.begin(), ms.end());
-  return 1000.0 * ms[ms.size() / 2] / calls;
+  return us;
 }
 
 }  // namespace
