@@ -1,17 +1,19 @@
 // LibTorch entries of the sm90 kernels (attention/cuda/sm90/): check the tensors, allocate the
-// outputs and the backwards' scratch (D = Σ_d dO·O, the float32 dQ accumulator, SCOUT's compact
-// checkpoint gradients).  Declared in attention/cuda/kernels.h.
+// outputs and the backwards' scratch (D = Σ_d dO·O and the float32 dQ accumulator, made by
+// backward_rows.h's pass; SCOUT's compact checkpoint gradients).  Declared in attention/cuda/kernels.h.
 
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 
 #include <algorithm>
 #include <climits>
+#include <cstdint>
 #include <cmath>
 #include <vector>
 
 #include "attention/cuda/kernels.h"
 #include "attention/cuda/sm90/available.h"
+#include "attention/cuda/sm90/backward_rows.h"
 #include "attention/cuda/sm90/checkpoint_backward.h"
 #include "attention/cuda/sm90/checkpoint_forward.h"
 #include "attention/cuda/sm90/tile_products.h"
@@ -111,11 +113,17 @@ std::pair<torch::Tensor, torch::Tensor> sm90_checkpoint_forward(const torch::Ten
 namespace {
 
 // The backwards' common checks and scratch: D_t = Σ_d dO_td O_td [B·H, N] and a zeroed float32 dQ
-// accumulator [B·H, d / 64, N rounded up to 64, 64] (window_backward.h).
+// accumulator [B·H, d / 64, N rounded up to 64, 64] (window_backward.h), both made by one pass
+// over dO and O (backward_rows.h).
 struct BackwardScratch {
   torch::Tensor q, k, v, dout, lse, delta, dq_accumulator;
   int64_t batch_heads = 0, n = 0, n_padded = 0, head_dim = 0;
 };
+// t, contiguous and 16-byte aligned (a view into another tensor may start anywhere).
+torch::Tensor contiguous_aligned(const torch::Tensor& t) {
+  auto c = t.contiguous();
+  return reinterpret_cast<uintptr_t>(c.data_ptr()) % 16 == 0 ? c : c.clone();
+}
 BackwardScratch backward_scratch(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                  const torch::Tensor& o, const torch::Tensor& dout, const torch::Tensor& lse,
                                  int64_t window_or_segment) {
@@ -125,23 +133,21 @@ BackwardScratch backward_scratch(const torch::Tensor& q, const torch::Tensor& k,
               "attention/cuda/sm90/binding.cpp: lse must be [B, H, N] float32, got ", lse.sizes(), " ",
               lse.scalar_type());
   BackwardScratch s;
-  s.q = q.contiguous(); s.k = k.contiguous(); s.v = v.contiguous(); s.dout = dout.contiguous();
+  s.q = q.contiguous(); s.k = k.contiguous(); s.v = v.contiguous(); s.dout = contiguous_aligned(dout);
   s.lse = lse.contiguous();
   s.batch_heads = q.size(0) * q.size(1);
   s.n = q.size(2);
   s.n_padded = (s.n + 63) / 64 * 64;
   s.head_dim = q.size(3);
-  s.delta = (s.dout.to(torch::kFloat32) * o.to(torch::kFloat32)).sum(-1).contiguous();
+  s.delta = torch::empty({s.batch_heads, s.n}, q.options().dtype(torch::kFloat32));
   s.dq_accumulator =
-      torch::zeros({s.batch_heads, s.head_dim / 64, s.n_padded, 64}, q.options().dtype(torch::kFloat32));
+      torch::empty({s.batch_heads, s.head_dim / 64, s.n_padded, 64}, q.options().dtype(torch::kFloat32));
+  if (q.numel() > 0)
+    sm90::backward_prologue(static_cast<int>(s.batch_heads), static_cast<int>(s.n), static_cast<int>(s.n_padded),
+                            static_cast<int>(s.head_dim), s.dout.data_ptr(), contiguous_aligned(o).data_ptr(),
+                            s.delta.data_ptr<float>(), s.dq_accumulator.data_ptr<float>(),
+                            at::cuda::getCurrentCUDAStream().stream());
   return s;
-}
-
-// dq = scale · Σ_s dS_ts k_s [B, H, N, d] bf16 from the accumulator [B·H, d / 64, n_padded, 64].
-torch::Tensor dq_from_accumulator(const BackwardScratch& s, float scale) {
-  return (s.dq_accumulator.narrow(2, 0, s.n).permute({0, 2, 1, 3}) * scale)
-      .to(torch::kBFloat16)
-      .reshape(s.q.sizes());
 }
 
 }  // namespace
@@ -189,7 +195,10 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> sm90_window_backward(
   sm90::window_backward(shape, s.q.data_ptr(), s.k.data_ptr(), s.v.data_ptr(), s.dout.data_ptr(),
                         s.lse.data_ptr<float>(), s.delta.data_ptr<float>(), s.dq_accumulator.data_ptr<float>(),
                         dk.data_ptr(), dv.data_ptr(), at::cuda::getCurrentCUDAStream().stream());
-  return {dq_from_accumulator(s, shape.scale), dk, dv};
+  auto dq = torch::empty_like(s.q);
+  sm90::dq_from_accumulator(shape.batch_heads, shape.n, shape.n_padded, shape.head_dim, shape.scale,
+                            s.dq_accumulator.data_ptr<float>(), dq.data_ptr(), at::cuda::getCurrentCUDAStream().stream());
+  return {dq, dk, dv};
 }
 
 }  // namespace mixlab::cuda
