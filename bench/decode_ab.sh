@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# A same-call A/B of one decode-step switch or trial (core/ab_switch.h, docs/gpu.md) on one GPU:
+# A same-call A/B of one decode-step switch (core/ab_switch.h, docs/gpu.md) or an environment variable
+# that a change under test reads, on one GPU:
 # mixlab's static decoder on the same build with VARIABLE at A, B, A, B (bench/decode_issue13.sh's
 # `mixlab` step, each run its own database, since a run resumes its database and skips what is
 # done), then the table (bench/decode_ab_table.py: median ms per step per side, B's change).
 #
 # Usage: bench/decode_ab.sh BUILD OUT VARIABLE [A B [PRESETS [LENGTHS]]]
-#   VARIABLE  e.g. MIXLAB_PROJECTED_STEP (a trial: A 0, B 1) or MIXLAB_PDL (a switch: A 1, B 0)
+#   VARIABLE  e.g. MIXLAB_PDL (a switch of core/ab_switch.h: A 1, the default, B 0)
 #   A B       its two values (default 0 1)
 #   PRESETS   default mamba-546m,scout-mamba-430m;  LENGTHS default [2048]
 #   MIXLAB_SWEEP_S: each run's time limit (default 60 s)

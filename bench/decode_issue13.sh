@@ -17,11 +17,8 @@
 # MIXLAB_DECODE_PRESETS (e.g. mamba-546m,scout-swa-470m) and MIXLAB_DECODE_LENGTHS (e.g.
 # [2048,32768]): mixlab's side on those presets and lengths only (a call short of device time)
 # MIXLAB_PDL=0, MIXLAB_SKINNY_WIDE=0, MIXLAB_DECODE_FUSED_NORM=0: one change of the decode step
-# undone at a time, the A/B against the default (docs/gpu.md, docs/decode.md), with its own MIXLAB_DECODE_DB;
-# MIXLAB_PROJECTED_STEP=1: a trial (off by default) taken up the same way, each run its own database
-# (a run resumes its database and skips what is done), e.g. for i in 1 2 3 4 with T = i % 2:
-# MIXLAB_PROJECTED_STEP=$T MIXLAB_DECODE_PRESETS=mamba-546m,scout-mamba-430m MIXLAB_DECODE_LENGTHS="[2048]"
-# MIXLAB_DECODE_DB=$OUT/trial/run$i.db bench/decode_issue13.sh BUILD $OUT/trial/run$i mixlab
+# undone at a time, the A/B against the default (docs/gpu.md, docs/decode.md), with its own MIXLAB_DECODE_DB
+# (a run resumes its database and skips what is done); bench/decode_ab.sh runs such an A/B, A B A B
 set -uo pipefail
 BUILD="${1:?usage: bench/decode_issue13.sh BUILD OUT [WHAT...]}"
 OUT="${2:?usage: bench/decode_issue13.sh BUILD OUT [WHAT...]}"

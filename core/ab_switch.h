@@ -1,6 +1,5 @@
 #pragma once
-// A/B switches: an optimisation that is on unless its environment variable says "0"; and trials,
-// a change whose effect no GPU has measured yet, off unless its variable says "1".
+// A/B switches: an optimisation that is on unless its environment variable says "0".
 //
 // Each switch is read once, by the first call that asks (the environment a benchmark sets before it
 // starts).  Unset, empty or "1" is on; "0" is off; anything else is an error that names the variable,
@@ -24,18 +23,5 @@ inline bool ab_switch_value(const char* name, const char* value) {
 // Whether the switch `name` is on in this process's environment.  Callers cache it in a static:
 //   static const bool enabled = ab_switch_on("MIXLAB_PDL");
 inline bool ab_switch_on(const char* name) { return ab_switch_value(name, std::getenv(name)); }
-
-// Whether the trial `name` is on, from `value`: "1" is on; unset, empty or "0" off; anything else
-// an error that names the variable.
-inline bool ab_trial_value(const char* name, const char* value) {
-  if (value == nullptr || value[0] == '\0' || std::string(value) == "0") return false;
-  if (std::string(value) == "1") return true;
-  throw std::invalid_argument(std::string("environment variable ") + name + "=\"" + value +
-                              "\": valid values are 1 (on) and 0 or unset (off)");
-}
-
-// Whether the trial `name` is on in this process's environment.  Read at every call (cheap beside
-// a kernel launch), so that a test can turn a trial on for one part of its run.
-inline bool ab_trial_on(const char* name) { return ab_trial_value(name, std::getenv(name)); }
 
 }  // namespace mixlab

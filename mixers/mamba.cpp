@@ -171,7 +171,7 @@ class Mamba : public TokenMixer {
   torch::Tensor advance(const torch::Tensor& x_t, torch::Tensor& conv_state, torch::Tensor& ssm_state,
                         const torch::Tensor& A, const torch::Tensor& D, const torch::Tensor& dt_bias,
                         const InputNorm& norm = {}) {
-    const int64_t E = shape_.inner;
+    const int64_t E = shape_.inner, n = shape_.d_state, R = shape_.dt_rank;
     // The products through skinny_linear: the few-row kernel on CUDA where it applies (bf16, no
     // gradient), else the modules' own product.
     // xz = x W_inᵀ: [B, 2E]; u = SiLU(conv step of its x half): [B, E], the conv state shifted
@@ -179,9 +179,10 @@ class Mamba : public TokenMixer {
     auto [xz, u] = linear_conv_step(x_t, in_proj_->weight, in_proj_->bias, conv_state, conv1d_->weight, conv1d_->bias,
                                     norm);
     auto gate = xz.narrow(-1, E, E);
-    // [δ, B̃, C̃] = u W_xᵀ, then the step, which forms Δ's pre-activation δ W_dtᵀ itself: two
-    // kernels on CUDA, one with the trial MIXLAB_PROJECTED_STEP=1 (mixers/selective_scan.h)
-    return projected_selective_scan_step(ssm_state, u, x_proj_->weight, A, D, gate, dt_bias, dt_proj_->weight);
+    auto projected = skinny_linear(u, x_proj_->weight, x_proj_->bias);        // [B, R + 2n]
+    // Δ's pre-activation δ W_dtᵀ is formed by the step itself (one kernel on CUDA)
+    return selective_scan_step(ssm_state, u, projected.narrow(-1, 0, R), A, projected.narrow(-1, R, n),
+                               projected.narrow(-1, R + n, n), D, gate, dt_bias, dt_proj_->weight);
   }
 
   // What the scan reads, from x: [B, N, d] (the lines above selective_scan in the header).

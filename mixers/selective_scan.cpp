@@ -9,9 +9,7 @@
 
 #include "mixers/selective_scan.h"
 
-#include "core/ab_switch.h"
 #include "core/implementation.h"
-#include "core/skinny_linear.h"
 
 #ifdef MIXLAB_WITH_CUDA
 #include "mixers/cuda/kernels.h"
@@ -107,23 +105,6 @@ torch::Tensor selective_scan_step(torch::Tensor& state, const torch::Tensor& u_t
   if (D.defined()) y = y + cast(D, type) * input;
   if (z_t.defined()) y = y * torch::silu(cast(z_t, type));
   return y.to(u_t.scalar_type());
-}
-
-torch::Tensor projected_selective_scan_step(torch::Tensor& state, const torch::Tensor& u_t,
-                                            const torch::Tensor& x_proj_weight, const torch::Tensor& A,
-                                            const torch::Tensor& D, const torch::Tensor& z_t,
-                                            const torch::Tensor& delta_bias, const torch::Tensor& delta_weight) {
-#ifdef MIXLAB_WITH_CUDA
-  if (ab_trial_on("MIXLAB_PROJECTED_STEP") &&
-      cuda::projected_state_update_supported(state, u_t, x_proj_weight, A, D, z_t, delta_bias, delta_weight)) {
-    record_implementation("projected_selective_scan_step", Implementation::kernel);
-    return cuda::projected_state_update(state, u_t, x_proj_weight, A, D, z_t, delta_bias, delta_weight);
-  }
-#endif
-  const int64_t rank = delta_weight.size(1), n = A.size(1);
-  auto projected = skinny_linear(u_t, x_proj_weight);  // [B, R + 2n]
-  return selective_scan_step(state, u_t, projected.narrow(-1, 0, rank), A, projected.narrow(-1, rank, n),
-                             projected.narrow(-1, rank + n, n), D, z_t, delta_bias, delta_weight);
 }
 
 torch::Tensor selective_scan_final_state(const torch::Tensor& u, const torch::Tensor& delta, const torch::Tensor& A,

@@ -40,21 +40,6 @@ torch::Tensor selective_scan_step(torch::Tensor& state, const torch::Tensor& u_t
                                   const torch::Tensor& D, const torch::Tensor& z_t,
                                   const torch::Tensor& delta_bias, const torch::Tensor& delta_weight = {});
 
-// One step with Mamba's x projection first (Gu & Dao 2023, Algorithm 2: B, C and Δ's low-rank δ
-// are projections of the step's input):
-//   [δ, B_t, C_t] = u_t W_xᵀ,   then selective_scan_step(state, u_t, δ, A, B_t, C_t, D, z_t,
-//   delta_bias, delta_weight)
-// u_t, z_t: [B, E];  W_x (x_proj_weight): [R + 2n, E];  W_Δ (delta_weight): [E, R];  A: [E, n];
-// D, delta_bias: [E];  returns out_t [B, E].  The reference is the product through skinny_linear
-// (core/skinny_linear.h) and the step above, as two ops; with the trial MIXLAB_PROJECTED_STEP=1
-// (core/ab_switch.h, docs/gpu.md) and cuda::projected_state_update_supported, one kernel on CUDA
-// (mixers/cuda/projected_state_update.cu) whose projection stays in float32 where the reference
-// rounds it to the activations' dtype.
-torch::Tensor projected_selective_scan_step(torch::Tensor& state, const torch::Tensor& u_t,
-                                            const torch::Tensor& x_proj_weight, const torch::Tensor& A,
-                                            const torch::Tensor& D, const torch::Tensor& z_t,
-                                            const torch::Tensor& delta_bias, const torch::Tensor& delta_weight);
-
 // The state after the last of N steps, in closed form: with Δ_t as above and R_t = Σ_{s=t+1}^{N−1} Δ_s,
 //   h_{N−1}[e,:] = Σ_t exp(A[e,:] · R_t[e]) ⊙ Δ_t[e] · u_t[e] · B_t[:]
 // (the product of the decays after t is the exponential of their summed exponents).  For a

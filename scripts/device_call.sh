@@ -16,12 +16,9 @@
 #                      backward kernels at batch 8, E 2048, N 16k (why the scan misses its target)
 #   attnprofile        bench/attention_profile.sh: Nsight Compute counters of the sm90 window kernels
 #                      and of FlexAttention's, d 64 and 128, N 16k (why the window trails Flex)
-#   trials             tests/device/trials_check.sh --time: the decode trials' kernels against float64
-#                      and timed against what they replace, without LibTorch (no build needed);
-#                      $OUT/trials.txt
 #   decodeab:VAR[:A:B[:PRESETS]]  bench/decode_ab.sh on the build (after `suite` or `bin`): the decode
 #                      step with VAR at A, B, A, B (default 0, 1; presets mamba-546m,scout-mamba-430m;
-#                      2k), table in $OUT/ab-VAR/decode_ab.md
+#                      2k), table in $OUT/ab-VAR/decode_ab.md (e.g. decodeab:MIXLAB_PDL:1:0)
 #   racecheck          compute-sanitizer racecheck (one report per hazard) over the sm90 kernels'
 #                      tests (`Sm90*`) of the build a `suite` made; the summary line printed, the
 #                      log gzipped to $OUT/racecheck.log.gz (session 21: 0 hazards)
@@ -87,8 +84,7 @@ for step in "$@"; do
     breakdown) run_for 30 bench/kernel_breakdown.sh "$MIXLAB_GPU_BUILD" "$OUT/breakdown" 2>&1 | tail -40 ;;
     scanprofile) run_for 20 bench/scan_profile.sh "$MIXLAB_GPU_BUILD" "$OUT/scanprofile" 2>&1 | tail -30 ;;
     attnprofile) run_for 20 bench/attention_profile.sh "$MIXLAB_GPU_BUILD" "$OUT/attnprofile" 2>&1 | tail -40 ;;
-    trials) run_for 10 tests/device/trials_check.sh --time >"$OUT/trials.txt" 2>&1; tail -6 "$OUT/trials.txt" ;;
-    decodeab:*)  # decodeab:VARIABLE[:A:B[:PRESETS]], e.g. decodeab:MIXLAB_PROJECTED_STEP
+    decodeab:*)  # decodeab:VARIABLE[:A:B[:PRESETS]], e.g. decodeab:MIXLAB_PDL:1:0
       IFS=: read -r _ variable a b presets <<<"$step"
       run_for 20 bench/decode_ab.sh "$MIXLAB_GPU_BUILD" "$OUT/ab-$variable" "$variable" "${a:-0}" "${b:-1}" \
         ${presets:+"$presets"} 2>&1 | tail -12 ;;

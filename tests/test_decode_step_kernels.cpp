@@ -1,9 +1,7 @@
 // The decoding-step kernels (mixers/cuda/decode_step.cu) against their references on the CPU in
 // float64: causal_depthwise_conv_step (mixers/causal_depthwise_conv.h) and selective_scan_step
 // (mixers/selective_scan.h), the functions that dispatch to them; the fused in-projection and conv
-// step (mixers/cuda/linear_conv_step.cu) against the float64 product and conv step; the state update
-// with the x projection inside (mixers/cuda/projected_state_update.cu, the trial
-// MIXLAB_PROJECTED_STEP) against the float64 product then step.  Inputs as Mamba's static step
+// step (mixers/cuda/linear_conv_step.cu) against the float64 product and conv step.  Inputs as Mamba's static step
 // passes them: the conv input and the gate are column slices of in_proj's [B, 2E] output, B and C
 // slices of x_proj's.  Without a GPU the tests skip.
 
@@ -14,10 +12,6 @@
 #include "tests/input_norm_reference.h"
 
 #include <gtest/gtest.h>
-
-#include <cmath>
-#include <cstdlib>
-#include <tuple>
 
 namespace MIXLAB_UNITY_ID {
 
@@ -186,98 +180,6 @@ TEST(DecodeStepKernels, LinearConvStepEqualsTheProductThenTheConvStep) {
         EXPECT_EQ(max_error(history, reference_history), 0.0) << what << ", step " << step << ": the history";
       }
     }
-  }
-}
-
-// The trial MIXLAB_PROJECTED_STEP (core/ab_switch.h) on for one scope, and off again after it.
-struct ProjectedStepTrial {
-  ProjectedStepTrial() { ::setenv("MIXLAB_PROJECTED_STEP", "1", 1); }
-  ~ProjectedStepTrial() { ::unsetenv("MIXLAB_PROJECTED_STEP"); }
-};
-
-struct ProjectedStepInputs {
-  torch::Tensor u, z, x_weight, delta_weight, A, D, bias, state;
-};
-
-// As Mamba's static step passes them: u and the gate z column slices of in_proj's [B, 2E] output.
-ProjectedStepInputs projected_step_inputs(int64_t batch, int64_t channels, int64_t rank, bool gated) {
-  const int64_t n = 16;
-  auto f64 = [](std::vector<int64_t> shape) { return torch::randn(shape, torch::kDouble); };
-  auto bf16 = [](const torch::Tensor& t) { return t.to(torch::kCUDA, torch::kBFloat16); };
-  auto f32 = [](const torch::Tensor& t) { return t.to(torch::kCUDA, torch::kFloat); };
-  ProjectedStepInputs in;
-  const auto xz = bf16(f64({batch, 2 * channels}));
-  in.u = xz.narrow(1, 0, channels);
-  if (gated) in.z = xz.narrow(1, channels, channels);
-  in.x_weight = bf16(f64({rank + 2 * n, channels}) / std::sqrt(static_cast<double>(channels)));
-  in.delta_weight = bf16(f64({channels, rank}) / std::sqrt(static_cast<double>(rank)));
-  in.A = f32(-torch::exp(0.5 * f64({channels, n})));
-  if (gated) in.D = f32(f64({channels}));
-  in.bias = f32(0.3 * f64({channels}) - 2.0);
-  in.state = f32(f64({batch, channels, n}));
-  return in;
-}
-
-torch::Tensor on_cpu(const torch::Tensor& t) { return t.defined() ? t.to(torch::kCPU, torch::kDouble) : t; }
-
-// The kernel with the x projection inside (mixers/cuda/projected_state_update.cu) against the
-// float64 reference (the product, then the step), three steps in a row with the state carried.
-// Shapes: mamba-546m's (batch 16, E 2048, R 128: clusters of 8 blocks of 256 channels), a batch of
-// 3, the test presets' E 256 with R 8 (blocks of 32 channels), E 1536 with R 48 and neither gate
-// nor D.  y is bf16 (the bound of the state update's test above); the state
-// float32, its projection summed in float32 over E.
-TEST(DecodeStepKernels, ProjectedStateUpdateEqualsTheProductThenTheStep) {
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "skipped: no GPU";
-  torch::NoGradGuard no_grad;
-  ProjectedStepTrial trial;
-  struct Shape {
-    int64_t batch, channels, rank;
-    bool gated;
-  };
-  for (const Shape& s : {Shape{16, 2048, 128, true}, Shape{3, 2048, 128, true}, Shape{2, 256, 8, true},
-                         Shape{4, 1536, 48, false}}) {
-    SCOPED_TRACE("batch " + std::to_string(s.batch) + ", E " + std::to_string(s.channels) + ", R " +
-                 std::to_string(s.rank) + (s.gated ? "" : ", no gate, no D"));
-    torch::manual_seed(6);
-    auto in = projected_step_inputs(s.batch, s.channels, s.rank, s.gated);
-    auto reference_state = on_cpu(in.state);
-    for (int step = 0; step < 3; ++step) {
-      const auto want =
-          mixlab::projected_selective_scan_step(reference_state, on_cpu(in.u), on_cpu(in.x_weight), on_cpu(in.A),
-                                                on_cpu(in.D), on_cpu(in.z), on_cpu(in.bias), on_cpu(in.delta_weight));
-      ImplementationLog log;
-      const auto got = mixlab::projected_selective_scan_step(in.state, in.u, in.x_weight, in.A, in.D, in.z, in.bias,
-                                                             in.delta_weight);
-      EXPECT_EQ(log.summary(), "projected_selective_scan_step=kernel") << "step " << step;
-      EXPECT_LT(max_error(got, want), tolerance(torch::kBFloat16) * (1 + want.abs().max().item<double>()))
-          << "step " << step;
-      EXPECT_LT(max_error(in.state, reference_state), 1e-4 * (1 + reference_state.abs().max().item<double>()))
-          << "step " << step;
-    }
-  }
-}
-
-// Where the kernel is not taken the two ops run: the trial off, E whose slices are not multiples
-// of 32 channels (E 128: 8 slices of 16) or more than 256 (E 4096), R not a multiple of 8, a
-// gradient asked for.
-TEST(DecodeStepKernels, ProjectedStateUpdateOutsideItsShapesRunsTheTwoOps) {
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "skipped: no GPU";
-  auto implementation = [](int64_t channels, int64_t rank, bool grad) {
-    torch::manual_seed(7);
-    auto in = projected_step_inputs(2, channels, rank, true);
-    if (grad) in.x_weight.requires_grad_();
-    ImplementationLog log;
-    mixlab::projected_selective_scan_step(in.state, in.u, in.x_weight, in.A, in.D, in.z, in.bias, in.delta_weight);
-    return log.summary();
-  };
-  EXPECT_EQ(implementation(256, 8, false).find("projected_selective_scan_step=kernel"), std::string::npos)
-      << "the trial is off";
-  ProjectedStepTrial trial;
-  EXPECT_EQ(implementation(256, 8, false), "projected_selective_scan_step=kernel");
-  for (auto [channels, rank, grad] : {std::tuple<int64_t, int64_t, bool>{128, 8, false}, {4096, 8, false}, {256, 12, false}, {256, 8, true}}) {
-    const auto summary = implementation(channels, rank, grad);
-    EXPECT_EQ(summary.find("projected_selective_scan_step=kernel"), std::string::npos)
-        << "E " << channels << ", R " << rank << ", grad " << grad << ": " << summary;
   }
 }
 

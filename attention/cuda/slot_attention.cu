@@ -8,10 +8,6 @@
 // sum.  Scores are in the log2 domain: s = q·k · scale · log2 e, weights 2^(s − m).  Per warp an
 // online softmax (m, l, acc); the block merges its 4 warps in shared memory and writes its partial.
 // Merge kernel, block bh, d_h threads: M = max m_i, L = Σ l_i 2^(m_i − M), o = Σ acc_i 2^(m_i − M) / L.
-// With the trial MIXLAB_SLOT_CLUSTER_MERGE=1 (core/ab_switch.h) and at most kClusterSplits splits,
-// the splits of one (b, h) are one thread block cluster (core/cuda/cluster_launch.cuh): each block
-// keeps its partial in shared memory and the cluster's first block merges them from there, the same
-// sums as the merge kernel, so the step is one kernel instead of two.
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -21,11 +17,8 @@
 #include <stdexcept>
 #include <string>
 
-#include <cooperative_groups.h>
-
 #include "attention/cuda/slot_attention.h"
-#include "core/ab_switch.h"
-#include "core/cuda/cluster_launch.cuh"
+#include "core/cuda/dependent_launch.cuh"
 
 namespace mixlab::cuda::detail {
 namespace {
@@ -34,7 +27,6 @@ constexpr int kWarps = 4;
 constexpr int kUnroll = 4;
 constexpr int kMinChunk = 256;   // slots per split, at least
 constexpr int kMaxSplits = 512;  // splits per (b, h), at most
-constexpr int kClusterSplits = 8;  // splits merged inside one cluster, at most (the portable cluster size)
 constexpr float kLog2e = 1.4426950408889634f;
 
 __device__ __forceinline__ float to_float(float x) { return x; }
@@ -68,48 +60,11 @@ __device__ __forceinline__ float warp_sum(float x) {
   return x;
 }
 
-// The merge of slot_attention_merge over the splits of one (b, h), each a block of this cluster
-// whose partial (acc [D], m, l) is `block_partial` in its shared memory; the cluster's first block
-// writes o [D].  Every thread of every block calls it.
 template <typename T, int D>
-__device__ void merge_in_cluster(const float* block_partial, T* out) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  namespace cg = cooperative_groups;
-  const cg::cluster_group cluster = cg::this_cluster();
-  cluster.sync();  // every split's partial written
-  if (cluster.block_rank() == 0) {
-    const int splits = static_cast<int>(cluster.num_blocks());
-    for (int e = threadIdx.x; e < D; e += blockDim.x) {
-      float m_all = -INFINITY;
-      for (int i = 0; i < splits; ++i) m_all = fmaxf(m_all, cluster.map_shared_rank(block_partial, i)[D]);
-      float l_all = 0.f, acc = 0.f;
-      if (m_all != -INFINITY) {
-        for (int i = 0; i < splits; ++i) {
-          const float* p = cluster.map_shared_rank(block_partial, i);
-          if (p[D] == -INFINITY) continue;
-          const float weight = exp2f(p[D] - m_all);
-          l_all += p[D + 1] * weight;
-          acc += p[e] * weight;
-        }
-      }
-      out[e] = from_float<T>(l_all > 0.f ? acc / l_all : 0.f);
-    }
-  }
-  cluster_arrive();  // the first block's reads of its peers are done ...
-  cluster_wait();    // ... before any block exits
-#else
-  __trap();  // clusters need sm_90; slot_attention takes this path only where clusters_run says so
-#endif
-}
-
-// kClusterMerge: the launch made the splits of each (b, h) one cluster (rank = split); the block
-// keeps its partial in shared memory and the first block of the cluster merges them into `out`
-// (`partial` unused).  Otherwise the partial goes to `partial` for slot_attention_merge.
-template <typename T, int D, bool kClusterMerge>
 __global__ void __launch_bounds__(kWarps * 32)
     slot_attention_partial(SlotAttentionShape s, const T* __restrict__ q, const T* __restrict__ keys,
                            const T* __restrict__ values, const int64_t* __restrict__ position,
-                           float* __restrict__ partial, T* __restrict__ out) {
+                           float* __restrict__ partial) {
   constexpr int P = D / 32;
   const int split = blockIdx.x, bh = blockIdx.y;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -166,8 +121,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     merged[warp][D + 1] = l;
   }
   __syncthreads();
-  __shared__ float block_partial[kClusterMerge ? D + 2 : 1];  // this split's (acc, m, l), for its cluster
-  float* destination = kClusterMerge ? block_partial : partial + (static_cast<long long>(bh) * s.splits + split) * (D + 2);
+  float* out = partial + (static_cast<long long>(bh) * s.splits + split) * (D + 2);
   float m_all = -INFINITY;
 #pragma unroll
   for (int w = 0; w < kWarps; ++w) m_all = fmaxf(m_all, merged[w][D]);
@@ -180,9 +134,8 @@ __global__ void __launch_bounds__(kWarps * 32)
       for (int w = 0; w < kWarps; ++w)
         if (merged[w][D] != -INFINITY) total += merged[w][e] * exp2f(merged[w][D] - m_all);
     }
-    destination[e] = total;
+    out[e] = total;
   }
-  if constexpr (kClusterMerge) merge_in_cluster<T, D>(block_partial, out + static_cast<long long>(bh) * D);
 }
 
 template <typename T, int D>
@@ -207,28 +160,12 @@ __global__ void __launch_bounds__(D) slot_attention_merge(SlotAttentionShape s, 
   out[static_cast<long long>(bh) * D + e] = from_float<T>(l_all > 0.f ? acc / l_all : 0.f);
 }
 
-// Whether the splits merge inside their cluster: the trial is on, they fit one cluster, and the
-// GPU and the build run clusters.
-template <typename T, int D>
-bool merge_in_clusters(const SlotAttentionShape& s) {
-  if (s.splits > kClusterSplits || !ab_trial_on("MIXLAB_SLOT_CLUSTER_MERGE")) return false;
-  static const bool runs = clusters_run(slot_attention_partial<T, D, true>);
-  return runs;
-}
-
 template <typename T, int D>
 void launch(const SlotAttentionShape& s, const void* q, const void* keys, const void* values, const int64_t* position,
             float* partial, void* out, cudaStream_t stream) {
-  const auto* q_ = static_cast<const T*>(q);
-  const auto *keys_ = static_cast<const T*>(keys), *values_ = static_cast<const T*>(values);
-  if (merge_in_clusters<T, D>(s)) {
-    launch_dependent_cluster("slot_attention", slot_attention_partial<T, D, true>, dim3(s.splits, s.batch_heads),
-                             dim3(kWarps * 32), 0, static_cast<unsigned>(s.splits), stream, s, q_, keys_, values_,
-                             position, partial, static_cast<T*>(out));
-    return;
-  }
-  launch_dependent("slot_attention", slot_attention_partial<T, D, false>, dim3(s.splits, s.batch_heads),
-                   dim3(kWarps * 32), 0, stream, s, q_, keys_, values_, position, partial, static_cast<T*>(out));
+  launch_dependent("slot_attention", slot_attention_partial<T, D>, dim3(s.splits, s.batch_heads), dim3(kWarps * 32), 0,
+                   stream, s, static_cast<const T*>(q), static_cast<const T*>(keys), static_cast<const T*>(values),
+                   position, partial);
   launch_dependent("slot_attention", slot_attention_merge<T, D>, dim3(s.batch_heads), dim3(D), 0, stream, s,
                    static_cast<const float*>(partial), static_cast<T*>(out));
 }

@@ -11,8 +11,7 @@
 // Split over the slots (flash-decoding): block (split, bh) reduces slots
 // [split·chunk, (split+1)·chunk) to a partial (m, l, acc[d_h]) in float32 (m the running maximum
 // of the log2-domain scores, l = Σ 2^(s−m), acc = Σ 2^(s−m) v), and a second kernel merges the
-// splits of each (b, h) (with the trial MIXLAB_SLOT_CLUSTER_MERGE=1 and at most 8 splits, the first
-// block of the (b, h)'s thread block cluster does, in the same kernel: slot_attention.cu).  t is read on the device (a CUDA graph replays one step at every position)
+// splits of each (b, h).  t is read on the device (a CUDA graph replays one step at every position)
 // and slots past ⌊t/divisor⌋ are not read, so a step reads only the slots it attends to (a static
 // cache's span holds up to twice as many).
 

@@ -1,15 +1,12 @@
-// Bindings of the decoding-step kernels (decode_step.cu, linear_conv_step.cu,
-// projected_state_update.cu): which inputs they take, the checks, the launch.  The references are
-// mixers/causal_depthwise_conv.h (causal_depthwise_conv_step), mixers/selective_scan.cpp
-// (selective_scan_step, projected_selective_scan_step) and mixers/linear_conv_step.h, which call
-// these where they are supported;
+// Bindings of the decoding-step kernels (decode_step.cu, linear_conv_step.cu): which inputs they
+// take, the checks, the launch.  The references are mixers/causal_depthwise_conv.h
+// (causal_depthwise_conv_step), mixers/selective_scan.cpp (selective_scan_step) and
+// mixers/linear_conv_step.h, which call these where they are supported;
 // there is no third implementation here.  Not differentiable: taken only when no input needs a
 // gradient (decoding).
 
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
-
-#include <cstdint>
 
 #include "core/cuda/kernels.h"
 #include "mixers/cuda/kernels.h"
@@ -134,70 +131,6 @@ torch::Tensor selective_state_update(torch::Tensor& state, const torch::Tensor& 
                                  B_t.data_ptr(), C_t.data_ptr(), D.defined() ? D.data_ptr<float>() : nullptr,
                                  pointer_or_null(z_t), delta_bias.defined() ? delta_bias.data_ptr<float>() : nullptr,
                                  pointer_or_null(delta_weight), out.data_ptr(), at::cuda::getCurrentCUDAStream().stream());
-  return out;
-}
-
-bool projected_state_update_supported(const torch::Tensor& state, const torch::Tensor& u_t,
-                                      const torch::Tensor& x_proj_weight, const torch::Tensor& A,
-                                      const torch::Tensor& D, const torch::Tensor& z_t,
-                                      const torch::Tensor& delta_bias, const torch::Tensor& delta_weight) {
-  constexpr int64_t n = 16;
-  if (!state.defined() || !state.is_cuda() || state.scalar_type() != torch::kFloat || state.dim() != 3 ||
-      !state.is_contiguous() || state.size(2) != n)
-    return false;
-  if (!detail::projected_state_update_runs_here()) return false;  // clusters: sm_90
-  const int64_t batch = state.size(0), channels = state.size(1);
-  const int blocks = detail::projected_state_update_cluster(static_cast<int>(channels));
-  if (blocks == 0 || batch < 1) return false;
-  auto bf16_rows = [&](const torch::Tensor& t) {
-    return rows_of(t, batch, channels) && t.scalar_type() == torch::kBFloat16 && t.device() == state.device();
-  };
-  if (!bf16_rows(u_t) || (z_t.defined() && !bf16_rows(z_t))) return false;
-  if (!delta_weight.defined() || delta_weight.dim() != 2 || delta_weight.size(0) != channels) return false;
-  const int64_t rank = delta_weight.size(1);
-  if (rank < 8 || rank % 8 != 0) return false;
-  auto bf16_matrix = [&](const torch::Tensor& t, int64_t rows, int64_t columns) {
-    return t.defined() && t.device() == state.device() && t.scalar_type() == torch::kBFloat16 && t.dim() == 2 &&
-           t.size(0) == rows && t.size(1) == columns && t.is_contiguous() &&
-           reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0;
-  };
-  if (!bf16_matrix(x_proj_weight, rank + 2 * n, channels) || !bf16_matrix(delta_weight, channels, rank)) return false;
-  auto float_vector = [&](const torch::Tensor& t, int64_t size) {
-    return !t.defined() || (t.device() == state.device() && t.scalar_type() == torch::kFloat && t.is_contiguous() &&
-                            t.numel() == size);
-  };
-  if (!A.defined() || !float_vector(A, channels * n) || !float_vector(D, channels) || !float_vector(delta_bias, channels))
-    return false;
-  const int64_t bytes = detail::projected_state_update_shared_bytes(static_cast<int>(channels / blocks),
-                                                                    static_cast<int>(rank));
-  if (bytes > static_cast<int64_t>(at::cuda::getDeviceProperties(state.device().index())->sharedMemPerBlockOptin))
-    return false;
-  return !needs_grad({state, u_t, x_proj_weight, A, D, z_t, delta_bias, delta_weight});
-}
-
-torch::Tensor projected_state_update(torch::Tensor& state, const torch::Tensor& u_t, const torch::Tensor& x_proj_weight,
-                                     const torch::Tensor& A, const torch::Tensor& D, const torch::Tensor& z_t,
-                                     const torch::Tensor& delta_bias, const torch::Tensor& delta_weight) {
-  TORCH_CHECK(projected_state_update_supported(state, u_t, x_proj_weight, A, D, z_t, delta_bias, delta_weight),
-              "mixers/cuda/decode_step_binding.cpp: projected_state_update takes, on a GPU of compute capability 9, "
-              "a contiguous float32 state [B, E, 16], bf16 u and z [B, E], contiguous bf16 x_proj_weight [R + 32, E] "
-              "and delta_weight [E, R] (R a positive multiple of 8), float32 A [E, 16], D and delta_bias [E], E in 8 "
-              "slices of at most 256 channels (multiples of 32), no gradient; got state ", state.sizes(),
-              ", x_proj_weight ", x_proj_weight.sizes(), "; call mixlab::projected_selective_scan_step, which runs "
-              "the reference for others");
-  const c10::cuda::CUDAGuard guard(state.device());
-  detail::ProjectedStateUpdateShape shape;
-  shape.batch = static_cast<int>(state.size(0));
-  shape.channels = static_cast<int>(state.size(1));
-  shape.n = static_cast<int>(state.size(2));
-  shape.delta_rank = static_cast<int>(delta_weight.size(1));
-  shape.u_row_stride = u_t.stride(0);
-  shape.z_row_stride = z_t.defined() ? z_t.stride(0) : 0;
-  auto out = torch::empty({state.size(0), state.size(1)}, u_t.options());
-  detail::projected_state_update(shape, state.data_ptr<float>(), u_t.data_ptr(), x_proj_weight.data_ptr(),
-                                 delta_weight.data_ptr(), A.data_ptr<float>(), D.defined() ? D.data_ptr<float>() : nullptr,
-                                 pointer_or_null(z_t), delta_bias.defined() ? delta_bias.data_ptr<float>() : nullptr,
-                                 out.data_ptr(), at::cuda::getCurrentCUDAStream().stream());
   return out;
 }
 

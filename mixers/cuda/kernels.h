@@ -53,22 +53,6 @@ torch::Tensor selective_state_update(torch::Tensor& state, const torch::Tensor& 
                                      const torch::Tensor& D, const torch::Tensor& z_t, const torch::Tensor& delta_bias,
                                      const torch::Tensor& delta_weight);
 
-// selective_state_update with Mamba's x projection inside, one kernel (projected_state_update.cu,
-// sm_90 clusters), not differentiable; taken by mixlab::projected_selective_scan_step
-// (mixers/selective_scan.h) where projected_state_update_supported passes: a GPU of compute
-// capability 9; state [B, E, 16] float32 contiguous; u_t, z_t [B, E] bf16 of unit column stride
-// (z_t may be undefined); x_proj_weight [R + 32, E] and delta_weight [E, R] bf16 contiguous, R a
-// positive multiple of 8; A [E, 16], D and delta_bias [E] float32 contiguous (D, delta_bias may be
-// undefined); E in 8 slices of at most 256 channels, each a multiple of 32 (E 256 to 2048); the
-// weights' slices fit one block's shared memory; no gradient.  Returns out_t [B, E] bf16.
-bool projected_state_update_supported(const torch::Tensor& state, const torch::Tensor& u_t,
-                                      const torch::Tensor& x_proj_weight, const torch::Tensor& A,
-                                      const torch::Tensor& D, const torch::Tensor& z_t,
-                                      const torch::Tensor& delta_bias, const torch::Tensor& delta_weight);
-torch::Tensor projected_state_update(torch::Tensor& state, const torch::Tensor& u_t, const torch::Tensor& x_proj_weight,
-                                     const torch::Tensor& A, const torch::Tensor& D, const torch::Tensor& z_t,
-                                     const torch::Tensor& delta_bias, const torch::Tensor& delta_weight);
-
 // Mamba's input stage of a step as one kernel (linear_conv_step.cu), not differentiable; taken by
 // mixlab::linear_conv_step (mixers/linear_conv_step.h) where linear_conv_step_supported passes:
 // x, weight, bias as core's skinny_linear takes them (bf16, x [rows, in], weight [out, in], bias

@@ -73,26 +73,6 @@ void selective_state_update(const StateUpdateShape& shape, float* state, const v
                             const float* A, const void* B, const void* C, const float* D, const void* z,
                             const float* delta_bias, const void* delta_weight, void* out, void* stream);
 
-//   projected_state_update (mixers/cuda/projected_state_update.cu, sm_90): selective_state_update
-//   with Mamba's x projection inside, bf16: [δ, B, C] = u W_xᵀ per sequence, W_x [R + 2n, E] and
-//   W_Δ [E, R] contiguous; u, z [B, E] at row strides u_row_stride, z_row_stride (z may be null);
-//   state [B, E, n] float32 updated in place, A [E, n], D, delta_bias [E] float32 (D, delta_bias
-//   may be null); out [B, E] contiguous.  n = 16, R a positive multiple of 8, E split over a
-//   cluster of projected_state_update_cluster(E) = 8 blocks of E / 8 ≤ 256 channels, a multiple of
-//   32 (0: the shape is not taken).
-struct ProjectedStateUpdateShape {
-  int batch = 0, channels = 0, n = 0, delta_rank = 0;
-  long long u_row_stride = 0, z_row_stride = 0;
-};
-// Whether this process's GPU is of compute capability 9 and the kernel was built for it (sm_90).
-bool projected_state_update_runs_here();
-int projected_state_update_cluster(int channels);
-// Dynamic shared memory of one block: its slices of W_x and W_Δ and its float32 vectors.
-long long projected_state_update_shared_bytes(int channels_per_block, int delta_rank);
-void projected_state_update(const ProjectedStateUpdateShape& shape, float* state, const void* u, const void* x_weight,
-                            const void* delta_weight, const float* A, const float* D, const void* z,
-                            const float* delta_bias, void* out, void* stream);
-
 //   linear_conv_step (mixers/cuda/linear_conv_step.cu): Mamba's input stage of a step, bf16:
 //   xz = x Wᵀ + b (skinny_linear's shape: x [rows, in], W [out, in], b [out] or null, xz
 //   [rows, out]), then causal_conv_step with SiLU on xz's first `channels` columns: history
