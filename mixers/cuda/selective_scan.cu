@@ -244,7 +244,19 @@ struct SummarySmem {  // per buffer: up to three [32 x L] channel tiles and one 
   alignas(16) T rows[2][3][kChannels * row_len<T, L>()];
   alignas(16) T states[2][kScanStates * row_len<T, L>()];
   float dts[kChannels * padded(L)];
+  alignas(16) float state_steps[L * kScanStates];  // the state tile as floats, [t][state] (transpose_states)
 };
+
+// A [16 x L] state tile (B or C) as floats, step-major: out[t·n + j] = tile[j, t], so that the 4
+// states a lane owns at step t are one 16-byte load, already converted.
+template <class T, int L>
+__device__ __forceinline__ void transpose_states(float* out, const T* tile) {
+  constexpr int RL = row_len<T, L>();
+  for (int i = threadIdx.x; i < kScanStates * L; i += kThreads) {
+    const int j = i % kScanStates, t = i / kScanStates;
+    out[i] = to_f(tile[j * RL + t]);
+  }
+}
 
 // Forward summary of slice g from h = 0:  ĥ[j] = Σ_t exp(A[j] Σ_{s>t} Δ_s) Δ_t u_t B_t[j]  and
 // ΣΔ over the slice.  local: [B, E, G, n];  delta_sum: [B, E, G].  Reads u, δ, B only.
@@ -279,15 +291,17 @@ __global__ void __launch_bounds__(kThreads)
     cp_async_wait_all();
     __syncthreads();
     softplus_tile<T, L>(sm.dts, sm.rows[buf][1], delta_bias, e0, channels, chunk * L, n);
+    transpose_states<T, L>(sm.state_steps, sm.states[buf]);
     __syncthreads();
     if (chunk + 1 < last) stage(chunk + 1);
 #pragma unroll 4
     for (int t = 0; t < L; ++t) {
       const float dt = sm.dts[ch * PAD + t], dtx = dt * to_f(sm.rows[buf][0][ch * RL + t]);
+      float bq[kPer];
+      load4(sm.state_steps + t * kScanStates + quarter * kPer, bq);
       dt_sum += dt;
 #pragma unroll
-      for (int j = 0; j < kPer; ++j)
-        h[j] = exp2f(dt * a2[j]) * h[j] + dtx * to_f(sm.states[buf][(quarter * kPer + j) * RL + t]);
+      for (int j = 0; j < kPer; ++j) h[j] = exp2f(dt * a2[j]) * h[j] + dtx * bq[j];
     }
   }
   if (valid) store_summary(local, delta_sum, h, dt_sum, b, e, slice, channels, quarter);
@@ -329,16 +343,18 @@ __global__ void __launch_bounds__(kThreads)
     cp_async_wait_all();
     __syncthreads();
     softplus_tile<T, L>(sm.dts, sm.rows[buf][1], delta_bias, e0, channels, chunk * L, n);
+    transpose_states<T, L>(sm.state_steps, sm.states[buf]);
     __syncthreads();
     if (chunk > first) stage(chunk - 1);
 #pragma unroll 4
     for (int t = L - 1; t >= 0; --t) {
       const float dt = sm.dts[ch * PAD + t], zz = to_f(sm.rows[buf][0][ch * RL + t]);
       const float dy = to_f(sm.rows[buf][2][ch * RL + t]) * zz * sigmoid(zz);
+      float cq[kPer];
+      load4(sm.state_steps + t * kScanStates + quarter * kPer, cq);
       dt_sum += dt;
 #pragma unroll
-      for (int j = 0; j < kPer; ++j)
-        dh[j] = (dh[j] + dy * to_f(sm.states[buf][(quarter * kPer + j) * RL + t])) * exp2f(dt * a2[j]);
+      for (int j = 0; j < kPer; ++j) dh[j] = (dh[j] + dy * cq[j]) * exp2f(dt * a2[j]);
     }
   }
   if (valid) store_summary(local, delta_sum, dh, dt_sum, b, e, slice, channels, quarter);
@@ -371,11 +387,12 @@ struct ForwardSmem {
   static constexpr int L = kForwardChunk;
   RawChunk<T, false, L> raw[2];
   float dts[kChannels * padded(L)];
-  float out[kChannels * padded(L)];
+  T out[kChannels * padded(L)];              // y in the output's type (rounded once, as unstage would)
+  alignas(16) float bc[L * 2 * kScanStates];  // B, C as floats, [t][B|C][state] (transpose_bc)
 };
 
 template <class T>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, 4)  // 4 blocks (16 warps) per SM, as shared memory allows
     scan_forward_kernel(const T* __restrict__ u, const T* __restrict__ delta, const float* __restrict__ A,
                         const T* __restrict__ Bm, const T* __restrict__ Cm, const float* __restrict__ D,
                         const T* __restrict__ z, const float* __restrict__ delta_bias, T* __restrict__ out,
@@ -410,6 +427,7 @@ __global__ void __launch_bounds__(kThreads)
     cp_async_wait_all();
     __syncthreads();
     softplus_tile<T, L>(sm.dts, raw.delta, delta_bias, e0, channels, t0, n);
+    transpose_bc<T, L>(sm.bc, raw.B, raw.C);
     __syncthreads();
     if (chunk + 1 < last)
       stage_chunk<T, false>(sm.raw[(chunk + 1) & 1], u, delta, z, nullptr, Bm, Cm, e0, channels, t0 + L, n, aligned);
@@ -422,18 +440,20 @@ __global__ void __launch_bounds__(kThreads)
         for (int k = 0; k < 4; ++k) {
           const int t = sub * kSub + g4 * 4 + k;
           const float dt = sm.dts[ch * PAD + t], dtx = dt * to_f(raw.u[ch * RL + t]);
+          float bq[kPer], cq[kPer];
+          load4(sm.bc + (t * 2) * kScanStates + quarter * kPer, bq);
+          load4(sm.bc + (t * 2 + 1) * kScanStates + quarter * kPer, cq);
           yp[k] = 0.f;
 #pragma unroll
           for (int j = 0; j < kPer; ++j) {
-            const int js = quarter * kPer + j;
-            h[j] = exp2f(dt * a2[j]) * h[j] + dtx * to_f(raw.B[js * RL + t]);
-            yp[k] += h[j] * to_f(raw.C[js * RL + t]);
+            h[j] = exp2f(dt * a2[j]) * h[j] + dtx * bq[j];
+            yp[k] += h[j] * cq[j];
           }
         }
         const float y = quad_reduce_scatter(yp, quarter);  // y of step g4·4 + quarter
         const int t = sub * kSub + g4 * 4 + quarter;
         const float x = to_f(raw.u[ch * RL + t]), zz = to_f(raw.z[ch * RL + t]);
-        sm.out[ch * PAD + t] = (y + d_skip * x) * zz * sigmoid(zz);
+        store_f(&sm.out[ch * PAD + t], (y + d_skip * x) * zz * sigmoid(zz));
       }
       const int saved = chunk * (L / kSub) + sub;
       if (my_states && valid && saved < n_saved)

@@ -147,6 +147,35 @@ __device__ __forceinline__ void warpgroup_sync(int wg) {
   else
     asm volatile("bar.sync 2, 128;\n" ::: "memory");
 }
+// FlashAttention-3's ping-pong between the two consumer warpgroups: each issues its products only
+// on its turn and passes the turn on right after issuing, so that one warpgroup's softmax runs while
+// the other's products hold the tensor cores.  Named barrier 3 + wg (256 threads: the waiting
+// warpgroup's bar.sync and the other's bar.arrive) is warpgroup wg's turn; warpgroup 1 hands
+// warpgroup 0 the first turn.  Both warpgroups must take the same number of turns (the caller turns
+// this on only where their key bands are equal); the first turn's arrival is left over at the end
+// (a block's barriers start afresh).  `on` is uniform per block.
+struct WarpgroupTurns {
+  bool on;
+  int wg;
+  __device__ __forceinline__ void start() const {
+    if (on && wg == 1) asm volatile("bar.arrive 3, 256;\n" ::: "memory");
+  }
+  __device__ __forceinline__ void wait_turn() const {
+    if (!on) return;
+    if (wg == 0)
+      asm volatile("bar.sync 3, 256;\n" ::: "memory");
+    else
+      asm volatile("bar.sync 4, 256;\n" ::: "memory");
+  }
+  __device__ __forceinline__ void pass_turn() const {
+    if (!on) return;
+    if (wg == 0)
+      asm volatile("bar.arrive 4, 256;\n" ::: "memory");
+    else
+      asm volatile("bar.arrive 3, 256;\n" ::: "memory");
+  }
+};
+
 // Consumer side.  After the wait, a proxy fence: the copies are generic-proxy writes and wgmma
 // reads through the async proxy.  __syncwarp: the warp converged again before .aligned wgmma.
 template <int Stages, class Slot>

@@ -217,9 +217,13 @@ __device__ __forceinline__ void hold_wait_below(float a, float b, int count, flo
 // last products); fence_registers after each wait pins the compiler's reads of those registers
 // below it; hold_wait_below keeps ptxas from hoisting wait<0> above the exponentials (check with
 // cuobjdump -sass: WARPGROUP.DEPBAR.LE gsb0, 0x1, the MUFU.EX2 of the tile, then ..., 0x0).
+//
+// turns (key_pipeline.cuh): with turns.on, every issue above (prologue, steps, epilogue) waits for
+// the warpgroup's turn and passes it on after the last wgmma of the issue.
 template <int Stages, int Keys, int D, class Mask>
 __device__ void attend_band(OnlineSoftmax<Keys, D>& softmax, KeyValueStages<Stages, Keys, D>& st, uint64_t q_desc,
-                            int begin, int end, int tiles, float scale_log2, const Mask& mask) {
+                            int begin, int end, int tiles, float scale_log2, const Mask& mask,
+                            const WarpgroupTurns& turns = WarpgroupTurns{false, 0}) {
   begin = max(0, min(begin, tiles));
   end = max(begin, min(end, tiles));
   for (int i = 0; i < begin; ++i) {
@@ -230,9 +234,12 @@ __device__ void attend_band(OnlineSoftmax<Keys, D>& softmax, KeyValueStages<Stag
     float s[Keys / 2];
     uint32_t p[Keys / 16][4];
     float alpha[2];
+    turns.start();
     wait_tile(st, begin);
+    turns.wait_turn();
     fence();
     issue_scores<Keys, D>(s, q_desc, st.slot[begin % Stages].k);
+    turns.pass_turn();
     wait<0>();
     fence_registers(s);
     scale_and_mask<Keys>(s, mask, begin, scale_log2);
@@ -241,9 +248,11 @@ __device__ void attend_band(OnlineSoftmax<Keys, D>& softmax, KeyValueStages<Stag
     to_fragments<Keys>(s, p);
     for (int i = begin + 1; i < end; ++i) {
       wait_tile(st, i);
+      turns.wait_turn();
       fence();
       issue_scores<Keys, D>(s, q_desc, st.slot[i % Stages].k);
       issue_values<Keys, D>(softmax.acc, p, st.slot[(i - 1) % Stages].v);
+      turns.pass_turn();
       wait<1>();
       fence_registers(s);
       scale_and_mask<Keys>(s, mask, i, scale_log2);
@@ -256,8 +265,10 @@ __device__ void attend_band(OnlineSoftmax<Keys, D>& softmax, KeyValueStages<Stag
       softmax.rescale(alpha);
       to_fragments<Keys>(s, p);
     }
+    turns.wait_turn();
     fence();
     issue_values<Keys, D>(softmax.acc, p, st.slot[(end - 1) % Stages].v);
+    turns.pass_turn();
     wait<0>();
     fence_registers(softmax.acc);
     fence_registers(p);

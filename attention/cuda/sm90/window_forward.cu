@@ -97,12 +97,17 @@ __global__ void __launch_bounds__(kForwardThreads, 1) window_forward_kernel(Wind
 
   // The warpgroup's band: the tiles holding keys (wg_lo − W, min(wg_hi, N − 1)]; none when its
   // rows all lie at or past N (nothing of theirs is stored).
-  const int begin = max(0, wg_lo - window + 1) / kKeys - first;
-  const int end = wg_lo < n ? min(wg_hi, n - 1) / kKeys - first + 1 : 0;
+  auto band_begin = [&](int lo) { return max(0, lo - window + 1) / kKeys - first; };
+  auto band_end = [&](int lo) { return lo < n ? min(lo + 63, n - 1) / kKeys - first + 1 : 0; };
+  const int begin = band_begin(wg_lo), end = band_end(wg_lo);
+  // Ping-pong (key_pipeline.cuh's WarpgroupTurns) where both warpgroups walk the same band: every
+  // block but those at N's end when W is a multiple of 128.
+  const bool same_bands = band_begin(m0) == band_begin(m0 + 64) && band_end(m0) == band_end(m0 + 64) &&
+                          band_begin(m0) < min(band_end(m0), tiles);
   OnlineSoftmax<kKeys, D> softmax;
   softmax.clear();
   attend_band(softmax, sm.kv, descriptor_k_major(q_tile), begin, end, tiles, shape.scale * 1.4426950408889634f,
-              WindowMask{n, window, first, row0, wg_lo, wg_hi});
+              WindowMask{n, window, first, row0, wg_lo, wg_hi}, WarpgroupTurns{same_bands, wg});
   softmax.store(row0, n, o, lse);
 #else
   __trap();  // built without sm_90a: window_forward() refuses to launch
