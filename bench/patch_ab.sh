@@ -5,12 +5,13 @@
 #   1. build `mixlab` from the tree (A) and keep a copy of it and of its shared libraries
 #   2. apply PATCH; build `mixlab` (B) and `mixlab_tests`; run GTEST_FILTER on B (a B that fails
 #      its tests is not timed)
-#   3. time A, B, A, B (`mixlab kernel_bench --ops=OPS`: CUDA events, L2 flushed between repeats)
+#   3. time A, B, A, B (`mixlab kernel_bench --ops=OPS`: CUDA events, L2 flushed between repeats);
+#      MIXLAB_AB_ROUNDS (default 2) rounds of A, B: more for a change near the runs' spread
 #   4. take PATCH back out (before the timing) and rebuild at the end, so later steps of the call
 #      measure the tree (not with MIXLAB_AB_REBUILD=0, which device_call.sh sets for its last step;
 #      the sources are the tree's again, so a later build rebuilds what the patch touched)
-# Results: OUT/a1.csv, b1.csv, a2.csv, b2.csv, bench.log, tests_b.log and patch_ab.md (the table,
-# bench/patch_ab_table.py).
+# Results: OUT/a1.csv, b1.csv, a2.csv, b2.csv (.. aR, bR), bench.log, tests_b.log and patch_ab.md
+# (the table, bench/patch_ab_table.py, with each row's spread between runs).
 #   Usage: bench/patch_ab.sh BUILD OUT PATCH [OPS [GTEST_FILTER [KERNEL_BENCH_ARGS...]]]
 #   BUILD  a configured CUDA build of this tree (scripts/device_call.sh `suite` or `bin` made it)
 #   OPS, GTEST_FILTER  default to the patch's own header lines `ops: ...` and `tests: ...` (the
@@ -23,6 +24,9 @@ BUILD="${1:?$usage}"
 OUT="${2:?$usage}"
 PATCH="${3:?$usage}"
 [[ -f $PATCH ]] || { echo "patch_ab.sh: $PATCH: no such patch" >&2; exit 2; }
+ROUNDS="${MIXLAB_AB_ROUNDS:-2}"
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] ||
+  { echo "patch_ab.sh: MIXLAB_AB_ROUNDS must be a whole number ≥ 1 (got '$ROUNDS')" >&2; exit 2; }
 # A header line `KEY: value` of the patch (before its first diff), or nothing.
 header() { sed -n "/^diff /q; s/^$1: *//p" "$PATCH" | head -1; }
 OPS="${4:--}"
@@ -83,7 +87,7 @@ else
 fi
 snapshot b
 restore
-for round in 1 2; do
+for ((round = 1; round <= ROUNDS; round++)); do
   for side in a b; do
     echo "== $side$round"
     LD_LIBRARY_PATH="$BIN/$side${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$BIN/$side/mixlab" kernel_bench \
@@ -96,4 +100,6 @@ if [[ ${MIXLAB_AB_REBUILD:-1} == 1 ]]; then  # 0: the call's last step, nothing 
   echo "== the build back to the tree"
   cmake --build "$BUILD" --target mixlab | tail -1
 fi
-python3 "$ROOT/bench/patch_ab_table.py" "$OUT/a1.csv" "$OUT/a2.csv" -- "$OUT/b1.csv" "$OUT/b2.csv" | tee "$OUT/patch_ab.md"
+a_runs=() b_runs=()
+for ((round = 1; round <= ROUNDS; round++)); do a_runs+=("$OUT/a$round.csv") b_runs+=("$OUT/b$round.csv"); done
+python3 "$ROOT/bench/patch_ab_table.py" "${a_runs[@]}" -- "${b_runs[@]}" | tee "$OUT/patch_ab.md"

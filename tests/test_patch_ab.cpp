@@ -36,7 +36,8 @@ ProcessResult run_table(const TempDir& dir, const std::vector<std::string>& args
 // A: three runs of scan at N = 1024 (fwd 0.25, 0.31, 0.27 → median 0.27; fwd+bwd 1.0, 1.2, 1.1 →
 // 1.1) and one of N = 4096 that B lacks; B: two runs (fwd 0.20, 0.24 → 0.22; fwd+bwd 0.9, 1.3 →
 // 1.1).  Changes: fwd (0.22 − 0.27) / 0.27 = −18.5%, fwd+bwd 0.0%, bwd (0.88 − 0.83) / 0.83 = +6.0%.
-// matmul_peak rows are left out.
+// Spreads, the larger side's (max − min) / median: fwd A 0.06 / 0.27 = 22.2%, B 0.04 / 0.22 = 18.2%
+// -> 22.2%; fwd+bwd A 0.2 / 1.1 = 18.2%, B 0.4 / 1.1 = 36.4% -> 36.4%.  matmul_peak rows are left out.
 TEST(PatchAbTable, MediansPerSideAndTheChange) {
   if (!std::filesystem::exists(kPython)) GTEST_SKIP() << kPython << " is missing";
   TempDir dir("patch_ab_table");
@@ -49,7 +50,7 @@ TEST(PatchAbTable, MediansPerSideAndTheChange) {
   const auto result = run_table(dir, {"a1.csv", "a2.csv", "a3.csv", "--", "b1.csv", "b2.csv"});
   ASSERT_TRUE(result.exited_with(0)) << result.err;
   EXPECT_NE(result.out.find("A: 3 run(s), B: 2 run(s)"), std::string::npos) << result.out;
-  EXPECT_NE(result.out.find("| mixlab | scan | 1024 | 16 | 0.270 | 0.220 | -18.5% | 1.100 | 1.100 | +0.0% | +6.0% |"),
+  EXPECT_NE(result.out.find("| mixlab | scan | 1024 | 16 | 0.270 | 0.220 | -18.5% | 1.100 | 1.100 | +0.0% | +6.0% | 22.2% | 36.4% |"),
             std::string::npos)
       << result.out;
   EXPECT_NE(result.out.find("| mixlab | scan | 4096 | 16 | only in A |"), std::string::npos) << result.out;
@@ -107,6 +108,27 @@ TEST(PatchAb, OpsComeFromThePatchHeaderOrAreAnError) {
       "/bin/bash", {script, dir.file("build"), dir.file("out"), dir.file("without.patch")}, dir.file("without"));
   EXPECT_FALSE(without.exited_with(0));
   EXPECT_NE(without.err.find("has no 'ops:' header line"), std::string::npos) << without.err;
+}
+
+// MIXLAB_AB_ROUNDS sets the rounds of A, B; anything but a whole number ≥ 1 is refused, saying which
+// variable and what it takes, before anything is built or applied.
+TEST(PatchAb, RoundsMustBeAWholeNumberOfAtLeastOne) {
+  if (!std::filesystem::exists("/usr/bin/git")) GTEST_SKIP() << "git is missing";
+  TempDir dir("patch_ab_rounds");
+  std::filesystem::create_directories(dir.file("build"));
+  std::ofstream(dir.file("build/build.ninja")) << "# a configured build stands here\n";
+  std::ofstream(dir.file("any.patch")) << "ops: scan\n";
+  const auto script = (mixlab::source_tree::root() / "bench" / "patch_ab.sh").string();
+  for (const std::string rounds : {"0", "two", "-1"}) {
+    const auto result = mixlab::testing::run_process(
+        "/bin/bash", {"-c", "MIXLAB_AB_ROUNDS=\"$1\" exec bash \"$2\" \"$3\" \"$4\" \"$5\"", "rounds", rounds, script,
+                      dir.file("build"), dir.file("out"), dir.file("any.patch")},
+        dir.file("run" + rounds));
+    EXPECT_TRUE(result.exited_with(2)) << rounds << ": " << result.err;
+    EXPECT_NE(result.err.find("MIXLAB_AB_ROUNDS must be a whole number ≥ 1 (got '" + rounds + "')"), std::string::npos)
+        << result.err;
+    EXPECT_EQ(result.out.find("== A"), std::string::npos) << result.out;
+  }
 }
 
 // Every experiment kept as a patch (bench/experiments/) still applies to the tree (a change to the
