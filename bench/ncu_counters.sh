@@ -2,7 +2,8 @@
 # counters they collect, which bench/peers/ncu_counters_table.py lays out, and two helpers.
 #   NCU_COUNTERS    ncu --metrics list: time, launch shape and occupancy, issue slots, the pipes
 #                   (tensor: wgmma and mma.sync; xu: exp2 etc.; fma; alu; lsu), shared memory,
-#                   L2 and DRAM traffic, and the stall reasons per issued instruction
+#                   L2 traffic (reductions, reads, writes) and DRAM traffic, and the stall reasons
+#                   per issued instruction
 #   require_ncu NAME OUT      exits 2 (NAME: the caller) unless ncu is on the PATH; makes OUT
 #   keep_ncu_rows CSV         CSV.log's ncu rows (they start with a quote) into CSV; else says why
 NCU_COUNTERS=gpu__time_duration.sum,sm__cycles_elapsed.avg.per_second,launch__registers_per_thread
@@ -15,6 +16,7 @@ NCU_COUNTERS+=,sm__inst_executed_pipe_xu.avg.pct_of_peak_sustained_active,sm__in
 NCU_COUNTERS+=,sm__inst_executed_pipe_alu.avg.pct_of_peak_sustained_active,sm__inst_executed_pipe_lsu.avg.pct_of_peak_sustained_active
 NCU_COUNTERS+=,l1tex__data_pipe_lsu_wavefronts_mem_shared.sum.pct_of_peak_sustained_elapsed
 NCU_COUNTERS+=,lts__throughput.avg.pct_of_peak_sustained_elapsed,lts__t_bytes.sum
+NCU_COUNTERS+=,lts__t_sectors_op_red.sum,lts__t_sectors_op_read.sum,lts__t_sectors_op_write.sum
 NCU_COUNTERS+=,dram__throughput.avg.pct_of_peak_sustained_elapsed,dram__bytes_read.sum
 NCU_COUNTERS+=,smsp__average_warp_latency_per_inst_issued.ratio,smsp__inst_executed.sum
 NCU_COUNTERS+=,"regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio"

@@ -39,6 +39,10 @@ NAMED = [
     ("L1 / shared throughput (% of peak)", "l1tex__throughput.avg.pct_of_peak_sustained_active", 1),
     ("L2 throughput (% of peak)", "lts__throughput.avg.pct_of_peak_sustained_elapsed", 1),
     ("L2 bytes (GB)", "lts__t_bytes.sum", 1e-9),
+    # 32-byte sectors: reductions are the backwards' dQ (cp.reduce.async.bulk add.f32)
+    ("L2 reductions (GB)", "lts__t_sectors_op_red.sum", 32e-9),
+    ("L2 reads (GB)", "lts__t_sectors_op_read.sum", 32e-9),
+    ("L2 writes (GB)", "lts__t_sectors_op_write.sum", 32e-9),
     ("DRAM throughput (% of peak)", "dram__throughput.avg.pct_of_peak_sustained_elapsed", 1),
     ("DRAM bytes read (GB)", "dram__bytes_read.sum", 1e-9),
     ("cycles per issued instruction (per warp)", "smsp__average_warp_latency_per_inst_issued.ratio", 1),
@@ -49,7 +53,7 @@ STALL = "smsp__average_warps_issue_stalled_"
 TO_BASE = {"nsecond": 1, "usecond": 1e3, "msecond": 1e6, "second": 1e9,
            "byte": 1, "Kbyte": 1e3, "Mbyte": 1e6, "Gbyte": 1e9, "Tbyte": 1e12,
            "hz": 1, "Khz": 1e3, "Mhz": 1e6, "Ghz": 1e9, "cycle/second": 1, "cycle/nsecond": 1e9,
-           "cycle/usecond": 1e6}
+           "cycle/usecond": 1e6, "sector": 1, "Ksector": 1e3, "Msector": 1e6, "Gsector": 1e9}
 
 
 def number(text):
