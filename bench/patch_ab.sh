@@ -10,6 +10,11 @@
 #   4. take PATCH back out (before the timing) and rebuild at the end, so later steps of the call
 #      measure the tree (not with MIXLAB_AB_REBUILD=0, which device_call.sh sets for its last step;
 #      the sources are the tree's again, so a later build rebuilds what the patch touched)
+# PATCH applies to the source tree BUILD was configured from (its CMakeCache.txt's
+# CMAKE_HOME_DIRECTORY; this repository when BUILD has no cache).  A kernel that never finishes
+# (an mbarrier waiting for bytes a wrong count never brings) must not take the rest of the call:
+# B's tests run under MIXLAB_AB_TEST_TIMEOUT seconds (default 300) and each timed run under
+# MIXLAB_AB_RUN_TIMEOUT (default 300); past it the run is killed and the A/B stops, saying which.
 # Results: OUT/a1.csv, b1.csv, a2.csv, b2.csv (.. aR, bR), bench.log, tests_b.log and patch_ab.md
 # (the table, bench/patch_ab_table.py, with each row's spread between runs).
 #   Usage: bench/patch_ab.sh BUILD OUT PATCH [OPS [GTEST_FILTER [KERNEL_BENCH_ARGS...]]]
@@ -25,8 +30,12 @@ OUT="${2:?$usage}"
 PATCH="${3:?$usage}"
 [[ -f $PATCH ]] || { echo "patch_ab.sh: $PATCH: no such patch" >&2; exit 2; }
 ROUNDS="${MIXLAB_AB_ROUNDS:-2}"
-[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] ||
-  { echo "patch_ab.sh: MIXLAB_AB_ROUNDS must be a whole number ≥ 1 (got '$ROUNDS')" >&2; exit 2; }
+TEST_TIMEOUT="${MIXLAB_AB_TEST_TIMEOUT:-300}"
+RUN_TIMEOUT="${MIXLAB_AB_RUN_TIMEOUT:-300}"
+for variable in MIXLAB_AB_ROUNDS:$ROUNDS MIXLAB_AB_TEST_TIMEOUT:$TEST_TIMEOUT MIXLAB_AB_RUN_TIMEOUT:$RUN_TIMEOUT; do
+  [[ ${variable#*:} =~ ^[1-9][0-9]*$ ]] ||
+    { echo "patch_ab.sh: ${variable%%:*} must be a whole number ≥ 1 (got '${variable#*:}')" >&2; exit 2; }
+done
 # A header line `KEY: value` of the patch (before its first diff), or nothing.
 header() { sed -n "/^diff /q; s/^$1: *//p" "$PATCH" | head -1; }
 OPS="${4:--}"
@@ -42,8 +51,15 @@ fi
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PATCH="$(realpath "$PATCH")"
 [[ -f $BUILD/build.ninja || -f $BUILD/Makefile ]] || { echo "patch_ab.sh: $BUILD is not a configured build" >&2; exit 2; }
+BUILD="$(realpath "$BUILD")"
+TREE="$ROOT"
+if [[ -f $BUILD/CMakeCache.txt ]]; then
+  TREE="$(sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' "$BUILD/CMakeCache.txt")"
+  [[ -d $TREE ]] || { echo "patch_ab.sh: $BUILD/CMakeCache.txt names no source tree ('$TREE')" >&2; exit 2; }
+fi
 mkdir -p "$OUT"
-cd "$ROOT"
+OUT="$(realpath "$OUT")"
+cd "$TREE"
 # apply [--check | -R]: git apply works outside a repository (the device's tree is a copy without
 # .git); patch(1) where git is missing.
 apply() {
@@ -57,11 +73,11 @@ apply() {
 apply --check
 applied=0
 restore() { if ((applied)); then apply -R && applied=0; fi; }  # the tree as it came
-trap restore EXIT
 # Each side's `mixlab` with the build's shared libraries (libmixlab_lib.so holds the kernels, and
 # the binary's RUNPATH names the build folder): LD_LIBRARY_PATH, searched before RUNPATH, makes
 # each copy load its own.  Outside OUT (a call brings OUT back).
 BIN="$(mktemp -d)"
+trap 'restore; rm -rf "$BIN"' EXIT
 snapshot() {
   mkdir -p "$BIN/$1" && cp "$BUILD/mixlab" "$BUILD"/*.so "$BIN/$1/"
   local libraries
@@ -76,7 +92,13 @@ echo "== B: the tree with $(basename "$PATCH")"
 apply && applied=1
 if [[ -n $FILTER ]]; then
   cmake --build "$BUILD" --target mixlab mixlab_tests | tail -1
-  if ! (cd "$BUILD" && ./mixlab_tests --gtest_filter="$FILTER") >"$OUT/tests_b.log" 2>&1; then
+  status=0
+  (cd "$BUILD" && exec timeout -k 10 "$TEST_TIMEOUT" ./mixlab_tests --gtest_filter="$FILTER") >"$OUT/tests_b.log" 2>&1 ||
+    status=$?
+  if ((status == 124 || status == 137)); then
+    echo "patch_ab.sh: B's tests ($FILTER) did not finish in $TEST_TIMEOUT s (MIXLAB_AB_TEST_TIMEOUT; a hang?), killed; not timed ($OUT/tests_b.log)" >&2
+    exit 1
+  elif ((status != 0)); then
     grep -E "^\[  (FAILED|PASSED)" "$OUT/tests_b.log" | head -20
     echo "patch_ab.sh: B fails its tests ($OUT/tests_b.log); not timed" >&2
     exit 1
@@ -90,12 +112,18 @@ restore
 for ((round = 1; round <= ROUNDS; round++)); do
   for side in a b; do
     echo "== $side$round"
-    LD_LIBRARY_PATH="$BIN/$side${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$BIN/$side/mixlab" kernel_bench \
-      "$OUT/$side$round.csv" --ops="$OPS" "$@" >>"$OUT/bench.log" 2>&1 ||
-      { tail -5 "$OUT/bench.log"; exit 1; }
+    status=0
+    LD_LIBRARY_PATH="$BIN/$side${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" timeout -k 10 "$RUN_TIMEOUT" \
+      "$BIN/$side/mixlab" kernel_bench "$OUT/$side$round.csv" --ops="$OPS" "$@" >>"$OUT/bench.log" 2>&1 || status=$?
+    if ((status == 124 || status == 137)); then
+      echo "patch_ab.sh: run $side$round did not finish in $RUN_TIMEOUT s (MIXLAB_AB_RUN_TIMEOUT; a hang?), killed ($OUT/bench.log)" >&2
+      exit 1
+    elif ((status != 0)); then
+      tail -5 "$OUT/bench.log"
+      exit 1
+    fi
   done
 done
-rm -rf "$BIN"
 if [[ ${MIXLAB_AB_REBUILD:-1} == 1 ]]; then  # 0: the call's last step, nothing measures the build after it
   echo "== the build back to the tree"
   cmake --build "$BUILD" --target mixlab | tail -1

@@ -34,7 +34,9 @@
 #                      decode,prefill,...), its database gzipped to $OUT/scout-paper.db.gz
 #   ab:NAME            bench/patch_ab.sh on bench/experiments/NAME.patch (after `suite` or `bin`): the
 #                      tree against the tree with the patch in this call, its ops and tests from the
-#                      patch's header; table in $OUT/ab-NAME/patch_ab.md
+#                      patch's header; table in $OUT/ab-NAME/patch_ab.md.  B's tests and each
+#                      timed run are killed after MIXLAB_AB_TEST_TIMEOUT / MIXLAB_AB_RUN_TIMEOUT
+#                      seconds (default 300 each): a patch whose kernel hangs ends its own step only
 #   anything else      run as a bash command, with $MIXLAB_CALL_END (the epoch second the call's
 #                      limit ends) exported, e.g. `timeout $((MIXLAB_CALL_END - $(date +%s) - 20)) CMD`
 # Each step runs under a timeout of what is left of LIMIT_SECONDS less a margin (5-30 s), and a

@@ -1,10 +1,13 @@
 // bench/patch_ab_table.py (the table of a same-call kernel A/B, bench/patch_ab.sh) on hand-made
-// kernel_bench CSVs whose medians and changes are worked out below, and patch_ab.sh's refusal of
-// a patch that does not apply to the tree (before anything is built or changed).
+// kernel_bench CSVs whose medians and changes are worked out below, patch_ab.sh's refusal of a
+// patch that does not apply to the tree (before anything is built or changed), and patch_ab.sh end
+// to end on a stand-in project (its table, its timeouts, the tree left as it was).
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <string>
 
 #include "tests/run_mixlab.h"
@@ -110,9 +113,10 @@ TEST(PatchAb, OpsComeFromThePatchHeaderOrAreAnError) {
   EXPECT_NE(without.err.find("has no 'ops:' header line"), std::string::npos) << without.err;
 }
 
-// MIXLAB_AB_ROUNDS sets the rounds of A, B; anything but a whole number ≥ 1 is refused, saying which
-// variable and what it takes, before anything is built or applied.
-TEST(PatchAb, RoundsMustBeAWholeNumberOfAtLeastOne) {
+// MIXLAB_AB_ROUNDS sets the rounds of A, B, MIXLAB_AB_TEST_TIMEOUT and MIXLAB_AB_RUN_TIMEOUT the
+// seconds B's tests and each timed run may take; anything but a whole number ≥ 1 is refused, saying
+// which variable and what it takes, before anything is built or applied.
+TEST(PatchAb, RoundsAndTimeoutsMustBeWholeNumbersOfAtLeastOne) {
   if (!std::filesystem::exists("/usr/bin/git")) GTEST_SKIP() << "git is missing";
   TempDir dir("patch_ab_rounds");
   std::filesystem::create_directories(dir.file("build"));
@@ -128,6 +132,14 @@ TEST(PatchAb, RoundsMustBeAWholeNumberOfAtLeastOne) {
     EXPECT_NE(result.err.find("MIXLAB_AB_ROUNDS must be a whole number ≥ 1 (got '" + rounds + "')"), std::string::npos)
         << result.err;
     EXPECT_EQ(result.out.find("== A"), std::string::npos) << result.out;
+  }
+  for (const std::string variable : {"MIXLAB_AB_TEST_TIMEOUT", "MIXLAB_AB_RUN_TIMEOUT"}) {
+    const auto result = mixlab::testing::run_process(
+        "/bin/bash", {"-c", "env \"$1=0\" bash \"$2\" \"$3\" \"$4\" \"$5\"", "timeout", variable, script,
+                      dir.file("build"), dir.file("out"), dir.file("any.patch")},
+        dir.file("run" + variable));
+    EXPECT_TRUE(result.exited_with(2)) << variable << ": " << result.err;
+    EXPECT_NE(result.err.find(variable + " must be a whole number ≥ 1 (got '0')"), std::string::npos) << result.err;
   }
 }
 
@@ -165,4 +177,101 @@ TEST(PatchAb, EveryExperimentPatchAppliesToTheTree) {
     EXPECT_NE(listed.output.find("\"op\""), std::string::npos) << entry.path() << ": no shape listed";
   }
   EXPECT_GE(patches, 1) << folder << " holds no .patch: remove the folder once its last experiment has landed";
+}
+
+// patch_ab.sh end to end, on the CPU: a stand-in project configured with CMake (a `mixlab` whose
+// `kernel_bench` writes one CSV row with the forward time its shared library returns, and a
+// `mixlab_tests` that passes) is the BUILD, and each patch below changes that library.  The patch
+// applies to the tree the build was configured from, and every run leaves that tree as it was.
+namespace {
+
+constexpr const char* kStandInLibrary =
+    "double forward_ms() { return 2.0; }\n"
+    "int test_hang_seconds() { return 0; }\n"
+    "int bench_hang_seconds() { return 0; }\n";
+
+// A patch of the stand-in's library that replaces its line `line` (1-3) with `replacement`.
+std::string library_patch(int line, const std::string& replacement) {
+  std::istringstream lines(kStandInLibrary);
+  std::string context, text;
+  for (int i = 1; std::getline(lines, text); ++i) context += (i == line ? "-" + text + "\n+" + replacement : " " + text) + "\n";
+  return "ops: scan\ntests: *\n\ndiff --git a/lib.cpp b/lib.cpp\n--- a/lib.cpp\n+++ b/lib.cpp\n@@ -1,3 +1,3 @@\n" + context;
+}
+
+struct StandInBuild {
+  mixlab::testing::TempDir dir;
+  bool configured = false;
+  explicit StandInBuild(const std::string& name) : dir(name) {
+    namespace fs = std::filesystem;
+    fs::create_directories(dir.file("tree"));
+    std::ofstream(dir.file("tree/lib.cpp")) << kStandInLibrary;
+    std::ofstream(dir.file("tree/CMakeLists.txt"))
+        << "cmake_minimum_required(VERSION 3.13)\nproject(stand_in CXX)\n"
+           "add_library(mixlab_lib SHARED lib.cpp)\n"
+           "add_executable(mixlab main.cpp)\ntarget_link_libraries(mixlab mixlab_lib)\n"
+           "add_executable(mixlab_tests tests.cpp)\ntarget_link_libraries(mixlab_tests mixlab_lib)\n";
+    // kernel_bench OUT.csv --ops=...: one scan row, forward+backward four times the forward.
+    std::ofstream(dir.file("tree/main.cpp"))
+        << "#include <unistd.h>\n#include <fstream>\ndouble forward_ms(); int bench_hang_seconds();\n"
+           "int main(int, char** argv) {\n  sleep(bench_hang_seconds());\n  std::ofstream(argv[2])\n"
+           "      << \"impl,op,N,head_dim,batch_heads,fwd_ms,fwdbwd_ms,fwd_flops,fwdbwd_flops\\n\"\n"
+           "      << \"mixlab,scan,1024,16,16384,\" << forward_ms() << ',' << 4 * forward_ms() << \",0,0\\n\";\n}\n";
+    std::ofstream(dir.file("tree/tests.cpp"))
+        << "#include <unistd.h>\n#include <cstdio>\nint test_hang_seconds();\n"
+           "int main() {\n  sleep(test_hang_seconds());\n  std::puts(\"[  PASSED  ] 1 test.\");\n}\n";
+    const auto configure = mixlab::testing::run_process(
+        "/bin/bash", {"-c", "cmake -S \"$1\" -B \"$2\" -DCMAKE_BUILD_TYPE=Release", "configure", dir.file("tree"), dir.file("build")},
+        dir.file("configure"));
+    configured = configure.exited_with(0);
+    EXPECT_TRUE(configured) << configure.out << configure.err;
+  }
+  // patch_ab.sh BUILD OUT PATCH with `environment` (e.g. "MIXLAB_AB_ROUNDS=1").
+  mixlab::testing::ProcessResult ab(const std::string& patch, const std::string& environment) const {
+    std::ofstream(dir.file("experiment.patch")) << patch;
+    const auto script = (mixlab::source_tree::root() / "bench" / "patch_ab.sh").string();
+    return mixlab::testing::run_process(
+        "/bin/bash", {"-c", "env " + environment + " bash \"$1\" \"$2\" \"$3\" \"$4\"", "ab", script, dir.file("build"),
+                      dir.file("out"), dir.file("experiment.patch")},
+        dir.file("ab"));
+  }
+  std::string library() const { return mixlab::testing::slurp(dir.file("tree/lib.cpp")); }
+};
+
+bool have_build_tools() { return std::system("{ command -v git && command -v cmake && command -v c++; } >/dev/null 2>&1") == 0; }
+
+}  // namespace
+
+// B's library returns 1.0 ms where A's returns 2.0: two rounds each, the table gives -50.0% for the
+// forward (2.000 -> 1.000), the forward+backward (8.000 -> 4.000) and the backward (6 -> 3), with no
+// spread between runs of a side.
+TEST(PatchAb, EndToEndTheTableShowsTheChangeAndTheTreeIsRestored) {
+  if (!have_build_tools()) GTEST_SKIP() << "git, cmake or c++ is missing";
+  StandInBuild stand_in("patch_ab_end_to_end");
+  ASSERT_TRUE(stand_in.configured);
+  const auto result = stand_in.ab(library_patch(1, "double forward_ms() { return 1.0; }"), "MIXLAB_AB_ROUNDS=2");
+  ASSERT_TRUE(result.exited_with(0)) << result.out << result.err;
+  EXPECT_NE(result.out.find("| mixlab | scan | 1024 | 16 | 2.000 | 1.000 | -50.0% | 8.000 | 4.000 | -50.0% | -50.0% | 0.0% | 0.0% |"),
+            std::string::npos)
+      << result.out;
+  for (const char* run : {"a1.csv", "b1.csv", "a2.csv", "b2.csv", "patch_ab.md"})
+    EXPECT_TRUE(std::filesystem::exists(stand_in.dir.file(std::string("out/") + run))) << run;
+  EXPECT_EQ(stand_in.library(), kStandInLibrary);
+}
+
+// A B whose tests never finish is killed after MIXLAB_AB_TEST_TIMEOUT seconds and not timed; one
+// whose timed run never finishes is killed after MIXLAB_AB_RUN_TIMEOUT.  Each says which, and the
+// tree is as it was.
+TEST(PatchAb, AHangingTestOrRunIsKilledAtItsTimeout) {
+  if (!have_build_tools()) GTEST_SKIP() << "git, cmake or c++ is missing";
+  StandInBuild stand_in("patch_ab_hang");
+  ASSERT_TRUE(stand_in.configured);
+  const auto tests = stand_in.ab(library_patch(2, "int test_hang_seconds() { return 600; }"), "MIXLAB_AB_TEST_TIMEOUT=2");
+  EXPECT_TRUE(tests.exited_with(1)) << tests.out << tests.err;
+  EXPECT_NE(tests.err.find("B's tests (*) did not finish in 2 s (MIXLAB_AB_TEST_TIMEOUT"), std::string::npos) << tests.err;
+  EXPECT_EQ(tests.out.find("== a1"), std::string::npos) << tests.out;  // not timed
+  EXPECT_EQ(stand_in.library(), kStandInLibrary);
+  const auto runs = stand_in.ab(library_patch(3, "int bench_hang_seconds() { return 600; }"), "MIXLAB_AB_RUN_TIMEOUT=2");
+  EXPECT_TRUE(runs.exited_with(1)) << runs.out << runs.err;
+  EXPECT_NE(runs.err.find("run b1 did not finish in 2 s (MIXLAB_AB_RUN_TIMEOUT"), std::string::npos) << runs.err;
+  EXPECT_EQ(stand_in.library(), kStandInLibrary);
 }
