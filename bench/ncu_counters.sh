@@ -17,7 +17,7 @@ NCU_COUNTERS+=,sm__inst_executed_pipe_alu.avg.pct_of_peak_sustained_active,sm__i
 NCU_COUNTERS+=,l1tex__data_pipe_lsu_wavefronts_mem_shared.sum.pct_of_peak_sustained_elapsed
 NCU_COUNTERS+=,lts__throughput.avg.pct_of_peak_sustained_elapsed,lts__t_bytes.sum
 NCU_COUNTERS+=,lts__t_sectors_op_red.sum,lts__t_sectors_op_read.sum,lts__t_sectors_op_write.sum
-NCU_COUNTERS+=,dram__throughput.avg.pct_of_peak_sustained_elapsed,dram__bytes_read.sum
+NCU_COUNTERS+=,dram__throughput.avg.pct_of_peak_sustained_elapsed,dram__bytes_read.sum,dram__bytes_write.sum
 NCU_COUNTERS+=,smsp__average_warp_latency_per_inst_issued.ratio,smsp__inst_executed.sum
 NCU_COUNTERS+=,"regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio"
 

@@ -16,6 +16,8 @@
 #                      backward kernels at batch 8, E 2048, N 16k (why the scan misses its target)
 #   attnprofile        bench/attention_profile.sh: Nsight Compute counters of the sm90 window kernels
 #                      and of FlexAttention's, d 64 and 128, N 16k (why the window trails Flex)
+#   scoutprofile       bench/scout_profile.sh: Nsight Compute counters of each kernel of SCOUT's sm90
+#                      forward and backward, d 64 and 128, N 4k (which pass over memory sets its time)
 #   decodeab:VAR[:A:B[:PRESETS]]  bench/decode_ab.sh on the build (after `suite` or `bin`): the decode
 #                      step with VAR at A, B, A, B (default 0, 1; presets mamba-546m,scout-mamba-430m;
 #                      2k), table in $OUT/ab-VAR/decode_ab.md (e.g. decodeab:MIXLAB_PDL:1:0)
@@ -85,6 +87,7 @@ for step in "$@"; do
     trainmfu) run_for 30 bench/train_mfu.sh "$MIXLAB_GPU_BUILD" "$OUT/mfu" 2>&1 | tail -12 ;;
     breakdown) run_for 30 bench/kernel_breakdown.sh "$MIXLAB_GPU_BUILD" "$OUT/breakdown" 2>&1 | tail -40 ;;
     scanprofile) run_for 20 bench/scan_profile.sh "$MIXLAB_GPU_BUILD" "$OUT/scanprofile" 2>&1 | tail -30 ;;
+    scoutprofile) run_for 20 bench/scout_profile.sh "$MIXLAB_GPU_BUILD" "$OUT/scoutprofile" 2>&1 | tail -40 ;;
     attnprofile) run_for 20 bench/attention_profile.sh "$MIXLAB_GPU_BUILD" "$OUT/attnprofile" 2>&1 | tail -40 ;;
     decodeab:*)  # decodeab:VARIABLE[:A:B[:PRESETS]], e.g. decodeab:MIXLAB_PDL:1:0
       IFS=: read -r _ variable a b presets <<<"$step"

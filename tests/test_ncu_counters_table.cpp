@@ -1,7 +1,7 @@
-// bench/peers/ncu_counters_table.py (the Nsight Compute tables of bench/scan_profile.sh and
-// bench/attention_profile.sh) on hand-made `ncu --csv --page raw` files: a file of three launches
-// (units as ncu prints them: microseconds, megabytes with thousands separators, millions of
-// sectors) and a file of one.
+// bench/peers/ncu_counters_table.py (the Nsight Compute tables of bench/scan_profile.sh,
+// bench/attention_profile.sh and bench/scout_profile.sh) on hand-made `ncu --csv --page raw` files:
+// a file of three launches (units as ncu prints them: microseconds, megabytes and kilobytes with
+// thousands separators, millions of sectors) and a file of one.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -18,8 +18,9 @@ constexpr const char* kNcuPython = "/usr/bin/python3";
 constexpr const char* kNcuColumns =
     "\"ID\",\"Kernel Name\",\"gpu__time_duration.sum\",\"lts__t_bytes.sum\","
     "\"smsp__average_warps_issue_stalled_wait_per_issue_active.ratio\","
-    "\"smsp__average_warps_issue_stalled_barrier_per_issue_active.ratio\",\"lts__t_sectors_op_red.sum\"\n"
-    "\"\",\"\",\"usecond\",\"Mbyte\",\"\",\"\",\"Msector\"\n";
+    "\"smsp__average_warps_issue_stalled_barrier_per_issue_active.ratio\",\"lts__t_sectors_op_red.sum\","
+    "\"dram__bytes_write.sum\"\n"
+    "\"\",\"\",\"usecond\",\"Mbyte\",\"\",\"\",\"Msector\",\"Kbyte\"\n";
 
 mixlab::testing::ProcessResult run_ncu_table(const mixlab::testing::TempDir& dir, const std::vector<std::string>& args) {
   std::vector<std::string> argv{(mixlab::source_tree::root() / "bench" / "peers" / "ncu_counters_table.py").string()};
@@ -38,11 +39,11 @@ TEST(NcuCountersTable, ColumnsPerLaunchInBaseUnits) {
   std::ofstream(dir.file("flex_64_16384.csv"))
       << kNcuColumns
       << "\"0\",\"void mixlab::sm90::(anonymous namespace)::window_backward_kernel<64>(Shape, float *)\","
-         "\"1,500\",\"2,000\",\"1.00\",\"2.50\",\"125\"\n"
-      << "\"1\",\"triton_poi_fused_0\",\"20\",\"10\",\"0.10\",\"0.20\",\"0\"\n"
-      << "\"2\",\"triton_tem_fused_0\",\"300\",\"500\",\"3.00\",\"0.50\",\"0\"\n";
+         "\"1,500\",\"2,000\",\"1.00\",\"2.50\",\"125\",\"1,500,000\"\n"
+      << "\"1\",\"triton_poi_fused_0\",\"20\",\"10\",\"0.10\",\"0.20\",\"0\",\"0\"\n"
+      << "\"2\",\"triton_tem_fused_0\",\"300\",\"500\",\"3.00\",\"0.50\",\"0\",\"0\"\n";
   std::ofstream(dir.file("scan.csv")) << kNcuColumns
-                                     << "\"0\",\"scan_forward_kernel\",\"5,030\",\"40\",\"1.45\",\"0.25\",\"1.5\"\n";
+                                     << "\"0\",\"scan_forward_kernel\",\"5,030\",\"40\",\"1.45\",\"0.25\",\"1.5\",\"2,500\"\n";
   const auto result = run_ncu_table(dir, {"--top", "2", dir.file("flex_64_16384.csv"), dir.file("scan.csv")});
   ASSERT_TRUE(result.exited_with(0)) << result.err;
   EXPECT_NE(result.out.find("| counter | flex_64_16384: window_backward_kernel<64> | flex_64_16384: triton_tem_fused_0 | "
@@ -53,6 +54,8 @@ TEST(NcuCountersTable, ColumnsPerLaunchInBaseUnits) {
   EXPECT_NE(result.out.find("| L2 bytes (GB) | 2 | 0.5 | 0.04 |"), std::string::npos) << result.out;
   // 125 million 32-byte sectors of reductions are 4 GB; 1.5 million, 0.048 GB.
   EXPECT_NE(result.out.find("| L2 reductions (GB) | 4 | 0 | 0.048 |"), std::string::npos) << result.out;
+  // 1,500,000 kilobytes written to DRAM are 1.5 GB; 2,500, 0.0025.
+  EXPECT_NE(result.out.find("| DRAM bytes written (GB) | 1.5 | 0 | 0.0025 |"), std::string::npos) << result.out;
   EXPECT_NE(result.out.find("| registers per thread | – | – | – |"), std::string::npos) << result.out;
   EXPECT_EQ(result.out.find("triton_poi_fused_0"), std::string::npos) << "the third-longest launch is left out";
   EXPECT_NE(result.out.find("window_backward_kernel<64>: cycles stalled per issued instruction, largest reasons: "

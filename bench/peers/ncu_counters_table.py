@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Nsight Compute counters of profiled launches as one Markdown table (bench/scan_profile.sh,
-bench/attention_profile.sh).
+bench/attention_profile.sh, bench/scout_profile.sh).
 
 Usage: ncu_counters_table.py [--top K] FILE.csv...
   (ncu --csv --page raw: a header row, a units row, one row per profiled launch)
@@ -45,6 +45,7 @@ NAMED = [
     ("L2 writes (GB)", "lts__t_sectors_op_write.sum", 32e-9),
     ("DRAM throughput (% of peak)", "dram__throughput.avg.pct_of_peak_sustained_elapsed", 1),
     ("DRAM bytes read (GB)", "dram__bytes_read.sum", 1e-9),
+    ("DRAM bytes written (GB)", "dram__bytes_write.sum", 1e-9),
     ("cycles per issued instruction (per warp)", "smsp__average_warp_latency_per_inst_issued.ratio", 1),
     ("warp instructions (millions)", "smsp__inst_executed.sum", 1e-6),
 ]
