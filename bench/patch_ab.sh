@@ -7,9 +7,11 @@
 #      its tests is not timed)
 #   3. time A, B, A, B (`mixlab kernel_bench --ops=OPS`: CUDA events, L2 flushed between repeats);
 #      MIXLAB_AB_ROUNDS (default 2) rounds of A, B: more for a change near the runs' spread
-#   4. take PATCH back out (before the timing) and rebuild at the end, so later steps of the call
-#      measure the tree (not with MIXLAB_AB_REBUILD=0, which device_call.sh sets for its last step;
-#      the sources are the tree's again, so a later build rebuilds what the patch touched)
+#   4. take PATCH back out (before the timing) and put A's build back: BUILD is copied once A is
+#      built and the copy replaces it after B's snapshot, with the patched sources' old times
+#      restored, so later steps of the call measure the tree without rebuilding what the patch
+#      touched (where the copy does not fit, the build is rebuilt at the end instead; not with
+#      MIXLAB_AB_REBUILD=0, which device_call.sh sets for its last step)
 # PATCH applies to the source tree BUILD was configured from (its CMakeCache.txt's
 # CMAKE_HOME_DIRECTORY; this repository when BUILD has no cache).  A kernel that never finishes
 # (an mbarrier waiting for bytes a wrong count never brings) must not take the rest of the call:
@@ -71,13 +73,44 @@ apply() {
   esac
 }
 apply --check
+# The files the patch changes (its `--- a/PATH` lines), copied with their times before it applies.
+SOURCES="$(mktemp -d)"
+save_sources() {
+  local path
+  while read -r path; do
+    [[ -f $path ]] && mkdir -p "$SOURCES/$(dirname "$path")" && cp -p "$path" "$SOURCES/$path"
+  done < <(sed -n 's#^--- a/##p' "$PATCH" | sed 's/\t.*//')
+}
+# Their times back where the content is as it was (then nothing that depends on them is rebuilt).
+restore_times() {
+  local saved
+  while read -r saved; do
+    cmp -s "$saved" "${saved#"$SOURCES/"}" && touch -r "$saved" "${saved#"$SOURCES/"}"
+  done < <(cd "$SOURCES" && find . -type f | sed "s#^\./#$SOURCES/#")
+}
+# A's build folder, kept beside it while B is built in its place.
+KEEP="$BUILD.patch-ab-a"
+kept=0
+keep_a() {
+  [[ -f $BUILD/CMakeCache.txt && $BUILD != "$TREE" && $BUILD != / ]] || return 0
+  rm -rf "$KEEP"
+  if cp -a "$BUILD" "$KEEP" 2>/dev/null; then
+    kept=1
+  else
+    rm -rf "$KEEP"
+    echo "== no room for a copy of A's build: it is rebuilt at the end"
+  fi
+}
 applied=0
-restore() { if ((applied)); then apply -R && applied=0; fi; }  # the tree as it came
+restore() {  # the tree and the build as they came
+  if ((applied)); then apply -R && applied=0 && restore_times; fi
+  if ((kept)); then rm -rf "$BUILD" && mv "$KEEP" "$BUILD" && kept=0; fi
+}
 # Each side's `mixlab` with the build's shared libraries (libmixlab_lib.so holds the kernels, and
 # the binary's RUNPATH names the build folder): LD_LIBRARY_PATH, searched before RUNPATH, makes
 # each copy load its own.  Outside OUT (a call brings OUT back).
 BIN="$(mktemp -d)"
-trap 'restore; rm -rf "$BIN"' EXIT
+trap 'restore; rm -rf "$BIN" "$SOURCES"' EXIT
 snapshot() {
   mkdir -p "$BIN/$1" && cp "$BUILD/mixlab" "$BUILD"/*.so "$BIN/$1/"
   local libraries
@@ -88,7 +121,9 @@ snapshot() {
 echo "== A: the tree"
 cmake --build "$BUILD" --target mixlab | tail -1
 snapshot a
+keep_a
 echo "== B: the tree with $(basename "$PATCH")"
+save_sources
 apply && applied=1
 if [[ -n $FILTER ]]; then
   cmake --build "$BUILD" --target mixlab mixlab_tests | tail -1
@@ -125,7 +160,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
   done
 done
 if [[ ${MIXLAB_AB_REBUILD:-1} == 1 ]]; then  # 0: the call's last step, nothing measures the build after it
-  echo "== the build back to the tree"
+  echo "== the build back to the tree"  # nothing to do where A's build came back
   cmake --build "$BUILD" --target mixlab | tail -1
 fi
 a_runs=() b_runs=()

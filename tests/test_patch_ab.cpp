@@ -182,7 +182,8 @@ TEST(PatchAb, EveryExperimentPatchAppliesToTheTree) {
 // patch_ab.sh end to end, on the CPU: a stand-in project configured with CMake (a `mixlab` whose
 // `kernel_bench` writes one CSV row with the forward time its shared library returns, and a
 // `mixlab_tests` that passes) is the BUILD, and each patch below changes that library.  The patch
-// applies to the tree the build was configured from, and every run leaves that tree as it was.
+// applies to the tree the build was configured from, and every run leaves that tree as it was and
+// the build as A's, nothing in it to recompile.
 namespace {
 
 constexpr const char* kStandInLibrary =
@@ -235,6 +236,17 @@ struct StandInBuild {
         dir.file("ab"));
   }
   std::string library() const { return mixlab::testing::slurp(dir.file("tree/lib.cpp")); }
+  // The build folder is A's again: building it compiles nothing, and its kernel_bench reports A's
+  // 2.0 ms.
+  void expect_a_build_without_recompiling() const {
+    const auto rebuild = mixlab::testing::run_process(
+        "/bin/bash", {"-c", "cmake --build \"$1\" --target mixlab 2>&1 && \"$1/mixlab\" kernel_bench \"$2\" --ops=scan", "rebuild",
+                      dir.file("build"), dir.file("a_again.csv")},
+        dir.file("rebuild"));
+    ASSERT_TRUE(rebuild.exited_with(0)) << rebuild.out << rebuild.err;
+    EXPECT_EQ(rebuild.out.find("Building CXX object"), std::string::npos) << rebuild.out;
+    EXPECT_NE(mixlab::testing::slurp(dir.file("a_again.csv")).find("mixlab,scan,1024,16,16384,2,8,0,0"), std::string::npos);
+  }
 };
 
 bool have_build_tools() { return std::system("{ command -v git && command -v cmake && command -v c++; } >/dev/null 2>&1") == 0; }
@@ -243,7 +255,7 @@ bool have_build_tools() { return std::system("{ command -v git && command -v cma
 
 // B's library returns 1.0 ms where A's returns 2.0: two rounds each, the table gives -50.0% for the
 // forward (2.000 -> 1.000), the forward+backward (8.000 -> 4.000) and the backward (6 -> 3), with no
-// spread between runs of a side.
+// spread between runs of a side; afterwards the build is A's without a rebuild.
 TEST(PatchAb, EndToEndTheTableShowsTheChangeAndTheTreeIsRestored) {
   if (!have_build_tools()) GTEST_SKIP() << "git, cmake or c++ is missing";
   StandInBuild stand_in("patch_ab_end_to_end");
@@ -256,6 +268,7 @@ TEST(PatchAb, EndToEndTheTableShowsTheChangeAndTheTreeIsRestored) {
   for (const char* run : {"a1.csv", "b1.csv", "a2.csv", "b2.csv", "patch_ab.md"})
     EXPECT_TRUE(std::filesystem::exists(stand_in.dir.file(std::string("out/") + run))) << run;
   EXPECT_EQ(stand_in.library(), kStandInLibrary);
+  stand_in.expect_a_build_without_recompiling();
 }
 
 // A B whose tests never finish is killed after MIXLAB_AB_TEST_TIMEOUT seconds and not timed; one
@@ -274,4 +287,5 @@ TEST(PatchAb, AHangingTestOrRunIsKilledAtItsTimeout) {
   EXPECT_TRUE(runs.exited_with(1)) << runs.out << runs.err;
   EXPECT_NE(runs.err.find("run b1 did not finish in 2 s (MIXLAB_AB_RUN_TIMEOUT"), std::string::npos) << runs.err;
   EXPECT_EQ(stand_in.library(), kStandInLibrary);
+  stand_in.expect_a_build_without_recompiling();
 }
