@@ -22,9 +22,7 @@ files=()
 for d in 64 128; do
   for kernel in window_forward_kernel window_backward_kernel; do
     csv="$OUT/${kernel}_${d}_${N}.csv"
-    "${NCU[@]}" --kernel-name-base demangled --kernel-name "regex:${kernel}<[^>]*${d}>" --launch-count 1 \
-      "$BUILD/mixlab" kernel_bench /dev/null --ops=swa --lengths="$N" >"$csv.log" 2>&1 || status=1
-    keep_ncu_rows "$csv" || status=1
+    profile_first_launch "$BUILD" "$csv" swa "$N" "${kernel}<[^>]*${d}>" || status=1
     files+=("$csv")
   done
   csv="$OUT/flex_${d}_${N}.csv"

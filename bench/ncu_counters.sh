@@ -6,6 +6,9 @@
 #                   per issued instruction
 #   require_ncu NAME OUT      exits 2 (NAME: the caller) unless ncu is on the PATH; makes OUT
 #   keep_ncu_rows CSV         CSV.log's ncu rows (they start with a quote) into CSV; else says why
+#   profile_first_launch BUILD CSV OPS N REGEX   the counters of the first launch whose demangled
+#                             name matches REGEX in `mixlab kernel_bench --ops=OPS --lengths=N`,
+#                             ncu's log in CSV.log and its rows in CSV; fails if either step did
 NCU_COUNTERS=gpu__time_duration.sum,sm__cycles_elapsed.avg.per_second,launch__registers_per_thread
 NCU_COUNTERS+=,launch__shared_mem_per_block_dynamic,launch__grid_size,launch__block_size
 NCU_COUNTERS+=,launch__occupancy_limit_registers,launch__occupancy_limit_shared_mem
@@ -27,4 +30,11 @@ require_ncu() {
 }
 keep_ncu_rows() {
   grep '^"' "$1.log" >"$1" || { tail -n 5 "$1.log"; return 1; }
+}
+profile_first_launch() {
+  local status=0
+  ncu --metrics "$NCU_COUNTERS" --csv --page raw --kernel-name-base demangled --kernel-name "regex:$5" \
+    --launch-count 1 "$1/mixlab" kernel_bench /dev/null --ops="$3" --lengths="$4" >"$2.log" 2>&1 || status=1
+  keep_ncu_rows "$2" || status=1
+  return $status
 }

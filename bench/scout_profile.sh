@@ -27,10 +27,7 @@ for d in 64 128; do
   for kernel in checkpoint_forward_kernel backward_prologue_kernel checkpoint_keys_backward_kernel \
     checkpoint_self_backward_kernel; do
     csv="$OUT/${kernel}_${d}_${N}.csv"
-    ncu --metrics "$NCU_COUNTERS" --csv --page raw --kernel-name-base demangled \
-      --kernel-name "regex:${kernel}<[^>]*${d}>" --launch-count 1 \
-      "$BUILD/mixlab" kernel_bench /dev/null --ops=scout --lengths="$N" >"$csv.log" 2>&1 || status=1
-    keep_ncu_rows "$csv" || status=1
+    profile_first_launch "$BUILD" "$csv" scout "$N" "${kernel}<[^>]*${d}>" || status=1
     files+=("$csv")
   done
 done

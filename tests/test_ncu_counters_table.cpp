@@ -1,7 +1,8 @@
 // bench/peers/ncu_counters_table.py (the Nsight Compute tables of bench/scan_profile.sh,
 // bench/attention_profile.sh and bench/scout_profile.sh) on hand-made `ncu --csv --page raw` files:
 // a file of three launches (units as ncu prints them: microseconds, megabytes and kilobytes with
-// thousands separators, millions of sectors) and a file of one.
+// thousands separators, millions of sectors) and a file of one; and scout_profile.sh's calls of ncu,
+// through a stand-in.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -72,4 +73,46 @@ TEST(NcuCountersTable, AFileWithoutALaunchSaysWhereToLook) {
   EXPECT_FALSE(result.exited_with(0));
   EXPECT_NE(result.err.find("empty.csv: no profiled launch (ncu's log beside it says why)"), std::string::npos)
       << result.err;
+}
+
+// bench/scout_profile.sh with a stand-in `ncu` on the PATH (it records its --kernel-name and
+// --lengths, and prints one launch whose time is the kernel's position in the script's order, in
+// microseconds): one profile per kernel and head dim, eight in all, each of the first launch of
+// `kernel_bench --ops=scout` at the asked N, tabled in that order.
+TEST(NcuCountersTable, TheScoutProfileTakesEachKernelOnceAtBothHeadDims) {
+  if (!std::filesystem::exists(kNcuPython)) GTEST_SKIP() << kNcuPython << " is missing";
+  mixlab::testing::TempDir dir("scout_profile");
+  std::filesystem::create_directories(dir.file("bin"));
+  std::ofstream(dir.file("bin/ncu"))
+      << "#!/bin/bash\n"
+         "name=; lengths=; count=0\n"
+         "for a in \"$@\"; do\n"
+         "  [[ $prev == --kernel-name ]] && name=${a#regex:}\n"
+         "  [[ $prev == --launch-count ]] && count=$a\n"
+         "  [[ $a == --lengths=* ]] && lengths=${a#--lengths=}\n"
+         "  prev=$a\n"
+         "done\n"
+         "echo \"$name $lengths $count\" >> \"$NCU_CALLS\"\n"
+         "n=$(wc -l < \"$NCU_CALLS\")\n"
+         "printf '\"ID\",\"Kernel Name\",\"gpu__time_duration.sum\"\\n\"\",\"\",\"usecond\"\\n\"0\",\"%s\",\"%s\"\\n' "
+         "\"$name\" \"$n\"\n";
+  std::filesystem::permissions(dir.file("bin/ncu"), std::filesystem::perms::owner_all);
+  const auto script = (mixlab::source_tree::root() / "bench" / "scout_profile.sh").string();
+  const auto result = mixlab::testing::run_process(
+      "/bin/bash", {"-c", "PATH=\"$1:$PATH\" NCU_CALLS=\"$2\" bash \"$3\" \"$4\" \"$5\" 2048", "profile", dir.file("bin"),
+                    dir.file("calls.txt"), script, dir.file("build"), dir.file("out")},
+      dir.file("run"));
+  ASSERT_TRUE(result.exited_with(0)) << result.out << result.err;
+  EXPECT_EQ(mixlab::testing::slurp(dir.file("calls.txt")),
+            "checkpoint_forward_kernel<[^>]*64> 2048 1\nbackward_prologue_kernel<[^>]*64> 2048 1\n"
+            "checkpoint_keys_backward_kernel<[^>]*64> 2048 1\ncheckpoint_self_backward_kernel<[^>]*64> 2048 1\n"
+            "checkpoint_forward_kernel<[^>]*128> 2048 1\nbackward_prologue_kernel<[^>]*128> 2048 1\n"
+            "checkpoint_keys_backward_kernel<[^>]*128> 2048 1\ncheckpoint_self_backward_kernel<[^>]*128> 2048 1\n");
+  const std::string table = mixlab::testing::slurp(dir.file("out/scout_profile.md"));
+  EXPECT_NE(table.find("| counter | checkpoint_forward_kernel_64_2048 | backward_prologue_kernel_64_2048 |"),
+            std::string::npos)
+      << table;
+  // The eight launches took 1 .. 8 µs in the script's order.
+  EXPECT_NE(table.find("| time (ms) | 0.001 | 0.002 | 0.003 | 0.004 | 0.005 | 0.006 | 0.007 | 0.008 |"), std::string::npos)
+      << table;
 }
