@@ -118,6 +118,15 @@ snapshot() {
   [[ $libraries == *"=> $BIN/$1/libmixlab_lib.so"* ]] ||
     { echo "patch_ab.sh: the copy of side $1 does not load its own libmixlab_lib.so" >&2; exit 1; }
 }
+# After a command run under `timeout -k 10 SECONDS`: where STATUS says it was killed at the limit,
+# says that WHAT did not finish (VARIABLE sets SECONDS) and stops the A/B.
+#   stop_if_killed STATUS SECONDS VARIABLE WHAT [MORE]
+stop_if_killed() {
+  if (($1 == 124 || $1 == 137)); then
+    echo "patch_ab.sh: $4 did not finish in $2 s ($3; a hang?), killed${5:-}" >&2
+    exit 1
+  fi
+}
 echo "== A: the tree"
 cmake --build "$BUILD" --target mixlab | tail -1
 snapshot a
@@ -130,10 +139,8 @@ if [[ -n $FILTER ]]; then
   status=0
   (cd "$BUILD" && exec timeout -k 10 "$TEST_TIMEOUT" ./mixlab_tests --gtest_filter="$FILTER") >"$OUT/tests_b.log" 2>&1 ||
     status=$?
-  if ((status == 124 || status == 137)); then
-    echo "patch_ab.sh: B's tests ($FILTER) did not finish in $TEST_TIMEOUT s (MIXLAB_AB_TEST_TIMEOUT; a hang?), killed; not timed ($OUT/tests_b.log)" >&2
-    exit 1
-  elif ((status != 0)); then
+  stop_if_killed $status "$TEST_TIMEOUT" MIXLAB_AB_TEST_TIMEOUT "B's tests ($FILTER)" "; not timed ($OUT/tests_b.log)"
+  if ((status != 0)); then
     grep -E "^\[  (FAILED|PASSED)" "$OUT/tests_b.log" | head -20
     echo "patch_ab.sh: B fails its tests ($OUT/tests_b.log); not timed" >&2
     exit 1
@@ -150,10 +157,8 @@ for ((round = 1; round <= ROUNDS; round++)); do
     status=0
     LD_LIBRARY_PATH="$BIN/$side${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" timeout -k 10 "$RUN_TIMEOUT" \
       "$BIN/$side/mixlab" kernel_bench "$OUT/$side$round.csv" --ops="$OPS" "$@" >>"$OUT/bench.log" 2>&1 || status=$?
-    if ((status == 124 || status == 137)); then
-      echo "patch_ab.sh: run $side$round did not finish in $RUN_TIMEOUT s (MIXLAB_AB_RUN_TIMEOUT; a hang?), killed ($OUT/bench.log)" >&2
-      exit 1
-    elif ((status != 0)); then
+    stop_if_killed $status "$RUN_TIMEOUT" MIXLAB_AB_RUN_TIMEOUT "run $side$round" " ($OUT/bench.log)"
+    if ((status != 0)); then
       tail -5 "$OUT/bench.log"
       exit 1
     fi
